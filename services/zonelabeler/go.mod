@@ -1,0 +1,3 @@
+module github.com/zonetoll/zonetoll/services/zonelabeler
+
+go 1.26.0

@@ -1,0 +1,3 @@
+module github.com/zonetoll/zonetoll/tools
+
+go 1.26.0
