@@ -1,0 +1,130 @@
+// Package metricstest scrapes a real /metrics endpoint over HTTP and reads values from it, for tests in
+// every module. It is imported only by tests.
+package metricstest
+
+import (
+	"fmt"
+	"io"
+	"net/http"
+	"sort"
+	"strings"
+	"testing"
+
+	dto "github.com/prometheus/client_model/go"
+	"github.com/prometheus/common/expfmt"
+	"github.com/prometheus/common/model"
+)
+
+// Families is a parsed scrape, by metric family name.
+type Families map[string]*dto.MetricFamily
+
+// Scrape GETs url (a /metrics endpoint) in the Prometheus text format and parses it; any failure fails t.
+func Scrape(t testing.TB, url string) Families {
+	t.Helper()
+	fams, err := ScrapeErr(url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return fams
+}
+
+// ScrapeErr is Scrape for callers that poll and tolerate failures.
+func ScrapeErr(url string) (Families, error) {
+	req, err := http.NewRequest(http.MethodGet, url, nil)
+	if err != nil {
+		return nil, err
+	}
+	req.Header.Set("Accept", "text/plain;version=0.0.4")
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return nil, fmt.Errorf("scraping %s: %w", url, err)
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(resp.Body)
+	if err != nil {
+		return nil, fmt.Errorf("scraping %s: reading body: %w", url, err)
+	}
+	if resp.StatusCode != http.StatusOK {
+		return nil, fmt.Errorf("scraping %s: status %s: %s", url, resp.Status, body)
+	}
+	p := expfmt.NewTextParser(model.UTF8Validation)
+	fams, err := p.TextToMetricFamilies(strings.NewReader(string(body)))
+	if err != nil {
+		return nil, fmt.Errorf("scraping %s: parsing exposition: %w", url, err)
+	}
+	return fams, nil
+}
+
+// Value returns the value of the one series of family name whose labels include all of labels, and
+// whether there was exactly one. Counters, gauges and untyped series have a value; for histograms and
+// summaries it is the sample count.
+func (f Families) Value(name string, labels map[string]string) (float64, bool) {
+	ms := f.Series(name, labels)
+	if len(ms) != 1 {
+		return 0, false
+	}
+	return value(ms[0]), true
+}
+
+// Sum adds the values of every series of family name whose labels include all of labels.
+func (f Families) Sum(name string, labels map[string]string) float64 {
+	var sum float64
+	for _, m := range f.Series(name, labels) {
+		sum += value(m)
+	}
+	return sum
+}
+
+// Series returns the series of family name whose labels include all of labels.
+func (f Families) Series(name string, labels map[string]string) []*dto.Metric {
+	fam, ok := f[name]
+	if !ok {
+		return nil
+	}
+	var out []*dto.Metric
+	for _, m := range fam.GetMetric() {
+		if matches(m, labels) {
+			out = append(out, m)
+		}
+	}
+	return out
+}
+
+// Names lists the families present, sorted, for error messages.
+func (f Families) Names() []string {
+	names := make([]string, 0, len(f))
+	for n := range f {
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	return names
+}
+
+func matches(m *dto.Metric, want map[string]string) bool {
+	have := make(map[string]string, len(m.GetLabel()))
+	for _, lp := range m.GetLabel() {
+		have[lp.GetName()] = lp.GetValue()
+	}
+	for k, v := range want {
+		if have[k] != v {
+			return false
+		}
+	}
+	return true
+}
+
+func value(m *dto.Metric) float64 {
+	switch {
+	case m.Counter != nil:
+		return m.GetCounter().GetValue()
+	case m.Gauge != nil:
+		return m.GetGauge().GetValue()
+	case m.Untyped != nil:
+		return m.GetUntyped().GetValue()
+	case m.Histogram != nil:
+		return float64(m.GetHistogram().GetSampleCount())
+	case m.Summary != nil:
+		return float64(m.GetSummary().GetSampleCount())
+	}
+	return 0
+}
