@@ -1,0 +1,321 @@
+// Package counter loads and attaches zonetoll's per-address-pair byte
+// counter and drains its maps without losing updates.
+//
+// The program counts layer-3 bytes (IP headers included) per (source,
+// destination) address pair at netfilter POST_ROUTING, or, as a fallback, at
+// tcx ingress on the host side of pod veths. Maps live in bpffs so an agent
+// restart continues where the previous process stopped.
+package counter
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"math"
+	"sync"
+
+	"github.com/cilium/ebpf"
+	"github.com/cilium/ebpf/link"
+)
+
+// Mode selects where the program attaches.
+type Mode string
+
+const (
+	// ModeAuto picks netfilter when the kernel has netfilter BPF links, else tc.
+	ModeAuto Mode = "auto"
+	// ModeNetfilter attaches at NF_INET_POST_ROUTING for IPv4 and IPv6 (kernel >= 6.4).
+	ModeNetfilter Mode = "netfilter"
+	// ModeTC attaches at tcx ingress on the host side of each pod interface (kernel >= 6.6).
+	ModeTC Mode = "tc"
+)
+
+// Defaults for Config fields left zero.
+const (
+	DefaultMaxFlows = 131072
+	DefaultPinDir   = "/sys/fs/bpf/zonetoll"
+	// DefaultPriority runs the hook before source NAT (NF_IP_PRI_NAT_SRC =
+	// 100), so pod addresses are seen before masquerading.
+	DefaultPriority int32 = 90
+)
+
+// natSrcPriority is NF_IP_PRI_NAT_SRC: at or after it, source addresses may
+// already be rewritten to the node's.
+const natSrcPriority = 100
+
+// Config sets up a Counter. Zero fields take the defaults above.
+type Config struct {
+	// MaxFlows is the capacity of each of the two flow maps: the number of
+	// distinct address pairs one drain interval can hold. Packets of new
+	// pairs beyond it are counted as insert failures, not as flows.
+	MaxFlows uint32
+	// PinDir is a directory on bpffs where maps are pinned.
+	PinDir string
+	// Priority of the netfilter hook; must be below 100 (source NAT). Two
+	// BPF programs at the same hook and priority are refused (EBUSY).
+	Priority int32
+	// Mode of attachment; ModeAuto probes the kernel.
+	Mode Mode
+}
+
+func (c Config) withDefaults() Config {
+	if c.MaxFlows == 0 {
+		c.MaxFlows = DefaultMaxFlows
+	}
+	if c.PinDir == "" {
+		c.PinDir = DefaultPinDir
+	}
+	if c.Priority == 0 {
+		c.Priority = DefaultPriority
+	}
+	if c.Mode == "" {
+		c.Mode = ModeAuto
+	}
+	return c
+}
+
+// Validate reports the first invalid setting.
+func (c Config) Validate() error {
+	c = c.withDefaults()
+	switch c.Mode {
+	case ModeAuto, ModeNetfilter, ModeTC:
+	default:
+		return fmt.Errorf("mode %q: must be one of auto, netfilter, tc", c.Mode)
+	}
+	// INT_MIN is refused by the kernel; >= 100 would see NATed addresses.
+	if c.Priority <= math.MinInt32 || c.Priority >= natSrcPriority {
+		return fmt.Errorf("priority %d: must be between %d and %d (below source NAT)", c.Priority, math.MinInt32+1, natSrcPriority-1)
+	}
+	return nil
+}
+
+// Key is a flow's address pair. IPv4 addresses are IPv4-mapped
+// (::ffff:a.b.c.d). Its memory layout is the BPF map key's, so batches are
+// read without conversion.
+type Key struct {
+	Src, Dst [16]byte
+}
+
+// Value is what the program counted for a Key since the last drain.
+type Value struct {
+	// Bytes are layer-3 bytes including IP headers (skb->len at POST_ROUTING).
+	Bytes uint64
+	// Packets counts skbs; a GSO skb is one packet here.
+	Packets uint64
+	// Segments counts packets on the wire: the GSO segments of an skb, else 1.
+	Segments uint64
+}
+
+// Stats are cumulative counts of packets the program could not attribute to
+// a flow, summed over CPUs. They survive restarts with the pinned maps.
+type Stats struct {
+	// InsertFailedPackets and InsertFailedBytes: a new flow did not fit the map.
+	InsertFailedPackets uint64
+	InsertFailedBytes   uint64
+	// ParseFailedPackets: the IP header could not be read.
+	ParseFailedPackets uint64
+}
+
+// DrainStats describes one Drain.
+type DrainStats struct {
+	// Flows is the number of entries passed to the callback.
+	Flows int
+	// Batches is the number of batch syscalls.
+	Batches int
+}
+
+// Counter owns the loaded program, its maps and its links.
+type Counter struct {
+	cfg  Config
+	log  *slog.Logger
+	mode Mode
+
+	prog   *ebpf.Program
+	outer  *ebpf.Map
+	flows  [2]*ebpf.Map
+	stats  *ebpf.Map
+	legacy []*ebpf.Map // pinned maps of an incompatible earlier layout, drained once
+
+	mu     sync.Mutex // serialises Drain and attach/close
+	active int        // index into flows of the map in the outer slot
+	links  []link.Link
+	keys   []Key
+	values []Value
+	closed bool
+}
+
+// ErrClosed is returned by methods of a closed Counter.
+var ErrClosed = errors.New("counter closed")
+
+// Mode is the attach mode in use (never ModeAuto).
+func (c *Counter) Mode() Mode { return c.mode }
+
+// Load loads the program for the configured mode, reusing compatible maps
+// pinned in cfg.PinDir or creating and pinning new ones. It does not attach.
+func Load(ctx context.Context, cfg Config, log *slog.Logger) (*Counter, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, fmt.Errorf("validating config: %w", err)
+	}
+	cfg = cfg.withDefaults()
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	log = log.With("component", "bpf-counter")
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+
+	mode, err := resolveMode(cfg.Mode)
+	if err != nil {
+		return nil, fmt.Errorf("choosing attach mode: %w", err)
+	}
+	log.Info("attach mode chosen", "mode", mode, "configured", cfg.Mode)
+
+	spec, err := loadCounter()
+	if err != nil {
+		return nil, fmt.Errorf("loading spec: %w", err)
+	}
+	for _, name := range []string{counterMapFlowsA, counterMapFlowsB} {
+		spec.Maps[name].MaxEntries = cfg.MaxFlows
+	}
+	spec.Maps[counterMapActive].InnerMap.MaxEntries = cfg.MaxFlows
+	// Load only the program of the chosen mode: the other may need kernel
+	// features this kernel lacks.
+	progName := counterProgCountNf
+	if mode == ModeTC {
+		progName = counterProgCountTc
+	}
+	for name := range spec.Programs {
+		if name != progName {
+			delete(spec.Programs, name)
+		}
+	}
+
+	pins, err := openPins(cfg.PinDir, spec, log)
+	if err != nil {
+		return nil, err
+	}
+	opts := &ebpf.CollectionOptions{}
+	if pins.reuse {
+		opts.MapReplacements = pins.maps
+		// The slot already points at one of the reused maps; writing the
+		// initial value again would only cost a swap.
+		spec.Maps[counterMapActive].Contents = nil
+	}
+	coll, err := ebpf.NewCollectionWithOptions(spec, *opts)
+	pins.closeMaps() // collections hold their own clones
+	if err != nil {
+		pins.closeLegacy()
+		return nil, fmt.Errorf("loading objects: %w", err)
+	}
+
+	c := &Counter{
+		cfg:    cfg,
+		log:    log,
+		mode:   mode,
+		prog:   coll.Programs[progName],
+		outer:  coll.Maps[counterMapActive],
+		flows:  [2]*ebpf.Map{coll.Maps[counterMapFlowsA], coll.Maps[counterMapFlowsB]},
+		stats:  coll.Maps[counterMapStats],
+		legacy: pins.legacy,
+	}
+	batch := min(cfg.MaxFlows, maxBatch)
+	c.keys = make([]Key, batch)
+	c.values = make([]Value, batch)
+
+	if pins.reuse {
+		c.active, err = c.findActive()
+		if err != nil {
+			_ = c.Close()
+			return nil, fmt.Errorf("reading active flow map: %w", err)
+		}
+		log.Info("reusing pinned maps", "dir", cfg.PinDir, "max_flows", cfg.MaxFlows)
+		return c, nil
+	}
+	if err := c.pin(); err != nil {
+		_ = c.Close()
+		return nil, err
+	}
+	log.Info("created and pinned maps", "dir", cfg.PinDir, "max_flows", cfg.MaxFlows)
+	return c, nil
+}
+
+// findActive reports which flow map the outer slot points at.
+func (c *Counter) findActive() (int, error) {
+	var id uint32
+	if err := c.outer.Lookup(uint32(0), &id); err != nil {
+		return 0, fmt.Errorf("looking up slot: %w", err)
+	}
+	for i, m := range c.flows {
+		info, err := m.Info()
+		if err != nil {
+			return 0, fmt.Errorf("reading map info: %w", err)
+		}
+		if mid, ok := info.ID(); ok && uint32(mid) == id {
+			return i, nil
+		}
+	}
+	// The slot points elsewhere (should not happen with our pins): point it
+	// at flows_a so the program writes a map we drain.
+	if err := c.outer.Update(uint32(0), c.flows[0], ebpf.UpdateAny); err != nil {
+		return 0, fmt.Errorf("resetting slot: %w", err)
+	}
+	return 0, nil
+}
+
+// Stats sums the per-CPU failure counters.
+func (c *Counter) Stats() (Stats, error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.closed {
+		return Stats{}, ErrClosed
+	}
+	var per []counterCounterStats
+	if err := c.stats.Lookup(uint32(0), &per); err != nil {
+		return Stats{}, fmt.Errorf("reading stats: %w", err)
+	}
+	var s Stats
+	for _, p := range per {
+		s.InsertFailedPackets += p.InsertFailedPackets
+		s.InsertFailedBytes += p.InsertFailedBytes
+		s.ParseFailedPackets += p.ParseFailedPackets
+	}
+	return s, nil
+}
+
+// InsertFailures is the number of packets not counted because the flow map
+// was full, summed over CPUs since the maps were created.
+func (c *Counter) InsertFailures() (uint64, error) {
+	s, err := c.Stats()
+	return s.InsertFailedPackets, err
+}
+
+// Close detaches all links and releases the program and maps. Pinned maps
+// stay in bpffs (their content too) for the next Load; call Unpin first to
+// remove them.
+func (c *Counter) Close() error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.closed {
+		return nil
+	}
+	c.closed = true
+	var errs []error
+	for _, l := range c.links {
+		if err := l.Close(); err != nil {
+			errs = append(errs, fmt.Errorf("closing link: %w", err))
+		}
+	}
+	c.links = nil
+	for _, m := range c.legacy {
+		errs = append(errs, m.Close())
+	}
+	c.legacy = nil
+	for _, cl := range []interface{ Close() error }{c.prog, c.outer, c.flows[0], c.flows[1], c.stats} {
+		if cl != nil {
+			errs = append(errs, cl.Close())
+		}
+	}
+	return errors.Join(errs...)
+}

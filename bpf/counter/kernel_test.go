@@ -1,0 +1,111 @@
+package counter
+
+import (
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"golang.org/x/sys/unix"
+)
+
+// netnsPrefix names every network namespace these tests create, so leftovers
+// of a crashed run are found and removed.
+const netnsPrefix = "ztbpf-"
+
+// bpffsRoot is a private bpffs mounted for this test binary (empty when the
+// tests cannot use the kernel).
+var bpffsRoot string
+
+func TestMain(m *testing.M) {
+	os.Exit(runTests(m))
+}
+
+func runTests(m *testing.M) int {
+	if kernelUnavailable() != "" {
+		return m.Run()
+	}
+	removeLeftoverNetns()
+	dir, err := os.MkdirTemp("", "ztbpf-bpffs-")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "creating bpffs dir:", err)
+		return 1
+	}
+	defer os.Remove(dir)
+	if err := unix.Mount("bpf", dir, "bpf", 0, "mode=0700"); err != nil {
+		fmt.Fprintln(os.Stderr, "mounting bpffs:", err)
+		return 1
+	}
+	defer unix.Unmount(dir, unix.MNT_DETACH)
+	bpffsRoot = dir
+
+	before := bpfFDs()
+	code := m.Run()
+	removeLeftoverNetns()
+	if leaked := bpfFDs() - before; leaked > 0 && code == 0 {
+		fmt.Fprintf(os.Stderr, "FAIL: %d BPF map/program/link file descriptors leaked\n", leaked)
+		code = 1
+	}
+	return code
+}
+
+// kernelUnavailable says why kernel tests cannot run, or "" when they can.
+func kernelUnavailable() string {
+	if os.Geteuid() != 0 {
+		return "not root"
+	}
+	if _, err := os.Stat("/sys/kernel/btf/vmlinux"); err != nil {
+		return "kernel has no BTF (/sys/kernel/btf/vmlinux)"
+	}
+	return ""
+}
+
+// requireKernel skips a test that needs root and a BTF kernel, or fails it
+// when ZONETOLL_REQUIRE_KERNEL=1 (CI) so a kernel test is never skipped
+// silently there.
+func requireKernel(t testing.TB) {
+	t.Helper()
+	why := kernelUnavailable()
+	if why == "" {
+		return
+	}
+	if os.Getenv("ZONETOLL_REQUIRE_KERNEL") == "1" {
+		t.Fatalf("kernel test cannot run (%s) and ZONETOLL_REQUIRE_KERNEL=1", why)
+	}
+	t.Skipf("skipping kernel test: %s (set ZONETOLL_REQUIRE_KERNEL=1 to fail instead)", why)
+}
+
+// pinDir returns a fresh directory on the private bpffs.
+func pinDir(t testing.TB) string {
+	t.Helper()
+	dir, err := os.MkdirTemp(bpffsRoot, "pins-")
+	if err != nil {
+		t.Fatalf("creating pin dir: %v", err)
+	}
+	t.Cleanup(func() { os.RemoveAll(dir) })
+	return dir
+}
+
+// bpfFDs counts this process's open BPF map, program and link descriptors.
+func bpfFDs() int {
+	ents, _ := os.ReadDir("/proc/self/fd")
+	n := 0
+	for _, e := range ents {
+		target, err := os.Readlink(filepath.Join("/proc/self/fd", e.Name()))
+		if err == nil && strings.HasPrefix(target, "anon_inode:bpf-") {
+			n++
+		}
+	}
+	return n
+}
+
+func removeLeftoverNetns() {
+	ents, _ := os.ReadDir("/run/netns")
+	for _, e := range ents {
+		if strings.HasPrefix(e.Name(), netnsPrefix) {
+			_ = exec.Command("ip", "netns", "del", e.Name()).Run()
+		}
+	}
+}

@@ -1,0 +1,131 @@
+package counter
+
+import (
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"path/filepath"
+
+	"github.com/cilium/ebpf"
+	"golang.org/x/sys/unix"
+)
+
+// pinnedMaps are the maps kept in bpffs; all or none of them are reused.
+var pinnedMaps = []string{counterMapFlowsA, counterMapFlowsB, counterMapActive, counterMapStats}
+
+type pins struct {
+	reuse  bool
+	maps   map[string]*ebpf.Map // handles to close after loading
+	legacy []*ebpf.Map          // flow maps of an incompatible layout, to drain once
+}
+
+func (p *pins) closeMaps() {
+	for _, m := range p.maps {
+		_ = m.Close()
+	}
+}
+
+func (p *pins) closeLegacy() {
+	for _, m := range p.legacy {
+		_ = m.Close()
+	}
+}
+
+// openPins opens the maps pinned in dir. When all exist and match spec they
+// are reused. When some are missing or do not match (for example MaxFlows
+// changed), the flow maps that still have our key and value layout are kept
+// open as legacy maps so their counts are drained once and not lost, and all
+// pins are removed so new maps can be pinned in their place.
+func openPins(dir string, spec *ebpf.CollectionSpec, log *slog.Logger) (*pins, error) {
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return nil, fmt.Errorf("creating pin dir: %w", err)
+	}
+	var fs unix.Statfs_t
+	if err := unix.Statfs(dir, &fs); err != nil {
+		return nil, fmt.Errorf("checking pin dir: %w", err)
+	}
+	if fs.Type != unix.BPF_FS_MAGIC {
+		return nil, fmt.Errorf("pin dir %s is not on bpffs (mount -t bpf bpf /sys/fs/bpf)", dir)
+	}
+
+	p := &pins{maps: map[string]*ebpf.Map{}}
+	var mismatch []error
+	for _, name := range pinnedMaps {
+		m, err := ebpf.LoadPinnedMap(filepath.Join(dir, name), nil)
+		if errors.Is(err, os.ErrNotExist) {
+			mismatch = append(mismatch, fmt.Errorf("%s: not pinned", name))
+			continue
+		}
+		if err != nil {
+			p.closeMaps()
+			return nil, fmt.Errorf("opening pinned map %s: %w", name, err)
+		}
+		p.maps[name] = m
+		if err := spec.Maps[name].Compatible(m); err != nil {
+			mismatch = append(mismatch, fmt.Errorf("%s: %w", name, err))
+		}
+	}
+	switch {
+	case len(p.maps) == 0:
+		return p, nil
+	case len(mismatch) == 0:
+		p.reuse = true
+		return p, nil
+	}
+
+	log.Warn("pinned maps do not match config: draining them once and replacing them",
+		"dir", dir, "reason", errors.Join(mismatch...).Error())
+	key, value := spec.Maps[counterMapFlowsA].KeySize, spec.Maps[counterMapFlowsA].ValueSize
+	for name, m := range p.maps {
+		if err := m.Unpin(); err != nil {
+			p.closeMaps()
+			p.closeLegacy()
+			return nil, fmt.Errorf("removing incompatible pin %s: %w", name, err)
+		}
+		isFlows := name == counterMapFlowsA || name == counterMapFlowsB
+		if isFlows && m.Type() == ebpf.Hash && m.KeySize() == key && m.ValueSize() == value {
+			p.legacy = append(p.legacy, m)
+			delete(p.maps, name)
+			continue
+		}
+		if isFlows {
+			log.Warn("discarding pinned flow map of unknown layout", "map", name,
+				"key_size", m.KeySize(), "value_size", m.ValueSize())
+		}
+	}
+	p.closeMaps()
+	p.maps = nil
+	return p, nil
+}
+
+func (c *Counter) pin() error {
+	objs := map[string]*ebpf.Map{
+		counterMapFlowsA: c.flows[0], counterMapFlowsB: c.flows[1],
+		counterMapActive: c.outer, counterMapStats: c.stats,
+	}
+	for _, name := range pinnedMaps {
+		if err := objs[name].Pin(filepath.Join(c.cfg.PinDir, name)); err != nil {
+			return fmt.Errorf("pinning map %s: %w", name, err)
+		}
+	}
+	return nil
+}
+
+// Unpin removes the maps from bpffs, so the next Load starts from zero and
+// counts not yet drained are lost. For uninstalling; a restart keeps pins.
+func (c *Counter) Unpin() error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.closed {
+		return ErrClosed
+	}
+	var errs []error
+	for _, name := range pinnedMaps {
+		err := os.Remove(filepath.Join(c.cfg.PinDir, name))
+		if err != nil && !errors.Is(err, os.ErrNotExist) {
+			errs = append(errs, fmt.Errorf("unpinning map %s: %w", name, err))
+		}
+	}
+	return errors.Join(errs...)
+}
