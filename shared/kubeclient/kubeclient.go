@@ -1,0 +1,74 @@
+// Package kubeclient builds the Kubernetes API client of a zonetoll service: from a kubeconfig when one
+// is given (--kubeconfig or KUBECONFIG), else from the pod's in-cluster service account, with client-side
+// rate limits and a user agent that names the service and its version.
+package kubeclient
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"time"
+
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/rest"
+	"k8s.io/client-go/tools/clientcmd"
+)
+
+// Config holds the client settings. Embed it in a service's configuration under the field name Kube so
+// its variables become ZONETOLL_KUBE_*.
+type Config struct {
+	QPS     float32       `default:"20" desc:"Sustained requests per second to the Kubernetes API (client-side limit)."`
+	Burst   int           `default:"40" desc:"Requests allowed in a burst above QPS."`
+	Timeout time.Duration `default:"30s" desc:"Timeout of one Kubernetes API request (watches excepted)."`
+}
+
+// ErrNoConfig means neither a kubeconfig nor an in-cluster service account was found.
+var ErrNoConfig = errors.New("no Kubernetes API configuration")
+
+// RESTConfig returns the client configuration. kubeconfig is a path, or a list of paths separated as
+// in KUBECONFIG; empty means in-cluster.
+func RESTConfig(kubeconfig string, cfg Config, userAgent string) (*rest.Config, error) {
+	var rc *rest.Config
+	var err error
+	if kubeconfig != "" {
+		rules := &clientcmd.ClientConfigLoadingRules{Precedence: filepath.SplitList(kubeconfig)}
+		rc, err = clientcmd.NewNonInteractiveDeferredLoadingClientConfig(rules, &clientcmd.ConfigOverrides{}).ClientConfig()
+		if err != nil {
+			return nil, fmt.Errorf("loading kubeconfig %s: %w", kubeconfig, err)
+		}
+	} else {
+		if os.Getenv("KUBERNETES_SERVICE_HOST") == "" {
+			return nil, fmt.Errorf("%w: not running in a pod (KUBERNETES_SERVICE_HOST is unset) and no kubeconfig given: pass --kubeconfig or set KUBECONFIG", ErrNoConfig)
+		}
+		rc, err = rest.InClusterConfig()
+		if err != nil {
+			return nil, fmt.Errorf("loading in-cluster configuration: %w", err)
+		}
+	}
+	rc.QPS = cfg.QPS
+	rc.Burst = cfg.Burst
+	rc.Timeout = cfg.Timeout
+	rc.UserAgent = userAgent
+	return rc, nil
+}
+
+// Validate checks the limits make sense together.
+func (c Config) Validate(prefix string) error {
+	if c.QPS <= 0 {
+		return fmt.Errorf("invalid setting %sQPS=%v: expected a number above 0", prefix, c.QPS)
+	}
+	if c.Burst < int(c.QPS) {
+		return fmt.Errorf("invalid setting %sBURST=%d: expected an integer of at least QPS (%v)", prefix, c.Burst, c.QPS)
+	}
+	return nil
+}
+
+// NewClientset returns a typed clientset for rc.
+func NewClientset(rc *rest.Config) (*kubernetes.Clientset, error) {
+	cs, err := kubernetes.NewForConfig(rc)
+	if err != nil {
+		return nil, fmt.Errorf("creating Kubernetes client for %s: %w", rc.Host, err)
+	}
+	return cs, nil
+}

@@ -1,0 +1,221 @@
+// Package servicecmd is the command line every zonetoll service shares: `<service> run` loads the
+// ZONETOLL_* settings, builds the logger, the metrics registry and the HTTP server, then runs the service
+// until SIGTERM or SIGINT; `<service> version` prints the build. A service's main.go is a few lines that
+// hand its Config type and Run function to Main.
+package servicecmd
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"os/signal"
+	"syscall"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/urfave/cli/v2"
+	"k8s.io/klog/v2"
+
+	"github.com/zonetoll/zonetoll/shared/buildinfo"
+	"github.com/zonetoll/zonetoll/shared/config"
+	"github.com/zonetoll/zonetoll/shared/httpserver"
+	"github.com/zonetoll/zonetoll/shared/logging"
+)
+
+// Exit codes of Main.
+const (
+	ExitOK      = 0
+	ExitFailure = 1 // the service failed while running
+	ExitUsage   = 2 // bad settings or arguments: nothing was started
+)
+
+// Common holds the settings every long-running service has. Embed it (anonymously) in a service's
+// Config: its variables are ZONETOLL_LOG_* and ZONETOLL_HTTP_*.
+type Common struct {
+	Log  logging.Config
+	HTTP httpserver.Config
+}
+
+func (c *Common) common() *Common { return c }
+
+// Configurer is satisfied by every struct that embeds Common.
+type Configurer interface{ common() *Common }
+
+// Env is what the service's Run gets besides its settings.
+type Env struct {
+	Info     buildinfo.Info
+	Logger   *slog.Logger
+	Registry *prometheus.Registry // register the service's metrics here; it is what /metrics serves
+	Server   *httpserver.Server   // listening already; add routes and checks, Main serves it
+	// Kubeconfig is the --kubeconfig flag (or KUBECONFIG); empty means the in-cluster configuration.
+	Kubeconfig string
+}
+
+// Spec describes one service binary.
+type Spec[C any] struct {
+	Name  string // the service name: binary, metrics label, log field
+	Usage string // one line for --help
+	// Run runs the service until ctx is done, then stops its work and returns. It must return within the
+	// HTTP shutdown timeout after ctx is done. A returned error stops the process with exit code 1.
+	Run func(ctx context.Context, cfg *C, env Env) error
+	// Kubernetes adds --kubeconfig to `run` and sends client-go's klog output to the service's logger.
+	Kubernetes bool
+	// Commands are further one-shot subcommands (costcalc's estimate and report).
+	Commands []*cli.Command
+	// Stdout and Stderr default to the process's; tests set them.
+	Stdout, Stderr io.Writer
+}
+
+// Main runs the command line and returns the process exit code.
+func Main[C any, PC interface {
+	*C
+	Configurer
+}](ctx context.Context, spec Spec[C], args []string) int {
+	app := App[C, PC](spec)
+	if err := app.RunContext(ctx, args); err != nil {
+		var ec cli.ExitCoder
+		if errors.As(err, &ec) {
+			fmt.Fprintf(app.ErrWriter, "%s: %v\n", spec.Name, err)
+			return ec.ExitCode()
+		}
+		fmt.Fprintf(app.ErrWriter, "%s: %v\n", spec.Name, err)
+		return ExitFailure
+	}
+	return ExitOK
+}
+
+// App builds the urfave/cli application of spec.
+func App[C any, PC interface {
+	*C
+	Configurer
+}](spec Spec[C]) *cli.App {
+	stdout, stderr := spec.Stdout, spec.Stderr
+	if stdout == nil {
+		stdout = os.Stdout
+	}
+	if stderr == nil {
+		stderr = os.Stderr
+	}
+	info := buildinfo.Get(spec.Name)
+	var usage bytes.Buffer
+	usage.WriteString("Settings are read from the environment (see docs/configuration.md):\n\n")
+	if err := config.WriteUsage(&usage, PC(new(C))); err != nil {
+		// The config type is fixed at compile time; a struct envconfig cannot walk is a programming error.
+		panic(fmt.Sprintf("servicecmd: %s: %v", spec.Name, err))
+	}
+	run := &cli.Command{
+		Name:        "run",
+		Usage:       "run the " + spec.Name + " service until SIGTERM or SIGINT",
+		Description: usage.String(),
+		Action: func(c *cli.Context) error {
+			return runService[C, PC](c.Context, spec, info, c.String("kubeconfig"), stderr)
+		},
+	}
+	if spec.Kubernetes {
+		run.Flags = append(run.Flags, &cli.StringFlag{
+			Name:    "kubeconfig",
+			Usage:   "kubeconfig file (or list of files) to reach the API server; empty means in-cluster",
+			EnvVars: []string{"KUBECONFIG"},
+		})
+	}
+	version := &cli.Command{
+		Name:  "version",
+		Usage: "print the version and build of this binary",
+		Action: func(c *cli.Context) error {
+			_, err := fmt.Fprintln(c.App.Writer, info.String())
+			return err
+		},
+	}
+	return &cli.App{
+		Name:                 spec.Name,
+		Usage:                spec.Usage,
+		Version:              info.Version,
+		HideVersion:          true,
+		Commands:             append([]*cli.Command{run, version}, spec.Commands...),
+		Writer:               stdout,
+		ErrWriter:            stderr,
+		EnableBashCompletion: false,
+		ExitErrHandler:       func(*cli.Context, error) {}, // Main prints and exits; never os.Exit inside
+	}
+}
+
+func runService[C any, PC interface {
+	*C
+	Configurer
+}](ctx context.Context, spec Spec[C], info buildinfo.Info, kubeconfig string, stderr io.Writer) error {
+	cfg := PC(new(C))
+	unknown, err := config.Load(cfg)
+	if err != nil {
+		return cli.Exit(err, ExitUsage)
+	}
+	common := cfg.common()
+	log, err := logging.New(stderr, common.Log, spec.Name)
+	if err != nil {
+		return cli.Exit(err, ExitUsage)
+	}
+	for _, key := range unknown {
+		log.Warn("ignoring unknown setting; check its spelling", "variable", key)
+	}
+	if spec.Kubernetes {
+		klog.SetSlogLogger(log.With("component", "client-go"))
+	}
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}), info.Collector())
+	srv, err := httpserver.New(common.HTTP, reg, log)
+	if err != nil {
+		return err
+	}
+	if err := srv.Listen(); err != nil {
+		return cli.Exit(err, ExitFailure)
+	}
+	log.Info("starting", "version", info.Version, "revision", info.Revision, "goversion", info.GoVersion)
+
+	ctx, stop := signal.NotifyContext(ctx, syscall.SIGTERM, syscall.SIGINT)
+	defer stop()
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+
+	serveErr := make(chan error, 1)
+	go func() { serveErr <- srv.Serve(ctx) }()
+	runErr := make(chan error, 1)
+	go func() {
+		runErr <- spec.Run(ctx, (*C)(cfg), Env{Info: info, Logger: log, Registry: reg, Server: srv, Kubeconfig: kubeconfig})
+	}()
+
+	var errs []error
+	select {
+	case err := <-runErr:
+		if err != nil {
+			errs = append(errs, fmt.Errorf("running %s: %w", spec.Name, err))
+		}
+		cancel()
+		if err := <-serveErr; err != nil {
+			errs = append(errs, err)
+		}
+	case err := <-serveErr:
+		if err != nil {
+			errs = append(errs, err)
+		}
+		cancel()
+		// The service's own shutdown gets the same deadline as in-flight HTTP requests.
+		select {
+		case err := <-runErr:
+			if err != nil {
+				errs = append(errs, fmt.Errorf("running %s: %w", spec.Name, err))
+			}
+		case <-time.After(common.HTTP.ShutdownTimeout):
+			errs = append(errs, fmt.Errorf("%s did not stop within %s of shutdown", spec.Name, common.HTTP.ShutdownTimeout))
+		}
+	}
+	if err := errors.Join(errs...); err != nil {
+		log.Error("stopped with an error", "error", err)
+		return cli.Exit(err, ExitFailure)
+	}
+	log.Info("stopped")
+	return nil
+}
