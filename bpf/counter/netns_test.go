@@ -105,38 +105,52 @@ type truth struct {
 
 func (tp *topo) snapshot() truth {
 	tp.t.Helper()
+	// /proc/thread-self/net shows the namespace of the reading thread.
+	files := map[string]string{}
+	tp.inNS(tp.node, func() error {
+		for _, f := range []string{"snmp", "netstat", "snmp6", "dev"} {
+			b, err := os.ReadFile("/proc/thread-self/net/" + f)
+			if err != nil {
+				return err
+			}
+			files[f] = string(b)
+		}
+		return nil
+	})
 	var tr truth
-	snmp := tp.nsFile(tp.node, "/proc/net/snmp")
-	netstat := tp.nsFile(tp.node, "/proc/net/netstat")
-	snmp6 := tp.nsFile(tp.node, "/proc/net/snmp6")
-	tr.forwarded = procField(tp.t, snmp, "Ip:", "ForwDatagrams") + snmp6Field(tp.t, snmp6, "Ip6OutForwDatagrams")
-	tr.mcPackets = procField(tp.t, snmp, "Ip:", "OutRequests") + snmp6Field(tp.t, snmp6, "Ip6OutRequests")
-	tr.mcBytes = procField(tp.t, netstat, "IpExt:", "OutMcastOctets") + snmp6Field(tp.t, snmp6, "Ip6OutMcastOctets")
+	tr.forwarded = procField(tp.t, files["snmp"], "Ip:", "ForwDatagrams") + snmp6Field(tp.t, files["snmp6"], "Ip6OutForwDatagrams")
+	tr.mcPackets = procField(tp.t, files["snmp"], "Ip:", "OutRequests") + snmp6Field(tp.t, files["snmp6"], "Ip6OutRequests")
+	tr.mcBytes = procField(tp.t, files["netstat"], "IpExt:", "OutMcastOctets") + snmp6Field(tp.t, files["snmp6"], "Ip6OutMcastOctets")
 	for _, dev := range []string{"va", "vb"} {
-		tr.txPackets += tp.devStat(dev, "tx_packets")
-		tr.txBytes += tp.devStat(dev, "tx_bytes")
+		pkts, bytes := devTx(tp.t, files["dev"], dev)
+		tr.txPackets += pkts
+		tr.txBytes += bytes
 	}
 	return tr
 }
 
-// nsFile reads a /proc/net file as seen from inside namespace ns.
-func (tp *topo) nsFile(ns, path string) string {
-	tp.t.Helper()
-	out, err := exec.Command("ip", "netns", "exec", ns, "cat", path).Output()
-	if err != nil {
-		tp.t.Fatalf("reading %s in %s: %v", path, ns, err)
+// devTx reads a device's transmit counters from /proc/net/dev.
+func devTx(t *testing.T, text, dev string) (pkts, bytes uint64) {
+	t.Helper()
+	for line := range strings.Lines(text) {
+		name, rest, ok := strings.Cut(line, ":")
+		if !ok || strings.TrimSpace(name) != dev {
+			continue
+		}
+		// rx: bytes packets errs drop fifo frame compressed multicast, then tx.
+		f := strings.Fields(rest)
+		if len(f) < 10 {
+			break
+		}
+		b, err1 := strconv.ParseUint(f[8], 10, 64)
+		p, err2 := strconv.ParseUint(f[9], 10, 64)
+		if err := errors.Join(err1, err2); err != nil {
+			t.Fatalf("parsing /proc/net/dev %s: %v", dev, err)
+		}
+		return p, b
 	}
-	return string(out)
-}
-
-func (tp *topo) devStat(dev, stat string) uint64 {
-	tp.t.Helper()
-	s := strings.TrimSpace(tp.nsFile(tp.node, "/sys/class/net/"+dev+"/statistics/"+stat))
-	v, err := strconv.ParseUint(s, 10, 64)
-	if err != nil {
-		tp.t.Fatalf("parsing %s %s: %v", dev, stat, err)
-	}
-	return v
+	t.Fatalf("device %s not in /proc/net/dev", dev)
+	return 0, 0
 }
 
 // procField reads a counter from the two-line "Prefix: names / Prefix: values"
@@ -257,43 +271,48 @@ func (tp *topo) inNS(ns string, fn func() error) {
 // the given destination ports, and returns when all are handed to the kernel.
 func (tp *topo) sendUDP(v6 bool, count, size int, ports ...int) {
 	tp.t.Helper()
-	network, src, dst := "udp4", tp.podAddr["a4"], tp.podAddr["b4"]
+	src, dst := tp.podAddr["a4"], tp.podAddr["b4"]
 	if v6 {
-		network, src, dst = "udp6", tp.podAddr["a6"], tp.podAddr["b6"]
+		src, dst = tp.podAddr["a6"], tp.podAddr["b6"]
 	}
-	var conns []*net.UDPConn
+	tp.sendUDPTo(src, []netip.Addr{dst}, count, size, ports...)
+}
+
+// sendUDPTo sends count datagrams of size bytes from src in pod a to every
+// dst in pod b on every port; pod b listens so no ICMP errors come back.
+func (tp *topo) sendUDPTo(src netip.Addr, dsts []netip.Addr, count, size int, ports ...int) {
+	tp.t.Helper()
+	var listeners, senders []*net.UDPConn
+	defer func() {
+		for _, c := range append(listeners, senders...) {
+			c.Close()
+		}
+	}()
 	tp.inNS(tp.b, func() error {
-		for _, p := range ports {
-			l, err := net.ListenUDP(network, net.UDPAddrFromAddrPort(netip.AddrPortFrom(dst, uint16(p))))
-			if err != nil {
-				return err
+		for _, dst := range dsts {
+			for _, p := range ports {
+				l, err := net.ListenUDP("udp", net.UDPAddrFromAddrPort(netip.AddrPortFrom(dst, uint16(p))))
+				if err != nil {
+					return err
+				}
+				listeners = append(listeners, l)
 			}
-			conns = append(conns, l)
 		}
 		return nil
 	})
-	defer func() {
-		for _, c := range conns {
-			c.Close()
-		}
-	}()
-	var senders []*net.UDPConn
 	tp.inNS(tp.a, func() error {
-		for _, p := range ports {
-			c, err := net.DialUDP(network, net.UDPAddrFromAddrPort(netip.AddrPortFrom(src, 0)),
-				net.UDPAddrFromAddrPort(netip.AddrPortFrom(dst, uint16(p))))
-			if err != nil {
-				return err
+		for _, dst := range dsts {
+			for _, p := range ports {
+				c, err := net.DialUDP("udp", net.UDPAddrFromAddrPort(netip.AddrPortFrom(src, 0)),
+					net.UDPAddrFromAddrPort(netip.AddrPortFrom(dst, uint16(p))))
+				if err != nil {
+					return err
+				}
+				senders = append(senders, c)
 			}
-			senders = append(senders, c)
 		}
 		return nil
 	})
-	defer func() {
-		for _, c := range senders {
-			c.Close()
-		}
-	}()
 	buf := make([]byte, size)
 	for i := range count {
 		for _, c := range senders {
@@ -302,6 +321,21 @@ func (tp *topo) sendUDP(v6 bool, count, size int, ports ...int) {
 			}
 		}
 	}
+}
+
+// addPodBAddrs gives pod b n more IPv4 addresses (198.18.2.10 and up) that
+// the node reaches without neighbour discovery.
+func (tp *topo) addPodBAddrs(n int) []netip.Addr {
+	tp.t.Helper()
+	var addrs []netip.Addr
+	for i := range n {
+		a := netip.AddrFrom4([4]byte{198, 18, 2, byte(10 + i)})
+		tp.ip("-n", tp.b, "addr", "add", a.String()+"/32", "dev", "eth0")
+		tp.ip("-n", tp.node, "neigh", "add", a.String(), "lladdr", "02:00:00:00:02:02", "dev", "vb", "nud", "permanent")
+		tp.podAddr[fmt.Sprintf("b4-%d", i)] = a
+		addrs = append(addrs, a)
+	}
+	return addrs
 }
 
 // sendTCP moves total bytes from pod a to pod b over one connection and
@@ -399,4 +433,206 @@ func TestNetfilterCountsForwardedTraffic(t *testing.T) {
 	}
 }
 
-var _ = context.Background
+func addValue(a, b Value) Value {
+	return Value{Bytes: a.Bytes + b.Bytes, Packets: a.Packets + b.Packets, Segments: a.Segments + b.Segments}
+}
+
+func TestDrainUnderLoadLosesNothing(t *testing.T) {
+	requireKernel(t)
+	tp := newTopo(t)
+	c := loadForTest(t, Config{MaxFlows: 1024, Mode: ModeNetfilter})
+	if err := c.AttachNetfilter(nsPath(tp.node)); err != nil {
+		t.Fatal(err)
+	}
+	before := tp.quiesce()
+
+	var (
+		mu     sync.Mutex
+		total  = map[Key]Value{}
+		drains int
+		done   = make(chan struct{})
+		errc   = make(chan error, 1)
+	)
+	collect := func(k Key, v Value) {
+		mu.Lock()
+		total[k] = addValue(total[k], v)
+		mu.Unlock()
+	}
+	go func() {
+		defer close(errc)
+		for {
+			select {
+			case <-done:
+				return
+			default:
+			}
+			if _, err := c.Drain(context.Background(), collect); err != nil {
+				errc <- err
+				return
+			}
+			drains++
+			time.Sleep(2 * time.Millisecond)
+		}
+	}()
+	// Small packets, many per drain interval, both families at once.
+	var wg sync.WaitGroup
+	wg.Go(func() { tp.sendUDP(false, 20000, 18, 6001, 6002, 6003) })
+	tp.sendUDP(true, 20000, 18, 6001, 6002, 6003)
+	wg.Wait()
+	close(done)
+	if err := <-errc; err != nil {
+		t.Fatalf("draining under load: %v", err)
+	}
+	after := tp.quiesce()
+	for k, v := range drainAll(t, c) {
+		total[k] = addValue(total[k], v)
+	}
+
+	got := tp.podFlows(t, total)
+	pkts, bytes := forwardedBytes(t, before, after)
+	if got.Packets != pkts || got.Bytes != bytes {
+		t.Errorf("drained %d packets / %d bytes over %d drains, node forwarded %d / %d", got.Packets, got.Bytes, drains, pkts, bytes)
+	}
+	if drains < 10 {
+		t.Errorf("only %d drains ran during the traffic: the test did not exercise draining under load", drains)
+	}
+	t.Logf("%d packets, %d bytes, %d drains during traffic", got.Packets, got.Bytes, drains)
+}
+
+func TestFullMapCountsInsertFailures(t *testing.T) {
+	requireKernel(t)
+	tp := newTopo(t)
+	const maxFlows = 16
+	c := loadForTest(t, Config{MaxFlows: maxFlows, Mode: ModeNetfilter})
+	if err := c.AttachNetfilter(nsPath(tp.node)); err != nil {
+		t.Fatal(err)
+	}
+	dsts := tp.addPodBAddrs(40)
+	before := tp.quiesce()
+	tp.sendUDPTo(tp.podAddr["a4"], dsts, 5, 100, 7001)
+	after := tp.quiesce()
+
+	flows := drainAll(t, c)
+	got := tp.podFlows(t, flows)
+	st, err := c.Stats()
+	if err != nil {
+		t.Fatal(err)
+	}
+	pkts, bytes := forwardedBytes(t, before, after)
+	if len(flows) != maxFlows {
+		t.Errorf("%d flows drained, want the map's capacity %d", len(flows), maxFlows)
+	}
+	if got.Packets+st.InsertFailedPackets != pkts || got.Bytes+st.InsertFailedBytes != bytes {
+		t.Errorf("counted %d+%d failed packets, %d+%d failed bytes; node forwarded %d packets, %d bytes",
+			got.Packets, st.InsertFailedPackets, got.Bytes, st.InsertFailedBytes, pkts, bytes)
+	}
+	if st.InsertFailedPackets == 0 {
+		t.Errorf("no insert failures counted with %d flows in a %d-entry map", len(dsts), maxFlows)
+	}
+	n, err := c.InsertFailures()
+	if err != nil || n != st.InsertFailedPackets {
+		t.Errorf("InsertFailures() = %d, %v; want %d", n, err, st.InsertFailedPackets)
+	}
+}
+
+func TestPinnedMapsSurviveRestart(t *testing.T) {
+	requireKernel(t)
+	tp := newTopo(t)
+	dir := pinDir(t)
+	load := func(maxFlows uint32) *Counter {
+		t.Helper()
+		c, err := Load(context.Background(), Config{MaxFlows: maxFlows, PinDir: dir, Mode: ModeNetfilter}, nil)
+		if err != nil {
+			t.Fatalf("loading counter: %v", err)
+		}
+		if err := c.AttachNetfilter(nsPath(tp.node)); err != nil {
+			c.Close()
+			t.Fatal(err)
+		}
+		return c
+	}
+	total := map[Key]Value{}
+	collect := func(k Key, v Value) { total[k] = addValue(total[k], v) }
+
+	before := tp.quiesce()
+	c := load(1024)
+	tp.sendUDP(false, 100, 200, 8001)
+	// One drain first, so the second map is active when the process stops.
+	if _, err := c.Drain(context.Background(), collect); err != nil {
+		t.Fatal(err)
+	}
+	tp.sendUDP(true, 200, 300, 8001)
+	tp.quiesce()
+	if err := c.Close(); err != nil {
+		t.Fatalf("closing first counter: %v", err)
+	}
+
+	// Restart with the same config: maps are reused, counts continue.
+	c = load(1024)
+	tp.sendUDP(false, 300, 400, 8002)
+	tp.quiesce()
+	if err := c.Close(); err != nil {
+		t.Fatalf("closing second counter: %v", err)
+	}
+
+	// Restart with a bigger map: the old maps are drained once, then replaced.
+	c = load(2048)
+	t.Cleanup(func() { c.Close() })
+	tp.sendUDP(true, 400, 500, 8002)
+	after := tp.quiesce()
+	if _, err := c.Drain(context.Background(), collect); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.Drain(context.Background(), collect); err != nil {
+		t.Fatal(err)
+	}
+
+	got := tp.podFlows(t, total)
+	pkts, bytes := forwardedBytes(t, before, after)
+	if got.Packets != pkts || got.Bytes != bytes {
+		t.Errorf("counted %d packets / %d bytes across restarts, node forwarded %d / %d", got.Packets, got.Bytes, pkts, bytes)
+	}
+	if want := uint64(100 + 200 + 300 + 400); got.Packets != want {
+		t.Errorf("counted %d packets, sent %d", got.Packets, want)
+	}
+	if err := c.Unpin(); err != nil {
+		t.Fatalf("unpinning: %v", err)
+	}
+	if ents, _ := os.ReadDir(dir); len(ents) != 0 {
+		t.Errorf("pins left after Unpin: %v", ents)
+	}
+}
+
+func TestTCCountsSameAsNetfilter(t *testing.T) {
+	requireKernel(t)
+	tp := newTopo(t)
+	nf := loadForTest(t, Config{MaxFlows: 1024, Mode: ModeNetfilter})
+	if err := nf.AttachNetfilter(nsPath(tp.node)); err != nil {
+		t.Fatal(err)
+	}
+	tc := loadForTest(t, Config{MaxFlows: 1024, Mode: ModeTC})
+	for _, dev := range []string{"va", "vb"} {
+		if err := tc.AttachTC(nsPath(tp.node), dev); err != nil {
+			t.Fatal(err)
+		}
+	}
+	before := tp.quiesce()
+	tp.sendUDP(false, 300, 64, 9001)
+	tp.sendUDP(true, 300, 1200, 9001)
+	tp.sendTCP(false, 2<<20)
+	tp.sendTCP(true, 2<<20)
+	after := tp.quiesce()
+
+	nfFlows, tcFlows := drainAll(t, nf), drainAll(t, tc)
+	pkts, bytes := forwardedBytes(t, before, after)
+	for name, flows := range map[string]map[Key]Value{"netfilter": nfFlows, "tc": tcFlows} {
+		if got := tp.podFlows(t, flows); got.Packets != pkts || got.Bytes != bytes {
+			t.Errorf("%s counted %d packets / %d bytes, node forwarded %d / %d", name, got.Packets, got.Bytes, pkts, bytes)
+		}
+	}
+	for k, v := range nfFlows {
+		if tcFlows[k] != v {
+			t.Errorf("flow %v: netfilter %+v, tc %+v", k, v, tcFlows[k])
+		}
+	}
+}
