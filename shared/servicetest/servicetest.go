@@ -1,0 +1,127 @@
+// Package servicetest runs a service's real command line in-process for tests: `run` with a given
+// environment, on a free loopback port, stopped and checked for a clean exit when the test ends.
+// It is imported only by tests.
+package servicetest
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/zonetoll/zonetoll/shared/servicecmd"
+)
+
+// Service is a running service.
+type Service struct {
+	URL  string // http://127.0.0.1:port
+	stop func() (int, string)
+}
+
+// Stop cancels the service as SIGTERM would and returns its exit code and output.
+func (s *Service) Stop() (int, string) { return s.stop() }
+
+// syncBuffer lets the test read the service's output while it still writes.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+// Start runs `<service> run` with env (ZONETOLL_* variables; the listen address is set to a free
+// loopback port) and returns once the HTTP server listens. At cleanup the service is stopped and a
+// non-zero exit fails the test.
+func Start[C any, PC interface {
+	*C
+	servicecmd.Configurer
+}](t testing.TB, spec servicecmd.Spec[C], env map[string]string, args ...string) *Service {
+	t.Helper()
+	t.Setenv("ZONETOLL_HTTP_LISTEN_ADDRESS", "127.0.0.1:0")
+	t.Setenv("ZONETOLL_LOG_FORMAT", "text")
+	for k, v := range env {
+		t.Setenv(k, v)
+	}
+	out := &syncBuffer{}
+	spec.Stdout, spec.Stderr = out, out
+	addrs := make(chan string, 1)
+	run := spec.Run
+	spec.Run = func(ctx context.Context, cfg *C, e servicecmd.Env) error {
+		addrs <- e.Server.Addr().String()
+		return run(ctx, cfg, e)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	exit := make(chan int, 1)
+	go func() { exit <- servicecmd.Main[C, PC](ctx, spec, append([]string{spec.Name, "run"}, args...)) }()
+	var addr string
+	select {
+	case addr = <-addrs:
+	case code := <-exit:
+		cancel()
+		t.Fatalf("%s exited with %d before serving; output:\n%s", spec.Name, code, out.String())
+	case <-time.After(60 * time.Second):
+		cancel()
+		t.Fatalf("%s did not start serving within 60s; output:\n%s", spec.Name, out.String())
+	}
+	var once sync.Once
+	var code int
+	stop := func() (int, string) {
+		once.Do(func() {
+			cancel()
+			select {
+			case code = <-exit:
+			case <-time.After(60 * time.Second):
+				code = -1
+				fmt.Fprintf(out, "servicetest: %s did not exit within 60s of cancel\n", spec.Name)
+			}
+		})
+		return code, out.String()
+	}
+	t.Cleanup(func() {
+		if c, output := stop(); c != servicecmd.ExitOK {
+			t.Errorf("%s exited with %d; output:\n%s", spec.Name, c, output)
+		}
+	})
+	return &Service{URL: "http://" + addr, stop: stop}
+}
+
+// Help returns the output of `<service> run --help`.
+func Help[C any, PC interface {
+	*C
+	servicecmd.Configurer
+}](t testing.TB, spec servicecmd.Spec[C]) string {
+	t.Helper()
+	var out bytes.Buffer
+	spec.Stdout, spec.Stderr = &out, &out
+	if code := servicecmd.Main[C, PC](context.Background(), spec, []string{spec.Name, "run", "--help"}); code != servicecmd.ExitOK {
+		t.Fatalf("%s run --help exited %d: %s", spec.Name, code, out.String())
+	}
+	return out.String()
+}
+
+// HelpLists fails t for every variable of want that `run --help` does not list.
+func HelpLists[C any, PC interface {
+	*C
+	servicecmd.Configurer
+}](t testing.TB, spec servicecmd.Spec[C], want ...string) {
+	t.Helper()
+	help := Help[C, PC](t, spec)
+	for _, w := range want {
+		if !strings.Contains(help, w) {
+			t.Errorf("%s run --help lacks %q:\n%s", spec.Name, w, help)
+		}
+	}
+}
