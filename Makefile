@@ -1,0 +1,51 @@
+# zonetoll: one entry point for building, testing and the demo. See README.md.
+SHELL := bash
+.SHELLFLAGS := -eu -o pipefail -c
+.DEFAULT_GOAL := build
+
+VERSION  ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
+REVISION ?= $(shell git rev-parse HEAD 2>/dev/null || echo unknown)
+LDFLAGS  := -s -w \
+	-X github.com/zonetoll/zonetoll/shared/buildinfo.Version=$(VERSION) \
+	-X github.com/zonetoll/zonetoll/shared/buildinfo.Revision=$(REVISION)
+SERVICES := zonelabeler flowagent flowserver costcalc
+
+.PHONY: build test generate generate-check bench demo testcluster setup clean
+
+## build: every service binary into bin/ (static, no cgo)
+build:
+	@mkdir -p bin
+	@for s in $(SERVICES); do \
+		echo "go build bin/$$s"; \
+		(cd services/$$s && CGO_ENABLED=0 go build -trimpath -ldflags '$(LDFLAGS)' -o ../../bin/$$s ./cmd/$$s); \
+	done
+	cd tools && CGO_ENABLED=0 go build -trimpath -o ../bin/testcluster ./cmd/testcluster
+
+## setup: install what builds and tests need on a fresh machine (Debian packages); idempotent
+setup:
+	hack/setup.sh
+
+## test: the whole suite — gofmt, generated files, vet, staticcheck, go test -race of every module
+test: setup
+	hack/test.sh
+
+## generate: rebuild generated files (BPF objects and bindings); generate-check fails if that changes anything
+generate:
+	hack/generate.sh
+generate-check:
+	hack/generate.sh --check
+
+## bench: every benchmark once (BENCH=regexp, COUNT=n); figures in docs/benchmarks.md
+bench: setup
+	hack/bench.sh
+
+## testcluster: build (once, cached) the kube-apiserver and etcd the cluster tests run
+testcluster:
+	cd tools && go run ./cmd/testcluster build
+
+## demo: the local three-zone end-to-end demo
+demo: setup
+	hack/demo.sh
+
+clean:
+	rm -rf bin out

@@ -1,0 +1,14 @@
+#!/usr/bin/env bash
+# Prints the directory of every module in go.work, one a line, and fails when their number is not the
+# expected one: a module added to go.work but not to the count (or the other way round) would otherwise
+# silently escape `make test`.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+expected=7
+mapfile -t mods < <(go list -m -f '{{.Dir}}')
+if [ "${#mods[@]}" -ne "$expected" ]; then
+  echo "hack/modules.sh: go.work lists ${#mods[@]} modules, expected $expected: update the count here" >&2
+  printf '  %s\n' "${mods[@]}" >&2
+  exit 1
+fi
+printf '%s\n' "${mods[@]}"
