@@ -164,6 +164,30 @@ func WriteUsage(w io.Writer, spec any) error {
 	return tw.Flush()
 }
 
+// WriteMarkdown writes the settings as a Markdown table, for the generated docs/settings pages.
+func WriteMarkdown(w io.Writer, spec any) error {
+	settings, err := Settings(spec)
+	if err != nil {
+		return err
+	}
+	if _, err := fmt.Fprintln(w, "| Variable | Default | Accepts | Description |\n| --- | --- | --- | --- |"); err != nil {
+		return err
+	}
+	for _, s := range settings {
+		def := "`" + s.Default + "`"
+		switch {
+		case s.Required:
+			def = "(required)"
+		case s.Default == "":
+			def = "(empty)"
+		}
+		if _, err := fmt.Fprintf(w, "| `%s` | %s | %s | %s |\n", s.Key, def, s.Accepted(), strings.ReplaceAll(s.Desc, "|", "\\|")); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
 var durationType = reflect.TypeFor[time.Duration]()
 
 func typeWords(t reflect.Type) string {

@@ -131,3 +131,20 @@ func TestWriteUsageListsEverySetting(t *testing.T) {
 		t.Errorf("usage lists %d settings, want 8:\n%s", n, out)
 	}
 }
+
+func TestWriteMarkdown(t *testing.T) {
+	var buf bytes.Buffer
+	if err := WriteMarkdown(&buf, &testConfig{}); err != nil {
+		t.Fatal(err)
+	}
+	out := buf.String()
+	for _, want := range []string{
+		"| `ZONETOLL_HTTP_READ_TIMEOUT` | `5s` | a duration such as 500ms, 10s or 1m30s | Read timeout. |",
+		"| `ZONETOLL_TOKEN` | (required) |",
+		"| `ZONETOLL_ZONES` | (empty) |",
+	} {
+		if !strings.Contains(out, want) {
+			t.Errorf("markdown lacks %q:\n%s", want, out)
+		}
+	}
+}

@@ -1,0 +1,3 @@
+package main
+
+//go:generate go run . settings --markdown --output ../../../../docs/settings/costcalc.md
