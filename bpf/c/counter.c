@@ -7,9 +7,10 @@
 //   - count_tc: tcx ingress on the host side of a pod veth (fallback); the
 //     frame starts with a 14-byte Ethernet header, which is not counted.
 //
-// The Go side (bpf/counter) drains without losing updates by switching the
-// single slot of `active` between flows_a and flows_b, then reading and
-// deleting the map that is no longer active.
+// The Go side (bpf/counter) drains without losing updates by switching
+// active_idx between flows_a and flows_b, waiting an RCU grace period (by
+// updating the map-in-map `active`, which makes the kernel wait for one), then
+// reading and deleting the map that is no longer written.
 #include "vmlinux.h"
 #include <bpf/bpf_helpers.h>
 #include <bpf/bpf_core_read.h>
@@ -19,11 +20,8 @@
 #define ETH_P_IP 0x0800
 #define ETH_P_IPV6 0x86DD
 
-// bpftool 7.1 does not emit kfunc prototypes into vmlinux.h.
-extern int bpf_dynptr_from_skb(struct __sk_buff *skb, __u64 flags,
-			       struct bpf_dynptr *ptr__uninit) __ksym;
-extern void *bpf_dynptr_slice(const struct bpf_dynptr *ptr, __u32 offset,
-			      void *buffer__opt, __u32 buffer__szk) __ksym;
+// kfunc (6.2+); bpftool 7.1 and libbpf 1.1 do not declare it.
+extern void *bpf_rdonly_cast(const void *obj__ign, __u32 btf_id__k) __ksym;
 
 // Addresses are 16 bytes; IPv4 is stored IPv4-mapped (::ffff:a.b.c.d) so one
 // key type serves both families and matches the report wire format.
@@ -60,13 +58,10 @@ struct ip4_hdr {
 	__be32 daddr;
 };
 
-struct ip6_hdr {
+struct ip6_hdr32 {
 	__be32 ver_tc_flow;
-	__be16 payload_len;
-	__u8 nexthdr;
-	__u8 hop_limit;
-	__u8 saddr[16];
-	__u8 daddr[16];
+	__be32 len_next_hop;
+	__be32 addrs[8]; // source then destination
 };
 
 // max_entries of the flow maps is a placeholder: the loader sets it from
@@ -111,44 +106,17 @@ static __always_inline void count_failure(__u64 bytes, int parse)
 	s->insert_failed_bytes += bytes;
 }
 
-// Reads the IP header at off and fills key. Returns 0 on success.
-static __always_inline int read_key(struct bpf_dynptr *ptr, __u32 off, int v6,
-				    struct flow_key *key)
-{
-	if (!v6) {
-		struct ip4_hdr buf;
-		struct ip4_hdr *ip = bpf_dynptr_slice(ptr, off, &buf, sizeof(buf));
-
-		if (!ip)
-			return -1;
-		key->src[10] = 0xff;
-		key->src[11] = 0xff;
-		key->dst[10] = 0xff;
-		key->dst[11] = 0xff;
-		__builtin_memcpy(&key->src[12], &ip->saddr, 4);
-		__builtin_memcpy(&key->dst[12], &ip->daddr, 4);
-		return 0;
-	}
-	struct ip6_hdr buf;
-	struct ip6_hdr *ip = bpf_dynptr_slice(ptr, off, &buf, sizeof(buf));
-
-	if (!ip)
-		return -1;
-	__builtin_memcpy(key->src, ip->saddr, 16);
-	__builtin_memcpy(key->dst, ip->daddr, 16);
-	return 0;
-}
+// Which flow map the programs write: 0 = flows_a, 1 = flows_b. Set by the Go
+// side, which then waits an RCU grace period before it drains the other map.
+// A global instead of a lookup in `active`: a map known at load time lets
+// the verifier inline the hash lookup, which a map-in-map lookup prevents.
+volatile __u32 active_idx;
 
 // Adds one skb to its flow. Lookup first because almost every packet hits an
 // existing flow; on a miss insert zero with NOEXIST and look up again, so two
 // CPUs racing on a new flow both add to the same entry and none is lost.
-static __always_inline void add(struct flow_key *key, __u64 bytes, __u64 segs)
+static __always_inline void add_to(void *flows, struct flow_key *key, __u64 bytes, __u64 segs)
 {
-	__u32 zero = 0;
-	void *flows = bpf_map_lookup_elem(&active, &zero);
-
-	if (!flows)
-		return;
 	struct flow_value *v = bpf_map_lookup_elem(flows, key);
 
 	if (!v) {
@@ -166,34 +134,61 @@ static __always_inline void add(struct flow_key *key, __u64 bytes, __u64 segs)
 	__sync_fetch_and_add(&v->segments, segs);
 }
 
+static __always_inline void add(struct flow_key *key, __u64 bytes, __u64 segs)
+{
+	// Two call sites, one map each, so each lookup stays inlinable.
+	if (active_idx)
+		add_to(&flows_b, key, bytes, segs);
+	else
+		add_to(&flows_a, key, bytes, segs);
+}
+
 SEC("netfilter")
 int count_nf(struct bpf_nf_ctx *ctx)
 {
 	struct sk_buff *skb = ctx->skb;
-	struct flow_key key = {};
-	struct bpf_dynptr ptr;
+	struct flow_key key;
 	__u8 pf = ctx->state->pf;
+	// At POST_ROUTING the IP header is in the linear part of the skb, at
+	// head + network_header. bpf_rdonly_cast turns that address into a
+	// read-only kernel pointer whose loads the JIT emits as plain loads with a
+	// fault handler: far cheaper than the dynptr kfuncs or a probe-read
+	// helper call, and the packet is never written.
+	unsigned char *nh = skb->head + skb->network_header;
 
-	if (pf != NFPROTO_IPV4 && pf != NFPROTO_IPV6)
-		return NF_ACCEPT;
-	// Cast only in the kfunc call: reading __sk_buff fields through this
-	// pointer is rejected; fields come from the BTF-typed struct sk_buff.
-	if (bpf_dynptr_from_skb((struct __sk_buff *)skb, 0, &ptr) ||
-	    read_key(&ptr, 0, pf == NFPROTO_IPV6, &key)) {
-		count_failure(0, 1);
+	if (pf == NFPROTO_IPV4) {
+		struct ip4_hdr *ip = bpf_rdonly_cast(nh, bpf_core_type_id_kernel(struct iphdr));
+
+		__builtin_memset(&key, 0, sizeof(key));
+		key.src[10] = 0xff;
+		key.src[11] = 0xff;
+		key.dst[10] = 0xff;
+		key.dst[11] = 0xff;
+		*(__u32 *)&key.src[12] = ip->saddr;
+		*(__u32 *)&key.dst[12] = ip->daddr;
+	} else if (pf == NFPROTO_IPV6) {
+		struct ip6_hdr32 *ip = bpf_rdonly_cast(nh, bpf_core_type_id_kernel(struct ipv6hdr));
+		__u32 *k = (__u32 *)&key;
+
+		// 4-byte loads: the verifier checks each against the u32 array
+		// member of struct in6_addr.
+		for (int i = 0; i < 8; i++)
+			k[i] = ip->addrs[i];
+	} else {
 		return NF_ACCEPT;
 	}
 
 	// skb_shinfo(skb) = skb->head + skb->end; gso_segs is 0 for a non-GSO skb.
-	struct skb_shared_info *shinfo = (void *)(skb->head + skb->end);
-	__u16 segs = BPF_CORE_READ(shinfo, gso_segs);
+	struct skb_shared_info *shinfo = bpf_rdonly_cast(skb->head + skb->end,
+							 bpf_core_type_id_kernel(struct skb_shared_info));
+	__u16 segs = shinfo->gso_segs;
 
 	add(&key, skb->len, segs ? segs : 1);
 	return NF_ACCEPT;
 }
 
-// Uses bpf_skb_load_bytes rather than dynptrs so the fallback also loads on
-// kernels older than the netfilter program type.
+// Uses only bpf_skb_load_bytes and context fields, so this fallback also
+// loads on kernels older than the kfuncs the netfilter program uses.
 SEC("tcx/ingress")
 int count_tc(struct __sk_buff *skb)
 {

@@ -100,15 +100,11 @@ struct __sk_buff {
 	__u64 hwtstamp;
 };
 
-/* UAPI: opaque dynptr storage. */
-struct bpf_dynptr {
-	__u64 __opaque[2];
-} __attribute__((aligned(8)));
-
 #pragma clang attribute push(__attribute__((preserve_access_index)), apply_to = record)
 
 struct sk_buff {
 	unsigned int len;
+	__u16 network_header;
 	unsigned int end; /* sk_buff_data_t: an offset from head on 64-bit */
 	unsigned char *head;
 };
@@ -116,6 +112,15 @@ struct sk_buff {
 struct skb_shared_info {
 	unsigned short gso_size;
 	unsigned short gso_segs;
+};
+
+/* Only named for bpf_core_type_id_kernel(); headers are read by offset. */
+struct iphdr {
+	__u8 ihl_version;
+};
+
+struct ipv6hdr {
+	__u8 priority_version;
 };
 
 struct nf_hook_state {

@@ -132,10 +132,12 @@ type Counter struct {
 	mode Mode
 
 	prog   *ebpf.Program
-	outer  *ebpf.Map
+	index  *ebpf.Variable // active_idx: which flow map the program writes
+	outer  *ebpf.Map      // map-in-map, updated only to wait for a grace period
 	flows  [2]*ebpf.Map
 	stats  *ebpf.Map
 	legacy []*ebpf.Map // pinned maps of an incompatible earlier layout, drained once
+	data   *ebpf.Map   // .bss holding active_idx
 
 	mu     sync.Mutex // serialises Drain and attach/close
 	active int        // index into flows of the map in the outer slot
@@ -199,9 +201,6 @@ func Load(ctx context.Context, cfg Config, log *slog.Logger) (*Counter, error) {
 	opts := &ebpf.CollectionOptions{}
 	if pins.reuse {
 		opts.MapReplacements = pins.maps
-		// The slot already points at one of the reused maps; writing the
-		// initial value again would only cost a swap.
-		spec.Maps[counterMapActive].Contents = nil
 	}
 	coll, err := ebpf.NewCollectionWithOptions(spec, *opts)
 	pins.closeMaps() // collections hold their own clones
@@ -215,6 +214,8 @@ func Load(ctx context.Context, cfg Config, log *slog.Logger) (*Counter, error) {
 		log:    log,
 		mode:   mode,
 		prog:   coll.Programs[progName],
+		index:  coll.Variables["active_idx"],
+		data:   coll.Maps[".bss"],
 		outer:  coll.Maps[counterMapActive],
 		flows:  [2]*ebpf.Map{coll.Maps[counterMapFlowsA], coll.Maps[counterMapFlowsB]},
 		stats:  coll.Maps[counterMapStats],
@@ -224,12 +225,13 @@ func Load(ctx context.Context, cfg Config, log *slog.Logger) (*Counter, error) {
 	c.keys = make([]Key, batch)
 	c.values = make([]Value, batch)
 
+	if c.index == nil {
+		_ = c.Close()
+		return nil, errors.New("loading objects: variable active_idx missing")
+	}
+	// A new program starts writing flows_a (active_idx 0); Drain empties
+	// both maps, so whatever an earlier process left in either is read.
 	if pins.reuse {
-		c.active, err = c.findActive()
-		if err != nil {
-			_ = c.Close()
-			return nil, fmt.Errorf("reading active flow map: %w", err)
-		}
 		log.Info("reusing pinned maps", "dir", cfg.PinDir, "max_flows", cfg.MaxFlows)
 		return c, nil
 	}
@@ -239,29 +241,6 @@ func Load(ctx context.Context, cfg Config, log *slog.Logger) (*Counter, error) {
 	}
 	log.Info("created and pinned maps", "dir", cfg.PinDir, "max_flows", cfg.MaxFlows)
 	return c, nil
-}
-
-// findActive reports which flow map the outer slot points at.
-func (c *Counter) findActive() (int, error) {
-	var id uint32
-	if err := c.outer.Lookup(uint32(0), &id); err != nil {
-		return 0, fmt.Errorf("looking up slot: %w", err)
-	}
-	for i, m := range c.flows {
-		info, err := m.Info()
-		if err != nil {
-			return 0, fmt.Errorf("reading map info: %w", err)
-		}
-		if mid, ok := info.ID(); ok && uint32(mid) == id {
-			return i, nil
-		}
-	}
-	// The slot points elsewhere (should not happen with our pins): point it
-	// at flows_a so the program writes a map we drain.
-	if err := c.outer.Update(uint32(0), c.flows[0], ebpf.UpdateAny); err != nil {
-		return 0, fmt.Errorf("resetting slot: %w", err)
-	}
-	return 0, nil
 }
 
 // Stats sums the per-CPU failure counters.
@@ -312,7 +291,7 @@ func (c *Counter) Close() error {
 		errs = append(errs, m.Close())
 	}
 	c.legacy = nil
-	for _, cl := range []interface{ Close() error }{c.prog, c.outer, c.flows[0], c.flows[1], c.stats} {
+	for _, cl := range []interface{ Close() error }{c.prog, c.outer, c.flows[0], c.flows[1], c.stats, c.data} {
 		if cl != nil {
 			errs = append(errs, cl.Close())
 		}

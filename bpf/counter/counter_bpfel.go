@@ -37,12 +37,13 @@ type counterFlowValue struct {
 //
 // Used for safe lookups in a Collection or CollectionSpec.
 const (
-	counterMapActive   = "active"
-	counterMapFlowsA   = "flows_a"
-	counterMapFlowsB   = "flows_b"
-	counterMapStats    = "stats"
-	counterProgCountNf = "count_nf"
-	counterProgCountTc = "count_tc"
+	counterMapActive    = "active"
+	counterMapFlowsA    = "flows_a"
+	counterMapFlowsB    = "flows_b"
+	counterMapStats     = "stats"
+	counterProgCountNf  = "count_nf"
+	counterProgCountTc  = "count_tc"
+	counterVarActiveIdx = "active_idx"
 )
 
 // loadCounter returns the embedded CollectionSpec for counter.
@@ -105,6 +106,7 @@ type counterMapSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type counterVariableSpecs struct {
+	ActiveIdx *ebpf.VariableSpec `ebpf:"active_idx"`
 }
 
 // counterObjects contains all objects after they have been loaded into the kernel.
@@ -146,6 +148,7 @@ func (m *counterMaps) Close() error {
 //
 // It can be passed to loadCounterObjects or ebpf.CollectionSpec.LoadAndAssign.
 type counterVariables struct {
+	ActiveIdx *ebpf.Variable `ebpf:"active_idx"`
 }
 
 // counterPrograms contains all programs after they have been loaded into the kernel.

@@ -15,10 +15,9 @@ const maxBatch = 8192
 
 // Drain hands every counted flow to fn and removes it from the kernel.
 //
-// It switches the program to the other flow map first and then reads and
-// deletes the one no longer written: the kernel waits an RCU grace period
-// after a syscall update of a map-of-maps, so when the switch returns no
-// program still adds to the old map and nothing is lost between read and
+// It switches the program to the other flow map first, waits until no
+// program still runs with the old one (an RCU grace period), and then reads
+// and deletes the map no longer written, so nothing is lost between read and
 // delete. Flow maps left with entries by an earlier process (crash, restart,
 // changed size) are drained too, so fn may see the same Key more than once in
 // one Drain and must add values up.
@@ -47,8 +46,15 @@ func (c *Counter) Drain(ctx context.Context, fn func(Key, Value)) (DrainStats, e
 	if err := c.drainMap(ctx, c.flows[inactive], fn, &st); err != nil {
 		return st, fmt.Errorf("draining inactive flow map: %w", err)
 	}
-	if err := c.outer.Update(uint32(0), c.flows[inactive], ebpf.UpdateAny); err != nil {
+	if err := c.index.Set(uint32(inactive)); err != nil {
 		return st, fmt.Errorf("switching active flow map: %w", err)
+	}
+	// The kernel waits an RCU grace period after a syscall update of a
+	// map-in-map; programs run inside RCU read-side sections, so when this
+	// returns none still writes the old map. The slot also shows which map
+	// is active to anyone inspecting the pins.
+	if err := c.outer.Update(uint32(0), c.flows[inactive], ebpf.UpdateAny); err != nil {
+		return st, fmt.Errorf("waiting for programs to leave the old flow map: %w", err)
 	}
 	c.active, inactive = inactive, c.active
 	if err := c.drainMap(ctx, c.flows[inactive], fn, &st); err != nil {

@@ -27,7 +27,7 @@ import (
 // DAD and router solicitations are off, neighbours are permanent and MLD
 // report repeats are immediate, so after setup the node only forwards.
 type topo struct {
-	t       *testing.T
+	t       testing.TB
 	node    string
 	a, b    string
 	podAddr map[string]netip.Addr // "a4", "a6", "b4", "b6"
@@ -35,7 +35,7 @@ type topo struct {
 
 var topoSeq atomic.Int32
 
-func newTopo(t *testing.T) *topo {
+func newTopo(t testing.TB) *topo {
 	t.Helper()
 	base := fmt.Sprintf("%s%d-%d-", netnsPrefix, os.Getpid(), topoSeq.Add(1))
 	tp := &topo{t: t, node: base + "node", a: base + "a", b: base + "b", podAddr: map[string]netip.Addr{
@@ -130,7 +130,7 @@ func (tp *topo) snapshot() truth {
 }
 
 // devTx reads a device's transmit counters from /proc/net/dev.
-func devTx(t *testing.T, text, dev string) (pkts, bytes uint64) {
+func devTx(t testing.TB, text, dev string) (pkts, bytes uint64) {
 	t.Helper()
 	for line := range strings.Lines(text) {
 		name, rest, ok := strings.Cut(line, ":")
@@ -155,7 +155,7 @@ func devTx(t *testing.T, text, dev string) (pkts, bytes uint64) {
 
 // procField reads a counter from the two-line "Prefix: names / Prefix: values"
 // format of /proc/net/snmp and /proc/net/netstat.
-func procField(t *testing.T, text, prefix, name string) uint64 {
+func procField(t testing.TB, text, prefix, name string) uint64 {
 	t.Helper()
 	var header []string
 	sc := bufio.NewScanner(strings.NewReader(text))
@@ -183,7 +183,7 @@ func procField(t *testing.T, text, prefix, name string) uint64 {
 	return 0
 }
 
-func snmp6Field(t *testing.T, text, name string) uint64 {
+func snmp6Field(t testing.TB, text, name string) uint64 {
 	t.Helper()
 	for line := range strings.Lines(text) {
 		f := strings.Fields(line)
