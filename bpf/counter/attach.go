@@ -53,10 +53,14 @@ func (c *Counter) AttachNetfilter(netnsPath string) error {
 	return nil
 }
 
+// tcTarget names an interface in a network namespace.
+type tcTarget struct{ netns, ifname string }
+
 // AttachTC attaches the program at tcx ingress of interface ifname in the
 // network namespace at netnsPath ("" = the caller's): the host side of a pod
 // veth, where the pod's egress arrives. It goes first among tcx programs and
-// never changes their verdict.
+// never changes their verdict. Attaching the same interface again replaces
+// the earlier link, so a veth recreated under the same name is followed.
 func (c *Counter) AttachTC(netnsPath, ifname string) error {
 	c.mu.Lock()
 	defer c.mu.Unlock()
@@ -86,8 +90,31 @@ func (c *Counter) AttachTC(netnsPath, ifname string) error {
 	if err != nil {
 		return err
 	}
-	c.links = append(c.links, l)
+	key := tcTarget{netnsPath, ifname}
+	if old, ok := c.tc[key]; ok {
+		_ = old.Close()
+	}
+	c.tc[key] = l
 	c.log.Info("attached tc", "netns", netnsPath, "interface", ifname)
+	return nil
+}
+
+// DetachTC closes the link AttachTC made for ifname, for example when its pod
+// is gone. The kernel already detached it if the interface was deleted; the
+// link still holds a file descriptor until closed. Unknown interfaces are a
+// no-op.
+func (c *Counter) DetachTC(netnsPath, ifname string) error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	key := tcTarget{netnsPath, ifname}
+	l, ok := c.tc[key]
+	if !ok {
+		return nil
+	}
+	delete(c.tc, key)
+	if err := l.Close(); err != nil {
+		return fmt.Errorf("detaching tc from %s: %w", ifname, err)
+	}
 	return nil
 }
 

@@ -139,9 +139,10 @@ type Counter struct {
 	legacy []*ebpf.Map // pinned maps of an incompatible earlier layout, drained once
 	data   *ebpf.Map   // .bss holding active_idx
 
-	mu     sync.Mutex // serialises Drain and attach/close
-	active int        // index into flows of the map in the outer slot
-	links  []link.Link
+	mu     sync.Mutex             // serialises Drain and attach/close
+	active int                    // index into flows of the map in the outer slot
+	links  []link.Link            // netfilter links
+	tc     map[tcTarget]link.Link // tcx links by interface
 	keys   []Key
 	values []Value
 	closed bool
@@ -216,6 +217,7 @@ func Load(ctx context.Context, cfg Config, log *slog.Logger) (*Counter, error) {
 		prog:   coll.Programs[progName],
 		index:  coll.Variables["active_idx"],
 		data:   coll.Maps[".bss"],
+		tc:     map[tcTarget]link.Link{},
 		outer:  coll.Maps[counterMapActive],
 		flows:  [2]*ebpf.Map{coll.Maps[counterMapFlowsA], coll.Maps[counterMapFlowsB]},
 		stats:  coll.Maps[counterMapStats],
@@ -287,6 +289,12 @@ func (c *Counter) Close() error {
 		}
 	}
 	c.links = nil
+	for _, l := range c.tc {
+		if err := l.Close(); err != nil {
+			errs = append(errs, fmt.Errorf("closing tc link: %w", err))
+		}
+	}
+	c.tc = nil
 	for _, m := range c.legacy {
 		errs = append(errs, m.Close())
 	}

@@ -1,10 +1,12 @@
 package counter
 
 import (
+	"errors"
 	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 
@@ -27,8 +29,8 @@ func runTests(m *testing.M) int {
 	if kernelUnavailable() != "" {
 		return m.Run()
 	}
-	removeLeftoverNetns()
-	dir, err := os.MkdirTemp("", "ztbpf-bpffs-")
+	removeLeftovers()
+	dir, err := os.MkdirTemp("", fmt.Sprintf("%sbpffs-%d-", netnsPrefix, os.Getpid()))
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "creating bpffs dir:", err)
 		return 1
@@ -43,7 +45,7 @@ func runTests(m *testing.M) int {
 
 	before := bpfFDs()
 	code := m.Run()
-	removeLeftoverNetns()
+	removeLeftovers()
 	if leaked := bpfFDs() - before; leaked > 0 && code == 0 {
 		fmt.Fprintf(os.Stderr, "FAIL: %d BPF map/program/link file descriptors leaked\n", leaked)
 		code = 1
@@ -101,11 +103,43 @@ func bpfFDs() int {
 	return n
 }
 
-func removeLeftoverNetns() {
+// removeLeftovers deletes network namespaces and bpffs mounts of earlier
+// runs of this package whose process is gone. Names carry the creating pid,
+// so a concurrent run of the same tests is left alone.
+func removeLeftovers() {
 	ents, _ := os.ReadDir("/run/netns")
 	for _, e := range ents {
-		if strings.HasPrefix(e.Name(), netnsPrefix) {
+		if leftover(strings.TrimPrefix(e.Name(), netnsPrefix), e.Name()) {
 			_ = exec.Command("ip", "netns", "del", e.Name()).Run()
 		}
 	}
+	ents, _ = os.ReadDir(os.TempDir())
+	for _, e := range ents {
+		if leftover(strings.TrimPrefix(e.Name(), netnsPrefix+"bpffs-"), e.Name()) {
+			dir := filepath.Join(os.TempDir(), e.Name())
+			_ = unix.Unmount(dir, unix.MNT_DETACH)
+			_ = os.Remove(dir)
+		}
+	}
+}
+
+// leftover reports whether name (rest is name without its prefix, starting
+// with "<pid>-") belongs to a process that no longer exists.
+func leftover(rest, name string) bool {
+	if !strings.HasPrefix(name, netnsPrefix) {
+		return false
+	}
+	pid, _, ok := strings.Cut(rest, "-")
+	if !ok {
+		return false
+	}
+	n, err := strconv.Atoi(pid)
+	if err != nil {
+		return false
+	}
+	if n == os.Getpid() {
+		return true
+	}
+	_, err = os.Stat(fmt.Sprintf("/proc/%d", n))
+	return errors.Is(err, os.ErrNotExist)
 }

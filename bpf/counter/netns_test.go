@@ -635,4 +635,19 @@ func TestTCCountsSameAsNetfilter(t *testing.T) {
 			t.Errorf("flow %v: netfilter %+v, tc %+v", k, v, tcFlows[k])
 		}
 	}
+
+	// Detached interfaces are no longer counted.
+	for _, dev := range []string{"va", "vb"} {
+		if err := tc.DetachTC(nsPath(tp.node), dev); err != nil {
+			t.Fatal(err)
+		}
+	}
+	tp.sendUDP(false, 10, 64, 9002)
+	tp.quiesce()
+	if got := tp.podFlows(t, drainAll(t, tc)); got.Packets != 0 {
+		t.Errorf("tc counted %d packets after DetachTC", got.Packets)
+	}
+	if got := tp.podFlows(t, drainAll(t, nf)); got.Packets != 10 {
+		t.Errorf("netfilter counted %d packets, sent 10", got.Packets)
+	}
 }
