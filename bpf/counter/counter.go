@@ -13,6 +13,7 @@ import (
 	"fmt"
 	"log/slog"
 	"math"
+	"os"
 	"sync"
 
 	"github.com/cilium/ebpf"
@@ -138,6 +139,7 @@ type Counter struct {
 	stats  *ebpf.Map
 	legacy []*ebpf.Map // pinned maps of an incompatible earlier layout, drained once
 	data   *ebpf.Map   // .bss holding active_idx
+	lock   *os.File    // flock on the pin dir: one counter per set of maps
 
 	mu     sync.Mutex             // serialises Drain and attach/close
 	active int                    // index into flows of the map in the outer slot
@@ -207,6 +209,7 @@ func Load(ctx context.Context, cfg Config, log *slog.Logger) (*Counter, error) {
 	pins.closeMaps() // collections hold their own clones
 	if err != nil {
 		pins.closeLegacy()
+		pins.lock.Close()
 		return nil, fmt.Errorf("loading objects: %w", err)
 	}
 
@@ -222,6 +225,7 @@ func Load(ctx context.Context, cfg Config, log *slog.Logger) (*Counter, error) {
 		flows:  [2]*ebpf.Map{coll.Maps[counterMapFlowsA], coll.Maps[counterMapFlowsB]},
 		stats:  coll.Maps[counterMapStats],
 		legacy: pins.legacy,
+		lock:   pins.lock,
 	}
 	batch := min(cfg.MaxFlows, maxBatch)
 	c.keys = make([]Key, batch)
@@ -303,6 +307,10 @@ func (c *Counter) Close() error {
 		if cl != nil {
 			errs = append(errs, cl.Close())
 		}
+	}
+	// Release the pin dir last, after the links are gone.
+	if c.lock != nil {
+		errs = append(errs, c.lock.Close())
 	}
 	return errors.Join(errs...)
 }

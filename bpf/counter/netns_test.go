@@ -556,6 +556,13 @@ func TestPinnedMapsSurviveRestart(t *testing.T) {
 
 	before := tp.quiesce()
 	c := load(1024)
+	// A second counter on the same maps would count every packet twice.
+	if second, err := Load(context.Background(), Config{MaxFlows: 1024, PinDir: dir, Mode: ModeNetfilter}, nil); !errors.Is(err, ErrPinDirBusy) {
+		if second != nil {
+			second.Close()
+		}
+		t.Fatalf("second Load on the same pin dir = %v, want ErrPinDirBusy", err)
+	}
 	tp.sendUDP(false, 100, 200, 8001)
 	// One drain first, so the second map is active when the process stops.
 	if _, err := c.Drain(context.Background(), collect); err != nil {

@@ -14,7 +14,30 @@ import (
 // pinnedMaps are the maps kept in bpffs; all or none of them are reused.
 var pinnedMaps = []string{counterMapFlowsA, counterMapFlowsB, counterMapActive, counterMapStats}
 
+// ErrPinDirBusy means another process (an agent still running, or one
+// starting twice) holds the pin directory. Two counters on the same maps
+// would count every packet twice.
+var ErrPinDirBusy = errors.New("pin dir in use by another process")
+
+// lockPinDir takes an exclusive, non-blocking flock on dir, held until the
+// returned file is closed (or the process exits).
+func lockPinDir(dir string) (*os.File, error) {
+	f, err := os.Open(dir)
+	if err != nil {
+		return nil, fmt.Errorf("opening pin dir: %w", err)
+	}
+	if err := unix.Flock(int(f.Fd()), unix.LOCK_EX|unix.LOCK_NB); err != nil {
+		f.Close()
+		if errors.Is(err, unix.EWOULDBLOCK) {
+			return nil, fmt.Errorf("locking %s: %w", dir, ErrPinDirBusy)
+		}
+		return nil, fmt.Errorf("locking pin dir: %w", err)
+	}
+	return f, nil
+}
+
 type pins struct {
+	lock   *os.File
 	reuse  bool
 	maps   map[string]*ebpf.Map // handles to close after loading
 	legacy []*ebpf.Map          // flow maps of an incompatible layout, to drain once
@@ -49,7 +72,11 @@ func openPins(dir string, spec *ebpf.CollectionSpec, log *slog.Logger) (*pins, e
 		return nil, fmt.Errorf("pin dir %s is not on bpffs (mount -t bpf bpf /sys/fs/bpf)", dir)
 	}
 
-	p := &pins{maps: map[string]*ebpf.Map{}}
+	lock, err := lockPinDir(dir)
+	if err != nil {
+		return nil, err
+	}
+	p := &pins{lock: lock, maps: map[string]*ebpf.Map{}}
 	var mismatch []error
 	for _, name := range pinnedMaps {
 		m, err := ebpf.LoadPinnedMap(filepath.Join(dir, name), nil)
@@ -59,6 +86,7 @@ func openPins(dir string, spec *ebpf.CollectionSpec, log *slog.Logger) (*pins, e
 		}
 		if err != nil {
 			p.closeMaps()
+			lock.Close()
 			return nil, fmt.Errorf("opening pinned map %s: %w", name, err)
 		}
 		p.maps[name] = m
@@ -81,6 +109,7 @@ func openPins(dir string, spec *ebpf.CollectionSpec, log *slog.Logger) (*pins, e
 		if err := m.Unpin(); err != nil {
 			p.closeMaps()
 			p.closeLegacy()
+			lock.Close()
 			return nil, fmt.Errorf("removing incompatible pin %s: %w", name, err)
 		}
 		isFlows := name == counterMapFlowsA || name == counterMapFlowsB
