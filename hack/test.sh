@@ -16,6 +16,9 @@ if [ -n "$unformatted" ]; then
   exit 1
 fi
 
+step "dependencies in step across modules"
+hack/deps.sh
+
 step "generated files are up to date"
 hack/generate.sh --check
 
