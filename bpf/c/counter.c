@@ -41,7 +41,7 @@ struct flow_value {
 struct counter_stats {
 	__u64 insert_failed_packets; // flow map full: packet not counted
 	__u64 insert_failed_bytes;
-	__u64 parse_failed_packets; // header unreadable (truncated skb)
+	__u64 parse_failed_packets; // tc only: IP header unreadable (truncated frame)
 };
 
 // Wire layouts; no CO-RE needed.

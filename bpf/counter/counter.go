@@ -201,11 +201,11 @@ func Load(ctx context.Context, cfg Config, log *slog.Logger) (*Counter, error) {
 	if err != nil {
 		return nil, err
 	}
-	opts := &ebpf.CollectionOptions{}
+	var opts ebpf.CollectionOptions
 	if pins.reuse {
 		opts.MapReplacements = pins.maps
 	}
-	coll, err := ebpf.NewCollectionWithOptions(spec, *opts)
+	coll, err := ebpf.NewCollectionWithOptions(spec, opts)
 	pins.closeMaps() // collections hold their own clones
 	if err != nil {
 		pins.closeLegacy()
