@@ -111,18 +111,35 @@ func TestProbeMatchesKernelVersion(t *testing.T) {
 	t.Logf("kernel %s: %+v", release, f)
 }
 
-func TestLoadAutoPicksNetfilter(t *testing.T) {
+func TestLoadAutoFollowsProbe(t *testing.T) {
 	requireKernel(t)
 	f, err := Probe()
-	if err != nil || !f.Netfilter {
-		t.Skipf("kernel without netfilter links (%+v, %v)", f, err)
+	if err != nil {
+		t.Fatalf("Probe() = %v", err)
 	}
-	c := loadForTest(t, Config{MaxFlows: 16})
-	if c.Mode() != ModeNetfilter {
-		t.Errorf("auto mode chose %s, want netfilter", c.Mode())
+	c, err := Load(context.Background(), Config{MaxFlows: 16, PinDir: pinDir(t)}, nil)
+	if !f.Netfilter && !f.TCX {
+		if err == nil {
+			c.Close()
+			t.Fatalf("Load in auto mode succeeded on a kernel with neither netfilter links nor tcx")
+		}
+		return
 	}
-	if err := c.AttachTC("", "lo"); err == nil || !strings.Contains(err.Error(), "mode netfilter") {
-		t.Errorf("AttachTC on a netfilter counter = %v, want a mode error", err)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	want := ModeNetfilter
+	if !f.Netfilter {
+		want = ModeTC
+	}
+	if c.Mode() != want {
+		t.Errorf("auto mode chose %s with %+v, want %s", c.Mode(), f, want)
+	}
+	if want == ModeNetfilter {
+		if err := c.AttachTC("", "lo"); err == nil || !strings.Contains(err.Error(), "mode netfilter") {
+			t.Errorf("AttachTC on a netfilter counter = %v, want a mode error", err)
+		}
 	}
 }
 
