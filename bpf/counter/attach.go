@@ -1,12 +1,16 @@
 package counter
 
 import (
+	"errors"
 	"fmt"
+	"io"
 	"net"
+	"os"
 	"runtime"
 
 	"github.com/cilium/ebpf"
 	"github.com/cilium/ebpf/link"
+	"github.com/vishvananda/netlink"
 	"golang.org/x/sys/unix"
 )
 
@@ -56,11 +60,22 @@ func (c *Counter) AttachNetfilter(netnsPath string) error {
 // tcTarget names an interface in a network namespace.
 type tcTarget struct{ netns, ifname string }
 
-// AttachTC attaches the program at tcx ingress of interface ifname in the
-// network namespace at netnsPath ("" = the caller's): the host side of a pod
-// veth, where the pod's egress arrives. It goes first among tcx programs and
-// never changes their verdict. Attaching the same interface again replaces
-// the earlier link, so a veth recreated under the same name is followed.
+// Classic tc filter identity: runs at the lowest priority number (first) on
+// clsact ingress. A handle of our own keeps it apart from other programs'
+// filters at the same priority (Cilium's legacy mode uses priority 1,
+// handle 1).
+const (
+	classicPriority = 1
+	classicHandle   = 0x5a54 // "ZT"
+)
+
+// AttachTC attaches the program at ingress of interface ifname in the network
+// namespace at netnsPath ("" = the caller's): the host side of a pod veth,
+// where the pod's egress arrives. With tcx (kernel 6.6+) the link is anchored
+// before other tcx programs; otherwise a clsact qdisc is added if missing and
+// a direct-action bpf filter installed. Either way the program never changes
+// a verdict. Attaching the same interface again replaces the earlier
+// attachment, so a veth recreated under the same name is followed.
 func (c *Counter) AttachTC(netnsPath, ifname string) error {
 	c.mu.Lock()
 	defer c.mu.Unlock()
@@ -70,11 +85,21 @@ func (c *Counter) AttachTC(netnsPath, ifname string) error {
 	if c.mode != ModeTC {
 		return fmt.Errorf("attaching tc: program loaded for mode %s", c.mode)
 	}
-	var l link.Link
+	key := tcTarget{netnsPath, ifname}
+	// tcx refuses the same program twice on one hook: drop the old one first.
+	if old, ok := c.tc[key]; ok {
+		_ = old.Close()
+		delete(c.tc, key)
+	}
+	var l io.Closer
 	err := inNetns(netnsPath, func() error {
 		iface, err := net.InterfaceByName(ifname)
 		if err != nil {
 			return fmt.Errorf("attaching tc: finding interface: %w", err)
+		}
+		if !c.tcx {
+			l, err = c.attachClassic(netnsPath, iface)
+			return err
 		}
 		l, err = link.AttachTCX(link.TCXOptions{
 			Interface: iface.Index,
@@ -90,13 +115,64 @@ func (c *Counter) AttachTC(netnsPath, ifname string) error {
 	if err != nil {
 		return err
 	}
-	key := tcTarget{netnsPath, ifname}
-	if old, ok := c.tc[key]; ok {
-		_ = old.Close()
-	}
 	c.tc[key] = l
-	c.log.Info("attached tc", "netns", netnsPath, "interface", ifname)
+	c.log.Info("attached tc", "netns", netnsPath, "interface", ifname, "tcx", c.tcx)
 	return nil
+}
+
+// attachClassic installs the program as a clsact ingress filter. It runs on
+// a thread already inside the interface's namespace.
+func (c *Counter) attachClassic(netnsPath string, iface *net.Interface) (io.Closer, error) {
+	qdisc := &netlink.GenericQdisc{
+		QdiscAttrs: netlink.QdiscAttrs{
+			LinkIndex: iface.Index,
+			Handle:    netlink.MakeHandle(0xffff, 0),
+			Parent:    netlink.HANDLE_CLSACT,
+		},
+		QdiscType: "clsact",
+	}
+	if err := netlink.QdiscAdd(qdisc); err != nil && !errors.Is(err, unix.EEXIST) {
+		return nil, fmt.Errorf("adding clsact qdisc to %s: %w", iface.Name, err)
+	}
+	filter := &netlink.BpfFilter{
+		FilterAttrs: netlink.FilterAttrs{
+			LinkIndex: iface.Index,
+			Parent:    netlink.HANDLE_MIN_INGRESS,
+			Handle:    classicHandle,
+			Priority:  classicPriority,
+			Protocol:  unix.ETH_P_ALL,
+		},
+		Fd:           c.prog.FD(),
+		Name:         "zonetoll_count",
+		DirectAction: true,
+	}
+	if err := netlink.FilterReplace(filter); err != nil {
+		return nil, fmt.Errorf("attaching tc filter to %s ingress: %w", iface.Name, err)
+	}
+	return &classicFilter{netns: netnsPath, filter: filter}, nil
+}
+
+// classicFilter removes its filter on Close. The clsact qdisc stays: other
+// programs may use it, and it costs nothing without filters.
+type classicFilter struct {
+	netns  string
+	filter *netlink.BpfFilter
+}
+
+func (f *classicFilter) Close() error {
+	err := inNetns(f.netns, func() error {
+		err := netlink.FilterDel(f.filter)
+		// Gone with its interface (pod deleted): nothing to remove.
+		if err == nil || errors.Is(err, unix.ENODEV) || errors.Is(err, unix.ENOENT) || errors.Is(err, unix.EINVAL) {
+			return nil
+		}
+		return fmt.Errorf("removing tc filter: %w", err)
+	})
+	// The namespace is gone, and the filter with it.
+	if errors.Is(err, os.ErrNotExist) {
+		return nil
+	}
+	return err
 }
 
 // DetachTC closes the link AttachTC made for ifname, for example when its pod

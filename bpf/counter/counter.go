@@ -11,6 +11,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"math"
 	"os"
@@ -144,7 +145,8 @@ type Counter struct {
 	mu     sync.Mutex             // serialises Drain and attach/close
 	active int                    // index into flows of the map in the outer slot
 	links  []link.Link            // netfilter links
-	tc     map[tcTarget]link.Link // tcx links by interface
+	tc     map[tcTarget]io.Closer // tc attachments by interface
+	tcx    bool                   // tc mode uses tcx links, else clsact filters
 	keys   []Key
 	values []Value
 	closed bool
@@ -171,11 +173,11 @@ func Load(ctx context.Context, cfg Config, log *slog.Logger) (*Counter, error) {
 		return nil, err
 	}
 
-	mode, err := resolveMode(cfg.Mode)
+	mode, tcx, err := resolveMode(cfg.Mode)
 	if err != nil {
 		return nil, fmt.Errorf("choosing attach mode: %w", err)
 	}
-	log.Info("attach mode chosen", "mode", mode, "configured", cfg.Mode)
+	log.Info("attach mode chosen", "mode", mode, "configured", cfg.Mode, "tcx", tcx)
 
 	spec, err := loadCounter()
 	if err != nil {
@@ -217,10 +219,11 @@ func Load(ctx context.Context, cfg Config, log *slog.Logger) (*Counter, error) {
 		cfg:    cfg,
 		log:    log,
 		mode:   mode,
+		tcx:    tcx,
 		prog:   coll.Programs[progName],
 		index:  coll.Variables["active_idx"],
 		data:   coll.Maps[".bss"],
-		tc:     map[tcTarget]link.Link{},
+		tc:     map[tcTarget]io.Closer{},
 		outer:  coll.Maps[counterMapActive],
 		flows:  [2]*ebpf.Map{coll.Maps[counterMapFlowsA], coll.Maps[counterMapFlowsB]},
 		stats:  coll.Maps[counterMapStats],

@@ -16,6 +16,8 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/vishvananda/netlink"
 )
 
 // topo is a "node" network namespace forwarding between two "pod"
@@ -612,12 +614,23 @@ func TestPinnedMapsSurviveRestart(t *testing.T) {
 
 func TestTCCountsSameAsNetfilter(t *testing.T) {
 	requireKernel(t)
+	for _, flavor := range []string{"tcx", "clsact"} {
+		t.Run(flavor, func(t *testing.T) { testTCCountsSameAsNetfilter(t, flavor == "tcx") })
+	}
+}
+
+func testTCCountsSameAsNetfilter(t *testing.T, tcx bool) {
 	tp := newTopo(t)
 	nf := loadForTest(t, Config{MaxFlows: 1024, Mode: ModeNetfilter})
 	if err := nf.AttachNetfilter(nsPath(tp.node)); err != nil {
 		t.Fatal(err)
 	}
 	tc := loadForTest(t, Config{MaxFlows: 1024, Mode: ModeTC})
+	if tcx && !tc.tcx {
+		t.Fatalf("kernel without tcx links: Probe and the tcx test disagree")
+	}
+	// Force the classic path, which kernels before 6.6 take.
+	tc.tcx = tcx
 	for _, dev := range []string{"va", "vb"} {
 		if err := tc.AttachTC(nsPath(tp.node), dev); err != nil {
 			t.Fatal(err)
@@ -643,11 +656,18 @@ func TestTCCountsSameAsNetfilter(t *testing.T) {
 		}
 	}
 
+	if got := tp.classicFilters("va"); got != boolToInt(!tcx) {
+		t.Errorf("%d zonetoll clsact filters on va, want %d", got, boolToInt(!tcx))
+	}
+
 	// Detached interfaces are no longer counted.
 	for _, dev := range []string{"va", "vb"} {
 		if err := tc.DetachTC(nsPath(tp.node), dev); err != nil {
 			t.Fatal(err)
 		}
+	}
+	if got := tp.classicFilters("va"); got != 0 {
+		t.Errorf("%d zonetoll clsact filters on va after DetachTC, want 0", got)
 	}
 	tp.sendUDP(false, 10, 64, 9002)
 	tp.quiesce()
@@ -657,4 +677,34 @@ func TestTCCountsSameAsNetfilter(t *testing.T) {
 	if got := tp.podFlows(t, drainAll(t, nf)); got.Packets != 10 {
 		t.Errorf("netfilter counted %d packets, sent 10", got.Packets)
 	}
+}
+
+// classicFilters counts our clsact ingress filters on a node interface.
+func (tp *topo) classicFilters(dev string) int {
+	tp.t.Helper()
+	n := 0
+	tp.inNS(tp.node, func() error {
+		l, err := netlink.LinkByName(dev)
+		if err != nil {
+			return err
+		}
+		filters, err := netlink.FilterList(l, netlink.HANDLE_MIN_INGRESS)
+		if err != nil {
+			return err
+		}
+		for _, f := range filters {
+			if bf, ok := f.(*netlink.BpfFilter); ok && strings.HasPrefix(bf.Name, "zonetoll_count") {
+				n++
+			}
+		}
+		return nil
+	})
+	return n
+}
+
+func boolToInt(b bool) int {
+	if b {
+		return 1
+	}
+	return 0
 }

@@ -74,23 +74,21 @@ func probeTCX() (bool, error) {
 	return false, err
 }
 
-func resolveMode(m Mode) (Mode, error) {
-	if m != ModeAuto {
-		return m, nil
-	}
+// resolveMode turns ModeAuto into a concrete mode and reports whether tc
+// mode can use tcx links (else classic clsact filters).
+func resolveMode(m Mode) (Mode, bool, error) {
 	f, err := Probe()
 	if err != nil {
-		return "", err
+		return "", false, err
 	}
 	switch {
-	case !f.BTF:
-		return "", errors.New("kernel has no BTF (/sys/kernel/btf/vmlinux)")
-	case f.Netfilter:
-		return ModeNetfilter, nil
-	case f.TCX:
-		return ModeTC, nil
+	case m != ModeAuto:
+		return m, f.TCX, nil
+	// The netfilter program relies on BTF (CO-RE, kfuncs); tc does not.
+	case f.Netfilter && f.BTF:
+		return ModeNetfilter, f.TCX, nil
 	}
-	return "", errors.New("kernel supports neither netfilter BPF links (6.4) nor tcx (6.6)")
+	return ModeTC, f.TCX, nil
 }
 
 var returnZero = asm.Instructions{asm.Mov.Imm(asm.R0, 0), asm.Return()}
