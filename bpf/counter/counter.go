@@ -198,6 +198,11 @@ func Load(ctx context.Context, cfg Config, log *slog.Logger) (*Counter, error) {
 			delete(spec.Programs, name)
 		}
 	}
+	if mode == ModeTC && !tcx {
+		// Kernels before tcx do not know its attach type; clsact filters
+		// take any sched_cls program.
+		spec.Programs[progName].AttachType = ebpf.AttachNone
+	}
 
 	pins, err := openPins(cfg.PinDir, spec, log)
 	if err != nil {
