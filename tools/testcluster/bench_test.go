@@ -4,6 +4,8 @@ import (
 	"fmt"
 	"testing"
 	"time"
+
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 )
 
 // BenchmarkStartToReady measures Start (both processes, up to /readyz ok);
@@ -70,6 +72,10 @@ func BenchmarkMemory(b *testing.B) {
 			b.ReportMetric(float64(pods)/time.Since(start).Seconds(), "pods/s")
 			time.Sleep(settle)
 			reportRSS(b, c)
+			list, err := c.Client.CoreV1().Pods("scale").List(ctx, metav1.ListOptions{FieldSelector: "status.phase=Running"})
+			if err != nil || len(list.Items) != pods {
+				b.Fatalf("listing running pods: %d, %v; want %d", len(list.Items), err, pods)
+			}
 			c.Stop()
 		}
 	})

@@ -115,7 +115,6 @@ func CreatePod(ctx context.Context, cs kubernetes.Interface, spec PodSpec) (*cor
 	if spec.Namespace == "" || spec.Name == "" {
 		return nil, errors.New("creating pod: namespace and name are required")
 	}
-	ips := spec.IPs
 	var hostIPs []string
 	if spec.NodeName != "" {
 		node, err := cs.CoreV1().Nodes().Get(ctx, spec.NodeName, metav1.GetOptions{})
@@ -126,6 +125,15 @@ func CreatePod(ctx context.Context, cs kubernetes.Interface, spec PodSpec) (*cor
 			return nil, fmt.Errorf("creating host-network pod %s/%s: reading node: %w", spec.Namespace, spec.Name, err)
 		}
 	}
+	return createPod(ctx, cs, spec, hostIPs)
+}
+
+// createPod creates a running pod whose node has hostIPs.
+func createPod(ctx context.Context, cs kubernetes.Interface, spec PodSpec, hostIPs []string) (*corev1.Pod, error) {
+	if spec.HostNetwork && len(spec.IPs) == 0 && len(hostIPs) == 0 {
+		return nil, fmt.Errorf("creating host-network pod %s/%s: node %q has no InternalIP", spec.Namespace, spec.Name, spec.NodeName)
+	}
+	ips := spec.IPs
 	if spec.HostNetwork && len(ips) == 0 {
 		ips = hostIPs
 	}
@@ -197,12 +205,21 @@ func CreatePods(ctx context.Context, cs kubernetes.Interface, specs []PodSpec, w
 		once     sync.Once
 		firstErr error
 	)
+	// One node list instead of a node GET per pod.
+	nodes, err := cs.CoreV1().Nodes().List(ctx, metav1.ListOptions{})
+	if err != nil {
+		return fmt.Errorf("creating pods: listing nodes: %w", err)
+	}
+	hostIPs := make(map[string][]string, len(nodes.Items))
+	for i := range nodes.Items {
+		hostIPs[nodes.Items[i].Name] = internalIPs(&nodes.Items[i])
+	}
 	for range workers {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
 			for spec := range next {
-				if _, err := CreatePod(ctx, cs, spec); err != nil {
+				if _, err := createPod(ctx, cs, spec, hostIPs[spec.NodeName]); err != nil {
 					once.Do(func() { firstErr = err; cancel() })
 				}
 			}
