@@ -47,10 +47,20 @@ func ScrapeErr(url string) (Families, error) {
 	if resp.StatusCode != http.StatusOK {
 		return nil, fmt.Errorf("scraping %s: status %s: %s", url, resp.Status, body)
 	}
-	p := expfmt.NewTextParser(model.UTF8Validation)
-	fams, err := p.TextToMetricFamilies(strings.NewReader(string(body)))
+	fams, err := Parse(strings.NewReader(string(body)))
 	if err != nil {
-		return nil, fmt.Errorf("scraping %s: parsing exposition: %w", url, err)
+		return nil, fmt.Errorf("scraping %s: %w", url, err)
+	}
+	return fams, nil
+}
+
+// Parse reads the Prometheus text exposition format, e.g. an API server's /metrics fetched with a
+// client that authenticates.
+func Parse(r io.Reader) (Families, error) {
+	p := expfmt.NewTextParser(model.UTF8Validation)
+	fams, err := p.TextToMetricFamilies(r)
+	if err != nil {
+		return nil, fmt.Errorf("parsing exposition: %w", err)
 	}
 	return fams, nil
 }

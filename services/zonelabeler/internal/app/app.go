@@ -1,9 +1,27 @@
-// Package app wires the zonelabeler service: its settings and its Run.
+// Package app wires the zonelabeler service: its settings, the controller and leader election.
 package app
 
 import (
 	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"os"
+	"strings"
+	"sync/atomic"
+	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/labels"
+	"k8s.io/apimachinery/pkg/util/validation"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/tools/leaderelection"
+	"k8s.io/client-go/tools/leaderelection/resourcelock"
+
+	"github.com/zonetoll/zonetoll/services/zonelabeler/internal/controller"
+	"github.com/zonetoll/zonetoll/shared/config"
 	"github.com/zonetoll/zonetoll/shared/kubeclient"
 	"github.com/zonetoll/zonetoll/shared/servicecmd"
 )
@@ -11,11 +29,55 @@ import (
 // Config is every setting of zonelabeler, read from ZONETOLL_* variables.
 type Config struct {
 	servicecmd.Common
-	Kube kubeclient.Config
+	Kube              kubeclient.Config
+	ZoneLabels        []string       `split_words:"true" default:"topology.kubernetes.io/zone" desc:"Pod label keys that get the node's zone (comma-separated; add your own key beside the well-known one)."`
+	RegionLabels      []string       `split_words:"true" default:"topology.kubernetes.io/region" desc:"Pod label keys that get the node's region."`
+	Namespaces        []string       `desc:"Only pods in these namespaces are labelled; empty means every namespace."`
+	ExcludeNamespaces []string       `split_words:"true" desc:"Pods in these namespaces are never labelled."`
+	PodSelector       string         `split_words:"true" desc:"Only pods matching this label selector are labelled (Kubernetes selector syntax, e.g. 'app in (a,b),!batch'); empty means all."`
+	Workers           int            `default:"4" desc:"Pods labelled in parallel."`
+	LeaderElection    LeaderElection `split_words:"true"`
 }
 
-// Validate checks relations between settings that envconfig cannot.
-func (c *Config) Validate() error { return c.Kube.Validate("ZONETOLL_KUBE_") }
+// LeaderElection configures the Lease that lets two replicas run with one writing.
+type LeaderElection struct {
+	Enabled       bool          `default:"true" desc:"Take a coordination.k8s.io Lease before writing; turn off only with a single replica."`
+	Namespace     string        `default:"zonetoll" desc:"Namespace of the Lease (set it to the pod's namespace)."`
+	LeaseName     string        `split_words:"true" default:"zonelabeler" desc:"Name of the Lease."`
+	Identity      string        `desc:"This replica's name in the Lease; empty means hostname plus a random suffix."`
+	LeaseDuration time.Duration `split_words:"true" default:"15s" desc:"How long a lease holds without renewal before another replica may take it."`
+	RenewDeadline time.Duration `split_words:"true" default:"10s" desc:"How long the leader keeps trying to renew before it stops writing."`
+	RetryPeriod   time.Duration `split_words:"true" default:"2s" desc:"Interval between attempts to take or renew the lease."`
+}
+
+// Validate checks what envconfig cannot: label keys, the selector, and the lease timing.
+func (c *Config) Validate() error {
+	if err := c.Kube.Validate("ZONETOLL_KUBE_"); err != nil {
+		return err
+	}
+	if len(c.ZoneLabels) == 0 {
+		return config.Invalid("ZONETOLL_ZONE_LABELS", "", "at least one label key")
+	}
+	for key, list := range map[string][]string{"ZONETOLL_ZONE_LABELS": c.ZoneLabels, "ZONETOLL_REGION_LABELS": c.RegionLabels} {
+		for _, k := range list {
+			if errs := validation.IsQualifiedName(k); len(errs) > 0 {
+				return config.Invalid(key, strings.Join(list, ","), "label keys such as topology.kubernetes.io/zone ("+strings.Join(errs, "; ")+")")
+			}
+		}
+	}
+	if _, err := labels.Parse(c.PodSelector); err != nil {
+		return config.Invalid("ZONETOLL_POD_SELECTOR", c.PodSelector, "a Kubernetes label selector ("+err.Error()+")")
+	}
+	if c.Workers < 1 {
+		return config.Invalid("ZONETOLL_WORKERS", fmt.Sprint(c.Workers), "an integer of at least 1")
+	}
+	le := c.LeaderElection
+	if le.Enabled && !(le.RetryPeriod < le.RenewDeadline && le.RenewDeadline < le.LeaseDuration) {
+		return config.Invalid("ZONETOLL_LEADER_ELECTION_RENEW_DEADLINE", le.RenewDeadline.String(),
+			fmt.Sprintf("a duration between RETRY_PERIOD (%s) and LEASE_DURATION (%s)", le.RetryPeriod, le.LeaseDuration))
+	}
+	return nil
+}
 
 // Spec is the zonelabeler command line.
 func Spec() servicecmd.Spec[Config] {
@@ -27,9 +89,115 @@ func Spec() servicecmd.Spec[Config] {
 	}
 }
 
-// Run serves the shared endpoints until ctx is done. The service's own work arrives with issue #5.
+// Run labels pods until ctx is done.
 func Run(ctx context.Context, cfg *Config, env servicecmd.Env) error {
-	env.Logger.Info("serving health and metrics endpoints only: the zonelabeler logic is not built yet (issue #5)")
-	<-ctx.Done()
+	rc, err := kubeclient.RESTConfig(env.Kubeconfig, cfg.Kube, env.Info.UserAgent())
+	if err != nil {
+		return err
+	}
+	cs, err := kubeclient.NewClientset(rc)
+	if err != nil {
+		return err
+	}
+	ctrl, err := controller.New(cs, controller.Options{
+		ZoneLabels: cfg.ZoneLabels, RegionLabels: cfg.RegionLabels,
+		Namespaces: cfg.Namespaces, ExcludeNamespaces: cfg.ExcludeNamespaces,
+		PodSelector: cfg.PodSelector, Workers: cfg.Workers,
+	}, env.Registry, env.Logger)
+	if err != nil {
+		return fmt.Errorf("creating controller: %w", err)
+	}
+	env.Server.AddReadinessCheck("informers-synced", func(context.Context) error {
+		if !ctrl.Synced() {
+			return errors.New("pod and node caches have not synced yet")
+		}
+		return nil
+	})
+	leader := prometheus.NewGauge(prometheus.GaugeOpts{
+		Name: "zonetoll_zonelabeler_leader",
+		Help: "1 while this replica holds the lease and writes labels, else 0.",
+	})
+	if err := env.Registry.Register(leader); err != nil {
+		return fmt.Errorf("registering leader metric: %w", err)
+	}
+	ctrl.Start(ctx)
+	if !cfg.LeaderElection.Enabled {
+		leader.Set(1)
+		ctrl.RunWorkers(ctx)
+		return nil
+	}
+	return runElected(ctx, cs, cfg.LeaderElection, ctrl, leader, env)
+}
+
+// runElected campaigns for the lease and runs the workers while it is held. On shutdown the workers
+// stop first and only then is the lease released, so the next leader never overlaps a write of ours.
+// After losing the lease it campaigns again.
+func runElected(ctx context.Context, cs kubernetes.Interface, cfg LeaderElection, ctrl *controller.Controller, leader prometheus.Gauge, env servicecmd.Env) error {
+	id := cfg.Identity
+	if id == "" {
+		host, _ := os.Hostname()
+		suffix := make([]byte, 4)
+		_, _ = rand.Read(suffix)
+		id = host + "_" + hex.EncodeToString(suffix)
+	}
+	log := env.Logger.With("component", "leaderelection", "identity", id, "lease", cfg.Namespace+"/"+cfg.LeaseName)
+	lock := &resourcelock.LeaseLock{
+		LeaseMeta:  metav1.ObjectMeta{Namespace: cfg.Namespace, Name: cfg.LeaseName},
+		Client:     cs.CoordinationV1(),
+		LockConfig: resourcelock.ResourceLockConfig{Identity: id},
+	}
+	for ctx.Err() == nil {
+		leCtx, leCancel := context.WithCancel(context.WithoutCancel(ctx))
+		var started atomic.Bool
+		workersDone := make(chan struct{})
+		elector, err := leaderelection.NewLeaderElector(leaderelection.LeaderElectionConfig{
+			Lock:            lock,
+			LeaseDuration:   cfg.LeaseDuration,
+			RenewDeadline:   cfg.RenewDeadline,
+			RetryPeriod:     cfg.RetryPeriod,
+			ReleaseOnCancel: true,
+			Name:            "zonelabeler",
+			Callbacks: leaderelection.LeaderCallbacks{
+				OnStartedLeading: func(lctx context.Context) {
+					started.Store(true)
+					defer close(workersDone)
+					wctx, cancel := context.WithCancel(lctx)
+					defer cancel()
+					stop := context.AfterFunc(ctx, cancel)
+					defer stop()
+					log.Info("leading: labelling pods")
+					leader.Set(1)
+					ctrl.RunWorkers(wctx)
+					leader.Set(0)
+					log.Info("stopped labelling pods")
+				},
+				OnStoppedLeading: func() { log.Info("not leading") },
+				OnNewLeader: func(current string) {
+					if current != id {
+						log.Info("another replica leads", "leader", current)
+					}
+				},
+			},
+		})
+		if err != nil {
+			leCancel()
+			return fmt.Errorf("configuring leader election: %w", err)
+		}
+		go func() {
+			select {
+			case <-ctx.Done():
+				if started.Load() {
+					<-workersDone
+				}
+			case <-leCtx.Done():
+			}
+			leCancel()
+		}()
+		elector.Run(leCtx)
+		if started.Load() {
+			<-workersDone // a lost lease: workers stop before this replica campaigns again
+		}
+		leCancel()
+	}
 	return nil
 }
