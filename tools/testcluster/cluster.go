@@ -90,6 +90,10 @@ type Cluster struct {
 	launcher  *launcher
 	etcd      *process
 	apiserver *process
+	// What RestartAPIServer needs to start the same kube-apiserver again.
+	apiserverBin, apiserverHost, adminToken string
+	apiserverArgs                           []string
+	restartMu                               sync.Mutex
 
 	stopOnce sync.Once
 	stopErr  error
@@ -229,13 +233,10 @@ func start(ctx context.Context, opts Options, log *slog.Logger, apiserverBin, et
 		"--endpoint-reconciler-type=none",
 		"--profiling=false",
 	}, opts.ExtraAPIServerArgs...)
-	c.apiserver, err = startProcess(c.launcher, "kube-apiserver", apiserverBin, filepath.Join(c.LogDir, "kube-apiserver.log"), apiArgs)
-	if err != nil {
-		return c, err
-	}
 	host := "https://127.0.0.1:" + strconv.Itoa(apiPort)
-	if err := c.waitHealthy(ctx, c.apiserver, apiserverReady(host, adminToken)); err != nil {
-		return c, fmt.Errorf("waiting for kube-apiserver /readyz: %w", err)
+	c.apiserverBin, c.apiserverArgs, c.apiserverHost, c.adminToken = apiserverBin, apiArgs, host, adminToken
+	if err := c.startAPIServer(ctx); err != nil {
+		return c, err
 	}
 
 	// The serving cert is self-signed at start-up; the file holds the cert
@@ -263,6 +264,40 @@ func start(ctx context.Context, opts Options, log *slog.Logger, apiserverBin, et
 	}
 	log.Info("test cluster ready", "host", host, "dir", dir, "kubeconfig", c.Kubeconfig)
 	return c, nil
+}
+
+func (c *Cluster) startAPIServer(ctx context.Context) error {
+	p, err := startProcess(c.launcher, "kube-apiserver", c.apiserverBin, filepath.Join(c.LogDir, "kube-apiserver.log"), c.apiserverArgs)
+	if err != nil {
+		return err
+	}
+	c.apiserver = p
+	if err := c.waitHealthy(ctx, c.apiserver, apiserverReady(c.apiserverHost, c.adminToken)); err != nil {
+		return fmt.Errorf("waiting for kube-apiserver /readyz: %w", err)
+	}
+	return nil
+}
+
+// RestartAPIServer stops kube-apiserver, keeps it down for downtime, then starts it again on the same
+// port with the same certificates and etcd data, and returns once /readyz answers ok. Clients see what
+// they would in an API server outage: refused connections, then a server with every object still there.
+func (c *Cluster) RestartAPIServer(ctx context.Context, downtime time.Duration) error {
+	c.restartMu.Lock()
+	defer c.restartMu.Unlock()
+	if err := c.apiserver.stop(15 * time.Second); err != nil {
+		return fmt.Errorf("stopping kube-apiserver: %w", err)
+	}
+	c.log.Info("kube-apiserver stopped", "downtime", downtime)
+	select {
+	case <-time.After(downtime):
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+	if err := c.startAPIServer(ctx); err != nil {
+		return fmt.Errorf("restarting kube-apiserver: %w", err)
+	}
+	c.log.Info("kube-apiserver restarted")
+	return nil
 }
 
 // Stop stops the apiserver, then etcd (the other order makes the apiserver

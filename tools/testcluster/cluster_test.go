@@ -515,3 +515,27 @@ func helperStartAndHang() {
 	fmt.Printf("HELPER-CLUSTER %d %d %s\n", api, etcd, r.c.Dir)
 	time.Sleep(5 * time.Minute)
 }
+
+func TestRestartAPIServer(t *testing.T) {
+	c := StartT(t, Options{})
+	ctx := t.Context()
+	if _, err := c.CreateNode(ctx, NodeSpec{Name: "before-restart", Zone: "zone-a"}); err != nil {
+		t.Fatal(err)
+	}
+	oldPID, etcdPID := c.PIDs()
+	if err := c.RestartAPIServer(ctx, 500*time.Millisecond); err != nil {
+		t.Fatal(err)
+	}
+	newPID, etcdAfter := c.PIDs()
+	if newPID == oldPID || etcdAfter != etcdPID {
+		t.Errorf("PIDs apiserver %d→%d etcd %d→%d: want a new apiserver and the same etcd", oldPID, newPID, etcdPID, etcdAfter)
+	}
+	// Same port, same certificates: the admin client made before the restart still works, and the data is kept.
+	n, err := c.Client.CoreV1().Nodes().Get(ctx, "before-restart", metav1.GetOptions{})
+	if err != nil {
+		t.Fatalf("reading a node created before the restart: %v", err)
+	}
+	if n.Labels[LabelZone] != "zone-a" {
+		t.Errorf("node labels after restart = %v", n.Labels)
+	}
+}

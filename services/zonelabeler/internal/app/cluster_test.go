@@ -447,3 +447,26 @@ func clusterRoleOf(t *testing.T, f *fixture, sa string) string {
 	t.Fatalf("no ClusterRoleBinding for service account %s", sa)
 	return ""
 }
+
+func TestSurvivesAPIServerRestart(t *testing.T) {
+	f := newFixture(t)
+	f.node("n-a", zoneA, region)
+	f.pod(f.ns, "p1", "n-a", nil)
+	svc := f.labeler(nil, nil)
+	f.waitLabelled(f.ns, "p1", zoneA, region)
+	// An outage longer than the lease renew deadline: the labeler loses the lease, must not exit, and must
+	// take it again and label what arrives after the API server is back.
+	if err := f.c.RestartAPIServer(f.ctx, 5*time.Second); err != nil {
+		t.Fatal(err)
+	}
+	f.pod(f.ns, "p2", "n-a", nil)
+	f.waitLabelled(f.ns, "p2", zoneA, region)
+	f.waitFor("labeler leads again", func() (bool, string) {
+		v := metric(t, svc, "zonetoll_zonelabeler_leader", nil)
+		return v == 1, fmt.Sprintf("leader=%v", v)
+	}, 0)
+	if got := f.patches(); got != 1 {
+		// The API server's counters restart with it: only writes after the restart are counted here.
+		t.Errorf("API server saw %v label writes since its restart, want 1 (p2)", got)
+	}
+}

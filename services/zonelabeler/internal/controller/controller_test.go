@@ -1,0 +1,91 @@
+package controller
+
+import (
+	"maps"
+	"testing"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+	"github.com/zonetoll/zonetoll/shared/topology"
+)
+
+func TestDesired(t *testing.T) {
+	c := &Controller{opts: Options{ZoneLabels: []string{topology.ZoneLabel, "example.com/zone"}, RegionLabels: []string{topology.RegionLabel}}}
+	loc := topology.Location{Zone: "a", Region: "r"}
+	tests := []struct {
+		name string
+		have map[string]string
+		loc  topology.Location
+		want map[string]string
+	}{
+		{"unlabelled", nil, loc, map[string]string{topology.ZoneLabel: "a", "example.com/zone": "a", topology.RegionLabel: "r"}},
+		{"already right", map[string]string{topology.ZoneLabel: "a", "example.com/zone": "a", topology.RegionLabel: "r", "app": "x"}, loc, map[string]string{}},
+		{"one key stale", map[string]string{topology.ZoneLabel: "b", "example.com/zone": "a", topology.RegionLabel: "r"}, loc, map[string]string{topology.ZoneLabel: "a"}},
+		{"node without region keeps the pod's region", map[string]string{topology.ZoneLabel: "a", "example.com/zone": "a", topology.RegionLabel: "old"}, topology.Location{Zone: "a"}, map[string]string{}},
+	}
+	for _, tt := range tests {
+		if got := c.desired(tt.have, tt.loc); !maps.Equal(got, tt.want) {
+			t.Errorf("%s: desired() = %v, want %v", tt.name, got, tt.want)
+		}
+	}
+}
+
+func TestCacheBehindOurWrite(t *testing.T) {
+	c := &Controller{written: map[string]uint64{}}
+	pod := func(rv string) *corev1.Pod { return &corev1.Pod{ObjectMeta: metav1.ObjectMeta{ResourceVersion: rv}} }
+	if c.cacheBehindOurWrite("ns/p", pod("5")) {
+		t.Fatal("no write remembered, yet the cache is called stale")
+	}
+	c.rememberWrite("ns/p", "10")
+	if !c.cacheBehindOurWrite("ns/p", pod("9")) {
+		t.Error("cache at rv 9 after our write produced rv 10 must count as behind")
+	}
+	if c.cacheBehindOurWrite("ns/p", pod("10")) {
+		t.Error("cache at our write's rv is not behind")
+	}
+	if _, ok := c.written["ns/p"]; ok {
+		t.Error("the record must be dropped once the cache caught up")
+	}
+	c.rememberWrite("ns/q", "not-a-number")
+	if len(c.written) != 0 {
+		t.Error("an opaque resourceVersion must not be remembered")
+	}
+}
+
+func TestBindingTime(t *testing.T) {
+	created := metav1.NewTime(time.Date(2026, 1, 1, 10, 0, 0, 0, time.UTC))
+	scheduled := metav1.NewTime(created.Add(3 * time.Second))
+	p := &corev1.Pod{ObjectMeta: metav1.ObjectMeta{CreationTimestamp: created}}
+	if got := bindingTime(p); !got.Equal(created.Time) {
+		t.Errorf("pod created bound: %v, want creation time", got)
+	}
+	p.Status.Conditions = []corev1.PodCondition{{Type: corev1.PodScheduled, Status: corev1.ConditionTrue, LastTransitionTime: scheduled}}
+	if got := bindingTime(p); !got.Equal(scheduled.Time) {
+		t.Errorf("scheduled pod: %v, want PodScheduled time", got)
+	}
+}
+
+func TestTrimKeepsOnlyWhatTheLabelerReads(t *testing.T) {
+	full := &corev1.Pod{
+		ObjectMeta: metav1.ObjectMeta{Name: "p", Namespace: "ns", Labels: map[string]string{"app": "x"}, Annotations: map[string]string{"big": "yes"}, ResourceVersion: "7"},
+		Spec:       corev1.PodSpec{NodeName: "n", Containers: []corev1.Container{{Name: "c", Image: "i"}}},
+		Status:     corev1.PodStatus{PodIP: "198.18.0.1", Conditions: []corev1.PodCondition{{Type: corev1.PodReady}, {Type: corev1.PodScheduled, Status: corev1.ConditionTrue}}},
+	}
+	obj, err := trimPod(full)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := obj.(*corev1.Pod)
+	if p.Name != "p" || p.Namespace != "ns" || p.Labels["app"] != "x" || p.Spec.NodeName != "n" || p.ResourceVersion != "7" {
+		t.Errorf("trimmed pod lost a field the labeler reads: %+v", p)
+	}
+	if p.Annotations != nil || p.Spec.Containers != nil || p.Status.PodIP != "" || len(p.Status.Conditions) != 1 {
+		t.Errorf("trimmed pod keeps fields the labeler never reads: %+v", p)
+	}
+	nodeObj, _ := trimNode(&corev1.Node{ObjectMeta: metav1.ObjectMeta{Name: "n", Labels: map[string]string{topology.ZoneLabel: "a", "kubernetes.io/hostname": "n"}}})
+	if n := nodeObj.(*corev1.Node); len(n.Labels) != 1 || n.Labels[topology.ZoneLabel] != "a" {
+		t.Errorf("trimmed node labels = %v, want only the zone", n.Labels)
+	}
+}
