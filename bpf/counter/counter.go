@@ -86,7 +86,7 @@ func (c Config) Validate() error {
 		return fmt.Errorf("mode %q: must be one of auto, netfilter, tc", c.Mode)
 	}
 	// INT_MIN is refused by the kernel; >= 100 would see NATed addresses.
-	if c.Priority <= math.MinInt32 || c.Priority >= natSrcPriority {
+	if c.Priority == math.MinInt32 || c.Priority >= natSrcPriority {
 		return fmt.Errorf("priority %d: must be between %d and %d (below source NAT)", c.Priority, math.MinInt32+1, natSrcPriority-1)
 	}
 	return nil
