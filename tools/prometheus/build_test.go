@@ -1,0 +1,162 @@
+package prometheus
+
+import (
+	"encoding/json"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+)
+
+const fixtureGoMod = `module github.com/prometheus/prometheus
+
+go 1.23.0
+
+require (
+	github.com/fsnotify/fsnotify v1.8.0
+	k8s.io/client-go v0.32.3
+)
+
+// Exclude linodego v1.0.0 as it is no longer published on github.
+exclude github.com/linode/linodego v1.0.0
+
+replace github.com/fsnotify/fsnotify v1.8.0 => github.com/fsnotify/fsnotify v1.7.0
+`
+
+func TestThrowawayGoMod(t *testing.T) {
+	got, err := throwawayGoMod(fixtureGoMod)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{
+		"module zonetoll.local/prometheus-build\n",
+		"\ngo 1.23.0\n",
+		"\tk8s.io/client-go v0.32.3\n",
+		"exclude github.com/linode/linodego v1.0.0\n",
+		"replace github.com/fsnotify/fsnotify v1.8.0 => github.com/fsnotify/fsnotify v1.7.0\n",
+		"require github.com/prometheus/prometheus " + ModuleVersion + "\n",
+	} {
+		if !strings.Contains(got, want) {
+			t.Errorf("throwaway go.mod lacks %q:\n%s", want, got)
+		}
+	}
+	if strings.Contains(got, "module github.com/prometheus/prometheus") {
+		t.Errorf("throwaway go.mod still declares the prometheus module:\n%s", got)
+	}
+}
+
+func TestThrowawayGoModRejectsOtherModules(t *testing.T) {
+	for name, mod := range map[string]string{
+		"other module": strings.Replace(fixtureGoMod, "module github.com/prometheus/prometheus", "module example.com/other", 1),
+		"no go line":   strings.Replace(fixtureGoMod, "\ngo 1.23.0\n", "\n", 1),
+	} {
+		t.Run(name, func(t *testing.T) {
+			if got, err := throwawayGoMod(mod); err == nil {
+				t.Errorf("want an error, got go.mod:\n%s", got)
+			}
+		})
+	}
+}
+
+func TestVersionLDFlags(t *testing.T) {
+	published := time.Date(2025, 7, 14, 16, 17, 9, 0, time.UTC)
+	got := versionLDFlags("v3.5.0", published)
+	for _, want := range []string{
+		"-X github.com/prometheus/common/version.Version=3.5.0 ",
+		"-X github.com/prometheus/common/version.Branch=release-3.5 ",
+		"-X github.com/prometheus/common/version.Revision=module-" + ModuleVersion + " ",
+		"-X github.com/prometheus/common/version.BuildDate=20250714-16:17:09",
+	} {
+		if !strings.Contains(got+" ", want) {
+			t.Errorf("ldflags lack %q: %s", want, got)
+		}
+	}
+}
+
+func TestBinDirFromEnv(t *testing.T) {
+	dir := t.TempDir()
+	t.Setenv(EnvBinDir, dir)
+	got, err := BinDir()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got != dir {
+		t.Errorf("BinDir() = %q, want %q", got, dir)
+	}
+}
+
+func TestBinDirDefault(t *testing.T) {
+	t.Setenv(EnvBinDir, "")
+	t.Setenv("XDG_CACHE_HOME", "/cache")
+	got, err := BinDir()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := "/cache/zonetoll/prometheus/" + Version; got != want {
+		t.Errorf("BinDir() = %q, want %q", got, want)
+	}
+}
+
+func TestInstalled(t *testing.T) {
+	writeBins := func(t *testing.T, dir string, mode os.FileMode) {
+		for _, name := range []string{PrometheusBinary, PromtoolBinary} {
+			if err := os.WriteFile(filepath.Join(dir, name), []byte("#!/bin/sh\n"), mode); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	writeStampKey := func(t *testing.T, dir, key string) {
+		data, err := json.Marshal(Stamp{Key: key, Version: Version})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(filepath.Join(dir, stampFile), data, 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	tests := []struct {
+		name    string
+		setup   func(t *testing.T, dir string)
+		wantErr bool
+	}{
+		{"empty dir", func(*testing.T, string) {}, true},
+		{"binaries without stamp", func(t *testing.T, dir string) { writeBins(t, dir, 0o755) }, true},
+		{"stamp of an older recipe", func(t *testing.T, dir string) {
+			writeBins(t, dir, 0o755)
+			writeStampKey(t, dir, "prometheus=v3.4.0 module=v0.304.0 recipe=1")
+		}, true},
+		{"stamp without binaries", func(t *testing.T, dir string) { writeStampKey(t, dir, stampKey()) }, true},
+		{"binaries not executable", func(t *testing.T, dir string) {
+			writeBins(t, dir, 0o644)
+			writeStampKey(t, dir, stampKey())
+		}, true},
+		{"complete", func(t *testing.T, dir string) {
+			writeBins(t, dir, 0o755)
+			writeStampKey(t, dir, stampKey())
+		}, false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			dir := t.TempDir()
+			tt.setup(t, dir)
+			bins, err := Installed(dir)
+			if tt.wantErr {
+				if err == nil {
+					t.Fatalf("Installed(%s) = %+v, want an error", dir, bins)
+				}
+				if !strings.Contains(err.Error(), BuildHint) {
+					t.Errorf("error %q does not say how to build", err)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			want := Binaries{Prometheus: filepath.Join(dir, PrometheusBinary), Promtool: filepath.Join(dir, PromtoolBinary)}
+			if bins != want {
+				t.Errorf("Installed(%s) = %+v, want %+v", dir, bins, want)
+			}
+		})
+	}
+}
