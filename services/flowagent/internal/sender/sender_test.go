@@ -1,0 +1,439 @@
+package sender
+
+import (
+	"context"
+	"math/rand/v2"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"net/netip"
+	"os"
+	"path/filepath"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/testutil"
+
+	"github.com/zonetoll/zonetoll/shared/report"
+)
+
+var testBoot = [16]byte{1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16}
+
+func testReport(seq uint64, bytes uint64) *report.Report {
+	start := time.Date(2026, 11, 23, 12, 0, 0, 0, time.UTC).Add(time.Duration(seq) * 10 * time.Second)
+	return &report.Report{
+		Node: "node-a", BootID: testBoot, Sequence: seq,
+		WindowStart: start, WindowEnd: start.Add(10 * time.Second),
+		Flows: []report.Flow{{
+			Src:   report.AddrFrom(netip.MustParseAddr("198.18.0.2")),
+			Dst:   report.AddrFrom(netip.MustParseAddr("198.18.1.2")),
+			Bytes: bytes, Packets: 1,
+		}},
+	}
+}
+
+type reportID struct {
+	node string
+	boot [16]byte
+	seq  uint64
+}
+
+// fakeServer is a flowserver that fails its first failures requests with status, then applies
+// reports once per (node, boot, seq) as the real one does.
+type fakeServer struct {
+	mu        sync.Mutex
+	failures  int
+	status    int
+	header    http.Header // added to failure responses
+	rejectSeq map[uint64]bool
+	requests  []reportID // every decoded request, in order, failed ones included
+	tokens    []string
+	applied   map[reportID]uint64 // bytes applied per report
+	order     []uint64            // sequences in the order applied
+	bad       []string
+}
+
+func newFakeServer(t *testing.T, failures, status int) (*fakeServer, *httptest.Server) {
+	fs := &fakeServer{failures: failures, status: status, applied: map[reportID]uint64{}, rejectSeq: map[uint64]bool{}}
+	srv := httptest.NewServer(fs)
+	t.Cleanup(srv.Close)
+	return fs, srv
+}
+
+func (f *fakeServer) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if r.Method != http.MethodPost || r.URL.Path != Path || r.Header.Get("Content-Encoding") != "gzip" || r.Header.Get("Content-Type") != "application/octet-stream" {
+		f.bad = append(f.bad, r.Method+" "+r.URL.Path+" "+r.Header.Get("Content-Encoding")+" "+r.Header.Get("Content-Type"))
+		http.Error(w, "bad request", http.StatusBadRequest)
+		return
+	}
+	rep, err := report.ReadGzip(r.Body, 0, report.Limits{})
+	if err != nil {
+		f.bad = append(f.bad, err.Error())
+		http.Error(w, err.Error(), http.StatusBadRequest)
+		return
+	}
+	id := reportID{rep.Node, rep.BootID, rep.Sequence}
+	f.requests = append(f.requests, id)
+	f.tokens = append(f.tokens, r.Header.Get("Authorization"))
+	if f.failures > 0 {
+		f.failures--
+		for k, v := range f.header {
+			w.Header()[k] = v
+		}
+		http.Error(w, "unavailable", f.status)
+		return
+	}
+	if f.rejectSeq[rep.Sequence] {
+		http.Error(w, "too many flows", http.StatusRequestEntityTooLarge)
+		return
+	}
+	if _, dup := f.applied[id]; !dup {
+		var sum uint64
+		for _, fl := range rep.Flows {
+			sum += fl.Bytes
+		}
+		f.applied[id] = sum
+		f.order = append(f.order, rep.Sequence)
+	}
+	w.WriteHeader(http.StatusNoContent)
+}
+
+func (f *fakeServer) snapshot() (applied map[reportID]uint64, order []uint64, requests []reportID, tokens []string, bad []string) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	applied = map[reportID]uint64{}
+	for k, v := range f.applied {
+		applied[k] = v
+	}
+	return applied, append([]uint64(nil), f.order...), append([]reportID(nil), f.requests...), append([]string(nil), f.tokens...), append([]string(nil), f.bad...)
+}
+
+// waitApplied waits (bounded) until the server applied n reports.
+func waitApplied(t *testing.T, f *fakeServer, n int) {
+	t.Helper()
+	deadline := time.Now().Add(30 * time.Second)
+	for time.Now().Before(deadline) {
+		if a, _, _, _, _ := f.snapshot(); len(a) >= n {
+			return
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	a, _, req, _, bad := f.snapshot()
+	t.Fatalf("server applied %d reports, want %d (requests %v, bad %v)", len(a), n, req, bad)
+}
+
+func newTestSender(t *testing.T, url string, spool int64, reg prometheus.Registerer) *Sender {
+	t.Helper()
+	s, err := New(Config{URL: url, SpoolBytes: spool, MinBackoff: time.Millisecond, MaxBackoff: 4 * time.Millisecond, Timeout: 10 * time.Second}, reg, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s
+}
+
+func runSender(t *testing.T, s *Sender) (stop func()) {
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { s.Run(ctx); close(done) }()
+	stop = func() { cancel(); <-done }
+	t.Cleanup(stop)
+	return stop
+}
+
+func TestRetriesUntilServerReturns(t *testing.T) {
+	tests := []struct {
+		name     string
+		failures int
+		status   int
+	}{
+		{"no failure", 0, 0},
+		{"503 five times", 5, http.StatusServiceUnavailable},
+		{"429 three times", 3, http.StatusTooManyRequests},
+		{"500 once", 1, http.StatusInternalServerError},
+		{"408 twice", 2, http.StatusRequestTimeout},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			fs, srv := newFakeServer(t, tt.failures, tt.status)
+			reg := prometheus.NewPedanticRegistry()
+			s := newTestSender(t, srv.URL, 1<<20, reg)
+			const reports = 4
+			for seq := uint64(1); seq <= reports; seq++ {
+				if err := s.Enqueue(testReport(seq, 1000*seq)); err != nil {
+					t.Fatal(err)
+				}
+			}
+			stop := runSender(t, s)
+			waitApplied(t, fs, reports)
+			stop()
+			applied, order, requests, _, bad := fs.snapshot()
+			if len(bad) > 0 {
+				t.Fatalf("server saw malformed requests: %v", bad)
+			}
+			for seq := uint64(1); seq <= reports; seq++ {
+				if got := applied[reportID{"node-a", testBoot, seq}]; got != 1000*seq {
+					t.Errorf("report %d applied with %d bytes, want %d", seq, got, 1000*seq)
+				}
+			}
+			for i, seq := range order {
+				if seq != uint64(i+1) {
+					t.Errorf("applied order %v, want 1..%d", order, reports)
+					break
+				}
+			}
+			// The oldest report is retried until it is through, always with the same identity.
+			for i := 0; i <= tt.failures; i++ {
+				if requests[i] != (reportID{"node-a", testBoot, 1}) {
+					t.Errorf("request %d carried %+v, want report 1 retried", i, requests[i])
+				}
+			}
+			if got := len(requests); got != reports+tt.failures {
+				t.Errorf("%d requests, want %d", got, reports+tt.failures)
+			}
+			if got := testutil.ToFloat64(s.m.sent.WithLabelValues(resultServerError)); got != float64(tt.failures) {
+				t.Errorf("server_error results = %v, want %d", got, tt.failures)
+			}
+			if got := testutil.ToFloat64(s.m.sent.WithLabelValues(resultDelivered)); got != reports {
+				t.Errorf("delivered = %v, want %d", got, reports)
+			}
+			if got := testutil.ToFloat64(s.m.spoolReports); got != 0 {
+				t.Errorf("spool_reports = %v after delivery, want 0", got)
+			}
+		})
+	}
+}
+
+func TestNetworkErrorRetried(t *testing.T) {
+	fs := &fakeServer{applied: map[reportID]uint64{}, rejectSeq: map[uint64]bool{}}
+	// Reserve a loopback port and close it: connections are refused until the server listens there.
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := l.Addr().String()
+	l.Close()
+	url := "http://" + addr
+	srv := httptest.NewUnstartedServer(fs)
+	t.Cleanup(srv.Close)
+	s := newTestSender(t, url, 1<<20, prometheus.NewRegistry())
+	if err := s.Enqueue(testReport(1, 500)); err != nil {
+		t.Fatal(err)
+	}
+	stop := runSender(t, s)
+	deadline := time.Now().Add(30 * time.Second)
+	for testutil.ToFloat64(s.m.sent.WithLabelValues(resultNetworkError)) < 2 && time.Now().Before(deadline) {
+		time.Sleep(2 * time.Millisecond)
+	}
+	l, err = net.Listen("tcp", addr)
+	if err != nil {
+		t.Skipf("the reserved port %s was taken meanwhile: %v", addr, err)
+	}
+	srv.Listener.Close()
+	srv.Listener = l
+	srv.Start()
+	waitApplied(t, fs, 1)
+	stop()
+	if a, _, _, _, _ := fs.snapshot(); a[reportID{"node-a", testBoot, 1}] != 500 {
+		t.Errorf("applied %v, want report 1 with 500 bytes", a)
+	}
+}
+
+func TestSpoolBoundDropsOldest(t *testing.T) {
+	fs, srv := newFakeServer(t, 0, 0)
+	reg := prometheus.NewRegistry()
+	// Measure one encoded report to set a bound that holds exactly three.
+	probe := newTestSender(t, srv.URL, 1<<20, prometheus.NewRegistry())
+	if err := probe.Enqueue(testReport(1, 100)); err != nil {
+		t.Fatal(err)
+	}
+	size := probe.queueBytes
+	s := newTestSender(t, srv.URL, 3*size+size/2, reg)
+	// Same-sized reports (the flow bytes vary only in a varint of equal length).
+	for seq := uint64(1); seq <= 6; seq++ {
+		if err := s.Enqueue(testReport(seq, 100+seq)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if got := s.Pending(); got != 3 {
+		t.Fatalf("spool holds %d reports, want 3", got)
+	}
+	wantDropped := float64(101 + 102 + 103)
+	if got := testutil.ToFloat64(s.m.dropped.WithLabelValues(ReasonSpoolFull)); got != wantDropped {
+		t.Errorf("dropped bytes (spool_full) = %v, want %v", got, wantDropped)
+	}
+	var held int64
+	for _, it := range s.queue {
+		held += int64(len(it.body))
+	}
+	if got := testutil.ToFloat64(s.m.spoolBytes); got != float64(held) || held > s.cfg.SpoolBytes {
+		t.Errorf("spool_bytes = %v, want the %d bytes held, within the bound %d", got, held, s.cfg.SpoolBytes)
+	}
+	stop := runSender(t, s)
+	waitApplied(t, fs, 3)
+	stop()
+	_, order, _, _, _ := fs.snapshot()
+	if len(order) != 3 || order[0] != 4 || order[1] != 5 || order[2] != 6 {
+		t.Errorf("applied %v, want the newest three [4 5 6]", order)
+	}
+}
+
+func TestRejectedReportDroppedAndCounted(t *testing.T) {
+	fs, srv := newFakeServer(t, 0, 0)
+	fs.rejectSeq[2] = true
+	s := newTestSender(t, srv.URL, 1<<20, prometheus.NewRegistry())
+	for seq := uint64(1); seq <= 3; seq++ {
+		if err := s.Enqueue(testReport(seq, 10*seq)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	stop := runSender(t, s)
+	waitApplied(t, fs, 2)
+	stop()
+	_, order, requests, _, _ := fs.snapshot()
+	if len(order) != 2 || order[0] != 1 || order[1] != 3 {
+		t.Errorf("applied %v, want [1 3]", order)
+	}
+	if len(requests) != 3 {
+		t.Errorf("%d requests, want 3: a rejected report is not retried", len(requests))
+	}
+	if got := testutil.ToFloat64(s.m.dropped.WithLabelValues(ReasonRejected)); got != 20 {
+		t.Errorf("dropped bytes (rejected) = %v, want 20", got)
+	}
+}
+
+func TestTokenFileReread(t *testing.T) {
+	fs, srv := newFakeServer(t, 0, 0)
+	dir := t.TempDir()
+	// Like a projected volume: the token is reached through a symlink that the kubelet swaps.
+	writeToken := func(name, tok string) {
+		t.Helper()
+		if err := os.WriteFile(filepath.Join(dir, name), []byte(tok+"\n"), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		link := filepath.Join(dir, "token.tmp")
+		if err := os.Symlink(name, link); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.Rename(link, filepath.Join(dir, "token")); err != nil {
+			t.Fatal(err)
+		}
+	}
+	writeToken("v1", "first-token")
+	s, err := New(Config{URL: srv.URL, TokenFile: filepath.Join(dir, "token"), SpoolBytes: 1 << 20, MinBackoff: time.Millisecond}, prometheus.NewRegistry(), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Enqueue(testReport(1, 1)); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Flush(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	writeToken("v2", "second-token")
+	if err := s.Enqueue(testReport(2, 1)); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Flush(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	_, _, _, tokens, _ := fs.snapshot()
+	want := []string{"Bearer first-token", "Bearer second-token"}
+	if len(tokens) != 2 || tokens[0] != want[0] || tokens[1] != want[1] {
+		t.Errorf("Authorization headers %q, want %q", tokens, want)
+	}
+}
+
+func TestFlushCountsUndeliveredAsShutdown(t *testing.T) {
+	fs, srv := newFakeServer(t, 1, http.StatusServiceUnavailable)
+	s := newTestSender(t, srv.URL, 1<<20, prometheus.NewRegistry())
+	for seq := uint64(1); seq <= 3; seq++ {
+		if err := s.Enqueue(testReport(seq, 7)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := s.Flush(context.Background()); err == nil {
+		t.Fatal("Flush with the server failing returned nil")
+	}
+	if got := testutil.ToFloat64(s.m.dropped.WithLabelValues(ReasonShutdown)); got != 21 {
+		t.Errorf("dropped bytes (shutdown) = %v, want 21", got)
+	}
+	if s.Pending() != 0 {
+		t.Errorf("%d reports pending after Flush", s.Pending())
+	}
+	if a, _, _, _, _ := fs.snapshot(); len(a) != 0 {
+		t.Errorf("applied %v, want none", a)
+	}
+}
+
+func TestBackoff(t *testing.T) {
+	s := &Sender{cfg: Config{MinBackoff: time.Second, MaxBackoff: 8 * time.Second}}
+	s.rng = newTestRand()
+	tests := []struct {
+		failures   int
+		retryAfter time.Duration
+		lo, hi     time.Duration
+	}{
+		{1, 0, 500 * time.Millisecond, time.Second},
+		{2, 0, time.Second, 2 * time.Second},
+		{3, 0, 2 * time.Second, 4 * time.Second},
+		{4, 0, 4 * time.Second, 8 * time.Second},
+		{10, 0, 4 * time.Second, 8 * time.Second},
+		{1, 5 * time.Second, 5 * time.Second, 5 * time.Second},
+		{1, time.Hour, 8 * time.Second, 8 * time.Second},
+	}
+	for _, tt := range tests {
+		for range 50 {
+			if d := s.backoff(tt.failures, tt.retryAfter); d < tt.lo || d > tt.hi {
+				t.Errorf("backoff(%d, %s) = %s, want within [%s, %s]", tt.failures, tt.retryAfter, d, tt.lo, tt.hi)
+				break
+			}
+		}
+	}
+}
+
+func TestParseRetryAfter(t *testing.T) {
+	now := time.Date(2026, 11, 23, 12, 0, 0, 0, time.UTC)
+	tests := []struct {
+		in   string
+		want time.Duration
+	}{
+		{"", 0},
+		{"7", 7 * time.Second},
+		{"0", 0},
+		{"-3", 0},
+		{"soon", 0},
+		{now.Add(90 * time.Second).Format(http.TimeFormat), 90 * time.Second},
+		{now.Add(-time.Minute).Format(http.TimeFormat), 0},
+	}
+	for _, tt := range tests {
+		if got := parseRetryAfter(tt.in, now); got != tt.want {
+			t.Errorf("parseRetryAfter(%q) = %s, want %s", tt.in, got, tt.want)
+		}
+	}
+}
+
+func TestRetryAfterHonoured(t *testing.T) {
+	fs, srv := newFakeServer(t, 1, http.StatusServiceUnavailable)
+	fs.header = http.Header{"Retry-After": {"1"}}
+	s, err := New(Config{URL: srv.URL, SpoolBytes: 1 << 20, MinBackoff: time.Millisecond, MaxBackoff: 10 * time.Second}, prometheus.NewRegistry(), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Enqueue(testReport(1, 1)); err != nil {
+		t.Fatal(err)
+	}
+	start := time.Now()
+	stop := runSender(t, s)
+	waitApplied(t, fs, 1)
+	stop()
+	// A lower bound only: the sender must not retry before the server said it may.
+	if el := time.Since(start); el < time.Second {
+		t.Errorf("retried after %s, before the 1s Retry-After", el)
+	}
+}
+
+func newTestRand() *rand.Rand { return rand.New(rand.NewPCG(1, 2)) }
