@@ -1,0 +1,206 @@
+package zonelabeler
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"time"
+)
+
+// buildLabeler builds cmd/zonelabeler from the module at srcDir into dir and returns the binary's path.
+func buildLabeler(ctx context.Context, srcDir, dir string) (string, error) {
+	bin := filepath.Join(dir, "zonelabeler")
+	cmd := exec.CommandContext(ctx, "go", "build", "-o", bin, "./cmd/zonelabeler")
+	cmd.Dir = srcDir
+	if out, err := cmd.CombinedOutput(); err != nil {
+		return "", fmt.Errorf("building zonelabeler in %s: %w\n%s", srcDir, err, out)
+	}
+	return bin, nil
+}
+
+// labeler is a running zonelabeler process.
+type labeler struct {
+	cmd     *exec.Cmd
+	addr    string // its HTTP server (metrics, readiness)
+	logPath string
+	done    chan struct{}
+	waitErr error
+}
+
+// startLabeler runs `zonelabeler run` against kubeconfig with its lease in leaseNamespace and the
+// labeler's default settings, except for extra (ZONETOLL_* assignments). Its logs (warnings and errors
+// only) go to logPath.
+func startLabeler(bin, kubeconfig, leaseNamespace, logPath string, extra []string) (*labeler, error) {
+	addr, err := freeAddr()
+	if err != nil {
+		return nil, err
+	}
+	logFile, err := os.Create(logPath)
+	if err != nil {
+		return nil, fmt.Errorf("creating labeler log: %w", err)
+	}
+	cmd := exec.Command(bin, "run", "--kubeconfig", kubeconfig)
+	cmd.Env = []string{
+		"PATH=" + os.Getenv("PATH"),
+		"HOME=" + os.Getenv("HOME"),
+		"ZONETOLL_HTTP_LISTEN_ADDRESS=" + addr,
+		"ZONETOLL_LEADER_ELECTION_NAMESPACE=" + leaseNamespace,
+		"ZONETOLL_LOG_LEVEL=warn",
+	}
+	cmd.Env = append(cmd.Env, extra...)
+	cmd.Stdout, cmd.Stderr = logFile, logFile
+	// If the benchmark binary dies, the labeler must not live on. Go never ends the OS threads it forks
+	// from (outside LockOSThread), so the parent-death signal fires only when this process exits.
+	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL, Setpgid: true}
+	if err := cmd.Start(); err != nil {
+		logFile.Close()
+		return nil, fmt.Errorf("starting zonelabeler: %w", err)
+	}
+	l := &labeler{cmd: cmd, addr: addr, logPath: logPath, done: make(chan struct{})}
+	go func() {
+		l.waitErr = cmd.Wait()
+		logFile.Close()
+		close(l.done)
+	}()
+	return l, nil
+}
+
+// labelerSettings turns ZONETOLL_BENCH_LABELER_<X>=v in env into ZONETOLL_<X>=v, so a run can change a
+// labeler setting (ZONETOLL_BENCH_LABELER_KUBE_QPS=200) without the benchmark's own process reading it.
+func labelerSettings(env []string) []string {
+	const prefix = "ZONETOLL_BENCH_LABELER_"
+	var out []string
+	for _, kv := range env {
+		if rest, ok := strings.CutPrefix(kv, prefix); ok && rest != "" && !strings.HasPrefix(rest, "=") {
+			out = append(out, "ZONETOLL_"+rest)
+		}
+	}
+	return out
+}
+
+func freeAddr() (string, error) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return "", fmt.Errorf("finding a free port for the labeler: %w", err)
+	}
+	defer ln.Close()
+	return ln.Addr().String(), nil
+}
+
+// pid is the labeler's process id.
+func (l *labeler) pid() int { return l.cmd.Process.Pid }
+
+// exited reports whether the process has ended, and how.
+func (l *labeler) exited() (bool, error) {
+	select {
+	case <-l.done:
+		return true, l.waitErr
+	default:
+		return false, nil
+	}
+}
+
+// waitLeading waits until the labeler is ready (caches synced) and holds the lease, i.e. writes labels.
+func (l *labeler) waitLeading(ctx context.Context, timeout time.Duration) error {
+	ctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	var last error
+	for {
+		if done, err := l.exited(); done {
+			return fmt.Errorf("zonelabeler exited before leading (%v); log:\n%s", err, l.logTail())
+		}
+		last = l.leading(ctx)
+		if last == nil {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("zonelabeler not leading after %s: %w; log:\n%s", timeout, last, l.logTail())
+		case <-time.After(100 * time.Millisecond):
+		}
+	}
+}
+
+func (l *labeler) leading(ctx context.Context) error {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+l.addr+"/readyz", nil)
+	if err != nil {
+		return err
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return fmt.Errorf("checking readiness: %w", err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	// A 200 before the service has registered its cache check means only that the HTTP server is up,
+	// and its collectors may not be wired yet: scraping /metrics then has crashed the labeler.
+	if resp.StatusCode != http.StatusOK || !bytes.Contains(body, []byte("[+]informers-synced ok")) {
+		return fmt.Errorf("not ready: %s: %s", resp.Status, bytes.TrimSpace(body))
+	}
+	m, err := l.metrics(ctx)
+	if err != nil {
+		return err
+	}
+	if sum(m, "zonetoll_zonelabeler_leader", nil) != 1 {
+		return errors.New("ready but not holding the lease yet")
+	}
+	return nil
+}
+
+// metrics scrapes the labeler's /metrics.
+func (l *labeler) metrics(ctx context.Context) ([]sample, error) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+l.addr+"/metrics", nil)
+	if err != nil {
+		return nil, err
+	}
+	req.Header.Set("Accept", "text/plain;version=0.0.4")
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return nil, fmt.Errorf("scraping zonelabeler metrics: %w", err)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return nil, fmt.Errorf("scraping zonelabeler metrics: %s", resp.Status)
+	}
+	return parseText(resp.Body)
+}
+
+// stop sends SIGTERM, and SIGKILL if the labeler has not exited after grace.
+func (l *labeler) stop(grace time.Duration) error {
+	if done, _ := l.exited(); done {
+		return nil
+	}
+	if err := l.cmd.Process.Signal(syscall.SIGTERM); err != nil && !errors.Is(err, os.ErrProcessDone) {
+		return fmt.Errorf("stopping zonelabeler: %w", err)
+	}
+	select {
+	case <-l.done:
+		return nil
+	case <-time.After(grace):
+		_ = l.cmd.Process.Kill()
+		<-l.done
+		return fmt.Errorf("zonelabeler did not stop within %s of SIGTERM; killed", grace)
+	}
+}
+
+// logTail returns the end of the labeler's log for error messages.
+func (l *labeler) logTail() string {
+	b, err := os.ReadFile(l.logPath)
+	if err != nil {
+		return "(no log: " + err.Error() + ")"
+	}
+	const keep = 4000
+	if len(b) > keep {
+		b = b[len(b)-keep:]
+	}
+	return string(b)
+}

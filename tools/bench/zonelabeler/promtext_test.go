@@ -1,0 +1,100 @@
+package zonelabeler
+
+import (
+	"math"
+	"strings"
+	"testing"
+)
+
+const apiserverScrape = `# HELP apiserver_request_total [STABLE] Counter of apiserver requests
+# TYPE apiserver_request_total counter
+apiserver_request_total{code="200",component="apiserver",dry_run="",group="",resource="pods",scope="resource",subresource="",verb="PATCH",version="v1"} 9990
+apiserver_request_total{code="409",component="apiserver",dry_run="",group="",resource="pods",scope="resource",subresource="",verb="PATCH",version="v1"} 10
+apiserver_request_total{code="200",component="apiserver",dry_run="",group="",resource="pods",scope="resource",subresource="status",verb="PATCH",version="v1"} 10000
+apiserver_request_total{code="201",component="apiserver",dry_run="",group="",resource="pods",scope="resource",subresource="",verb="POST",version="v1"} 10000
+apiserver_request_total{code="200",component="apiserver",dry_run="",group="",resource="nodes",scope="resource",subresource="status",verb="PATCH",version="v1"} 100
+weird_total{path="a \"quoted\" \\ value, with {braces}"} 3 1700000000000
+`
+
+func TestSum(t *testing.T) {
+	samples, err := parseText(strings.NewReader(apiserverScrape))
+	if err != nil {
+		t.Fatal(err)
+	}
+	tests := []struct {
+		name   string
+		metric string
+		match  map[string]string
+		want   float64
+	}{
+		{"pod patches, every code, no subresource", "apiserver_request_total",
+			map[string]string{"verb": "PATCH", "resource": "pods", "subresource": ""}, 10000},
+		{"status patches are apart", "apiserver_request_total",
+			map[string]string{"verb": "PATCH", "resource": "pods", "subresource": "status"}, 10000},
+		{"all of a metric", "apiserver_request_total", nil, 30100},
+		{"a label no sample has matches the empty value", "apiserver_request_total",
+			map[string]string{"verb": "POST", "absent": ""}, 10000},
+		{"escaped label value, timestamp ignored", "weird_total",
+			map[string]string{"path": `a "quoted" \ value, with {braces}`}, 3},
+		{"unknown metric", "nope_total", nil, 0},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if got := sum(samples, tt.metric, tt.match); got != tt.want {
+				t.Errorf("sum = %v, want %v", got, tt.want)
+			}
+		})
+	}
+}
+
+func TestParseTextErrors(t *testing.T) {
+	for _, in := range []string{
+		"novalue\n",
+		`m{a="x} 1` + "\n",
+		`m{a=x} 1` + "\n",
+		"m notanumber\n",
+	} {
+		if _, err := parseText(strings.NewReader(in)); err == nil {
+			t.Errorf("parseText(%q) succeeded, want an error", in)
+		}
+	}
+}
+
+func TestHistogramQuantile(t *testing.T) {
+	// 100 observations: 50 up to 0.1 s, 40 in (0.1, 0.5], 9 in (0.5, 1], 1 above 1 s.
+	const hist = `lat_seconds_bucket{le="0.1"} 50
+lat_seconds_bucket{le="0.5"} 90
+lat_seconds_bucket{le="1"} 99
+lat_seconds_bucket{le="+Inf"} 100
+lat_seconds_sum 20
+lat_seconds_count 100
+`
+	samples, err := parseText(strings.NewReader(hist))
+	if err != nil {
+		t.Fatal(err)
+	}
+	tests := []struct {
+		q    float64
+		want float64
+	}{
+		{0.25, 0.05},  // inside the first bucket, from 0
+		{0.5, 0.1},    // exactly at a bound
+		{0.7, 0.3},    // halfway through (0.1, 0.5]
+		{0.99, 1},     // the last finite bound
+		{0.999, 1},    // in +Inf: the highest finite bound, as PromQL does
+		{0.945, 0.75}, // halfway through (0.5, 1]
+	}
+	for _, tt := range tests {
+		got, ok := histogramQuantile(samples, "lat_seconds", tt.q)
+		if !ok || math.Abs(got-tt.want) > 1e-9 {
+			t.Errorf("q=%v: got %v (ok=%v), want %v", tt.q, got, ok, tt.want)
+		}
+	}
+	empty, _ := parseText(strings.NewReader("lat_seconds_bucket{le=\"1\"} 0\nlat_seconds_bucket{le=\"+Inf\"} 0\n"))
+	if _, ok := histogramQuantile(empty, "lat_seconds", 0.5); ok {
+		t.Error("quantile of an empty histogram reported ok")
+	}
+	if _, ok := histogramQuantile(samples, "other_seconds", 0.5); ok {
+		t.Error("quantile of a missing histogram reported ok")
+	}
+}
