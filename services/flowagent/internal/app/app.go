@@ -3,19 +3,101 @@ package app
 
 import (
 	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/url"
+	"strings"
+	"sync/atomic"
+	"time"
 
+	"github.com/zonetoll/zonetoll/bpf/counter"
+	"github.com/zonetoll/zonetoll/services/flowagent/internal/agent"
+	"github.com/zonetoll/zonetoll/services/flowagent/internal/locals"
+	"github.com/zonetoll/zonetoll/services/flowagent/internal/sender"
+	"github.com/zonetoll/zonetoll/shared/config"
 	"github.com/zonetoll/zonetoll/shared/kubeclient"
+	"github.com/zonetoll/zonetoll/shared/report"
 	"github.com/zonetoll/zonetoll/shared/servicecmd"
 )
 
 // Config is every setting of flowagent, read from ZONETOLL_* variables.
 type Config struct {
 	servicecmd.Common
-	Kube kubeclient.Config
+	Kube            kubeclient.Config
+	NodeName        string        `split_words:"true" required:"true" desc:"This node's name (in a DaemonSet: fieldRef spec.nodeName)."`
+	Zone            string        `desc:"This node's zone; empty means the node's zone label (ZONETOLL_ZONE_LABEL)."`
+	ZoneLabel       string        `split_words:"true" default:"topology.kubernetes.io/zone" desc:"Node label that holds the zone."`
+	ServerURL       string        `split_words:"true" default:"http://flowserver-{zone}.zonetoll:8080" desc:"Base URL of the flowserver; {zone} is replaced by this node's zone, so reports stay in the zone."`
+	TokenFile       string        `split_words:"true" default:"/var/run/secrets/kubernetes.io/serviceaccount/token" desc:"Service-account token sent as bearer token; re-read before every report, so rotation needs no restart. Empty sends none."`
+	Interval        time.Duration `default:"10s" desc:"Time between drains of the kernel's flow map; each drain makes one report window."`
+	ReportMaxFlows  int           `split_words:"true" default:"100000" desc:"Flows per report; a window with more is split into several reports."`
+	SpoolBytes      int64         `split_words:"true" default:"67108864" desc:"Bound on undelivered reports kept in memory (gzip bytes); beyond it the oldest are dropped and counted."`
+	SendTimeout     time.Duration `split_words:"true" default:"30s" desc:"Time one POST of a report may take."`
+	RetryMinBackoff time.Duration `split_words:"true" default:"1s" desc:"First retry delay after a failed POST; doubles per failure."`
+	RetryMaxBackoff time.Duration `split_words:"true" default:"1m" desc:"Longest retry delay (and longest Retry-After honoured)."`
+	ShutdownFlush   time.Duration `split_words:"true" default:"10s" desc:"On SIGTERM, time for the last drain and for sending what is spooled; keep it below ZONETOLL_HTTP_SHUTDOWN_TIMEOUT."`
+	Netns           string        `desc:"Network namespace (path such as /var/run/netns/node1) to attach in; empty means the agent's own. The process stays in its own namespace."`
+	BPF             BPF
+}
+
+// BPF configures the kernel counter.
+type BPF struct {
+	MaxFlows     uint32   `split_words:"true" default:"131072" desc:"Capacity of each flow map: distinct address pairs per interval; packets of pairs beyond it are counted as insert failures."`
+	PinDir       string   `split_words:"true" default:"/sys/fs/bpf/zonetoll" desc:"bpffs directory where the maps are pinned, so a restart loses nothing."`
+	Mode         string   `default:"auto" oneof:"auto netfilter tc" desc:"Where the program attaches: netfilter POST_ROUTING, tc on the listed interfaces, or auto (netfilter when the kernel has it)."`
+	Priority     int32    `default:"90" desc:"Netfilter hook priority; must be below 100 (source NAT) to see pod addresses."`
+	TCInterfaces []string `split_words:"true" desc:"Interfaces (host side of pod veths) to attach to in tc mode."`
+}
+
+func (b BPF) counterConfig() counter.Config {
+	return counter.Config{MaxFlows: b.MaxFlows, PinDir: b.PinDir, Mode: counter.Mode(b.Mode), Priority: b.Priority}
 }
 
 // Validate checks relations between settings that envconfig cannot.
-func (c *Config) Validate() error { return c.Kube.Validate("ZONETOLL_KUBE_") }
+func (c *Config) Validate() error {
+	if err := c.Kube.Validate("ZONETOLL_KUBE_"); err != nil {
+		return err
+	}
+	if c.Interval <= 0 {
+		return config.Invalid("ZONETOLL_INTERVAL", c.Interval.String(), "a positive duration")
+	}
+	if c.ReportMaxFlows < 1 || c.ReportMaxFlows > report.DefaultMaxFlows {
+		return config.Invalid("ZONETOLL_REPORT_MAX_FLOWS", fmt.Sprint(c.ReportMaxFlows), fmt.Sprintf("an integer from 1 to %d (the server's default limit)", report.DefaultMaxFlows))
+	}
+	if c.SpoolBytes < 1<<20 {
+		return config.Invalid("ZONETOLL_SPOOL_BYTES", fmt.Sprint(c.SpoolBytes), "at least 1048576 (1 MiB)")
+	}
+	if c.RetryMinBackoff <= 0 || c.RetryMaxBackoff < c.RetryMinBackoff {
+		return config.Invalid("ZONETOLL_RETRY_MAX_BACKOFF", c.RetryMaxBackoff.String(), fmt.Sprintf("a duration of at least ZONETOLL_RETRY_MIN_BACKOFF (%s), which must be positive", c.RetryMinBackoff))
+	}
+	if _, err := serverURL(c.ServerURL, "zone"); err != nil {
+		return config.Invalid("ZONETOLL_SERVER_URL", c.ServerURL, "an http or https URL, optionally with {zone} ("+err.Error()+")")
+	}
+	if err := c.BPF.counterConfig().Validate(); err != nil {
+		return config.Invalid("ZONETOLL_BPF_PRIORITY", fmt.Sprint(c.BPF.Priority), err.Error())
+	}
+	if c.BPF.Mode == string(counter.ModeTC) && len(c.BPF.TCInterfaces) == 0 {
+		return config.Invalid("ZONETOLL_BPF_TC_INTERFACES", "", "at least one interface in tc mode")
+	}
+	if c.ShutdownFlush <= 0 || c.ShutdownFlush >= c.HTTP.ShutdownTimeout {
+		return config.Invalid("ZONETOLL_SHUTDOWN_FLUSH", c.ShutdownFlush.String(), fmt.Sprintf("a positive duration below ZONETOLL_HTTP_SHUTDOWN_TIMEOUT (%s)", c.HTTP.ShutdownTimeout))
+	}
+	return nil
+}
+
+// serverURL fills the zone into the URL template and checks the result.
+func serverURL(template, zone string) (string, error) {
+	s := strings.ReplaceAll(template, "{zone}", zone)
+	u, err := url.Parse(s)
+	if err != nil {
+		return "", err
+	}
+	if (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+		return "", fmt.Errorf("%q has no http(s) scheme and host", s)
+	}
+	return s, nil
+}
 
 // Spec is the flowagent command line.
 func Spec() servicecmd.Spec[Config] {
@@ -27,9 +109,110 @@ func Spec() servicecmd.Spec[Config] {
 	}
 }
 
-// Run serves the shared endpoints until ctx is done. The service's own work arrives with issue #6.
+// Run loads and attaches the counter, learns the node's addresses and zone, and reports every
+// interval until ctx is done; then it drains and sends once more.
 func Run(ctx context.Context, cfg *Config, env servicecmd.Env) error {
-	env.Logger.Info("serving health and metrics endpoints only: the flowagent logic is not built yet (issue #6)")
-	<-ctx.Done()
+	log := env.Logger
+	var ready atomic.Bool
+	env.Server.AddReadinessCheck("reporting", func(context.Context) error {
+		if !ready.Load() {
+			return errors.New("counter not attached or node addresses not known yet")
+		}
+		return nil
+	})
+
+	ctr, err := counter.Load(ctx, cfg.BPF.counterConfig(), log)
+	if err != nil {
+		return fmt.Errorf("loading the BPF counter: %w", err)
+	}
+	defer ctr.Close()
+	if err := attach(ctr, cfg); err != nil {
+		return err
+	}
+	log.Info("counter attached", "mode", ctr.Mode(), "netns", cfg.Netns)
+
+	rc, err := kubeclient.RESTConfig(env.Kubeconfig, cfg.Kube, env.Info.UserAgent())
+	if err != nil {
+		return err
+	}
+	cs, err := kubeclient.NewClientset(rc)
+	if err != nil {
+		return err
+	}
+	// Pods that vanished stay local for two intervals: their last traffic is drained after they go.
+	set := locals.NewSet(2 * cfg.Interval)
+	watch, err := locals.NewWatcher(cs, cfg.NodeName, set, log)
+	if err != nil {
+		return err
+	}
+	defer watch.Shutdown()
+	// Until the informers synced nothing is drained: the pinned maps keep counting meanwhile.
+	if err := watch.Start(ctx); err != nil {
+		return fmt.Errorf("learning this node's addresses: %w", err)
+	}
+	zone := cfg.Zone
+	if zone == "" {
+		zone = watch.Node().Labels[cfg.ZoneLabel]
+	}
+	if zone == "" {
+		return fmt.Errorf("node %s has no %s label and ZONETOLL_ZONE is empty: cannot pick the zone's flowserver", cfg.NodeName, cfg.ZoneLabel)
+	}
+	target, err := serverURL(cfg.ServerURL, zone)
+	if err != nil {
+		return fmt.Errorf("building the flowserver URL for zone %s: %w", zone, err)
+	}
+
+	return runReporting(ctx, cfg, ctr, set, target, env, &ready, log.With("zone", zone, "flowserver", target))
+}
+
+func attach(ctr *counter.Counter, cfg *Config) error {
+	if ctr.Mode() == counter.ModeNetfilter {
+		if err := ctr.AttachNetfilter(cfg.Netns); err != nil {
+			return fmt.Errorf("attaching at netfilter POST_ROUTING: %w", err)
+		}
+		return nil
+	}
+	if len(cfg.BPF.TCInterfaces) == 0 {
+		return errors.New("attaching in tc mode: the kernel lacks netfilter BPF links and ZONETOLL_BPF_TC_INTERFACES is empty")
+	}
+	for _, ifname := range cfg.BPF.TCInterfaces {
+		if err := ctr.AttachTC(cfg.Netns, ifname); err != nil {
+			return fmt.Errorf("attaching tc to %s: %w", ifname, err)
+		}
+	}
 	return nil
+}
+
+// runReporting runs the agent loop and the sender until ctx is done, then drains once more and flushes.
+func runReporting(ctx context.Context, cfg *Config, d agent.Drainer, set agent.Locals, target string, env servicecmd.Env, ready *atomic.Bool, log *slog.Logger) error {
+	snd, err := sender.New(sender.Config{
+		URL: target, TokenFile: cfg.TokenFile, SpoolBytes: cfg.SpoolBytes,
+		MinBackoff: cfg.RetryMinBackoff, MaxBackoff: cfg.RetryMaxBackoff, Timeout: cfg.SendTimeout,
+	}, env.Registry, log)
+	if err != nil {
+		return err
+	}
+	ag, err := agent.New(agent.Config{
+		Node: cfg.NodeName, Interval: cfg.Interval, MaxFlowsPerReport: cfg.ReportMaxFlows, FinalTimeout: cfg.ShutdownFlush / 2,
+	}, d, set, snd, env.Registry, log)
+	if err != nil {
+		return err
+	}
+	sendCtx, stopSending := context.WithCancel(context.WithoutCancel(ctx))
+	sent := make(chan struct{})
+	go func() { snd.Run(sendCtx); close(sent) }()
+	ready.Store(true)
+	log.Info("reporting", "interval", cfg.Interval, "boot_id", fmt.Sprintf("%x", ag.BootID))
+
+	runErr := ag.Run(ctx) // returns after the final drain
+	ready.Store(false)
+	stopSending()
+	<-sent
+	flushCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), cfg.ShutdownFlush/2)
+	defer cancel()
+	if err := snd.Flush(flushCtx); err != nil {
+		log.Error("reports lost at shutdown", "error", err)
+		return errors.Join(runErr, err)
+	}
+	return runErr
 }
