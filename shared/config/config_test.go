@@ -3,6 +3,7 @@ package config
 import (
 	"bytes"
 	"errors"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -65,8 +66,9 @@ func TestLoad(t *testing.T) {
 			name: "unknown variables are reported",
 			env:  map[string]string{"ZONETOLL_TOKEN": "t", "ZONETOLL_WROKERS": "3"},
 			check: func(t *testing.T, _ *testConfig, unknown []string) {
-				if len(unknown) != 1 || unknown[0] != "ZONETOLL_WROKERS" {
-					t.Errorf("unknown = %v, want [ZONETOLL_WROKERS]", unknown)
+				// The test's own environment may carry other ZONETOLL_ variables (make test sets some).
+				if !slices.Contains(unknown, "ZONETOLL_WROKERS") || slices.Contains(unknown, "ZONETOLL_TOKEN") {
+					t.Errorf("unknown = %v, want ZONETOLL_WROKERS and not the known ZONETOLL_TOKEN", unknown)
 				}
 			},
 		},

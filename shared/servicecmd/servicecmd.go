@@ -13,6 +13,7 @@ import (
 	"log/slog"
 	"os"
 	"os/signal"
+	"sync"
 	"syscall"
 	"time"
 
@@ -33,6 +34,8 @@ const (
 	ExitFailure = 1 // the service failed while running
 	ExitUsage   = 2 // bad settings or arguments: nothing was started
 )
+
+var klogOnce sync.Once
 
 // Common holds the settings every long-running service has. Embed it (anonymously) in a service's
 // Config: its variables are ZONETOLL_LOG_* and ZONETOLL_HTTP_*.
@@ -186,7 +189,9 @@ func runService[C any, PC interface {
 		log.Warn("ignoring unknown setting; check its spelling", "variable", key)
 	}
 	if spec.Kubernetes {
-		klog.SetSlogLogger(log.With("component", "client-go"))
+		// klog's logger is process-global and not safe to replace while client-go reads it: set it once.
+		// A binary runs one service; only tests run several in one process, and they share the first.
+		klogOnce.Do(func() { klog.SetSlogLogger(log.With("component", "client-go")) })
 	}
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}), info.Collector())
