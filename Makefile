@@ -39,9 +39,9 @@ generate-check:
 bench: setup
 	hack/bench.sh
 
-## testcluster: build (once, cached) the kube-apiserver and etcd the cluster tests run
+## testcluster: build (once, cached) the kube-apiserver and etcd the cluster tests run, and upstream promtool
 testcluster:
-	cd tools && go run ./cmd/testcluster build
+	cd tools && go run ./cmd/testcluster build && go run ./cmd/prometheus build
 
 ## demo: the local three-zone end-to-end demo
 demo: setup

@@ -28,8 +28,8 @@ for m in "${mods[@]}"; do
   (cd "$m" && go vet ./... && "$staticcheck" ./...)
 done
 
-step "test cluster binaries (kube-apiserver, etcd)"
-(cd tools && go run ./cmd/testcluster build)
+step "test cluster binaries (kube-apiserver, etcd) and upstream prometheus/promtool, built once and cached"
+(cd tools && go run ./cmd/testcluster build && go run ./cmd/prometheus build)
 
 # Kernel tests fail instead of skipping when the kernel lacks what they need; set 0 to allow skips.
 export ZONETOLL_REQUIRE_KERNEL="${ZONETOLL_REQUIRE_KERNEL:-1}"
