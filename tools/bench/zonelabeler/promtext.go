@@ -131,8 +131,9 @@ func matches(have, want map[string]string) bool {
 
 // histogramQuantile estimates the q-quantile of histogram name from its cumulative buckets the way
 // PromQL's histogram_quantile does: linear interpolation inside the bucket holding the rank, and the
-// highest finite bound when the rank falls in the +Inf bucket. It reports false with no observations.
-func histogramQuantile(samples []sample, name string, q float64) (float64, bool) {
+// highest finite bound when the rank falls in the +Inf bucket, which beyond then reports: the true value
+// is only known to be above it. It reports ok false with no observations.
+func histogramQuantile(samples []sample, name string, q float64) (v float64, beyond, ok bool) {
 	counts := map[float64]float64{}
 	for _, s := range samples {
 		if s.name != name+"_bucket" {
@@ -150,11 +151,11 @@ func histogramQuantile(samples []sample, name string, q float64) (float64, bool)
 	}
 	sort.Float64s(bounds)
 	if len(bounds) == 0 || !math.IsInf(bounds[len(bounds)-1], 1) {
-		return 0, false
+		return 0, false, false
 	}
 	total := counts[bounds[len(bounds)-1]]
 	if total == 0 {
-		return 0, false
+		return 0, false, false
 	}
 	rank := q * total
 	lower, below := 0.0, 0.0
@@ -163,16 +164,20 @@ func histogramQuantile(samples []sample, name string, q float64) (float64, bool)
 		if c >= rank {
 			if math.IsInf(upper, 1) {
 				if i == 0 {
-					return 0, false
+					return 0, false, false
 				}
-				return bounds[i-1], true
+				return bounds[i-1], true, true
 			}
 			if c == below {
-				return upper, true
+				return upper, false, true
 			}
-			return lower + (upper-lower)*(rank-below)/(c-below), true
+			return lower + (upper-lower)*(rank-below)/(c-below), false, true
 		}
 		lower, below = upper, c
 	}
-	return bounds[len(bounds)-1], true
+	// The rank is above the total: only a q over 1 gets here.
+	if len(bounds) < 2 {
+		return 0, false, false
+	}
+	return bounds[len(bounds)-2], true, true
 }

@@ -74,27 +74,28 @@ lat_seconds_count 100
 		t.Fatal(err)
 	}
 	tests := []struct {
-		q    float64
-		want float64
+		q          float64
+		want       float64
+		wantBeyond bool
 	}{
-		{0.25, 0.05},  // inside the first bucket, from 0
-		{0.5, 0.1},    // exactly at a bound
-		{0.7, 0.3},    // halfway through (0.1, 0.5]
-		{0.99, 1},     // the last finite bound
-		{0.999, 1},    // in +Inf: the highest finite bound, as PromQL does
-		{0.945, 0.75}, // halfway through (0.5, 1]
+		{0.25, 0.05, false},  // inside the first bucket, from 0
+		{0.5, 0.1, false},    // exactly at a bound
+		{0.7, 0.3, false},    // halfway through (0.1, 0.5]
+		{0.99, 1, false},     // the last finite bound
+		{0.999, 1, true},     // in +Inf: the highest finite bound, as PromQL does, flagged
+		{0.945, 0.75, false}, // halfway through (0.5, 1]
 	}
 	for _, tt := range tests {
-		got, ok := histogramQuantile(samples, "lat_seconds", tt.q)
-		if !ok || math.Abs(got-tt.want) > 1e-9 {
-			t.Errorf("q=%v: got %v (ok=%v), want %v", tt.q, got, ok, tt.want)
+		got, beyond, ok := histogramQuantile(samples, "lat_seconds", tt.q)
+		if !ok || math.Abs(got-tt.want) > 1e-9 || beyond != tt.wantBeyond {
+			t.Errorf("q=%v: got %v (beyond=%v, ok=%v), want %v (beyond=%v)", tt.q, got, beyond, ok, tt.want, tt.wantBeyond)
 		}
 	}
 	empty, _ := parseText(strings.NewReader("lat_seconds_bucket{le=\"1\"} 0\nlat_seconds_bucket{le=\"+Inf\"} 0\n"))
-	if _, ok := histogramQuantile(empty, "lat_seconds", 0.5); ok {
+	if _, _, ok := histogramQuantile(empty, "lat_seconds", 0.5); ok {
 		t.Error("quantile of an empty histogram reported ok")
 	}
-	if _, ok := histogramQuantile(samples, "other_seconds", 0.5); ok {
+	if _, _, ok := histogramQuantile(samples, "other_seconds", 0.5); ok {
 		t.Error("quantile of a missing histogram reported ok")
 	}
 }
