@@ -1,0 +1,555 @@
+package app
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"net/netip"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"golang.org/x/sys/unix"
+
+	"github.com/zonetoll/zonetoll/bpf/counter"
+	"github.com/zonetoll/zonetoll/services/flowagent/internal/agent"
+	"github.com/zonetoll/zonetoll/services/flowagent/internal/locals"
+	"github.com/zonetoll/zonetoll/services/flowagent/internal/sender"
+	"github.com/zonetoll/zonetoll/shared/report"
+)
+
+// netnsPrefix names every network namespace these tests create, with the pid after it, so leftovers
+// of a crashed run are found and removed.
+const netnsPrefix = "ztfa-"
+
+// bpffsRoot is a private bpffs for this test binary (empty when kernel tests cannot run).
+var bpffsRoot string
+
+func TestMain(m *testing.M) { os.Exit(runTests(m)) }
+
+func runTests(m *testing.M) int {
+	if kernelUnavailable() != "" {
+		return m.Run()
+	}
+	removeLeftovers()
+	dir, err := os.MkdirTemp("", fmt.Sprintf("%sbpffs-%d-", netnsPrefix, os.Getpid()))
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "creating bpffs dir:", err)
+		return 1
+	}
+	defer os.Remove(dir)
+	if err := unix.Mount("bpf", dir, "bpf", 0, "mode=0700"); err != nil {
+		fmt.Fprintln(os.Stderr, "mounting bpffs:", err)
+		return 1
+	}
+	defer unix.Unmount(dir, unix.MNT_DETACH)
+	bpffsRoot = dir
+	code := m.Run()
+	removeLeftovers()
+	return code
+}
+
+func kernelUnavailable() string {
+	if os.Geteuid() != 0 {
+		return "not root"
+	}
+	if _, err := os.Stat("/sys/kernel/btf/vmlinux"); err != nil {
+		return "kernel has no BTF (/sys/kernel/btf/vmlinux)"
+	}
+	return ""
+}
+
+// requireKernel skips a test that needs root and a BTF kernel, or fails it when
+// ZONETOLL_REQUIRE_KERNEL=1 (CI), so a kernel test is never skipped silently there.
+func requireKernel(t testing.TB) {
+	t.Helper()
+	why := kernelUnavailable()
+	if why == "" {
+		return
+	}
+	if os.Getenv("ZONETOLL_REQUIRE_KERNEL") == "1" {
+		t.Fatalf("kernel test cannot run (%s) and ZONETOLL_REQUIRE_KERNEL=1", why)
+	}
+	t.Skipf("skipping kernel test: %s (set ZONETOLL_REQUIRE_KERNEL=1 to fail instead)", why)
+}
+
+// removeLeftovers deletes namespaces and bpffs mounts of earlier runs whose process is gone.
+func removeLeftovers() {
+	gone := func(name string) bool {
+		rest, ok := strings.CutPrefix(name, netnsPrefix)
+		rest = strings.TrimPrefix(rest, "bpffs-")
+		pid, _, ok2 := strings.Cut(rest, "-")
+		n, err := strconv.Atoi(pid)
+		if !ok || !ok2 || err != nil {
+			return false
+		}
+		if n == os.Getpid() {
+			return true
+		}
+		_, err = os.Stat(fmt.Sprintf("/proc/%d", n))
+		return errors.Is(err, os.ErrNotExist)
+	}
+	ents, _ := os.ReadDir("/run/netns")
+	for _, e := range ents {
+		if gone(e.Name()) {
+			_ = exec.Command("ip", "netns", "del", e.Name()).Run()
+		}
+	}
+	ents, _ = os.ReadDir(os.TempDir())
+	for _, e := range ents {
+		if strings.HasPrefix(e.Name(), netnsPrefix+"bpffs-") && gone(e.Name()) {
+			d := filepath.Join(os.TempDir(), e.Name())
+			_ = unix.Unmount(d, unix.MNT_DETACH)
+			_ = os.Remove(d)
+		}
+	}
+}
+
+// cluster is two "nodes" (network namespaces) linked by a veth pair, each forwarding for one "pod":
+//
+//	pod a 198.18.1.2 fd00:1::2 -- va [node1 198.18.100.1 fd00:100::1] n1 === n2 [node2 ...2] vb -- pod b 198.18.2.2 fd00:2::2
+//
+// Neighbours are permanent and DAD and router solicitations are off, so after setup the pods send
+// only the test's datagrams.
+type cluster struct {
+	t                  *testing.T
+	node1, node2, a, b string
+}
+
+func newCluster(t *testing.T) *cluster {
+	t.Helper()
+	base := fmt.Sprintf("%s%d-", netnsPrefix, os.Getpid())
+	c := &cluster{t: t, node1: base + "n1", node2: base + "n2", a: base + "a", b: base + "b"}
+	t.Cleanup(func() {
+		for _, ns := range []string{c.node1, c.node2, c.a, c.b} {
+			_ = exec.Command("ip", "netns", "del", ns).Run()
+		}
+	})
+	quiet := []string{
+		"net.ipv6.conf.all.accept_dad=0", "net.ipv6.conf.default.accept_dad=0",
+		"net.ipv6.conf.all.router_solicitations=0", "net.ipv6.conf.default.router_solicitations=0",
+		"net.ipv6.conf.default.mldv1_unsolicited_report_interval=0",
+		"net.ipv6.conf.default.mldv2_unsolicited_report_interval=0",
+		"net.ipv4.conf.default.igmpv2_unsolicited_report_interval=0",
+		"net.ipv4.conf.default.igmpv3_unsolicited_report_interval=0",
+	}
+	for _, ns := range []string{c.node1, c.node2, c.a, c.b} {
+		c.sh("ip", "netns", "add", ns)
+		c.sh("ip", append([]string{"netns", "exec", ns, "sysctl", "-qw"}, quiet...)...)
+	}
+	for _, ns := range []string{c.node1, c.node2} {
+		c.sh("ip", "netns", "exec", ns, "sysctl", "-qw", "net.ipv4.ip_forward=1", "net.ipv6.conf.all.forwarding=1")
+	}
+	// veth between two namespaces with addresses, permanent neighbours both ways.
+	link := func(ns1, dev1, mac1, v4a, v6a, ns2, dev2, mac2, v4b, v6b, plen4, plen6 string) {
+		c.sh("ip", "link", "add", dev1, "netns", ns1, "address", mac1, "type", "veth", "peer", "name", dev2, "netns", ns2, "address", mac2)
+		for _, s := range []struct{ ns, dev, v4, v6, peerMAC, peer4, peer6 string }{
+			{ns1, dev1, v4a, v6a, mac2, v4b, v6b}, {ns2, dev2, v4b, v6b, mac1, v4a, v6a},
+		} {
+			c.sh("ip", "-n", s.ns, "addr", "add", s.v4+"/"+plen4, "dev", s.dev)
+			c.sh("ip", "-n", s.ns, "addr", "add", s.v6+"/"+plen6, "dev", s.dev, "nodad")
+			c.sh("ip", "-n", s.ns, "link", "set", s.dev, "up")
+			c.sh("ip", "-n", s.ns, "link", "set", "lo", "up")
+			c.sh("ip", "-n", s.ns, "neigh", "add", s.peer4, "lladdr", s.peerMAC, "dev", s.dev, "nud", "permanent")
+			c.sh("ip", "-n", s.ns, "neigh", "add", s.peer6, "lladdr", s.peerMAC, "dev", s.dev, "nud", "permanent")
+		}
+	}
+	link(c.node1, "va", "02:00:00:00:01:01", "198.18.1.1", "fd00:1::1", c.a, "eth0", "02:00:00:00:01:02", "198.18.1.2", "fd00:1::2", "24", "64")
+	link(c.node2, "vb", "02:00:00:00:02:01", "198.18.2.1", "fd00:2::1", c.b, "eth0", "02:00:00:00:02:02", "198.18.2.2", "fd00:2::2", "24", "64")
+	link(c.node1, "n1", "02:00:00:00:64:01", "198.18.100.1", "fd00:100::1", c.node2, "n2", "02:00:00:00:64:02", "198.18.100.2", "fd00:100::2", "30", "64")
+	c.sh("ip", "-n", c.a, "route", "add", "default", "via", "198.18.1.1")
+	c.sh("ip", "-n", c.a, "-6", "route", "add", "default", "via", "fd00:1::1")
+	c.sh("ip", "-n", c.b, "route", "add", "default", "via", "198.18.2.1")
+	c.sh("ip", "-n", c.b, "-6", "route", "add", "default", "via", "fd00:2::1")
+	c.sh("ip", "-n", c.node1, "route", "add", "198.18.2.0/24", "via", "198.18.100.2")
+	c.sh("ip", "-n", c.node1, "-6", "route", "add", "fd00:2::/64", "via", "fd00:100::2")
+	c.sh("ip", "-n", c.node2, "route", "add", "198.18.1.0/24", "via", "198.18.100.1")
+	c.sh("ip", "-n", c.node2, "-6", "route", "add", "fd00:1::/64", "via", "fd00:100::1")
+	return c
+}
+
+func (c *cluster) sh(name string, args ...string) {
+	c.t.Helper()
+	if out, err := exec.Command(name, args...).CombinedOutput(); err != nil {
+		c.t.Fatalf("%s %s: %v: %s", name, strings.Join(args, " "), err, out)
+	}
+}
+
+// inNetns runs fn on a thread switched into the namespace; the process stays where it is.
+func inNetns(name string, fn func() error) error {
+	runtime.LockOSThread()
+	orig, err := os.Open("/proc/thread-self/ns/net")
+	if err != nil {
+		runtime.UnlockOSThread()
+		return err
+	}
+	defer orig.Close()
+	target, err := os.Open("/run/netns/" + name)
+	if err != nil {
+		runtime.UnlockOSThread()
+		return err
+	}
+	defer target.Close()
+	if err := unix.Setns(int(target.Fd()), unix.CLONE_NEWNET); err != nil {
+		runtime.UnlockOSThread()
+		return fmt.Errorf("entering netns %s: %w", name, err)
+	}
+	fnErr := fn()
+	if err := unix.Setns(int(orig.Fd()), unix.CLONE_NEWNET); err != nil {
+		// The thread stays locked, so it ends with the goroutine instead of serving others.
+		return fmt.Errorf("leaving netns %s: %w", name, err)
+	}
+	runtime.UnlockOSThread()
+	return fnErr
+}
+
+// podTxL3 is the layer-3 unicast bytes a pod's eth0 handed to its node: veth counts only what the
+// peer accepted, an Ethernet header is 14 bytes, and the pod's own multicast (MLD, IGMP: never
+// forwarded) is taken out with the pod's OutMcastOctets counters.
+func (c *cluster) podTxL3(pod string) uint64 {
+	c.t.Helper()
+	files := map[string]string{}
+	if err := inNetns(pod, func() error {
+		for _, f := range []string{"dev", "netstat", "snmp6"} {
+			b, err := os.ReadFile("/proc/thread-self/net/" + f)
+			if err != nil {
+				return err
+			}
+			files[f] = string(b)
+		}
+		return nil
+	}); err != nil {
+		c.t.Fatal(err)
+	}
+	var l3 uint64
+	found := false
+	for line := range strings.Lines(files["dev"]) {
+		name, rest, ok := strings.Cut(line, ":")
+		if !ok || strings.TrimSpace(name) != "eth0" {
+			continue
+		}
+		f := strings.Fields(rest)
+		l3 = c.num(f[8]) - 14*c.num(f[9])
+		found = true
+	}
+	if !found {
+		c.t.Fatalf("no eth0 in %s", pod)
+	}
+	var mc uint64
+	var header []string
+	for line := range strings.Lines(files["netstat"]) {
+		f := strings.Fields(line)
+		if len(f) == 0 || f[0] != "IpExt:" {
+			continue
+		}
+		if header == nil {
+			header = f
+			continue
+		}
+		for i, h := range header {
+			if h == "OutMcastOctets" {
+				mc += c.num(f[i])
+			}
+		}
+	}
+	for line := range strings.Lines(files["snmp6"]) {
+		if f := strings.Fields(line); len(f) == 2 && f[0] == "Ip6OutMcastOctets" {
+			mc += c.num(f[1])
+		}
+	}
+	return l3 - mc
+}
+
+func (c *cluster) num(s string) uint64 {
+	c.t.Helper()
+	v, err := strconv.ParseUint(s, 10, 64)
+	if err != nil {
+		c.t.Fatalf("parsing counter %q: %v", s, err)
+	}
+	return v
+}
+
+// send sends count UDP datagrams of varying size from the pod to dst (a listener in the peer pod
+// takes them, so no ICMP errors come back). Bounded by count; paced so that no backlog overflows.
+func (c *cluster) send(pod string, src, dst netip.Addr, count int) {
+	c.t.Helper()
+	network := "udp4"
+	if src.Is6() {
+		network = "udp6"
+	}
+	var conn net.PacketConn
+	if err := inNetns(pod, func() (err error) {
+		conn, err = net.ListenPacket(network, net.JoinHostPort(src.String(), "0"))
+		return err
+	}); err != nil {
+		c.t.Fatal(err)
+	}
+	defer conn.Close()
+	to := &net.UDPAddr{IP: dst.AsSlice(), Port: 5001}
+	buf := make([]byte, 1400)
+	for i := range count {
+		if _, err := conn.WriteTo(buf[:1+i%1400], to); err != nil {
+			c.t.Fatalf("sending datagram %d: %v", i, err)
+		}
+		if i%50 == 49 {
+			time.Sleep(time.Millisecond)
+		}
+	}
+}
+
+// listen opens the UDP sink in a pod for the duration of the test.
+func (c *cluster) listen(pod string, addrs ...string) {
+	c.t.Helper()
+	for _, a := range addrs {
+		network := "udp4"
+		if strings.Contains(a, ":") {
+			network = "udp6"
+		}
+		var conn net.PacketConn
+		if err := inNetns(pod, func() (err error) {
+			conn, err = net.ListenPacket(network, net.JoinHostPort(a, "5001"))
+			return err
+		}); err != nil {
+			c.t.Fatal(err)
+		}
+		c.t.Cleanup(func() { conn.Close() })
+	}
+}
+
+// flowserver is a real HTTP server that answers 503 while down and otherwise applies each
+// (node, boot, seq) once, summing bytes per (src, dst).
+type flowserver struct {
+	mu      sync.Mutex
+	down    bool
+	failed  int
+	seen    map[string]bool
+	bytes   map[[2]netip.Addr]uint64
+	applied int
+}
+
+func (f *flowserver) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	rep, err := report.ReadGzip(r.Body, 0, report.Limits{})
+	if err != nil {
+		http.Error(w, err.Error(), http.StatusBadRequest)
+		return
+	}
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.down {
+		f.failed++
+		http.Error(w, "down", http.StatusServiceUnavailable)
+		return
+	}
+	id := fmt.Sprintf("%s/%x/%d", rep.Node, rep.BootID, rep.Sequence)
+	if f.seen[id] {
+		w.WriteHeader(http.StatusNoContent)
+		return
+	}
+	f.seen[id] = true
+	f.applied++
+	for _, fl := range rep.Flows {
+		f.bytes[[2]netip.Addr{fl.Src.Netip(), fl.Dst.Netip()}] += fl.Bytes
+	}
+	w.WriteHeader(http.StatusNoContent)
+}
+
+func (f *flowserver) setDown(down bool) { f.mu.Lock(); f.down = down; f.mu.Unlock() }
+
+func (f *flowserver) failures() int { f.mu.Lock(); defer f.mu.Unlock(); return f.failed }
+
+// node is one agent process: counter, agent loop and sender.
+type node struct {
+	ctr    *counter.Counter
+	ag     *agent.Agent
+	snd    *sender.Sender
+	cancel func()
+	done   chan error
+}
+
+func startNode(t *testing.T, name, netns, pinDir, url string, local []string) *node {
+	t.Helper()
+	ctr, err := counter.Load(context.Background(), counter.Config{PinDir: pinDir, Mode: counter.ModeNetfilter, MaxFlows: 1024}, slog.New(slog.DiscardHandler))
+	if err != nil {
+		t.Fatalf("loading counter: %v", err)
+	}
+	if err := ctr.AttachNetfilter("/run/netns/" + netns); err != nil {
+		ctr.Close()
+		t.Fatalf("attaching in %s: %v", netns, err)
+	}
+	set := locals.NewSet(time.Minute)
+	var addrs []netip.Addr
+	for _, a := range local {
+		addrs = append(addrs, netip.MustParseAddr(a))
+	}
+	set.Replace(addrs)
+	reg := prometheus.NewRegistry()
+	snd, err := sender.New(sender.Config{URL: url, SpoolBytes: 1 << 20, MinBackoff: 5 * time.Millisecond, MaxBackoff: 50 * time.Millisecond}, reg, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ag, err := agent.New(agent.Config{Node: name, Interval: 20 * time.Millisecond}, ctr, set, snd, reg, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	n := &node{ctr: ctr, ag: ag, snd: snd, cancel: cancel, done: make(chan error, 1)}
+	sendCtx, stopSend := context.WithCancel(context.Background())
+	sent := make(chan struct{})
+	go func() { snd.Run(sendCtx); close(sent) }()
+	go func() {
+		err := ag.Run(ctx)
+		stopSend()
+		<-sent
+		n.done <- err
+	}()
+	t.Cleanup(func() { n.stop(t); ctr.Close() })
+	return n
+}
+
+// stop ends the loop (which drains once more); undelivered reports stay in the sender.
+func (n *node) stop(t *testing.T) {
+	if n.cancel == nil {
+		return
+	}
+	n.cancel()
+	n.cancel = nil
+	if err := <-n.done; err != nil {
+		t.Errorf("agent stopped with %v", err)
+	}
+}
+
+func waitFor(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(60 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+var (
+	a4, a6 = netip.MustParseAddr("198.18.1.2"), netip.MustParseAddr("fd00:1::2")
+	b4, b6 = netip.MustParseAddr("198.18.2.2"), netip.MustParseAddr("fd00:2::2")
+	node1L = []string{"198.18.1.2", "fd00:1::2", "198.18.1.1", "fd00:1::1", "198.18.100.1", "fd00:100::1"}
+	node2L = []string{"198.18.2.2", "fd00:2::2", "198.18.2.1", "fd00:2::1", "198.18.100.2", "fd00:100::2"}
+)
+
+// TestTwoNodesEachByteOnceThroughOutage: pods on two nodes talk both ways over both families while
+// the flowserver is down; after it returns, the server has every byte exactly once: each flow passes
+// POST_ROUTING on both nodes, and only the source's node reports it.
+func TestTwoNodesEachByteOnceThroughOutage(t *testing.T) {
+	requireKernel(t)
+	c := newCluster(t)
+	c.listen(c.a, "198.18.1.2", "fd00:1::2")
+	c.listen(c.b, "198.18.2.2", "fd00:2::2")
+	fs := &flowserver{down: true, seen: map[string]bool{}, bytes: map[[2]netip.Addr]uint64{}}
+	srv := httptest.NewServer(fs)
+	defer srv.Close()
+
+	n1 := startNode(t, "node-1", c.node1, mkPinDir(t), srv.URL, node1L)
+	n2 := startNode(t, "node-2", c.node2, mkPinDir(t), srv.URL, node2L)
+
+	aBefore, bBefore := c.podTxL3(c.a), c.podTxL3(c.b)
+	c.send(c.a, a4, b4, 3000)
+	c.send(c.a, a6, b6, 2000)
+	c.send(c.b, b4, a4, 1000)
+	c.send(c.b, b6, a6, 500)
+	aSent, bSent := c.podTxL3(c.a)-aBefore, c.podTxL3(c.b)-bBefore
+
+	waitFor(t, "failed deliveries while the server is down", func() bool { return fs.failures() >= 4 })
+	fs.setDown(false)
+	n1.stop(t)
+	n2.stop(t)
+	for _, n := range []*node{n1, n2} {
+		if err := n.snd.Flush(context.Background()); err != nil {
+			t.Fatalf("delivering after the server returned: %v", err)
+		}
+	}
+
+	fs.mu.Lock()
+	defer fs.mu.Unlock()
+	got := func(src, dst netip.Addr) uint64 { return fs.bytes[[2]netip.Addr{src, dst}] }
+	if sum := got(a4, b4) + got(a6, b6); sum != aSent {
+		t.Errorf("pod a → pod b: server has %d bytes (v4 %d, v6 %d), pod a sent %d", sum, got(a4, b4), got(a6, b6), aSent)
+	}
+	if sum := got(b4, a4) + got(b6, a6); sum != bSent {
+		t.Errorf("pod b → pod a: server has %d bytes (v4 %d, v6 %d), pod b sent %d", sum, got(b4, a4), got(b6, a6), bSent)
+	}
+	var total uint64
+	for _, v := range fs.bytes {
+		total += v
+	}
+	if total != aSent+bSent {
+		t.Errorf("server has %d bytes in all, pods sent %d: %v", total, aSent+bSent, fs.bytes)
+	}
+	if aSent == 0 || bSent == 0 {
+		t.Errorf("no traffic measured (a %d, b %d)", aSent, bSent)
+	}
+}
+
+// TestRestartWithPinnedMapsLosesNothing: an agent killed without its last drain leaves its counts in
+// the pinned maps; the next process (a new boot id) drains and reports them.
+func TestRestartWithPinnedMapsLosesNothing(t *testing.T) {
+	requireKernel(t)
+	c := newCluster(t)
+	c.listen(c.b, "198.18.2.2", "fd00:2::2")
+	fs := &flowserver{seen: map[string]bool{}, bytes: map[[2]netip.Addr]uint64{}}
+	srv := httptest.NewServer(fs)
+	defer srv.Close()
+	pins := mkPinDir(t)
+
+	before := c.podTxL3(c.a)
+	// The first process only counts: a crash before any drain.
+	ctr, err := counter.Load(context.Background(), counter.Config{PinDir: pins, Mode: counter.ModeNetfilter, MaxFlows: 1024}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := ctr.AttachNetfilter("/run/netns/" + c.node1); err != nil {
+		ctr.Close()
+		t.Fatal(err)
+	}
+	c.send(c.a, a4, b4, 700)
+	c.send(c.a, a6, b6, 300)
+	first := c.podTxL3(c.a) - before
+	if err := ctr.Close(); err != nil {
+		t.Fatal(err)
+	}
+
+	n := startNode(t, "node-1", c.node1, pins, srv.URL, node1L)
+	mid := c.podTxL3(c.a)
+	c.send(c.a, a4, b4, 400)
+	second := c.podTxL3(c.a) - mid
+	n.stop(t)
+	if err := n.snd.Flush(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	fs.mu.Lock()
+	defer fs.mu.Unlock()
+	got := fs.bytes[[2]netip.Addr{a4, b4}] + fs.bytes[[2]netip.Addr{a6, b6}]
+	if got != first+second {
+		t.Errorf("server has %d bytes, pod a sent %d before the restart and %d after (%d)", got, first, second, first+second)
+	}
+}
+
+func mkPinDir(t *testing.T) string {
+	t.Helper()
+	dir, err := os.MkdirTemp(bpffsRoot, "pins-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(dir) })
+	return dir
+}
