@@ -126,6 +126,17 @@ func waitApplied(t *testing.T, f *fakeServer, n int) {
 	t.Fatalf("server applied %d reports, want %d (requests %v, bad %v)", len(a), n, req, bad)
 }
 
+func waitDelivered(t *testing.T, s *Sender, n int) {
+	t.Helper()
+	deadline := time.Now().Add(30 * time.Second)
+	for testutil.ToFloat64(s.m.sent.WithLabelValues(resultDelivered)) < float64(n) {
+		if time.Now().After(deadline) {
+			t.Fatalf("sender saw %v deliveries, want %d", testutil.ToFloat64(s.m.sent.WithLabelValues(resultDelivered)), n)
+		}
+		time.Sleep(2 * time.Millisecond)
+	}
+}
+
 func newTestSender(t *testing.T, url string, spool int64, reg prometheus.Registerer) *Sender {
 	t.Helper()
 	s, err := New(Config{URL: url, SpoolBytes: spool, MinBackoff: time.Millisecond, MaxBackoff: 4 * time.Millisecond, Timeout: 10 * time.Second}, reg, nil)
@@ -169,6 +180,8 @@ func TestRetriesUntilServerReturns(t *testing.T) {
 			}
 			stop := runSender(t, s)
 			waitApplied(t, fs, reports)
+			// The server applies before the sender reads its answer: wait for that too.
+			waitDelivered(t, s, reports)
 			stop()
 			applied, order, requests, _, bad := fs.snapshot()
 			if len(bad) > 0 {
