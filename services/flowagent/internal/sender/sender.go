@@ -394,3 +394,10 @@ func parseRetryAfter(v string, now time.Time) time.Duration {
 	}
 	return 0
 }
+
+// SpoolBytes is the gzip bytes of the reports in the spool.
+func (s *Sender) SpoolBytes() int64 {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.queueBytes
+}
