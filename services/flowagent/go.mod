@@ -46,6 +46,7 @@ require (
 	github.com/x448/float16 v0.8.4 // indirect
 	github.com/xrash/smetrics v0.0.0-20240521201337-686a1a2994c1 // indirect
 	github.com/zonetoll/zonetoll/bpf v0.0.0
+	github.com/zonetoll/zonetoll/tools v0.0.0
 	go.yaml.in/yaml/v2 v2.4.2 // indirect
 	golang.org/x/net v0.48.0 // indirect
 	golang.org/x/oauth2 v0.30.0 // indirect
@@ -72,3 +73,5 @@ require (
 replace github.com/zonetoll/zonetoll/shared => ../../shared
 
 replace github.com/zonetoll/zonetoll/bpf => ../../bpf
+
+replace github.com/zonetoll/zonetoll/tools => ../../tools

@@ -330,6 +330,9 @@ func (c *cluster) listen(pod string, addrs ...string) {
 // flowserver is a real HTTP server that answers 503 while down and otherwise applies each
 // (node, boot, seq) once, summing bytes per (src, dst).
 type flowserver struct {
+	// token, when set, is the bearer token required.
+	token   string
+	zones   map[string]string // node → zone, from the URL path /<zone>/v1/reports
 	mu      sync.Mutex
 	down    bool
 	failed  int
@@ -346,6 +349,13 @@ func (f *flowserver) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	f.mu.Lock()
 	defer f.mu.Unlock()
+	if f.token != "" && r.Header.Get("Authorization") != "Bearer "+f.token {
+		http.Error(w, "bad token", http.StatusUnauthorized)
+		return
+	}
+	if zone, ok := strings.CutSuffix(r.URL.Path, "/v1/reports"); ok && f.zones != nil {
+		f.zones[rep.Node] = strings.TrimPrefix(zone, "/")
+	}
 	if f.down {
 		f.failed++
 		http.Error(w, "down", http.StatusServiceUnavailable)

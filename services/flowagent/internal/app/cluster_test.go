@@ -1,0 +1,114 @@
+package app
+
+import (
+	"net/http"
+	"net/http/httptest"
+	"net/netip"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/zonetoll/zonetoll/shared/servicetest"
+	"github.com/zonetoll/zonetoll/tools/testcluster"
+)
+
+// TestServiceEndToEnd runs the real flowagent command twice in-process, once per "node" namespace,
+// against a real API server (tools/testcluster) that holds the Nodes and Pods, and a real HTTP
+// flowserver per zone path: each agent learns its zone and local addresses from the API, reports to
+// its zone with its token, and on stop drains and sends once more. The server's bytes equal what
+// the pods sent, each byte once.
+func TestServiceEndToEnd(t *testing.T) {
+	requireKernel(t)
+	c := newCluster(t)
+	c.listen(c.a, "198.18.1.2", "fd00:1::2")
+	c.listen(c.b, "198.18.2.2", "fd00:2::2")
+
+	kc := testcluster.StartT(t, testcluster.Options{})
+	ctx := t.Context()
+	if _, err := kc.CreateNamespace(ctx, "apps"); err != nil {
+		t.Fatal(err)
+	}
+	for _, n := range []testcluster.NodeSpec{
+		{Name: "node-1", Zone: "zone-a", InternalIPs: []string{"198.18.100.1", "fd00:100::1"}},
+		{Name: "node-2", Zone: "zone-b", InternalIPs: []string{"198.18.100.2", "fd00:100::2"}},
+	} {
+		if _, err := kc.CreateNode(ctx, n); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, p := range []testcluster.PodSpec{
+		{Namespace: "apps", Name: "a", NodeName: "node-1", IPs: []string{"198.18.1.2", "fd00:1::2"}},
+		{Namespace: "apps", Name: "b", NodeName: "node-2", IPs: []string{"198.18.2.2", "fd00:2::2"}},
+	} {
+		if _, err := kc.CreatePod(ctx, p); err != nil {
+			t.Fatal(err)
+		}
+	}
+
+	fs := &flowserver{token: "agent-token", zones: map[string]string{}, seen: map[string]bool{}, bytes: map[[2]netip.Addr]uint64{}}
+	srv := httptest.NewServer(fs)
+	defer srv.Close()
+	tokenFile := filepath.Join(t.TempDir(), "token")
+	if err := os.WriteFile(tokenFile, []byte("agent-token\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	start := func(node, netns string) *servicetest.Service {
+		return servicetest.Start(t, Spec(), map[string]string{
+			"ZONETOLL_NODE_NAME":   node,
+			"ZONETOLL_NETNS":       "/run/netns/" + netns,
+			"ZONETOLL_SERVER_URL":  srv.URL + "/{zone}",
+			"ZONETOLL_TOKEN_FILE":  tokenFile,
+			"ZONETOLL_INTERVAL":    "200ms",
+			"ZONETOLL_BPF_MODE":    "netfilter",
+			"ZONETOLL_BPF_PIN_DIR": mkPinDir(t),
+		}, "--kubeconfig", kc.Kubeconfig)
+	}
+	svc1 := start("node-1", c.node1)
+	svc2 := start("node-2", c.node2)
+	for _, svc := range []*servicetest.Service{svc1, svc2} {
+		waitFor(t, "agent ready", func() bool {
+			resp, err := httpGet(svc.URL + "/readyz")
+			return err == nil && resp == 200
+		})
+	}
+
+	aBefore, bBefore := c.podTxL3(c.a), c.podTxL3(c.b)
+	c.send(c.a, a4, b4, 1500)
+	c.send(c.a, a6, b6, 1000)
+	c.send(c.b, b4, a4, 800)
+	c.send(c.b, b6, a6, 400)
+	aSent, bSent := c.podTxL3(c.a)-aBefore, c.podTxL3(c.b)-bBefore
+
+	if aSent == 0 || bSent == 0 {
+		t.Fatalf("no traffic measured (a %d, b %d)", aSent, bSent)
+	}
+	for _, svc := range []*servicetest.Service{svc1, svc2} {
+		if code, out := svc.Stop(); code != 0 {
+			t.Fatalf("agent exited %d:\n%s", code, out)
+		} else if strings.Contains(out, "reports lost") {
+			t.Errorf("agent lost reports:\n%s", out)
+		}
+	}
+	fs.mu.Lock()
+	defer fs.mu.Unlock()
+	got := func(src, dst netip.Addr) uint64 { return fs.bytes[[2]netip.Addr{src, dst}] }
+	if sum := got(a4, b4) + got(a6, b6); sum != aSent {
+		t.Errorf("pod a → pod b: server has %d bytes, pod a sent %d", sum, aSent)
+	}
+	if sum := got(b4, a4) + got(b6, a6); sum != bSent {
+		t.Errorf("pod b → pod a: server has %d bytes, pod b sent %d", sum, bSent)
+	}
+	if fs.zones["node-1"] != "zone-a" || fs.zones["node-2"] != "zone-b" {
+		t.Errorf("reports arrived at zones %v, want node-1 at zone-a and node-2 at zone-b", fs.zones)
+	}
+}
+
+func httpGet(url string) (int, error) {
+	resp, err := http.Get(url)
+	if err != nil {
+		return 0, err
+	}
+	resp.Body.Close()
+	return resp.StatusCode, nil
+}
