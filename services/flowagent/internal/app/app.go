@@ -33,6 +33,7 @@ type Config struct {
 	Interval        time.Duration `default:"10s" desc:"Time between drains of the kernel's flow map; each drain makes one report window."`
 	ReportMaxFlows  int           `split_words:"true" default:"100000" desc:"Flows per report; a window with more is split into several reports."`
 	SpoolBytes      int64         `split_words:"true" default:"67108864" desc:"Bound on undelivered reports kept in memory (gzip bytes); beyond it the oldest are dropped and counted."`
+	SpoolDir        string        `split_words:"true" desc:"Directory (a hostPath) that keeps a copy of every undelivered report, so a restart resends them with their original identity; empty keeps them in memory only."`
 	SendTimeout     time.Duration `split_words:"true" default:"30s" desc:"Time one POST of a report may take."`
 	RetryMinBackoff time.Duration `split_words:"true" default:"1s" desc:"First retry delay after a failed POST; doubles per failure."`
 	RetryMaxBackoff time.Duration `split_words:"true" default:"1m" desc:"Longest retry delay (and longest Retry-After honoured)."`
@@ -186,7 +187,7 @@ func attach(ctr *counter.Counter, cfg *Config) error {
 // runReporting runs the agent loop and the sender until ctx is done, then drains once more and flushes.
 func runReporting(ctx context.Context, cfg *Config, d agent.Drainer, set agent.Locals, target string, env servicecmd.Env, ready *atomic.Bool, log *slog.Logger) error {
 	snd, err := sender.New(sender.Config{
-		URL: target, TokenFile: cfg.TokenFile, SpoolBytes: cfg.SpoolBytes,
+		URL: target, TokenFile: cfg.TokenFile, SpoolBytes: cfg.SpoolBytes, Dir: cfg.SpoolDir,
 		MinBackoff: cfg.RetryMinBackoff, MaxBackoff: cfg.RetryMaxBackoff, Timeout: cfg.SendTimeout,
 	}, env.Registry, log)
 	if err != nil {
@@ -211,7 +212,7 @@ func runReporting(ctx context.Context, cfg *Config, d agent.Drainer, set agent.L
 	flushCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), cfg.ShutdownFlush/2)
 	defer cancel()
 	if err := snd.Flush(flushCtx); err != nil {
-		log.Error("reports lost at shutdown", "error", err)
+		log.Error("reports not delivered at shutdown", "error", err)
 		return errors.Join(runErr, err)
 	}
 	return runErr

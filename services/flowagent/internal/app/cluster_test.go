@@ -86,7 +86,7 @@ func TestServiceEndToEnd(t *testing.T) {
 	for _, svc := range []*servicetest.Service{svc1, svc2} {
 		if code, out := svc.Stop(); code != 0 {
 			t.Fatalf("agent exited %d:\n%s", code, out)
-		} else if strings.Contains(out, "reports lost") {
+		} else if strings.Contains(out, "reports not delivered") {
 			t.Errorf("agent lost reports:\n%s", out)
 		}
 	}

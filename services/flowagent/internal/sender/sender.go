@@ -16,6 +16,7 @@ import (
 	"math/rand/v2"
 	"net/http"
 	"os"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"sync"
@@ -60,6 +61,9 @@ type Config struct {
 	Timeout time.Duration
 	// Client defaults to a client with Timeout.
 	Client *http.Client
+	// Dir, if set, keeps a copy of every spooled report as a file, so reports survive a restart of
+	// the process (a hostPath directory in a DaemonSet). Empty keeps the spool in memory only.
+	Dir string
 }
 
 // item is one encoded report waiting for delivery.
@@ -70,6 +74,7 @@ type item struct {
 	body     []byte // gzip
 	traffic  uint64 // sum of the flows' bytes: what is lost if the item is dropped
 	attempts int
+	file     string // copy in Config.Dir, "" if none
 }
 
 // Sender owns the spool. Enqueue may be called from any goroutine; Run and Flush must not overlap.
@@ -153,7 +158,7 @@ func New(cfg Config, reg prometheus.Registerer, log *slog.Logger) (*Sender, erro
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	return &Sender{
+	s := &Sender{
 		cfg:    cfg,
 		client: client,
 		url:    strings.TrimRight(cfg.URL, "/") + Path,
@@ -161,7 +166,13 @@ func New(cfg Config, reg prometheus.Registerer, log *slog.Logger) (*Sender, erro
 		m:      newMetrics(reg),
 		rng:    rand.New(rand.NewPCG(rand.Uint64(), rand.Uint64())),
 		kick:   make(chan struct{}, 1),
-	}, nil
+	}
+	if cfg.Dir != "" {
+		if err := s.load(); err != nil {
+			return nil, err
+		}
+	}
+	return s, nil
 }
 
 // Enqueue encodes r and appends it to the spool; if the spool then exceeds its bound, the oldest
@@ -178,6 +189,12 @@ func (s *Sender) Enqueue(r *report.Report) error {
 		return fmt.Errorf("encoding report %d: %w", r.Sequence, err)
 	}
 	it := &item{node: r.Node, boot: r.BootID, seq: r.Sequence, body: buf.Bytes(), traffic: traffic}
+	if s.cfg.Dir != "" {
+		if err := s.store(it); err != nil {
+			// The report is still delivered from memory; only a restart would lose it.
+			s.log.Error("writing report to the spool directory; keeping it in memory only", "sequence", it.seq, "error", err)
+		}
+	}
 	s.mu.Lock()
 	s.queue = append(s.queue, it)
 	s.queueBytes += int64(len(it.body))
@@ -198,6 +215,7 @@ func (s *Sender) enforceBoundLocked() {
 		s.queue[0] = nil
 		s.queue = s.queue[1:]
 		s.queueBytes -= int64(len(old.body))
+		s.remove(old)
 		s.m.dropped.WithLabelValues(ReasonSpoolFull).Add(float64(old.traffic))
 		s.log.Warn("spool full: dropped the oldest report", "sequence", old.seq, "traffic_bytes", old.traffic, "spool_limit_bytes", s.cfg.SpoolBytes)
 	}
@@ -257,6 +275,7 @@ func (s *Sender) Run(ctx context.Context) {
 		}
 		retryAfter, err := s.send(ctx, it)
 		if err == nil {
+			s.remove(it)
 			failures = 0
 			continue
 		}
@@ -278,7 +297,8 @@ func (s *Sender) Run(ctx context.Context) {
 }
 
 // Flush tries each spooled report once, oldest first, stopping at the first failure or when ctx is
-// done; what is left is dropped and counted with reason shutdown. It is the last step on SIGTERM.
+// done; without a spool directory what is left is dropped and counted with reason shutdown, with one
+// it stays there for the next process. It is the last step on SIGTERM.
 func (s *Sender) Flush(ctx context.Context) error {
 	var err error
 	for {
@@ -290,9 +310,14 @@ func (s *Sender) Flush(ctx context.Context) error {
 			s.putBack(it)
 			break
 		}
+		s.remove(it)
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	if s.cfg.Dir != "" {
+		// The files stay for the next process, which sends them with their original identity.
+		return fmt.Errorf("flushing spool on shutdown: %d reports left in %s for the next start: %w", len(s.queue), s.cfg.Dir, err)
+	}
 	var lost uint64
 	for _, it := range s.queue {
 		lost += it.traffic
@@ -400,4 +425,80 @@ func (s *Sender) SpoolBytes() int64 {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return s.queueBytes
+}
+
+// fileSuffix ends the name of every spool file.
+const fileSuffix = ".report.gz"
+
+// store writes it to the spool directory: to a temporary name first, so that a crash never leaves a
+// half-written file under a name load would read. The name begins with the time, so names sort in
+// enqueue order across processes.
+func (s *Sender) store(it *item) error {
+	name := fmt.Sprintf("%020d-%x-%020d%s", time.Now().UnixNano(), it.boot, it.seq, fileSuffix)
+	path := filepath.Join(s.cfg.Dir, name)
+	tmp := filepath.Join(s.cfg.Dir, "."+name+".tmp")
+	if err := os.WriteFile(tmp, it.body, 0o600); err != nil {
+		return fmt.Errorf("writing %s: %w", tmp, err)
+	}
+	if err := os.Rename(tmp, path); err != nil {
+		_ = os.Remove(tmp)
+		return fmt.Errorf("renaming %s: %w", tmp, err)
+	}
+	it.file = path
+	return nil
+}
+
+// remove deletes it's spool file once it is delivered or dropped.
+func (s *Sender) remove(it *item) {
+	if it.file == "" {
+		return
+	}
+	if err := os.Remove(it.file); err != nil && !errors.Is(err, os.ErrNotExist) {
+		s.log.Error("removing a delivered report from the spool directory; it may be sent again after a restart (the server applies it once)", "file", it.file, "error", err)
+	}
+	it.file = ""
+}
+
+// load reads the reports an earlier process left in the spool directory, oldest first, and queues
+// them before anything new; the bound applies to them too. Unreadable files are removed and counted.
+func (s *Sender) load() error {
+	if err := os.MkdirAll(s.cfg.Dir, 0o700); err != nil {
+		return fmt.Errorf("creating spool directory: %w", err)
+	}
+	ents, err := os.ReadDir(s.cfg.Dir)
+	if err != nil {
+		return fmt.Errorf("reading spool directory: %w", err)
+	}
+	for _, e := range ents { // ReadDir sorts by name: enqueue order
+		path := filepath.Join(s.cfg.Dir, e.Name())
+		if strings.HasPrefix(e.Name(), ".") && strings.HasSuffix(e.Name(), ".tmp") {
+			_ = os.Remove(path) // a write cut short by a crash
+			continue
+		}
+		if !strings.HasSuffix(e.Name(), fileSuffix) {
+			continue
+		}
+		body, err := os.ReadFile(path)
+		if err != nil {
+			return fmt.Errorf("reading spooled report: %w", err)
+		}
+		r, err := report.ReadGzip(bytes.NewReader(body), 0, report.Limits{})
+		if err != nil {
+			s.log.Error("removing an unreadable spooled report", "file", path, "error", err)
+			_ = os.Remove(path)
+			continue
+		}
+		it := &item{node: r.Node, boot: r.BootID, seq: r.Sequence, body: body, file: path}
+		for _, f := range r.Flows {
+			it.traffic += f.Bytes
+		}
+		s.queue = append(s.queue, it)
+		s.queueBytes += int64(len(body))
+	}
+	if len(s.queue) > 0 {
+		s.log.Info("resuming reports spooled by an earlier process", "reports", len(s.queue), "bytes", s.queueBytes, "dir", s.cfg.Dir)
+	}
+	s.enforceBoundLocked()
+	s.updateGaugesLocked()
+	return nil
 }

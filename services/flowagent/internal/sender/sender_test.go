@@ -450,3 +450,85 @@ func TestRetryAfterHonoured(t *testing.T) {
 }
 
 func newTestRand() *rand.Rand { return rand.New(rand.NewPCG(1, 2)) }
+
+func TestDirectorySpoolSurvivesRestart(t *testing.T) {
+	fs, srv := newFakeServer(t, 1000, http.StatusServiceUnavailable)
+	dir := t.TempDir()
+	first, err := New(Config{URL: srv.URL, SpoolBytes: 1 << 20, Dir: dir}, prometheus.NewRegistry(), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for seq := uint64(1); seq <= 3; seq++ {
+		if err := first.Enqueue(testReport(seq, 10*seq)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := first.Flush(context.Background()); err == nil {
+		t.Fatal("Flush with the server down returned nil")
+	}
+	if got := testutil.ToFloat64(first.m.dropped.WithLabelValues(ReasonShutdown)); got != 0 {
+		t.Errorf("dropped bytes (shutdown) = %v with a spool directory, want 0", got)
+	}
+	// A half-written file of a crashed process and a corrupt report are cleaned up, not sent.
+	if err := os.WriteFile(filepath.Join(dir, ".00-x.report.gz.tmp"), []byte("half"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, "99999999999999999999-bad.report.gz"), []byte("not gzip"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+
+	fs.mu.Lock()
+	fs.failures = 0
+	fs.mu.Unlock()
+	second, err := New(Config{URL: srv.URL, SpoolBytes: 1 << 20, Dir: dir, MinBackoff: time.Millisecond}, prometheus.NewRegistry(), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := second.Pending(); got != 3 {
+		t.Fatalf("restarted sender has %d reports, want 3", got)
+	}
+	if err := second.Flush(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	applied, order, _, _, _ := fs.snapshot()
+	for seq := uint64(1); seq <= 3; seq++ {
+		if got := applied[reportID{"node-a", testBoot, seq}]; got != 10*seq {
+			t.Errorf("report %d applied with %d bytes, want %d (original identity kept)", seq, got, 10*seq)
+		}
+	}
+	if len(order) != 3 || order[0] != 1 || order[2] != 3 {
+		t.Errorf("applied order %v, want [1 2 3]", order)
+	}
+	left, _ := os.ReadDir(dir)
+	if len(left) != 0 {
+		t.Errorf("spool directory still holds %d files after delivery", len(left))
+	}
+}
+
+func TestDirectorySpoolBoundOnLoad(t *testing.T) {
+	_, srv := newFakeServer(t, 0, 0)
+	dir := t.TempDir()
+	first, err := New(Config{URL: srv.URL, SpoolBytes: 1 << 20, Dir: dir}, prometheus.NewRegistry(), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for seq := uint64(1); seq <= 4; seq++ {
+		if err := first.Enqueue(testReport(seq, 5)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	one := first.SpoolBytes() / 4
+	second, err := New(Config{URL: srv.URL, SpoolBytes: 2*one + one/2, Dir: dir}, prometheus.NewRegistry(), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := second.Pending(); got != 2 {
+		t.Errorf("%d reports loaded under a bound for 2", got)
+	}
+	if got := testutil.ToFloat64(second.m.dropped.WithLabelValues(ReasonSpoolFull)); got != 10 {
+		t.Errorf("dropped bytes (spool_full) = %v, want 10", got)
+	}
+	if left, _ := os.ReadDir(dir); len(left) != 2 {
+		t.Errorf("%d files left, want the newest 2", len(left))
+	}
+}
