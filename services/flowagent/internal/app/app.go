@@ -149,6 +149,9 @@ func Run(ctx context.Context, cfg *Config, env servicecmd.Env) error {
 	defer watch.Shutdown()
 	// Until the informers synced nothing is drained: the pinned maps keep counting meanwhile.
 	if err := watch.Start(ctx); err != nil {
+		if ctx.Err() != nil {
+			return nil // stopped during start-up: nothing was drained, the pinned maps keep the counts
+		}
 		return fmt.Errorf("learning this node's addresses: %w", err)
 	}
 	zone := cfg.Zone

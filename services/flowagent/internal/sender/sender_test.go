@@ -213,6 +213,9 @@ func TestRetriesUntilServerReturns(t *testing.T) {
 			if got := testutil.ToFloat64(s.m.sent.WithLabelValues(resultDelivered)); got != reports {
 				t.Errorf("delivered = %v, want %d", got, reports)
 			}
+			if problems, err := testutil.GatherAndLint(reg); err != nil || len(problems) > 0 {
+				t.Errorf("metrics lint: %v %v", problems, err)
+			}
 			if got := testutil.ToFloat64(s.m.spoolReports); got != 0 {
 				t.Errorf("spool_reports = %v after delivery, want 0", got)
 			}
