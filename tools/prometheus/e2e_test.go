@@ -291,4 +291,3 @@ func waitForPods(ctx context.Context, t *testing.T, servers map[string]string, w
 		time.Sleep(500 * time.Millisecond)
 	}
 }
-
