@@ -47,6 +47,9 @@ type Enqueuer interface {
 const (
 	// ReasonNotLocalSource: the source is not on this node; the source's node reports it.
 	ReasonNotLocalSource = "not_local_source"
+	// ReasonOverlayOuter: node-to-node, skipped with an overlay CNI because such a flow is the
+	// encapsulation of pod traffic that was already reported from its inner packet.
+	ReasonOverlayOuter = "overlay_outer"
 )
 
 // Config sets up an Agent.
@@ -59,6 +62,10 @@ type Config struct {
 	MaxFlowsPerReport int
 	// FinalTimeout bounds the last drain after ctx is done.
 	FinalTimeout time.Duration
+	// Nodes, if set, holds every node's addresses: flows from one node to another are then skipped
+	// as overlay outer packets. Set it only with an encapsulating CNI (VXLAN, Geneve, IPIP), since
+	// host-network traffic between nodes is skipped too.
+	Nodes Locals
 }
 
 // Agent drains, filters and reports.
@@ -123,6 +130,7 @@ func newMetrics(reg prometheus.Registerer, d Drainer) metrics {
 		}),
 	}
 	m.skippedBytes.WithLabelValues(ReasonNotLocalSource)
+	m.skippedBytes.WithLabelValues(ReasonOverlayOuter)
 	// The kernel keeps these cumulatively (they survive restarts with the pinned maps), so they are
 	// read at scrape time.
 	stat := func(pick func(counter.Stats) uint64) func() float64 {
@@ -231,6 +239,10 @@ func (a *Agent) Tick(ctx context.Context) error {
 		a.m.drainedFlows.Inc()
 		if !a.locals.Contains(report.Addr(k.Src)) {
 			a.m.skippedBytes.WithLabelValues(ReasonNotLocalSource).Add(float64(v.Bytes))
+			return
+		}
+		if a.cfg.Nodes != nil && a.cfg.Nodes.Contains(report.Addr(k.Src)) && a.cfg.Nodes.Contains(report.Addr(k.Dst)) {
+			a.m.skippedBytes.WithLabelValues(ReasonOverlayOuter).Add(float64(v.Bytes))
 			return
 		}
 		old := a.flows[k]

@@ -317,3 +317,40 @@ func TestNewBootID(t *testing.T) {
 		t.Errorf("boot id %x is not a version-4 UUID", a)
 	}
 }
+
+func TestOverlayOuterSkipped(t *testing.T) {
+	nodes := addrSet{addr("198.18.0.1"): true, addr("198.18.1.1"): true}
+	entries := []entry{
+		{key("198.18.0.10", "198.18.1.10"), val(1000, 1)}, // inner pod → pod
+		{key("198.18.0.1", "198.18.1.1"), val(1050, 1)},   // its VXLAN outer packet
+		{key("198.18.0.1", "198.18.7.7"), val(60, 1)},     // node to a non-node address
+	}
+	for _, overlay := range []bool{false, true} {
+		out := &fakeSender{}
+		cfg := Config{Node: "node-a", Interval: time.Second}
+		if overlay {
+			cfg.Nodes = nodes
+		}
+		a, err := New(cfg, &fakeDrainer{batches: [][]entry{entries}}, locals, out, prometheus.NewPedanticRegistry(), nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := a.Tick(context.Background()); err != nil {
+			t.Fatal(err)
+		}
+		var total uint64
+		for _, f := range flowsOf(out.reports) {
+			total += f.Bytes
+		}
+		want, wantSkipped := uint64(2110), 0.0
+		if overlay {
+			want, wantSkipped = 1060, 1050
+		}
+		if total != want {
+			t.Errorf("overlay %v: reported %d bytes, want %d", overlay, total, want)
+		}
+		if got := testutil.ToFloat64(a.m.skippedBytes.WithLabelValues(ReasonOverlayOuter)); got != wantSkipped {
+			t.Errorf("overlay %v: skipped overlay_outer = %v, want %v", overlay, got, wantSkipped)
+		}
+	}
+}

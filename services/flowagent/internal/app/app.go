@@ -38,6 +38,7 @@ type Config struct {
 	RetryMinBackoff time.Duration `split_words:"true" default:"1s" desc:"First retry delay after a failed POST; doubles per failure."`
 	RetryMaxBackoff time.Duration `split_words:"true" default:"1m" desc:"Longest retry delay (and longest Retry-After honoured)."`
 	ShutdownFlush   time.Duration `split_words:"true" default:"10s" desc:"On SIGTERM, time for the last drain and for sending what is spooled; keep it below ZONETOLL_HTTP_SHUTDOWN_TIMEOUT."`
+	Overlay         bool          `desc:"Set when the CNI encapsulates pod traffic (VXLAN, Geneve, IPIP): node-to-node flows are then skipped as the outer packets of pod flows already reported, at the price of not reporting host-network traffic between nodes."`
 	Netns           string        `desc:"Network namespace (path such as /var/run/netns/node1) to attach in; empty means the agent's own. The process stays in its own namespace."`
 	BPF             BPF
 }
@@ -142,7 +143,11 @@ func Run(ctx context.Context, cfg *Config, env servicecmd.Env) error {
 	}
 	// Pods that vanished stay local for two intervals: their last traffic is drained after they go.
 	set := locals.NewSet(2 * cfg.Interval)
-	watch, err := locals.NewWatcher(cs, cfg.NodeName, set, log)
+	var nodeSet *locals.Set
+	if cfg.Overlay {
+		nodeSet = locals.NewSet(2 * cfg.Interval)
+	}
+	watch, err := locals.NewWatcher(cs, cfg.NodeName, set, nodeSet, log)
 	if err != nil {
 		return err
 	}
@@ -166,7 +171,11 @@ func Run(ctx context.Context, cfg *Config, env servicecmd.Env) error {
 		return fmt.Errorf("building the flowserver URL for zone %s: %w", zone, err)
 	}
 
-	return runReporting(ctx, cfg, ctr, set, target, env, &ready, log.With("zone", zone, "flowserver", target))
+	var nodes agent.Locals
+	if nodeSet != nil {
+		nodes = nodeSet
+	}
+	return runReporting(ctx, cfg, ctr, set, nodes, target, env, &ready, log.With("zone", zone, "flowserver", target))
 }
 
 func attach(ctr *counter.Counter, cfg *Config) error {
@@ -188,7 +197,7 @@ func attach(ctr *counter.Counter, cfg *Config) error {
 }
 
 // runReporting runs the agent loop and the sender until ctx is done, then drains once more and flushes.
-func runReporting(ctx context.Context, cfg *Config, d agent.Drainer, set agent.Locals, target string, env servicecmd.Env, ready *atomic.Bool, log *slog.Logger) error {
+func runReporting(ctx context.Context, cfg *Config, d agent.Drainer, set, nodes agent.Locals, target string, env servicecmd.Env, ready *atomic.Bool, log *slog.Logger) error {
 	snd, err := sender.New(sender.Config{
 		URL: target, TokenFile: cfg.TokenFile, SpoolBytes: cfg.SpoolBytes, Dir: cfg.SpoolDir,
 		MinBackoff: cfg.RetryMinBackoff, MaxBackoff: cfg.RetryMaxBackoff, Timeout: cfg.SendTimeout,
@@ -198,6 +207,7 @@ func runReporting(ctx context.Context, cfg *Config, d agent.Drainer, set agent.L
 	}
 	ag, err := agent.New(agent.Config{
 		Node: cfg.NodeName, Interval: cfg.Interval, MaxFlowsPerReport: cfg.ReportMaxFlows, FinalTimeout: cfg.ShutdownFlush / 2,
+		Nodes: nodes,
 	}, d, set, snd, env.Registry, log)
 	if err != nil {
 		return err

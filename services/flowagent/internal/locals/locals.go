@@ -108,9 +108,11 @@ func Addresses(node *corev1.Node, pods []*corev1.Pod) []netip.Addr {
 	return out
 }
 
-// Watcher keeps a Set up to date from informers on this node's pods and on its Node object.
+// Watcher keeps a Set up to date from informers on this node's pods and on the Nodes, and
+// optionally a second Set with the addresses of every node in the cluster.
 type Watcher struct {
 	set     *Set
+	nodeSet *Set
 	node    string
 	log     *slog.Logger
 	factory informers.SharedInformerFactory
@@ -120,17 +122,20 @@ type Watcher struct {
 	mu      sync.Mutex
 }
 
-// NewWatcher prepares informers for pods with spec.nodeName=node and for the Node itself.
-func NewWatcher(cs kubernetes.Interface, node string, set *Set, log *slog.Logger) (*Watcher, error) {
+// NewWatcher prepares informers for pods with spec.nodeName=node and for Nodes: only this one, or all
+// of them when nodeSet is not nil (it then receives every node's addresses).
+func NewWatcher(cs kubernetes.Interface, node string, set, nodeSet *Set, log *slog.Logger) (*Watcher, error) {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	w := &Watcher{set: set, node: node, log: log.With("component", "locals")}
+	w := &Watcher{set: set, nodeSet: nodeSet, node: node, log: log.With("component", "locals")}
 	w.factory = informers.NewSharedInformerFactoryWithOptions(cs, 0, informers.WithTweakListOptions(func(o *metav1.ListOptions) {
 		o.FieldSelector = fields.OneTermEqualSelector("spec.nodeName", node).String()
 	}))
 	w.nodes = informers.NewSharedInformerFactoryWithOptions(cs, 0, informers.WithTweakListOptions(func(o *metav1.ListOptions) {
-		o.FieldSelector = fields.OneTermEqualSelector("metadata.name", node).String()
+		if nodeSet == nil {
+			o.FieldSelector = fields.OneTermEqualSelector("metadata.name", node).String()
+		}
 	}))
 	w.podInf = w.factory.Core().V1().Pods().Informer()
 	w.nodeInf = w.nodes.Core().V1().Nodes().Informer()
@@ -163,6 +168,15 @@ func (w *Watcher) rebuild() {
 		}
 	}
 	w.set.Replace(Addresses(node, pods))
+	if w.nodeSet != nil {
+		var all []netip.Addr
+		for _, obj := range w.nodeInf.GetStore().List() {
+			if n, ok := obj.(*corev1.Node); ok {
+				all = append(all, Addresses(n, nil)...)
+			}
+		}
+		w.nodeSet.Replace(all)
+	}
 }
 
 // Node returns the cached Node, or nil before it was seen.

@@ -87,7 +87,7 @@ func TestSetGrace(t *testing.T) {
 func TestWatcherFollowsPods(t *testing.T) {
 	cs := fake.NewClientset(testNode(), pod("web", false, "198.18.0.10"))
 	set := NewSet(0)
-	w, err := NewWatcher(cs, "node-a", set, nil)
+	w, err := NewWatcher(cs, "node-a", set, nil, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -117,7 +117,7 @@ func TestWatcherFollowsPods(t *testing.T) {
 }
 
 func TestWatcherNodeMissing(t *testing.T) {
-	w, err := NewWatcher(fake.NewClientset(), "node-a", NewSet(0), nil)
+	w, err := NewWatcher(fake.NewClientset(), "node-a", NewSet(0), nil, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -125,5 +125,32 @@ func TestWatcherNodeMissing(t *testing.T) {
 	defer func() { cancel(); w.Shutdown() }()
 	if err := w.Start(ctx); err == nil {
 		t.Error("Start without the Node returned nil")
+	}
+}
+
+func TestWatcherKnowsAllNodes(t *testing.T) {
+	other := &corev1.Node{
+		ObjectMeta: metav1.ObjectMeta{Name: "node-b"},
+		Status:     corev1.NodeStatus{Addresses: []corev1.NodeAddress{{Type: corev1.NodeInternalIP, Address: "198.18.9.1"}}},
+	}
+	cs := fake.NewClientset(testNode(), other, pod("web", false, "198.18.0.10"))
+	set, nodes := NewSet(0), NewSet(0)
+	w, err := NewWatcher(cs, "node-a", set, nodes, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer func() { cancel(); w.Shutdown() }()
+	if err := w.Start(ctx); err != nil {
+		t.Fatal(err)
+	}
+	for a, want := range map[string][2]bool{ // local, node
+		"198.18.0.1":  {true, true},
+		"198.18.9.1":  {false, true},
+		"198.18.0.10": {true, false},
+	} {
+		if set.Contains(ra(a)) != want[0] || nodes.Contains(ra(a)) != want[1] {
+			t.Errorf("%s: local %v node %v, want %v", a, set.Contains(ra(a)), nodes.Contains(ra(a)), want)
+		}
 	}
 }
