@@ -387,7 +387,8 @@ type node struct {
 	done   chan error
 }
 
-func startNode(t *testing.T, name, netns, pinDir, url string, local []string) *node {
+// startNode starts one agent; nodeAddrs, if not nil, turns on overlay mode with these node addresses.
+func startNode(t *testing.T, name, netns, pinDir, url string, local, nodeAddrs []string) *node {
 	t.Helper()
 	ctr, err := counter.Load(context.Background(), counter.Config{PinDir: pinDir, Mode: counter.ModeNetfilter, MaxFlows: 1024}, slog.New(slog.DiscardHandler))
 	if err != nil {
@@ -408,7 +409,17 @@ func startNode(t *testing.T, name, netns, pinDir, url string, local []string) *n
 	if err != nil {
 		t.Fatal(err)
 	}
-	ag, err := agent.New(agent.Config{Node: name, Interval: 20 * time.Millisecond}, ctr, set, snd, reg, nil)
+	cfg := agent.Config{Node: name, Interval: 20 * time.Millisecond}
+	if nodeAddrs != nil {
+		nodes := locals.NewSet(time.Minute)
+		var na []netip.Addr
+		for _, a := range nodeAddrs {
+			na = append(na, netip.MustParseAddr(a))
+		}
+		nodes.Replace(na)
+		cfg.Nodes = nodes
+	}
+	ag, err := agent.New(cfg, ctr, set, snd, reg, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -469,8 +480,8 @@ func TestTwoNodesEachByteOnceThroughOutage(t *testing.T) {
 	srv := httptest.NewServer(fs)
 	defer srv.Close()
 
-	n1 := startNode(t, "node-1", c.node1, mkPinDir(t), srv.URL, node1L)
-	n2 := startNode(t, "node-2", c.node2, mkPinDir(t), srv.URL, node2L)
+	n1 := startNode(t, "node-1", c.node1, mkPinDir(t), srv.URL, node1L, nil)
+	n2 := startNode(t, "node-2", c.node2, mkPinDir(t), srv.URL, node2L, nil)
 
 	aBefore, bBefore := c.podTxL3(c.a), c.podTxL3(c.b)
 	c.send(c.a, a4, b4, 3000)
@@ -538,7 +549,7 @@ func TestRestartWithPinnedMapsLosesNothing(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	n := startNode(t, "node-1", c.node1, pins, srv.URL, node1L)
+	n := startNode(t, "node-1", c.node1, pins, srv.URL, node1L, nil)
 	mid := c.podTxL3(c.a)
 	c.send(c.a, a4, b4, 400)
 	second := c.podTxL3(c.a) - mid
@@ -562,4 +573,57 @@ func mkPinDir(t *testing.T) string {
 	}
 	t.Cleanup(func() { os.RemoveAll(dir) })
 	return dir
+}
+
+// TestOverlayEachByteOnce puts the pods' IPv4 traffic into a VXLAN tunnel between the nodes, so each
+// node sees every pod packet twice at POST_ROUTING (inner pod→pod, outer node→node UDP). With overlay
+// mode the agents report the inner flows only: the server's bytes equal what the pods sent.
+func TestOverlayEachByteOnce(t *testing.T) {
+	requireKernel(t)
+	c := newCluster(t)
+	for _, n := range []struct{ ns, dev, local, remote, addr, peer, peerMAC, mac, dst string }{
+		{c.node1, "n1", "198.18.100.1", "198.18.100.2", "198.18.200.1", "198.18.200.2", "02:00:00:00:c8:02", "02:00:00:00:c8:01", "198.18.2.0/24"},
+		{c.node2, "n2", "198.18.100.2", "198.18.100.1", "198.18.200.2", "198.18.200.1", "02:00:00:00:c8:01", "02:00:00:00:c8:02", "198.18.1.0/24"},
+	} {
+		c.sh("ip", "-n", n.ns, "link", "add", "vx0", "address", n.mac, "type", "vxlan", "id", "42", "local", n.local, "remote", n.remote, "dstport", "4789", "dev", n.dev)
+		c.sh("ip", "-n", n.ns, "addr", "add", n.addr+"/24", "dev", "vx0")
+		c.sh("ip", "-n", n.ns, "link", "set", "vx0", "up")
+		c.sh("ip", "-n", n.ns, "neigh", "add", n.peer, "lladdr", n.peerMAC, "dev", "vx0", "nud", "permanent")
+		c.sh("ip", "-n", n.ns, "route", "replace", n.dst, "via", n.peer, "dev", "vx0")
+	}
+	c.listen(c.a, "198.18.1.2")
+	c.listen(c.b, "198.18.2.2")
+	fs := &flowserver{seen: map[string]bool{}, bytes: map[[2]netip.Addr]uint64{}}
+	srv := httptest.NewServer(fs)
+	defer srv.Close()
+	nodeAddrs := []string{"198.18.100.1", "fd00:100::1", "198.18.100.2", "fd00:100::2", "198.18.200.1", "198.18.200.2"}
+	n1 := startNode(t, "node-1", c.node1, mkPinDir(t), srv.URL, append(node1L, "198.18.200.1"), nodeAddrs)
+	n2 := startNode(t, "node-2", c.node2, mkPinDir(t), srv.URL, append(node2L, "198.18.200.2"), nodeAddrs)
+
+	aBefore, bBefore := c.podTxL3(c.a), c.podTxL3(c.b)
+	c.send(c.a, a4, b4, 1500)
+	c.send(c.b, b4, a4, 600)
+	aSent, bSent := c.podTxL3(c.a)-aBefore, c.podTxL3(c.b)-bBefore
+	if aSent == 0 || bSent == 0 {
+		t.Fatalf("no traffic measured (a %d, b %d)", aSent, bSent)
+	}
+	for _, n := range []*node{n1, n2} {
+		n.stop(t)
+		if err := n.snd.Flush(context.Background()); err != nil {
+			t.Fatal(err)
+		}
+	}
+	fs.mu.Lock()
+	defer fs.mu.Unlock()
+	if got := fs.bytes[[2]netip.Addr{a4, b4}]; got != aSent {
+		t.Errorf("pod a → pod b: server has %d bytes, pod a sent %d", got, aSent)
+	}
+	if got := fs.bytes[[2]netip.Addr{b4, a4}]; got != bSent {
+		t.Errorf("pod b → pod a: server has %d bytes, pod b sent %d", got, bSent)
+	}
+	for pair, v := range fs.bytes {
+		if pair != [2]netip.Addr{a4, b4} && pair != [2]netip.Addr{b4, a4} {
+			t.Errorf("unexpected flow %v with %d bytes (an outer packet reported?)", pair, v)
+		}
+	}
 }
