@@ -128,6 +128,9 @@ func Run(ctx context.Context, cfg *Config, env servicecmd.Env) error {
 		return fmt.Errorf("loading the BPF counter: %w", err)
 	}
 	defer ctr.Close()
+	if err := env.Registry.Register(newRunStatsCollector(ctr)); err != nil {
+		return fmt.Errorf("registering the program run-time metrics: %w", err)
+	}
 	if err := attach(ctr, cfg); err != nil {
 		return err
 	}
