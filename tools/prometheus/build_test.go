@@ -1,12 +1,15 @@
 package prometheus
 
 import (
+	"context"
 	"encoding/json"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/zonetoll/zonetoll/tools/modbuild"
 )
 
 const fixtureGoMod = `module github.com/prometheus/prometheus
@@ -111,7 +114,7 @@ func TestInstalled(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if err := os.WriteFile(filepath.Join(dir, stampFile), data, 0o644); err != nil {
+		if err := os.WriteFile(filepath.Join(dir, modbuild.StampFile), data, 0o644); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -158,5 +161,75 @@ func TestInstalled(t *testing.T) {
 				t.Errorf("Installed(%s) = %+v, want %+v", dir, bins, want)
 			}
 		})
+	}
+}
+
+// builtStamp is the build.json of a real build by the recipe before it moved
+// to modbuild; caches holding it must stay current.
+const builtStamp = `{
+  "key": "prometheus=v3.5.0 module=v0.305.0 recipe=1",
+  "version": "v3.5.0",
+  "moduleVersion": "v0.305.0",
+  "goVersion": "go1.26.8",
+  "builtAt": "2026-11-23T13:32:34.677814421Z",
+  "buildSeconds": 19.04787981
+}
+`
+
+func TestExistingCacheStaysCurrent(t *testing.T) {
+	dir := t.TempDir()
+	for _, name := range []string{PrometheusBinary, PromtoolBinary} {
+		if err := os.WriteFile(filepath.Join(dir, name), []byte("#!/bin/sh\n"), 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := os.WriteFile(filepath.Join(dir, modbuild.StampFile), []byte(builtStamp), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	want := Stamp{
+		Key:           "prometheus=v3.5.0 module=v0.305.0 recipe=1",
+		Version:       "v3.5.0",
+		ModuleVersion: "v0.305.0",
+		GoVersion:     "go1.26.8",
+		BuiltAt:       time.Date(2026, 11, 23, 13, 32, 34, 677814421, time.UTC),
+		BuildSeconds:  19.04787981,
+	}
+	// Build must find it current without running any go command.
+	got, err := Build(context.Background(), BuildOptions{BinDir: dir, GoCommand: filepath.Join(dir, "no-go-here")})
+	if err != nil {
+		t.Fatalf("a cache built before would be rebuilt: %v", err)
+	}
+	if *got != want {
+		t.Errorf("stamp = %+v, want %+v", *got, want)
+	}
+	if _, err := Installed(dir); err != nil {
+		t.Errorf("Installed: %v", err)
+	}
+}
+
+func TestPlan(t *testing.T) {
+	published := time.Date(2025, 7, 14, 16, 17, 9, 0, time.UTC)
+	p := plan(published)
+	ldflags := versionLDFlags(Version, published)
+	want := []modbuild.Target{
+		{Name: PromtoolBinary, Package: "github.com/prometheus/prometheus/cmd/promtool", LDFlags: ldflags, Version: "promtool, version 3.5.0"},
+		{Name: PrometheusBinary, Package: "github.com/prometheus/prometheus/cmd/prometheus", LDFlags: ldflags, Version: "prometheus, version 3.5.0"},
+	}
+	if len(p.Targets) != len(want) {
+		t.Fatalf("targets = %+v, want %+v", p.Targets, want)
+	}
+	for i, tgt := range p.Targets {
+		if tgt != want[i] {
+			t.Errorf("target %d = %+v, want %+v", i, tgt, want[i])
+		}
+		// go mod tidy resolves only what tools.go imports.
+		if !strings.Contains(toolsGo, "_ \""+tgt.Package+"\"") {
+			t.Errorf("tools.go does not import %s:\n%s", tgt.Package, toolsGo)
+		}
+	}
+	got := p.Stamp(modbuild.Built{Key: stampKey(), GoVersion: "go1.26.0", BuiltAt: published, BuildSeconds: 19})
+	wantStamp := Stamp{Key: "prometheus=v3.5.0 module=v0.305.0 recipe=1", Version: "v3.5.0", ModuleVersion: "v0.305.0", GoVersion: "go1.26.0", BuiltAt: published, BuildSeconds: 19}
+	if *got != wantStamp {
+		t.Errorf("stamp = %+v, want %+v", *got, wantStamp)
 	}
 }

@@ -1,20 +1,15 @@
 package testcluster
 
 import (
-	"bytes"
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
-	"io/fs"
-	"os"
-	"os/exec"
-	"path/filepath"
 	"regexp"
 	"strings"
-	"syscall"
 	"time"
+
+	"github.com/zonetoll/zonetoll/tools/modbuild"
 )
 
 // KubernetesVersion is the kube-apiserver release the test cluster runs. It is
@@ -38,7 +33,6 @@ const (
 const (
 	APIServerBinary = "kube-apiserver"
 	EtcdBinary      = "etcd"
-	stampFile       = "build.json"
 )
 
 // BuildHint is the command that fills the bin dir.
@@ -47,14 +41,7 @@ const BuildHint = "run `make testcluster` (or `cd tools && go run ./cmd/testclus
 // BinDir returns the directory holding the binaries: $ZONETOLL_TESTCLUSTER_BIN_DIR
 // if set, else <user cache dir>/zonetoll/testcluster/k8s-<version>.
 func BinDir() (string, error) {
-	if d := os.Getenv(EnvBinDir); d != "" {
-		return filepath.Abs(d)
-	}
-	cache, err := os.UserCacheDir()
-	if err != nil {
-		return "", fmt.Errorf("finding the user cache dir (set %s to choose one): %w", EnvBinDir, err)
-	}
-	return filepath.Join(cache, "zonetoll", "testcluster", "k8s-"+KubernetesVersion), nil
+	return modbuild.BinDir(EnvBinDir, "testcluster", "k8s-"+KubernetesVersion)
 }
 
 // Stamp records what a build produced; it is written after both binaries are
@@ -89,10 +76,6 @@ type BuildOptions struct {
 // concurrently: a file lock serialises builds and binaries are renamed into
 // place only when complete.
 func Build(ctx context.Context, opts BuildOptions) (*Stamp, error) {
-	progress := opts.Progress
-	if progress == nil {
-		progress = io.Discard
-	}
 	dir := opts.BinDir
 	if dir == "" {
 		var err error
@@ -100,200 +83,64 @@ func Build(ctx context.Context, opts BuildOptions) (*Stamp, error) {
 			return nil, err
 		}
 	}
-	if err := os.MkdirAll(dir, 0o755); err != nil {
-		return nil, fmt.Errorf("creating bin dir: %w", err)
-	}
-	if !opts.Force {
-		if st, err := readCurrentStamp(dir); err == nil {
-			return st, nil
-		}
-	}
-
-	unlock, err := lockFile(ctx, filepath.Join(dir, ".lock"), progress)
-	if err != nil {
-		return nil, err
-	}
-	defer unlock()
-	// Another build may have finished while we waited for the lock.
-	if !opts.Force {
-		if st, err := readCurrentStamp(dir); err == nil {
-			fmt.Fprintf(progress, "testcluster: binaries in %s were built while waiting for the lock\n", dir)
-			return st, nil
-		}
-	}
-
-	start := time.Now()
-	goCmd := opts.GoCommand
-	if goCmd == "" {
-		goCmd = "go"
-	}
-	b := &builder{dir: dir, srcDir: filepath.Join(dir, "src"), goCmd: goCmd, progress: progress}
-	fmt.Fprintf(progress, "testcluster: building kube-apiserver %s and etcd into %s (first build on a machine takes ~8 minutes on 2 cores)\n", KubernetesVersion, dir)
-	st, err := b.run(ctx)
-	if err != nil {
-		return nil, err
-	}
-	st.BuildSeconds = time.Since(start).Seconds()
-	if err := writeStamp(dir, st); err != nil {
-		return nil, err
-	}
-	fmt.Fprintf(progress, "testcluster: done in %s: %s\n", time.Since(start).Round(time.Second), dir)
-	return st, nil
+	return recipe().Build(ctx, modbuild.Options{Dir: dir, Force: opts.Force, Progress: opts.Progress, GoCommand: opts.GoCommand})
 }
 
-// readCurrentStamp returns the stamp if it matches the current key and both
-// binaries exist.
-func readCurrentStamp(dir string) (*Stamp, error) {
-	data, err := os.ReadFile(filepath.Join(dir, stampFile))
-	if err != nil {
-		return nil, err
-	}
-	var st Stamp
-	if err := json.Unmarshal(data, &st); err != nil {
-		return nil, fmt.Errorf("reading build stamp: %w", err)
-	}
-	if st.Key != stampKey() {
-		return nil, fmt.Errorf("build stamp key %q is not the current %q", st.Key, stampKey())
-	}
-	for _, name := range []string{APIServerBinary, EtcdBinary} {
-		if err := checkExecutable(filepath.Join(dir, name)); err != nil {
-			return nil, err
-		}
-	}
-	return &st, nil
-}
-
-func writeStamp(dir string, st *Stamp) error {
-	data, err := json.MarshalIndent(st, "", "  ")
-	if err != nil {
-		return fmt.Errorf("encoding build stamp: %w", err)
-	}
-	return writeFileAtomic(filepath.Join(dir, stampFile), append(data, '\n'), 0o644)
-}
-
-func checkExecutable(path string) error {
-	fi, err := os.Stat(path)
-	if err != nil {
-		return err
-	}
-	if !fi.Mode().IsRegular() || fi.Mode().Perm()&0o111 == 0 {
-		return fmt.Errorf("%s is not an executable file", path)
-	}
-	return nil
-}
-
-// lockFile takes an exclusive flock, printing a line if it has to wait.
-func lockFile(ctx context.Context, path string, progress io.Writer) (func(), error) {
-	f, err := os.OpenFile(path, os.O_CREATE|os.O_RDWR, 0o644)
-	if err != nil {
-		return nil, fmt.Errorf("opening build lock: %w", err)
-	}
-	fd := int(f.Fd())
-	if err := syscall.Flock(fd, syscall.LOCK_EX|syscall.LOCK_NB); err == nil {
-		return func() { f.Close() }, nil
-	}
-	fmt.Fprintf(progress, "testcluster: another build holds %s, waiting\n", path)
-	done := make(chan error, 1)
-	go func() { done <- syscall.Flock(fd, syscall.LOCK_EX) }()
-	select {
-	case err := <-done:
-		if err != nil {
-			f.Close()
-			return nil, fmt.Errorf("locking %s: %w", path, err)
-		}
-		return func() { f.Close() }, nil
-	case <-ctx.Done():
-		// Closing the file releases a lock the goroutine may still get.
-		f.Close()
-		return nil, fmt.Errorf("waiting for build lock: %w", ctx.Err())
+// recipe is how kube-apiserver and etcd are built: from one throwaway module
+// requiring k8s.io/kubernetes, which pins the etcd it is tested with.
+func recipe() modbuild.Recipe[Stamp] {
+	return modbuild.Recipe[Stamp]{
+		Name:       "testcluster",
+		Module:     "k8s.io/kubernetes",
+		Version:    KubernetesVersion,
+		What:       "kube-apiserver " + KubernetesVersion + " and etcd",
+		FirstBuild: "first build on a machine takes ~8 minutes on 2 cores",
+		Download:   "~700 MB when the module cache is cold",
+		Key:        stampKey(),
+		Binaries:   []string{APIServerBinary, EtcdBinary},
+		GoMod:      throwawayGoMod,
+		ToolsGo:    toolsGo,
+		Plan: func(ctx context.Context, g *modbuild.Go, published time.Time) (*modbuild.Plan[Stamp], error) {
+			etcdVersion, err := g.Run(ctx, "finding the pinned etcd", "list", "-m", "-f", "{{.Version}}", etcdModule)
+			if err != nil {
+				return nil, err
+			}
+			return plan(published, strings.TrimSpace(etcdVersion)), nil
+		},
 	}
 }
 
-type builder struct {
-	dir, srcDir string
-	goCmd       string
-	progress    io.Writer
-}
+const etcdModule = "go.etcd.io/etcd/server/v3"
 
-func (b *builder) run(ctx context.Context) (*Stamp, error) {
-	if err := os.MkdirAll(b.srcDir, 0o755); err != nil {
-		return nil, fmt.Errorf("creating build module dir: %w", err)
+// plan compiles both binaries once tidy has settled which etcd kubernetes pins.
+func plan(published time.Time, etcdVersion string) *modbuild.Plan[Stamp] {
+	return &modbuild.Plan[Stamp]{
+		Targets: []modbuild.Target{
+			{
+				Name:    APIServerBinary,
+				Package: "k8s.io/kubernetes/cmd/kube-apiserver",
+				LDFlags: versionLDFlags(KubernetesVersion, published),
+				Version: KubernetesVersion,
+			},
+			{
+				Name:    EtcdBinary,
+				Package: etcdModule,
+				LDFlags: "-s -w",
+				// etcd prints "etcd Version: 3.5.21".
+				Version: strings.TrimPrefix(etcdVersion, "v"),
+			},
+		},
+		Stamp: func(b modbuild.Built) *Stamp {
+			return &Stamp{
+				Key:               b.Key,
+				KubernetesVersion: KubernetesVersion,
+				EtcdVersion:       etcdVersion,
+				GoVersion:         b.GoVersion,
+				BuiltAt:           b.BuiltAt,
+				BuildSeconds:      b.BuildSeconds,
+			}
+		},
 	}
-	fmt.Fprintf(b.progress, "testcluster: reading k8s.io/kubernetes@%s go.mod\n", KubernetesVersion)
-	k8sMod, buildTime, err := b.kubernetesGoMod(ctx)
-	if err != nil {
-		return nil, err
-	}
-	gomod, err := throwawayGoMod(k8sMod)
-	if err != nil {
-		return nil, err
-	}
-	if err := writeFileAtomic(filepath.Join(b.srcDir, "go.mod"), []byte(gomod), 0o644); err != nil {
-		return nil, err
-	}
-	if err := writeFileAtomic(filepath.Join(b.srcDir, "tools.go"), []byte(toolsGo), 0o644); err != nil {
-		return nil, err
-	}
-	// go.sum from an older key could be stale; tidy rewrites it anyway.
-	fmt.Fprintf(b.progress, "testcluster: resolving and downloading modules (go mod tidy; ~700 MB when the module cache is cold)\n")
-	if _, err := b.goRun(ctx, "resolving modules", "mod", "tidy"); err != nil {
-		return nil, err
-	}
-	etcdVersion, err := b.goRun(ctx, "finding the pinned etcd", "list", "-m", "-f", "{{.Version}}", "go.etcd.io/etcd/server/v3")
-	if err != nil {
-		return nil, err
-	}
-	etcdVersion = strings.TrimSpace(etcdVersion)
-
-	ldflags := versionLDFlags(KubernetesVersion, buildTime)
-	targets := []struct{ name, pkg, flags string }{
-		{APIServerBinary, "k8s.io/kubernetes/cmd/kube-apiserver", ldflags},
-		{EtcdBinary, "go.etcd.io/etcd/server/v3", "-s -w"},
-	}
-	for _, t := range targets {
-		tmp := filepath.Join(b.dir, fmt.Sprintf(".%s.tmp-%d", t.name, os.Getpid()))
-		fmt.Fprintf(b.progress, "testcluster: compiling %s (%s)\n", t.name, t.pkg)
-		if _, err := b.goRun(ctx, "compiling "+t.name, "build", "-trimpath", "-ldflags", t.flags, "-o", tmp, t.pkg); err != nil {
-			os.Remove(tmp)
-			return nil, err
-		}
-		if err := verifyBinary(ctx, tmp, t.name, etcdVersion); err != nil {
-			os.Remove(tmp)
-			return nil, err
-		}
-		if err := os.Rename(tmp, filepath.Join(b.dir, t.name)); err != nil {
-			os.Remove(tmp)
-			return nil, fmt.Errorf("moving %s into place: %w", t.name, err)
-		}
-	}
-	goVersion, _ := b.goRun(ctx, "reading go version", "env", "GOVERSION")
-	return &Stamp{
-		Key:               stampKey(),
-		KubernetesVersion: KubernetesVersion,
-		EtcdVersion:       etcdVersion,
-		GoVersion:         strings.TrimSpace(goVersion),
-		BuiltAt:           time.Now().UTC(),
-	}, nil
-}
-
-// kubernetesGoMod fetches only the .mod and .info of k8s.io/kubernetes.
-func (b *builder) kubernetesGoMod(ctx context.Context) (string, time.Time, error) {
-	out, err := b.goRun(ctx, "reading kubernetes go.mod", "list", "-m", "-json", "k8s.io/kubernetes@"+KubernetesVersion)
-	if err != nil {
-		return "", time.Time{}, err
-	}
-	var m struct {
-		GoMod string
-		Time  time.Time
-	}
-	if err := json.Unmarshal([]byte(out), &m); err != nil {
-		return "", time.Time{}, fmt.Errorf("decoding go list output for k8s.io/kubernetes: %w", err)
-	}
-	data, err := os.ReadFile(m.GoMod)
-	if err != nil {
-		return "", time.Time{}, fmt.Errorf("reading kubernetes go.mod: %w", err)
-	}
-	return string(data), m.Time, nil
 }
 
 var stagingReplace = regexp.MustCompile(`(?m)^\s*(k8s\.io/[A-Za-z0-9._-]+)\s*=>\s*\./staging/src/k8s\.io/[A-Za-z0-9._-]+\s*$`)
@@ -357,72 +204,7 @@ func versionLDFlags(version string, buildTime time.Time) string {
 	return strings.Join(flags, " ")
 }
 
-// verifyBinary runs the fresh binary's --version so a broken build never
-// replaces a working one.
-func verifyBinary(ctx context.Context, path, name, etcdVersion string) error {
-	ctx, cancel := context.WithTimeout(ctx, time.Minute)
-	defer cancel()
-	out, err := exec.CommandContext(ctx, path, "--version").CombinedOutput()
-	if err != nil {
-		return fmt.Errorf("running %s --version: %w: %s", name, err, bytes.TrimSpace(out))
-	}
-	want := KubernetesVersion
-	if name == EtcdBinary {
-		want = strings.TrimPrefix(etcdVersion, "v")
-	}
-	if !strings.Contains(string(out), want) {
-		return fmt.Errorf("%s --version printed %q, want it to mention %s", name, bytes.TrimSpace(out), want)
-	}
-	return nil
-}
+// checkExecutable and tail are shared with the cluster code.
+func checkExecutable(path string) error { return modbuild.CheckExecutable(path) }
 
-// goRun runs the go command in the throwaway module, printing a line every
-// 30 s so a slow first build does not look hung.
-func (b *builder) goRun(ctx context.Context, what string, args ...string) (string, error) {
-	cmd := exec.CommandContext(ctx, b.goCmd, args...)
-	cmd.Dir = b.srcDir
-	cmd.Env = append(os.Environ(), "GOWORK=off", "CGO_ENABLED=0", "GOFLAGS=-mod=mod -buildvcs=false", "GOTOOLCHAIN=local")
-	var stdout, stderr bytes.Buffer
-	cmd.Stdout = &stdout
-	cmd.Stderr = &stderr
-	start := time.Now()
-	if err := cmd.Start(); err != nil {
-		return "", fmt.Errorf("%s: starting %s: %w", what, b.goCmd, err)
-	}
-	done := make(chan error, 1)
-	go func() { done <- cmd.Wait() }()
-	tick := time.NewTicker(30 * time.Second)
-	defer tick.Stop()
-	for {
-		select {
-		case err := <-done:
-			if err != nil {
-				return "", fmt.Errorf("%s: go %s: %w\n%s", what, strings.Join(args, " "), err, tail(stderr.String(), 40))
-			}
-			return stdout.String(), nil
-		case <-tick.C:
-			fmt.Fprintf(b.progress, "testcluster: still %s (%s elapsed)\n", what, time.Since(start).Round(time.Second))
-		}
-	}
-}
-
-func writeFileAtomic(path string, data []byte, perm fs.FileMode) error {
-	tmp := fmt.Sprintf("%s.tmp-%d", path, os.Getpid())
-	if err := os.WriteFile(tmp, data, perm); err != nil {
-		return fmt.Errorf("writing %s: %w", path, err)
-	}
-	if err := os.Rename(tmp, path); err != nil {
-		os.Remove(tmp)
-		return fmt.Errorf("writing %s: %w", path, err)
-	}
-	return nil
-}
-
-// tail returns the last n lines of s.
-func tail(s string, n int) string {
-	lines := strings.Split(strings.TrimRight(s, "\n"), "\n")
-	if len(lines) > n {
-		lines = lines[len(lines)-n:]
-	}
-	return strings.Join(lines, "\n")
-}
+func tail(s string, n int) string { return modbuild.Tail(s, n) }

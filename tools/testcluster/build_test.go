@@ -2,48 +2,14 @@ package testcluster
 
 import (
 	"context"
-	"encoding/json"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
-)
 
-// fakeGo stands in for the go command so the build logic (caching, locking,
-// atomic replacement, verification) is tested in milliseconds and offline.
-// It logs every invocation and "builds" shell scripts that print a version.
-const fakeGo = `#!/bin/sh
-echo "$*" >> "$FAKEGO_LOG"
-case "$1" in
-list)
-	if [ "$3" = "-json" ]; then
-		printf '{"Path":"k8s.io/kubernetes","GoMod":"%s","Time":"2026-06-11T16:59:07Z"}\n' "$FAKEGO_GOMOD"
-	else
-		echo v3.5.21
-	fi ;;
-mod)
-	grep -q 'k8s.io/api => k8s.io/api v0.33.13' go.mod || { echo "bad go.mod" >&2; exit 1; }
-	grep -q '_ "k8s.io/kubernetes/cmd/kube-apiserver"' tools.go || { echo "bad tools.go" >&2; exit 1; } ;;
-env) echo go1.26.0 ;;
-build)
-	out=""; prev=""; pkg=""
-	for a in "$@"; do
-		[ "$prev" = "-o" ] && out="$a"
-		prev="$a"; pkg="$a"
-	done
-	sleep "${FAKEGO_SLEEP:-0}"
-	case "$pkg" in
-	*kube-apiserver) v="Kubernetes ${FAKEGO_K8S_VERSION:-v1.33.13}" ;;
-	*) v="etcd Version: 3.5.21" ;;
-	esac
-	printf '#!/bin/sh\necho "%s"\n' "$v" > "$out"
-	chmod +x "$out" ;;
-*) echo "unexpected: $*" >&2; exit 1 ;;
-esac
-`
+	"github.com/zonetoll/zonetoll/tools/modbuild"
+)
 
 const fakeKubernetesGoMod = `module k8s.io/kubernetes
 
@@ -63,160 +29,90 @@ replace (
 )
 `
 
-type fakeGoEnv struct {
-	goCmd, log, binDir string
+// builtStamp is the build.json of a real build by the recipe before it moved
+// to modbuild; caches holding it must stay current.
+const builtStamp = `{
+  "key": "kubernetes=v1.33.13 recipe=1",
+  "kubernetesVersion": "v1.33.13",
+  "etcdVersion": "v3.5.21",
+  "goVersion": "go1.26.8",
+  "builtAt": "2026-11-23T13:01:46.750835852Z",
+  "buildSeconds": 8.983994956
 }
+`
 
-func newFakeGo(t *testing.T) fakeGoEnv {
-	t.Helper()
+func TestExistingCacheStaysCurrent(t *testing.T) {
 	dir := t.TempDir()
-	env := fakeGoEnv{goCmd: filepath.Join(dir, "go"), log: filepath.Join(dir, "calls.log"), binDir: filepath.Join(dir, "bin")}
-	if err := os.WriteFile(env.goCmd, []byte(fakeGo), 0o755); err != nil {
-		t.Fatal(err)
-	}
-	gomod := filepath.Join(dir, "kubernetes.mod")
-	if err := os.WriteFile(gomod, []byte(fakeKubernetesGoMod), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	t.Setenv("FAKEGO_LOG", env.log)
-	t.Setenv("FAKEGO_GOMOD", gomod)
-	return env
-}
-
-// calls returns the fake go invocations whose first word is verb.
-func (f fakeGoEnv) calls(t *testing.T, verb string) int {
-	t.Helper()
-	data, err := os.ReadFile(f.log)
-	if os.IsNotExist(err) {
-		return 0
-	}
-	if err != nil {
-		t.Fatal(err)
-	}
-	n := 0
-	for _, l := range strings.Split(string(data), "\n") {
-		if strings.HasPrefix(l, verb+" ") {
-			n++
-		}
-	}
-	return n
-}
-
-func (f fakeGoEnv) build(force bool) (*Stamp, error) {
-	return Build(context.Background(), BuildOptions{BinDir: f.binDir, GoCommand: f.goCmd, Force: force})
-}
-
-func binaryOutput(t *testing.T, path string) string {
-	t.Helper()
-	out, err := exec.Command(path, "--version").CombinedOutput()
-	if err != nil {
-		t.Fatalf("running %s: %v", path, err)
-	}
-	return strings.TrimSpace(string(out))
-}
-
-func TestBuildCachesByVersionKey(t *testing.T) {
-	f := newFakeGo(t)
-	st, err := f.build(false)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if st.EtcdVersion != "v3.5.21" || st.KubernetesVersion != KubernetesVersion || st.Key != stampKey() {
-		t.Errorf("stamp = %+v", st)
-	}
-	if got := binaryOutput(t, filepath.Join(f.binDir, APIServerBinary)); got != "Kubernetes v1.33.13" {
-		t.Errorf("kube-apiserver --version = %q", got)
-	}
-	if n := f.calls(t, "build"); n != 2 {
-		t.Fatalf("go build ran %d times, want 2", n)
-	}
-	gomod, err := os.ReadFile(filepath.Join(f.binDir, "src", "go.mod"))
-	if err != nil {
-		t.Fatalf("throwaway module not in the cache dir: %v", err)
-	}
-	if !strings.Contains(string(gomod), "k8s.io/kube-aggregator => k8s.io/kube-aggregator v0.33.13") {
-		t.Errorf("throwaway go.mod:\n%s", gomod)
-	}
-
-	// Current cache: no go command at all.
-	before := f.calls(t, "list") + f.calls(t, "mod") + f.calls(t, "build")
-	if _, err := f.build(false); err != nil {
-		t.Fatal(err)
-	}
-	if after := f.calls(t, "list") + f.calls(t, "mod") + f.calls(t, "build"); after != before {
-		t.Errorf("a current cache ran the go command %d more times", after-before)
-	}
-
-	// A stamp from another version key triggers a rebuild.
-	stale := *st
-	stale.Key = "kubernetes=v1.32.0 recipe=1"
-	data, _ := json.Marshal(stale)
-	if err := os.WriteFile(filepath.Join(f.binDir, stampFile), data, 0o644); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := f.build(false); err != nil {
-		t.Fatal(err)
-	}
-	if n := f.calls(t, "build"); n != 4 {
-		t.Errorf("after a key change go build ran %d times in total, want 4", n)
-	}
-
-	// A missing binary triggers a rebuild too.
-	if err := os.Remove(filepath.Join(f.binDir, EtcdBinary)); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := f.build(false); err != nil {
-		t.Fatal(err)
-	}
-	if n := f.calls(t, "build"); n != 6 {
-		t.Errorf("after removing etcd go build ran %d times in total, want 6", n)
-	}
-	if _, err := f.build(true); err != nil {
-		t.Fatal(err)
-	}
-	if n := f.calls(t, "build"); n != 8 {
-		t.Errorf("--force: go build ran %d times in total, want 8", n)
-	}
-}
-
-func TestConcurrentBuildsBuildOnce(t *testing.T) {
-	f := newFakeGo(t)
-	t.Setenv("FAKEGO_SLEEP", "1") // keep the first build busy while the others wait on the lock
-	var wg sync.WaitGroup
-	errs := make([]error, 3)
-	for i := range errs {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			_, errs[i] = f.build(false)
-		}()
-	}
-	wg.Wait()
-	for _, err := range errs {
-		if err != nil {
+	for _, name := range []string{APIServerBinary, EtcdBinary} {
+		if err := os.WriteFile(filepath.Join(dir, name), []byte("#!/bin/sh\n"), 0o755); err != nil {
 			t.Fatal(err)
 		}
 	}
-	if n := f.calls(t, "build"); n != 2 {
-		t.Errorf("3 concurrent builds ran go build %d times, want 2 (one build)", n)
+	if err := os.WriteFile(filepath.Join(dir, modbuild.StampFile), []byte(builtStamp), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	st, err := recipe().Current(dir)
+	if err != nil {
+		t.Fatalf("a cache built before would be rebuilt: %v", err)
+	}
+	want := Stamp{
+		Key:               "kubernetes=v1.33.13 recipe=1",
+		KubernetesVersion: "v1.33.13",
+		EtcdVersion:       "v3.5.21",
+		GoVersion:         "go1.26.8",
+		BuiltAt:           mustTime(t, "2026-11-23T13:01:46.750835852Z"),
+		BuildSeconds:      8.983994956,
+	}
+	if *st != want {
+		t.Errorf("stamp = %+v, want %+v", *st, want)
+	}
+	// Build must find it current too, without running any go command.
+	got, err := Build(context.Background(), BuildOptions{BinDir: dir, GoCommand: filepath.Join(dir, "no-go-here")})
+	if err != nil || *got != want {
+		t.Errorf("Build() on a current cache = %+v, %v", got, err)
 	}
 }
 
-func TestBrokenBuildKeepsWorkingBinaries(t *testing.T) {
-	f := newFakeGo(t)
-	if _, err := f.build(false); err != nil {
-		t.Fatal(err)
+func TestBinDir(t *testing.T) {
+	t.Setenv("XDG_CACHE_HOME", "/cache")
+	t.Setenv(EnvBinDir, "")
+	if got, err := BinDir(); err != nil || got != "/cache/zonetoll/testcluster/k8s-v1.33.13" {
+		t.Errorf("BinDir() = %q, %v; want the cache path older builds used", got, err)
 	}
-	t.Setenv("FAKEGO_K8S_VERSION", "v1.32.0")
-	_, err := f.build(true)
-	if err == nil || !strings.Contains(err.Error(), "want it to mention "+KubernetesVersion) {
-		t.Fatalf("build of a wrong version: %v, want a version mismatch error", err)
+	t.Setenv(EnvBinDir, "/opt/k8s")
+	if got, err := BinDir(); err != nil || got != "/opt/k8s" {
+		t.Errorf("BinDir() with %s set = %q, %v", EnvBinDir, got, err)
 	}
-	if got := binaryOutput(t, filepath.Join(f.binDir, APIServerBinary)); got != "Kubernetes v1.33.13" {
-		t.Errorf("kube-apiserver was replaced by the broken build: %q", got)
+}
+
+func TestPlan(t *testing.T) {
+	published := mustTime(t, "2026-06-11T16:59:07Z")
+	p := plan(published, "v3.5.21")
+	want := []modbuild.Target{
+		{Name: APIServerBinary, Package: "k8s.io/kubernetes/cmd/kube-apiserver", LDFlags: versionLDFlags(KubernetesVersion, published), Version: "v1.33.13"},
+		{Name: EtcdBinary, Package: "go.etcd.io/etcd/server/v3", LDFlags: "-s -w", Version: "3.5.21"},
 	}
-	if tmps, _ := filepath.Glob(filepath.Join(f.binDir, ".*.tmp-*")); len(tmps) > 0 {
-		t.Errorf("temp binaries left: %v", tmps)
+	if len(p.Targets) != len(want) {
+		t.Fatalf("targets = %+v, want %+v", p.Targets, want)
+	}
+	for i, tgt := range p.Targets {
+		if tgt != want[i] {
+			t.Errorf("target %d = %+v, want %+v", i, tgt, want[i])
+		}
+		// go mod tidy resolves only what tools.go imports.
+		if !strings.Contains(toolsGo, "_ \""+tgt.Package+"\"") {
+			t.Errorf("tools.go does not import %s:\n%s", tgt.Package, toolsGo)
+		}
+	}
+	built := modbuild.Built{Key: stampKey(), GoVersion: "go1.26.0", BuiltAt: published, BuildSeconds: 9}
+	got := p.Stamp(built)
+	wantStamp := Stamp{Key: "kubernetes=v1.33.13 recipe=1", KubernetesVersion: "v1.33.13", EtcdVersion: "v3.5.21", GoVersion: "go1.26.0", BuiltAt: published, BuildSeconds: 9}
+	if *got != wantStamp {
+		t.Errorf("stamp = %+v, want %+v", *got, wantStamp)
+	}
+	r := recipe()
+	if r.Key != wantStamp.Key || len(r.Binaries) != 2 || r.Binaries[0] != APIServerBinary || r.Binaries[1] != EtcdBinary {
+		t.Errorf("recipe key %q, binaries %v", r.Key, r.Binaries)
 	}
 }
 
