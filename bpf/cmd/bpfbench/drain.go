@@ -17,11 +17,12 @@ import (
 	"github.com/zonetoll/zonetoll/bpf/counter"
 )
 
-// drainSample is one Drain of a map holding o.flows real flows, as the agent
-// does it: read and delete every entry and collect them into a Go map.
+// drainSample is one round of draining a map holding o.flows real flows:
+// once bare, once as the agent does it (collect every entry into a Go map).
 type drainSample struct {
-	wall      time.Duration
-	cpu       time.Duration // user + system time of this process during the drain
+	bare      time.Duration // Drain with a callback that only checks and counts: the kernel side
+	wall      time.Duration // Drain into a Go map
+	cpu       time.Duration // user + system time of this process during the drain into a Go map
 	allocated uint64        // Go heap bytes allocated during the drain
 	rssBefore uint64        // VmRSS, bytes
 	rssAfter  uint64
@@ -44,16 +45,35 @@ func measureDrain(ctx context.Context, tp *topo, pins string, o options, log *sl
 	prefix := netip.MustParseAddr(manyPrefix).As16()
 	var out []drainSample
 	for round := range o.drainRounds {
+		var s drainSample
+		// First the bare drain (what BenchmarkDrain100k measures), then the
+		// same map contents drained into a Go map as the agent does.
+		if err := tp.fillFlows(o.flows); err != nil {
+			return nil, err
+		}
+		filled := 0
+		start := time.Now()
+		if _, err := c.Drain(ctx, func(k counter.Key, v counter.Value) {
+			if bytes.Equal(k.Dst[:8], prefix[:8]) && v.Packets == 1 {
+				filled++
+			}
+		}); err != nil {
+			return nil, fmt.Errorf("draining %d flows: %w", o.flows, err)
+		}
+		s.bare = time.Since(start)
+		if filled != o.flows {
+			return nil, fmt.Errorf("bare drain: %d of the %d flows sent, with one packet each", filled, o.flows)
+		}
+
 		if err := tp.fillFlows(o.flows); err != nil {
 			return nil, err
 		}
 		runtime.GC()
-		var s drainSample
 		var m0, m1 runtime.MemStats
 		runtime.ReadMemStats(&m0)
 		s.rssBefore, _ = procStatus("VmRSS")
 		cpu0 := processCPU()
-		start := time.Now()
+		start = time.Now()
 		flows := map[counter.Key]counter.Value{}
 		if _, err := c.Drain(ctx, func(k counter.Key, v counter.Value) {
 			old := flows[k]
@@ -69,7 +89,7 @@ func measureDrain(ctx context.Context, tp *topo, pins string, o options, log *sl
 		s.hwm, _ = procStatus("VmHWM")
 
 		// The figures only mean something if the map really held every flow.
-		filled := 0
+		filled = 0
 		for k, v := range flows {
 			if bytes.Equal(k.Dst[:8], prefix[:8]) {
 				filled++
@@ -81,7 +101,7 @@ func measureDrain(ctx context.Context, tp *topo, pins string, o options, log *sl
 		if filled != o.flows {
 			return nil, fmt.Errorf("drained %d of the %d flows sent", filled, o.flows)
 		}
-		log.Info("drained", "round", round+1, "flows", len(flows), "wall", s.wall, "cpu", s.cpu, "rss_after_mib", s.rssAfter>>20)
+		log.Info("drained", "round", round+1, "flows", len(flows), "bare", s.bare, "into_map", s.wall, "cpu", s.cpu, "rss_after_mib", s.rssAfter>>20)
 		out = append(out, s)
 	}
 	return out, nil
