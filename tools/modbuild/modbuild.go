@@ -19,6 +19,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"syscall"
 	"time"
@@ -33,6 +34,10 @@ const StampFile = "build.json"
 type Recipe[S any] struct {
 	// Name prefixes every progress line ("testcluster: ...").
 	Name string
+	// DirEnv names the environment variable that overrides the cache dir,
+	// and CacheDir the default dir under <user cache dir>/zonetoll.
+	DirEnv   string
+	CacheDir []string
 	// Module and Version name the upstream module whose go.mod is read.
 	Module, Version string
 	// What is built, for the first progress line ("kube-apiserver v1.33.13 and etcd").
@@ -85,8 +90,8 @@ type Built struct {
 
 // Options configures Build.
 type Options struct {
-	// Dir is the cache dir; required.
-	Dir string
+	// BinDir is where binaries go; empty means the recipe's Dir().
+	BinDir string
 	// Force rebuilds even when the cache is current.
 	Force bool
 	// Progress receives human-readable progress lines; nil means io.Discard.
@@ -95,17 +100,17 @@ type Options struct {
 	GoCommand string
 }
 
-// BinDir returns $env if it is set (made absolute), else
-// <user cache dir>/zonetoll/<elem...>.
-func BinDir(env string, elem ...string) (string, error) {
-	if d := os.Getenv(env); d != "" {
+// Dir returns the cache dir: $DirEnv if it is set (made absolute), else
+// <user cache dir>/zonetoll/<CacheDir...>.
+func (r Recipe[S]) Dir() (string, error) {
+	if d := os.Getenv(r.DirEnv); d != "" {
 		return filepath.Abs(d)
 	}
 	cache, err := os.UserCacheDir()
 	if err != nil {
-		return "", fmt.Errorf("finding the user cache dir (set %s to choose one): %w", env, err)
+		return "", fmt.Errorf("finding the user cache dir (set %s to choose one): %w", r.DirEnv, err)
 	}
-	return filepath.Join(append([]string{cache, "zonetoll"}, elem...)...), nil
+	return filepath.Join(append([]string{cache, "zonetoll"}, r.CacheDir...)...), nil
 }
 
 // Current returns the stamp in dir if it carries the recipe's key and every
@@ -136,17 +141,20 @@ func (r Recipe[S]) Current(dir string) (*S, error) {
 	return &st, nil
 }
 
-// Build makes the recipe's binaries unless opts.Dir already holds a current
-// build. It is safe to run concurrently, in one process or many: a file lock
+// Build makes the recipe's binaries unless the bin dir already holds a
+// current build. It is safe to run concurrently, in one process or many: a file lock
 // serialises builds, and whoever waited finds the build done.
 func (r Recipe[S]) Build(ctx context.Context, opts Options) (*S, error) {
 	progress := opts.Progress
 	if progress == nil {
 		progress = io.Discard
 	}
-	dir := opts.Dir
+	dir := opts.BinDir
 	if dir == "" {
-		return nil, fmt.Errorf("building %s: no cache dir given", r.Name)
+		var err error
+		if dir, err = r.Dir(); err != nil {
+			return nil, err
+		}
 	}
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return nil, fmt.Errorf("creating bin dir: %w", err)
@@ -224,6 +232,12 @@ func (r Recipe[S]) run(ctx context.Context, dir string, g *Go, progress io.Write
 	plan, err := r.Plan(ctx, g, published)
 	if err != nil {
 		return nil, err
+	}
+	for _, t := range plan.Targets {
+		// Only what tools.go imports is resolved by go mod tidy.
+		if !strings.Contains(r.ToolsGo, strconv.Quote(t.Package)) {
+			return nil, fmt.Errorf("%s's tools.go does not import %s; the build recipe needs updating", r.Name, t.Package)
+		}
 	}
 	for _, t := range plan.Targets {
 		if err := r.buildTarget(ctx, dir, g, t, progress); err != nil {

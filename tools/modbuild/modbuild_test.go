@@ -140,7 +140,7 @@ func (f fakeGoEnv) calls(t *testing.T, verb string) int {
 }
 
 func (f fakeGoEnv) build(r Recipe[testStamp], force bool) (*testStamp, error) {
-	return r.Build(context.Background(), Options{Dir: f.dir, GoCommand: f.goCmd, Force: force})
+	return r.Build(context.Background(), Options{BinDir: f.dir, GoCommand: f.goCmd, Force: force})
 }
 
 func versionLine(t *testing.T, path string) string {
@@ -250,6 +250,12 @@ func TestBuild(t *testing.T) {
 				if err := os.WriteFile(os.Getenv("FAKEGO_GOMOD"), []byte("module example.com/other\n"), 0o644); err != nil {
 					t.Fatal(err)
 				}
+			},
+		},
+		{
+			name: "target missing from tools.go", wantBuilds: 0, wantErr: "tools.go does not import example.com/upstream/cmd/beta",
+			recipe: func(r *Recipe[testStamp]) {
+				r.ToolsGo = strings.Replace(r.ToolsGo, "\t_ \"example.com/upstream/cmd/beta\"\n", "", 1)
 			},
 		},
 		{
@@ -384,7 +390,7 @@ func TestBuildGivesUpWaitingForTheLock(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	cancel()
 	var progress bytes.Buffer
-	_, err = testRecipe().Build(ctx, Options{Dir: f.dir, GoCommand: f.goCmd, Progress: &progress})
+	_, err = testRecipe().Build(ctx, Options{BinDir: f.dir, GoCommand: f.goCmd, Progress: &progress})
 	if !errors.Is(err, context.Canceled) {
 		t.Errorf("Build() with the lock held and a cancelled context = %v, want context.Canceled", err)
 	}
@@ -396,13 +402,18 @@ func TestBuildGivesUpWaitingForTheLock(t *testing.T) {
 	}
 }
 
-func TestBuildNeedsADir(t *testing.T) {
-	if _, err := testRecipe().Build(context.Background(), Options{}); err == nil {
-		t.Error("Build without a dir succeeded")
+func TestBuildDefaultsToTheRecipeDir(t *testing.T) {
+	f := newFakeGo(t)
+	t.Setenv("ZONETOLL_MODBUILD_TEST_DIR", f.dir)
+	r := testRecipe()
+	r.DirEnv = "ZONETOLL_MODBUILD_TEST_DIR"
+	if _, err := r.Build(context.Background(), Options{GoCommand: f.goCmd}); err != nil {
+		t.Fatal(err)
 	}
+	checkWorking(t, f.dir)
 }
 
-func TestBinDir(t *testing.T) {
+func TestDir(t *testing.T) {
 	tests := []struct {
 		name, env, cache, want string
 	}{
@@ -422,12 +433,13 @@ func TestBinDir(t *testing.T) {
 				}
 				want = filepath.Join(wd, rel)
 			}
-			got, err := BinDir("ZONETOLL_MODBUILD_TEST_DIR", "tool", "v1")
+			r := Recipe[testStamp]{DirEnv: "ZONETOLL_MODBUILD_TEST_DIR", CacheDir: []string{"tool", "v1"}}
+			got, err := r.Dir()
 			if err != nil {
 				t.Fatal(err)
 			}
 			if got != want {
-				t.Errorf("BinDir() = %q, want %q", got, want)
+				t.Errorf("Dir() = %q, want %q", got, want)
 			}
 		})
 	}

@@ -10,7 +10,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
 	"path/filepath"
 	"regexp"
 	"strings"
@@ -52,9 +51,7 @@ const BuildHint = "run `cd tools && go run ./cmd/prometheus build`"
 
 // BinDir returns the directory holding the binaries: $ZONETOLL_PROMETHEUS_BIN_DIR
 // if set, else <user cache dir>/zonetoll/prometheus/<version>.
-func BinDir() (string, error) {
-	return modbuild.BinDir(EnvBinDir, "prometheus", Version)
-}
+func BinDir() (string, error) { return recipe().Dir() }
 
 // Binaries are the paths of a complete build.
 type Binaries struct {
@@ -100,31 +97,16 @@ func stampKey() string {
 	return fmt.Sprintf("prometheus=%s module=%s recipe=%d", Version, ModuleVersion, buildRecipe)
 }
 
-// BuildOptions configures Build.
-type BuildOptions struct {
-	// BinDir is where binaries go; empty means BinDir().
-	BinDir string
-	// Force rebuilds even when the cache is current.
-	Force bool
-	// Progress receives human-readable progress lines; nil means io.Discard.
-	Progress io.Writer
-	// GoCommand is the go binary to use; empty means "go" from PATH.
-	GoCommand string
-}
+// BuildOptions configures Build: BinDir (empty means BinDir()), Force,
+// Progress and GoCommand.
+type BuildOptions = modbuild.Options
 
 // Build makes prometheus and promtool from the Go module proxy unless the bin
 // dir already holds binaries of the current version key. It is safe to run
 // concurrently: a file lock serialises builds and binaries are renamed into
 // place only when complete and verified.
 func Build(ctx context.Context, opts BuildOptions) (*Stamp, error) {
-	dir := opts.BinDir
-	if dir == "" {
-		var err error
-		if dir, err = BinDir(); err != nil {
-			return nil, err
-		}
-	}
-	return recipe().Build(ctx, modbuild.Options{Dir: dir, Force: opts.Force, Progress: opts.Progress, GoCommand: opts.GoCommand})
+	return recipe().Build(ctx, opts)
 }
 
 // recipe is how prometheus and promtool are built: from a throwaway module
@@ -132,6 +114,8 @@ func Build(ctx context.Context, opts BuildOptions) (*Stamp, error) {
 func recipe() modbuild.Recipe[Stamp] {
 	return modbuild.Recipe[Stamp]{
 		Name:       "prometheus",
+		DirEnv:     EnvBinDir,
+		CacheDir:   []string{"prometheus", Version},
 		Module:     modulePath,
 		Version:    ModuleVersion,
 		What:       fmt.Sprintf("prometheus and promtool %s (%s@%s)", Version, modulePath, ModuleVersion),

@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
 	"regexp"
 	"strings"
 	"time"
@@ -40,9 +39,7 @@ const BuildHint = "run `make testcluster` (or `cd tools && go run ./cmd/testclus
 
 // BinDir returns the directory holding the binaries: $ZONETOLL_TESTCLUSTER_BIN_DIR
 // if set, else <user cache dir>/zonetoll/testcluster/k8s-<version>.
-func BinDir() (string, error) {
-	return modbuild.BinDir(EnvBinDir, "testcluster", "k8s-"+KubernetesVersion)
-}
+func BinDir() (string, error) { return recipe().Dir() }
 
 // Stamp records what a build produced; it is written after both binaries are
 // in place, so its presence with the current key means the cache is complete.
@@ -59,31 +56,16 @@ func stampKey() string {
 	return fmt.Sprintf("kubernetes=%s recipe=%d", KubernetesVersion, buildRecipe)
 }
 
-// BuildOptions configures Build.
-type BuildOptions struct {
-	// BinDir is where binaries go; empty means BinDir().
-	BinDir string
-	// Force rebuilds even when the cache is current.
-	Force bool
-	// Progress receives human-readable progress lines; nil means io.Discard.
-	Progress io.Writer
-	// GoCommand is the go binary to use; empty means "go" from PATH.
-	GoCommand string
-}
+// BuildOptions configures Build: BinDir (empty means BinDir()), Force,
+// Progress and GoCommand.
+type BuildOptions = modbuild.Options
 
 // Build makes kube-apiserver and etcd from the Go module proxy unless the bin
 // dir already holds binaries of the current version key. It is safe to run
 // concurrently: a file lock serialises builds and binaries are renamed into
 // place only when complete.
 func Build(ctx context.Context, opts BuildOptions) (*Stamp, error) {
-	dir := opts.BinDir
-	if dir == "" {
-		var err error
-		if dir, err = BinDir(); err != nil {
-			return nil, err
-		}
-	}
-	return recipe().Build(ctx, modbuild.Options{Dir: dir, Force: opts.Force, Progress: opts.Progress, GoCommand: opts.GoCommand})
+	return recipe().Build(ctx, opts)
 }
 
 // recipe is how kube-apiserver and etcd are built: from one throwaway module
@@ -91,6 +73,8 @@ func Build(ctx context.Context, opts BuildOptions) (*Stamp, error) {
 func recipe() modbuild.Recipe[Stamp] {
 	return modbuild.Recipe[Stamp]{
 		Name:       "testcluster",
+		DirEnv:     EnvBinDir,
+		CacheDir:   []string{"testcluster", "k8s-" + KubernetesVersion},
 		Module:     "k8s.io/kubernetes",
 		Version:    KubernetesVersion,
 		What:       "kube-apiserver " + KubernetesVersion + " and etcd",
