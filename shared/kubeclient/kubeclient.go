@@ -10,6 +10,7 @@ import (
 	"path/filepath"
 	"time"
 
+	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/clientcmd"
@@ -18,8 +19,8 @@ import (
 // Config holds the client settings. Embed it in a service's configuration under the field name Kube so
 // its variables become ZONETOLL_KUBE_*.
 type Config struct {
-	QPS     float32       `default:"20" desc:"Sustained requests per second to the Kubernetes API (client-side limit)."`
-	Burst   int           `default:"40" desc:"Requests allowed in a burst above QPS."`
+	QPS     float32       `default:"200" desc:"Sustained requests per second to the Kubernetes API (client-side limit); zonelabeler writes once per new pod, so keep it above the cluster's peak pod creation rate. The API server's priority and fairness still protects it."`
+	Burst   int           `default:"400" desc:"Requests allowed in a burst above QPS."`
 	Timeout time.Duration `default:"30s" desc:"Timeout of one Kubernetes API request (watches excepted)."`
 }
 
@@ -48,6 +49,10 @@ func RESTConfig(kubeconfig string, cfg Config, userAgent string) (*rest.Config, 
 	}
 	rc.QPS = cfg.QPS
 	rc.Burst = cfg.Burst
+	// Protobuf instead of JSON for built-in types: decoding a watch event or a list allocates several
+	// times less, which is most of what an informer-heavy process spends memory on.
+	rc.ContentType = runtime.ContentTypeProtobuf
+	rc.AcceptContentTypes = runtime.ContentTypeProtobuf + "," + runtime.ContentTypeJSON
 	rc.Timeout = cfg.Timeout
 	rc.UserAgent = userAgent
 	return rc, nil

@@ -54,6 +54,9 @@ func TestRESTConfigFromKubeconfigTalksToServer(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	if rc.ContentType != "application/vnd.kubernetes.protobuf" {
+		t.Errorf("content type = %q, want protobuf", rc.ContentType)
+	}
 	if rc.QPS != 7 || rc.Burst != 9 || rc.Timeout != 3*time.Second || rc.Host != srv.URL {
 		t.Errorf("rest config = qps %v burst %v timeout %v host %q", rc.QPS, rc.Burst, rc.Timeout, rc.Host)
 	}
