@@ -14,6 +14,7 @@ import (
 	"os"
 	"os/signal"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -57,6 +58,10 @@ type Env struct {
 	Server   *httpserver.Server   // listening already; add routes and checks, Main serves it
 	// Kubeconfig is the --kubeconfig flag (or KUBECONFIG); empty means the in-cluster configuration.
 	Kubeconfig string
+	// Started tells /readyz that the service has finished setting up (its own readiness checks are
+	// registered). Until Run calls it, /readyz fails with "starting up": the HTTP server answers from the
+	// first moment, before the service could register anything.
+	Started func()
 }
 
 // Spec describes one service binary.
@@ -209,12 +214,18 @@ func runService[C any, PC interface {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 
+	var started atomic.Bool
+	srv.AddReadinessCheck("started", func(context.Context) error {
+		if !started.Load() {
+			return errors.New("starting up")
+		}
+		return nil
+	})
+	env := Env{Info: info, Logger: log, Registry: reg, Server: srv, Kubeconfig: kubeconfig, Started: func() { started.Store(true) }}
 	serveErr := make(chan error, 1)
 	go func() { serveErr <- srv.Serve(ctx) }()
 	runErr := make(chan error, 1)
-	go func() {
-		runErr <- spec.Run(ctx, (*C)(cfg), Env{Info: info, Logger: log, Registry: reg, Server: srv, Kubeconfig: kubeconfig})
-	}()
+	go func() { runErr <- spec.Run(ctx, (*C)(cfg), env) }()
 
 	var errs []error
 	select {

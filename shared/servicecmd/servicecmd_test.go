@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"fmt"
 	"io"
 	"net/http"
 	"os"
@@ -28,6 +29,19 @@ func testSpec(addrs chan<- string, out io.Writer) Spec[testConfig] {
 		Usage: "a service for tests",
 		Run: func(ctx context.Context, cfg *testConfig, env Env) error {
 			env.Server.AddReadinessCheck("workers", func(context.Context) error { return nil })
+			if addrs != nil {
+				// Before Started, /readyz must say the service is still starting.
+				resp, err := http.Get("http://" + env.Server.Addr().String() + "/readyz")
+				if err != nil {
+					return err
+				}
+				body, _ := io.ReadAll(resp.Body)
+				resp.Body.Close()
+				if resp.StatusCode != http.StatusServiceUnavailable || !strings.Contains(string(body), "[-]started failed: starting up") {
+					return fmt.Errorf("/readyz before Started = %d %q, want 503 starting up", resp.StatusCode, body)
+				}
+			}
+			env.Started()
 			env.Logger.Info("running", "workers", cfg.Workers)
 			if addrs != nil {
 				addrs <- env.Server.Addr().String()

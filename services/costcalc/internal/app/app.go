@@ -24,6 +24,7 @@ func Spec() servicecmd.Spec[Config] {
 
 // Run serves the shared endpoints until ctx is done. The service's own work arrives with issue #8.
 func Run(ctx context.Context, cfg *Config, env servicecmd.Env) error {
+	env.Started()
 	env.Logger.Info("serving health and metrics endpoints only: the costcalc logic is not built yet (issue #8)")
 	<-ctx.Done()
 	return nil

@@ -122,6 +122,7 @@ func Run(ctx context.Context, cfg *Config, env servicecmd.Env) error {
 		}
 		return nil
 	})
+	env.Started()
 
 	ctr, err := counter.Load(ctx, cfg.BPF.counterConfig(), log)
 	if err != nil {

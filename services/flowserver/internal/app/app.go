@@ -29,6 +29,7 @@ func Spec() servicecmd.Spec[Config] {
 
 // Run serves the shared endpoints until ctx is done. The service's own work arrives with issue #7.
 func Run(ctx context.Context, cfg *Config, env servicecmd.Env) error {
+	env.Started()
 	env.Logger.Info("serving health and metrics endpoints only: the flowserver logic is not built yet (issue #7)")
 	<-ctx.Done()
 	return nil

@@ -113,6 +113,7 @@ func Run(ctx context.Context, cfg *Config, env servicecmd.Env) error {
 		}
 		return nil
 	})
+	env.Started()
 	leader := prometheus.NewGauge(prometheus.GaugeOpts{
 		Name: "zonetoll_zonelabeler_leader",
 		Help: "1 while this replica holds the lease and writes labels, else 0.",

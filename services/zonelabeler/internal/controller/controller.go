@@ -102,11 +102,6 @@ func New(client kubernetes.Interface, opts Options, reg prometheus.Registerer, l
 		boundSeen: map[string]time.Time{},
 		started:   time.Now(),
 	}
-	m, err := newMetrics(reg, c)
-	if err != nil {
-		return nil, err
-	}
-	c.metrics = m
 
 	podNamespace := metav1.NamespaceAll
 	if len(opts.Namespaces) == 1 {
@@ -150,6 +145,12 @@ func New(client kubernetes.Interface, opts Options, reg prometheus.Registerer, l
 		return nil, fmt.Errorf("watching nodes: %w", err)
 	}
 	c.synced = []cache.InformerSynced{podInformer.Informer().HasSynced, nodeInformer.Informer().HasSynced}
+	// Registered last: a scrape may come at any moment and reads the listers set above.
+	m, err := newMetrics(reg, c)
+	if err != nil {
+		return nil, err
+	}
+	c.metrics = m
 	return c, nil
 }
 

@@ -5,9 +5,13 @@ import (
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/testutil"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/kubernetes/fake"
 
+	"github.com/zonetoll/zonetoll/shared/logging"
 	"github.com/zonetoll/zonetoll/shared/topology"
 )
 
@@ -87,5 +91,19 @@ func TestTrimKeepsOnlyWhatTheLabelerReads(t *testing.T) {
 	nodeObj, _ := trimNode(&corev1.Node{ObjectMeta: metav1.ObjectMeta{Name: "n", Labels: map[string]string{topology.ZoneLabel: "a", "kubernetes.io/hostname": "n"}}})
 	if n := nodeObj.(*corev1.Node); len(n.Labels) != 1 || n.Labels[topology.ZoneLabel] != "a" {
 		t.Errorf("trimmed node labels = %v, want only the zone", n.Labels)
+	}
+}
+
+// A scrape can come before the informers start; it once hit a nil node lister.
+func TestMetricsBeforeStart(t *testing.T) {
+	reg := prometheus.NewPedanticRegistry()
+	if _, err := New(fake.NewClientset(), Options{ZoneLabels: []string{topology.ZoneLabel}}, reg, logging.Discard()); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := reg.Gather(); err != nil {
+		t.Fatalf("gathering before start: %v", err)
+	}
+	if problems, err := testutil.GatherAndLint(reg); err != nil || len(problems) > 0 {
+		t.Errorf("metric lint: %v %v", problems, err)
 	}
 }
