@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/zonetoll/zonetoll/bpf/kerneltest"
 	"math"
 	"strings"
 	"testing"
@@ -88,7 +89,7 @@ func TestLayoutMatchesProgram(t *testing.T) {
 }
 
 func TestProbeMatchesKernelVersion(t *testing.T) {
-	requireKernel(t)
+	kerneltest.Require(t)
 	f, err := Probe()
 	if err != nil {
 		t.Fatalf("Probe() = %v", err)
@@ -112,7 +113,7 @@ func TestProbeMatchesKernelVersion(t *testing.T) {
 }
 
 func TestLoadAutoFollowsProbe(t *testing.T) {
-	requireKernel(t)
+	kerneltest.Require(t)
 	f, err := Probe()
 	if err != nil {
 		t.Fatalf("Probe() = %v", err)
@@ -133,7 +134,7 @@ func TestLoadAutoFollowsProbe(t *testing.T) {
 }
 
 func TestAttachErrors(t *testing.T) {
-	requireKernel(t)
+	kerneltest.Require(t)
 	tp := newTopo(t)
 	c := loadForTest(t, Config{MaxFlows: 16, Mode: ModeNetfilter})
 	if err := c.AttachNetfilter("/run/netns/" + netnsPrefix + "does-not-exist"); err == nil || !strings.Contains(err.Error(), "opening netns") {
@@ -166,7 +167,7 @@ func TestAttachErrors(t *testing.T) {
 }
 
 func TestLoadRefusesPinDirOutsideBPFFS(t *testing.T) {
-	requireKernel(t)
+	kerneltest.Require(t)
 	_, err := Load(context.Background(), Config{MaxFlows: 16, Mode: ModeNetfilter, PinDir: t.TempDir()}, nil)
 	if err == nil || !strings.Contains(err.Error(), "not on bpffs") {
 		t.Errorf("Load with a tmpfs pin dir = %v, want a bpffs error", err)

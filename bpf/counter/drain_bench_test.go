@@ -3,6 +3,7 @@ package counter
 import (
 	"context"
 	"encoding/binary"
+	"github.com/zonetoll/zonetoll/bpf/kerneltest"
 	"testing"
 
 	"github.com/cilium/ebpf"
@@ -11,7 +12,7 @@ import (
 // BenchmarkDrain100k measures one Drain of 100,000 flows (switch + batch
 // read/delete + callback). Target: < 50 ms per op.
 func BenchmarkDrain100k(b *testing.B) {
-	requireKernel(b)
+	kerneltest.Require(b)
 	const flows = 100_000
 	c := loadForTest(b, Config{MaxFlows: 131072, Mode: ModeNetfilter})
 	keys := make([]Key, flows)
@@ -45,7 +46,7 @@ func BenchmarkDrain100k(b *testing.B) {
 // BenchmarkDrainEmpty is the fixed cost of a Drain: mostly the RCU grace
 // period the kernel waits for when the active map is switched.
 func BenchmarkDrainEmpty(b *testing.B) {
-	requireKernel(b)
+	kerneltest.Require(b)
 	c := loadForTest(b, Config{MaxFlows: 131072, Mode: ModeNetfilter})
 	b.ReportAllocs()
 	for b.Loop() {

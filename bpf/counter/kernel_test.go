@@ -3,6 +3,7 @@ package counter
 import (
 	"errors"
 	"fmt"
+	"github.com/zonetoll/zonetoll/bpf/kerneltest"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -26,7 +27,7 @@ func TestMain(m *testing.M) {
 }
 
 func runTests(m *testing.M) int {
-	if kernelUnavailable() != "" {
+	if kerneltest.Unavailable() != "" {
 		return m.Run()
 	}
 	removeLeftovers()
@@ -51,32 +52,6 @@ func runTests(m *testing.M) int {
 		code = 1
 	}
 	return code
-}
-
-// kernelUnavailable says why kernel tests cannot run, or "" when they can.
-func kernelUnavailable() string {
-	if os.Geteuid() != 0 {
-		return "not root"
-	}
-	if _, err := os.Stat("/sys/kernel/btf/vmlinux"); err != nil {
-		return "kernel has no BTF (/sys/kernel/btf/vmlinux)"
-	}
-	return ""
-}
-
-// requireKernel skips a test that needs root and a BTF kernel, or fails it
-// when ZONETOLL_REQUIRE_KERNEL=1 (CI) so a kernel test is never skipped
-// silently there.
-func requireKernel(t testing.TB) {
-	t.Helper()
-	why := kernelUnavailable()
-	if why == "" {
-		return
-	}
-	if os.Getenv("ZONETOLL_REQUIRE_KERNEL") == "1" {
-		t.Fatalf("kernel test cannot run (%s) and ZONETOLL_REQUIRE_KERNEL=1", why)
-	}
-	t.Skipf("skipping kernel test: %s (set ZONETOLL_REQUIRE_KERNEL=1 to fail instead)", why)
 }
 
 // pinDir returns a fresh directory on the private bpffs.

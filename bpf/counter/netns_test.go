@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/zonetoll/zonetoll/bpf/kerneltest"
 	"io"
 	"net"
 	"net/netip"
@@ -392,7 +393,7 @@ func (tp *topo) sendTCP(v6 bool, total int) {
 }
 
 func TestNetfilterCountsForwardedTraffic(t *testing.T) {
-	requireKernel(t)
+	kerneltest.Require(t)
 	tp := newTopo(t)
 	c := loadForTest(t, Config{MaxFlows: 1024, Mode: ModeNetfilter})
 	if err := c.AttachNetfilter(nsPath(tp.node)); err != nil {
@@ -440,7 +441,7 @@ func addValue(a, b Value) Value {
 }
 
 func TestDrainUnderLoadLosesNothing(t *testing.T) {
-	requireKernel(t)
+	kerneltest.Require(t)
 	tp := newTopo(t)
 	c := loadForTest(t, Config{MaxFlows: 1024, Mode: ModeNetfilter})
 	if err := c.AttachNetfilter(nsPath(tp.node)); err != nil {
@@ -502,7 +503,7 @@ func TestDrainUnderLoadLosesNothing(t *testing.T) {
 }
 
 func TestFullMapCountsInsertFailures(t *testing.T) {
-	requireKernel(t)
+	kerneltest.Require(t)
 	tp := newTopo(t)
 	const maxFlows = 16
 	c := loadForTest(t, Config{MaxFlows: maxFlows, Mode: ModeNetfilter})
@@ -538,7 +539,7 @@ func TestFullMapCountsInsertFailures(t *testing.T) {
 }
 
 func TestPinnedMapsSurviveRestart(t *testing.T) {
-	requireKernel(t)
+	kerneltest.Require(t)
 	tp := newTopo(t)
 	dir := pinDir(t)
 	load := func(maxFlows uint32) *Counter {
@@ -613,7 +614,7 @@ func TestPinnedMapsSurviveRestart(t *testing.T) {
 }
 
 func TestTCCountsSameAsNetfilter(t *testing.T) {
-	requireKernel(t)
+	kerneltest.Require(t)
 	for _, flavor := range []string{"tcx", "clsact"} {
 		t.Run(flavor, func(t *testing.T) { testTCCountsSameAsNetfilter(t, flavor == "tcx") })
 	}

@@ -2,6 +2,7 @@ package counter
 
 import (
 	"errors"
+	"github.com/zonetoll/zonetoll/bpf/kerneltest"
 	"testing"
 
 	"github.com/cilium/ebpf"
@@ -9,7 +10,7 @@ import (
 )
 
 func TestRunStatsCountsEveryRun(t *testing.T) {
-	requireKernel(t)
+	kerneltest.Require(t)
 	tp := newTopo(t)
 	c := loadForTest(t, Config{MaxFlows: 1024, Mode: ModeNetfilter})
 	if err := c.AttachNetfilter(nsPath(tp.node)); err != nil {

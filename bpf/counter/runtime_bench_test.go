@@ -1,6 +1,7 @@
 package counter
 
 import (
+	"github.com/zonetoll/zonetoll/bpf/kerneltest"
 	"testing"
 
 	"github.com/cilium/ebpf"
@@ -16,7 +17,7 @@ import (
 // run. Throughput on this shared machine is too noisy to compare; run time per
 // packet is what the program itself costs.
 func BenchmarkProgramRunTime(b *testing.B) {
-	requireKernel(b)
+	kerneltest.Require(b)
 	tp := newTopo(b)
 	c := loadForTest(b, Config{MaxFlows: 1024, Mode: ModeNetfilter})
 	if err := c.AttachNetfilter(nsPath(tp.node)); err != nil {

@@ -3,6 +3,7 @@ package counter
 import (
 	"context"
 	"encoding/binary"
+	"github.com/zonetoll/zonetoll/bpf/kerneltest"
 	"net/netip"
 	"testing"
 
@@ -131,7 +132,7 @@ func runPacket(t *testing.T, c *Counter, frame []byte, v6 bool) uint32 {
 var wantVerdict = map[Mode]uint32{ModeNetfilter: 1, ModeTC: ^uint32(0)}
 
 func TestProgramCountsCraftedPackets(t *testing.T) {
-	requireKernel(t)
+	kerneltest.Require(t)
 	v4a, v4b := netip.MustParseAddr("198.18.0.1"), netip.MustParseAddr("198.18.7.200")
 	v6a, v6b := netip.MustParseAddr("fd00::1"), netip.MustParseAddr("fd00:1:2::abcd")
 	tests := []struct {
@@ -177,7 +178,7 @@ func TestProgramCountsCraftedPackets(t *testing.T) {
 // The kernel refuses test runs of truncated IP packets, so the parse-failure
 // path is not reachable here.
 func TestTCProgramSkipsNonIP(t *testing.T) {
-	requireKernel(t)
+	kerneltest.Require(t)
 	c := loadForTest(t, Config{MaxFlows: 64, Mode: ModeTC})
 
 	arp := make([]byte, 42)

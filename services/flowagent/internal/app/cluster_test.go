@@ -1,6 +1,7 @@
 package app
 
 import (
+	"github.com/zonetoll/zonetoll/bpf/kerneltest"
 	"net/http"
 	"net/http/httptest"
 	"net/netip"
@@ -19,7 +20,7 @@ import (
 // its zone with its token, and on stop drains and sends once more. The server's bytes equal what
 // the pods sent, each byte once.
 func TestServiceEndToEnd(t *testing.T) {
-	requireKernel(t)
+	kerneltest.Require(t)
 	c := newCluster(t)
 	c.listen(c.a, "198.18.1.2", "fd00:1::2")
 	c.listen(c.b, "198.18.2.2", "fd00:2::2")

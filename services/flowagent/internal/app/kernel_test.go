@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/zonetoll/zonetoll/bpf/kerneltest"
 	"log/slog"
 	"net"
 	"net/http"
@@ -39,7 +40,7 @@ var bpffsRoot string
 func TestMain(m *testing.M) { os.Exit(runTests(m)) }
 
 func runTests(m *testing.M) int {
-	if kernelUnavailable() != "" {
+	if kerneltest.Unavailable() != "" {
 		return m.Run()
 	}
 	removeLeftovers()
@@ -58,30 +59,6 @@ func runTests(m *testing.M) int {
 	code := m.Run()
 	removeLeftovers()
 	return code
-}
-
-func kernelUnavailable() string {
-	if os.Geteuid() != 0 {
-		return "not root"
-	}
-	if _, err := os.Stat("/sys/kernel/btf/vmlinux"); err != nil {
-		return "kernel has no BTF (/sys/kernel/btf/vmlinux)"
-	}
-	return ""
-}
-
-// requireKernel skips a test that needs root and a BTF kernel, or fails it when
-// ZONETOLL_REQUIRE_KERNEL=1 (CI), so a kernel test is never skipped silently there.
-func requireKernel(t testing.TB) {
-	t.Helper()
-	why := kernelUnavailable()
-	if why == "" {
-		return
-	}
-	if os.Getenv("ZONETOLL_REQUIRE_KERNEL") == "1" {
-		t.Fatalf("kernel test cannot run (%s) and ZONETOLL_REQUIRE_KERNEL=1", why)
-	}
-	t.Skipf("skipping kernel test: %s (set ZONETOLL_REQUIRE_KERNEL=1 to fail instead)", why)
 }
 
 // removeLeftovers deletes namespaces and bpffs mounts of earlier runs whose process is gone.
@@ -472,7 +449,7 @@ var (
 // the flowserver is down; after it returns, the server has every byte exactly once: each flow passes
 // POST_ROUTING on both nodes, and only the source's node reports it.
 func TestTwoNodesEachByteOnceThroughOutage(t *testing.T) {
-	requireKernel(t)
+	kerneltest.Require(t)
 	c := newCluster(t)
 	c.listen(c.a, "198.18.1.2", "fd00:1::2")
 	c.listen(c.b, "198.18.2.2", "fd00:2::2")
@@ -524,7 +501,7 @@ func TestTwoNodesEachByteOnceThroughOutage(t *testing.T) {
 // TestRestartWithPinnedMapsLosesNothing: an agent killed without its last drain leaves its counts in
 // the pinned maps; the next process (a new boot id) drains and reports them.
 func TestRestartWithPinnedMapsLosesNothing(t *testing.T) {
-	requireKernel(t)
+	kerneltest.Require(t)
 	c := newCluster(t)
 	c.listen(c.b, "198.18.2.2", "fd00:2::2")
 	fs := &flowserver{seen: map[string]bool{}, bytes: map[[2]netip.Addr]uint64{}}
@@ -579,7 +556,7 @@ func mkPinDir(t *testing.T) string {
 // node sees every pod packet twice at POST_ROUTING (inner pod→pod, outer node→node UDP). With overlay
 // mode the agents report the inner flows only: the server's bytes equal what the pods sent.
 func TestOverlayEachByteOnce(t *testing.T) {
-	requireKernel(t)
+	kerneltest.Require(t)
 	c := newCluster(t)
 	for _, n := range []struct{ ns, dev, local, remote, addr, peer, peerMAC, mac, dst string }{
 		{c.node1, "n1", "198.18.100.1", "198.18.100.2", "198.18.200.1", "198.18.200.2", "02:00:00:00:c8:02", "02:00:00:00:c8:01", "198.18.2.0/24"},
