@@ -304,7 +304,9 @@ func TestTokenReview(t *testing.T) {
 	}{
 		{name: "issued token", token: agent.Token, wantUser: agent.Username},
 		{name: "garbage token", token: "not-a-token"},
-		{name: "issued token with its last byte changed", token: agent.Token[:len(agent.Token)-1] + flip(agent.Token[len(agent.Token)-1])},
+		// Not the last character: in base64url its low bits are padding that decoders ignore, so changing
+		// it can leave the signature intact (this test once passed a "tampered" token that way).
+		{name: "issued token with a signature byte changed", token: tamper(agent.Token, len(agent.Token)-10)},
 		{name: "audience-bound token for its audience", token: scoped.Token, audiences: []string{"flowserver"}, wantUser: scoped.Username},
 		{name: "audience-bound token for the apiserver", token: scoped.Token},
 	}
@@ -538,4 +540,9 @@ func TestRestartAPIServer(t *testing.T) {
 	if n.Labels[LabelZone] != "zone-a" {
 		t.Errorf("node labels after restart = %v", n.Labels)
 	}
+}
+
+// tamper changes the character at i of a token to another base64url character.
+func tamper(token string, i int) string {
+	return token[:i] + flip(token[i]) + token[i+1:]
 }
