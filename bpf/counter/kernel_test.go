@@ -31,17 +31,12 @@ func runTests(m *testing.M) int {
 		return m.Run()
 	}
 	removeLeftovers()
-	dir, err := os.MkdirTemp("", fmt.Sprintf("%sbpffs-%d-", netnsPrefix, os.Getpid()))
+	dir, unmount, err := kerneltest.MountBPFFS(netnsPrefix)
 	if err != nil {
-		fmt.Fprintln(os.Stderr, "creating bpffs dir:", err)
+		fmt.Fprintln(os.Stderr, err)
 		return 1
 	}
-	defer os.Remove(dir)
-	if err := unix.Mount("bpf", dir, "bpf", 0, "mode=0700"); err != nil {
-		fmt.Fprintln(os.Stderr, "mounting bpffs:", err)
-		return 1
-	}
-	defer unix.Unmount(dir, unix.MNT_DETACH)
+	defer unmount()
 	bpffsRoot = dir
 
 	before := bpfFDs()
