@@ -1,17 +1,12 @@
 package counter
 
 import (
-	"errors"
 	"fmt"
 	"github.com/zonetoll/zonetoll/bpf/kerneltest"
 	"os"
-	"os/exec"
 	"path/filepath"
-	"strconv"
 	"strings"
 	"testing"
-
-	"golang.org/x/sys/unix"
 )
 
 // netnsPrefix names every network namespace these tests create, so leftovers
@@ -30,7 +25,7 @@ func runTests(m *testing.M) int {
 	if kerneltest.Unavailable() != "" {
 		return m.Run()
 	}
-	removeLeftovers()
+	kerneltest.RemoveLeftovers(netnsPrefix)
 	dir, unmount, err := kerneltest.MountBPFFS(netnsPrefix)
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
@@ -41,7 +36,7 @@ func runTests(m *testing.M) int {
 
 	before := bpfFDs()
 	code := m.Run()
-	removeLeftovers()
+	kerneltest.RemoveLeftovers(netnsPrefix)
 	if leaked := bpfFDs() - before; leaked > 0 && code == 0 {
 		fmt.Fprintf(os.Stderr, "FAIL: %d BPF map/program/link file descriptors leaked\n", leaked)
 		code = 1
@@ -71,45 +66,4 @@ func bpfFDs() int {
 		}
 	}
 	return n
-}
-
-// removeLeftovers deletes network namespaces and bpffs mounts of earlier
-// runs of this package whose process is gone. Names carry the creating pid,
-// so a concurrent run of the same tests is left alone.
-func removeLeftovers() {
-	ents, _ := os.ReadDir("/run/netns")
-	for _, e := range ents {
-		if leftover(strings.TrimPrefix(e.Name(), netnsPrefix), e.Name()) {
-			_ = exec.Command("ip", "netns", "del", e.Name()).Run()
-		}
-	}
-	ents, _ = os.ReadDir(os.TempDir())
-	for _, e := range ents {
-		if leftover(strings.TrimPrefix(e.Name(), netnsPrefix+"bpffs-"), e.Name()) {
-			dir := filepath.Join(os.TempDir(), e.Name())
-			_ = unix.Unmount(dir, unix.MNT_DETACH)
-			_ = os.Remove(dir)
-		}
-	}
-}
-
-// leftover reports whether name (rest is name without its prefix, starting
-// with "<pid>-") belongs to a process that no longer exists.
-func leftover(rest, name string) bool {
-	if !strings.HasPrefix(name, netnsPrefix) {
-		return false
-	}
-	pid, _, ok := strings.Cut(rest, "-")
-	if !ok {
-		return false
-	}
-	n, err := strconv.Atoi(pid)
-	if err != nil {
-		return false
-	}
-	if n == os.Getpid() {
-		return true
-	}
-	_, err = os.Stat(fmt.Sprintf("/proc/%d", n))
-	return errors.Is(err, os.ErrNotExist)
 }

@@ -3,8 +3,13 @@
 package kerneltest
 
 import (
+	"errors"
 	"fmt"
 	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
 	"testing"
 
 	"golang.org/x/sys/unix"
@@ -54,4 +59,42 @@ func MountBPFFS(prefix string) (dir string, unmount func(), err error) {
 		_ = unix.Unmount(dir, unix.MNT_DETACH)
 		_ = os.Remove(dir)
 	}, nil
+}
+
+// RemoveLeftovers deletes the network namespaces (<prefix><pid>-…) and private bpffs mounts
+// (<prefix>bpffs-<pid>-…) of test runs whose process is gone, and this process's own. A crashed run
+// leaves them behind; a run still going in parallel (its pid alive) keeps them.
+func RemoveLeftovers(prefix string) {
+	ents, _ := os.ReadDir("/run/netns")
+	for _, e := range ents {
+		if ownerGone(e.Name(), prefix) {
+			_ = exec.Command("ip", "netns", "del", e.Name()).Run()
+		}
+	}
+	ents, _ = os.ReadDir(os.TempDir())
+	for _, e := range ents {
+		if ownerGone(e.Name(), prefix+"bpffs-") {
+			dir := filepath.Join(os.TempDir(), e.Name())
+			_ = unix.Unmount(dir, unix.MNT_DETACH)
+			_ = os.Remove(dir)
+		}
+	}
+}
+
+// ownerGone reports whether name is <prefix><pid>-… of a dead process or of this one.
+func ownerGone(name, prefix string) bool {
+	rest, ok := strings.CutPrefix(name, prefix)
+	if !ok {
+		return false
+	}
+	pidText, _, ok := strings.Cut(rest, "-")
+	pid, err := strconv.Atoi(pidText)
+	if !ok || err != nil {
+		return false
+	}
+	if pid == os.Getpid() {
+		return true
+	}
+	_, err = os.Stat(fmt.Sprintf("/proc/%d", pid))
+	return errors.Is(err, os.ErrNotExist)
 }

@@ -1,6 +1,7 @@
 package kerneltest
 
 import (
+	"fmt"
 	"os"
 	"testing"
 )
@@ -14,5 +15,25 @@ func TestUnavailable(t *testing.T) {
 	}
 	if os.Getenv(EnvRequire) == "1" && why != "" {
 		t.Errorf("%s=1 but the kernel tests cannot run: %s", EnvRequire, why)
+	}
+}
+
+func TestOwnerGone(t *testing.T) {
+	self := os.Getpid()
+	tests := []struct {
+		name string
+		want bool
+	}{
+		{fmt.Sprintf("zt-%d-a", self), true},          // this process: cleaned after its run
+		{fmt.Sprintf("zt-%d-a", os.Getppid()), false}, // a live process: keep
+		{"zt-999999999-a", true},                      // no such process
+		{"zt-abc-a", false},                           // not ours
+		{"other-1-a", false},
+		{"zt-12", false},
+	}
+	for _, tt := range tests {
+		if got := ownerGone(tt.name, "zt-"); got != tt.want {
+			t.Errorf("ownerGone(%q) = %v, want %v", tt.name, got, tt.want)
+		}
 	}
 }

@@ -2,7 +2,6 @@ package app
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"github.com/zonetoll/zonetoll/bpf/kerneltest"
 	"log/slog"
@@ -12,7 +11,6 @@ import (
 	"net/netip"
 	"os"
 	"os/exec"
-	"path/filepath"
 	"runtime"
 	"strconv"
 	"strings"
@@ -43,7 +41,7 @@ func runTests(m *testing.M) int {
 	if kerneltest.Unavailable() != "" {
 		return m.Run()
 	}
-	removeLeftovers()
+	kerneltest.RemoveLeftovers(netnsPrefix)
 	dir, unmount, err := kerneltest.MountBPFFS(netnsPrefix)
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
@@ -52,40 +50,8 @@ func runTests(m *testing.M) int {
 	defer unmount()
 	bpffsRoot = dir
 	code := m.Run()
-	removeLeftovers()
+	kerneltest.RemoveLeftovers(netnsPrefix)
 	return code
-}
-
-// removeLeftovers deletes namespaces and bpffs mounts of earlier runs whose process is gone.
-func removeLeftovers() {
-	gone := func(name string) bool {
-		rest, ok := strings.CutPrefix(name, netnsPrefix)
-		rest = strings.TrimPrefix(rest, "bpffs-")
-		pid, _, ok2 := strings.Cut(rest, "-")
-		n, err := strconv.Atoi(pid)
-		if !ok || !ok2 || err != nil {
-			return false
-		}
-		if n == os.Getpid() {
-			return true
-		}
-		_, err = os.Stat(fmt.Sprintf("/proc/%d", n))
-		return errors.Is(err, os.ErrNotExist)
-	}
-	ents, _ := os.ReadDir("/run/netns")
-	for _, e := range ents {
-		if gone(e.Name()) {
-			_ = exec.Command("ip", "netns", "del", e.Name()).Run()
-		}
-	}
-	ents, _ = os.ReadDir(os.TempDir())
-	for _, e := range ents {
-		if strings.HasPrefix(e.Name(), netnsPrefix+"bpffs-") && gone(e.Name()) {
-			d := filepath.Join(os.TempDir(), e.Name())
-			_ = unix.Unmount(d, unix.MNT_DETACH)
-			_ = os.Remove(d)
-		}
-	}
 }
 
 // cluster is two "nodes" (network namespaces) linked by a veth pair, each forwarding for one "pod":
