@@ -4,6 +4,8 @@ set -euo pipefail
 packages=(
   clang-14 llvm-14 libbpf-dev bpftool # BPF program build (make generate)
   iproute2                            # network namespaces and veths in kernel tests
+  prometheus                          # promtool check metrics/rules, and the Prometheus costcalc's tests scrape with
+  chromium                            # headless rendering test of costcalc's HTML report
 )
 missing=()
 for p in "${packages[@]}"; do
@@ -16,5 +18,13 @@ if [ "$(id -u)" -ne 0 ]; then
 fi
 echo "installing Debian packages: ${missing[*]}"
 export DEBIAN_FRONTEND=noninteractive
+# The prometheus package would start a system service; the tests start their own on loopback.
+# A policy-rc.d that denies starts keeps packages from starting daemons during this install only.
+policy=/usr/sbin/policy-rc.d
+created_policy=0
+if [ ! -e "$policy" ]; then
+  printf '#!/bin/sh\nexit 101\n' >"$policy" && chmod +x "$policy" && created_policy=1
+fi
+trap '[ "$created_policy" = 1 ] && rm -f "$policy"' EXIT
 apt-get update -qq
 apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
