@@ -2,7 +2,10 @@ module github.com/zonetoll/zonetoll/services/costcalc
 
 go 1.26.0
 
-require github.com/zonetoll/zonetoll/shared v0.0.0
+require (
+	github.com/zonetoll/zonetoll/shared v0.0.0
+	go.yaml.in/yaml/v2 v2.4.2
+)
 
 require (
 	github.com/beorn7/perks v1.0.1 // indirect
@@ -19,7 +22,6 @@ require (
 	github.com/russross/blackfriday/v2 v2.1.0 // indirect
 	github.com/urfave/cli/v2 v2.27.7 // indirect
 	github.com/xrash/smetrics v0.0.0-20240521201337-686a1a2994c1 // indirect
-	go.yaml.in/yaml/v2 v2.4.2 // indirect
 	golang.org/x/sys v0.35.0 // indirect
 	google.golang.org/protobuf v1.36.8 // indirect
 	k8s.io/klog/v2 v2.130.1 // indirect
