@@ -1,0 +1,283 @@
+// Package meter is the `costcalc run` loop: it scrapes each flowserver's /metrics, turns the growth of
+// zonetoll_traffic_bytes_total into dollars with a price table, and counts them in
+// zonetoll_cross_zone_cost_dollars_total with the traffic metric's labels.
+//
+// Counters are read the way Prometheus reads them: only increases count. A series that drops has been
+// reset and its new value is all new traffic; a flowserver whose process_start_time_seconds changed has
+// restarted and every series of it starts again from zero. The first scrape of a target only takes a
+// baseline, so costcalc never bills traffic from before it started (which, after a costcalc restart,
+// its own counters' reset already makes Prometheus count once).
+package meter
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	dto "github.com/prometheus/client_model/go"
+	"github.com/prometheus/common/expfmt"
+	"github.com/prometheus/common/model"
+
+	"github.com/zonetoll/zonetoll/services/costcalc/internal/pricing"
+)
+
+// Names of the flowserver metrics read.
+const (
+	TrafficMetric  = "zonetoll_traffic_bytes_total"
+	ZoneInfoMetric = "zonetoll_zone_info"
+	StartMetric    = "process_start_time_seconds"
+)
+
+// TrafficLabels are the labels of TrafficMetric, which the cost counter carries too.
+var TrafficLabels = []string{"src_namespace", "src_workload", "src_kind", "src_zone", "dst_namespace", "dst_workload", "dst_kind", "dst_zone"}
+
+// maxBody bounds one scrape: a flowserver at its series limit writes far less, and a wrong URL pointing
+// at something huge must not take the process down.
+const maxBody = 512 << 20
+
+// Options configure a Meter.
+type Options struct {
+	Targets []string // flowserver /metrics URLs
+	Timeout time.Duration
+	Table   *pricing.Table
+	Client  *http.Client // nil means a client with Timeout
+}
+
+// Meter scrapes targets and counts dollars.
+type Meter struct {
+	opts    Options
+	client  *http.Client
+	log     *slog.Logger
+	metrics *metrics
+
+	mu      sync.Mutex
+	targets map[string]*target
+	scraped bool // one round has finished
+	warned  map[string]bool
+}
+
+// target is what the meter remembers of one flowserver between scrapes.
+type target struct {
+	baseline  bool               // the first successful scrape has been taken
+	startTime float64            // process_start_time_seconds; 0 when the target does not expose it
+	last      map[string]float64 // series key → last value
+	zones     map[string]string  // zone → region from zonetoll_zone_info
+}
+
+// New builds a Meter and registers its metrics, price gauges included, on reg.
+func New(opts Options, reg prometheus.Registerer, log *slog.Logger) (*Meter, error) {
+	m := &Meter{opts: opts, client: opts.Client, log: log.With("component", "meter"), targets: map[string]*target{}, warned: map[string]bool{}}
+	if m.client == nil {
+		m.client = &http.Client{Timeout: opts.Timeout}
+	}
+	for _, u := range opts.Targets {
+		m.targets[u] = &target{last: map[string]float64{}}
+	}
+	var err error
+	if m.metrics, err = newMetrics(reg, opts.Table); err != nil {
+		return nil, err
+	}
+	return m, nil
+}
+
+// Run scrapes every interval until ctx is done.
+func (m *Meter) Run(ctx context.Context, interval time.Duration) {
+	t := time.NewTicker(interval)
+	defer t.Stop()
+	for {
+		m.ScrapeOnce(ctx)
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+	}
+}
+
+// Scraped reports whether one round of scrapes has finished, for /readyz.
+func (m *Meter) Scraped() bool {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return m.scraped
+}
+
+// ScrapeOnce scrapes every target in parallel, then applies the results in target order.
+func (m *Meter) ScrapeOnce(ctx context.Context) {
+	type result struct {
+		fams map[string]*dto.MetricFamily
+		err  error
+	}
+	results := make([]result, len(m.opts.Targets))
+	var wg sync.WaitGroup
+	for i, u := range m.opts.Targets {
+		wg.Go(func() {
+			start := time.Now()
+			fams, err := m.fetch(ctx, u)
+			m.metrics.duration.WithLabelValues(u).Observe(time.Since(start).Seconds())
+			results[i] = result{fams, err}
+		})
+	}
+	wg.Wait()
+	for i, u := range m.opts.Targets {
+		r := results[i]
+		if r.err != nil {
+			if ctx.Err() == nil {
+				m.log.Warn("scrape failed", "target", u, "error", r.err)
+			}
+			m.metrics.scrapes.WithLabelValues(u, "error").Inc()
+			continue
+		}
+		m.metrics.scrapes.WithLabelValues(u, "ok").Inc()
+		m.Apply(u, r.fams)
+	}
+	m.mu.Lock()
+	m.scraped = true
+	m.mu.Unlock()
+}
+
+func (m *Meter) fetch(ctx context.Context, url string) (map[string]*dto.MetricFamily, error) {
+	ctx, cancel := context.WithTimeout(ctx, m.opts.Timeout)
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+	if err != nil {
+		return nil, fmt.Errorf("scraping %s: %w", url, err)
+	}
+	req.Header.Set("Accept", "text/plain;version=0.0.4")
+	resp, err := m.client.Do(req)
+	if err != nil {
+		return nil, fmt.Errorf("scraping %s: %w", url, err)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		body, _ := io.ReadAll(io.LimitReader(resp.Body, 512))
+		return nil, fmt.Errorf("scraping %s: status %s: %s", url, resp.Status, strings.TrimSpace(string(body)))
+	}
+	p := expfmt.NewTextParser(model.UTF8Validation)
+	fams, err := p.TextToMetricFamilies(io.LimitReader(resp.Body, maxBody))
+	if err != nil {
+		return nil, fmt.Errorf("scraping %s: parsing metrics: %w", url, err)
+	}
+	return fams, nil
+}
+
+// Apply takes one successful scrape of target url: it finds restarts and resets, and adds the growth of
+// every traffic series, priced, to the cost counters.
+func (m *Meter) Apply(url string, fams map[string]*dto.MetricFamily) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	t, ok := m.targets[url]
+	if !ok {
+		t = &target{last: map[string]float64{}}
+		m.targets[url] = t
+	}
+
+	restarted := false
+	if f := fams[StartMetric]; f != nil && len(f.GetMetric()) == 1 {
+		start := f.GetMetric()[0].GetGauge().GetValue()
+		if t.baseline && t.startTime != 0 && start != t.startTime {
+			restarted = true
+			m.log.Info("flowserver restarted: its counters start again from zero", "target", url)
+			m.metrics.resets.WithLabelValues(url, "restart").Inc()
+			clear(t.last)
+		}
+		t.startTime = start
+	}
+
+	if f := fams[ZoneInfoMetric]; f != nil {
+		zones := map[string]string{}
+		for _, s := range f.GetMetric() {
+			l := labels(s)
+			if l["zone"] != "" && l["region"] != "" {
+				zones[l["zone"]] = l["region"]
+			}
+		}
+		t.zones = zones
+	}
+	regions := pricing.Regions{Known: m.knownRegions(), Cloud: m.opts.Table.Cloud}
+
+	f := fams[TrafficMetric]
+	if f == nil {
+		if !m.warned[url] {
+			m.log.Warn("target has no "+TrafficMetric+" series (no traffic reported yet, or not a flowserver)", "target", url)
+			m.warned[url] = true
+		}
+	}
+	values := make([]string, len(TrafficLabels))
+	for _, s := range f.GetMetric() {
+		l := labels(s)
+		for i, name := range TrafficLabels {
+			values[i] = l[name]
+		}
+		key := strings.Join(values, "\xff")
+		cur := s.GetCounter().GetValue()
+		if s.GetCounter() == nil {
+			cur = s.GetUntyped().GetValue()
+		}
+		prev, seen := t.last[key]
+		t.last[key] = cur
+		var delta float64
+		switch {
+		case !t.baseline:
+			continue // baseline: traffic before costcalc started is not ours to count
+		case !seen || restarted:
+			delta = cur // a series born since the last scrape started at zero
+		case cur < prev:
+			delta = cur // the counter was reset
+			m.metrics.resets.WithLabelValues(url, "series").Inc()
+		default:
+			delta = cur - prev
+		}
+		if delta == 0 {
+			continue
+		}
+		m.add(values, delta, regions)
+	}
+	t.baseline = true
+	m.metrics.series.WithLabelValues(url).Set(float64(len(f.GetMetric())))
+}
+
+func (m *Meter) add(values []string, bytes float64, regions pricing.Regions) {
+	src := pricing.Endpoint{Namespace: values[0], Workload: values[1], Kind: values[2], Zone: values[3]}
+	dst := pricing.Endpoint{Namespace: values[4], Workload: values[5], Kind: values[6], Zone: values[7]}
+	perByte, class, reason := m.opts.Table.PerByteOf(src, dst, regions)
+	m.metrics.bytes.WithLabelValues(string(class)).Add(bytes)
+	switch class {
+	case pricing.Unpriced:
+		m.metrics.unpriced.WithLabelValues(reason).Add(bytes)
+		key := reason + "\xff" + strings.Join(values, "\xff")
+		if !m.warned[key] {
+			m.warned[key] = true
+			m.log.Warn("traffic not priced: an end's zone or region is unknown", "reason", reason,
+				"src", src.Namespace+"/"+src.Workload, "src_kind", src.Kind, "src_zone", src.Zone,
+				"dst", dst.Namespace+"/"+dst.Workload, "dst_kind", dst.Kind, "dst_zone", dst.Zone)
+		}
+	case pricing.SameZone:
+	default:
+		m.metrics.cost.WithLabelValues(values...).Add(bytes * perByte)
+	}
+}
+
+// knownRegions merges the zone_info of every target; per-zone flowservers each know their own zones.
+func (m *Meter) knownRegions() map[string]string {
+	out := map[string]string{}
+	for _, t := range m.targets {
+		for z, r := range t.zones {
+			out[z] = r
+		}
+	}
+	return out
+}
+
+func labels(s *dto.Metric) map[string]string {
+	out := make(map[string]string, len(s.GetLabel()))
+	for _, lp := range s.GetLabel() {
+		out[lp.GetName()] = lp.GetValue()
+	}
+	return out
+}

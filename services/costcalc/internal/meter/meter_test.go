@@ -1,0 +1,244 @@
+package meter
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"log/slog"
+	"math"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/zonetoll/zonetoll/services/costcalc/internal/pricing"
+	"github.com/zonetoll/zonetoll/shared/metricstest"
+)
+
+const gib = 1 << 30
+
+// flowserver serves a hand-written /metrics page that the test changes between scrapes.
+type flowserver struct {
+	mu    sync.Mutex
+	start float64
+	lines map[string]float64 // label text → value
+	zones map[string]string
+	down  bool
+	srv   *httptest.Server
+}
+
+func newFlowserver(t *testing.T) *flowserver {
+	f := &flowserver{start: 1000, lines: map[string]float64{}, zones: map[string]string{}}
+	f.srv = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		f.mu.Lock()
+		defer f.mu.Unlock()
+		if f.down {
+			http.Error(w, "down", http.StatusServiceUnavailable)
+			return
+		}
+		fmt.Fprintf(w, "# TYPE process_start_time_seconds gauge\nprocess_start_time_seconds %v\n", f.start)
+		if len(f.zones) > 0 {
+			fmt.Fprintln(w, "# TYPE zonetoll_zone_info gauge")
+			for z, r := range f.zones {
+				fmt.Fprintf(w, "zonetoll_zone_info{zone=%q,region=%q} 1\n", z, r)
+			}
+		}
+		if len(f.lines) > 0 {
+			fmt.Fprintln(w, "# TYPE zonetoll_traffic_bytes_total counter")
+			for l, v := range f.lines {
+				fmt.Fprintf(w, "zonetoll_traffic_bytes_total{%s} %v\n", l, v)
+			}
+		}
+	}))
+	t.Cleanup(f.srv.Close)
+	return f
+}
+
+func (f *flowserver) set(series string, v float64) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.lines[series] = v
+}
+
+func (f *flowserver) restart(start float64) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.start = start
+	clear(f.lines)
+}
+
+func pair(srcWorkload, srcZone, dstWorkload, dstKind, dstZone string) string {
+	return fmt.Sprintf(`src_namespace="shop",src_workload=%q,src_kind="deployment",src_zone=%q,dst_namespace="shop",dst_workload=%q,dst_kind=%q,dst_zone=%q`,
+		srcWorkload, srcZone, dstWorkload, dstKind, dstZone)
+}
+
+// costcalc is a meter with its registry served over HTTP, read back the way a user's Prometheus would.
+type costcalc struct {
+	m   *Meter
+	url string
+}
+
+func newCostcalc(t *testing.T, cloud string, targets ...string) *costcalc {
+	table, err := pricing.Preset(cloud)
+	if err != nil {
+		t.Fatal(err)
+	}
+	reg := prometheus.NewRegistry()
+	m, err := New(Options{Targets: targets, Timeout: 5 * time.Second, Table: table}, reg, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := httptest.NewServer(promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
+	t.Cleanup(srv.Close)
+	return &costcalc{m: m, url: srv.URL}
+}
+
+func (c *costcalc) cost(t *testing.T, labels map[string]string) float64 {
+	t.Helper()
+	return metricstest.Scrape(t, c.url).Sum(CostMetric, labels)
+}
+
+func near(a, b float64) bool { return math.Abs(a-b) < 1e-9 }
+
+func TestCounterResetsAndRestarts(t *testing.T) {
+	ctx := context.Background()
+	fs := newFlowserver(t)
+	cross := pair("web", "us-east-1a", "db", "statefulset", "us-east-1b")
+	same := pair("web", "us-east-1a", "cache", "deployment", "us-east-1a")
+	fs.set(cross, 100*gib) // history from before costcalc started
+	fs.set(same, 100*gib)
+	cc := newCostcalc(t, "aws", fs.srv.URL)
+	webToDB := map[string]string{"src_workload": "web", "dst_workload": "db"}
+
+	steps := []struct {
+		name string
+		do   func()
+		want float64 // cumulative dollars of web → db, AWS: $0.02 per GiB crossing
+	}{
+		{"baseline: history is not billed", func() {}, 0},
+		{"growth of 10 GiB", func() { fs.set(cross, 110*gib) }, 0.20},
+		{"no growth", func() {}, 0.20},
+		{"series reset: the new value is new traffic", func() { fs.set(cross, 3*gib) }, 0.26},
+		{"growth after the reset", func() { fs.set(cross, 5*gib) }, 0.30},
+		{"restart with a higher value than before: all of it is new", func() {
+			fs.restart(2000)
+			fs.set(cross, 50*gib)
+		}, 1.30},
+		{"a scrape failure changes nothing", func() {
+			fs.mu.Lock()
+			fs.down = true
+			fs.mu.Unlock()
+		}, 1.30},
+		{"back: growth across the failed scrape counts once", func() {
+			fs.mu.Lock()
+			fs.down = false
+			fs.mu.Unlock()
+			fs.set(cross, 60*gib)
+		}, 1.50},
+	}
+	for _, s := range steps {
+		s.do()
+		cc.m.ScrapeOnce(ctx)
+		if got := cc.cost(t, webToDB); !near(got, s.want) {
+			t.Fatalf("%s: web→db cost $%v, want $%v", s.name, got, s.want)
+		}
+	}
+	fams := metricstest.Scrape(t, cc.url)
+	if n := len(fams.Series(CostMetric, map[string]string{"dst_workload": "cache"})); n != 0 {
+		t.Errorf("same-zone traffic has %d cost series, want none", n)
+	}
+	if v, _ := fams.Value("zonetoll_costcalc_counter_resets_total", map[string]string{"kind": "series"}); v != 1 {
+		t.Errorf("series resets = %v, want 1", v)
+	}
+	if v, _ := fams.Value("zonetoll_costcalc_counter_resets_total", map[string]string{"kind": "restart"}); v != 1 {
+		t.Errorf("restarts = %v, want 1", v)
+	}
+	if v, _ := fams.Value("zonetoll_costcalc_scrapes_total", map[string]string{"result": "error"}); v != 1 {
+		t.Errorf("failed scrapes = %v, want 1", v)
+	}
+	if v, _ := fams.Value("zonetoll_costcalc_traffic_bytes_total", map[string]string{"class": "inter_zone"}); v != 75*gib {
+		t.Errorf("inter-zone bytes = %v GiB, want 75", v/gib)
+	}
+}
+
+func TestNewSeriesAfterBaselineCountFromZero(t *testing.T) {
+	fs := newFlowserver(t)
+	cc := newCostcalc(t, "gcp", fs.srv.URL)
+	cc.m.ScrapeOnce(context.Background()) // empty baseline
+	fs.set(pair("web", "us-central1-a", "db", "statefulset", "us-central1-b"), 4*gib)
+	fs.set(pair("web", "us-central1-a", "api", "external", ""), 2*gib)
+	cc.m.ScrapeOnce(context.Background())
+	if got := cc.cost(t, map[string]string{"dst_workload": "db"}); !near(got, 0.04) { // GCP: sender pays $0.01/GiB
+		t.Errorf("gcp web→db $%v, want $0.04", got)
+	}
+	if got := cc.cost(t, map[string]string{"dst_kind": "external"}); !near(got, 0.24) { // $0.12/GiB internet
+		t.Errorf("gcp web→internet $%v, want $0.24", got)
+	}
+}
+
+func TestUnpricedAndZoneInfo(t *testing.T) {
+	fs := newFlowserver(t)
+	cc := newCostcalc(t, "aws", fs.srv.URL)
+	cc.m.ScrapeOnce(context.Background())
+	fs.mu.Lock()
+	fs.zones["lab-a"], fs.zones["lab-b"] = "lab", "lab"
+	fs.mu.Unlock()
+	fs.set(pair("web", "lab-a", "db", "statefulset", "lab-b"), 1*gib)    // priced thanks to zone_info
+	fs.set(pair("web", "lab-a", "node", "node", ""), 3*gib)              // unknown zone of a node
+	fs.set(pair("web", "lab-a", "other", "deployment", "moon-1"), 5*gib) // zone with no known region
+	cc.m.ScrapeOnce(context.Background())
+	fams := metricstest.Scrape(t, cc.url)
+	if got := fams.Sum(CostMetric, nil); !near(got, 0.02) {
+		t.Errorf("total cost $%v, want $0.02 (only lab-a → lab-b)", got)
+	}
+	for reason, want := range map[string]float64{pricing.ReasonDstZoneUnknown: 3 * gib, pricing.ReasonRegionUnknown: 5 * gib} {
+		if v, _ := fams.Value("zonetoll_costcalc_unpriced_bytes_total", map[string]string{"reason": reason}); v != want {
+			t.Errorf("unpriced %s = %v, want %v", reason, v, want)
+		}
+	}
+}
+
+func TestTargetsAddUp(t *testing.T) {
+	a, b := newFlowserver(t), newFlowserver(t)
+	cc := newCostcalc(t, "aws", a.srv.URL, b.srv.URL)
+	cc.m.ScrapeOnce(context.Background())
+	p := pair("web", "us-east-1a", "db", "statefulset", "us-east-1b")
+	a.set(p, 1*gib)
+	b.set(p, 2*gib)
+	cc.m.ScrapeOnce(context.Background())
+	if got := cc.cost(t, map[string]string{"dst_workload": "db"}); !near(got, 0.06) {
+		t.Errorf("two flowservers' web→db $%v, want $0.06", got)
+	}
+	b.restart(5000) // one server restarting does not disturb the other's series
+	a.set(p, 2*gib)
+	cc.m.ScrapeOnce(context.Background())
+	if got := cc.cost(t, map[string]string{"dst_workload": "db"}); !near(got, 0.08) {
+		t.Errorf("after b restarted: $%v, want $0.08", got)
+	}
+}
+
+func TestPriceGaugesAndLint(t *testing.T) {
+	fs := newFlowserver(t)
+	cc := newCostcalc(t, "aws", fs.srv.URL)
+	fams := metricstest.Scrape(t, cc.url)
+	v, ok := fams.Value("zonetoll_price_dollars_per_unit", map[string]string{"class": "inter_zone", "direction": "in", "unit": "GiB", "cloud": "aws"})
+	if !ok || v != 0.01 {
+		t.Errorf("inter_zone in price %v (%v), want 0.01 per GiB", v, ok)
+	}
+	v, _ = fams.Value("zonetoll_price_dollars_per_byte", map[string]string{"class": "internet", "direction": "out"})
+	if !near(v*gib, 0.09) {
+		t.Errorf("internet out per byte × 2^30 = %v, want 0.09", v*gib)
+	}
+	for _, m := range fams.Series("zonetoll_price_dollars_per_unit", nil) {
+		for _, l := range m.GetLabel() {
+			if l.GetName() == "source" && !strings.Contains(l.GetValue(), "Amazon EC2") {
+				t.Errorf("price source %q", l.GetValue())
+			}
+		}
+	}
+}

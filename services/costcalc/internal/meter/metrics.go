@@ -1,0 +1,75 @@
+package meter
+
+import (
+	"fmt"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/zonetoll/zonetoll/services/costcalc/internal/pricing"
+)
+
+// CostMetric is the product metric dashboards are built on.
+const CostMetric = "zonetoll_cross_zone_cost_dollars_total"
+
+type metrics struct {
+	cost     *prometheus.CounterVec
+	bytes    *prometheus.CounterVec
+	unpriced *prometheus.CounterVec
+	scrapes  *prometheus.CounterVec
+	resets   *prometheus.CounterVec
+	series   *prometheus.GaugeVec
+	duration *prometheus.HistogramVec
+}
+
+func newMetrics(reg prometheus.Registerer, table *pricing.Table) (*metrics, error) {
+	m := &metrics{
+		cost: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: CostMetric,
+			Help: "Dollars the traffic between two workloads cost since costcalc started, every billed side together (cross-zone, cross-region and internet traffic; same-zone traffic is free and has no series).",
+		}, TrafficLabels),
+		bytes: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "zonetoll_costcalc_traffic_bytes_total",
+			Help: "Bytes of traffic costcalc has read from flowservers, by pricing class (same_zone, inter_zone, inter_region, internet, unpriced).",
+		}, []string{"class"}),
+		unpriced: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "zonetoll_costcalc_unpriced_bytes_total",
+			Help: "Bytes not priced because an end's zone or region is unknown; they are not in the cost metric, which would otherwise understate spend silently.",
+		}, []string{"reason"}),
+		scrapes: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "zonetoll_costcalc_scrapes_total",
+			Help: "Scrapes of flowserver /metrics endpoints, by target and result (ok, error).",
+		}, []string{"target", "result"}),
+		resets: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "zonetoll_costcalc_counter_resets_total",
+			Help: "Counter resets seen: a flowserver restart (kind=restart) or one series dropping (kind=series).",
+		}, []string{"target", "kind"}),
+		series: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "zonetoll_costcalc_target_traffic_series",
+			Help: "Traffic series in the last successful scrape of each target.",
+		}, []string{"target"}),
+		duration: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name:    "zonetoll_costcalc_scrape_duration_seconds",
+			Help:    "Time one scrape of a flowserver took, parsing included.",
+			Buckets: prometheus.ExponentialBuckets(0.005, 2, 12),
+		}, []string{"target"}),
+	}
+	perByte := prometheus.NewGaugeVec(prometheus.GaugeOpts{
+		Name: "zonetoll_price_dollars_per_byte",
+		Help: "Active price of one byte of a traffic class charged to one side (out: the sender, in: the receiver), with the unit it is quoted in and its source.",
+	}, []string{"cloud", "class", "direction", "unit", "source", "read"})
+	perUnit := prometheus.NewGaugeVec(prometheus.GaugeOpts{
+		Name: "zonetoll_price_dollars_per_unit",
+		Help: "The same prices as zonetoll_price_dollars_per_byte, per unit as quoted (label unit: GB = 10^9 bytes, GiB = 2^30 bytes).",
+	}, []string{"cloud", "class", "direction", "unit", "source", "read"})
+	for _, r := range table.Rows {
+		l := []string{table.Cloud, string(r.Class), string(r.Direction), string(table.Unit), r.Source, r.Read}
+		perByte.WithLabelValues(l...).Set(r.Price / table.Unit.Bytes())
+		perUnit.WithLabelValues(l...).Set(r.Price)
+	}
+	for _, c := range []prometheus.Collector{m.cost, m.bytes, m.unpriced, m.scrapes, m.resets, m.series, m.duration, perByte, perUnit} {
+		if err := reg.Register(c); err != nil {
+			return nil, fmt.Errorf("registering costcalc metrics: %w", err)
+		}
+	}
+	return m, nil
+}
