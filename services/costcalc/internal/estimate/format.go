@@ -34,8 +34,9 @@ func Write(w io.Writer, r Result, format string) error {
 	fmt.Fprintf(w, "\nRounded figures are what a hand-made table shows: dollars computed from the rounded crossing volume,\n"+
 		"the month as %d × the rounded day. The exact column is not rounded; the difference is rounding, not a bug.\n", r.MonthDays)
 	_, err := fmt.Fprintf(w, "Scraping within each zone (one scraper per zone, scraping only its zone's targets) keeps every scrape\n"+
-		"in its zone and saves $%s/month (exact $%s). Whatever the per-zone scrapers forward to a central store\n"+
-		"(remote write, federation) still crosses zones: estimate it with its own bytes and interval.\n",
+		"in its zone and saves $%s/month (exact $%s).\n"+
+		"Whatever the per-zone scrapers forward to a central store (remote write, federation) still crosses\n"+
+		"zones: estimate it with its own bytes and interval.\n",
 		Thousands(r.PerZoneSavingMonthlyRounded, 2), strconv.FormatFloat(r.PerZoneSavingMonthly, 'f', -1, 64))
 	return err
 }

@@ -182,8 +182,11 @@ func ParsePrice(s string) (float64, error) {
 	if err != nil {
 		return 0, fmt.Errorf("price %q is not a number (expected dollars per unit, e.g. 0.01)", s)
 	}
-	if err := checkPrice(p); err != nil {
-		return 0, fmt.Errorf("price %q: %w", s, err)
+	if math.IsNaN(p) || math.IsInf(p, 0) {
+		return 0, fmt.Errorf("price %q is not a number (expected dollars per unit, e.g. 0.01)", s)
+	}
+	if p < 0 {
+		return 0, fmt.Errorf("price %q is negative (expected dollars per unit, at least 0)", s)
 	}
 	return p, nil
 }
@@ -276,6 +279,7 @@ type Options struct {
 	Cloud     string            // preset name
 	Unit      string            // GB or GiB; empty keeps the preset's
 	File      string            // override file; empty for none
+	FileInput string            // name of the file input for errors ("flag --prices-file", "ZONETOLL_PRICES_FILE")
 	Prices    map[string]string // row key → price, applied last
 	Origin    string            // where Prices came from, for the rows' source ("flag --price", "ZONETOLL_PRICES")
 	UnitInput string            // name of the unit input for errors
@@ -290,6 +294,9 @@ func Load(o Options) (*Table, error) {
 	}
 	if o.File != "" {
 		if err := t.ApplyFile(o.File); err != nil {
+			if o.FileInput != "" {
+				err = fmt.Errorf("%s: %w", o.FileInput, err)
+			}
 			return nil, err
 		}
 	}

@@ -1,0 +1,137 @@
+package report
+
+import (
+	"encoding/csv"
+	"encoding/json"
+	"fmt"
+	"io"
+	"strconv"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/zonetoll/zonetoll/services/costcalc/internal/estimate"
+	"github.com/zonetoll/zonetoll/services/costcalc/internal/pricing"
+)
+
+// Formats a report is written in.
+var Formats = []string{"table", "json", "csv", "html"}
+
+// Write writes r in format.
+func Write(w io.Writer, r *Report, format string) error {
+	switch format {
+	case "table", "":
+		return writeTable(w, r)
+	case "json":
+		enc := json.NewEncoder(w)
+		enc.SetIndent("", "  ")
+		return enc.Encode(r)
+	case "csv":
+		return writeCSV(w, r)
+	case "html":
+		return writeHTML(w, r)
+	}
+	return fmt.Errorf("format %q: expected one of %s", format, strings.Join(Formats, ", "))
+}
+
+// Dollars formats a dollar amount for people: cents, with more digits for amounts below a cent so small
+// ranges do not read as free.
+func Dollars(v float64) string {
+	switch {
+	case v == 0:
+		return "$0.00"
+	case v < 0.01 && v > -0.01:
+		return "$" + strconv.FormatFloat(v, 'f', 6, 64)
+	}
+	return "$" + estimate.Thousands(v, 2)
+}
+
+// Volume formats bytes in the price table's unit.
+func (r *Report) Volume(bytes float64) string {
+	return estimate.Thousands(bytes/r.Prices.Unit.Bytes(), 3) + " " + string(r.Prices.Unit)
+}
+
+func endpoint(e pricing.Endpoint) string {
+	switch {
+	case e.Kind == pricing.KindExternal:
+		return "external"
+	case e.Namespace == "" && e.Workload == "":
+		return e.Kind
+	case e.Namespace == "":
+		return e.Kind + "/" + e.Workload
+	}
+	return e.Namespace + "/" + e.Workload + " (" + e.Kind + ")"
+}
+
+func zoneOr(z string) string {
+	if z == "" {
+		return "-"
+	}
+	return z
+}
+
+// Title is the one-line summary every format starts with.
+func (r *Report) Title() string {
+	return fmt.Sprintf("Cross-zone traffic cost, %s to %s (%s)", r.Start.UTC().Format(time.RFC3339), r.End.UTC().Format(time.RFC3339), r.End.Sub(r.Start))
+}
+
+func writeTable(w io.Writer, r *Report) error {
+	fmt.Fprintln(w, r.Title())
+	fmt.Fprintf(w, "Prometheus %s (method %s); prices: %s preset, per %s\n\n", r.Prometheus, r.Method, r.Prices.Cloud, r.Prices.Unit)
+	fmt.Fprintf(w, "Total:              %s\n", Dollars(r.Total))
+	fmt.Fprintf(w, "Monthly projection: %s (the range's rate over %d days)\n\n", Dollars(r.Monthly), r.MonthDays)
+	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "CLASS\tTRAFFIC\tCOST")
+	for _, c := range r.Classes {
+		fmt.Fprintf(tw, "%s\t%s\t%s\n", c.Class, r.Volume(c.Bytes), Dollars(c.Dollars))
+	}
+	tw.Flush()
+	fmt.Fprintf(w, "\nTop %d of %d workload pairs by cost:\n", len(r.Pairs), r.PairCount)
+	tw = tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "#\tSOURCE\tSRC ZONE\tDESTINATION\tDST ZONE\tCLASS\tTRAFFIC\tCOST\tPER MONTH")
+	for i, p := range r.Pairs {
+		fmt.Fprintf(tw, "%d\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", i+1, endpoint(p.Src), zoneOr(p.Src.Zone), endpoint(p.Dst), zoneOr(p.Dst.Zone), p.Class, r.Volume(p.Bytes), Dollars(p.Dollars), Dollars(p.Monthly))
+	}
+	tw.Flush()
+	fmt.Fprintln(w, "\nZone pairs by cost:")
+	tw = tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "SRC ZONE\tDST ZONE\tCLASS\tTRAFFIC\tCOST\tPER MONTH")
+	for _, z := range r.ZonePairs {
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", z.Src, z.Dst, z.Class, r.Volume(z.Bytes), Dollars(z.Dollars), Dollars(z.Monthly))
+	}
+	tw.Flush()
+	if len(r.Unpriced) > 0 {
+		fmt.Fprintln(w, "\nNot priced (an end's zone or region is unknown; not in the totals above):")
+		tw = tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+		fmt.Fprintln(tw, "SOURCE\tSRC ZONE\tDESTINATION\tDST ZONE\tREASON\tTRAFFIC")
+		for _, p := range r.Unpriced {
+			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", endpoint(p.Src), zoneOr(p.Src.Zone), endpoint(p.Dst), zoneOr(p.Dst.Zone), p.Reason, r.Volume(p.Bytes))
+		}
+		tw.Flush()
+	}
+	fmt.Fprintln(w, "\nPrices:")
+	tw = tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "ROW\tPRICE\tSOURCE\tREAD")
+	for _, row := range r.Prices.Rows {
+		fmt.Fprintf(tw, "%s\t$%s/%s\t%s\t%s\n", row.Key(), strconv.FormatFloat(row.Price, 'f', -1, 64), r.Prices.Unit, row.Source, row.Read)
+	}
+	return tw.Flush()
+}
+
+func writeCSV(w io.Writer, r *Report) error {
+	cw := csv.NewWriter(w)
+	cw.Write([]string{"section", "src_namespace", "src_workload", "src_kind", "src_zone", "dst_namespace", "dst_workload", "dst_kind", "dst_zone", "class", "reason", "bytes", "dollars", "monthly_dollars"})
+	f := func(v float64) string { return strconv.FormatFloat(v, 'f', -1, 64) }
+	for _, p := range r.Pairs {
+		cw.Write([]string{"workload_pair", p.Src.Namespace, p.Src.Workload, p.Src.Kind, p.Src.Zone, p.Dst.Namespace, p.Dst.Workload, p.Dst.Kind, p.Dst.Zone, string(p.Class), "", f(p.Bytes), f(p.Dollars), f(p.Monthly)})
+	}
+	for _, z := range r.ZonePairs {
+		cw.Write([]string{"zone_pair", "", "", "", z.Src, "", "", "", z.Dst, string(z.Class), "", f(z.Bytes), f(z.Dollars), f(z.Monthly)})
+	}
+	for _, p := range r.Unpriced {
+		cw.Write([]string{"unpriced", p.Src.Namespace, p.Src.Workload, p.Src.Kind, p.Src.Zone, p.Dst.Namespace, p.Dst.Workload, p.Dst.Kind, p.Dst.Zone, string(p.Class), p.Reason, f(p.Bytes), "", ""})
+	}
+	cw.Write([]string{"total", "", "", "", "", "", "", "", "", "", "", "", f(r.Total), f(r.Monthly)})
+	cw.Flush()
+	return cw.Error()
+}
