@@ -5,6 +5,7 @@ package httpserver
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -31,6 +32,8 @@ type Config struct {
 	ShutdownTimeout    time.Duration `split_words:"true" default:"20s" desc:"On SIGTERM, how long in-flight requests may take before connections are closed."`
 	MetricsMaxInFlight int           `split_words:"true" default:"4" desc:"Concurrent /metrics scrapes served; more get 503."`
 	CheckTimeout       time.Duration `split_words:"true" default:"5s" desc:"Time all /healthz or /readyz checks together may take."`
+	TLSCertFile        string        `split_words:"true" desc:"PEM certificate (chain) to serve HTTPS with; empty serves plain HTTP. Re-read when the file changes, so a rotated certificate needs no restart."`
+	TLSKeyFile         string        `split_words:"true" desc:"PEM private key of TLS_CERT_FILE."`
 }
 
 // Check reports whether one part of the service is healthy or ready; a non-nil error says why not.
@@ -101,6 +104,16 @@ func New(cfg Config, reg *prometheus.Registry, log *slog.Logger) (*Server, error
 		IdleTimeout:       cfg.IdleTimeout,
 		MaxHeaderBytes:    cfg.MaxHeaderBytes,
 		ErrorLog:          slog.NewLogLogger(s.log.Handler(), slog.LevelWarn),
+	}
+	if (cfg.TLSCertFile == "") != (cfg.TLSKeyFile == "") {
+		return nil, errors.New("ZONETOLL_HTTP_TLS_CERT_FILE and ZONETOLL_HTTP_TLS_KEY_FILE must be set together")
+	}
+	if cfg.TLSCertFile != "" {
+		kp, err := newKeyPair(cfg.TLSCertFile, cfg.TLSKeyFile, s.log)
+		if err != nil {
+			return nil, err
+		}
+		s.srv.TLSConfig = &tls.Config{MinVersion: tls.VersionTLS12, GetCertificate: kp.get}
 	}
 	s.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{
 		ErrorLog:            slog.NewLogLogger(s.log.Handler(), slog.LevelError),
@@ -214,7 +227,13 @@ func (s *Server) Serve(ctx context.Context) error {
 	}
 	s.log.Info("http server listening", "address", s.Addr().String())
 	errc := make(chan error, 1)
-	go func() { errc <- s.srv.Serve(s.ln) }()
+	go func() {
+		if s.srv.TLSConfig != nil {
+			errc <- s.srv.ServeTLS(s.ln, "", "") // the certificate comes from TLSConfig.GetCertificate
+			return
+		}
+		errc <- s.srv.Serve(s.ln)
+	}()
 	select {
 	case err := <-errc:
 		return fmt.Errorf("serving http on %s: %w", s.Addr(), err)

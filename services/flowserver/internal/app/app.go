@@ -1,21 +1,116 @@
-// Package app wires the flowserver service: its settings and its Run.
+// Package app wires the flowserver service: its settings, the resolver and its informers, the
+// ingest endpoint, the traffic metrics and the flow log.
 package app
 
 import (
 	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"sync"
+	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+	"k8s.io/client-go/metadata"
+
+	"github.com/zonetoll/zonetoll/services/flowserver/internal/auth"
+	"github.com/zonetoll/zonetoll/services/flowserver/internal/dedupe"
+	"github.com/zonetoll/zonetoll/services/flowserver/internal/flowlog"
+	"github.com/zonetoll/zonetoll/services/flowserver/internal/ingest"
+	"github.com/zonetoll/zonetoll/services/flowserver/internal/resolve"
+	"github.com/zonetoll/zonetoll/services/flowserver/internal/traffic"
+	"github.com/zonetoll/zonetoll/shared/config"
 	"github.com/zonetoll/zonetoll/shared/kubeclient"
+	"github.com/zonetoll/zonetoll/shared/kubeclient/clientset"
 	"github.com/zonetoll/zonetoll/shared/servicecmd"
 )
 
 // Config is every setting of flowserver, read from ZONETOLL_* variables.
 type Config struct {
 	servicecmd.Common
-	Kube kubeclient.Config
+	Kube      kubeclient.Config
+	Zone      string        `desc:"This server's zone in per-zone mode: reports from nodes of other zones are still counted, and counted in zonetoll_flowserver_foreign_zone_reports_total. Empty: one server for all zones."`
+	Namespace string        `default:"zonetoll" desc:"Namespace zonetoll runs in; the default agent account is flowagent in it."`
+	Auth      Auth          `split_words:"true"`
+	Ingest    Ingest        `split_words:"true"`
+	CidrsFile string        `split_words:"true" desc:"YAML or JSON file of named CIDRs with kind, zone and region (managed databases, VPC subnets); see docs/flowserver.md. Empty: none."`
+	MaxSeries int           `split_words:"true" default:"20000" desc:"Series limit of each traffic metric; past it, bytes go to an overflow series (namespace, workload and kind __overflow__, zones kept) and zonetoll_flowserver_series_overflow_bytes_total counts them."`
+	SeriesTTL time.Duration `split_words:"true" default:"1h" desc:"A traffic series not updated for this long is removed (its workload is gone or silent); 0 keeps series forever."`
+	GonePods  int           `split_words:"true" default:"65536" desc:"Addresses of deleted or finished pods remembered (LRU), so late reports and reused IPs are attributed to the right pod."`
+	Dedupe    Dedupe
+	FlowLog   FlowLog `split_words:"true"`
 }
 
-// Validate checks relations between settings that envconfig cannot.
-func (c *Config) Validate() error { return c.Kube.Validate("ZONETOLL_KUBE_") }
+// Auth configures who may send reports.
+type Auth struct {
+	ServiceAccounts  []string      `split_words:"true" desc:"Service accounts (namespace/name) whose tokens may send reports; empty means <ZONETOLL_NAMESPACE>/flowagent."`
+	Audiences        []string      `desc:"Audiences the tokens must be issued for (TokenReview spec.audiences); empty means the API server's."`
+	CacheTTL         time.Duration `split_words:"true" default:"1m" desc:"How long an accepted token is trusted before it is reviewed again."`
+	NegativeCacheTTL time.Duration `split_words:"true" default:"10s" desc:"How long a refused token is refused without asking the API server again."`
+}
+
+// Ingest bounds what reports may cost.
+type Ingest struct {
+	MaxBodyBytes int64   `split_words:"true" default:"16777216" desc:"Largest request body as sent, compressed or not (413 beyond)."`
+	MaxFlows     int     `split_words:"true" default:"262144" desc:"Most flows in one report (413 beyond); also bounds the decompressed size."`
+	NodeRate     float64 `split_words:"true" default:"2" desc:"Reports per second each node may send on average (429 with Retry-After beyond); an agent catching up after an outage sends its spool this fast."`
+	NodeBurst    int     `split_words:"true" default:"20" desc:"Reports a node may send at once above NODE_RATE."`
+	MaxInFlight  int     `split_words:"true" default:"8" desc:"Reports processed at once (503 with Retry-After beyond); each may hold a decoded report in memory."`
+}
+
+// Dedupe configures the exactly-once window.
+type Dedupe struct {
+	Retention time.Duration `default:"1h" desc:"How long a report's (node, boot id, sequence) is remembered; a retry later than this would be counted again, so keep it above the agents' longest outage."`
+	MaxKeys   int           `split_words:"true" default:"1048576" desc:"Most remembered reports; the oldest are forgotten first (zonetoll_flowserver_dedupe_evicted_total)."`
+}
+
+// FlowLog configures the JSON flow log.
+type FlowLog struct {
+	Output     string  `desc:"Where flow log lines go: empty (off), stdout, or a file path (appended)."`
+	MinBytes   uint64  `split_words:"true" desc:"Only flows of at least this many bytes in a window are logged."`
+	SampleRate float64 `split_words:"true" default:"1" desc:"Fraction of flows (at or above MIN_BYTES) logged, in (0, 1]."`
+}
+
+// Validate checks what envconfig cannot.
+func (c *Config) Validate() error {
+	if err := c.Kube.Validate("ZONETOLL_KUBE_"); err != nil {
+		return err
+	}
+	if _, err := auth.ParseAccounts(c.Auth.ServiceAccounts); err != nil {
+		return config.Invalid("ZONETOLL_AUTH_SERVICE_ACCOUNTS", fmt.Sprint(c.Auth.ServiceAccounts), "namespace/name items ("+err.Error()+")")
+	}
+	checks := []struct {
+		ok       bool
+		key, val string
+		accepted string
+	}{
+		{c.Ingest.MaxBodyBytes > 0, "ZONETOLL_INGEST_MAX_BODY_BYTES", fmt.Sprint(c.Ingest.MaxBodyBytes), "a positive number of bytes"},
+		{c.Ingest.MaxFlows > 0 && c.Ingest.MaxFlows <= 1<<24, "ZONETOLL_INGEST_MAX_FLOWS", fmt.Sprint(c.Ingest.MaxFlows), "an integer from 1 to 16777216"},
+		{c.Ingest.NodeRate >= 0, "ZONETOLL_INGEST_NODE_RATE", fmt.Sprint(c.Ingest.NodeRate), "reports per second, 0 for no limit"},
+		{c.Ingest.NodeBurst >= 1, "ZONETOLL_INGEST_NODE_BURST", fmt.Sprint(c.Ingest.NodeBurst), "an integer of at least 1"},
+		{c.Ingest.MaxInFlight >= 1, "ZONETOLL_INGEST_MAX_IN_FLIGHT", fmt.Sprint(c.Ingest.MaxInFlight), "an integer of at least 1"},
+		{c.MaxSeries >= 1, "ZONETOLL_MAX_SERIES", fmt.Sprint(c.MaxSeries), "an integer of at least 1"},
+		{c.SeriesTTL >= 0, "ZONETOLL_SERIES_TTL", c.SeriesTTL.String(), "a duration, 0 to keep series"},
+		{c.GonePods >= 1, "ZONETOLL_GONE_PODS", fmt.Sprint(c.GonePods), "an integer of at least 1"},
+		{c.Dedupe.Retention > 0, "ZONETOLL_DEDUPE_RETENTION", c.Dedupe.Retention.String(), "a positive duration"},
+		{c.Dedupe.MaxKeys >= 1, "ZONETOLL_DEDUPE_MAX_KEYS", fmt.Sprint(c.Dedupe.MaxKeys), "an integer of at least 1"},
+		{c.FlowLog.SampleRate > 0 && c.FlowLog.SampleRate <= 1, "ZONETOLL_FLOW_LOG_SAMPLE_RATE", fmt.Sprint(c.FlowLog.SampleRate), "a fraction in (0, 1]"},
+		{c.Auth.CacheTTL > 0, "ZONETOLL_AUTH_CACHE_TTL", c.Auth.CacheTTL.String(), "a positive duration"},
+		{c.Auth.NegativeCacheTTL > 0, "ZONETOLL_AUTH_NEGATIVE_CACHE_TTL", c.Auth.NegativeCacheTTL.String(), "a positive duration"},
+	}
+	for _, ch := range checks {
+		if !ch.ok {
+			return config.Invalid(ch.key, ch.val, ch.accepted)
+		}
+	}
+	if c.CidrsFile != "" {
+		if _, err := resolve.LoadCIDRs(c.CidrsFile); err != nil {
+			return fmt.Errorf("ZONETOLL_CIDRS_FILE: %w", err)
+		}
+	}
+	return nil
+}
 
 // Spec is the flowserver command line.
 func Spec() servicecmd.Spec[Config] {
@@ -27,10 +122,161 @@ func Spec() servicecmd.Spec[Config] {
 	}
 }
 
-// Run serves the shared endpoints until ctx is done. The service's own work arrives with issue #7.
+// Run serves reports until ctx is done.
 func Run(ctx context.Context, cfg *Config, env servicecmd.Env) error {
+	rc, err := kubeclient.RESTConfig(env.Kubeconfig, cfg.Kube, env.Info.UserAgent())
+	if err != nil {
+		return err
+	}
+	cs, err := clientset.New(rc)
+	if err != nil {
+		return err
+	}
+	mc, err := metadata.NewForConfig(rc)
+	if err != nil {
+		return fmt.Errorf("creating metadata client: %w", err)
+	}
+	var cidrs []resolve.CIDR
+	if cfg.CidrsFile != "" {
+		if cidrs, err = resolve.LoadCIDRs(cfg.CidrsFile); err != nil {
+			return err
+		}
+	}
+	res, err := resolve.New(resolve.Options{CIDRs: cidrs, GoneCapacity: cfg.GonePods})
+	if err != nil {
+		return fmt.Errorf("building resolver: %w", err)
+	}
+	inf, err := resolve.NewInformers(res, cs, mc, time.Now)
+	if err != nil {
+		return err
+	}
+	accounts := cfg.Auth.ServiceAccounts
+	if len(accounts) == 0 {
+		accounts = []string{cfg.Namespace + "/flowagent"}
+	}
+	authn, err := auth.New(cs.AuthenticationV1().TokenReviews(), auth.Options{
+		Allowed: accounts, Audiences: cfg.Auth.Audiences,
+		TTL: cfg.Auth.CacheTTL, NegativeTTL: cfg.Auth.NegativeCacheTTL,
+	}, env.Registry)
+	if err != nil {
+		return fmt.Errorf("configuring authentication: %w", err)
+	}
+	store, err := traffic.NewStore(traffic.Options{MaxSeries: cfg.MaxSeries, TTL: cfg.SeriesTTL}, env.Registry)
+	if err != nil {
+		return fmt.Errorf("registering traffic metrics: %w", err)
+	}
+	if err := env.Registry.Register(store); err != nil {
+		return fmt.Errorf("registering traffic metrics: %w", err)
+	}
+	seen := dedupe.New(cfg.Dedupe.Retention, cfg.Dedupe.MaxKeys)
+	if err := registerStateMetrics(env.Registry, res, seen); err != nil {
+		return err
+	}
+	var flog *flowlog.Logger
+	if cfg.FlowLog.Output != "" {
+		w, closeLog, err := openFlowLog(cfg.FlowLog.Output)
+		if err != nil {
+			return err
+		}
+		defer closeLog()
+		if flog, err = flowlog.New(w, flowlog.Options{MinBytes: cfg.FlowLog.MinBytes, SampleRate: cfg.FlowLog.SampleRate}, env.Registry); err != nil {
+			return fmt.Errorf("registering flow log metrics: %w", err)
+		}
+	}
+	h, err := ingest.New(ingest.Options{
+		Limits: ingest.Limits{
+			MaxBodyBytes: cfg.Ingest.MaxBodyBytes, MaxFlows: cfg.Ingest.MaxFlows,
+			NodeRate: cfg.Ingest.NodeRate, NodeBurst: cfg.Ingest.NodeBurst, MaxInFlight: cfg.Ingest.MaxInFlight,
+		},
+		Zone: cfg.Zone, Auth: authn, Resolver: res, Store: store, Seen: seen, FlowLog: flog,
+		Logger: env.Logger.With("component", "ingest"),
+	}, env.Registry)
+	if err != nil {
+		return err
+	}
+	env.Server.Handle("POST "+ingest.Path, h)
+	env.Server.AddReadinessCheck("informers-synced", func(context.Context) error {
+		if !inf.Synced() {
+			return errors.New("pod, node, ReplicaSet and Job caches have not synced yet")
+		}
+		return nil
+	})
 	env.Started()
-	env.Logger.Info("serving health and metrics endpoints only: the flowserver logic is not built yet (issue #7)")
+
+	var wg sync.WaitGroup
+	inf.Start(ctx)
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		housekeeping(ctx, store, seen)
+	}()
+	env.Logger.Info("accepting reports", "path", ingest.Path, "zone", cfg.Zone, "accounts", accounts, "cidrs", len(cidrs))
 	<-ctx.Done()
+	inf.Shutdown()
+	wg.Wait()
 	return nil
 }
+
+// housekeeping expires idle series and old dedupe keys once a minute.
+func housekeeping(ctx context.Context, store *traffic.Store, seen *dedupe.Window) {
+	t := time.NewTicker(time.Minute)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case now := <-t.C:
+			store.Expire(now)
+			seen.Expire(now)
+		}
+	}
+}
+
+func openFlowLog(output string) (io.Writer, func(), error) {
+	if output == "stdout" {
+		return os.Stdout, func() {}, nil
+	}
+	f, err := os.OpenFile(output, os.O_WRONLY|os.O_CREATE|os.O_APPEND, 0o644)
+	if err != nil {
+		return nil, nil, fmt.Errorf("opening flow log (ZONETOLL_FLOW_LOG_OUTPUT): %w", err)
+	}
+	return f, func() { _ = f.Close() }, nil
+}
+
+// registerStateMetrics exposes the sizes of the resolver's and the dedupe window's tables, and the
+// zone → region map costcalc uses to tell cross-zone from cross-region traffic.
+func registerStateMetrics(reg prometheus.Registerer, res *resolve.Resolver, seen *dedupe.Window) error {
+	zoneInfo := prometheus.NewDesc("zonetoll_zone_info", "1 for every zone of the nodes this flowserver knows, with its region.", []string{"zone", "region"}, nil)
+	cs := []prometheus.Collector{
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "zonetoll_flowserver_pods", Help: "Pods in the resolver's cache (scheduled, not deleted)."},
+			func() float64 { return float64(res.Stats().LivePods) }),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "zonetoll_flowserver_nodes", Help: "Nodes in the resolver's cache."},
+			func() float64 { return float64(res.Stats().Nodes) }),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "zonetoll_flowserver_gone_pod_addresses", Help: "Addresses of deleted or finished pods remembered for late reports (ZONETOLL_GONE_PODS)."},
+			func() float64 { return float64(res.Stats().GoneAddresses) }),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "zonetoll_flowserver_dedupe_keys", Help: "Reports remembered to answer retries without counting them again."},
+			func() float64 { return float64(seen.Len()) }),
+		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "zonetoll_flowserver_dedupe_evicted_total", Help: "Remembered reports forgotten before ZONETOLL_DEDUPE_RETENTION because ZONETOLL_DEDUPE_MAX_KEYS was reached."},
+			func() float64 { return float64(seen.Evicted()) }),
+		collectorFunc{desc: zoneInfo, collect: func(ch chan<- prometheus.Metric) {
+			for zone, region := range res.Zones() {
+				ch <- prometheus.MustNewConstMetric(zoneInfo, prometheus.GaugeValue, 1, zone, region)
+			}
+		}},
+	}
+	for _, c := range cs {
+		if err := reg.Register(c); err != nil {
+			return fmt.Errorf("registering state metrics: %w", err)
+		}
+	}
+	return nil
+}
+
+type collectorFunc struct {
+	desc    *prometheus.Desc
+	collect func(chan<- prometheus.Metric)
+}
+
+func (c collectorFunc) Describe(ch chan<- *prometheus.Desc) { ch <- c.desc }
+func (c collectorFunc) Collect(ch chan<- prometheus.Metric) { c.collect(ch) }
+

@@ -3,18 +3,12 @@ package app
 import (
 	"testing"
 
-	"github.com/zonetoll/zonetoll/shared/metricstest"
 	"github.com/zonetoll/zonetoll/shared/servicetest"
 )
 
-func TestRunServesSharedEndpoints(t *testing.T) {
-	svc := servicetest.Start(t, Spec(), nil)
-	fams := metricstest.Scrape(t, svc.URL+"/metrics")
-	if v, ok := fams.Value("zonetoll_build_info", map[string]string{"service": "flowserver"}); !ok || v != 1 {
-		t.Errorf("zonetoll_build_info{service=\"flowserver\"} = %v (found %v), want 1", v, ok)
-	}
-}
-
 func TestRunHelpListsSettings(t *testing.T) {
-	servicetest.HelpLists(t, Spec(), "ZONETOLL_KUBE_QPS", "ZONETOLL_LOG_LEVEL", "ZONETOLL_HTTP_LISTEN_ADDRESS")
+	servicetest.HelpLists(t, Spec(), "ZONETOLL_KUBE_QPS", "ZONETOLL_LOG_LEVEL", "ZONETOLL_HTTP_LISTEN_ADDRESS",
+		"ZONETOLL_ZONE", "ZONETOLL_AUTH_SERVICE_ACCOUNTS", "ZONETOLL_INGEST_MAX_BODY_BYTES", "ZONETOLL_INGEST_NODE_RATE",
+		"ZONETOLL_CIDRS_FILE", "ZONETOLL_MAX_SERIES", "ZONETOLL_SERIES_TTL", "ZONETOLL_DEDUPE_RETENTION",
+		"ZONETOLL_FLOW_LOG_OUTPUT", "ZONETOLL_FLOW_LOG_SAMPLE_RATE", "ZONETOLL_HTTP_TLS_CERT_FILE")
 }

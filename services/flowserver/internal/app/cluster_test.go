@@ -1,0 +1,482 @@
+package app
+
+import (
+	"bytes"
+	"context"
+	"crypto/rand"
+	"fmt"
+	"io"
+	"net/http"
+	"net/netip"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	appsv1 "k8s.io/api/apps/v1"
+	batchv1 "k8s.io/api/batch/v1"
+	corev1 "k8s.io/api/core/v1"
+	rbacv1 "k8s.io/api/rbac/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/rest"
+	"k8s.io/client-go/tools/clientcmd"
+	clientcmdapi "k8s.io/client-go/tools/clientcmd/api"
+
+	"github.com/zonetoll/zonetoll/shared/metricstest"
+	"github.com/zonetoll/zonetoll/shared/report"
+	"github.com/zonetoll/zonetoll/shared/servicetest"
+	"github.com/zonetoll/zonetoll/tools/testcluster"
+)
+
+// ClusterRules are the permissions flowserver needs; the deploy manifests grant exactly these
+// (docs/flowserver.md), and every cluster test runs the server with a token that has only them.
+var ClusterRules = []rbacv1.PolicyRule{
+	{APIGroups: []string{""}, Resources: []string{"pods", "nodes"}, Verbs: []string{"list", "watch"}},
+	{APIGroups: []string{"apps"}, Resources: []string{"replicasets"}, Verbs: []string{"list", "watch"}},
+	{APIGroups: []string{"batch"}, Resources: []string{"jobs"}, Verbs: []string{"list", "watch"}},
+	{APIGroups: []string{"authentication.k8s.io"}, Resources: []string{"tokenreviews"}, Verbs: []string{"create"}},
+}
+
+const ns = "zonetoll"
+
+type fixture struct {
+	t        *testing.T
+	c        *testcluster.Cluster
+	ctx      context.Context
+	server   string // kubeconfig with only ClusterRules
+	agent    string // token of zonetoll/flowagent
+	intruder string // token of zonetoll/intruder, valid but not allowed
+}
+
+func newFixture(t *testing.T) *fixture {
+	c := testcluster.StartT(t, testcluster.Options{})
+	f := &fixture{t: t, c: c, ctx: t.Context()}
+	for _, n := range []string{ns, "shop"} {
+		if _, err := c.CreateNamespace(f.ctx, n); err != nil {
+			t.Fatal(err)
+		}
+	}
+	srv := f.account("flowserver", ClusterRules)
+	f.server = writeKubeconfig(t, srv.Config)
+	f.agent = f.account("flowagent", nil).Token
+	f.intruder = f.account("intruder", nil).Token
+	return f
+}
+
+func (f *fixture) account(name string, rules []rbacv1.PolicyRule) *testcluster.ServiceAccountAccess {
+	f.t.Helper()
+	sa, err := f.c.ServiceAccount(f.ctx, testcluster.ServiceAccountSpec{Namespace: ns, Name: name, ClusterRules: rules})
+	if err != nil {
+		f.t.Fatal(err)
+	}
+	return sa
+}
+
+// start runs flowserver in-process under the restricted account and waits until it is ready.
+func (f *fixture) start(env map[string]string) *servicetest.Service {
+	f.t.Helper()
+	full := map[string]string{"ZONETOLL_LOG_LEVEL": "debug", "ZONETOLL_NAMESPACE": ns}
+	for k, v := range env {
+		full[k] = v
+	}
+	svc := servicetest.Start(f.t, Spec(), full, "--kubeconfig", f.server)
+	f.waitFor("flowserver ready (caches synced)", func() (bool, string) {
+		resp, err := http.Get(svc.URL + "/readyz")
+		if err != nil {
+			return false, err.Error()
+		}
+		body, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		return resp.StatusCode == http.StatusOK, string(body)
+	})
+	return svc
+}
+
+// waitFor polls cond until it holds; the 60 s deadline catches a hang, it measures nothing.
+func (f *fixture) waitFor(what string, cond func() (bool, string)) {
+	f.t.Helper()
+	deadline := time.Now().Add(60 * time.Second)
+	var last string
+	for time.Now().Before(deadline) {
+		var ok bool
+		if ok, last = cond(); ok {
+			return
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	f.t.Fatalf("timed out waiting for %s; last state: %s", what, last)
+}
+
+// waitGauge waits until a flowserver gauge has a value.
+func (f *fixture) waitGauge(svc *servicetest.Service, name string, want float64) {
+	f.t.Helper()
+	f.waitFor(fmt.Sprintf("%s == %v", name, want), func() (bool, string) {
+		v, _ := metricstest.Scrape(f.t, svc.URL+"/metrics").Value(name, nil)
+		return v == want, fmt.Sprint(v)
+	})
+}
+
+func writeKubeconfig(t *testing.T, rc *rest.Config) string {
+	t.Helper()
+	cfg := clientcmdapi.NewConfig()
+	cfg.Clusters["c"] = &clientcmdapi.Cluster{Server: rc.Host, CertificateAuthorityData: rc.CAData}
+	cfg.AuthInfos["u"] = &clientcmdapi.AuthInfo{Token: rc.BearerToken}
+	cfg.Contexts["c"] = &clientcmdapi.Context{Cluster: "c", AuthInfo: "u"}
+	cfg.CurrentContext = "c"
+	path := filepath.Join(t.TempDir(), "kubeconfig")
+	if err := clientcmd.WriteToFile(*cfg, path); err != nil {
+		t.Fatal(err)
+	}
+	return path
+}
+
+// expected is what the test itself says an address is: the independent side of every comparison.
+type expected struct {
+	ns, workload, kind, zone string
+	pod                      string // for pods
+}
+
+type sent struct {
+	status int
+	body   string
+	header http.Header
+}
+
+// post sends a report the way the agent does (gzip, bearer token).
+func post(t *testing.T, url, token string, body []byte, encoding string) sent {
+	t.Helper()
+	req, err := http.NewRequest(http.MethodPost, url+"/v1/reports", bytes.NewReader(body))
+	if err != nil {
+		t.Fatal(err)
+	}
+	req.Header.Set("Content-Type", "application/octet-stream")
+	if encoding != "" {
+		req.Header.Set("Content-Encoding", encoding)
+	}
+	if token != "" {
+		req.Header.Set("Authorization", "Bearer "+token)
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return sent{resp.StatusCode, string(b), resp.Header}
+}
+
+func gz(t *testing.T, r *report.Report) []byte {
+	t.Helper()
+	var buf bytes.Buffer
+	if err := report.WriteGzip(&buf, r); err != nil {
+		t.Fatal(err)
+	}
+	return buf.Bytes()
+}
+
+func newReport(node string, seq uint64, start, end time.Time, flows ...report.Flow) *report.Report {
+	r := &report.Report{Node: node, Sequence: seq, WindowStart: start, WindowEnd: end, Flows: flows}
+	_, _ = rand.Read(r.BootID[:])
+	return r
+}
+
+func flow(src, dst string, bytes, packets uint64) report.Flow {
+	return report.Flow{
+		Src: report.AddrFrom(netip.MustParseAddr(src)), Dst: report.AddrFrom(netip.MustParseAddr(dst)),
+		Bytes: bytes, Packets: packets,
+	}
+}
+
+func ctrl(kind, name string) []metav1.OwnerReference {
+	yes := true
+	api := "apps/v1"
+	if kind == "Job" || kind == "CronJob" {
+		api = "batch/v1"
+	}
+	return []metav1.OwnerReference{{APIVersion: api, Kind: kind, Name: name, UID: "00000000-0000-0000-0000-000000000001", Controller: &yes}}
+}
+
+// world creates nodes in three zones (and one without a zone), and pods of every workload kind.
+// It returns what each address is, written out by hand.
+func (f *fixture) world() map[string]expected {
+	t := f.t
+	for _, n := range []testcluster.NodeSpec{
+		{Name: "n-a", Zone: "zone-a", Region: "region-1", InternalIPs: []string{"198.18.1.1", "fd00:1::1"}},
+		{Name: "n-b", Zone: "zone-b", Region: "region-1", InternalIPs: []string{"198.18.2.1"}},
+		{Name: "n-c", Zone: "zone-c", Region: "region-1", InternalIPs: []string{"198.18.3.1"}},
+		{Name: "n-x", InternalIPs: []string{"198.18.4.1"}}, // no zone label
+	} {
+		if _, err := f.c.CreateNode(f.ctx, n); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// The frontend's ReplicaSet exists and names its Deployment; the api's does not (yet), so the
+	// Deployment is known only from the pod-template-hash naming rule.
+	rs := &appsv1.ReplicaSet{
+		ObjectMeta: metav1.ObjectMeta{Namespace: "shop", Name: "frontend-7d9f", OwnerReferences: ctrl("Deployment", "frontend")},
+		Spec: appsv1.ReplicaSetSpec{
+			Selector: &metav1.LabelSelector{MatchLabels: map[string]string{"app": "frontend"}},
+			Template: corev1.PodTemplateSpec{
+				ObjectMeta: metav1.ObjectMeta{Labels: map[string]string{"app": "frontend"}},
+				Spec:       corev1.PodSpec{Containers: []corev1.Container{{Name: "c", Image: testcluster.PauseImage}}},
+			},
+		},
+	}
+	if _, err := f.c.Client.AppsV1().ReplicaSets("shop").Create(f.ctx, rs, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	job := &batchv1.Job{
+		ObjectMeta: metav1.ObjectMeta{Namespace: "shop", Name: "report-29000", OwnerReferences: ctrl("CronJob", "report")},
+		Spec: batchv1.JobSpec{Template: corev1.PodTemplateSpec{
+			Spec: corev1.PodSpec{RestartPolicy: corev1.RestartPolicyNever, Containers: []corev1.Container{{Name: "c", Image: testcluster.PauseImage}}},
+		}},
+	}
+	if _, err := f.c.Client.BatchV1().Jobs("shop").Create(f.ctx, job, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	pods := []testcluster.PodSpec{
+		{Namespace: "shop", Name: "frontend-7d9f-abcde", NodeName: "n-a", IPs: []string{"198.18.10.1", "fd00:10::1"},
+			Labels: map[string]string{"pod-template-hash": "7d9f"}, OwnerReferences: ctrl("ReplicaSet", "frontend-7d9f")},
+		{Namespace: "shop", Name: "api-5c6b-xyz12", NodeName: "n-b", IPs: []string{"198.18.10.2"},
+			Labels: map[string]string{"pod-template-hash": "5c6b"}, OwnerReferences: ctrl("ReplicaSet", "api-5c6b")},
+		{Namespace: "shop", Name: "db-0", NodeName: "n-c", IPs: []string{"198.18.10.3"}, OwnerReferences: ctrl("StatefulSet", "db")},
+		{Namespace: "shop", Name: "logs-q8w2", NodeName: "n-a", IPs: []string{"198.18.10.4"}, OwnerReferences: ctrl("DaemonSet", "logs")},
+		{Namespace: "shop", Name: "report-29000-k2j4", NodeName: "n-b", IPs: []string{"198.18.10.5"}, OwnerReferences: ctrl("Job", "report-29000")},
+		{Namespace: "shop", Name: "debug", NodeName: "n-c", IPs: []string{"198.18.10.6"}},
+		{Namespace: "shop", Name: "orphan", NodeName: "n-x", IPs: []string{"198.18.10.7"}},
+		{Namespace: "kube-system", Name: "node-agent-n-b", NodeName: "n-b", HostNetwork: true, OwnerReferences: ctrl("DaemonSet", "node-agent")},
+	}
+	for _, p := range pods {
+		if _, err := f.c.CreatePod(f.ctx, p); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return map[string]expected{
+		"198.18.10.1":  {"shop", "frontend", "deployment", "zone-a", "frontend-7d9f-abcde"},
+		"fd00:10::1":   {"shop", "frontend", "deployment", "zone-a", "frontend-7d9f-abcde"},
+		"198.18.10.2":  {"shop", "api", "deployment", "zone-b", "api-5c6b-xyz12"},
+		"198.18.10.3":  {"shop", "db", "statefulset", "zone-c", "db-0"},
+		"198.18.10.4":  {"shop", "logs", "daemonset", "zone-a", "logs-q8w2"},
+		"198.18.10.5":  {"shop", "report", "cronjob", "zone-b", "report-29000-k2j4"},
+		"198.18.10.6":  {"shop", "debug", "pod", "zone-c", "debug"},
+		"198.18.10.7":  {"shop", "orphan", "pod", "", "orphan"},
+		"198.18.1.1":   {"", "n-a", "node", "zone-a", ""},
+		"fd00:1::1":    {"", "n-a", "node", "zone-a", ""},
+		"198.18.2.1":   {"", "n-b", "node", "zone-b", ""}, // also the host-network pod's address
+		"198.18.4.1":   {"", "n-x", "node", "", ""},
+		"198.18.200.9": {"", "orders-db", "cidr:orders-db", "zone-c", ""},
+		"fd00:200::7":  {"", "vpc-b", "subnet", "zone-b", ""},
+		"198.19.77.7":  {"", "", "external", "", ""},
+	}
+}
+
+const cidrFile = `cidrs:
+- name: orders-db
+  cidrs: [198.18.200.0/24]
+  zone: zone-c
+  region: region-1
+- name: vpc-b
+  kind: subnet
+  cidrs: ["fd00:200::/64"]
+  zone: zone-b
+  region: region-1
+`
+
+func (f *fixture) cidrs() string {
+	path := filepath.Join(f.t.TempDir(), "cidrs.yaml")
+	if err := os.WriteFile(path, []byte(cidrFile), 0o644); err != nil {
+		f.t.Fatal(err)
+	}
+	return path
+}
+
+// traffic sums flows the way the metric contract says, from the test's own table.
+type trafficWant struct {
+	pairs map[string]float64 // label string of zonetoll_traffic_bytes_total → bytes
+	pkts  map[string]float64
+	zones map[[2]string]float64
+	pods  map[[2]string]float64
+}
+
+func want(addrs map[string]expected, flows []report.Flow) trafficWant {
+	w := trafficWant{pairs: map[string]float64{}, pkts: map[string]float64{}, zones: map[[2]string]float64{}, pods: map[[2]string]float64{}}
+	for _, fl := range flows {
+		s, d := addrs[fl.Src.String()], addrs[fl.Dst.String()]
+		key := pairLabels(s, d)
+		w.pairs[key] += float64(fl.Bytes)
+		w.pkts[key] += float64(fl.Packets)
+		w.zones[[2]string{s.zone, d.zone}] += float64(fl.Bytes)
+		if s.pod != "" && s.zone != "" && d.zone != "" && s.zone != d.zone {
+			w.pods[[2]string{s.ns, s.pod}] += float64(fl.Bytes)
+		}
+	}
+	return w
+}
+
+func pairLabels(s, d expected) string {
+	return fmt.Sprintf("src_namespace=%q,src_workload=%q,src_kind=%q,src_zone=%q,dst_namespace=%q,dst_workload=%q,dst_kind=%q,dst_zone=%q",
+		s.ns, s.workload, s.kind, s.zone, d.ns, d.workload, d.kind, d.zone)
+}
+
+func seriesKey(labels map[string]string) string {
+	return pairLabels(
+		expected{labels["src_namespace"], labels["src_workload"], labels["src_kind"], labels["src_zone"], ""},
+		expected{labels["dst_namespace"], labels["dst_workload"], labels["dst_kind"], labels["dst_zone"], ""})
+}
+
+// checkTraffic compares every traffic series on /metrics with the expectation, both ways.
+func checkTraffic(t *testing.T, fams metricstest.Families, w trafficWant) {
+	t.Helper()
+	for name, wantSeries := range map[string]map[string]float64{"zonetoll_traffic_bytes_total": w.pairs, "zonetoll_traffic_packets_total": w.pkts} {
+		got := map[string]float64{}
+		for _, s := range series(fams, name) {
+			got[seriesKey(s.Labels)] = s.Value
+		}
+		compare(t, name, got, wantSeries)
+	}
+	gotZones := map[string]float64{}
+	for _, s := range series(fams, "zonetoll_zone_traffic_bytes_total") {
+		gotZones[s.Labels["src_zone"]+"→"+s.Labels["dst_zone"]] = s.Value
+	}
+	wantZones := map[string]float64{}
+	for k, v := range w.zones {
+		wantZones[k[0]+"→"+k[1]] = v
+	}
+	compare(t, "zonetoll_zone_traffic_bytes_total", gotZones, wantZones)
+	gotPods := map[string]float64{}
+	for _, s := range series(fams, "pod_cross_zone_network_traffic_bytes_total") {
+		gotPods[s.Labels["namespace"]+"/"+s.Labels["pod"]] = s.Value
+	}
+	wantPods := map[string]float64{}
+	for k, v := range w.pods {
+		wantPods[k[0]+"/"+k[1]] = v
+	}
+	compare(t, "pod_cross_zone_network_traffic_bytes_total", gotPods, wantPods)
+}
+
+type sample struct {
+	Labels map[string]string
+	Value  float64
+}
+
+// series returns every series of a family with its labels; absent labels read as "".
+func series(fams metricstest.Families, name string) []sample {
+	var out []sample
+	for _, m := range fams.Series(name, nil) {
+		s := sample{Labels: map[string]string{}}
+		for _, lp := range m.GetLabel() {
+			s.Labels[lp.GetName()] = lp.GetValue()
+		}
+		s.Value = fams.Sum(name, s.Labels)
+		out = append(out, s)
+	}
+	return out
+}
+
+func compare(t *testing.T, name string, got, want map[string]float64) {
+	t.Helper()
+	for k, v := range want {
+		if got[k] != v {
+			t.Errorf("%s{%s} = %v, want %v", name, k, got[k], v)
+		}
+	}
+	for k, v := range got {
+		if _, ok := want[k]; !ok {
+			t.Errorf("%s{%s} = %v, not expected at all", name, k, v)
+		}
+	}
+}
+
+// promtoolCheck runs `promtool check metrics` (Debian's prometheus package) on a scrape.
+func promtoolCheck(t *testing.T, url string) {
+	t.Helper()
+	promtool, err := exec.LookPath("promtool")
+	if err != nil {
+		t.Fatalf("promtool not found (install Debian's prometheus package: make setup): %v", err)
+	}
+	resp, err := http.Get(url + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	cmd := exec.Command(promtool, "check", "metrics")
+	cmd.Stdin = bytes.NewReader(body)
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Errorf("promtool check metrics: %v\n%s", err, out)
+	}
+}
+
+func TestClusterIngestResolvesAndCountsEveryKind(t *testing.T) {
+	testcluster.SkipIfDisabled(t)
+	f := newFixture(t)
+	addrs := f.world()
+	svc := f.start(map[string]string{"ZONETOLL_CIDRS_FILE": f.cidrs(), "ZONETOLL_ZONE": "zone-a"})
+	f.waitGauge(svc, "zonetoll_flowserver_pods", 8)
+	f.waitGauge(svc, "zonetoll_flowserver_nodes", 4)
+
+	now := time.Now()
+	flows := []report.Flow{
+		flow("198.18.10.1", "198.18.10.2", 150_000, 120),  // frontend → api, zone-a → zone-b
+		flow("fd00:10::1", "198.18.10.2", 2_000, 2),       // frontend over IPv6 → api
+		flow("198.18.10.2", "198.18.10.3", 90_000, 70),    // api → db, zone-b → zone-c
+		flow("198.18.10.1", "198.18.10.4", 5_000, 5),      // frontend → logs, same zone
+		flow("198.18.10.5", "198.18.200.9", 40_000, 30),   // cronjob → managed database CIDR
+		flow("198.18.10.6", "fd00:200::7", 1_000, 1),      // bare pod → subnet CIDR
+		flow("198.18.10.3", "198.19.77.7", 7_777, 9),      // db → external
+		flow("198.18.2.1", "198.18.10.1", 3_300, 3),       // host-network pod on n-b → frontend
+		flow("fd00:1::1", "198.18.10.6", 640, 1),          // node n-a over IPv6 → bare pod
+		flow("198.18.10.7", "198.18.10.2", 12_345, 10),    // pod on a node without zone → api
+		flow("198.18.4.1", "198.18.10.3", 99, 1),          // zoneless node → db
+		flow("198.18.10.2", "198.18.10.1", 1_000_000, 700), // api → frontend
+	}
+	// Reports from two nodes; the one from n-b is from another zone than the server's.
+	r1 := newReport("n-a", 1, now.Add(-10*time.Second), now, flows[:6]...)
+	r2 := newReport("n-b", 1, now.Add(-10*time.Second), now, flows[6:]...)
+	for _, r := range []*report.Report{r1, r2} {
+		if got := post(t, svc.URL, f.agent, gz(t, r), "gzip"); got.status != http.StatusOK || strings.TrimSpace(got.body) != "applied" {
+			t.Fatalf("report from %s: %d %q, want 200 applied", r.Node, got.status, got.body)
+		}
+	}
+	// The same report again, as an agent retries after a lost response: answered, not counted.
+	if got := post(t, svc.URL, f.agent, gz(t, r1), "gzip"); got.status != http.StatusOK || strings.TrimSpace(got.body) != "duplicate" {
+		t.Fatalf("retried report: %d %q, want 200 duplicate", got.status, got.body)
+	}
+	// Uncompressed bodies are accepted as well.
+	r3 := newReport("n-c", 7, now.Add(-5*time.Second), now, flow("198.18.10.3", "198.18.10.2", 4_242, 4))
+	enc, err := report.Encode(r3)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := post(t, svc.URL, f.agent, enc, ""); got.status != http.StatusOK {
+		t.Fatalf("uncompressed report: %d %q", got.status, got.body)
+	}
+
+	fams := metricstest.Scrape(t, svc.URL+"/metrics")
+	checkTraffic(t, fams, want(addrs, append(append([]report.Flow{}, flows...), r3.Flows...)))
+
+	if v, _ := fams.Value("zonetoll_flowserver_reports_total", map[string]string{"result": "applied", "reason": ""}); v != 3 {
+		t.Errorf("reports applied = %v, want 3", v)
+	}
+	if v, _ := fams.Value("zonetoll_flowserver_reports_total", map[string]string{"result": "duplicate", "reason": ""}); v != 1 {
+		t.Errorf("reports answered as duplicates = %v, want 1", v)
+	}
+	if v, _ := fams.Value("zonetoll_flowserver_foreign_zone_reports_total", map[string]string{"node_zone": "zone-b"}); v != 1 {
+		t.Errorf("foreign-zone reports from zone-b = %v, want 1", v)
+	}
+	if v, _ := fams.Value("zonetoll_flowserver_foreign_zone_reports_total", map[string]string{"node_zone": "zone-c"}); v != 1 {
+		t.Errorf("foreign-zone reports from zone-c = %v, want 1", v)
+	}
+	// Unresolved bytes by reason, counted per address.
+	for reason, wantBytes := range map[string]float64{"external": 7_777, "no_zone_label": 12_345 + 99} {
+		if v, _ := fams.Value("zonetoll_flowserver_unresolved_bytes_total", map[string]string{"reason": reason}); v != wantBytes {
+			t.Errorf("unresolved bytes (%s) = %v, want %v", reason, v, wantBytes)
+		}
+	}
+	if v, _ := fams.Value("zonetoll_zone_info", map[string]string{"zone": "zone-b", "region": "region-1"}); v != 1 {
+		t.Errorf("zonetoll_zone_info{zone-b, region-1} = %v, want 1", v)
+	}
+	promtoolCheck(t, svc.URL)
+}

@@ -1,0 +1,261 @@
+package resolve
+
+import (
+	"context"
+	"fmt"
+	"net/netip"
+	"time"
+
+	appsv1 "k8s.io/api/apps/v1"
+	batchv1 "k8s.io/api/batch/v1"
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/informers"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/metadata"
+	"k8s.io/client-go/metadata/metadatainformer"
+	"k8s.io/client-go/tools/cache"
+
+	"github.com/zonetoll/zonetoll/shared/topology"
+)
+
+// Informers keep a Resolver in step with the cluster: one list+watch each for pods, nodes,
+// ReplicaSets and Jobs (the last two metadata-only: only their owners are read).
+type Informers struct {
+	factory  informers.SharedInformerFactory
+	meta     metadatainformer.SharedInformerFactory
+	rsStore  cache.Store
+	jobStore cache.Store
+	synced   []cache.InformerSynced
+}
+
+// NewInformers connects r to the cluster. now is the clock used to time pod deletions.
+func NewInformers(r *Resolver, client kubernetes.Interface, mc metadata.Interface, now func() time.Time) (*Informers, error) {
+	inf := &Informers{
+		factory: informers.NewSharedInformerFactoryWithOptions(client, 0, informers.WithTransform(trim)),
+		meta:    metadatainformer.NewSharedInformerFactory(mc, 0),
+	}
+	pods := inf.factory.Core().V1().Pods().Informer()
+	nodes := inf.factory.Core().V1().Nodes().Informer()
+	rs := inf.meta.ForResource(appsv1.SchemeGroupVersion.WithResource("replicasets")).Informer()
+	jobs := inf.meta.ForResource(batchv1.SchemeGroupVersion.WithResource("jobs")).Informer()
+	for _, i := range []cache.SharedIndexInformer{rs, jobs} {
+		if err := i.SetTransform(trimMeta); err != nil {
+			return nil, fmt.Errorf("setting owner cache transform: %w", err)
+		}
+	}
+	inf.rsStore, inf.jobStore = rs.GetStore(), jobs.GetStore()
+
+	handlers := []struct {
+		i cache.SharedIndexInformer
+		h cache.ResourceEventHandler
+	}{
+		{pods, cache.ResourceEventHandlerFuncs{
+			AddFunc:    func(obj any) { upsertPod(r, obj, now()) },
+			UpdateFunc: func(_, obj any) { upsertPod(r, obj, now()) },
+			DeleteFunc: func(obj any) {
+				if m, ok := metaOf(obj); ok {
+					r.DeletePod(m.GetNamespace(), m.GetName(), now())
+				}
+			},
+		}},
+		{nodes, cache.ResourceEventHandlerFuncs{
+			AddFunc:    func(obj any) { upsertNode(r, obj) },
+			UpdateFunc: func(_, obj any) { upsertNode(r, obj) },
+			DeleteFunc: func(obj any) {
+				if m, ok := metaOf(obj); ok {
+					r.DeleteNode(m.GetName())
+				}
+			},
+		}},
+		{rs, ownerChanges(r)},
+		{jobs, ownerChanges(r)},
+	}
+	for _, h := range handlers {
+		reg, err := h.i.AddEventHandler(h.h)
+		if err != nil {
+			return nil, fmt.Errorf("adding informer handler: %w", err)
+		}
+		inf.synced = append(inf.synced, reg.HasSynced)
+	}
+	r.SetOwnerLookup(inf.owner)
+	return inf, nil
+}
+
+// Start starts the informers; they stop when ctx is done.
+func (inf *Informers) Start(ctx context.Context) {
+	inf.factory.Start(ctx.Done())
+	inf.meta.Start(ctx.Done())
+}
+
+// Shutdown waits for the informers' goroutines after ctx is done.
+func (inf *Informers) Shutdown() {
+	inf.factory.Shutdown()
+	inf.meta.Shutdown()
+}
+
+// Synced reports whether every informer has listed and delivered its objects to the resolver.
+func (inf *Informers) Synced() bool {
+	for _, s := range inf.synced {
+		if !s() {
+			return false
+		}
+	}
+	return true
+}
+
+func (inf *Informers) owner(kind, namespace, name string) (string, string, bool) {
+	store := inf.rsStore
+	if kind == "Job" {
+		store = inf.jobStore
+	}
+	obj, ok, err := store.GetByKey(namespace + "/" + name)
+	if err != nil || !ok {
+		return "", "", false
+	}
+	m, ok := obj.(metav1.Object)
+	if !ok {
+		return "", "", false
+	}
+	if ref := metav1.GetControllerOfNoCopy(m); ref != nil {
+		return ref.Kind, ref.Name, true
+	}
+	return "", "", false
+}
+
+// ownerChanges invalidates memoized workloads when a ReplicaSet or Job appears, goes, or changes
+// controller; other updates (status, replicas) change nothing the resolver uses.
+func ownerChanges(r *Resolver) cache.ResourceEventHandler {
+	return cache.ResourceEventHandlerFuncs{
+		AddFunc: func(any) { r.Invalidate() },
+		UpdateFunc: func(oldObj, newObj any) {
+			o, ok1 := oldObj.(metav1.Object)
+			n, ok2 := newObj.(metav1.Object)
+			if !ok1 || !ok2 || controllerName(o) != controllerName(n) {
+				r.Invalidate()
+			}
+		},
+		DeleteFunc: func(any) { r.Invalidate() },
+	}
+}
+
+func controllerName(m metav1.Object) string {
+	if ref := metav1.GetControllerOfNoCopy(m); ref != nil {
+		return ref.Kind + "/" + ref.Name
+	}
+	return ""
+}
+
+func metaOf(obj any) (metav1.Object, bool) {
+	if t, ok := obj.(cache.DeletedFinalStateUnknown); ok {
+		obj = t.Obj
+	}
+	m, ok := obj.(metav1.Object)
+	return m, ok
+}
+
+func upsertPod(r *Resolver, obj any, now time.Time) {
+	pod, ok := obj.(*corev1.Pod)
+	if !ok || pod.Spec.NodeName == "" {
+		return // not scheduled: no IP yet
+	}
+	s := PodState{
+		Namespace: pod.Namespace, Name: pod.Name, Node: pod.Spec.NodeName,
+		HostNetwork:  pod.Spec.HostNetwork,
+		TemplateHash: pod.Labels[appsv1.DefaultDeploymentUniqueLabelKey],
+		Created:      pod.CreationTimestamp.Time,
+		Finished:     pod.Status.Phase == corev1.PodSucceeded || pod.Status.Phase == corev1.PodFailed,
+	}
+	if ref := metav1.GetControllerOfNoCopy(pod); ref != nil {
+		s.OwnerKind, s.OwnerName = ref.Kind, ref.Name
+	}
+	for _, ip := range pod.Status.PodIPs {
+		if a, err := netip.ParseAddr(ip.IP); err == nil {
+			s.IPs = append(s.IPs, a)
+		}
+	}
+	if len(s.IPs) == 0 && pod.Status.PodIP != "" {
+		if a, err := netip.ParseAddr(pod.Status.PodIP); err == nil {
+			s.IPs = append(s.IPs, a)
+		}
+	}
+	r.UpsertPod(s, now)
+}
+
+func upsertNode(r *Resolver, obj any) {
+	node, ok := obj.(*corev1.Node)
+	if !ok {
+		return
+	}
+	loc := topology.LocationOf(node.Labels)
+	s := NodeState{Name: node.Name, Zone: loc.Zone, Region: loc.Region}
+	for _, a := range node.Status.Addresses {
+		if a.Type != corev1.NodeInternalIP && a.Type != corev1.NodeExternalIP {
+			continue
+		}
+		if ip, err := netip.ParseAddr(a.Address); err == nil {
+			s.IPs = append(s.IPs, ip)
+		}
+	}
+	r.UpsertNode(s)
+}
+
+// trim keeps only what the resolver reads of pods and nodes, so 10,000 cached pods stay small.
+func trim(obj any) (any, error) {
+	switch o := obj.(type) {
+	case *corev1.Pod:
+		t := &corev1.Pod{
+			ObjectMeta: metav1.ObjectMeta{
+				Name: o.Name, Namespace: o.Namespace, UID: o.UID, ResourceVersion: o.ResourceVersion,
+				CreationTimestamp: o.CreationTimestamp, OwnerReferences: controllerOnly(o.OwnerReferences),
+			},
+			Spec: corev1.PodSpec{NodeName: o.Spec.NodeName, HostNetwork: o.Spec.HostNetwork},
+			Status: corev1.PodStatus{
+				Phase: o.Status.Phase, PodIP: o.Status.PodIP, PodIPs: o.Status.PodIPs,
+			},
+		}
+		if h, ok := o.Labels[appsv1.DefaultDeploymentUniqueLabelKey]; ok {
+			t.Labels = map[string]string{appsv1.DefaultDeploymentUniqueLabelKey: h}
+		}
+		return t, nil
+	case *corev1.Node:
+		keep := map[string]string{}
+		for _, k := range []string{topology.ZoneLabel, topology.RegionLabel, topology.BetaZoneLabel, topology.BetaRegionLabel} {
+			if v, ok := o.Labels[k]; ok {
+				keep[k] = v
+			}
+		}
+		t := &corev1.Node{ObjectMeta: metav1.ObjectMeta{Name: o.Name, UID: o.UID, ResourceVersion: o.ResourceVersion, Labels: keep}}
+		for _, a := range o.Status.Addresses {
+			if a.Type == corev1.NodeInternalIP || a.Type == corev1.NodeExternalIP {
+				t.Status.Addresses = append(t.Status.Addresses, a)
+			}
+		}
+		return t, nil
+	}
+	return obj, nil // tombstones pass through
+}
+
+// trimMeta keeps a ReplicaSet's or Job's name and controller.
+func trimMeta(obj any) (any, error) {
+	o, ok := obj.(*metav1.PartialObjectMetadata)
+	if !ok {
+		return obj, nil
+	}
+	return &metav1.PartialObjectMetadata{
+		TypeMeta: o.TypeMeta,
+		ObjectMeta: metav1.ObjectMeta{
+			Name: o.Name, Namespace: o.Namespace, UID: o.UID, ResourceVersion: o.ResourceVersion,
+			OwnerReferences: controllerOnly(o.OwnerReferences),
+		},
+	}, nil
+}
+
+func controllerOnly(refs []metav1.OwnerReference) []metav1.OwnerReference {
+	for _, ref := range refs {
+		if ref.Controller != nil && *ref.Controller {
+			return []metav1.OwnerReference{ref}
+		}
+	}
+	return nil
+}

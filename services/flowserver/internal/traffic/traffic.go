@@ -1,0 +1,310 @@
+// Package traffic accumulates resolved flows into the flowserver's traffic counters and exposes them
+// as Prometheus metrics: workload to workload, the zone matrix, and the kubezonnet-compatible per-pod
+// cross-zone bytes. It keeps its own maps instead of CounterVecs: a report is first summed into a
+// Batch keyed by one-word handles (cheap per flow), then merged under one lock, and each metric has
+// a series limit past which bytes go to an overflow series instead of being lost.
+package traffic
+
+import (
+	"sync"
+	"time"
+	"unique"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/zonetoll/zonetoll/services/flowserver/internal/resolve"
+)
+
+// Overflow is the namespace, workload and kind label value of the series that takes the bytes of
+// new series once a metric is at its limit. Zones are kept, so the overflow is still priced right.
+const Overflow = "__overflow__"
+
+// Metric names, as in the contract of docs/metrics.md.
+const (
+	PairBytesName   = "zonetoll_traffic_bytes_total"
+	PairPacketsName = "zonetoll_traffic_packets_total"
+	ZoneBytesName   = "zonetoll_zone_traffic_bytes_total"
+	ZonePacketsName = "zonetoll_zone_traffic_packets_total"
+	PodBytesName    = "pod_cross_zone_network_traffic_bytes_total"
+)
+
+// Metric family identifiers for the series limit and overflow metrics.
+const (
+	familyPairs = "zonetoll_traffic"
+	familyZones = "zonetoll_zone_traffic"
+	familyPods  = "pod_cross_zone_network_traffic"
+)
+
+type pairKey struct{ src, dst unique.Handle[resolve.Workload] }
+
+type zoneKey struct{ src, dst string }
+
+// Counts are the bytes and packets of one series.
+type Counts struct{ Bytes, Packets uint64 }
+
+type entry struct {
+	Counts
+	updated time.Time
+}
+
+// Batch is one report's flows summed by workload pair and by cross-zone source pod. It is not safe
+// for concurrent use; reuse it with Reset.
+type Batch struct {
+	pairs map[pairKey]*Counts
+	pods  map[unique.Handle[resolve.PodKey]]uint64
+}
+
+// NewBatch returns an empty Batch.
+func NewBatch() *Batch {
+	return &Batch{pairs: map[pairKey]*Counts{}, pods: map[unique.Handle[resolve.PodKey]]uint64{}}
+}
+
+// Reset empties b for reuse.
+func (b *Batch) Reset() {
+	clear(b.pairs)
+	clear(b.pods)
+}
+
+// Add counts one flow between two endpoints.
+func (b *Batch) Add(src, dst *resolve.Endpoint, bytes, packets uint64) {
+	k := pairKey{src.Workload, dst.Workload}
+	c := b.pairs[k]
+	if c == nil {
+		c = &Counts{}
+		b.pairs[k] = c
+	}
+	c.Bytes += bytes
+	c.Packets += packets
+	if src.IsPod() && CrossZone(src, dst) {
+		b.pods[src.Pod] += bytes
+	}
+}
+
+// CrossZone reports whether traffic between two endpoints crosses a zone boundary: both zones known
+// and different. Traffic with an endpoint of unknown zone (external, or a node without a zone label)
+// is not cross-zone in this sense; costcalc prices internet egress from the kind.
+func CrossZone(src, dst *resolve.Endpoint) bool {
+	s, d := src.Zone(), dst.Zone()
+	return s != "" && d != "" && s != d
+}
+
+// Options configure a Store.
+type Options struct {
+	// MaxSeries is the series limit of each metric (a workload pair counts once for bytes and
+	// packets together).
+	MaxSeries int
+	// TTL removes series not updated for this long; zero keeps them forever.
+	TTL time.Duration
+}
+
+// Store holds the counters. It is a prometheus.Collector.
+type Store struct {
+	opts Options
+
+	mu    sync.Mutex
+	pairs map[pairKey]*entry
+	zones map[zoneKey]*entry
+	pods  map[unique.Handle[resolve.PodKey]]*entry
+
+	overflowBytes *prometheus.CounterVec
+	expired       *prometheus.CounterVec
+	series        *prometheus.Desc
+
+	pairBytes, pairPackets, zoneBytes, zonePackets, podBytes *prometheus.Desc
+}
+
+// NewStore returns an empty Store whose own metrics (overflow, expiry) are registered on reg.
+func NewStore(opts Options, reg prometheus.Registerer) (*Store, error) {
+	pairLabels := []string{"src_namespace", "src_workload", "src_kind", "src_zone", "dst_namespace", "dst_workload", "dst_kind", "dst_zone"}
+	s := &Store{
+		opts:  opts,
+		pairs: map[pairKey]*entry{},
+		zones: map[zoneKey]*entry{},
+		pods:  map[unique.Handle[resolve.PodKey]]*entry{},
+		overflowBytes: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "zonetoll_flowserver_series_overflow_bytes_total",
+			Help: "Bytes counted in a metric's overflow series because the metric was at its series limit (ZONETOLL_MAX_SERIES).",
+		}, []string{"metric"}),
+		expired: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "zonetoll_flowserver_series_expired_total",
+			Help: "Series removed because they were not updated for ZONETOLL_SERIES_TTL.",
+		}, []string{"metric"}),
+		series: prometheus.NewDesc("zonetoll_flowserver_series",
+			"Series a traffic metric has now, against the limit ZONETOLL_MAX_SERIES.", []string{"metric"}, nil),
+		pairBytes: prometheus.NewDesc(PairBytesName,
+			"Layer-3 bytes (IP headers included) sent from a source workload to a destination workload, same-zone included.", pairLabels, nil),
+		pairPackets: prometheus.NewDesc(PairPacketsName,
+			"Packets sent from a source workload to a destination workload, same-zone included.", pairLabels, nil),
+		zoneBytes: prometheus.NewDesc(ZoneBytesName,
+			"Layer-3 bytes sent from one zone to another; same-zone traffic on the diagonal, \"\" for an unknown zone.", []string{"src_zone", "dst_zone"}, nil),
+		zonePackets: prometheus.NewDesc(ZonePacketsName,
+			"Packets sent from one zone to another.", []string{"src_zone", "dst_zone"}, nil),
+		podBytes: prometheus.NewDesc(PodBytesName,
+			"Layer-3 bytes a pod sent to another zone (kubezonnet-compatible).", []string{"namespace", "pod"}, nil),
+	}
+	for _, f := range []string{familyPairs, familyZones, familyPods} {
+		s.overflowBytes.WithLabelValues(f)
+		s.expired.WithLabelValues(f)
+	}
+	for _, c := range []prometheus.Collector{s.overflowBytes, s.expired} {
+		if err := reg.Register(c); err != nil {
+			return nil, err
+		}
+	}
+	return s, nil
+}
+
+// Apply merges a batch into the counters.
+func (s *Store) Apply(b *Batch, now time.Time) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for k, c := range b.pairs {
+		e := s.pairs[k]
+		if e == nil {
+			if len(s.pairs) >= s.opts.MaxSeries {
+				k = overflowPair(k)
+				s.overflowBytes.WithLabelValues(familyPairs).Add(float64(c.Bytes))
+				e = s.pairs[k]
+			}
+			if e == nil {
+				e = &entry{}
+				s.pairs[k] = e
+			}
+		}
+		e.Bytes += c.Bytes
+		e.Packets += c.Packets
+		e.updated = now
+
+		zk := zoneKey{k.src.Value().Zone, k.dst.Value().Zone}
+		z := s.zones[zk]
+		if z == nil {
+			if len(s.zones) >= s.opts.MaxSeries {
+				// Zones are few; this only happens with absurd limits. The overflow series of the
+				// zone matrix has no zones at all.
+				zk = zoneKey{Overflow, Overflow}
+				s.overflowBytes.WithLabelValues(familyZones).Add(float64(c.Bytes))
+				z = s.zones[zk]
+			}
+			if z == nil {
+				z = &entry{}
+				s.zones[zk] = z
+			}
+		}
+		z.Bytes += c.Bytes
+		z.Packets += c.Packets
+		z.updated = now
+	}
+	for k, bytes := range b.pods {
+		e := s.pods[k]
+		if e == nil {
+			if len(s.pods) >= s.opts.MaxSeries {
+				k = overflowPod
+				s.overflowBytes.WithLabelValues(familyPods).Add(float64(bytes))
+				e = s.pods[k]
+			}
+			if e == nil {
+				e = &entry{}
+				s.pods[k] = e
+			}
+		}
+		e.Bytes += bytes
+		e.updated = now
+	}
+}
+
+var overflowPod = unique.Make(resolve.PodKey{Namespace: Overflow, Name: Overflow})
+
+func overflowPair(k pairKey) pairKey {
+	src, dst := k.src.Value(), k.dst.Value()
+	return pairKey{
+		src: unique.Make(resolve.Workload{Namespace: Overflow, Name: Overflow, Kind: Overflow, Zone: src.Zone, Region: src.Region}),
+		dst: unique.Make(resolve.Workload{Namespace: Overflow, Name: Overflow, Kind: Overflow, Zone: dst.Zone, Region: dst.Region}),
+	}
+}
+
+func isOverflow(k pairKey) bool { return k.src.Value().Kind == Overflow }
+
+// Expire removes series not updated since now-TTL. Overflow series stay: they hold bytes that have
+// no other home.
+func (s *Store) Expire(now time.Time) {
+	if s.opts.TTL <= 0 {
+		return
+	}
+	cutoff := now.Add(-s.opts.TTL)
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for k, e := range s.pairs {
+		if e.updated.Before(cutoff) && !isOverflow(k) {
+			delete(s.pairs, k)
+			s.expired.WithLabelValues(familyPairs).Inc()
+		}
+	}
+	for k, e := range s.zones {
+		if e.updated.Before(cutoff) && k.src != Overflow {
+			delete(s.zones, k)
+			s.expired.WithLabelValues(familyZones).Inc()
+		}
+	}
+	for k, e := range s.pods {
+		if e.updated.Before(cutoff) && k != overflowPod {
+			delete(s.pods, k)
+			s.expired.WithLabelValues(familyPods).Inc()
+		}
+	}
+}
+
+// Describe implements prometheus.Collector.
+func (s *Store) Describe(ch chan<- *prometheus.Desc) {
+	for _, d := range []*prometheus.Desc{s.pairBytes, s.pairPackets, s.zoneBytes, s.zonePackets, s.podBytes, s.series} {
+		ch <- d
+	}
+}
+
+// Collect implements prometheus.Collector. Values are copied under the lock and turned into
+// metrics after it, so a scrape holds up ingestion only for the copy.
+func (s *Store) Collect(ch chan<- prometheus.Metric) {
+	type pairVal struct {
+		k pairKey
+		c Counts
+	}
+	type zoneVal struct {
+		k zoneKey
+		c Counts
+	}
+	type podVal struct {
+		k unique.Handle[resolve.PodKey]
+		b uint64
+	}
+	s.mu.Lock()
+	pairs := make([]pairVal, 0, len(s.pairs))
+	for k, e := range s.pairs {
+		pairs = append(pairs, pairVal{k, e.Counts})
+	}
+	zones := make([]zoneVal, 0, len(s.zones))
+	for k, e := range s.zones {
+		zones = append(zones, zoneVal{k, e.Counts})
+	}
+	pods := make([]podVal, 0, len(s.pods))
+	for k, e := range s.pods {
+		pods = append(pods, podVal{k, e.Bytes})
+	}
+	s.mu.Unlock()
+
+	for _, p := range pairs {
+		src, dst := p.k.src.Value(), p.k.dst.Value()
+		lv := []string{src.Namespace, src.Name, src.Kind, src.Zone, dst.Namespace, dst.Name, dst.Kind, dst.Zone}
+		ch <- prometheus.MustNewConstMetric(s.pairBytes, prometheus.CounterValue, float64(p.c.Bytes), lv...)
+		ch <- prometheus.MustNewConstMetric(s.pairPackets, prometheus.CounterValue, float64(p.c.Packets), lv...)
+	}
+	for _, z := range zones {
+		ch <- prometheus.MustNewConstMetric(s.zoneBytes, prometheus.CounterValue, float64(z.c.Bytes), z.k.src, z.k.dst)
+		ch <- prometheus.MustNewConstMetric(s.zonePackets, prometheus.CounterValue, float64(z.c.Packets), z.k.src, z.k.dst)
+	}
+	for _, p := range pods {
+		k := p.k.Value()
+		ch <- prometheus.MustNewConstMetric(s.podBytes, prometheus.CounterValue, float64(p.b), k.Namespace, k.Name)
+	}
+	ch <- prometheus.MustNewConstMetric(s.series, prometheus.GaugeValue, float64(len(pairs)), familyPairs)
+	ch <- prometheus.MustNewConstMetric(s.series, prometheus.GaugeValue, float64(len(zones)), familyZones)
+	ch <- prometheus.MustNewConstMetric(s.series, prometheus.GaugeValue, float64(len(pods)), familyPods)
+}
