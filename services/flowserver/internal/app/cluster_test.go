@@ -419,17 +419,17 @@ func TestClusterIngestResolvesAndCountsEveryKind(t *testing.T) {
 
 	now := time.Now()
 	flows := []report.Flow{
-		flow("198.18.10.1", "198.18.10.2", 150_000, 120),  // frontend → api, zone-a → zone-b
-		flow("fd00:10::1", "198.18.10.2", 2_000, 2),       // frontend over IPv6 → api
-		flow("198.18.10.2", "198.18.10.3", 90_000, 70),    // api → db, zone-b → zone-c
-		flow("198.18.10.1", "198.18.10.4", 5_000, 5),      // frontend → logs, same zone
-		flow("198.18.10.5", "198.18.200.9", 40_000, 30),   // cronjob → managed database CIDR
-		flow("198.18.10.6", "fd00:200::7", 1_000, 1),      // bare pod → subnet CIDR
-		flow("198.18.10.3", "198.19.77.7", 7_777, 9),      // db → external
-		flow("198.18.2.1", "198.18.10.1", 3_300, 3),       // host-network pod on n-b → frontend
-		flow("fd00:1::1", "198.18.10.6", 640, 1),          // node n-a over IPv6 → bare pod
-		flow("198.18.10.7", "198.18.10.2", 12_345, 10),    // pod on a node without zone → api
-		flow("198.18.4.1", "198.18.10.3", 99, 1),          // zoneless node → db
+		flow("198.18.10.1", "198.18.10.2", 150_000, 120),   // frontend → api, zone-a → zone-b
+		flow("fd00:10::1", "198.18.10.2", 2_000, 2),        // frontend over IPv6 → api
+		flow("198.18.10.2", "198.18.10.3", 90_000, 70),     // api → db, zone-b → zone-c
+		flow("198.18.10.1", "198.18.10.4", 5_000, 5),       // frontend → logs, same zone
+		flow("198.18.10.5", "198.18.200.9", 40_000, 30),    // cronjob → managed database CIDR
+		flow("198.18.10.6", "fd00:200::7", 1_000, 1),       // bare pod → subnet CIDR
+		flow("198.18.10.3", "198.19.77.7", 7_777, 9),       // db → external
+		flow("198.18.2.1", "198.18.10.1", 3_300, 3),        // host-network pod on n-b → frontend
+		flow("fd00:1::1", "198.18.10.6", 640, 1),           // node n-a over IPv6 → bare pod
+		flow("198.18.10.7", "198.18.10.2", 12_345, 10),     // pod on a node without zone → api
+		flow("198.18.4.1", "198.18.10.3", 99, 1),           // zoneless node → db
 		flow("198.18.10.2", "198.18.10.1", 1_000_000, 700), // api → frontend
 	}
 	// Reports from two nodes; the one from n-b is from another zone than the server's.

@@ -35,7 +35,9 @@ const (
 	familyPods  = "pod_cross_zone_network_traffic"
 )
 
-type pairKey struct{ src, dst unique.Handle[resolve.Workload] }
+type pairKey struct {
+	src, dst unique.Handle[resolve.Workload]
+}
 
 type zoneKey struct{ src, dst string }
 
