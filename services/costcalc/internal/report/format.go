@@ -51,6 +51,14 @@ func (r *Report) Volume(bytes float64) string {
 	return estimate.Thousands(bytes/r.Prices.Unit.Bytes(), 3) + " " + string(r.Prices.Unit)
 }
 
+// classDollars shows unpriced traffic as such: $0.00 would read as free.
+func classDollars(c ClassTotal) string {
+	if c.Class == pricing.Unpriced {
+		return "not priced"
+	}
+	return Dollars(c.Dollars)
+}
+
 func endpoint(e pricing.Endpoint) string {
 	switch {
 	case e.Kind == pricing.KindExternal:
@@ -83,7 +91,7 @@ func writeTable(w io.Writer, r *Report) error {
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
 	fmt.Fprintln(tw, "CLASS\tTRAFFIC\tCOST")
 	for _, c := range r.Classes {
-		fmt.Fprintf(tw, "%s\t%s\t%s\n", c.Class, r.Volume(c.Bytes), Dollars(c.Dollars))
+		fmt.Fprintf(tw, "%s\t%s\t%s\n", c.Class, r.Volume(c.Bytes), classDollars(c))
 	}
 	tw.Flush()
 	fmt.Fprintf(w, "\nTop %d of %d workload pairs by cost:\n", len(r.Pairs), r.PairCount)

@@ -24,6 +24,7 @@ h1{font-size:1.4em;margin-bottom:.2em} h2{font-size:1.1em;margin-top:2em}
 .card .v{font-size:1.8em;font-weight:600}
 table{border-collapse:collapse;font-size:.9em;margin-top:.5em}
 th,td{border-bottom:1px solid #e3e7ec;padding:.3em .7em;text-align:left}
+td:last-child{white-space:nowrap}
 td.n,th.n{text-align:right;font-variant-numeric:tabular-nums}
 svg text{font-family:inherit;font-size:12px}
 </style></head>
@@ -173,7 +174,7 @@ func writeHTML(w io.Writer, r *Report) error {
 		data.Unpriced = append(data.Unpriced, htmlRow{Src: endpoint(p.Src), SrcZone: zoneOr(p.Src.Zone), Dst: endpoint(p.Dst), DstZone: zoneOr(p.Dst.Zone), Class: p.Reason, Volume: r.Volume(p.Bytes)})
 	}
 	for _, c := range r.Classes {
-		data.Classes = append(data.Classes, htmlClass{Class: string(c.Class), Volume: r.Volume(c.Bytes), Dollars: Dollars(c.Dollars)})
+		data.Classes = append(data.Classes, htmlClass{Class: string(c.Class), Volume: r.Volume(c.Bytes), Dollars: classDollars(c)})
 	}
 	for _, row := range r.Prices.Rows {
 		data.Prices = append(data.Prices, htmlPrice{Key: row.Key(), Price: "$" + strconv.FormatFloat(row.Price, 'f', -1, 64) + "/" + string(r.Prices.Unit), Source: row.Source, URL: row.URL, Read: row.Read})

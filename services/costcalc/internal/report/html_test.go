@@ -1,0 +1,115 @@
+package report
+
+import (
+	"context"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/zonetoll/zonetoll/services/costcalc/internal/pricing"
+)
+
+// chromium is where Debian's chromium package puts the browser (hack/setup.sh installs it on CI).
+const chromium = "/usr/bin/chromium"
+
+// artifactsDir is where a test keeps what a person may want to look at after the run: the directory
+// $ZONETOLL_ARTIFACTS_DIR names (CI uploads it), else the test's temp dir.
+func artifactsDir(t *testing.T) string {
+	if dir := os.Getenv("ZONETOLL_ARTIFACTS_DIR"); dir != "" {
+		dir = filepath.Join(dir, "costcalc")
+		if err := os.MkdirAll(dir, 0o755); err != nil {
+			t.Fatal(err)
+		}
+		return dir
+	}
+	return t.TempDir()
+}
+
+// TestHTMLRendersInChromium opens the report page in headless Chromium and checks the numbers a person
+// would read off the rendered DOM: totals, the heat map cells and the top pairs; then keeps a screenshot.
+func TestHTMLRendersInChromium(t *testing.T) {
+	if _, err := os.Stat(chromium); err != nil {
+		if os.Getenv("ZONETOLL_SKIP_CLUSTER_TESTS") == "1" {
+			t.Skipf("%s not installed and ZONETOLL_SKIP_CLUSTER_TESTS=1", chromium)
+		}
+		t.Fatalf("%s not found: apt-get install chromium (hack/setup.sh does it): %v", chromium, err)
+	}
+	table, _ := pricing.Preset("aws")
+	start := time.Date(2026, 11, 22, 0, 0, 0, 0, time.UTC)
+	r := Compute(sample(), table, start, start.Add(24*time.Hour), 10)
+	r.Prometheus, r.Method = "http://prometheus:9090", MethodSamples
+
+	dir := artifactsDir(t)
+	page := filepath.Join(dir, "report.html")
+	f, err := os.Create(page)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := Write(f, r, "html"); err != nil {
+		t.Fatal(err)
+	}
+	f.Close()
+	raw, _ := os.ReadFile(page)
+	if regexp.MustCompile(`(?i)(src|href)="(https?:)?//|<script|<link`).Match(stripPriceLinks(raw)) {
+		t.Errorf("the page loads something from elsewhere; it must be self-contained")
+	}
+
+	profile := t.TempDir() // chromium writes its profile here, not in $HOME
+	args := func(extra ...string) []string {
+		return append([]string{"--headless", "--no-sandbox", "--disable-gpu", "--user-data-dir=" + profile,
+			"--no-first-run", "--window-size=1200,1600", "--hide-scrollbars"}, append(extra, "file://"+page)...)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	dom, err := exec.CommandContext(ctx, chromium, args("--dump-dom")...).Output()
+	if err != nil {
+		t.Fatalf("chromium --dump-dom: %v", err)
+	}
+	text := string(dom)
+	for _, want := range []string{
+		`id="total">$17.10<`,
+		`id="monthly">$513.00<`,
+		`id="pair-count">4<`,
+		"shop/web (us-east-1a) → shop/db (us-east-1b)",
+	} {
+		if !strings.Contains(text, want) {
+			t.Errorf("rendered DOM lacks %q", want)
+		}
+	}
+	cells := map[[2]string]string{
+		{"us-east-1a", "us-east-1b"}: "$10.00",
+		{"us-east-1a", "us-east-1c"}: "$2.00",
+		{"us-east-1a", "internet"}:   "$4.50",
+		{"us-east-1b", "us-west-2a"}: "$0.60",
+		{"us-east-1a", "us-east-1a"}: "$0.00",
+		{"us-east-1c", "us-east-1a"}: "-",
+	}
+	for k, want := range cells {
+		re := regexp.MustCompile(`data-src="` + regexp.QuoteMeta(k[0]) + `" data-dst="` + regexp.QuoteMeta(k[1]) + `">\s*<rect[^>]*>(?:</rect>)?\s*<text[^>]*>([^<]*)<`)
+		m := re.FindStringSubmatch(text)
+		if m == nil || m[1] != want {
+			t.Errorf("heat map cell %s → %s shows %v, want %q", k[0], k[1], m, want)
+		}
+	}
+	if n := strings.Count(text, `class="bar"`); n != 4 {
+		t.Errorf("top pairs chart has %d bars, want 4", n)
+	}
+
+	shot := filepath.Join(dir, "report.png")
+	if out, err := exec.CommandContext(ctx, chromium, args("--screenshot="+shot)...).CombinedOutput(); err != nil {
+		t.Fatalf("chromium --screenshot: %v\n%s", err, out)
+	}
+	if st, err := os.Stat(shot); err != nil || st.Size() < 10_000 {
+		t.Fatalf("screenshot %s: %v (%v bytes); a rendered page is larger", shot, err, st)
+	}
+	t.Logf("report page and screenshot in %s (kept only when ZONETOLL_ARTIFACTS_DIR is set)", dir)
+}
+
+// stripPriceLinks removes the links to the providers' pricing pages, which are meant to leave the page.
+func stripPriceLinks(b []byte) []byte {
+	return regexp.MustCompile(`<a href="https://[^"]+">`).ReplaceAll(b, nil)
+}
