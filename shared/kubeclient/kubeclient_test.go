@@ -11,6 +11,13 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	coordinationv1 "k8s.io/api/coordination/v1"
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/runtime/schema"
+	"k8s.io/apimachinery/pkg/runtime/serializer"
 )
 
 func writeKubeconfig(t *testing.T, server string) string {
@@ -60,18 +67,100 @@ func TestRESTConfigFromKubeconfigTalksToServer(t *testing.T) {
 	if rc.QPS != 7 || rc.Burst != 9 || rc.Timeout != 3*time.Second || rc.Host != srv.URL {
 		t.Errorf("rest config = qps %v burst %v timeout %v host %q", rc.QPS, rc.Burst, rc.Timeout, rc.Host)
 	}
-	cs, err := NewClientset(rc)
+	client, err := NewRESTClient(rc, runtime.NewScheme(), schema.GroupVersion{Version: "v1"})
 	if err != nil {
 		t.Fatal(err)
 	}
-	v, err := cs.Discovery().ServerVersion()
+	body, err := client.Get().AbsPath("/version").DoRaw(t.Context())
 	if err != nil {
 		t.Fatal(err)
 	}
 	mu.Lock()
 	defer mu.Unlock()
-	if v.GitVersion != "v1.33.13" || gotUA != "zonetoll-zonelabeler/v1 (linux/amd64)" || gotAuth != "Bearer secret-token" {
-		t.Errorf("server saw UA %q auth %q, version %q", gotUA, gotAuth, v.GitVersion)
+	if !strings.Contains(string(body), "v1.33.13") || gotUA != "zonetoll-zonelabeler/v1 (linux/amd64)" || gotAuth != "Bearer secret-token" {
+		t.Errorf("server saw UA %q auth %q, answer %s", gotUA, gotAuth, body)
+	}
+}
+
+// The narrow client must find each group at its path and decode objects with the scheme it is given,
+// in protobuf (what RESTConfig asks for) and JSON (what the server may answer instead).
+func TestNewRESTClient(t *testing.T) {
+	scheme := runtime.NewScheme()
+	if err := corev1.AddToScheme(scheme); err != nil {
+		t.Fatal(err)
+	}
+	if err := coordinationv1.AddToScheme(scheme); err != nil {
+		t.Fatal(err)
+	}
+	codecs := serializer.NewCodecFactory(scheme)
+	pod := &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Name: "p", Namespace: "ns", Labels: map[string]string{"app": "x"}}, Spec: corev1.PodSpec{NodeName: "n"}}
+	holder := "replica-1"
+	lease := &coordinationv1.Lease{ObjectMeta: metav1.ObjectMeta{Name: "l", Namespace: "ns"}, Spec: coordinationv1.LeaseSpec{HolderIdentity: &holder}}
+	var mu sync.Mutex
+	var gotAccept []string
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		mu.Lock()
+		gotAccept = append(gotAccept, r.Header.Get("Accept"))
+		mu.Unlock()
+		var obj runtime.Object
+		var gv schema.GroupVersion
+		switch r.URL.Path {
+		case "/api/v1/namespaces/ns/pods/p":
+			obj, gv = pod, corev1.SchemeGroupVersion
+		case "/apis/coordination.k8s.io/v1/namespaces/ns/leases/l":
+			obj, gv = lease, coordinationv1.SchemeGroupVersion
+		default:
+			http.NotFound(w, r)
+			return
+		}
+		mediaType := runtime.ContentTypeJSON
+		if strings.HasPrefix(r.Header.Get("Accept"), runtime.ContentTypeProtobuf) && r.URL.Query().Get("json") == "" {
+			mediaType = runtime.ContentTypeProtobuf
+		}
+		info, _ := runtime.SerializerInfoForMediaType(codecs.SupportedMediaTypes(), mediaType)
+		w.Header().Set("Content-Type", mediaType)
+		if err := codecs.EncoderForVersion(info.Serializer, gv).Encode(obj, w); err != nil {
+			t.Error(err)
+		}
+	}))
+	defer srv.Close()
+	t.Setenv("KUBERNETES_SERVICE_HOST", "")
+	rc, err := RESTConfig(writeKubeconfig(t, srv.URL), Config{QPS: 100, Burst: 100, Timeout: 5 * time.Second}, "ua")
+	if err != nil {
+		t.Fatal(err)
+	}
+	core, err := NewRESTClient(rc, scheme, corev1.SchemeGroupVersion)
+	if err != nil {
+		t.Fatal(err)
+	}
+	coordination, err := NewRESTClient(rc, scheme, coordinationv1.SchemeGroupVersion)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, format := range []string{"protobuf", "json"} {
+		var gotPod corev1.Pod
+		req := core.Get().Namespace("ns").Resource("pods").Name("p")
+		if format == "json" {
+			req = req.Param("json", "1")
+		}
+		if err := req.Do(t.Context()).Into(&gotPod); err != nil {
+			t.Fatalf("%s: getting pod: %v", format, err)
+		}
+		if gotPod.Name != "p" || gotPod.Spec.NodeName != "n" || gotPod.Labels["app"] != "x" {
+			t.Errorf("%s: decoded pod %+v", format, gotPod)
+		}
+	}
+	var gotLease coordinationv1.Lease
+	if err := coordination.Get().Namespace("ns").Resource("leases").Name("l").Do(t.Context()).Into(&gotLease); err != nil {
+		t.Fatalf("getting lease: %v", err)
+	}
+	if gotLease.Spec.HolderIdentity == nil || *gotLease.Spec.HolderIdentity != holder {
+		t.Errorf("decoded lease %+v", gotLease)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if len(gotAccept) == 0 || !strings.HasPrefix(gotAccept[0], runtime.ContentTypeProtobuf) {
+		t.Errorf("client asked for %q, want protobuf first", gotAccept)
 	}
 }
 

@@ -23,6 +23,7 @@ import (
 	"github.com/zonetoll/zonetoll/services/zonelabeler/internal/controller"
 	"github.com/zonetoll/zonetoll/shared/config"
 	"github.com/zonetoll/zonetoll/shared/kubeclient"
+	"github.com/zonetoll/zonetoll/shared/kubeclient/clientset"
 	"github.com/zonetoll/zonetoll/shared/servicecmd"
 )
 
@@ -95,7 +96,7 @@ func Run(ctx context.Context, cfg *Config, env servicecmd.Env) error {
 	if err != nil {
 		return err
 	}
-	cs, err := kubeclient.NewClientset(rc)
+	cs, err := clientset.New(rc)
 	if err != nil {
 		return err
 	}
