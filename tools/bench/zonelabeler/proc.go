@@ -13,8 +13,12 @@ const clockTicks = 100
 
 // usage is what the kernel accounts for a process.
 type usage struct {
-	PeakRSS    uint64  // VmHWM, bytes
-	RSS        uint64  // VmRSS, bytes
+	PeakRSS uint64 // VmHWM, bytes
+	RSS     uint64 // VmRSS, bytes
+	// RSS split by what backs it: RssFile is mostly the executable's pages (a bigger binary costs
+	// resident memory even when idle); RssAnon is the heap, stacks and the Go runtime's own memory.
+	RSSFile    uint64
+	RSSAnon    uint64
 	CPUSeconds float64 // utime + stime
 }
 
@@ -32,8 +36,10 @@ func readUsage(pid int) (usage, error) {
 	if u.PeakRSS, err = statusKiB(string(status), "VmHWM"); err != nil {
 		return usage{}, fmt.Errorf("process %d: %w", pid, err)
 	}
-	if u.RSS, err = statusKiB(string(status), "VmRSS"); err != nil {
-		return usage{}, fmt.Errorf("process %d: %w", pid, err)
+	for key, dst := range map[string]*uint64{"VmRSS": &u.RSS, "RssFile": &u.RSSFile, "RssAnon": &u.RSSAnon} {
+		if *dst, err = statusKiB(string(status), key); err != nil {
+			return usage{}, fmt.Errorf("process %d: %w", pid, err)
+		}
 	}
 	ticks, err := cpuTicks(string(stat))
 	if err != nil {

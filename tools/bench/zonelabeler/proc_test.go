@@ -6,7 +6,7 @@ import (
 )
 
 func TestStatusKiB(t *testing.T) {
-	const status = "Name:\tzonelabeler\nVmPeak:\t 1300000 kB\nVmHWM:\t   51200 kB\nVmRSS:\t   40960 kB\nThreads:\t9\n"
+	const status = "Name:\tzonelabeler\nVmPeak:\t 1300000 kB\nVmHWM:\t   51200 kB\nVmRSS:\t   40960 kB\nRssAnon:\t    8192 kB\nRssFile:\t   32768 kB\nThreads:\t9\n"
 	tests := []struct {
 		key     string
 		want    uint64
@@ -14,6 +14,7 @@ func TestStatusKiB(t *testing.T) {
 	}{
 		{"VmHWM", 50 << 20, false},
 		{"VmRSS", 40 << 20, false},
+		{"RssFile", 32 << 20, false},
 		{"Threads", 0, true}, // no kB unit
 		{"VmSwap", 0, true},  // absent
 	}
@@ -59,6 +60,10 @@ func TestReadUsageSelf(t *testing.T) {
 	}
 	if u.PeakRSS < 8<<20 || u.RSS == 0 || u.PeakRSS < u.RSS {
 		t.Errorf("implausible memory: peak %d, current %d bytes after touching 8 MiB", u.PeakRSS, u.RSS)
+	}
+	// The 8 MiB buffer is anonymous memory; the test binary's own pages are file-backed.
+	if u.RSSAnon < 8<<20 || u.RSSFile == 0 || u.RSSAnon+u.RSSFile > u.RSS {
+		t.Errorf("implausible split: anon %d, file %d, total %d bytes", u.RSSAnon, u.RSSFile, u.RSS)
 	}
 	if u.CPUSeconds < 0 {
 		t.Errorf("negative CPU time %v", u.CPUSeconds)
