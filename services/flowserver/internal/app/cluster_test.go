@@ -2,7 +2,9 @@ package app
 
 import (
 	"bytes"
+	"compress/gzip"
 	"context"
+	"encoding/json"
 	"crypto/rand"
 	"fmt"
 	"io"
@@ -479,4 +481,326 @@ func TestClusterIngestResolvesAndCountsEveryKind(t *testing.T) {
 		t.Errorf("zonetoll_zone_info{zone-b, region-1} = %v, want 1", v)
 	}
 	promtoolCheck(t, svc.URL)
+}
+
+func TestClusterRejectsWhatItMustAndKeepsWhatItAccepted(t *testing.T) {
+	testcluster.SkipIfDisabled(t)
+	f := newFixture(t)
+	addrs := f.world()
+	svc := f.start(map[string]string{
+		"ZONETOLL_INGEST_MAX_BODY_BYTES": "65536",
+		"ZONETOLL_INGEST_MAX_FLOWS":      "100",
+		"ZONETOLL_INGEST_NODE_RATE":      "0.5",
+		"ZONETOLL_INGEST_NODE_BURST":     "3",
+	})
+	f.waitGauge(svc, "zonetoll_flowserver_pods", 8)
+	now := time.Now()
+	good := []report.Flow{flow("198.18.10.1", "198.18.10.2", 1_000, 1)}
+	if got := post(t, svc.URL, f.agent, gz(t, newReport("n-a", 1, now.Add(-time.Second), now, good...)), "gzip"); got.status != http.StatusOK {
+		t.Fatalf("good report: %d %s", got.status, got.body)
+	}
+
+	manyFlows := make([]report.Flow, 101)
+	for i := range manyFlows {
+		manyFlows[i] = flow("198.18.10.1", fmt.Sprintf("198.18.11.%d", i), 10, 1)
+	}
+	valid := gz(t, newReport("n-a", 2, now.Add(-time.Second), now, good...))
+	garbage := make([]byte, 70_000)
+	_, _ = rand.Read(garbage)
+	truncated, err := report.Encode(newReport("n-a", 3, now.Add(-time.Second), now, good...))
+	if err != nil {
+		t.Fatal(err)
+	}
+	truncated = truncated[:len(truncated)-5]
+	// A gzip bomb: a small body that decompresses to more than the flow limit allows.
+	var bomb bytes.Buffer
+	zw, _ := gzip.NewWriterLevel(&bomb, gzip.BestCompression)
+	_, _ = zw.Write(make([]byte, 4<<20))
+	_ = zw.Close()
+
+	tests := []struct {
+		name      string
+		token     string
+		body      []byte
+		encoding  string
+		method    string
+		status    int
+		mentions  string
+		reasonTag string
+	}{
+		{"no token", "", valid, "gzip", "", http.StatusUnauthorized, "bearer token", "unauthenticated"},
+		{"forged token", "eyJhbGciOiJSUzI1NiJ9.e30.c2ln", valid, "gzip", "", http.StatusUnauthorized, "unauthenticated", "unauthenticated"},
+		{"valid token of another account", f.intruder, valid, "gzip", "", http.StatusForbidden, "system:serviceaccount:zonetoll:intruder", "forbidden"},
+		{"body over the byte limit", f.agent, garbage, "", "", http.StatusRequestEntityTooLarge, "65536", "body_too_large"},
+		{"gzip bomb", f.agent, bomb.Bytes(), "gzip", "", http.StatusRequestEntityTooLarge, "too large", "body_too_large"},
+		{"too many flows", f.agent, gz(t, newReport("n-a", 4, now.Add(-time.Second), now, manyFlows...)), "gzip", "", http.StatusRequestEntityTooLarge, "101", "too_many_flows"},
+		{"truncated report", f.agent, truncated, "", "", http.StatusBadRequest, "truncated", "malformed"},
+		{"not gzip", f.agent, []byte("ZTRP but not gzip"), "gzip", "", http.StatusBadRequest, "gzip", "malformed"},
+		{"unknown encoding", f.agent, valid, "br", "", http.StatusUnsupportedMediaType, "br", "unsupported_encoding"},
+		{"GET", f.agent, nil, "", http.MethodGet, http.StatusMethodNotAllowed, "", ""},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			var got sent
+			if tt.method == http.MethodGet {
+				req, _ := http.NewRequest(http.MethodGet, svc.URL+"/v1/reports", nil)
+				resp, err := http.DefaultClient.Do(req)
+				if err != nil {
+					t.Fatal(err)
+				}
+				resp.Body.Close()
+				got.status = resp.StatusCode
+			} else {
+				got = post(t, svc.URL, tt.token, tt.body, tt.encoding)
+			}
+			if got.status != tt.status {
+				t.Fatalf("status %d (%s), want %d", got.status, strings.TrimSpace(got.body), tt.status)
+			}
+			if !strings.Contains(got.body, tt.mentions) {
+				t.Errorf("error %q does not mention %q", strings.TrimSpace(got.body), tt.mentions)
+			}
+			if tt.status == http.StatusUnauthorized && got.header.Get("WWW-Authenticate") == "" {
+				t.Error("401 without WWW-Authenticate")
+			}
+		})
+	}
+
+	// Rate: a burst of 3, then 0.5 per second. The good report above took one token.
+	var limited sent
+	for seq := uint64(10); seq < 20; seq++ {
+		got := post(t, svc.URL, f.agent, gz(t, newReport("n-b", seq, now.Add(-time.Second), now, flow("198.18.10.2", "198.18.10.1", 1, 1))), "gzip")
+		if got.status == http.StatusTooManyRequests {
+			limited = got
+			break
+		}
+		if got.status != http.StatusOK {
+			t.Fatalf("report %d: %d %s", seq, got.status, got.body)
+		}
+	}
+	if limited.status != http.StatusTooManyRequests {
+		t.Fatal("10 reports in a row from one node were never refused with 429")
+	}
+	if ra := limited.header.Get("Retry-After"); ra == "" || ra == "0" {
+		t.Errorf("429 with Retry-After %q, want a positive number of seconds", ra)
+	}
+	// Another node is not held back by the first one's limit.
+	if got := post(t, svc.URL, f.agent, gz(t, newReport("n-c", 1, now.Add(-time.Second), now, good...)), "gzip"); got.status != http.StatusOK {
+		t.Errorf("report of another node: %d %s", got.status, got.body)
+	}
+
+	// What was accepted before the bad requests is all there, and nothing of theirs was counted.
+	fams := metricstest.Scrape(t, svc.URL+"/metrics")
+	api := addrs["198.18.10.2"]
+	fe := addrs["198.18.10.1"]
+	gotBytes := fams.Sum("zonetoll_traffic_bytes_total", map[string]string{"src_workload": "frontend", "dst_workload": "api"})
+	if gotBytes != 2_000 { // the good report from n-a and the same flow from n-c
+		t.Errorf("frontend → api bytes = %v, want 2000 (only accepted reports)", gotBytes)
+	}
+	if v := fams.Sum("zonetoll_traffic_bytes_total", map[string]string{"src_workload": api.workload, "dst_workload": fe.workload}); v < 1 {
+		t.Errorf("api → frontend bytes = %v, want the reports accepted before the limit", v)
+	}
+	for _, tt := range tests {
+		if tt.reasonTag == "" {
+			continue
+		}
+		if v := fams.Sum("zonetoll_flowserver_reports_total", map[string]string{"result": "rejected", "reason": tt.reasonTag}); v < 1 {
+			t.Errorf("rejections with reason %s = %v, want at least 1", tt.reasonTag, v)
+		}
+	}
+	if v := fams.Sum("zonetoll_flowserver_reports_total", map[string]string{"result": "rejected", "reason": "rate_limited"}); v != 1 {
+		t.Errorf("rate-limited rejections = %v, want 1", v)
+	}
+	// The forged token was reviewed once; asking again is answered from the cache.
+	post(t, svc.URL, "eyJhbGciOiJSUzI1NiJ9.e30.c2ln", valid, "gzip")
+	fams = metricstest.Scrape(t, svc.URL+"/metrics")
+	if v, _ := fams.Value("zonetoll_flowserver_token_reviews_total", map[string]string{"result": "unauthenticated"}); v != 1 {
+		t.Errorf("TokenReviews of the forged token = %v, want 1 (the retry is a cache hit)", v)
+	}
+	if v, _ := fams.Value("zonetoll_flowserver_token_reviews_total", map[string]string{"result": "authenticated"}); v != 2 {
+		t.Errorf("TokenReviews of valid tokens = %v, want 2 (agent and intruder once each)", v)
+	}
+	promtoolCheck(t, svc.URL)
+}
+
+// A report that arrives after its pod is gone, or after the pod's IP went to another pod, is
+// attributed by its window to the pod that had the address then.
+func TestClusterLateReportsFollowPodLifetimes(t *testing.T) {
+	testcluster.SkipIfDisabled(t)
+	f := newFixture(t)
+	f.world()
+	svc := f.start(nil)
+	f.waitGauge(svc, "zonetoll_flowserver_pods", 8)
+	const reused = "198.18.20.1"
+	if _, err := f.c.CreatePod(f.ctx, testcluster.PodSpec{Namespace: "shop", Name: "old-holder", NodeName: "n-a", IPs: []string{reused}}); err != nil {
+		t.Fatal(err)
+	}
+	f.waitGauge(svc, "zonetoll_flowserver_pods", 9)
+	time.Sleep(3 * time.Second) // past the creation timestamp's second and the clock slack
+	oldStart := time.Now()
+	time.Sleep(time.Second)
+	oldEnd := time.Now()
+	if err := f.c.DeletePod(f.ctx, "shop", "old-holder"); err != nil {
+		t.Fatal(err)
+	}
+	f.waitGauge(svc, "zonetoll_flowserver_gone_pod_addresses", 1)
+
+	// Late: the pod is gone, the report is about its lifetime.
+	late := newReport("n-a", 1, oldStart, oldEnd, flow(reused, "198.18.10.3", 5_000, 5))
+	if got := post(t, svc.URL, f.agent, gz(t, late), "gzip"); got.status != http.StatusOK {
+		t.Fatalf("late report: %d %s", got.status, got.body)
+	}
+	time.Sleep(5 * time.Second) // the new holder is created well after the old one died
+	if _, err := f.c.CreatePod(f.ctx, testcluster.PodSpec{Namespace: "shop", Name: "new-holder", NodeName: "n-b", IPs: []string{reused}}); err != nil {
+		t.Fatal(err)
+	}
+	f.waitGauge(svc, "zonetoll_flowserver_pods", 9)
+	time.Sleep(3 * time.Second)
+	newStart := time.Now()
+	time.Sleep(time.Second)
+	newEnd := time.Now()
+	// Later still: the IP belongs to new-holder now, but this report is about old-holder's time.
+	later := newReport("n-a", 2, oldStart, oldEnd, flow(reused, "198.18.10.3", 700, 1))
+	current := newReport("n-b", 1, newStart, newEnd, flow(reused, "198.18.10.3", 300, 1))
+	for _, r := range []*report.Report{later, current} {
+		if got := post(t, svc.URL, f.agent, gz(t, r), "gzip"); got.status != http.StatusOK {
+			t.Fatalf("report: %d %s", got.status, got.body)
+		}
+	}
+	fams := metricstest.Scrape(t, svc.URL+"/metrics")
+	for pod, wantBytes := range map[string]float64{"old-holder": 5_700, "new-holder": 300} {
+		if v, _ := fams.Value("pod_cross_zone_network_traffic_bytes_total", map[string]string{"namespace": "shop", "pod": pod}); v != wantBytes {
+			t.Errorf("cross-zone bytes of %s = %v, want %v", pod, v, wantBytes)
+		}
+		if v := fams.Sum("zonetoll_traffic_bytes_total", map[string]string{"src_workload": pod, "src_kind": "pod", "dst_workload": "db"}); v != wantBytes {
+			t.Errorf("%s → db bytes = %v, want %v", pod, v, wantBytes)
+		}
+	}
+	if v, _ := fams.Value("zonetoll_flowserver_addresses_resolved_total", map[string]string{"source": "deleted_pod"}); v != 2 {
+		t.Errorf("addresses resolved to deleted pods = %v, want 2", v)
+	}
+}
+
+func TestClusterSeriesLimitSendsBytesToOverflow(t *testing.T) {
+	testcluster.SkipIfDisabled(t)
+	f := newFixture(t)
+	addrs := f.world()
+	svc := f.start(map[string]string{"ZONETOLL_MAX_SERIES": "2"})
+	f.waitGauge(svc, "zonetoll_flowserver_pods", 8)
+	now := time.Now()
+	flows := []report.Flow{
+		flow("198.18.10.1", "198.18.10.2", 100, 1), // frontend(a) → api(b)
+		flow("198.18.10.2", "198.18.10.3", 200, 2), // api(b) → db(c)
+		flow("198.18.10.3", "198.18.10.6", 400, 4), // db(c) → debug(c): over the limit
+		flow("198.18.10.4", "198.18.10.2", 800, 8), // logs(a) → api(b): over the limit
+	}
+	// One flow per report, so the first two series are taken in a known order.
+	for i, fl := range flows {
+		if got := post(t, svc.URL, f.agent, gz(t, newReport("n-a", uint64(i+1), now.Add(-time.Second), now, fl)), "gzip"); got.status != http.StatusOK {
+			t.Fatalf("report %d: %d %s", i, got.status, got.body)
+		}
+	}
+	fams := metricstest.Scrape(t, svc.URL+"/metrics")
+	got := map[string]float64{}
+	for _, s := range series(fams, "zonetoll_traffic_bytes_total") {
+		got[seriesKey(s.Labels)] = s.Value
+	}
+	ov := func(zone string) expected { return expected{"__overflow__", "__overflow__", "__overflow__", zone, ""} }
+	compare(t, "zonetoll_traffic_bytes_total", got, map[string]float64{
+		pairLabels(addrs["198.18.10.1"], addrs["198.18.10.2"]): 100,
+		pairLabels(addrs["198.18.10.2"], addrs["198.18.10.3"]): 200,
+		pairLabels(ov("zone-c"), ov("zone-c")):                 400,
+		pairLabels(ov("zone-a"), ov("zone-b")):                 800,
+	})
+	if v, _ := fams.Value("zonetoll_flowserver_series_overflow_bytes_total", map[string]string{"metric": "zonetoll_traffic"}); v != 1_200 {
+		t.Errorf("overflow bytes = %v, want 1200", v)
+	}
+	// The pod metric has its own limit: frontend, api and logs sent cross-zone, so one overflows.
+	if v := fams.Sum("pod_cross_zone_network_traffic_bytes_total", nil); v != 100+200+800 {
+		t.Errorf("sum of per-pod cross-zone bytes = %v, want 1100 (overflow included)", v)
+	}
+	if v, _ := fams.Value("pod_cross_zone_network_traffic_bytes_total", map[string]string{"namespace": "__overflow__", "pod": "__overflow__"}); v != 800 {
+		t.Errorf("per-pod overflow series = %v, want 800", v)
+	}
+	promtoolCheck(t, svc.URL)
+}
+
+// After the API server restarts, the informers resume: pods created afterwards resolve.
+func TestClusterResolvesAfterAPIServerRestart(t *testing.T) {
+	testcluster.SkipIfDisabled(t)
+	f := newFixture(t)
+	f.world()
+	svc := f.start(nil)
+	f.waitGauge(svc, "zonetoll_flowserver_pods", 8)
+	if err := f.c.RestartAPIServer(f.ctx, 3*time.Second); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := f.c.CreatePod(f.ctx, testcluster.PodSpec{Namespace: "shop", Name: "after-restart", NodeName: "n-c", IPs: []string{"198.18.30.1"}}); err != nil {
+		t.Fatal(err)
+	}
+	f.waitGauge(svc, "zonetoll_flowserver_pods", 9)
+	time.Sleep(3 * time.Second)
+	now := time.Now()
+	// The agent's token is reviewed again after the restart (the cache may hold it; either way it works).
+	r := newReport("n-c", 1, now.Add(-time.Second), now, flow("198.18.30.1", "198.18.10.1", 999, 1))
+	if got := post(t, svc.URL, f.agent, gz(t, r), "gzip"); got.status != http.StatusOK {
+		t.Fatalf("report after restart: %d %s", got.status, got.body)
+	}
+	fams := metricstest.Scrape(t, svc.URL+"/metrics")
+	if v, _ := fams.Value("zonetoll_traffic_bytes_total", map[string]string{"src_workload": "after-restart", "src_zone": "zone-c", "dst_workload": "frontend", "dst_zone": "zone-a"}); v != 999 {
+		t.Errorf("after-restart → frontend = %v, want 999", v)
+	}
+}
+
+func TestClusterFlowLog(t *testing.T) {
+	testcluster.SkipIfDisabled(t)
+	f := newFixture(t)
+	f.world()
+	path := filepath.Join(t.TempDir(), "flows.jsonl")
+	svc := f.start(map[string]string{"ZONETOLL_FLOW_LOG_OUTPUT": path, "ZONETOLL_FLOW_LOG_MIN_BYTES": "1000"})
+	f.waitGauge(svc, "zonetoll_flowserver_pods", 8)
+	start := time.Now().Add(-10 * time.Second).UTC().Truncate(time.Millisecond)
+	end := start.Add(10 * time.Second)
+	r := newReport("n-a", 1, start, end,
+		flow("198.18.10.1", "198.18.10.2", 150_000, 120), // logged
+		flow("198.18.10.1", "198.18.10.4", 999, 1),       // below the threshold
+	)
+	if got := post(t, svc.URL, f.agent, gz(t, r), "gzip"); got.status != http.StatusOK {
+		t.Fatalf("report: %d %s", got.status, got.body)
+	}
+	data, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	lines := strings.Split(strings.TrimSpace(string(data)), "\n")
+	if len(lines) != 1 {
+		t.Fatalf("flow log has %d lines, want 1:\n%s", len(lines), data)
+	}
+	var line struct {
+		Time   time.Time `json:"time"`
+		Msg    string    `json:"msg"`
+		Window struct {
+			Start, End time.Time
+		} `json:"window"`
+		Src, Dst struct {
+			IP, Namespace, Pod, Workload, Kind, Node, Zone string
+		}
+		Bytes, Packets uint64
+		CrossZone      bool `json:"cross_zone"`
+	}
+	if err := json.Unmarshal([]byte(lines[0]), &line); err != nil {
+		t.Fatalf("flow log line is not JSON: %v\n%s", err, lines[0])
+	}
+	if line.Msg != "flow" || !line.Window.Start.Equal(start) || !line.Window.End.Equal(end) ||
+		line.Src.IP != "198.18.10.1" || line.Src.Pod != "frontend-7d9f-abcde" || line.Src.Workload != "frontend" ||
+		line.Src.Kind != "deployment" || line.Src.Node != "n-a" || line.Src.Zone != "zone-a" ||
+		line.Dst.IP != "198.18.10.2" || line.Dst.Workload != "api" || line.Dst.Zone != "zone-b" ||
+		line.Bytes != 150_000 || line.Packets != 120 || !line.CrossZone {
+		t.Errorf("flow log line = %+v\nfrom %s", line, lines[0])
+	}
+	fams := metricstest.Scrape(t, svc.URL+"/metrics")
+	for result, wantN := range map[string]float64{"written": 1, "below_threshold": 1} {
+		if v, _ := fams.Value("zonetoll_flowserver_flow_log_lines_total", map[string]string{"result": result}); v != wantN {
+			t.Errorf("flow log lines %s = %v, want %v", result, v, wantN)
+		}
+	}
 }
