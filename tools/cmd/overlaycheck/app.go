@@ -1,0 +1,103 @@
+package main
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+
+	"github.com/urfave/cli/v2"
+	"sigs.k8s.io/kustomize/kyaml/filesys"
+
+	"github.com/zonetoll/zonetoll/tools/overlaycheck"
+)
+
+func newApp() *cli.App {
+	return &cli.App{
+		Name:      "overlaycheck",
+		Usage:     "build kustomize/base and every kustomize/overlays/* and check them against docs/deploy.md and docs/settings",
+		ArgsUsage: "[target dir...]",
+		Flags: []cli.Flag{
+			&cli.StringFlag{Name: "repo", Usage: "repository root (default: the nearest directory above with go.work)"},
+			&cli.BoolFlag{Name: "print", Usage: "print the built YAML of the targets instead of checking them"},
+		},
+		Action: run,
+	}
+}
+
+func run(cctx *cli.Context) error {
+	root := cctx.String("repo")
+	if root == "" {
+		var err error
+		if root, err = repoRoot(); err != nil {
+			return err
+		}
+	}
+	targets := cctx.Args().Slice()
+	for i, t := range targets {
+		if !filepath.IsAbs(t) {
+			targets[i] = filepath.Join(root, t)
+		}
+	}
+	if len(targets) == 0 {
+		var err error
+		if targets, err = overlaycheck.Targets(root); err != nil {
+			return err
+		}
+	}
+	fs := filesys.MakeFsOnDisk()
+	if cctx.Bool("print") {
+		for _, t := range targets {
+			y, err := overlaycheck.YAML(fs, t)
+			if err != nil {
+				return err
+			}
+			fmt.Fprintf(cctx.App.Writer, "# %s\n---\n%s", t, y)
+		}
+		return nil
+	}
+	policy, err := overlaycheck.LoadPolicy(root)
+	if err != nil {
+		return err
+	}
+	failed := 0
+	for _, t := range targets {
+		rel, _ := filepath.Rel(root, t)
+		objs, err := overlaycheck.Build(fs, t)
+		if err != nil {
+			fmt.Fprintf(cctx.App.Writer, "%s: %v\n", rel, err)
+			failed++
+			continue
+		}
+		problems := overlaycheck.Check(objs, policy)
+		for _, p := range problems {
+			fmt.Fprintf(cctx.App.Writer, "%s: %s\n", rel, p)
+		}
+		if len(problems) > 0 {
+			failed++
+			continue
+		}
+		fmt.Fprintf(cctx.App.Writer, "%s: ok (%d objects)\n", rel, len(objs))
+	}
+	if failed > 0 {
+		return fmt.Errorf("%d of %d targets failed", failed, len(targets))
+	}
+	return nil
+}
+
+func repoRoot() (string, error) {
+	dir, err := os.Getwd()
+	if err != nil {
+		return "", fmt.Errorf("finding the repository root: %w", err)
+	}
+	for {
+		if _, err := os.Stat(filepath.Join(dir, "go.work")); err == nil {
+			return dir, nil
+		}
+		parent := filepath.Dir(dir)
+		if parent == dir {
+			return "", errors.New("finding the repository root: no go.work above the working directory (pass --repo)")
+		}
+		dir = parent
+	}
+}
