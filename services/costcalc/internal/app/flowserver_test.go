@@ -1,0 +1,412 @@
+package app
+
+import (
+	"bytes"
+	"context"
+	"crypto/rand"
+	"encoding/json"
+	"fmt"
+	"io"
+	"math"
+	"net"
+	"net/http"
+	"net/netip"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/api"
+	v1 "github.com/prometheus/client_golang/api/prometheus/v1"
+	"github.com/prometheus/common/model"
+	rbacv1 "k8s.io/api/rbac/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/rest"
+	"k8s.io/client-go/tools/clientcmd"
+	clientcmdapi "k8s.io/client-go/tools/clientcmd/api"
+
+	"github.com/zonetoll/zonetoll/services/costcalc/internal/promtest"
+	"github.com/zonetoll/zonetoll/shared/metricstest"
+	"github.com/zonetoll/zonetoll/shared/report"
+	"github.com/zonetoll/zonetoll/shared/servicetest"
+	"github.com/zonetoll/zonetoll/tools/testcluster"
+)
+
+// flowserverRules are the permissions docs/flowserver.md gives flowserver; the test runs it with only these.
+var flowserverRules = []rbacv1.PolicyRule{
+	{APIGroups: []string{""}, Resources: []string{"pods", "nodes"}, Verbs: []string{"list", "watch"}},
+	{APIGroups: []string{"apps"}, Resources: []string{"replicasets"}, Verbs: []string{"list", "watch"}},
+	{APIGroups: []string{"batch"}, Resources: []string{"jobs"}, Verbs: []string{"list", "watch"}},
+	{APIGroups: []string{"authentication.k8s.io"}, Resources: []string{"tokenreviews"}, Verbs: []string{"create"}},
+}
+
+// flowserverProc is the real flowserver binary, run as a child process on a fixed loopback port so
+// that it can be restarted where Prometheus and costcalc already look for it.
+type flowserverProc struct {
+	t          *testing.T
+	bin, addr  string
+	kubeconfig string
+	cmd        *exec.Cmd
+	exited     chan struct{}
+	log        *lockedBuffer
+}
+
+type lockedBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (l *lockedBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *lockedBuffer) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
+}
+
+// buildFlowserver builds services/flowserver/cmd/flowserver from this working tree.
+func buildFlowserver(t *testing.T) string {
+	t.Helper()
+	bin := filepath.Join(t.TempDir(), "flowserver")
+	cmd := exec.Command("go", "build", "-o", bin, "./cmd/flowserver")
+	cmd.Dir = filepath.Join("..", "..", "..", "flowserver")
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("building flowserver in %s: %v\n%s", cmd.Dir, err, out)
+	}
+	return bin
+}
+
+func (f *flowserverProc) start() {
+	f.t.Helper()
+	f.log = &lockedBuffer{}
+	f.cmd = exec.Command(f.bin, "run", "--kubeconfig", f.kubeconfig)
+	f.cmd.Env = append(os.Environ(), "ZONETOLL_HTTP_LISTEN_ADDRESS="+f.addr, "ZONETOLL_NAMESPACE=zonetoll",
+		"ZONETOLL_LOG_FORMAT=text", "ZONETOLL_SERIES_TTL=0")
+	f.cmd.Stdout, f.cmd.Stderr = f.log, f.log
+	f.cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
+	if err := f.cmd.Start(); err != nil {
+		f.t.Fatalf("starting flowserver: %v", err)
+	}
+	f.exited = make(chan struct{})
+	go func(cmd *exec.Cmd, done chan struct{}) { cmd.Wait(); close(done) }(f.cmd, f.exited)
+	waitUntil(f.t, "flowserver ready", func() (bool, string) {
+		select {
+		case <-f.exited:
+			f.t.Fatalf("flowserver exited at start:\n%s", f.log.String())
+		default:
+		}
+		resp, err := http.Get("http://" + f.addr + "/readyz")
+		if err != nil {
+			return false, err.Error()
+		}
+		body, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		return resp.StatusCode == http.StatusOK, string(body)
+	})
+}
+
+// stop ends the process by its PID (SIGTERM, then SIGKILL) and waits for it.
+func (f *flowserverProc) stop() {
+	if f.cmd == nil {
+		return
+	}
+	select {
+	case <-f.exited:
+	default:
+		f.cmd.Process.Signal(syscall.SIGTERM)
+		select {
+		case <-f.exited:
+		case <-time.After(30 * time.Second):
+			f.cmd.Process.Kill()
+			<-f.exited
+		}
+	}
+	f.cmd = nil
+}
+
+// waitUntil polls cond; the deadline only catches a hang, it measures nothing.
+func waitUntil(t *testing.T, what string, cond func() (bool, string)) {
+	t.Helper()
+	deadline := time.Now().Add(90 * time.Second)
+	var last string
+	for time.Now().Before(deadline) {
+		var ok bool
+		if ok, last = cond(); ok {
+			return
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	t.Fatalf("timed out waiting for %s; last state: %s", what, last)
+}
+
+func freeAddr(t *testing.T) string {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	return l.Addr().String()
+}
+
+func kubeconfigFile(t *testing.T, rc *rest.Config) string {
+	t.Helper()
+	cfg := clientcmdapi.NewConfig()
+	cfg.Clusters["c"] = &clientcmdapi.Cluster{Server: rc.Host, CertificateAuthorityData: rc.CAData}
+	cfg.AuthInfos["u"] = &clientcmdapi.AuthInfo{Token: rc.BearerToken}
+	cfg.Contexts["c"] = &clientcmdapi.Context{Cluster: "c", AuthInfo: "u"}
+	cfg.CurrentContext = "c"
+	path := filepath.Join(t.TempDir(), "kubeconfig")
+	if err := clientcmd.WriteToFile(*cfg, path); err != nil {
+		t.Fatal(err)
+	}
+	return path
+}
+
+func owner(kind, name string) []metav1.OwnerReference {
+	yes := true
+	return []metav1.OwnerReference{{APIVersion: "apps/v1", Kind: kind, Name: name, UID: "00000000-0000-0000-0000-000000000001", Controller: &yes}}
+}
+
+func flow(src, dst string, bytes uint64) report.Flow {
+	return report.Flow{Src: report.AddrFrom(netip.MustParseAddr(src)), Dst: report.AddrFrom(netip.MustParseAddr(dst)), Bytes: bytes, Packets: bytes / 1500}
+}
+
+// sendReport posts one report the way flowagent does: gzip, the agent's service-account token.
+func sendReport(t *testing.T, addr, token, node string, seq uint64, flows ...report.Flow) {
+	t.Helper()
+	now := time.Now()
+	r := &report.Report{Node: node, Sequence: seq, WindowStart: now.Add(-10 * time.Second), WindowEnd: now, Flows: flows}
+	_, _ = rand.Read(r.BootID[:])
+	var body bytes.Buffer
+	if err := report.WriteGzip(&body, r); err != nil {
+		t.Fatal(err)
+	}
+	req, _ := http.NewRequest(http.MethodPost, "http://"+addr+"/v1/reports", &body)
+	req.Header.Set("Content-Type", "application/octet-stream")
+	req.Header.Set("Content-Encoding", "gzip")
+	req.Header.Set("Authorization", "Bearer "+token)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode/100 != 2 {
+		b, _ := io.ReadAll(resp.Body)
+		t.Fatalf("report from %s seq %d: %s %s", node, seq, resp.Status, b)
+	}
+}
+
+// TestDollarsFromRealFlowserver is the issue's integration test: a real flowserver (built from this tree,
+// run against a real kube-apiserver with nodes in three zones and a fourth in another region) is fed
+// real reports, restarted, and fed again; Debian's Prometheus scrapes it; `costcalc run` scrapes it
+// too. Both `costcalc report` over the range and the run's cost counters must equal the dollars this
+// test computes by hand from the flows it sent and the AWS list prices.
+func TestDollarsFromRealFlowserver(t *testing.T) {
+	c := testcluster.StartT(t, testcluster.Options{})
+	ctx := t.Context()
+	for _, n := range []string{"zonetoll", "shop"} {
+		if _, err := c.CreateNamespace(ctx, n); err != nil {
+			t.Fatal(err)
+		}
+	}
+	srvAccount, err := c.ServiceAccount(ctx, testcluster.ServiceAccountSpec{Namespace: "zonetoll", Name: "flowserver", ClusterRules: flowserverRules})
+	if err != nil {
+		t.Fatal(err)
+	}
+	agent, err := c.ServiceAccount(ctx, testcluster.ServiceAccountSpec{Namespace: "zonetoll", Name: "flowagent"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Zone names follow no cloud's convention: only zonetoll_zone_info can tell costcalc that zone-a,
+	// zone-b and zone-c share region-1 while zone-w is in region-2.
+	for _, n := range []testcluster.NodeSpec{
+		{Name: "n-a", Zone: "zone-a", Region: "region-1", InternalIPs: []string{"198.18.1.1"}},
+		{Name: "n-b", Zone: "zone-b", Region: "region-1", InternalIPs: []string{"198.18.2.1"}},
+		{Name: "n-c", Zone: "zone-c", Region: "region-1", InternalIPs: []string{"198.18.3.1"}},
+		{Name: "n-w", Zone: "zone-w", Region: "region-2", InternalIPs: []string{"198.18.5.1"}},
+		{Name: "n-x", InternalIPs: []string{"198.18.4.1"}}, // no zone label
+	} {
+		if _, err := c.CreateNode(ctx, n); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, p := range []testcluster.PodSpec{
+		{Namespace: "shop", Name: "web-0", NodeName: "n-a", IPs: []string{"198.18.10.1"}, OwnerReferences: owner("StatefulSet", "web")},
+		{Namespace: "shop", Name: "web-1", NodeName: "n-a", IPs: []string{"198.18.10.2"}, OwnerReferences: owner("StatefulSet", "web")},
+		{Namespace: "shop", Name: "db-0", NodeName: "n-b", IPs: []string{"198.18.10.3"}, OwnerReferences: owner("StatefulSet", "db")},
+		{Namespace: "shop", Name: "cache-0", NodeName: "n-c", IPs: []string{"198.18.10.4"}, OwnerReferences: owner("StatefulSet", "cache")},
+		{Namespace: "shop", Name: "backup-0", NodeName: "n-w", IPs: []string{"198.18.10.5"}, OwnerReferences: owner("StatefulSet", "backup")},
+		{Namespace: "shop", Name: "orphan", NodeName: "n-x", IPs: []string{"198.18.10.6"}},
+	} {
+		if _, err := c.CreatePod(ctx, p); err != nil {
+			t.Fatal(err)
+		}
+	}
+	const (
+		web, web1, db, cache, backup, orphan = "198.18.10.1", "198.18.10.2", "198.18.10.3", "198.18.10.4", "198.18.10.5", "198.18.10.6"
+		internet                             = "198.19.77.7" // no pod, node or configured CIDR: external
+	)
+
+	fs := &flowserverProc{t: t, bin: buildFlowserver(t), addr: freeAddr(t), kubeconfig: kubeconfigFile(t, srvAccount.Config)}
+	t.Cleanup(fs.stop)
+	fs.start()
+	t.Cleanup(func() {
+		if t.Failed() {
+			t.Logf("flowserver log:\n%s", fs.log.String())
+		}
+	})
+
+	prom := promtest.Start(t, time.Second, fs.addr)
+	client, err := api.NewClient(api.Config{Address: prom.URL})
+	if err != nil {
+		t.Fatal(err)
+	}
+	promAPI := v1.NewAPI(client)
+	promValue := func(q string) (float64, bool) {
+		v, _, err := promAPI.Query(context.Background(), q, time.Now())
+		vec, ok := v.(model.Vector)
+		if err != nil || !ok || len(vec) != 1 {
+			return 0, false
+		}
+		return float64(vec[0].Value), true
+	}
+	waitUntil(t, "Prometheus scraping flowserver", func() (bool, string) {
+		v, ok := promValue(`up{job="flowserver"}`)
+		return ok && v == 1, fmt.Sprint(v)
+	})
+
+	cc := servicetest.Start(t, Spec(), map[string]string{
+		"ZONETOLL_TARGETS":         "http://" + fs.addr + "/metrics",
+		"ZONETOLL_SCRAPE_INTERVAL": "500ms",
+		"ZONETOLL_SCRAPE_TIMEOUT":  "500ms",
+		"ZONETOLL_PRICES_CLOUD":    "aws",
+	})
+	waitReady(t, cc.URL)
+	start := time.Now()
+
+	const g = 1 << 30
+	// First life of the flowserver.
+	sendReport(t, fs.addr, agent.Token, "n-a", 1,
+		flow(web, db, 3*g),       // zone-a → zone-b, region-1
+		flow(web, cache, 1*g),    // zone-a → zone-c
+		flow(web, web1, 5*g),     // same zone
+		flow(web, internet, 4*g), // internet egress
+	)
+	sendReport(t, fs.addr, agent.Token, "n-b", 1,
+		flow(db, backup, 2*g),  // region-1 → region-2
+		flow(orphan, web, 1*g), // the sender's node has no zone: not priced
+	)
+	promTotal := func() float64 { v, _ := promValue(`sum(zonetoll_traffic_bytes_total)`); return v }
+	ccCost := func() float64 {
+		return metricstest.Scrape(t, cc.URL+"/metrics").Sum("zonetoll_cross_zone_cost_dollars_total", nil)
+	}
+	// Before the restart: $0.06 + $0.02 + $0.36 + $0.04 (see below).
+	waitUntil(t, "Prometheus and costcalc seeing the first reports", func() (bool, string) {
+		p, c := promTotal(), ccCost()
+		return p == 16*g && math.Abs(c-0.48) < 1e-9, fmt.Sprintf("prometheus %v GiB, costcalc $%v", p/g, c)
+	})
+
+	// The flowserver restarts: its counters start again from zero.
+	fs.stop()
+	waitUntil(t, "Prometheus seeing the flowserver down", func() (bool, string) {
+		v, ok := promValue(`up{job="flowserver"}`)
+		return ok && v == 0, fmt.Sprint(v)
+	})
+	fs.start()
+	sendReport(t, fs.addr, agent.Token, "n-a", 1,
+		flow(web, db, 1*g),
+		flow(web, internet, 1*g),
+	)
+	waitUntil(t, "Prometheus and costcalc seeing the report after the restart", func() (bool, string) {
+		p, _ := promValue(`sum(zonetoll_traffic_bytes_total)`)
+		c := ccCost()
+		return p == 2*g && math.Abs(c-0.59) < 1e-9, fmt.Sprintf("prometheus %v GiB, costcalc $%v", p/g, c)
+	})
+	time.Sleep(1500 * time.Millisecond) // one more scrape, so the range's last sample is the final value
+	end := time.Now()
+
+	// The independent computation, by hand from the flows above and the AWS list prices ($0.01/GiB out
+	// + $0.01/GiB in between zones, $0.02/GiB out between regions, $0.09/GiB out to the internet):
+	want := map[string]float64{
+		"web→db":       (3 + 1) * 0.02, // $0.08
+		"web→cache":    1 * 0.02,       // $0.02
+		"web→internet": (4 + 1) * 0.09, // $0.45
+		"db→backup":    2 * 0.02,       // $0.04
+	}
+	const wantTotal = 0.59
+	key := func(src, dst, dstKind string) string {
+		if dstKind == "external" {
+			return src + "→internet"
+		}
+		return src + "→" + dst
+	}
+
+	// costcalc run's counters.
+	fams := metricstest.Scrape(t, cc.URL+"/metrics")
+	got := map[string]float64{}
+	for _, m := range fams.Series("zonetoll_cross_zone_cost_dollars_total", nil) {
+		l := map[string]string{}
+		for _, lp := range m.GetLabel() {
+			l[lp.GetName()] = lp.GetValue()
+		}
+		got[key(l["src_workload"], l["dst_workload"], l["dst_kind"])] += m.GetCounter().GetValue()
+	}
+	for k, w := range want {
+		if math.Abs(got[k]-w) > 1e-9 {
+			t.Errorf("costcalc run: %s cost $%v, want $%v", k, got[k], w)
+		}
+	}
+	if len(got) != len(want) {
+		t.Errorf("costcalc run has cost series %v, want exactly %v", got, want)
+	}
+	if v, _ := fams.Value("zonetoll_costcalc_unpriced_bytes_total", map[string]string{"reason": "src_zone_unknown"}); v != 1*g {
+		t.Errorf("costcalc run: unpriced bytes %v, want the orphan's 1 GiB", v)
+	}
+	if v, _ := fams.Value("zonetoll_costcalc_counter_resets_total", map[string]string{"kind": "restart"}); v != 1 {
+		t.Errorf("costcalc run: %v restarts seen, want 1", v)
+	}
+
+	// costcalc report over the range, from Prometheus.
+	code, out := costcalc(t, "report", "--prometheus", prom.URL, "--cloud", "aws", "--format", "json",
+		"--start", start.UTC().Format(time.RFC3339Nano), "--end", end.UTC().Format(time.RFC3339Nano))
+	if code != 0 {
+		t.Fatalf("report exit %d: %s", code, out)
+	}
+	var r struct {
+		Total float64 `json:"total_dollars"`
+		Pairs []struct {
+			Src, Dst struct{ Workload, Kind string }
+			Dollars  float64
+		} `json:"top_pairs"`
+		Unpriced []struct{ Bytes float64 } `json:"unpriced"`
+	}
+	if err := json.Unmarshal([]byte(out), &r); err != nil {
+		t.Fatalf("report json: %v\n%s", err, out)
+	}
+	if math.Abs(r.Total-wantTotal) > 1e-9 {
+		t.Errorf("costcalc report: total $%v, want $%v", r.Total, wantTotal)
+	}
+	reported := map[string]float64{}
+	for _, p := range r.Pairs {
+		reported[key(p.Src.Workload, p.Dst.Workload, p.Dst.Kind)] += p.Dollars
+	}
+	for k, w := range want {
+		if math.Abs(reported[k]-w) > 1e-9 {
+			t.Errorf("costcalc report: %s cost $%v, want $%v", k, reported[k], w)
+		}
+	}
+	if len(r.Unpriced) != 1 || r.Unpriced[0].Bytes != 1*g {
+		t.Errorf("costcalc report: unpriced %+v, want the orphan's 1 GiB", r.Unpriced)
+	}
+	if len(r.Pairs) > 0 && !strings.HasPrefix(key(r.Pairs[0].Src.Workload, r.Pairs[0].Dst.Workload, r.Pairs[0].Dst.Kind), "web→internet") {
+		t.Errorf("costcalc report: the top pair is %+v, want web→internet ($0.45)", r.Pairs[0])
+	}
+}
