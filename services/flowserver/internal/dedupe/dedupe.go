@@ -39,10 +39,11 @@ func New(retention time.Duration, maxKeys int) *Window {
 	return &Window{retention: retention, max: maxKeys, seen: map[Key]struct{}{}}
 }
 
-// Seen reports whether k was marked and not yet forgotten.
-func (w *Window) Seen(k Key) bool {
+// Seen reports whether k was marked and not yet forgotten at now.
+func (w *Window) Seen(k Key, now time.Time) bool {
 	w.mu.Lock()
 	defer w.mu.Unlock()
+	w.expireLocked(now)
 	_, ok := w.seen[k]
 	return ok
 }
@@ -52,10 +53,10 @@ func (w *Window) Seen(k Key) bool {
 func (w *Window) Mark(k Key, now time.Time) bool {
 	w.mu.Lock()
 	defer w.mu.Unlock()
+	w.expireLocked(now)
 	if _, ok := w.seen[k]; ok {
 		return false
 	}
-	w.expireLocked(now)
 	for len(w.seen) >= w.max && w.head < len(w.order) {
 		delete(w.seen, w.order[w.head].key)
 		w.head++

@@ -236,7 +236,7 @@ func (h *Handler) serve(r *http.Request) (string, *rejection) {
 		return "", rej
 	}
 	key := dedupe.Key{Node: rep.Node, BootID: rep.BootID, Sequence: rep.Sequence}
-	if h.seen.Seen(key) {
+	if h.seen.Seen(key, h.now()) {
 		return "duplicate", nil
 	}
 	if !h.apply(wk, key) {

@@ -1,6 +1,7 @@
 package resolve
 
 import (
+	"math"
 	"net/netip"
 	"strings"
 	"sync"
@@ -59,9 +60,11 @@ type podRecord struct {
 	ownerName       string
 	templateHash    string // the pod-template-hash label, to name a Deployment before its ReplicaSet is cached
 	ips             []report.Addr
-	born            time.Time
-	died            time.Time // zero while the pod exists and runs
-	memo            atomic.Pointer[memo]
+	died            bool // deleted, or finished so its IP may be another pod's
+	// from and to bound the time the pod held its IPs, in Unix nanoseconds, widened by clockSlack;
+	// to is math.MaxInt64 while the pod lives.
+	from, to int64
+	memo     atomic.Pointer[memo]
 }
 
 type memo struct {
@@ -124,12 +127,17 @@ func (r *Resolver) Read(fn func(View)) {
 // Resolve returns what a held during [start, end]; it never returns nil.
 func (v View) Resolve(a report.Addr, start, end time.Time) *Endpoint {
 	r := v.r
+	w := window{start.UnixNano(), end.UnixNano()}
 	live := r.live[a]
-	p, covers := bestPod(live, nil, start, end)
+	// The common case: one pod holds the address and held it through the whole window.
+	if len(live) == 1 && live[0].from <= w.start {
+		return r.podEndpoint(live[0])
+	}
+	p, covers := bestPod(live, nil, w)
 	if !covers {
 		// The address may have belonged to a pod that is gone now: a late report, or a reused IP.
 		if gone, ok := r.gone.Peek(a); ok {
-			p, _ = bestPod(live, gone, start, end)
+			p, _ = bestPod(live, gone, w)
 		}
 	}
 	if p != nil {
@@ -144,6 +152,9 @@ func (v View) Resolve(a report.Addr, start, end time.Time) *Endpoint {
 	return r.external
 }
 
+// window is a report window in Unix nanoseconds.
+type window struct{ start, end int64 }
+
 // NodeZone returns the zone of a node, ok false if the node is unknown.
 func (v View) NodeZone(name string) (zone string, ok bool) {
 	n := v.r.nodes[name]
@@ -157,45 +168,21 @@ func (v View) NodeZone(name string) (zone string, ok bool) {
 // most; nil if none overlaps it at all (even with clockSlack). A window that spans an IP's reuse
 // goes to the pod that held it longer within the window, a tie to the newer pod. covers reports
 // that the pick held the address for the whole window, so no other pod can beat it.
-func bestPod(live, gone []*podRecord, start, end time.Time) (best *podRecord, covers bool) {
-	bestOverlap := time.Duration(-1)
-	consider := func(p *podRecord) {
-		from := p.born.Add(-clockSlack)
-		to := end
-		if !p.died.IsZero() {
-			to = p.died.Add(clockSlack)
+func bestPod(live, gone []*podRecord, w window) (best *podRecord, covers bool) {
+	bestOverlap := int64(-1)
+	for _, list := range [2][]*podRecord{live, gone} {
+		for _, p := range list {
+			lo, hi := max(p.from, w.start), min(p.to, w.end)
+			if hi < lo {
+				continue
+			}
+			if overlap := hi - lo; overlap > bestOverlap || (overlap == bestOverlap && best != nil && p.from > best.from) {
+				best, bestOverlap = p, overlap
+				covers = p.from <= w.start && p.to >= w.end
+			}
 		}
-		lo, hi := maxTime(from, start), minTime(to, end)
-		if hi.Before(lo) {
-			return
-		}
-		overlap := hi.Sub(lo)
-		if overlap > bestOverlap || (overlap == bestOverlap && best != nil && p.born.After(best.born)) {
-			best, bestOverlap = p, overlap
-			covers = !from.After(start) && !to.Before(end)
-		}
-	}
-	for _, p := range live {
-		consider(p)
-	}
-	for _, p := range gone {
-		consider(p)
 	}
 	return best, covers
-}
-
-func maxTime(a, b time.Time) time.Time {
-	if a.After(b) {
-		return a
-	}
-	return b
-}
-
-func minTime(a, b time.Time) time.Time {
-	if a.Before(b) {
-		return a
-	}
-	return b
 }
 
 // podEndpoint returns p's endpoint, computing it when the memo is stale. Concurrent readers may
@@ -208,7 +195,7 @@ func (r *Resolver) podEndpoint(p *podRecord) *Endpoint {
 	w := Workload{Namespace: p.namespace}
 	w.Kind, w.Name = r.workloadOf(p)
 	ep := &Endpoint{Pod: unique.Make(PodKey{p.namespace, p.name}), Node: p.node, Source: SourcePod}
-	if !p.died.IsZero() {
+	if p.died {
 		ep.Source = SourceDeletedPod
 	}
 	switch n := r.nodes[p.node]; {
@@ -277,7 +264,7 @@ func (r *Resolver) UpsertPod(s PodState, now time.Time) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	old := r.pods[key]
-	if old != nil && !old.died.IsZero() {
+	if old != nil && old.died {
 		return // finished pods do not come back to life
 	}
 	ips := make([]report.Addr, 0, len(s.IPs))
@@ -298,7 +285,7 @@ func (r *Resolver) UpsertPod(s PodState, now time.Time) {
 	p := &podRecord{
 		namespace: s.Namespace, name: s.Name, node: s.Node,
 		ownerKind: s.OwnerKind, ownerName: s.OwnerName, templateHash: s.TemplateHash,
-		ips: ips, born: s.Created,
+		ips: ips, from: s.Created.Add(-clockSlack).UnixNano(), to: math.MaxInt64,
 	}
 	r.pods[key] = p
 	if s.Finished {
@@ -320,7 +307,7 @@ func (r *Resolver) DeletePod(namespace, name string, now time.Time) {
 		return
 	}
 	delete(r.pods, key)
-	if p.died.IsZero() {
+	if !p.died {
 		r.removeLive(p)
 		r.retire(p, now)
 	}
@@ -328,7 +315,8 @@ func (r *Resolver) DeletePod(namespace, name string, now time.Time) {
 
 // retire moves a pod to the recently-gone cache. Called with mu held.
 func (r *Resolver) retire(p *podRecord, now time.Time) {
-	p.died = now
+	p.died = true
+	p.to = now.Add(clockSlack).UnixNano()
 	p.memo.Store(nil)
 	for _, a := range p.ips {
 		prev, _ := r.gone.Peek(a)

@@ -52,29 +52,41 @@ type entry struct {
 // Batch is one report's flows summed by workload pair and by cross-zone source pod. It is not safe
 // for concurrent use; reuse it with Reset.
 type Batch struct {
-	pairs map[pairKey]*Counts
-	pods  map[unique.Handle[resolve.PodKey]]uint64
+	// pairs indexes counts; both keep their capacity across Reset, so a reused Batch allocates
+	// nothing per flow.
+	pairs  map[pairKey]int
+	counts []pairCounts
+	pods   map[unique.Handle[resolve.PodKey]]uint64
+}
+
+type pairCounts struct {
+	k pairKey
+	Counts
 }
 
 // NewBatch returns an empty Batch.
 func NewBatch() *Batch {
-	return &Batch{pairs: map[pairKey]*Counts{}, pods: map[unique.Handle[resolve.PodKey]]uint64{}}
+	return &Batch{pairs: map[pairKey]int{}, pods: map[unique.Handle[resolve.PodKey]]uint64{}}
 }
 
 // Reset empties b for reuse.
 func (b *Batch) Reset() {
 	clear(b.pairs)
+	clear(b.counts) // drop the handles, so interned workloads nobody else holds can go
+	b.counts = b.counts[:0]
 	clear(b.pods)
 }
 
 // Add counts one flow between two endpoints.
 func (b *Batch) Add(src, dst *resolve.Endpoint, bytes, packets uint64) {
 	k := pairKey{src.Workload, dst.Workload}
-	c := b.pairs[k]
-	if c == nil {
-		c = &Counts{}
-		b.pairs[k] = c
+	i, ok := b.pairs[k]
+	if !ok {
+		i = len(b.counts)
+		b.pairs[k] = i
+		b.counts = append(b.counts, pairCounts{k: k})
 	}
+	c := &b.counts[i]
 	c.Bytes += bytes
 	c.Packets += packets
 	if src.IsPod() && CrossZone(src, dst) {
@@ -160,7 +172,8 @@ func NewStore(opts Options, reg prometheus.Registerer) (*Store, error) {
 func (s *Store) Apply(b *Batch, now time.Time) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	for k, c := range b.pairs {
+	for i := range b.counts {
+		k, c := b.counts[i].k, &b.counts[i].Counts
 		e := s.pairs[k]
 		if e == nil {
 			if len(s.pairs) >= s.opts.MaxSeries {

@@ -1,0 +1,95 @@
+package traffic
+
+import (
+	"testing"
+	"time"
+	"unique"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/zonetoll/zonetoll/services/flowserver/internal/resolve"
+	"github.com/zonetoll/zonetoll/shared/metricstest"
+)
+
+func ep(name, zone string, pod bool) *resolve.Endpoint {
+	e := &resolve.Endpoint{Workload: unique.Make(resolve.Workload{Namespace: "ns", Name: name, Kind: "deployment", Zone: zone}), Source: resolve.SourceNode}
+	if pod {
+		e.Source = resolve.SourcePod
+		e.Pod = unique.Make(resolve.PodKey{Namespace: "ns", Name: name + "-0"})
+	}
+	return e
+}
+
+func gather(t *testing.T, reg *prometheus.Registry) metricstest.Families {
+	t.Helper()
+	mfs, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	f := metricstest.Families{}
+	for _, mf := range mfs {
+		f[mf.GetName()] = mf
+	}
+	return f
+}
+
+func TestStoreLimitOverflowAndExpiry(t *testing.T) {
+	reg := prometheus.NewRegistry()
+	s, err := NewStore(Options{MaxSeries: 2, TTL: time.Hour}, reg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	reg.MustRegister(s)
+	t0 := time.Date(2026, 11, 23, 12, 0, 0, 0, time.UTC)
+	a, b, c, ext := ep("a", "z1", true), ep("b", "z2", true), ep("c", "z2", true), ep("ext", "", false)
+	batch := NewBatch()
+	batch.Add(a, b, 100, 1) // cross-zone: a's pod
+	batch.Add(a, b, 50, 1)  // same pair: summed in the batch
+	batch.Add(b, c, 7, 1)   // same zone: no pod series
+	s.Apply(batch, t0)
+	batch.Reset()
+	batch.Add(c, a, 30, 1)   // third pair: over the limit, overflow keeps zones z2 → z1
+	batch.Add(a, ext, 11, 1) // fourth: overflow z1 → ""
+	s.Apply(batch, t0.Add(30*time.Minute))
+
+	f := gather(t, reg)
+	checks := []struct {
+		metric string
+		labels map[string]string
+		want   float64
+	}{
+		{PairBytesName, map[string]string{"src_workload": "a", "dst_workload": "b"}, 150},
+		{PairPacketsName, map[string]string{"src_workload": "a", "dst_workload": "b"}, 2},
+		{PairBytesName, map[string]string{"src_workload": Overflow, "src_zone": "z2", "dst_zone": "z1"}, 30},
+		{PairBytesName, map[string]string{"src_workload": Overflow, "src_zone": "z1", "dst_zone": ""}, 11},
+		{ZoneBytesName, map[string]string{"src_zone": "z1", "dst_zone": "z2"}, 150},
+		{ZoneBytesName, map[string]string{"src_zone": "z2", "dst_zone": "z2"}, 7},
+		{PodBytesName, map[string]string{"pod": "a-0"}, 150},
+		{PodBytesName, map[string]string{"pod": "c-0"}, 30},
+		{"zonetoll_flowserver_series_overflow_bytes_total", map[string]string{"metric": familyPairs}, 41},
+	}
+	for _, c := range checks {
+		if v, ok := f.Value(c.metric, c.labels); !ok || v != c.want {
+			t.Errorf("%s%v = %v (found %v), want %v", c.metric, c.labels, v, ok, c.want)
+		}
+	}
+	if n := len(f.Series(PodBytesName, map[string]string{"pod": "b-0"})); n != 0 {
+		t.Errorf("same-zone traffic made a pod series")
+	}
+
+	// An hour after the first batch, its series expire; the second batch's and the overflow stay.
+	s.Expire(t0.Add(61 * time.Minute))
+	f = gather(t, reg)
+	if n := len(f.Series(PairBytesName, map[string]string{"src_workload": "a", "dst_workload": "b"})); n != 0 {
+		t.Error("idle pair a → b did not expire")
+	}
+	if v, _ := f.Value(PairBytesName, map[string]string{"src_workload": Overflow, "src_zone": "z2"}); v != 30 {
+		t.Errorf("overflow series after expiry = %v, want 30", v)
+	}
+	if v, _ := f.Value(PodBytesName, map[string]string{"pod": "c-0"}); v != 30 {
+		t.Errorf("c-0 after expiry = %v, want 30 (updated within the TTL)", v)
+	}
+	if v, _ := f.Value("zonetoll_flowserver_series_expired_total", map[string]string{"metric": familyPairs}); v != 2 {
+		t.Errorf("expired pairs = %v, want 2 (a → b and b → c)", v)
+	}
+}
