@@ -9,21 +9,20 @@ import (
 	"fmt"
 	"os"
 	"strings"
-	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
-	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	coordinationv1 "k8s.io/api/coordination/v1"
+	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/labels"
+	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/util/validation"
-	"k8s.io/client-go/kubernetes"
-	"k8s.io/client-go/tools/leaderelection"
-	"k8s.io/client-go/tools/leaderelection/resourcelock"
+	"k8s.io/client-go/rest"
 
 	"github.com/zonetoll/zonetoll/services/zonelabeler/internal/controller"
+	"github.com/zonetoll/zonetoll/services/zonelabeler/internal/lease"
 	"github.com/zonetoll/zonetoll/shared/config"
 	"github.com/zonetoll/zonetoll/shared/kubeclient"
-	"github.com/zonetoll/zonetoll/shared/kubeclient/clientset"
 	"github.com/zonetoll/zonetoll/shared/servicecmd"
 )
 
@@ -96,11 +95,19 @@ func Run(ctx context.Context, cfg *Config, env servicecmd.Env) error {
 	if err != nil {
 		return err
 	}
-	cs, err := clientset.New(rc)
+	scheme, err := newScheme()
 	if err != nil {
 		return err
 	}
-	ctrl, err := controller.New(cs, controller.Options{
+	core, err := kubeclient.NewRESTClient(rc, scheme, corev1.SchemeGroupVersion)
+	if err != nil {
+		return err
+	}
+	coordination, err := kubeclient.NewRESTClient(rc, scheme, coordinationv1.SchemeGroupVersion)
+	if err != nil {
+		return err
+	}
+	ctrl, err := controller.New(core, controller.Options{
 		ZoneLabels: cfg.ZoneLabels, RegionLabels: cfg.RegionLabels,
 		Namespaces: cfg.Namespaces, ExcludeNamespaces: cfg.ExcludeNamespaces,
 		PodSelector: cfg.PodSelector, Workers: cfg.Workers,
@@ -128,13 +135,25 @@ func Run(ctx context.Context, cfg *Config, env servicecmd.Env) error {
 		ctrl.RunWorkers(ctx)
 		return nil
 	}
-	return runElected(ctx, cs, cfg.LeaderElection, ctrl, leader, env)
+	return runElected(ctx, coordination, cfg.LeaderElection, ctrl, leader, env)
 }
 
-// runElected campaigns for the lease and runs the workers while it is held. On shutdown the workers
-// stop first and only then is the lease released, so the next leader never overlaps a write of ours.
-// After losing the lease it campaigns again.
-func runElected(ctx context.Context, cs kubernetes.Interface, cfg LeaderElection, ctrl *controller.Controller, leader prometheus.Gauge, env servicecmd.Env) error {
+// newScheme holds the only API types zonelabeler reads or writes. Client-go's shared scheme would link
+// every built-in API group into the binary; see kubeclient/clientset.
+func newScheme() (*runtime.Scheme, error) {
+	scheme := runtime.NewScheme()
+	for _, add := range []func(*runtime.Scheme) error{corev1.AddToScheme, coordinationv1.AddToScheme} {
+		if err := add(scheme); err != nil {
+			return nil, fmt.Errorf("building the API scheme: %w", err)
+		}
+	}
+	return scheme, nil
+}
+
+// runElected runs the workers while this replica holds the lease. The lease package releases the lease
+// only after the workers have stopped, so the next leader never overlaps a write of ours, and campaigns
+// again after a lost lease.
+func runElected(ctx context.Context, coordination rest.Interface, cfg LeaderElection, ctrl *controller.Controller, leader prometheus.Gauge, env servicecmd.Env) error {
 	id := cfg.Identity
 	if id == "" {
 		host, _ := os.Hostname()
@@ -143,63 +162,20 @@ func runElected(ctx context.Context, cs kubernetes.Interface, cfg LeaderElection
 		id = host + "_" + hex.EncodeToString(suffix)
 	}
 	log := env.Logger.With("component", "leaderelection", "identity", id, "lease", cfg.Namespace+"/"+cfg.LeaseName)
-	lock := &resourcelock.LeaseLock{
-		LeaseMeta:  metav1.ObjectMeta{Namespace: cfg.Namespace, Name: cfg.LeaseName},
-		Client:     cs.CoordinationV1(),
-		LockConfig: resourcelock.ResourceLockConfig{Identity: id},
-	}
-	for ctx.Err() == nil {
-		leCtx, leCancel := context.WithCancel(context.WithoutCancel(ctx))
-		var started atomic.Bool
-		workersDone := make(chan struct{})
-		elector, err := leaderelection.NewLeaderElector(leaderelection.LeaderElectionConfig{
-			Lock:            lock,
-			LeaseDuration:   cfg.LeaseDuration,
-			RenewDeadline:   cfg.RenewDeadline,
-			RetryPeriod:     cfg.RetryPeriod,
-			ReleaseOnCancel: true,
-			Name:            "zonelabeler",
-			Callbacks: leaderelection.LeaderCallbacks{
-				OnStartedLeading: func(lctx context.Context) {
-					started.Store(true)
-					defer close(workersDone)
-					wctx, cancel := context.WithCancel(lctx)
-					defer cancel()
-					stop := context.AfterFunc(ctx, cancel)
-					defer stop()
-					log.Info("leading: labelling pods")
-					leader.Set(1)
-					ctrl.RunWorkers(wctx)
-					leader.Set(0)
-					log.Info("stopped labelling pods")
-				},
-				OnStoppedLeading: func() { log.Info("not leading") },
-				OnNewLeader: func(current string) {
-					if current != id {
-						log.Info("another replica leads", "leader", current)
-					}
-				},
-			},
-		})
-		if err != nil {
-			leCancel()
-			return fmt.Errorf("configuring leader election: %w", err)
-		}
-		go func() {
-			select {
-			case <-ctx.Done():
-				if started.Load() {
-					<-workersDone
-				}
-			case <-leCtx.Done():
-			}
-			leCancel()
-		}()
-		elector.Run(leCtx)
-		if started.Load() {
-			<-workersDone // a lost lease: workers stop before this replica campaigns again
-		}
-		leCancel()
-	}
-	return nil
+	return lease.Run(ctx, lease.Config{
+		Client:        coordination,
+		Namespace:     cfg.Namespace,
+		Name:          cfg.LeaseName,
+		Identity:      id,
+		LeaseDuration: cfg.LeaseDuration,
+		RenewDeadline: cfg.RenewDeadline,
+		RetryPeriod:   cfg.RetryPeriod,
+		Log:           log,
+	}, func(lctx context.Context) {
+		log.Info("leading: labelling pods")
+		leader.Set(1)
+		ctrl.RunWorkers(lctx)
+		leader.Set(0)
+		log.Info("stopped labelling pods")
+	})
 }

@@ -22,9 +22,8 @@ import (
 	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/apimachinery/pkg/types"
 	utilruntime "k8s.io/apimachinery/pkg/util/runtime"
-	"k8s.io/client-go/informers"
-	"k8s.io/client-go/kubernetes"
 	corelisters "k8s.io/client-go/listers/core/v1"
+	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/cache"
 	"k8s.io/client-go/util/workqueue"
 
@@ -53,11 +52,10 @@ type Options struct {
 // this replica leads.
 type Controller struct {
 	opts       Options
-	client     kubernetes.Interface
+	core       rest.Interface // core/v1
 	log        *slog.Logger
 	metrics    *metrics
-	factory    informers.SharedInformerFactory
-	nodeFact   informers.SharedInformerFactory
+	informers  []cache.SharedIndexInformer
 	pods       corelisters.PodLister
 	podIndexer cache.Indexer
 	nodes      corelisters.NodeLister
@@ -80,8 +78,9 @@ type Controller struct {
 	boundSeen map[string]time.Time
 }
 
-// New builds a controller. Nothing talks to the API server before Start.
-func New(client kubernetes.Interface, opts Options, reg prometheus.Registerer, log *slog.Logger) (*Controller, error) {
+// New builds a controller on a client for the core/v1 API (kubeclient.NewRESTClient with a scheme that
+// holds core/v1). Nothing talks to the API server before Start.
+func New(core rest.Interface, opts Options, reg prometheus.Registerer, log *slog.Logger) (*Controller, error) {
 	if len(opts.ZoneLabels) == 0 {
 		return nil, errors.New("at least one zone label key is needed")
 	}
@@ -93,7 +92,7 @@ func New(client kubernetes.Interface, opts Options, reg prometheus.Registerer, l
 	}
 	c := &Controller{
 		opts:      opts,
-		client:    client,
+		core:      core,
 		log:       log.With("component", "controller"),
 		include:   set(opts.Namespaces),
 		exclude:   set(opts.ExcludeNamespaces),
@@ -107,33 +106,42 @@ func New(client kubernetes.Interface, opts Options, reg prometheus.Registerer, l
 	if len(opts.Namespaces) == 1 {
 		podNamespace = opts.Namespaces[0] // one namespace: let the API server filter
 	}
-	c.factory = informers.NewSharedInformerFactoryWithOptions(client, 0,
-		informers.WithNamespace(podNamespace),
-		informers.WithTweakListOptions(func(o *metav1.ListOptions) { o.LabelSelector = opts.PodSelector }),
-		informers.WithTransform(trimPod),
+	// Plain informers over a core/v1 REST client rather than client-go's informer factory: the factory
+	// needs the typed clientset, which links every API group into the binary (see kubeclient/clientset).
+	// The transforms run before objects enter the cache, so only the trimmed copies are kept.
+	podInformer := cache.NewSharedIndexInformerWithOptions(
+		cache.NewFilteredListWatchFromClient(core, "pods", podNamespace, func(o *metav1.ListOptions) { o.LabelSelector = opts.PodSelector }),
+		&corev1.Pod{},
+		cache.SharedIndexInformerOptions{Indexers: cache.Indexers{nodeIndex: func(obj any) ([]string, error) {
+			if p, ok := obj.(*corev1.Pod); ok && p.Spec.NodeName != "" {
+				return []string{p.Spec.NodeName}, nil
+			}
+			return nil, nil
+		}}},
 	)
-	c.nodeFact = informers.NewSharedInformerFactoryWithOptions(client, 0, informers.WithTransform(trimNode))
-	podInformer := c.factory.Core().V1().Pods()
-	nodeInformer := c.nodeFact.Core().V1().Nodes()
-	if err := podInformer.Informer().AddIndexers(cache.Indexers{nodeIndex: func(obj any) ([]string, error) {
-		if p, ok := obj.(*corev1.Pod); ok && p.Spec.NodeName != "" {
-			return []string{p.Spec.NodeName}, nil
-		}
-		return nil, nil
-	}}); err != nil {
-		return nil, fmt.Errorf("adding pod index by node: %w", err)
+	nodeInformer := cache.NewSharedIndexInformerWithOptions(
+		cache.NewFilteredListWatchFromClient(core, "nodes", metav1.NamespaceAll, func(*metav1.ListOptions) {}),
+		&corev1.Node{},
+		cache.SharedIndexInformerOptions{},
+	)
+	if err := podInformer.SetTransform(trimPod); err != nil {
+		return nil, fmt.Errorf("setting the pod transform: %w", err)
 	}
-	c.pods = podInformer.Lister()
-	c.podIndexer = podInformer.Informer().GetIndexer()
-	c.nodes = nodeInformer.Lister()
-	if _, err := podInformer.Informer().AddEventHandler(cache.ResourceEventHandlerFuncs{
+	if err := nodeInformer.SetTransform(trimNode); err != nil {
+		return nil, fmt.Errorf("setting the node transform: %w", err)
+	}
+	c.informers = []cache.SharedIndexInformer{podInformer, nodeInformer}
+	c.pods = corelisters.NewPodLister(podInformer.GetIndexer())
+	c.podIndexer = podInformer.GetIndexer()
+	c.nodes = corelisters.NewNodeLister(nodeInformer.GetIndexer())
+	if _, err := podInformer.AddEventHandler(cache.ResourceEventHandlerFuncs{
 		AddFunc:    c.enqueuePod,
 		UpdateFunc: func(_, newObj any) { c.enqueuePod(newObj) },
 		DeleteFunc: c.forgetPod,
 	}); err != nil {
 		return nil, fmt.Errorf("watching pods: %w", err)
 	}
-	if _, err := nodeInformer.Informer().AddEventHandler(cache.ResourceEventHandlerFuncs{
+	if _, err := nodeInformer.AddEventHandler(cache.ResourceEventHandlerFuncs{
 		AddFunc: c.enqueueNodePods,
 		UpdateFunc: func(oldObj, newObj any) {
 			oldNode, newNode := oldObj.(*corev1.Node), newObj.(*corev1.Node)
@@ -144,7 +152,7 @@ func New(client kubernetes.Interface, opts Options, reg prometheus.Registerer, l
 	}); err != nil {
 		return nil, fmt.Errorf("watching nodes: %w", err)
 	}
-	c.synced = []cache.InformerSynced{podInformer.Informer().HasSynced, nodeInformer.Informer().HasSynced}
+	c.synced = []cache.InformerSynced{podInformer.HasSynced, nodeInformer.HasSynced}
 	// Registered last: a scrape may come at any moment and reads the listers set above.
 	m, err := newMetrics(reg, c)
 	if err != nil {
@@ -157,8 +165,9 @@ func New(client kubernetes.Interface, opts Options, reg prometheus.Registerer, l
 // Start starts the informers (one list+watch each for pods and nodes). They run until ctx is done, on
 // every replica, so a replica that becomes leader has warm caches.
 func (c *Controller) Start(ctx context.Context) {
-	c.factory.Start(ctx.Done())
-	c.nodeFact.Start(ctx.Done())
+	for _, inf := range c.informers {
+		go inf.RunWithContext(ctx)
+	}
 }
 
 // Synced reports whether both caches have synced: the readiness check.
@@ -272,8 +281,10 @@ func (c *Controller) sync(ctx context.Context, key string) error {
 	if err != nil {
 		return fmt.Errorf("encoding label patch: %w", err)
 	}
-	patched, err := c.client.CoreV1().Pods(ns).Patch(ctx, name, types.MergePatchType, patch,
-		metav1.PatchOptions{FieldManager: FieldManager})
+	patched := &corev1.Pod{}
+	err = c.core.Patch(types.MergePatchType).Namespace(ns).Resource("pods").Name(name).
+		VersionedParams(&metav1.PatchOptions{FieldManager: FieldManager}, metav1.ParameterCodec).
+		Body(patch).Do(ctx).Into(patched)
 	result := writeResult(err)
 	c.metrics.writes.WithLabelValues(result).Inc()
 	switch {

@@ -9,8 +9,10 @@ import (
 	"github.com/prometheus/client_golang/prometheus/testutil"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/client-go/kubernetes/fake"
+	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/client-go/rest"
 
+	"github.com/zonetoll/zonetoll/shared/kubeclient"
 	"github.com/zonetoll/zonetoll/shared/logging"
 	"github.com/zonetoll/zonetoll/shared/topology"
 )
@@ -97,7 +99,16 @@ func TestTrimKeepsOnlyWhatTheLabelerReads(t *testing.T) {
 // A scrape can come before the informers start; it once hit a nil node lister.
 func TestMetricsBeforeStart(t *testing.T) {
 	reg := prometheus.NewPedanticRegistry()
-	if _, err := New(fake.NewClientset(), Options{ZoneLabels: []string{topology.ZoneLabel}}, reg, logging.Discard()); err != nil {
+	scheme := runtime.NewScheme()
+	if err := corev1.AddToScheme(scheme); err != nil {
+		t.Fatal(err)
+	}
+	// Nothing may be requested before Start: the client points at a port where nothing listens.
+	core, err := kubeclient.NewRESTClient(&rest.Config{Host: "http://127.0.0.1:1"}, scheme, corev1.SchemeGroupVersion)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := New(core, Options{ZoneLabels: []string{topology.ZoneLabel}}, reg, logging.Discard()); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := reg.Gather(); err != nil {
