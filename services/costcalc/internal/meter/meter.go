@@ -37,6 +37,14 @@ const (
 // TrafficLabels are the labels of TrafficMetric, which the cost counter carries too.
 var TrafficLabels = []string{"src_namespace", "src_workload", "src_kind", "src_zone", "dst_namespace", "dst_workload", "dst_kind", "dst_zone"}
 
+var labelIndex = func() map[string]int {
+	m := map[string]int{}
+	for i, l := range TrafficLabels {
+		m[l] = i
+	}
+	return m
+}()
+
 // maxBody bounds one scrape: a flowserver at its series limit writes far less, and a wrong URL pointing
 // at something huge must not take the process down.
 const maxBody = 512 << 20
@@ -210,9 +218,11 @@ func (m *Meter) Apply(url string, fams map[string]*dto.MetricFamily) {
 	}
 	values := make([]string, len(TrafficLabels))
 	for _, s := range f.GetMetric() {
-		l := labels(s)
-		for i, name := range TrafficLabels {
-			values[i] = l[name]
+		clear(values)
+		for _, lp := range s.GetLabel() {
+			if i, ok := labelIndex[lp.GetName()]; ok {
+				values[i] = lp.GetValue()
+			}
 		}
 		key := strings.Join(values, "\xff")
 		cur := s.GetCounter().GetValue()

@@ -1,0 +1,55 @@
+package meter
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"net/http/httptest"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/zonetoll/zonetoll/services/costcalc/internal/pricing"
+)
+
+// BenchmarkScrape measures one scrape round of a flowserver at its default series limit (20,000
+// workload pairs over three zones, every series growing): HTTP, parsing, reset checks and pricing.
+func BenchmarkScrape(b *testing.B) {
+	const series = 20000
+	zones := []string{"us-east-1a", "us-east-1b", "us-east-1c"}
+	// The pages are written before the clock starts, so only costcalc's side is measured. After the
+	// last page the first comes again: one round in 40 sees every series reset.
+	const rounds = 40
+	pages := make([][]byte, rounds)
+	for n := range pages {
+		var buf bytes.Buffer
+		buf.WriteString("# TYPE zonetoll_traffic_bytes_total counter\n")
+		for i := 0; i < series; i++ {
+			fmt.Fprintf(&buf, `zonetoll_traffic_bytes_total{src_namespace="ns%d",src_workload="w%d",src_kind="deployment",src_zone=%q,dst_namespace="ns%d",dst_workload="w%d",dst_kind="statefulset",dst_zone=%q} %d`+"\n",
+				i%50, i, zones[i%3], (i+7)%50, i+1, zones[(i/3)%3], (n+1)*(1000+i))
+		}
+		pages[n] = buf.Bytes()
+	}
+	var round atomic.Int64
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Write(pages[(round.Add(1)-1)%rounds])
+	}))
+	defer srv.Close()
+	table, _ := pricing.Preset("aws")
+	m, err := New(Options{Targets: []string{srv.URL}, Timeout: time.Minute, Table: table}, prometheus.NewRegistry(), slog.New(slog.NewTextHandler(io.Discard, nil)))
+	if err != nil {
+		b.Fatal(err)
+	}
+	m.ScrapeOnce(context.Background()) // baseline
+	b.ReportAllocs()
+	b.ResetTimer()
+	for b.Loop() {
+		m.ScrapeOnce(context.Background())
+	}
+	b.ReportMetric(float64(series), "series")
+}
