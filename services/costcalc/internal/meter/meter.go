@@ -74,7 +74,7 @@ type Meter struct {
 type target struct {
 	baseline  bool               // the first successful scrape has been taken
 	startTime float64            // process_start_time_seconds; 0 when the target does not expose it
-	last      map[string]float64 // series key → last value
+	last      map[string]float64 // series key → value, for the series of the last successful scrape
 	zones     map[string]string  // zone → region from zonetoll_zone_info
 }
 
@@ -216,6 +216,9 @@ func (m *Meter) Apply(url string, fams map[string]*dto.MetricFamily) {
 			m.warned[url] = true
 		}
 	}
+	// Only the series of this scrape are remembered: one that vanished was removed by the flowserver
+	// (its series TTL), and if it comes back it starts again from zero.
+	last := make(map[string]float64, len(f.GetMetric()))
 	values := make([]string, len(TrafficLabels))
 	for _, s := range f.GetMetric() {
 		clear(values)
@@ -230,7 +233,7 @@ func (m *Meter) Apply(url string, fams map[string]*dto.MetricFamily) {
 			cur = s.GetUntyped().GetValue()
 		}
 		prev, seen := t.last[key]
-		t.last[key] = cur
+		last[key] = cur
 		var delta float64
 		switch {
 		case !t.baseline:
@@ -248,6 +251,7 @@ func (m *Meter) Apply(url string, fams map[string]*dto.MetricFamily) {
 		}
 		m.add(values, delta, regions)
 	}
+	t.last = last
 	t.baseline = true
 	m.metrics.series.WithLabelValues(url).Set(float64(len(f.GetMetric())))
 }

@@ -242,3 +242,23 @@ func TestPriceGaugesAndLint(t *testing.T) {
 		}
 	}
 }
+
+// A series the flowserver dropped (its series TTL) and brings back later starts again from zero, even
+// when its new value is above the old one.
+func TestVanishedSeriesComeBackFromZero(t *testing.T) {
+	fs := newFlowserver(t)
+	p := pair("web", "us-east-1a", "db", "statefulset", "us-east-1b")
+	cc := newCostcalc(t, "aws", fs.srv.URL)
+	cc.m.ScrapeOnce(context.Background())
+	fs.set(p, 2*gib)
+	cc.m.ScrapeOnce(context.Background()) // $0.04
+	fs.mu.Lock()
+	delete(fs.lines, p)
+	fs.mu.Unlock()
+	cc.m.ScrapeOnce(context.Background())
+	fs.set(p, 5*gib) // new traffic after the series was dropped: 5 GiB, not 5 - 2
+	cc.m.ScrapeOnce(context.Background())
+	if got := cc.cost(t, map[string]string{"dst_workload": "db"}); !near(got, 0.14) {
+		t.Errorf("web→db $%v, want $0.14 (2 GiB, then 5 GiB of a new series)", got)
+	}
+}

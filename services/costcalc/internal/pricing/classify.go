@@ -6,7 +6,10 @@ import (
 
 // Endpoint is one end of a traffic series, as the flowserver labels it.
 type Endpoint struct {
-	Namespace, Workload, Kind, Zone string
+	Namespace string `json:"namespace"`
+	Workload  string `json:"workload"`
+	Kind      string `json:"kind"`
+	Zone      string `json:"zone"`
 }
 
 // Kinds the flowserver gives endpoints that matter for pricing.
