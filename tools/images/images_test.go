@@ -1,6 +1,7 @@
 package images
 
 import (
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -165,5 +166,42 @@ func TestBuildZonelabelerImage(t *testing.T) {
 	}
 	if d1 != d2 {
 		t.Errorf("the image read back is %s, the same binary assembled again %s: the image is not reproducible", d1, d2)
+	}
+}
+
+// TestDockerfilesMatchImages keeps the Dockerfiles (for people with Docker) in step with the images
+// this package builds: same build flags, base, user, entrypoint and labels.
+func TestDockerfilesMatchImages(t *testing.T) {
+	root := repoRoot(t)
+	for _, svc := range Services() {
+		t.Run(svc.Name, func(t *testing.T) {
+			data, err := os.ReadFile(filepath.Join(root, "services", svc.Name, "Dockerfile"))
+			if os.IsNotExist(err) && svc.Name != "zonelabeler" && svc.Name != "flowagent" {
+				t.Skipf("services/%s/Dockerfile does not exist yet", svc.Name)
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			df := string(data)
+			want := []string{
+				"FROM scratch",
+				fmt.Sprintf("USER %d:%d", svc.UID, svc.UID),
+				fmt.Sprintf(`ENTRYPOINT ["%s"]`, BinaryPath(svc.Name)),
+				`CMD ["run"]`,
+				"CGO_ENABLED=0",
+				"go build -trimpath",
+				`-ldflags "` + LDFlags("${VERSION}", "${REVISION}") + `"`,
+				"-o /out" + BinaryPath(svc.Name) + " ./cmd/" + svc.Name,
+				LabelTitle + `="` + svc.Name + `"`,
+				LabelVersion + `="${VERSION}"`,
+				LabelRevision + `="${REVISION}"`,
+				LabelSource + `="` + DefaultSource + `"`,
+			}
+			for _, w := range want {
+				if !strings.Contains(df, w) {
+					t.Errorf("services/%s/Dockerfile lacks %q", svc.Name, w)
+				}
+			}
+		})
 	}
 }

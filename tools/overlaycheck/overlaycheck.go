@@ -55,11 +55,16 @@ func Build(fSys filesys.FileSystem, dir string) ([]*unstructured.Unstructured, e
 	}
 	var objs []*unstructured.Unstructured
 	for _, r := range m.Resources() {
-		obj, err := r.Map()
+		// Through JSON, so numbers are int64 as unstructured.Unstructured requires (kyaml's maps hold int).
+		data, err := r.MarshalJSON()
 		if err != nil {
 			return nil, fmt.Errorf("reading %s from %s: %w", r.CurId(), dir, err)
 		}
-		objs = append(objs, &unstructured.Unstructured{Object: obj})
+		u := &unstructured.Unstructured{}
+		if err := u.UnmarshalJSON(data); err != nil {
+			return nil, fmt.Errorf("decoding %s from %s: %w", r.CurId(), dir, err)
+		}
+		objs = append(objs, u)
 	}
 	return objs, nil
 }
