@@ -6,11 +6,14 @@
 package traffic
 
 import (
+	"slices"
+	"strings"
 	"sync"
 	"time"
 	"unique"
 
 	"github.com/prometheus/client_golang/prometheus"
+	dto "github.com/prometheus/client_model/go"
 
 	"github.com/zonetoll/zonetoll/services/flowserver/internal/resolve"
 )
@@ -47,6 +50,9 @@ type Counts struct{ Bytes, Packets uint64 }
 type entry struct {
 	Counts
 	updated time.Time
+	// labels are built once, when the series is created: rebuilding and validating them on every
+	// scrape was most of a scrape's cost at the series limit.
+	labels []*dto.LabelPair
 }
 
 // Batch is one report's flows summed by workload pair and by cross-zone source pod. It is not safe
@@ -182,7 +188,10 @@ func (s *Store) Apply(b *Batch, now time.Time) {
 				e = s.pairs[k]
 			}
 			if e == nil {
-				e = &entry{}
+				src, dst := k.src.Value(), k.dst.Value()
+				e = &entry{labels: labelPairs(
+					"src_namespace", src.Namespace, "src_workload", src.Name, "src_kind", src.Kind, "src_zone", src.Zone,
+					"dst_namespace", dst.Namespace, "dst_workload", dst.Name, "dst_kind", dst.Kind, "dst_zone", dst.Zone)}
 				s.pairs[k] = e
 			}
 		}
@@ -201,7 +210,7 @@ func (s *Store) Apply(b *Batch, now time.Time) {
 				z = s.zones[zk]
 			}
 			if z == nil {
-				z = &entry{}
+				z = &entry{labels: labelPairs("src_zone", zk.src, "dst_zone", zk.dst)}
 				s.zones[zk] = z
 			}
 		}
@@ -218,7 +227,8 @@ func (s *Store) Apply(b *Batch, now time.Time) {
 				e = s.pods[k]
 			}
 			if e == nil {
-				e = &entry{}
+				pk := k.Value()
+				e = &entry{labels: labelPairs("namespace", pk.Namespace, "pod", pk.Name)}
 				s.pods[k] = e
 			}
 		}
@@ -275,51 +285,53 @@ func (s *Store) Describe(ch chan<- *prometheus.Desc) {
 	}
 }
 
-// Collect implements prometheus.Collector. Values are copied under the lock and turned into
-// metrics after it, so a scrape holds up ingestion only for the copy.
+// Collect implements prometheus.Collector. Values are copied under the lock and sent after it, so
+// a scrape holds up ingestion only for the copy.
 func (s *Store) Collect(ch chan<- prometheus.Metric) {
-	type pairVal struct {
-		k pairKey
-		c Counts
-	}
-	type zoneVal struct {
-		k zoneKey
-		c Counts
-	}
-	type podVal struct {
-		k unique.Handle[resolve.PodKey]
-		b uint64
-	}
 	s.mu.Lock()
-	pairs := make([]pairVal, 0, len(s.pairs))
-	for k, e := range s.pairs {
-		pairs = append(pairs, pairVal{k, e.Counts})
+	out := make([]series, 0, 2*len(s.pairs)+2*len(s.zones)+len(s.pods))
+	for _, e := range s.pairs {
+		out = append(out, series{s.pairBytes, e.labels, float64(e.Bytes)}, series{s.pairPackets, e.labels, float64(e.Packets)})
 	}
-	zones := make([]zoneVal, 0, len(s.zones))
-	for k, e := range s.zones {
-		zones = append(zones, zoneVal{k, e.Counts})
+	for _, e := range s.zones {
+		out = append(out, series{s.zoneBytes, e.labels, float64(e.Bytes)}, series{s.zonePackets, e.labels, float64(e.Packets)})
 	}
-	pods := make([]podVal, 0, len(s.pods))
-	for k, e := range s.pods {
-		pods = append(pods, podVal{k, e.Bytes})
+	for _, e := range s.pods {
+		out = append(out, series{s.podBytes, e.labels, float64(e.Bytes)})
 	}
+	np, nz, nd := len(s.pairs), len(s.zones), len(s.pods)
 	s.mu.Unlock()
 
-	for _, p := range pairs {
-		src, dst := p.k.src.Value(), p.k.dst.Value()
-		lv := []string{src.Namespace, src.Name, src.Kind, src.Zone, dst.Namespace, dst.Name, dst.Kind, dst.Zone}
-		ch <- prometheus.MustNewConstMetric(s.pairBytes, prometheus.CounterValue, float64(p.c.Bytes), lv...)
-		ch <- prometheus.MustNewConstMetric(s.pairPackets, prometheus.CounterValue, float64(p.c.Packets), lv...)
+	for i := range out {
+		ch <- &out[i]
 	}
-	for _, z := range zones {
-		ch <- prometheus.MustNewConstMetric(s.zoneBytes, prometheus.CounterValue, float64(z.c.Bytes), z.k.src, z.k.dst)
-		ch <- prometheus.MustNewConstMetric(s.zonePackets, prometheus.CounterValue, float64(z.c.Packets), z.k.src, z.k.dst)
+	ch <- prometheus.MustNewConstMetric(s.series, prometheus.GaugeValue, float64(np), familyPairs)
+	ch <- prometheus.MustNewConstMetric(s.series, prometheus.GaugeValue, float64(nz), familyZones)
+	ch <- prometheus.MustNewConstMetric(s.series, prometheus.GaugeValue, float64(nd), familyPods)
+}
+
+// series is one counter sample with prebuilt labels; it implements prometheus.Metric.
+type series struct {
+	desc   *prometheus.Desc
+	labels []*dto.LabelPair
+	value  float64
+}
+
+func (m *series) Desc() *prometheus.Desc { return m.desc }
+
+func (m *series) Write(out *dto.Metric) error {
+	out.Label = m.labels
+	out.Counter = &dto.Counter{Value: &m.value}
+	return nil
+}
+
+// labelPairs builds the label pairs of a series from name, value, ... sorted by name, as the
+// exposition wants them.
+func labelPairs(nv ...string) []*dto.LabelPair {
+	out := make([]*dto.LabelPair, 0, len(nv)/2)
+	for i := 0; i < len(nv); i += 2 {
+		out = append(out, &dto.LabelPair{Name: &nv[i], Value: &nv[i+1]})
 	}
-	for _, p := range pods {
-		k := p.k.Value()
-		ch <- prometheus.MustNewConstMetric(s.podBytes, prometheus.CounterValue, float64(p.b), k.Namespace, k.Name)
-	}
-	ch <- prometheus.MustNewConstMetric(s.series, prometheus.GaugeValue, float64(len(pairs)), familyPairs)
-	ch <- prometheus.MustNewConstMetric(s.series, prometheus.GaugeValue, float64(len(zones)), familyZones)
-	ch <- prometheus.MustNewConstMetric(s.series, prometheus.GaugeValue, float64(len(pods)), familyPods)
+	slices.SortFunc(out, func(a, b *dto.LabelPair) int { return strings.Compare(a.GetName(), b.GetName()) })
+	return out
 }
