@@ -56,7 +56,7 @@ type Controller struct {
 	log        *slog.Logger
 	metrics    *metrics
 	informers  []cache.SharedIndexInformer
-	pods       corelisters.PodLister
+	keys       []string // label keys written, zone keys first (see podInfo.Values)
 	podIndexer cache.Indexer
 	nodes      corelisters.NodeLister
 	synced     []cache.InformerSynced
@@ -100,6 +100,7 @@ func New(core rest.Interface, opts Options, reg prometheus.Registerer, log *slog
 		written:   map[string]uint64{},
 		boundSeen: map[string]time.Time{},
 		started:   time.Now(),
+		keys:      labelKeys(opts),
 	}
 
 	podNamespace := metav1.NamespaceAll
@@ -113,8 +114,8 @@ func New(core rest.Interface, opts Options, reg prometheus.Registerer, log *slog
 		cache.NewFilteredListWatchFromClient(core, "pods", podNamespace, func(o *metav1.ListOptions) { o.LabelSelector = opts.PodSelector }),
 		&corev1.Pod{},
 		cache.SharedIndexInformerOptions{Indexers: cache.Indexers{nodeIndex: func(obj any) ([]string, error) {
-			if p, ok := obj.(*corev1.Pod); ok && p.Spec.NodeName != "" {
-				return []string{p.Spec.NodeName}, nil
+			if p, ok := obj.(*podInfo); ok && p.NodeName != "" {
+				return []string{p.NodeName}, nil
 			}
 			return nil, nil
 		}}},
@@ -124,14 +125,13 @@ func New(core rest.Interface, opts Options, reg prometheus.Registerer, log *slog
 		&corev1.Node{},
 		cache.SharedIndexInformerOptions{},
 	)
-	if err := podInformer.SetTransform(trimPod); err != nil {
+	if err := podInformer.SetTransform(c.trimPod); err != nil {
 		return nil, fmt.Errorf("setting the pod transform: %w", err)
 	}
 	if err := nodeInformer.SetTransform(trimNode); err != nil {
 		return nil, fmt.Errorf("setting the node transform: %w", err)
 	}
 	c.informers = []cache.SharedIndexInformer{podInformer, nodeInformer}
-	c.pods = corelisters.NewPodLister(podInformer.GetIndexer())
 	c.podIndexer = podInformer.GetIndexer()
 	c.nodes = corelisters.NewNodeLister(nodeInformer.GetIndexer())
 	if _, err := podInformer.AddEventHandler(cache.ResourceEventHandlerFuncs{
@@ -199,10 +199,7 @@ func (c *Controller) RunWorkers(ctx context.Context) {
 	c.mu.Lock()
 	c.queue = q
 	c.mu.Unlock()
-	pods, err := c.pods.List(labels.Everything())
-	if err != nil {
-		c.log.Error("listing cached pods", "error", err)
-	}
+	pods := c.podIndexer.List()
 	for _, p := range pods {
 		c.enqueuePod(p)
 	}
@@ -244,27 +241,28 @@ func (c *Controller) sync(ctx context.Context, key string) error {
 	if err != nil {
 		return nil // not ours to retry: a malformed key never becomes valid
 	}
-	pod, err := c.pods.Pods(ns).Get(name)
-	if apierrors.IsNotFound(err) {
-		c.setWaiting(key, false)
-		return nil
-	}
+	obj, exists, err := c.podIndexer.GetByKey(key)
 	if err != nil {
 		return fmt.Errorf("reading pod from cache: %w", err)
 	}
-	if pod.Spec.NodeName == "" || pod.DeletionTimestamp != nil {
+	pod, ok := obj.(*podInfo)
+	if !exists || !ok {
+		c.setWaiting(key, false)
+		return nil
+	}
+	if pod.NodeName == "" || pod.DeletionTimestamp != nil {
 		return nil
 	}
 	if c.cacheBehindOurWrite(key, pod) {
 		return nil // the watch event of our own patch will enqueue the pod again
 	}
-	node, err := c.nodes.Get(pod.Spec.NodeName)
+	node, err := c.nodes.Get(pod.NodeName)
 	if apierrors.IsNotFound(err) {
 		c.setWaiting(key, true)
 		return nil
 	}
 	if err != nil {
-		return fmt.Errorf("reading node %s from cache: %w", pod.Spec.NodeName, err)
+		return fmt.Errorf("reading node %s from cache: %w", pod.NodeName, err)
 	}
 	loc := topology.LocationOf(node.Labels)
 	if !loc.Known() {
@@ -272,7 +270,7 @@ func (c *Controller) sync(ctx context.Context, key string) error {
 		return nil
 	}
 	c.setWaiting(key, false)
-	want := c.desired(pod.Labels, loc)
+	want := c.desired(pod, loc)
 	if len(want) == 0 {
 		c.takeBoundSeen(key)
 		return nil // already right: no write
@@ -306,18 +304,18 @@ func (c *Controller) sync(ctx context.Context, key string) error {
 
 // desired returns the labels the pod lacks or has wrong; empty when it is right. Labels the node does
 // not have (a region, say) are left as they are on the pod: the labeler never guesses or removes.
-func (c *Controller) desired(have map[string]string, loc topology.Location) map[string]string {
+func (c *Controller) desired(pod *podInfo, loc topology.Location) map[string]string {
 	want := map[string]string{}
-	for _, k := range c.opts.ZoneLabels {
-		if have[k] != loc.Zone {
-			want[k] = loc.Zone
-		}
-	}
-	if loc.Region != "" {
-		for _, k := range c.opts.RegionLabels {
-			if have[k] != loc.Region {
-				want[k] = loc.Region
+	for i, k := range c.keys {
+		v := loc.Zone
+		if i >= len(c.opts.ZoneLabels) {
+			if loc.Region == "" {
+				continue
 			}
+			v = loc.Region
+		}
+		if pod.value(i) != v {
+			want[k] = v
 		}
 	}
 	return want
@@ -325,8 +323,8 @@ func (c *Controller) desired(have map[string]string, loc topology.Location) map[
 
 // noteBound remembers when a pod bound after this process started was first seen bound; pods bound
 // earlier would only measure how long the labeler was not running.
-func (c *Controller) noteBound(key string, pod *corev1.Pod) {
-	if bindingTime(pod).Before(c.started.Truncate(time.Second)) {
+func (c *Controller) noteBound(key string, pod *podInfo) {
+	if pod.Bound.Before(c.started.Truncate(time.Second)) {
 		return
 	}
 	c.mu.Lock()
@@ -372,7 +370,7 @@ func writeResult(err error) string {
 	}
 }
 
-func (c *Controller) wanted(pod *corev1.Pod) bool {
+func (c *Controller) wanted(pod *podInfo) bool {
 	if len(c.include) > 0 && !c.include[pod.Namespace] {
 		return false
 	}
@@ -380,8 +378,8 @@ func (c *Controller) wanted(pod *corev1.Pod) bool {
 }
 
 func (c *Controller) enqueuePod(obj any) {
-	pod, ok := obj.(*corev1.Pod)
-	if !ok || !c.wanted(pod) || pod.Spec.NodeName == "" {
+	pod, ok := obj.(*podInfo)
+	if !ok || !c.wanted(pod) || pod.NodeName == "" {
 		return
 	}
 	key, err := cache.MetaNamespaceKeyFunc(pod)
@@ -424,7 +422,7 @@ func (c *Controller) rememberWrite(key, resourceVersion string) {
 
 // cacheBehindOurWrite reports whether the cached pod is older than our last write to it; once the
 // cache has caught up, the record is dropped.
-func (c *Controller) cacheBehindOurWrite(key string, pod *corev1.Pod) bool {
+func (c *Controller) cacheBehindOurWrite(key string, pod *podInfo) bool {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	want, ok := c.written[key]
@@ -482,27 +480,6 @@ func (c *Controller) nodesByZone() map[string]int {
 		out[topology.LocationOf(n.Labels).Zone]++
 	}
 	return out
-}
-
-// trimPod keeps only what the labeler reads, so 10,000 cached pods stay a few megabytes.
-func trimPod(obj any) (any, error) {
-	pod, ok := obj.(*corev1.Pod)
-	if !ok {
-		return obj, nil // tombstones pass through
-	}
-	trimmed := &corev1.Pod{
-		ObjectMeta: metav1.ObjectMeta{
-			Name: pod.Name, Namespace: pod.Namespace, UID: pod.UID, ResourceVersion: pod.ResourceVersion,
-			Labels: pod.Labels, DeletionTimestamp: pod.DeletionTimestamp, CreationTimestamp: pod.CreationTimestamp,
-		},
-		Spec: corev1.PodSpec{NodeName: pod.Spec.NodeName},
-	}
-	for _, cond := range pod.Status.Conditions {
-		if cond.Type == corev1.PodScheduled {
-			trimmed.Status.Conditions = []corev1.PodCondition{{Type: cond.Type, Status: cond.Status, LastTransitionTime: cond.LastTransitionTime}}
-		}
-	}
-	return trimmed, nil
 }
 
 // trimNode keeps a node's name and its location labels only.

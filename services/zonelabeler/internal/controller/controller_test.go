@@ -2,6 +2,7 @@ package controller
 
 import (
 	"maps"
+	"reflect"
 	"testing"
 	"time"
 
@@ -11,6 +12,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/client-go/rest"
+	"k8s.io/client-go/tools/cache"
 
 	"github.com/zonetoll/zonetoll/shared/kubeclient"
 	"github.com/zonetoll/zonetoll/shared/logging"
@@ -18,7 +20,8 @@ import (
 )
 
 func TestDesired(t *testing.T) {
-	c := &Controller{opts: Options{ZoneLabels: []string{topology.ZoneLabel, "example.com/zone"}, RegionLabels: []string{topology.RegionLabel}}}
+	opts := Options{ZoneLabels: []string{topology.ZoneLabel, "example.com/zone"}, RegionLabels: []string{topology.RegionLabel}}
+	c := &Controller{opts: opts, keys: labelKeys(opts)}
 	loc := topology.Location{Zone: "a", Region: "r"}
 	tests := []struct {
 		name string
@@ -29,10 +32,16 @@ func TestDesired(t *testing.T) {
 		{"unlabelled", nil, loc, map[string]string{topology.ZoneLabel: "a", "example.com/zone": "a", topology.RegionLabel: "r"}},
 		{"already right", map[string]string{topology.ZoneLabel: "a", "example.com/zone": "a", topology.RegionLabel: "r", "app": "x"}, loc, map[string]string{}},
 		{"one key stale", map[string]string{topology.ZoneLabel: "b", "example.com/zone": "a", topology.RegionLabel: "r"}, loc, map[string]string{topology.ZoneLabel: "a"}},
+		{"empty value is not right", map[string]string{topology.ZoneLabel: "", "example.com/zone": "a", topology.RegionLabel: "r"}, loc, map[string]string{topology.ZoneLabel: "a"}},
 		{"node without region keeps the pod's region", map[string]string{topology.ZoneLabel: "a", "example.com/zone": "a", topology.RegionLabel: "old"}, topology.Location{Zone: "a"}, map[string]string{}},
 	}
 	for _, tt := range tests {
-		if got := c.desired(tt.have, tt.loc); !maps.Equal(got, tt.want) {
+		// Through the cache's transform, as the controller sees pods.
+		obj, err := c.trimPod(&corev1.Pod{ObjectMeta: metav1.ObjectMeta{Name: "p", Labels: tt.have}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := c.desired(obj.(*podInfo), tt.loc); !maps.Equal(got, tt.want) {
 			t.Errorf("%s: desired() = %v, want %v", tt.name, got, tt.want)
 		}
 	}
@@ -40,7 +49,7 @@ func TestDesired(t *testing.T) {
 
 func TestCacheBehindOurWrite(t *testing.T) {
 	c := &Controller{written: map[string]uint64{}}
-	pod := func(rv string) *corev1.Pod { return &corev1.Pod{ObjectMeta: metav1.ObjectMeta{ResourceVersion: rv}} }
+	pod := func(rv string) *podInfo { return &podInfo{ObjectMeta: metav1.ObjectMeta{ResourceVersion: rv}} }
 	if c.cacheBehindOurWrite("ns/p", pod("5")) {
 		t.Fatal("no write remembered, yet the cache is called stale")
 	}
@@ -74,21 +83,44 @@ func TestBindingTime(t *testing.T) {
 }
 
 func TestTrimKeepsOnlyWhatTheLabelerReads(t *testing.T) {
+	opts := Options{ZoneLabels: []string{topology.ZoneLabel}, RegionLabels: []string{topology.RegionLabel}}
+	c := &Controller{opts: opts, keys: labelKeys(opts)}
+	created := metav1.NewTime(time.Date(2026, 1, 1, 10, 0, 0, 0, time.UTC))
+	deleted := metav1.NewTime(created.Add(time.Minute))
 	full := &corev1.Pod{
-		ObjectMeta: metav1.ObjectMeta{Name: "p", Namespace: "ns", Labels: map[string]string{"app": "x"}, Annotations: map[string]string{"big": "yes"}, ResourceVersion: "7"},
-		Spec:       corev1.PodSpec{NodeName: "n", Containers: []corev1.Container{{Name: "c", Image: "i"}}},
-		Status:     corev1.PodStatus{PodIP: "198.18.0.1", Conditions: []corev1.PodCondition{{Type: corev1.PodReady}, {Type: corev1.PodScheduled, Status: corev1.ConditionTrue}}},
+		ObjectMeta: metav1.ObjectMeta{Name: "p", Namespace: "ns", UID: "u", ResourceVersion: "7", CreationTimestamp: created, DeletionTimestamp: &deleted,
+			Labels: map[string]string{"app": "x", topology.RegionLabel: "r"}, Annotations: map[string]string{"big": "yes"}},
+		Spec:   corev1.PodSpec{NodeName: "n", Containers: []corev1.Container{{Name: "c", Image: "i"}}},
+		Status: corev1.PodStatus{PodIP: "198.18.0.1", Conditions: []corev1.PodCondition{{Type: corev1.PodReady}}},
 	}
-	obj, err := trimPod(full)
+	obj, err := c.trimPod(full)
 	if err != nil {
 		t.Fatal(err)
 	}
-	p := obj.(*corev1.Pod)
-	if p.Name != "p" || p.Namespace != "ns" || p.Labels["app"] != "x" || p.Spec.NodeName != "n" || p.ResourceVersion != "7" {
-		t.Errorf("trimmed pod lost a field the labeler reads: %+v", p)
+	p := obj.(*podInfo)
+	want := &podInfo{
+		ObjectMeta: metav1.ObjectMeta{Name: "p", Namespace: "ns", ResourceVersion: "7", DeletionTimestamp: &deleted},
+		NodeName:   "n", Bound: created.Time, Values: []string{"", "r"},
 	}
-	if p.Annotations != nil || p.Spec.Containers != nil || p.Status.PodIP != "" || len(p.Status.Conditions) != 1 {
-		t.Errorf("trimmed pod keeps fields the labeler never reads: %+v", p)
+	if !reflect.DeepEqual(p, want) {
+		t.Errorf("trimmed pod = %+v\nwant %+v", p, want)
+	}
+	// The store computes keys and resource versions from it, as from a pod.
+	if key, err := cache.MetaNamespaceKeyFunc(p); err != nil || key != "ns/p" {
+		t.Errorf("cache key = %q, %v", key, err)
+	}
+	// A pod without any of the keys keeps no values at all.
+	obj, _ = c.trimPod(&corev1.Pod{ObjectMeta: metav1.ObjectMeta{Name: "q", Labels: map[string]string{"app": "x"}}})
+	if v := obj.(*podInfo).Values; v != nil {
+		t.Errorf("values of a pod without zone or region = %q, want nil", v)
+	}
+	// Already trimmed objects and tombstones pass through unchanged.
+	tomb := cache.DeletedFinalStateUnknown{Key: "ns/p", Obj: p}
+	if got, _ := c.trimPod(tomb); got != tomb {
+		t.Errorf("tombstone changed: %v", got)
+	}
+	if got, _ := c.trimPod(p); got != p {
+		t.Errorf("trimmed pod trimmed again: %v", got)
 	}
 	nodeObj, _ := trimNode(&corev1.Node{ObjectMeta: metav1.ObjectMeta{Name: "n", Labels: map[string]string{topology.ZoneLabel: "a", "kubernetes.io/hostname": "n"}}})
 	if n := nodeObj.(*corev1.Node); len(n.Labels) != 1 || n.Labels[topology.ZoneLabel] != "a" {
