@@ -124,6 +124,7 @@ func Check(objs []*unstructured.Unstructured, p Policy) []Problem {
 	for _, w := range c.workloads {
 		c.checkContainers(w)
 	}
+	c.checkOneRelease()
 	c.checkRBAC()
 	c.checkSelectors()
 	sort.Slice(c.problems, func(i, j int) bool { return c.problems[i].String() < c.problems[j].String() })
@@ -288,6 +289,35 @@ func (c *checker) checkContainers(w workload) {
 		}
 		c.checkSecurity(w, svc, where, ct)
 		c.checkSettings(w, svc, where, ct)
+	}
+}
+
+// ImagePrefix is where zonetoll's own images live.
+const ImagePrefix = "ghcr.io/zonetoll/"
+
+// checkOneRelease: zonetoll's services talk to each other in versioned formats, so one build deploys
+// one release: all of zonetoll's images carry the same tag.
+func (c *checker) checkOneRelease() {
+	tags := map[string][]string{}
+	for _, w := range c.workloads {
+		for _, ct := range append(slices.Clone(w.template.Spec.InitContainers), w.template.Spec.Containers...) {
+			if !strings.HasPrefix(ct.Image, ImagePrefix) || strings.Contains(ct.Image, "@") {
+				continue
+			}
+			name := ct.Image[strings.LastIndex(ct.Image, "/")+1:]
+			if i := strings.LastIndex(name, ":"); i >= 0 {
+				tags[name[i+1:]] = append(tags[name[i+1:]], ct.Image)
+			}
+		}
+	}
+	if len(tags) > 1 {
+		var all []string
+		for _, imgs := range tags {
+			all = append(all, imgs...)
+		}
+		slices.Sort(all)
+		c.problems = append(c.problems, Problem{Check: "images", Object: "(build)",
+			Message: fmt.Sprintf("zonetoll images of different releases in one build: %s", strings.Join(all, ", "))})
 	}
 }
 

@@ -9,6 +9,8 @@ import (
 	"testing"
 
 	"sigs.k8s.io/kustomize/kyaml/filesys"
+
+	"github.com/zonetoll/zonetoll/tools/images"
 )
 
 func repoRoot(t *testing.T) string {
@@ -119,6 +121,8 @@ func TestBrokenOverlays(t *testing.T) {
 		{name: "pinned by digest", overlay: "images:\n  - name: ghcr.io/zonetoll/zonelabeler\n    digest: sha256:0123456789012345678901234567890123456789012345678901234567890123\n"},
 		{name: "latest", overlay: "images:\n  - name: ghcr.io/zonetoll/zonelabeler\n    newTag: latest\n",
 			wantCheck: "images", wantText: "latest"},
+		{name: "mixed releases", overlay: "images:\n  - name: ghcr.io/zonetoll/flowagent\n    newTag: v0.2.0\n",
+			wantCheck: "images", wantText: "different releases"},
 		{name: "no tag", overlay: jsonPatch("DaemonSet", "flowagent", `
 - op: replace
   path: /spec/template/spec/containers/0/image
@@ -366,6 +370,38 @@ func TestLabelerOnlyExamplesMatchDocs(t *testing.T) {
 		}
 		if !bytes.Equal(docs, overlay) {
 			t.Errorf("kustomize/overlays/labeler-only/per-zone-scrape/%s differs from docs/examples/per-zone-scrape/%s: copy the docs version over it", f, f)
+		}
+	}
+}
+
+// TestEveryBaseInStack: a service folder under kustomize/base must be part of the whole stack, and be a
+// service that has an image and a settings page (else its settings cannot be checked).
+func TestEveryBaseInStack(t *testing.T) {
+	root := repoRoot(t)
+	stack, err := os.ReadFile(filepath.Join(root, "kustomize", "base", "kustomization.yaml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	entries, err := os.ReadDir(filepath.Join(root, "kustomize", "base"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	policy := loadPolicy(t)
+	for _, e := range entries {
+		if !e.IsDir() {
+			continue
+		}
+		if !strings.Contains(string(stack), "\n  - "+e.Name()+"\n") {
+			t.Errorf("kustomize/base/%s is not listed in kustomize/base/kustomization.yaml", e.Name())
+		}
+		if e.Name() == "namespace" {
+			continue
+		}
+		if _, ok := policy.Settings[e.Name()]; !ok {
+			t.Errorf("kustomize/base/%s has no docs/settings/%s.md", e.Name(), e.Name())
+		}
+		if _, err := images.Lookup(e.Name()); err != nil {
+			t.Errorf("kustomize/base/%s: %v", e.Name(), err)
 		}
 	}
 }
