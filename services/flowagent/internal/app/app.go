@@ -3,10 +3,14 @@ package app
 
 import (
 	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"errors"
 	"fmt"
 	"log/slog"
+	"net/http"
 	"net/url"
+	"os"
 	"strings"
 	"sync/atomic"
 	"time"
@@ -30,6 +34,7 @@ type Config struct {
 	Zone            string        `desc:"This node's zone; empty means the node's zone label (ZONETOLL_ZONE_LABEL)."`
 	ZoneLabel       string        `split_words:"true" default:"topology.kubernetes.io/zone" desc:"Node label that holds the zone."`
 	ServerURL       string        `split_words:"true" default:"http://flowserver-{zone}.zonetoll:8080" desc:"Base URL of the flowserver; {zone} is replaced by this node's zone, so reports stay in the zone."`
+	ServerCAFile    string        `split_words:"true" desc:"PEM CA bundle that signs the flowserver's certificate, for an https ServerURL; empty uses the system roots."`
 	TokenFile       string        `split_words:"true" default:"/var/run/secrets/kubernetes.io/serviceaccount/token" desc:"Service-account token sent as bearer token; re-read before every report, so rotation needs no restart. Empty sends none."`
 	Interval        time.Duration `default:"10s" desc:"Time between drains of the kernel's flow map; each drain makes one report window."`
 	ReportMaxFlows  int           `split_words:"true" default:"100000" desc:"Flows per report; a window with more is split into several reports."`
@@ -203,9 +208,13 @@ func attach(ctr *counter.Counter, cfg *Config) error {
 
 // runReporting runs the agent loop and the sender until ctx is done, then drains once more and flushes.
 func runReporting(ctx context.Context, cfg *Config, d agent.Drainer, set, nodes agent.Locals, target string, env servicecmd.Env, ready *atomic.Bool, log *slog.Logger) error {
+	client, err := httpClient(cfg.ServerCAFile, cfg.SendTimeout)
+	if err != nil {
+		return err
+	}
 	snd, err := sender.New(sender.Config{
 		URL: target, TokenFile: cfg.TokenFile, SpoolBytes: cfg.SpoolBytes, Dir: cfg.SpoolDir,
-		MinBackoff: cfg.RetryMinBackoff, MaxBackoff: cfg.RetryMaxBackoff, Timeout: cfg.SendTimeout,
+		MinBackoff: cfg.RetryMinBackoff, MaxBackoff: cfg.RetryMaxBackoff, Timeout: cfg.SendTimeout, Client: client,
 	}, env.Registry, log)
 	if err != nil {
 		return err
@@ -234,4 +243,22 @@ func runReporting(ctx context.Context, cfg *Config, d agent.Drainer, set, nodes 
 		return errors.Join(runErr, err)
 	}
 	return runErr
+}
+
+// httpClient returns the client reports are sent with; caFile, if set, is the only CA it trusts.
+func httpClient(caFile string, timeout time.Duration) (*http.Client, error) {
+	if caFile == "" {
+		return &http.Client{Timeout: timeout}, nil
+	}
+	pem, err := os.ReadFile(caFile)
+	if err != nil {
+		return nil, fmt.Errorf("reading flowserver CA (ZONETOLL_SERVER_CA_FILE): %w", err)
+	}
+	pool := x509.NewCertPool()
+	if !pool.AppendCertsFromPEM(pem) {
+		return nil, fmt.Errorf("ZONETOLL_SERVER_CA_FILE %s: no PEM certificate in it", caFile)
+	}
+	tr := http.DefaultTransport.(*http.Transport).Clone()
+	tr.TLSClientConfig = &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12}
+	return &http.Client{Timeout: timeout, Transport: tr}, nil
 }
