@@ -32,8 +32,8 @@ func cpuTime(b *testing.B) time.Duration {
 func BenchmarkScrape(b *testing.B) {
 	const series = 20000
 	zones := []string{"us-east-1a", "us-east-1b", "us-east-1c"}
-	// The pages are written before the clock starts, so only costcalc's side is measured. After the
-	// last page the first comes again: one round in 40 sees every series reset.
+	// The pages are written before the clock starts, so only costcalc's side is measured. A run of more
+	// than 40 rounds wraps around to the first page and sees every series reset once.
 	const rounds = 40
 	pages := make([][]byte, rounds)
 	for n := range pages {
