@@ -120,7 +120,7 @@ func (f *fixture) waitGauge(svc *servicetest.Service, name string, want float64)
 	})
 }
 
-func writeKubeconfig(t *testing.T, rc *rest.Config) string {
+func writeKubeconfig(t testing.TB, rc *rest.Config) string {
 	t.Helper()
 	cfg := clientcmdapi.NewConfig()
 	cfg.Clusters["c"] = &clientcmdapi.Cluster{Server: rc.Host, CertificateAuthorityData: rc.CAData}
@@ -147,7 +147,7 @@ type sent struct {
 }
 
 // post sends a report the way the agent does (gzip, bearer token).
-func post(t *testing.T, url, token string, body []byte, encoding string) sent {
+func post(t testing.TB, url, token string, body []byte, encoding string) sent {
 	t.Helper()
 	req, err := http.NewRequest(http.MethodPost, url+"/v1/reports", bytes.NewReader(body))
 	if err != nil {
@@ -169,7 +169,7 @@ func post(t *testing.T, url, token string, body []byte, encoding string) sent {
 	return sent{resp.StatusCode, string(b), resp.Header}
 }
 
-func gz(t *testing.T, r *report.Report) []byte {
+func gz(t testing.TB, r *report.Report) []byte {
 	t.Helper()
 	var buf bytes.Buffer
 	if err := report.WriteGzip(&buf, r); err != nil {

@@ -4,12 +4,12 @@ import (
 	"bytes"
 	"context"
 	"fmt"
-	"io"
 	"log/slog"
 	"math/rand/v2"
 	"net/http"
 	"net/http/httptest"
 	"net/netip"
+	"runtime"
 	"testing"
 	"time"
 
@@ -254,4 +254,42 @@ func BenchmarkIngest(b *testing.B) {
 	}
 }
 
-var _ = io.Discard
+// BenchmarkResolverMemory measures the heap the resolver needs for 10,000 pods on 100 nodes in 1,000
+// workloads plus a full gone-pod LRU (65,536 addresses), and the traffic store at its default series
+// limit. The informers' own caches of trimmed objects come on top (BenchmarkClusterMemory in
+// internal/app measures the whole process).
+func BenchmarkResolverMemory(b *testing.B) {
+	for b.Loop() {
+		before := heapInUse()
+		c := newCluster(b, 10_000, 100, 1_000, 65_536)
+		resolverBytes := heapInUse() - before
+		hs := newHarness(b, c, benchLimits, time.Nanosecond)
+		rng := rand.New(rand.NewPCG(5, 6))
+		// Enough reports to create every workload pair the flow model makes (5 per workload) and a
+		// pod series for every cross-zone sender.
+		for i := range 20 {
+			r := &report.Report{Node: "node-001", BootID: [16]byte{7}, Sequence: uint64(i + 1),
+				WindowStart: time.Now().Add(-10 * time.Second), WindowEnd: time.Now(), Flows: c.flows(20_000, rng)}
+			body, err := report.Encode(r)
+			if err != nil {
+				b.Fatal(err)
+			}
+			if rec := hs.post(body, ""); rec.Code != http.StatusOK {
+				b.Fatal(rec.Code)
+			}
+		}
+		total := heapInUse() - before
+		b.ReportMetric(float64(resolverBytes)/(1<<20), "resolver_MiB")
+		b.ReportMetric(float64(total)/(1<<20), "resolver+store_MiB")
+		runtime.KeepAlive(hs)
+		runtime.KeepAlive(c)
+	}
+}
+
+func heapInUse() int64 {
+	runtime.GC()
+	runtime.GC()
+	var m runtime.MemStats
+	runtime.ReadMemStats(&m)
+	return int64(m.HeapInuse)
+}

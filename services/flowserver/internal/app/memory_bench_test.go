@@ -1,0 +1,187 @@
+package app
+
+import (
+	"context"
+	"fmt"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	appsv1 "k8s.io/api/apps/v1"
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+	"github.com/zonetoll/zonetoll/shared/metricstest"
+	"github.com/zonetoll/zonetoll/shared/report"
+	"github.com/zonetoll/zonetoll/tools/testcluster"
+)
+
+// BenchmarkClusterMemory runs the flowserver binary (as make build builds it) against a test cluster
+// with 10,000 pods on 100 nodes in 1,000 Deployments (their ReplicaSets cached), deletes and recreates
+// pods to put addresses in the gone-pod LRU, fills the traffic metrics with reports, and reports the
+// process's resident memory (peak and now) and Go heap. Run with -benchtime 1x.
+func BenchmarkClusterMemory(b *testing.B) {
+	testcluster.SkipIfDisabled(b)
+	const pods, nodes, workloads, churn = 10_000, 100, 1_000, 5_000
+	for b.Loop() {
+		c := testcluster.StartT(b, testcluster.Options{})
+		ctx := b.Context()
+		for _, n := range []string{ns, "bench"} {
+			if _, err := c.CreateNamespace(ctx, n); err != nil {
+				b.Fatal(err)
+			}
+		}
+		srv, err := c.ServiceAccount(ctx, testcluster.ServiceAccountSpec{Namespace: ns, Name: "flowserver", ClusterRules: ClusterRules})
+		if err != nil {
+			b.Fatal(err)
+		}
+		agent, err := c.ServiceAccount(ctx, testcluster.ServiceAccountSpec{Namespace: ns, Name: "flowagent"})
+		if err != nil {
+			b.Fatal(err)
+		}
+		for i := range nodes {
+			if _, err := c.CreateNode(ctx, testcluster.NodeSpec{Name: fmt.Sprintf("node-%03d", i), Zone: fmt.Sprintf("zone-%c", 'a'+i%3), Region: "r",
+				InternalIPs: []string{fmt.Sprintf("198.19.%d.%d", 200+i/250, i%250+1)}}); err != nil {
+				b.Fatal(err)
+			}
+		}
+		for w := range workloads {
+			rs := &appsv1.ReplicaSet{
+				ObjectMeta: metav1.ObjectMeta{Namespace: "bench", Name: fmt.Sprintf("app-%d-h", w), OwnerReferences: ctrl("Deployment", fmt.Sprintf("app-%d", w))},
+				Spec: appsv1.ReplicaSetSpec{
+					Selector: &metav1.LabelSelector{MatchLabels: map[string]string{"app": fmt.Sprint(w)}},
+					Template: corev1.PodTemplateSpec{
+						ObjectMeta: metav1.ObjectMeta{Labels: map[string]string{"app": fmt.Sprint(w)}},
+						Spec:       corev1.PodSpec{Containers: []corev1.Container{{Name: "c", Image: testcluster.PauseImage}}},
+					},
+				},
+			}
+			if _, err := c.Client.AppsV1().ReplicaSets("bench").Create(ctx, rs, metav1.CreateOptions{}); err != nil {
+				b.Fatal(err)
+			}
+		}
+		specs := func(from, to int, gen string) []testcluster.PodSpec {
+			var out []testcluster.PodSpec
+			for p := from; p < to; p++ {
+				w := p % workloads
+				out = append(out, testcluster.PodSpec{Namespace: "bench", Name: fmt.Sprintf("app-%d-h-%s%05d", w, gen, p), NodeName: fmt.Sprintf("node-%03d", p%nodes),
+					IPs: []string{fmt.Sprintf("198.18.%d.%d", p/250, p%250+1)}, Labels: map[string]string{"pod-template-hash": "h"},
+					OwnerReferences: ctrl("ReplicaSet", fmt.Sprintf("app-%d-h", w))})
+			}
+			return out
+		}
+		if err := c.CreatePods(ctx, specs(0, pods, "a"), 8); err != nil {
+			b.Fatal(err)
+		}
+
+		bin := buildServer(b)
+		port := freePort(b)
+		url := fmt.Sprintf("http://127.0.0.1:%d", port)
+		cmd := exec.Command(bin, "run", "--kubeconfig", writeKubeconfig(b, srv.Config))
+		cmd.Env = append(os.Environ(), "ZONETOLL_HTTP_LISTEN_ADDRESS=127.0.0.1:"+fmt.Sprint(port), "ZONETOLL_LOG_LEVEL=warn", "ZONETOLL_NAMESPACE="+ns)
+		cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
+		cmd.Stderr = os.Stderr
+		if err := cmd.Start(); err != nil {
+			b.Fatal(err)
+		}
+		b.Cleanup(func() { _ = cmd.Process.Signal(syscall.SIGTERM); _ = cmd.Wait() })
+		waitMetric(b, url, "zonetoll_flowserver_pods", pods)
+
+		// Churn: half the pods are replaced, so their addresses go to the gone-pod LRU.
+		for p := range churn {
+			w := p % workloads
+			if err := c.DeletePod(ctx, "bench", fmt.Sprintf("app-%d-h-a%05d", w, p)); err != nil {
+				b.Fatal(err)
+			}
+		}
+		if err := c.CreatePods(ctx, specs(0, churn, "b"), 8); err != nil {
+			b.Fatal(err)
+		}
+		waitMetric(b, url, "zonetoll_flowserver_gone_pod_addresses", churn)
+		waitMetric(b, url, "zonetoll_flowserver_pods", pods)
+
+		// Traffic: every pod talks to pods of five other workloads.
+		now := time.Now()
+		for r := range 10 {
+			var flows []report.Flow
+			for i := range 20_000 {
+				src := (r*20_000 + i) % pods
+				dst := (src%workloads + 1 + i%5) % workloads
+				flows = append(flows, flow(fmt.Sprintf("198.18.%d.%d", src/250, src%250+1), fmt.Sprintf("198.18.%d.%d", dst/250, dst%250+1), 1000, 1))
+			}
+			rep := newReport("node-001", uint64(r+1), now.Add(-10*time.Second), now, flows...)
+			if got := post(b, url, agent.Token, gz(b, rep), "gzip"); got.status != http.StatusOK {
+				b.Fatalf("report %d: %d %s", r, got.status, got.body)
+			}
+		}
+		fams := metricstest.Scrape(b, url+"/metrics")
+		peak, rss := procMemory(b, cmd.Process.Pid)
+		heap, _ := fams.Value("go_memstats_heap_inuse_bytes", nil)
+		series, _ := fams.Value("zonetoll_flowserver_series", map[string]string{"metric": "zonetoll_traffic"})
+		b.ReportMetric(float64(peak)/(1<<20), "peak_RSS_MiB")
+		b.ReportMetric(float64(rss)/(1<<20), "RSS_MiB")
+		b.ReportMetric(heap/(1<<20), "heap_inuse_MiB")
+		b.ReportMetric(series, "pair_series")
+	}
+}
+
+func buildServer(b *testing.B) string {
+	b.Helper()
+	bin := filepath.Join(b.TempDir(), "flowserver")
+	cmd := exec.Command("go", "build", "-trimpath", "-ldflags", "-s -w", "-o", bin, "../../cmd/flowserver")
+	cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
+	if out, err := cmd.CombinedOutput(); err != nil {
+		b.Fatalf("building flowserver: %v\n%s", err, out)
+	}
+	return bin
+}
+
+func freePort(b *testing.B) int {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer ln.Close()
+	return ln.Addr().(*net.TCPAddr).Port
+}
+
+func waitMetric(b *testing.B, url, name string, want float64) {
+	b.Helper()
+	ctx, cancel := context.WithTimeout(b.Context(), 10*time.Minute)
+	defer cancel()
+	var last float64
+	for ctx.Err() == nil {
+		if fams, err := metricstest.ScrapeErr(url + "/metrics"); err == nil {
+			if last, _ = fams.Value(name, nil); last == want {
+				return
+			}
+		}
+		time.Sleep(500 * time.Millisecond)
+	}
+	b.Fatalf("%s stayed at %v, want %v", name, last, want)
+}
+
+// procMemory returns a process's peak and current resident set, in bytes.
+func procMemory(b *testing.B, pid int) (peak, now int64) {
+	b.Helper()
+	data, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+	if err != nil {
+		b.Fatal(err)
+	}
+	var v int64
+	for _, line := range strings.Split(string(data), "\n") {
+		if n, _ := fmt.Sscanf(line, "VmHWM: %d kB", &v); n == 1 {
+			peak = v << 10
+		}
+		if n, _ := fmt.Sscanf(line, "VmRSS: %d kB", &v); n == 1 {
+			now = v << 10
+		}
+	}
+	return peak, now
+}
