@@ -22,7 +22,7 @@ import (
 // Config is every setting of `costcalc run`, read from ZONETOLL_* variables.
 type Config struct {
 	servicecmd.Common
-	Targets        []string      `desc:"URLs of the flowserver /metrics endpoints to scrape, comma-separated (e.g. http://flowserver-a.zonetoll:8080/metrics). Kubernetes endpoints discovery is not built yet: list every per-zone flowserver."`
+	Targets        []string      `desc:"Required. URLs of the flowserver /metrics endpoints to scrape, comma-separated (e.g. http://flowserver-a.zonetoll:8080/metrics). Kubernetes endpoints discovery is not built yet: list every per-zone flowserver."`
 	ScrapeInterval time.Duration `split_words:"true" default:"30s" desc:"How often every target is scraped; the cost counters grow at this step."`
 	ScrapeTimeout  time.Duration `split_words:"true" default:"10s" desc:"Time one scrape may take, parsing included; must be below the interval."`
 	Prices         Prices

@@ -1,6 +1,7 @@
 package app
 
 import (
+	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -33,7 +34,7 @@ func tableFromFlags(c *cli.Context, prices map[string]string) (*pricing.Table, e
 	t, err := pricing.Load(pricing.Options{Cloud: c.String("cloud"), Unit: c.String("unit"), UnitInput: "flag --unit",
 		File: c.String("prices-file"), FileInput: "flag --prices-file", Prices: prices, Origin: "flag --price"})
 	if err != nil {
-		if strings.Contains(err.Error(), "unknown cloud") {
+		if errors.Is(err, pricing.ErrUnknownCloud) {
 			return nil, usageError("flag --cloud: %w", err)
 		}
 		return nil, cli.Exit(err, servicecmd.ExitUsage)

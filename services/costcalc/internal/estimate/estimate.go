@@ -118,7 +118,8 @@ func Compute(in Input) (Result, error) {
 }
 
 func round(v float64, decimals int) float64 {
-	// Round the decimal text, not the binary value: 0.3814 * 100 must not become 38.139999.
+	// FormatFloat rounds the exact binary value to decimal places correctly; scaling by 10^decimals
+	// first could push a value across a rounding boundary.
 	s := strconv.FormatFloat(v, 'f', decimals, 64)
 	out, _ := strconv.ParseFloat(s, 64)
 	return out
