@@ -64,7 +64,7 @@ func NewSource(url, method string) (*Source, error) {
 	}
 	c, err := api.NewClient(api.Config{Address: url})
 	if err != nil {
-		return nil, fmt.Errorf("Prometheus URL %q: %w", url, err)
+		return nil, fmt.Errorf("reading the Prometheus URL %q: %w", url, err)
 	}
 	return &Source{URL: url, Method: method, api: v1.NewAPI(c)}, nil
 }
