@@ -10,6 +10,7 @@ import (
 	"net/http/httptest"
 	"net/netip"
 	"runtime"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -95,7 +96,7 @@ func (c *cluster) flows(n int, rng *rand.Rand) []report.Flow {
 type harness struct {
 	h     *Handler
 	reg   *prometheus.Registry
-	clock time.Time
+	clock atomic.Int64 // Unix nanoseconds
 }
 
 func newHarness(tb testing.TB, c *cluster, lim Limits, retention time.Duration) *harness {
@@ -106,12 +107,13 @@ func newHarness(tb testing.TB, c *cluster, lim Limits, retention time.Duration) 
 		tb.Fatal(err)
 	}
 	reg.MustRegister(store)
-	hs := &harness{reg: reg, clock: time.Now()}
+	hs := &harness{reg: reg}
+	hs.clock.Store(time.Now().UnixNano())
 	hs.h, err = New(Options{
 		Limits: lim, Auth: staticAuth{}, Resolver: c.res, Store: store,
 		Seen: dedupe.New(retention, 1<<20), Logger: slog.New(slog.DiscardHandler),
 		// Each call moves the clock on, so in benchmarks the dedupe window forgets reports at once.
-		Now: func() time.Time { hs.clock = hs.clock.Add(time.Second); return hs.clock },
+		Now: func() time.Time { return time.Unix(0, hs.clock.Add(int64(time.Second))) },
 	}, reg)
 	if err != nil {
 		tb.Fatal(err)
@@ -292,4 +294,41 @@ func heapInUse() int64 {
 	var m runtime.MemStats
 	runtime.ReadMemStats(&m)
 	return int64(m.HeapInuse)
+}
+
+// Copies of one report arriving at once (an agent's retry racing its first attempt) are applied once.
+func TestConcurrentCopiesApplyOnce(t *testing.T) {
+	c := newCluster(t, 300, 6, 30, 0)
+	hs := newHarness(t, c, Limits{MaxBodyBytes: 1 << 20, MaxFlows: 10_000, MaxInFlight: 16}, time.Hour)
+	flows := c.flows(2_000, rand.New(rand.NewPCG(7, 8)))
+	body, err := report.Encode(&report.Report{Node: "node-001", BootID: [16]byte{3}, Sequence: 42,
+		WindowStart: time.Now().Add(-time.Second), WindowEnd: time.Now(), Flows: flows})
+	if err != nil {
+		t.Fatal(err)
+	}
+	results := make(chan string, 8)
+	for range 8 {
+		go func() {
+			rec := hs.post(body, "")
+			results <- fmt.Sprint(rec.Code, " ", rec.Body.String())
+		}()
+	}
+	applied := 0
+	for range 8 {
+		switch r := <-results; r {
+		case "200 applied\n":
+			applied++
+		case "200 duplicate\n":
+		default:
+			t.Errorf("unexpected answer %q", r)
+		}
+	}
+	var sum float64
+	for _, f := range flows {
+		sum += float64(f.Bytes)
+	}
+	gotBytes, gotFlows := hs.totals(t)
+	if applied != 1 || gotFlows != float64(len(flows)) || gotBytes != sum {
+		t.Errorf("applied %d times, counted %v flows / %v bytes; want once, %d / %v", applied, gotFlows, gotBytes, len(flows), sum)
+	}
 }
