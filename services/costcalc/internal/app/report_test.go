@@ -8,6 +8,8 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"net/url"
+	"os"
+	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
@@ -115,6 +117,14 @@ func TestReportFromRealPrometheus(t *testing.T) {
 	rangeLen := end.Sub(start)
 	if wantMonthly := want * float64(30*24*time.Hour) / float64(rangeLen); math.Abs(r.Monthly-wantMonthly) > 1e-6*wantMonthly {
 		t.Errorf("monthly $%v, want $%v (the range's rate over 30 days)", r.Monthly, wantMonthly)
+	}
+
+	page2 := filepath.Join(t.TempDir(), "report.html")
+	code, out = costcalc(t, "report", "--prometheus", prom.URL, "--format", "html", "--output", page2,
+		"--start", start.UTC().Format(time.RFC3339Nano), "--end", end.UTC().Format(time.RFC3339Nano))
+	html, _ := os.ReadFile(page2)
+	if code != 0 || out != "" || !strings.Contains(string(html), `id="total">$2.76<`) {
+		t.Errorf("report --format html --output (exit %d, stdout %q): the page lacks the total $2.76", code, out)
 	}
 
 	code, out = costcalc(t, "report", "--prometheus", prom.URL, "--format", "table", "--range", "10m", "--method", "increase")
