@@ -36,6 +36,7 @@ func TestPresetBillingDirection(t *testing.T) {
 			{"internet egress", pod("us-east-1a"), external, 10 * gib, 0.90, Internet},
 			{"internet ingress is free", external, pod("us-east-1a"), 10 * gib, 0, Internet},
 			{"GiB not GB: 10^9 bytes cross", pod("us-east-1a"), pod("us-east-1b"), 1e9, 0.02 * 1e9 / gib, InterZone},
+			{"overflow series keep their zones", Endpoint{Kind: KindOverflow, Zone: "us-east-1a"}, Endpoint{Kind: KindOverflow, Zone: "us-east-1c"}, 10 * gib, 0.20, InterZone},
 		},
 		"gcp": { // GiB; the sender pays
 			{"same zone", pod("us-central1-a"), pod("us-central1-a"), 10 * gib, 0, SameZone},
