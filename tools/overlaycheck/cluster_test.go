@@ -156,12 +156,20 @@ func TestServerSideDryRun(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	var deployment *unstructured.Unstructured
+	var deployment, agentPod *unstructured.Unstructured
 	for _, dir := range targets {
 		t.Run(filepath.Base(dir), func(t *testing.T) {
 			objs, err := Build(filesys.MakeFsOnDisk(), dir)
 			if err != nil {
 				t.Fatal(err)
+			}
+			// The Namespace for real, so its Pod Security labels are the ones the pods below meet.
+			for _, o := range objs {
+				if o.GetKind() == "Namespace" {
+					if err := a.apply(ctx, o, false); err != nil {
+						t.Fatal(err)
+					}
+				}
 			}
 			for _, o := range objs {
 				if err := a.apply(ctx, o, true); err != nil {
@@ -170,9 +178,36 @@ func TestServerSideDryRun(t *testing.T) {
 				if o.GetKind() == "Deployment" && deployment == nil {
 					deployment = o.DeepCopy()
 				}
+				// Pod Security admission enforces on pods, not on workloads: dry-run a pod of each.
+				if pod := podOf(t, o); pod != nil {
+					if err := a.apply(ctx, pod, true); err != nil {
+						t.Errorf("a pod of %s: %v", id(o), err)
+					}
+					if o.GetKind() == "DaemonSet" && agentPod == nil {
+						agentPod = pod
+					}
+				}
 			}
 		})
 	}
+	// The pod check must be able to fail: in a "restricted" namespace (what labeler-only makes of
+	// zonetoll) the agent's pod (host network, hostPath, capabilities) is refused.
+	t.Run("agent pod refused by restricted Pod Security", func(t *testing.T) {
+		if agentPod == nil {
+			t.Fatal("no DaemonSet in any target")
+		}
+		ns := &unstructured.Unstructured{Object: map[string]any{"apiVersion": "v1", "kind": "Namespace",
+			"metadata": map[string]any{"name": "psa-restricted", "labels": map[string]any{"pod-security.kubernetes.io/enforce": "restricted"}}}}
+		if err := a.apply(ctx, ns, false); err != nil {
+			t.Fatal(err)
+		}
+		pod := agentPod.DeepCopy()
+		pod.SetNamespace("psa-restricted")
+		err := a.apply(ctx, pod, true)
+		if err == nil || !strings.Contains(err.Error(), "violates PodSecurity") {
+			t.Fatalf("dry-run of the agent's pod in a restricted namespace: err = %v, want a PodSecurity refusal", err)
+		}
+	})
 	// The dry-run must be able to fail: a misspelt field is refused by strict decoding.
 	t.Run("misspelt field is refused", func(t *testing.T) {
 		if deployment == nil {
@@ -206,6 +241,33 @@ func TestServerSideDryRun(t *testing.T) {
 			}
 		})
 	}
+}
+
+// podOf returns a pod with the pod template of a Deployment, DaemonSet or StatefulSet, else nil.
+func podOf(t *testing.T, o *unstructured.Unstructured) *unstructured.Unstructured {
+	t.Helper()
+	switch o.GetKind() {
+	case "Deployment", "DaemonSet", "StatefulSet":
+	default:
+		return nil
+	}
+	tmpl, ok, err := unstructured.NestedMap(o.Object, "spec", "template")
+	if err != nil || !ok {
+		t.Fatalf("%s has no pod template: %v", id(o), err)
+	}
+	pod := &unstructured.Unstructured{Object: map[string]any{"apiVersion": "v1", "kind": "Pod", "spec": tmpl["spec"]}}
+	pod.SetNamespace(o.GetNamespace())
+	pod.SetName(o.GetName() + "-podcheck")
+	if md, ok := tmpl["metadata"].(map[string]any); ok {
+		if l, ok := md["labels"].(map[string]any); ok {
+			labels := map[string]string{}
+			for k, v := range l {
+				labels[k], _ = v.(string)
+			}
+			pod.SetLabels(labels)
+		}
+	}
+	return pod
 }
 
 // rulesOf returns the rules of the Roles and of the ClusterRoles of a built base.
