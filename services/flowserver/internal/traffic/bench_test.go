@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"net/http"
 	"net/http/httptest"
+	"syscall"
 	"testing"
 	"time"
 	"unique"
@@ -39,6 +40,8 @@ func BenchmarkScrape(b *testing.B) {
 	req := httptest.NewRequest(http.MethodGet, "/metrics", nil)
 	var size int
 	b.ReportAllocs()
+	var ru0 syscall.Rusage
+	_ = syscall.Getrusage(syscall.RUSAGE_SELF, &ru0)
 	for b.Loop() {
 		rec := httptest.NewRecorder()
 		h.ServeHTTP(rec, req)
@@ -47,6 +50,11 @@ func BenchmarkScrape(b *testing.B) {
 		}
 		size = rec.Body.Len()
 	}
+	var ru1 syscall.Rusage
+	_ = syscall.Getrusage(syscall.RUSAGE_SELF, &ru1)
+	cpu := time.Duration(ru1.Utime.Nano() + ru1.Stime.Nano() - ru0.Utime.Nano() - ru0.Stime.Nano())
+	// CPU time per scrape: on a shared machine wall time includes waiting for a core.
+	b.ReportMetric(cpu.Seconds()/float64(b.N), "cpu_s/scrape")
 	b.ReportMetric(float64(size), "body_bytes")
 	b.ReportMetric(float64(len(s.pairs)*2+len(s.pods)+len(s.zones)*2), "series")
 }
