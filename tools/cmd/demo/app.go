@@ -1,0 +1,50 @@
+package main
+
+import (
+	"fmt"
+	"io"
+	"os"
+	"time"
+
+	"github.com/urfave/cli/v2"
+
+	"github.com/zonetoll/zonetoll/tools/demo"
+)
+
+func newApp(stdout, stderr io.Writer) *cli.App {
+	return &cli.App{
+		Name:      "demo",
+		Usage:     "zonetoll on a local three-zone cluster: real kube-apiserver, network namespaces as nodes and pods, real services and traffic",
+		Writer:    stdout,
+		ErrWriter: stderr,
+		Flags: []cli.Flag{
+			&cli.DurationFlag{Name: "phase1", Value: 40 * time.Second, Usage: "how long the application sends with the frontend calling every zone"},
+			&cli.DurationFlag{Name: "phase2", Value: 20 * time.Second, Usage: "how long it sends with the frontend calling only its own zone"},
+			&cli.BoolFlag{Name: "no-restarts", Usage: "do not restart an agent and a flowserver during phase 1"},
+			&cli.BoolFlag{Name: "hold", Usage: "keep everything running after the summary until Ctrl-C (to browse Prometheus)"},
+			&cli.BoolFlag{Name: "keep", Usage: "keep the run directory (logs of every process, flow logs) after the run"},
+			&cli.StringFlag{Name: "out", Usage: "directory for the HTML reports (default <user cache dir>/zonetoll/demo)"},
+		},
+		Action: func(c *cli.Context) error {
+			if os.Geteuid() != 0 {
+				return fmt.Errorf("the demo makes network namespaces and attaches BPF programs: run it as root (sudo make demo)")
+			}
+			wd, err := os.Getwd()
+			if err != nil {
+				return err
+			}
+			repo, err := demo.FindRepo(wd)
+			if err != nil {
+				return err
+			}
+			return demo.Main(c.Context, demo.MainOptions{
+				Options:  demo.Options{Repo: repo, OutDir: c.String("out"), KeepDir: c.Bool("keep"), Progress: stderr},
+				Phase1:   c.Duration("phase1"),
+				Phase2:   c.Duration("phase2"),
+				Restarts: !c.Bool("no-restarts"),
+				Hold:     c.Bool("hold"),
+				Out:      stdout,
+			})
+		},
+	}
+}

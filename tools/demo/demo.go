@@ -1,0 +1,630 @@
+package demo
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/netip"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"sort"
+	"strings"
+	"time"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/zonetoll/zonetoll/tools/testcluster"
+)
+
+// NameBase starts the names of every network namespace and run directory of the demo, followed by the
+// process id, so a later run can tell a dead run's leftovers from a live one's.
+const NameBase = "ztdemo-"
+
+// Clouds whose prices the demo shows; one `costcalc run` per cloud.
+var Clouds = []string{"aws", "gcp", "azure"}
+
+// Options configure a demo run.
+type Options struct {
+	Repo     string        // the zonetoll working tree (holds go.work)
+	BinDir   string        // where the service binaries are built; empty: <user cache>/zonetoll/demo/bin
+	OutDir   string        // where the HTML reports are written (kept after the run); empty: <user cache>/zonetoll/demo
+	Interval time.Duration // the agents' drain interval; 0 means 1s
+	KeepDir  bool          // keep the run directory (logs, flow logs) after Close, for debugging
+	Progress io.Writer     // progress lines; nil discards them
+	Logger   *slog.Logger  // nil discards
+}
+
+// Demo is a running demo cluster.
+type Demo struct {
+	Model     *Model
+	Dir       string // run directory: logs, kubeconfigs, Prometheus data, bpffs (removed by Close)
+	Cluster   *testcluster.Cluster
+	Servers   map[string]*Proc // by zone
+	Agents    map[string]*Proc // by node name
+	Costcalcs map[string]*Proc // by cloud
+	Labeler   *Proc
+	Prom      *Proc
+	Gen       *Generator
+	FlowLogs  map[string]string // flow log path by zone
+	Events    []string          // what happened, for the output and the test
+
+	opts     Options
+	progress io.Writer
+	bpffs    string
+	// before holds, per zone, the flowserver's counters from its earlier lives (it keeps them in memory only).
+	before map[string]Scrape
+	phases int
+	began  time.Time
+}
+
+func (d *Demo) say(format string, args ...any) {
+	fmt.Fprintf(d.progress, "[demo %5.1fs] "+format+"\n", append([]any{time.Since(d.began).Seconds()}, args...)...)
+}
+
+// Start builds the binaries, removes leftovers of killed runs, starts the test cluster, builds the
+// network, registers nodes and pods, and starts every service and Prometheus. On error everything made so
+// far is removed.
+func Start(ctx context.Context, opts Options) (_ *Demo, err error) {
+	if opts.Interval == 0 {
+		opts.Interval = time.Second
+	}
+	if opts.Progress == nil {
+		opts.Progress = io.Discard
+	}
+	if opts.Logger == nil {
+		opts.Logger = slog.New(slog.DiscardHandler)
+	}
+	cache, err := os.UserCacheDir()
+	if err != nil {
+		return nil, fmt.Errorf("finding the cache dir: %w", err)
+	}
+	if opts.BinDir == "" {
+		opts.BinDir = filepath.Join(cache, "zonetoll", "demo", "bin")
+	}
+	if opts.OutDir == "" {
+		opts.OutDir = filepath.Join(cache, "zonetoll", "demo")
+	}
+	d := &Demo{opts: opts, progress: opts.Progress, Servers: map[string]*Proc{}, Agents: map[string]*Proc{},
+		Costcalcs: map[string]*Proc{}, FlowLogs: map[string]string{}, before: map[string]Scrape{}, began: time.Now()}
+	if left := RemoveLeftovers(NameBase); len(left) > 0 {
+		d.say("removed %d leftovers of an earlier run that was killed: %s", len(left), strings.Join(left, ", "))
+	}
+	for _, bin := range []string{"ip", PrometheusBinary} {
+		if _, err := exec.LookPath(bin); err != nil {
+			return nil, fmt.Errorf("%s not found (hack/setup.sh installs iproute2 and prometheus): %w", bin, err)
+		}
+	}
+
+	d.say("building the test cluster binaries (kube-apiserver, etcd; the first build takes minutes)")
+	done := stillRunning(d.progress, "building kube-apiserver and etcd")
+	_, err = testcluster.Build(ctx, testcluster.BuildOptions{Progress: d.progress})
+	done()
+	if err != nil {
+		return nil, fmt.Errorf("building the test cluster binaries: %w", err)
+	}
+	d.say("building the services into %s", opts.BinDir)
+	if err := BuildServices(ctx, opts.Repo, opts.BinDir, d.progress); err != nil {
+		return nil, err
+	}
+
+	prefix := fmt.Sprintf("%s%d-", NameBase, os.Getpid())
+	if d.Dir, err = os.MkdirTemp("", prefix); err != nil {
+		return nil, fmt.Errorf("creating the run directory: %w", err)
+	}
+	d.Model = NewModel(prefix)
+	defer func() {
+		if err != nil {
+			d.Close()
+		}
+	}()
+
+	d.say("starting kube-apiserver and etcd")
+	d.Cluster, err = testcluster.Start(ctx, testcluster.Options{Logger: opts.Logger})
+	if err != nil {
+		return nil, fmt.Errorf("starting the test cluster: %w", err)
+	}
+	d.say("building the network: 3 zones × 2 nodes, %d pods, a managed cache (network namespaces %s*)", len(d.Model.Pods), prefix)
+	if err := BuildNetwork(ctx, d.Model); err != nil {
+		return nil, err
+	}
+	d.say("registering nodes, replicasets and pods through the API")
+	accounts, err := populate(ctx, d.Cluster, d.Model, d.Dir)
+	if err != nil {
+		return nil, err
+	}
+	if err := d.startServices(ctx, accounts); err != nil {
+		return nil, err
+	}
+	d.say("opening the application's sockets (UDP port %d in every pod)", Port)
+	if d.Gen, err = NewGenerator(d.Model); err != nil {
+		return nil, err
+	}
+	return d, nil
+}
+
+func (d *Demo) bin(s string) string { return filepath.Join(d.opts.BinDir, s) }
+
+func (d *Demo) proc(name, bin string, env []string, args ...string) (*Proc, error) {
+	addr, err := freeAddr()
+	if err != nil {
+		return nil, err
+	}
+	// Prometheus, three costcalc runs and the demo itself scrape the flowservers at once.
+	env = append([]string{"ZONETOLL_HTTP_LISTEN_ADDRESS=" + addr, "ZONETOLL_LOG_FORMAT=text", "ZONETOLL_HTTP_METRICS_MAX_IN_FLIGHT=16"}, env...)
+	return &Proc{Name: name, Bin: bin, Args: args, Env: env, Addr: addr, Log: filepath.Join(d.Dir, "logs", name+".log")}, nil
+}
+
+func (d *Demo) startServices(ctx context.Context, accounts map[string]Account) error {
+	m := d.Model
+	if err := os.MkdirAll(filepath.Join(d.Dir, "logs"), 0o755); err != nil {
+		return fmt.Errorf("creating the log dir: %w", err)
+	}
+	cidrs := filepath.Join(d.Dir, "cidrs.yaml")
+	var b strings.Builder
+	fmt.Fprintf(&b, "cidrs:\n- name: %s\n  zone: %s\n  region: %s\n  cidrs: [", m.Ext.Name, m.Ext.Zone, m.Ext.Region)
+	for i, c := range m.Ext.CIDRs {
+		if i > 0 {
+			b.WriteString(", ")
+		}
+		fmt.Fprintf(&b, "%q", c.String())
+	}
+	b.WriteString("]\n")
+	if err := writeFile(cidrs, b.String()); err != nil {
+		return err
+	}
+
+	d.say("starting zonelabeler")
+	var err error
+	d.Labeler, err = d.proc("zonelabeler", d.bin("zonelabeler"), []string{"ZONETOLL_LEADER_ELECTION_NAMESPACE=" + ToolNamespace},
+		"run", "--kubeconfig", accounts["zonelabeler"].Kubeconfig)
+	if err != nil {
+		return err
+	}
+	if err := d.Labeler.Start(ctx); err != nil {
+		return err
+	}
+
+	d.say("starting a flowserver per zone")
+	for _, z := range m.Zones {
+		d.FlowLogs[z] = filepath.Join(d.Dir, "flows-"+z+".jsonl")
+		p, err := d.proc("flowserver-"+z, d.bin("flowserver"), []string{
+			"ZONETOLL_ZONE=" + z, "ZONETOLL_NAMESPACE=" + ToolNamespace, "ZONETOLL_CIDRS_FILE=" + cidrs,
+			"ZONETOLL_FLOW_LOG_OUTPUT=" + d.FlowLogs[z],
+		}, "run", "--kubeconfig", accounts["flowserver"].Kubeconfig)
+		if err != nil {
+			return err
+		}
+		d.Servers[z] = p
+		if err := p.Start(ctx); err != nil {
+			return err
+		}
+	}
+
+	d.bpffs = filepath.Join(d.Dir, "bpffs")
+	if err := os.MkdirAll(d.bpffs, 0o700); err != nil {
+		return fmt.Errorf("creating %s: %w", d.bpffs, err)
+	}
+	if err := unix.Mount("bpf", d.bpffs, "bpf", 0, "mode=0700"); err != nil {
+		return fmt.Errorf("mounting a bpffs on %s: %w", d.bpffs, err)
+	}
+	d.say("starting a flowagent per node (each attached in its node's network namespace)")
+	for _, n := range m.Nodes {
+		if err := os.MkdirAll(filepath.Join(d.Dir, "spool", n.Name), 0o700); err != nil {
+			return fmt.Errorf("creating the spool dir of %s: %w", n.Name, err)
+		}
+		p, err := d.proc("flowagent-"+n.Name, d.bin("flowagent"), []string{
+			"ZONETOLL_NODE_NAME=" + n.Name,
+			"ZONETOLL_NETNS=" + filepath.Join(NetnsDir, n.Netns),
+			"ZONETOLL_SERVER_URL=http://" + d.Servers[n.Zone].Addr,
+			"ZONETOLL_TOKEN_FILE=" + accounts["flowagent"].TokenFile,
+			"ZONETOLL_INTERVAL=" + d.opts.Interval.String(),
+			"ZONETOLL_BPF_MODE=netfilter",
+			"ZONETOLL_BPF_PIN_DIR=" + filepath.Join(d.bpffs, n.Name),
+			"ZONETOLL_SPOOL_DIR=" + filepath.Join(d.Dir, "spool", n.Name),
+			"ZONETOLL_RETRY_MIN_BACKOFF=200ms",
+			"ZONETOLL_RETRY_MAX_BACKOFF=2s",
+		}, "run", "--kubeconfig", accounts["flowagent"].Kubeconfig)
+		if err != nil {
+			return err
+		}
+		d.Agents[n.Name] = p
+		if err := p.Start(ctx); err != nil {
+			return err
+		}
+	}
+
+	var targets []string
+	for _, z := range m.Zones {
+		targets = append(targets, "http://"+d.Servers[z].Addr+"/metrics")
+	}
+	d.say("starting costcalc run for %s", strings.Join(Clouds, ", "))
+	for _, cloud := range Clouds {
+		p, err := d.proc("costcalc-"+cloud, d.bin("costcalc"), []string{
+			"ZONETOLL_TARGETS=" + strings.Join(targets, ","), "ZONETOLL_PRICES_CLOUD=" + cloud,
+			"ZONETOLL_SCRAPE_INTERVAL=1s", "ZONETOLL_SCRAPE_TIMEOUT=900ms",
+		}, "run")
+		if err != nil {
+			return err
+		}
+		d.Costcalcs[cloud] = p
+		if err := p.Start(ctx); err != nil {
+			return err
+		}
+	}
+
+	d.say("starting Prometheus (%s)", PrometheusBinary)
+	if d.Prom, err = d.startPrometheus(ctx); err != nil {
+		return err
+	}
+	return nil
+}
+
+// PrometheusBinary is Debian's Prometheus (hack/setup.sh installs the package).
+const PrometheusBinary = "/usr/bin/prometheus"
+
+func (d *Demo) startPrometheus(ctx context.Context) (*Proc, error) {
+	jobs := map[string][]string{}
+	for _, z := range d.Model.Zones {
+		jobs["flowserver"] = append(jobs["flowserver"], d.Servers[z].Addr)
+	}
+	for _, n := range d.Model.Nodes {
+		jobs["flowagent"] = append(jobs["flowagent"], d.Agents[n.Name].Addr)
+	}
+	for _, c := range Clouds {
+		jobs["costcalc"] = append(jobs["costcalc"], d.Costcalcs[c].Addr)
+	}
+	jobs["zonelabeler"] = []string{d.Labeler.Addr}
+	var b strings.Builder
+	b.WriteString("global:\n  scrape_interval: 1s\n  scrape_timeout: 900ms\nscrape_configs:\n")
+	names := make([]string, 0, len(jobs))
+	for j := range jobs {
+		names = append(names, j)
+	}
+	sort.Strings(names)
+	for _, j := range names {
+		fmt.Fprintf(&b, "  - job_name: %s\n    static_configs:\n      - targets: [%q", j, jobs[j][0])
+		for _, t := range jobs[j][1:] {
+			fmt.Fprintf(&b, ", %q", t)
+		}
+		b.WriteString("]\n")
+	}
+	cfg := filepath.Join(d.Dir, "prometheus.yml")
+	if err := writeFile(cfg, b.String()); err != nil {
+		return nil, err
+	}
+	addr, err := freeAddr()
+	if err != nil {
+		return nil, err
+	}
+	p := &Proc{Name: "prometheus", Bin: PrometheusBinary, Addr: addr, ReadyPath: "/-/ready",
+		Log: filepath.Join(d.Dir, "logs", "prometheus.log"),
+		Args: []string{"--config.file=" + cfg, "--storage.tsdb.path=" + filepath.Join(d.Dir, "prometheus"),
+			"--web.listen-address=" + addr, "--storage.tsdb.retention.time=1d", "--log.level=warn"}}
+	if err := p.Start(ctx); err != nil {
+		return nil, err
+	}
+	return p, nil
+}
+
+// Snapshot is the cumulative state at one moment: what the generator sent, what each flowserver counted
+// over all its lives, and what each costcalc run counted.
+type Snapshot struct {
+	At       time.Time
+	Sent     map[[2]netip.Addr]PairCount
+	Servers  map[string]Scrape // by zone
+	Costs    map[string]Scrape // by cloud
+	AgentPID map[string]int
+}
+
+// Snap scrapes every flowserver and costcalc.
+func (d *Demo) Snap(ctx context.Context) (*Snapshot, error) {
+	s := &Snapshot{At: time.Now(), Sent: d.Gen.Ledger.Snapshot(), Servers: map[string]Scrape{}, Costs: map[string]Scrape{}, AgentPID: map[string]int{}}
+	for z, p := range d.Servers {
+		sc, err := Fetch(ctx, p.Addr)
+		if err != nil {
+			return nil, err
+		}
+		s.Servers[z] = d.before[z].Plus(sc)
+	}
+	for c, p := range d.Costcalcs {
+		sc, err := Fetch(ctx, p.Addr)
+		if err != nil {
+			return nil, err
+		}
+		s.Costs[c] = sc
+	}
+	for n, p := range d.Agents {
+		s.AgentPID[n] = p.PID()
+	}
+	return s, nil
+}
+
+// Phase is what happened between two snapshots.
+type Phase struct {
+	N          int
+	Start, End *Snapshot
+	Calls      []Call
+	// Sending is how long the application sent: the phase's length without its pauses.
+	Sending time.Duration
+}
+
+// Duration is how long the application sent in the phase; rates and monthly projections use it.
+func (p *Phase) Duration() time.Duration { return p.Sending }
+
+// Sent is the generator's counts in the phase.
+func (p *Phase) Sent() map[[2]netip.Addr]PairCount {
+	out := map[[2]netip.Addr]PairCount{}
+	for k, v := range p.End.Sent {
+		b := p.Start.Sent[k]
+		if d := (PairCount{v.Packets - b.Packets, v.Payload - b.Payload}); d.Packets > 0 {
+			out[k] = d
+		}
+	}
+	return out
+}
+
+// Server is a flowserver's counters grown in the phase.
+func (p *Phase) Server(zone string) Scrape { return p.End.Servers[zone].Minus(p.Start.Servers[zone]) }
+
+// Cost is a costcalc run's counters grown in the phase.
+func (p *Phase) Cost(cloud string) Scrape { return p.End.Costs[cloud].Minus(p.Start.Costs[cloud]) }
+
+// Disruption is something done to the services while traffic flows.
+type Disruption struct {
+	At   time.Duration // into the phase
+	What string        // "restart-agent" or "restart-flowserver"
+	Node string        // agent's node
+	Zone string        // flowserver's zone
+}
+
+// RunPhase drives phase n's calls for dur (disrupting the services as asked), then waits until every
+// report is in and every costcalc has scraped it, and returns the phase's snapshots.
+func (d *Demo) RunPhase(ctx context.Context, n int, dur time.Duration, disrupt []Disruption) (*Phase, error) {
+	start, err := d.Snap(ctx)
+	if err != nil {
+		return nil, err
+	}
+	calls := d.Model.Calls(n)
+	d.say("phase %d: %d callers for %s", n, len(calls), dur)
+	runErr := make(chan error, 1)
+	phaseStart := time.Now()
+	pausedBefore := d.Gen.Paused()
+	go func() { runErr <- d.Gen.Run(ctx, calls, dur) }()
+	for _, x := range disrupt {
+		select {
+		case <-time.After(time.Until(phaseStart.Add(x.At))):
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		}
+		var err error
+		switch x.What {
+		case "restart-agent":
+			err = d.restartAgent(ctx, x.Node)
+		case "restart-flowserver":
+			err = d.restartServer(ctx, x.Zone)
+		default:
+			err = fmt.Errorf("unknown disruption %q", x.What)
+		}
+		if err != nil {
+			return nil, err
+		}
+	}
+	ticker := time.NewTicker(15 * time.Second)
+	defer ticker.Stop()
+wait:
+	for {
+		select {
+		case err := <-runErr:
+			if err != nil {
+				return nil, fmt.Errorf("traffic of phase %d: %w", n, err)
+			}
+			break wait
+		case <-ticker.C:
+			d.say("  phase %d: %s of %s", n, time.Since(phaseStart).Round(time.Second), dur)
+		}
+	}
+	sending := time.Since(phaseStart) - (d.Gen.Paused() - pausedBefore)
+	d.say("phase %d: traffic done; waiting for the last reports and scrapes", n)
+	if err := d.settle(ctx); err != nil {
+		return nil, err
+	}
+	end, err := d.Snap(ctx)
+	if err != nil {
+		return nil, err
+	}
+	d.phases++
+	return &Phase{N: n, Start: start, End: end, Calls: calls, Sending: sending}, nil
+}
+
+// settle waits until each flowserver counted every byte the generator sent from its zone (or, if bytes
+// are missing, until nothing changes for a while, so the caller sees the difference), then for two more
+// costcalc and Prometheus scrapes.
+func (d *Demo) settle(ctx context.Context) error {
+	deadline := time.Now().Add(60 * time.Second)
+	var last string
+	stable := 0
+	for time.Now().Before(deadline) {
+		s, err := d.Snap(ctx)
+		if err != nil {
+			return err
+		}
+		want := Expected(d.Model, s.Sent)
+		complete := true
+		var state strings.Builder
+		for _, z := range d.Model.Zones {
+			got := AppBytes(s.Servers[z])
+			var w uint64
+			for _, v := range want[z] {
+				w += v
+			}
+			fmt.Fprintf(&state, "%s %d/%d ", z, got, w)
+			if got < w {
+				complete = false
+			}
+		}
+		if complete {
+			break
+		}
+		if state.String() == last {
+			stable++
+			if stable >= 8 {
+				d.say("  flowservers stopped growing short of what was sent: %s", state.String())
+				break
+			}
+		} else {
+			stable = 0
+		}
+		last = state.String()
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(500 * time.Millisecond):
+		}
+	}
+	select {
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-time.After(2500 * time.Millisecond):
+	}
+	return nil
+}
+
+// AppBytes is the flowserver's bytes whose source is the application (its namespace or a node).
+func AppBytes(sc Scrape) uint64 {
+	var t float64
+	for _, s := range sc.Series("zonetoll_traffic_bytes_total", nil) {
+		if s.Labels["src_namespace"] != "" || s.Labels["src_kind"] == KindNode {
+			t += s.Value
+		}
+	}
+	return uint64(t)
+}
+
+// restartAgent kills a node's agent with SIGKILL, as a crash or an OOM kill would, and starts a new
+// process on the same pinned maps and spool directory: what the kernel counted since the last drain and the
+// reports not yet delivered must all arrive. The node's own pods hold their packets from just before the
+// kill until the new agent has attached, because nothing counts while no program is attached (the agent's
+// netfilter links die with the process; see docs/demo.md); the rest of the cluster keeps sending.
+func (d *Demo) restartAgent(ctx context.Context, node string) error {
+	p := d.Agents[node]
+	n := d.Model.NodeByName(node)
+	addrs := []netip.Addr{n.IPv4, n.IPv6}
+	for _, pod := range d.Model.Pods {
+		if pod.Node == n {
+			addrs = append(addrs, pod.IPv4, pod.IPv6)
+		}
+	}
+	d.Gen.Quiet(addrs)
+	defer d.Gen.Quiet(nil)
+	time.Sleep(20 * time.Millisecond) // packets already handed to the kernel pass the hook
+	old := p.PID()
+	if err := p.Kill(); err != nil {
+		return err
+	}
+	start := time.Now()
+	if err := p.Start(ctx); err != nil {
+		return fmt.Errorf("restarting the agent of %s: %w", node, err)
+	}
+	d.Gen.Quiet(nil)
+	d.event("killed flowagent on %s (pid %d, SIGKILL) and started a new one on its pinned maps and spool (pid %d); its pods held their packets for %s, the rest kept sending",
+		node, old, p.PID(), time.Since(start).Round(time.Millisecond))
+	return nil
+}
+
+// restartServer restarts a zone's flowserver. Its counters live in memory, so the demo first lets the
+// zone's last reports arrive (the application pauses for a moment), keeps the old process's final
+// counters, stops it, lets the application send for a few seconds with the server down (its agents keep
+// the reports and retry), and starts a new process on the same address.
+func (d *Demo) restartServer(ctx context.Context, zone string) error {
+	p := d.Servers[zone]
+	d.Gen.Pause()
+	defer d.Gen.Resume()
+	if err := d.settle(ctx); err != nil {
+		return err
+	}
+	final, err := Fetch(ctx, p.Addr)
+	if err != nil {
+		return err
+	}
+	old := p.PID()
+	code := p.Stop()
+	d.before[zone] = d.before[zone].Plus(final)
+	d.Gen.Resume()
+	down := 4 * d.opts.Interval
+	select {
+	case <-time.After(down):
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+	if err := p.Start(ctx); err != nil {
+		return fmt.Errorf("restarting flowserver %s: %w", zone, err)
+	}
+	d.event("restarted flowserver-%s (pid %d exited %d, down %s while its zone kept sending, new pid %d)", zone, old, code, down, p.PID())
+	return nil
+}
+
+func (d *Demo) event(format string, args ...any) {
+	e := fmt.Sprintf(format, args...)
+	d.Events = append(d.Events, e)
+	d.say("%s", e)
+}
+
+// Close stops every process by its PID, removes the network namespaces, unmounts the bpffs and removes the
+// run directory. It is safe to call more than once and after a failed Start.
+func (d *Demo) Close() error {
+	var errs []error
+	if d.Gen != nil {
+		d.Gen.Close()
+		d.Gen = nil
+	}
+	var procs []*Proc
+	procs = append(procs, d.Prom)
+	for _, c := range Clouds {
+		procs = append(procs, d.Costcalcs[c])
+	}
+	if d.Model != nil {
+		for _, n := range d.Model.Nodes {
+			procs = append(procs, d.Agents[n.Name])
+		}
+		for _, z := range d.Model.Zones {
+			procs = append(procs, d.Servers[z])
+		}
+	}
+	procs = append(procs, d.Labeler)
+	for _, p := range procs {
+		if p != nil {
+			p.Stop()
+		}
+	}
+	if d.Cluster != nil {
+		if err := d.Cluster.Stop(); err != nil {
+			errs = append(errs, err)
+		}
+		d.Cluster = nil
+	}
+	if d.Model != nil {
+		if err := RemoveNetwork(d.Model); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	if d.Dir != "" {
+		unmountBelow(d.Dir)
+		if d.opts.KeepDir {
+			d.say("kept %s", d.Dir)
+		} else if err := os.RemoveAll(d.Dir); err != nil {
+			errs = append(errs, err)
+		}
+		d.Dir = ""
+	}
+	return errors.Join(errs...)
+}
+
+func writeFile(path, content string) error {
+	if err := os.WriteFile(path, []byte(content), 0o600); err != nil {
+		return fmt.Errorf("writing %s: %w", path, err)
+	}
+	return nil
+}

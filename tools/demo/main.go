@@ -1,0 +1,97 @@
+package demo
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"time"
+)
+
+// MainOptions are the demo command's choices.
+type MainOptions struct {
+	Options
+	Phase1, Phase2 time.Duration
+	Restarts       bool      // restart an agent and a flowserver during phase 1
+	Hold           bool      // keep running after the summary until ctx ends
+	Out            io.Writer // the summary
+}
+
+// Disruptions is the restarts of phase 1: an agent at a third of it, the second zone's flowserver at
+// two thirds.
+func (d *Demo) Disruptions(phase time.Duration) []Disruption {
+	return []Disruption{
+		{At: phase / 3, What: "restart-agent", Node: d.Model.Pod("api", d.Model.Zones[0]).Node.Name},
+		{At: 2 * phase / 3, What: "restart-flowserver", Zone: d.Model.Zones[1]},
+	}
+}
+
+// Main is `make demo`: start, two phases, the summary, the HTML reports, clean-up (also on Ctrl-C).
+func Main(ctx context.Context, o MainOptions) (err error) {
+	began := time.Now()
+	d, err := Start(ctx, o.Options)
+	if err != nil {
+		return err
+	}
+	defer func() {
+		d.say("cleaning up: stopping processes, removing network namespaces and %s", d.Dir)
+		if cerr := d.Close(); cerr != nil && err == nil {
+			err = cerr
+		}
+	}()
+	d.say("everything is up after %s; Prometheus UI: http://%s", time.Since(began).Round(time.Second), d.Prom.Addr)
+	var disrupt []Disruption
+	if o.Restarts {
+		disrupt = d.Disruptions(o.Phase1)
+	}
+	p1, err := d.RunPhase(ctx, 1, o.Phase1, disrupt)
+	if err != nil {
+		return err
+	}
+	f1 := FiguresOf(d.Model, p1)
+	PrintPhase(o.Out, d.Model, "Phase 1: the frontend calls the api in every zone", f1)
+	p2, err := d.RunPhase(ctx, 2, o.Phase2, nil)
+	if err != nil {
+		return err
+	}
+	f2 := FiguresOf(d.Model, p2)
+	PrintPhase(o.Out, d.Model, "Phase 2: the frontend calls only its own zone's api (topology-aware routing)", f2)
+	PrintDrop(o.Out, f1, f2)
+
+	if err := os.MkdirAll(d.opts.OutDir, 0o755); err != nil {
+		return fmt.Errorf("creating %s: %w", d.opts.OutDir, err)
+	}
+	fmt.Fprintf(o.Out, "\nReports by costcalc report over both phases (from Prometheus):\n")
+	for _, cloud := range Clouds {
+		path := filepath.Join(d.opts.OutDir, "report-"+cloud+".html")
+		if err := d.Report(ctx, cloud, p1.Start.At, p2.End.At, "html", path); err != nil {
+			return err
+		}
+		fmt.Fprintf(o.Out, "  %-5s file://%s\n", cloud, path)
+	}
+	fmt.Fprintf(o.Out, "Prometheus UI: http://%s (try: sum by (src_zone, dst_zone) (rate(zonetoll_zone_traffic_bytes_total[1m])))\n", d.Prom.Addr)
+	fmt.Fprintf(o.Out, "Logs of every process: %s/logs\n", d.Dir)
+	for _, e := range d.Events {
+		fmt.Fprintf(o.Out, "During phase 1: %s\n", e)
+	}
+	fmt.Fprintf(o.Out, "The demo took %s.\n", time.Since(began).Round(time.Second))
+	if o.Hold {
+		fmt.Fprintf(o.Out, "\nEverything keeps running; press Ctrl-C to stop and clean up.\n")
+		<-ctx.Done()
+	}
+	return nil
+}
+
+// Report runs `costcalc report` against the demo's Prometheus for [start, end] into path.
+func (d *Demo) Report(ctx context.Context, cloud string, start, end time.Time, format, path string) error {
+	cmd := exec.CommandContext(ctx, d.bin("costcalc"), "report", "--prometheus", "http://"+d.Prom.Addr,
+		"--cloud", cloud, "--format", format, "--output", path,
+		"--start", start.UTC().Format(time.RFC3339Nano), "--end", end.UTC().Format(time.RFC3339Nano))
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		return fmt.Errorf("costcalc report --cloud %s: %w\n%s", cloud, err, out)
+	}
+	return nil
+}

@@ -1,0 +1,210 @@
+package demo
+
+import (
+	"fmt"
+	"net/netip"
+	"os"
+	"strings"
+	"testing"
+)
+
+// Every address the demo uses is in the ranges reserved for it, and each is owned once.
+func TestModelAddresses(t *testing.T) {
+	m := NewModel("ztdemo-1-")
+	v4 := netip.MustParsePrefix("198.18.0.0/15")
+	v6 := netip.MustParsePrefix("fd00::/8")
+	seen := map[netip.Addr]string{}
+	check := func(who string, a netip.Addr) {
+		if !v4.Contains(a) && !v6.Contains(a) {
+			t.Errorf("%s has %s, outside 198.18.0.0/15 and fd00::/8", who, a)
+		}
+		if prev, ok := seen[a]; ok && prev != who {
+			t.Errorf("%s and %s both have %s", prev, who, a)
+		}
+		seen[a] = who
+	}
+	for _, n := range m.Nodes {
+		check(n.Name, n.IPv4)
+		check(n.Name, n.IPv6)
+	}
+	for _, p := range m.Pods {
+		if p.HostNetwork {
+			if p.IPv4 != p.Node.IPv4 {
+				t.Errorf("host-network pod %s has %s, not its node's %s", p.Name, p.IPv4, p.Node.IPv4)
+			}
+			continue
+		}
+		check(p.Name, p.IPv4)
+		check(p.Name, p.IPv6)
+		if !p.Node.Prefix[0].Contains(p.IPv4) || !p.Node.Prefix[1].Contains(p.IPv6) {
+			t.Errorf("pod %s (%s, %s) is outside its node's subnets %v", p.Name, p.IPv4, p.IPv6, p.Node.Prefix)
+		}
+	}
+	check(m.Ext.Name, m.Ext.IPv4)
+	check(m.Ext.Name, m.Ext.IPv6)
+
+	if len(m.Zones) != 3 || len(m.Nodes) != 6 {
+		t.Fatalf("%d zones and %d nodes, want 3 × 2", len(m.Zones), len(m.Nodes))
+	}
+	for _, z := range m.Zones {
+		if len(m.NodesInZone(z)) != 2 {
+			t.Errorf("zone %s has %d nodes, want 2", z, len(m.NodesInZone(z)))
+		}
+		for _, w := range []string{"frontend", "api"} {
+			if p := m.Pod(w, z); p == nil || p.Node.Zone != z {
+				t.Errorf("no %s pod in zone %s", w, z)
+			}
+		}
+		if m.Pod("frontend", z).Node == m.Pod("api", z).Node {
+			t.Errorf("frontend and api share a node in %s: their traffic would not cross nodes", z)
+		}
+	}
+	for _, p := range m.Pods {
+		if p.Kind == KindDeployment && !strings.HasPrefix(p.OwnerName, p.Workload+"-") {
+			t.Errorf("pod %s: ReplicaSet %s is not named <deployment>-<hash>", p.Name, p.OwnerName)
+		}
+	}
+}
+
+// Phase 2 keeps every frontend call in its zone; phase 1 crosses to every zone.
+func TestCalls(t *testing.T) {
+	m := NewModel("ztdemo-1-")
+	count := func(phase int) (cross, same int) {
+		for _, c := range m.Calls(phase) {
+			if c.Src.Workload != "frontend" {
+				continue
+			}
+			if c.Dst.Node.Zone == c.Src.Node.Zone {
+				same++
+			} else {
+				cross++
+			}
+		}
+		return
+	}
+	if cross, same := count(1); cross != 6 || same != 3 {
+		t.Errorf("phase 1: frontend calls %d cross-zone and %d same-zone, want 6 and 3", cross, same)
+	}
+	if cross, same := count(2); cross != 0 || same != 3 {
+		t.Errorf("phase 2: frontend calls %d cross-zone and %d same-zone, want 0 and 3", cross, same)
+	}
+}
+
+func TestExpected(t *testing.T) {
+	m := NewModel("ztdemo-1-")
+	fe, api := m.Pod("frontend", m.Zones[0]), m.Pod("api", m.Zones[1])
+	var host *Pod
+	for _, p := range m.Pods {
+		if p.HostNetwork {
+			host = p
+		}
+	}
+	sent := map[[2]netip.Addr]PairCount{
+		{fe.IPv4, api.IPv4}:                      {Packets: 10, Payload: 3000},
+		{fe.IPv6, api.IPv6}:                      {Packets: 10, Payload: 3000},
+		{api.IPv4, fe.IPv4}:                      {Packets: 4, Payload: 4800},
+		{m.Ext.IPv4, api.IPv4}:                   {Packets: 7, Payload: 700}, // the managed cache: nobody counts it
+		{host.IPv4, api.IPv4}:                    {Packets: 2, Payload: 200},
+		{api.IPv6, m.Ext.IPv6}:                   {Packets: 1, Payload: 400},
+		{api.IPv6, host.IPv6}:                    {Packets: 3, Payload: 3000},
+		{fe.IPv4, m.Pod("api", m.Zones[0]).IPv4}: {Packets: 1, Payload: 100},
+	}
+	got := Expected(m, sent)
+	za, zb, zc := m.Zones[0], m.Zones[1], m.Zones[2]
+	key := func(src, dst Endpoint) PairKey {
+		return PairKey{src.Namespace, src.Workload, src.Kind, src.Zone, dst.Namespace, dst.Workload, dst.Kind, dst.Zone}
+	}
+	want := map[string]map[PairKey]uint64{
+		za: {
+			key(m.ByAddr[fe.IPv4], m.ByAddr[api.IPv4]):              3000 + 10*28 + 3000 + 10*48,
+			key(m.ByAddr[fe.IPv4], m.ByAddr[m.Pod("api", za).IPv4]): 100 + 28,
+		},
+		zb: {
+			key(m.ByAddr[api.IPv4], m.ByAddr[fe.IPv4]):    4800 + 4*28,
+			key(m.ByAddr[api.IPv6], m.ByAddr[m.Ext.IPv6]): 400 + 48,
+			key(m.ByAddr[api.IPv6], m.ByAddr[host.IPv6]):  3000 + 3*48,
+		},
+		zc: {
+			key(m.ByAddr[host.IPv4], m.ByAddr[api.IPv4]): 200 + 2*28,
+		},
+	}
+	if fmt.Sprint(got) != fmt.Sprint(want) {
+		t.Errorf("Expected:\n got %v\nwant %v", got, want)
+	}
+	if k := key(m.ByAddr[host.IPv4], m.ByAddr[api.IPv4]); k.SrcKind != KindNode || k.SrcWorkload != host.Node.Name {
+		t.Errorf("the host-network pod resolves to %+v, want its node", k)
+	}
+	if k := key(m.ByAddr[api.IPv6], m.ByAddr[m.Ext.IPv6]); k.DstKind != "cidr:managed-cache" || k.DstZone != zc {
+		t.Errorf("the managed cache resolves to %+v, want cidr:managed-cache in %s", k, zc)
+	}
+}
+
+func TestParseText(t *testing.T) {
+	text := `# HELP zonetoll_traffic_bytes_total Bytes.
+# TYPE zonetoll_traffic_bytes_total counter
+zonetoll_traffic_bytes_total{src_namespace="shop",src_workload="api",dst_workload="we\"ird\\"} 1.5e+06
+zonetoll_zone_traffic_bytes_total{src_zone="a",dst_zone=""} 42
+process_start_time_seconds 1.7e9
+go_gc_duration_seconds{quantile="0.5"} NaN
+`
+	sc, err := ParseText(strings.NewReader(text))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(sc) != 4 {
+		t.Fatalf("%d samples, want 4: %+v", len(sc), sc)
+	}
+	if v := sc.Sum("zonetoll_traffic_bytes_total", map[string]string{"src_workload": "api"}); v != 1.5e6 {
+		t.Errorf("traffic = %v, want 1.5e6", v)
+	}
+	if s := sc.Series("zonetoll_traffic_bytes_total", nil)[0]; s.Labels["dst_workload"] != `we"ird\` {
+		t.Errorf("escaped label = %q", s.Labels["dst_workload"])
+	}
+	if v := sc.Sum("zonetoll_zone_traffic_bytes_total", map[string]string{"dst_zone": ""}); v != 42 {
+		t.Errorf("empty label value: %v, want 42", v)
+	}
+	for _, bad := range []string{`x{a="1} 2`, `x{a=1} 2`, `x`, `x{a="1"} y`} {
+		if _, err := ParseText(strings.NewReader(bad)); err == nil {
+			t.Errorf("ParseText(%q) accepted it", bad)
+		}
+	}
+
+	a := Scrape{{Name: "c", Labels: map[string]string{"k": "1"}, Value: 10}}
+	b := Scrape{{Name: "c", Labels: map[string]string{"k": "1"}, Value: 5}, {Name: "c", Labels: map[string]string{"k": "2"}, Value: 7}}
+	sum := a.Plus(b)
+	if sum.Sum("c", map[string]string{"k": "1"}) != 15 || sum.Sum("c", map[string]string{"k": "2"}) != 7 || len(sum) != 2 {
+		t.Errorf("Plus = %+v", sum)
+	}
+	if d := sum.Minus(a); d.Sum("c", map[string]string{"k": "1"}) != 5 || d.Sum("c", map[string]string{"k": "2"}) != 7 {
+		t.Errorf("Minus = %+v", d)
+	}
+}
+
+func TestOwnerGone(t *testing.T) {
+	tests := []struct {
+		name string
+		want bool
+	}{
+		{fmt.Sprintf("ztdemo-%d-a1", os.Getpid()), false},  // this run: Close removes it, not the leftover sweep
+		{fmt.Sprintf("ztdemo-%d-a1", os.Getppid()), false}, // a live run
+		{"ztdemo-999999999-a1", true},                      // no such process
+		{"ztdemo-abc-a1", false},
+		{"other-1-a1", false},
+		{"ztdemo-12", false},
+	}
+	for _, tt := range tests {
+		if got := ownerGone(tt.name, NameBase); got != tt.want {
+			t.Errorf("ownerGone(%q) = %v, want %v", tt.name, got, tt.want)
+		}
+	}
+}
+
+func TestL3Bytes(t *testing.T) {
+	c := PairCount{Packets: 3, Payload: 1000}
+	if got := L3Bytes(netip.MustParseAddr("198.18.1.1"), c); got != 1000+3*28 {
+		t.Errorf("IPv4: %d", got)
+	}
+	if got := L3Bytes(netip.MustParseAddr("fd00::1"), c); got != 1000+3*48 {
+		t.Errorf("IPv6: %d", got)
+	}
+}

@@ -1,0 +1,196 @@
+package demo
+
+import (
+	"fmt"
+	"io"
+	"sort"
+	"strings"
+	"text/tabwriter"
+	"time"
+)
+
+// month is costcalc's month (docs/costcalc.md: 30 days), so the demo's projections match its reports.
+const month = 30 * 24 * time.Hour
+
+// PairFigures are one workload pair's bytes in a phase and its cost per cloud projected to a month.
+type PairFigures struct {
+	Key          PairKey
+	Bytes        float64
+	MonthDollars map[string]float64
+}
+
+// Figures sums a phase over every flowserver and costcalc.
+type Figures struct {
+	Duration   time.Duration
+	Zones      map[[2]string]float64 // zone matrix, bytes
+	Pairs      []PairFigures         // every pair, most bytes first
+	CrossBytes float64
+	// MonthDollars is the whole cluster's cost per cloud at the phase's rate, for a month.
+	MonthDollars map[string]float64
+}
+
+// FiguresOf computes the figures of a phase.
+func FiguresOf(m *Model, p *Phase) *Figures {
+	f := &Figures{Duration: p.Duration(), Zones: map[[2]string]float64{}, MonthDollars: map[string]float64{}}
+	scale := float64(month) / float64(f.Duration)
+	pairs := map[PairKey]*PairFigures{}
+	for _, z := range m.Zones {
+		sc := p.Server(z)
+		for _, s := range sc.Series("zonetoll_zone_traffic_bytes_total", nil) {
+			f.Zones[[2]string{s.Labels["src_zone"], s.Labels["dst_zone"]}] += s.Value
+		}
+		for k, v := range Pairs(sc) {
+			if v == 0 {
+				continue
+			}
+			if pairs[k] == nil {
+				pairs[k] = &PairFigures{Key: k, MonthDollars: map[string]float64{}}
+			}
+			pairs[k].Bytes += v
+			if k.CrossZone() {
+				f.CrossBytes += v
+			}
+		}
+	}
+	for _, cloud := range Clouds {
+		for _, s := range p.Cost(cloud).Series("zonetoll_cross_zone_cost_dollars_total", nil) {
+			k := KeyOf(s.Labels)
+			if pairs[k] == nil {
+				pairs[k] = &PairFigures{Key: k, MonthDollars: map[string]float64{}}
+			}
+			pairs[k].MonthDollars[cloud] += s.Value * scale
+			f.MonthDollars[cloud] += s.Value * scale
+		}
+	}
+	for _, v := range pairs {
+		f.Pairs = append(f.Pairs, *v)
+	}
+	sort.Slice(f.Pairs, func(i, j int) bool {
+		if f.Pairs[i].Bytes != f.Pairs[j].Bytes {
+			return f.Pairs[i].Bytes > f.Pairs[j].Bytes
+		}
+		return name(f.Pairs[i].Key, true) < name(f.Pairs[j].Key, true)
+	})
+	return f
+}
+
+func name(k PairKey, src bool) string {
+	ns, wl, kind := k.DstNamespace, k.DstWorkload, k.DstKind
+	if src {
+		ns, wl, kind = k.SrcNamespace, k.SrcWorkload, k.SrcKind
+	}
+	switch {
+	case kind == "external":
+		return "external"
+	case ns == "":
+		return kind + "/" + wl
+	}
+	return ns + "/" + wl + " (" + kind + ")"
+}
+
+// PrintPhase writes what a user looks at after a phase: the zone matrix, the top cross-zone workload
+// pairs in bytes and dollars per month, and each workload's cross-zone share.
+func PrintPhase(w io.Writer, m *Model, title string, f *Figures) {
+	fmt.Fprintf(w, "\n=== %s (%s of traffic) ===\n", title, f.Duration.Round(100*time.Millisecond))
+	fmt.Fprintf(w, "\nZone matrix (bytes sent, rows send, columns receive; counted by the flowservers):\n")
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
+	fmt.Fprintf(tw, "from \\ to\t%s\toutside\t\n", strings.Join(m.Zones, "\t"))
+	for _, s := range m.Zones {
+		fmt.Fprintf(tw, "%s\t", s)
+		for _, d := range append(append([]string{}, m.Zones...), "") {
+			fmt.Fprintf(tw, "%s\t", human(f.Zones[[2]string{s, d}]))
+		}
+		fmt.Fprintln(tw)
+	}
+	tw.Flush()
+
+	fmt.Fprintf(w, "\nTop cross-zone workload pairs (cost at this rate for a 30-day month):\n")
+	tw = tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+	fmt.Fprintf(tw, "SOURCE\tZONE\tDESTINATION\tZONE\tBYTES\tAWS $/MONTH\tGCP $/MONTH\tAZURE $/MONTH\n")
+	shown := 0
+	for _, p := range f.Pairs {
+		if !p.Key.CrossZone() || p.Bytes == 0 || shown == 10 {
+			continue
+		}
+		shown++
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", name(p.Key, true), p.Key.SrcZone, name(p.Key, false), p.Key.DstZone,
+			human(p.Bytes), dollars(p.MonthDollars["aws"]), dollars(p.MonthDollars["gcp"]), dollars(p.MonthDollars["azure"]))
+	}
+	tw.Flush()
+	if shown == 0 {
+		fmt.Fprintln(w, "  (none: every byte stayed in its zone)")
+	}
+	fmt.Fprintf(w, "Whole cluster: %s crossed zones; AWS %s, GCP %s, Azure %s per month at this rate\n",
+		human(f.CrossBytes), dollars(f.MonthDollars["aws"]), dollars(f.MonthDollars["gcp"]), dollars(f.MonthDollars["azure"]))
+
+	fmt.Fprintf(w, "\nCross-zone share of what each workload sends:\n")
+	type share struct {
+		name         string
+		cross, total float64
+	}
+	by := map[string]*share{}
+	for _, p := range f.Pairs {
+		n := name(p.Key, true)
+		if by[n] == nil {
+			by[n] = &share{name: n}
+		}
+		by[n].total += p.Bytes
+		if p.Key.CrossZone() {
+			by[n].cross += p.Bytes
+		}
+	}
+	var shares []*share
+	for _, s := range by {
+		shares = append(shares, s)
+	}
+	sort.Slice(shares, func(i, j int) bool { return shares[i].name < shares[j].name })
+	tw = tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+	fmt.Fprintf(tw, "WORKLOAD\tSENT\tCROSS-ZONE\tSHARE\n")
+	for _, s := range shares {
+		if s.total == 0 {
+			continue
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%.0f%%\n", s.name, human(s.total), human(s.cross), 100*s.cross/s.total)
+	}
+	tw.Flush()
+}
+
+// PrintDrop compares the cross-zone rate and cost of two phases.
+func PrintDrop(w io.Writer, before, after *Figures) {
+	rb := before.CrossBytes / before.Duration.Seconds()
+	ra := after.CrossBytes / after.Duration.Seconds()
+	fmt.Fprintf(w, "\n=== What keeping the frontend's calls in its zone changed ===\n")
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+	fmt.Fprintf(tw, "\tPHASE 1\tPHASE 2\tCHANGE\n")
+	fmt.Fprintf(tw, "cross-zone bytes/s\t%s/s\t%s/s\t%s\n", human(rb), human(ra), pct(rb, ra))
+	for _, c := range Clouds {
+		fmt.Fprintf(tw, "%s $/month\t%s\t%s\t%s\n", strings.ToUpper(c), dollars(before.MonthDollars[c]), dollars(after.MonthDollars[c]), pct(before.MonthDollars[c], after.MonthDollars[c]))
+	}
+	tw.Flush()
+}
+
+func pct(a, b float64) string {
+	if a == 0 {
+		return "-"
+	}
+	return fmt.Sprintf("%+.0f%%", 100*(b-a)/a)
+}
+
+func human(b float64) string {
+	switch {
+	case b >= 1<<30:
+		return fmt.Sprintf("%.2f GiB", b/(1<<30))
+	case b >= 1<<20:
+		return fmt.Sprintf("%.2f MiB", b/(1<<20))
+	case b >= 1<<10:
+		return fmt.Sprintf("%.1f KiB", b/(1<<10))
+	}
+	return fmt.Sprintf("%.0f B", b)
+}
+
+func dollars(d float64) string {
+	if d == 0 {
+		return "$0"
+	}
+	return fmt.Sprintf("$%.2f", d)
+}

@@ -1,0 +1,235 @@
+package demo
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"time"
+)
+
+// Services are the binaries the demo builds from the working tree.
+var Services = []string{"zonelabeler", "flowagent", "flowserver", "costcalc"}
+
+// BuildServices builds every service from repo into binDir the way the Makefile does (static, -trimpath,
+// version ldflags), printing a line per binary. Go's build cache makes a rebuild of an unchanged tree take
+// seconds.
+func BuildServices(ctx context.Context, repo, binDir string, progress io.Writer) error {
+	if err := os.MkdirAll(binDir, 0o755); err != nil {
+		return fmt.Errorf("creating %s: %w", binDir, err)
+	}
+	version := gitOut(repo, "describe", "--tags", "--always", "--dirty")
+	if version == "" {
+		version = "dev"
+	}
+	revision := gitOut(repo, "rev-parse", "HEAD")
+	if revision == "" {
+		revision = "unknown"
+	}
+	ldflags := fmt.Sprintf("-s -w -X github.com/zonetoll/zonetoll/shared/buildinfo.Version=%s -X github.com/zonetoll/zonetoll/shared/buildinfo.Revision=%s", version, revision)
+	for _, s := range Services {
+		fmt.Fprintf(progress, "building %s\n", s)
+		done := stillRunning(progress, "building "+s)
+		cmd := exec.CommandContext(ctx, "go", "build", "-trimpath", "-ldflags", ldflags, "-o", filepath.Join(binDir, s), "./cmd/"+s)
+		cmd.Dir = filepath.Join(repo, "services", s)
+		cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
+		out, err := cmd.CombinedOutput()
+		done()
+		if err != nil {
+			return fmt.Errorf("building %s in %s: %w\n%s", s, cmd.Dir, err, out)
+		}
+	}
+	return nil
+}
+
+func gitOut(dir string, args ...string) string {
+	cmd := exec.Command("git", args...)
+	cmd.Dir = dir
+	out, err := cmd.Output()
+	if err != nil {
+		return ""
+	}
+	return strings.TrimSpace(string(out))
+}
+
+// stillRunning prints "still <what>" every 15 s until the returned function is called.
+func stillRunning(w io.Writer, what string) func() {
+	stop := make(chan struct{})
+	start := time.Now()
+	go func() {
+		t := time.NewTicker(15 * time.Second)
+		defer t.Stop()
+		for {
+			select {
+			case <-stop:
+				return
+			case <-t.C:
+				fmt.Fprintf(w, "  still %s (%s)\n", what, time.Since(start).Round(time.Second))
+			}
+		}
+	}()
+	return func() { close(stop) }
+}
+
+// FindRepo walks up from dir to the directory holding go.work.
+func FindRepo(dir string) (string, error) {
+	dir, err := filepath.Abs(dir)
+	if err != nil {
+		return "", err
+	}
+	for d := dir; ; d = filepath.Dir(d) {
+		if _, err := os.Stat(filepath.Join(d, "go.work")); err == nil {
+			return d, nil
+		}
+		if filepath.Dir(d) == d {
+			return "", fmt.Errorf("no go.work above %s: run the demo inside the zonetoll repository", dir)
+		}
+	}
+}
+
+// Proc is one service process: started with its environment, logged to a file, stopped by its PID.
+type Proc struct {
+	Name string
+	Bin  string
+	Args []string
+	Env  []string
+	Log  string // path of its log file
+	Addr string // host:port of its HTTP server
+	// ReadyPath answers 200 once the process is ready; empty means /readyz.
+	ReadyPath string
+	cmd       *exec.Cmd
+	exited    chan struct{}
+	Starts    int
+	lastPID   int
+}
+
+// Start runs the process (its own process group, SIGKILL if the demo dies) and waits until /readyz
+// answers 200, or the process exits, or ctx ends.
+func (p *Proc) Start(ctx context.Context) error {
+	logf, err := os.OpenFile(p.Log, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
+	if err != nil {
+		return fmt.Errorf("opening log of %s: %w", p.Name, err)
+	}
+	fmt.Fprintf(logf, "----- start %d of %s at %s\n", p.Starts+1, p.Name, time.Now().UTC().Format(time.RFC3339Nano))
+	cmd := exec.Command(p.Bin, p.Args...)
+	cmd.Env = append(os.Environ(), p.Env...)
+	cmd.Stdout, cmd.Stderr = logf, logf
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
+	if err := cmd.Start(); err != nil {
+		logf.Close()
+		return fmt.Errorf("starting %s: %w", p.Name, err)
+	}
+	logf.Close()
+	p.cmd, p.exited, p.lastPID = cmd, make(chan struct{}), cmd.Process.Pid
+	p.Starts++
+	go func(c *exec.Cmd, done chan struct{}) { _ = c.Wait(); close(done) }(cmd, p.exited)
+	return p.waitReady(ctx)
+}
+
+// PID is the process id of the running (or last) process.
+func (p *Proc) PID() int { return p.lastPID }
+
+func (p *Proc) waitReady(ctx context.Context) error {
+	ctx, cancel := context.WithTimeout(ctx, 90*time.Second)
+	defer cancel()
+	client := &http.Client{Timeout: 2 * time.Second}
+	path := p.ReadyPath
+	if path == "" {
+		path = "/readyz"
+	}
+	last := ""
+	for {
+		select {
+		case <-p.exited:
+			return fmt.Errorf("%s exited at start (log %s):\n%s", p.Name, p.Log, tailFile(p.Log, 30))
+		case <-ctx.Done():
+			return fmt.Errorf("%s not ready (%s; log %s):\n%s", p.Name, last, p.Log, tailFile(p.Log, 30))
+		case <-time.After(100 * time.Millisecond):
+		}
+		resp, err := client.Get("http://" + p.Addr + path)
+		if err != nil {
+			last = err.Error()
+			continue
+		}
+		_ = resp.Body.Close()
+		if resp.StatusCode == http.StatusOK {
+			return nil
+		}
+		last = resp.Status
+	}
+}
+
+// Stop sends SIGTERM to the process's PID, waits (SIGKILL after 30 s) and returns its exit code.
+func (p *Proc) Stop() int {
+	if p.cmd == nil {
+		return 0
+	}
+	select {
+	case <-p.exited:
+	default:
+		_ = p.cmd.Process.Signal(syscall.SIGTERM)
+		select {
+		case <-p.exited:
+		case <-time.After(30 * time.Second):
+			_ = p.cmd.Process.Kill()
+			<-p.exited
+		}
+	}
+	code := p.cmd.ProcessState.ExitCode()
+	p.cmd = nil
+	return code
+}
+
+// Kill ends the process with SIGKILL and waits for it.
+func (p *Proc) Kill() error {
+	if p.cmd == nil {
+		return fmt.Errorf("%s is not running", p.Name)
+	}
+	if err := p.cmd.Process.Kill(); err != nil {
+		return fmt.Errorf("killing %s: %w", p.Name, err)
+	}
+	<-p.exited
+	p.cmd = nil
+	return nil
+}
+
+// Running reports whether the process is alive.
+func (p *Proc) Running() bool {
+	if p.cmd == nil {
+		return false
+	}
+	select {
+	case <-p.exited:
+		return false
+	default:
+		return true
+	}
+}
+
+func tailFile(path string, n int) string {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return err.Error()
+	}
+	lines := strings.Split(strings.TrimRight(string(data), "\n"), "\n")
+	if len(lines) > n {
+		lines = lines[len(lines)-n:]
+	}
+	return strings.Join(lines, "\n")
+}
+
+// freeAddr returns a loopback address with a port free right now.
+func freeAddr() (string, error) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return "", fmt.Errorf("finding a free port: %w", err)
+	}
+	defer l.Close()
+	return l.Addr().String(), nil
+}
