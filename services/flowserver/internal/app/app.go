@@ -12,6 +12,9 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+	authnv1 "k8s.io/api/authentication/v1"
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/client-go/metadata"
 
 	"github.com/zonetoll/zonetoll/services/flowserver/internal/auth"
@@ -22,7 +25,6 @@ import (
 	"github.com/zonetoll/zonetoll/services/flowserver/internal/traffic"
 	"github.com/zonetoll/zonetoll/shared/config"
 	"github.com/zonetoll/zonetoll/shared/kubeclient"
-	"github.com/zonetoll/zonetoll/shared/kubeclient/clientset"
 	"github.com/zonetoll/zonetoll/shared/servicecmd"
 )
 
@@ -128,7 +130,15 @@ func Run(ctx context.Context, cfg *Config, env servicecmd.Env) error {
 	if err != nil {
 		return err
 	}
-	cs, err := clientset.New(rc)
+	scheme, err := newScheme()
+	if err != nil {
+		return err
+	}
+	core, err := kubeclient.NewRESTClient(rc, scheme, corev1.SchemeGroupVersion)
+	if err != nil {
+		return err
+	}
+	authn1, err := kubeclient.NewRESTClient(rc, scheme, authnv1.SchemeGroupVersion)
 	if err != nil {
 		return err
 	}
@@ -146,7 +156,7 @@ func Run(ctx context.Context, cfg *Config, env servicecmd.Env) error {
 	if err != nil {
 		return fmt.Errorf("building resolver: %w", err)
 	}
-	inf, err := resolve.NewInformers(res, cs, mc, time.Now)
+	inf, err := resolve.NewInformers(res, core, mc, time.Now)
 	if err != nil {
 		return err
 	}
@@ -154,7 +164,7 @@ func Run(ctx context.Context, cfg *Config, env servicecmd.Env) error {
 	if len(accounts) == 0 {
 		accounts = []string{cfg.Namespace + "/flowagent"}
 	}
-	authn, err := auth.New(cs.AuthenticationV1().TokenReviews(), auth.Options{
+	authn, err := auth.New(auth.RESTReviewer{Client: authn1}, auth.Options{
 		Allowed: accounts, Audiences: cfg.Auth.Audiences,
 		TTL: cfg.Auth.CacheTTL, NegativeTTL: cfg.Auth.NegativeCacheTTL,
 	}, env.Registry)
@@ -279,3 +289,15 @@ type collectorFunc struct {
 
 func (c collectorFunc) Describe(ch chan<- *prometheus.Desc) { ch <- c.desc }
 func (c collectorFunc) Collect(ch chan<- prometheus.Metric) { c.collect(ch) }
+
+// newScheme holds only the API types flowserver reads and writes: with the typed clientset every API
+// group would be linked into the binary (see kubeclient/clientset).
+func newScheme() (*runtime.Scheme, error) {
+	scheme := runtime.NewScheme()
+	for _, add := range []func(*runtime.Scheme) error{corev1.AddToScheme, authnv1.AddToScheme} {
+		if err := add(scheme); err != nil {
+			return nil, fmt.Errorf("building the API scheme: %w", err)
+		}
+	}
+	return scheme, nil
+}

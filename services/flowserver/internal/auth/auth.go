@@ -16,6 +16,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	authnv1 "k8s.io/api/authentication/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/rest"
 )
 
 // Errors of Authenticate; the ingest handler maps them to 401, 403 and 503.
@@ -39,6 +40,19 @@ type Identity struct {
 // Reviewer creates TokenReviews; client-go's AuthenticationV1().TokenReviews() is one.
 type Reviewer interface {
 	Create(ctx context.Context, review *authnv1.TokenReview, opts metav1.CreateOptions) (*authnv1.TokenReview, error)
+}
+
+// RESTReviewer creates TokenReviews through a REST client for authentication.k8s.io/v1
+// (kubeclient.NewRESTClient), without the typed clientset.
+type RESTReviewer struct{ Client rest.Interface }
+
+// Create implements Reviewer; opts are not sent (TokenReview has no create options that matter).
+func (r RESTReviewer) Create(ctx context.Context, review *authnv1.TokenReview, _ metav1.CreateOptions) (*authnv1.TokenReview, error) {
+	out := &authnv1.TokenReview{}
+	if err := r.Client.Post().Resource("tokenreviews").Body(review).Do(ctx).Into(out); err != nil {
+		return nil, fmt.Errorf("creating TokenReview: %w", err)
+	}
+	return out, nil
 }
 
 // Options configure an Authenticator.

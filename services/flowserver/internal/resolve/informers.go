@@ -4,46 +4,55 @@ import (
 	"context"
 	"fmt"
 	"net/netip"
+	"sync"
 	"time"
 
 	appsv1 "k8s.io/api/apps/v1"
 	batchv1 "k8s.io/api/batch/v1"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/client-go/informers"
-	"k8s.io/client-go/kubernetes"
+	"k8s.io/apimachinery/pkg/fields"
+	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/runtime/schema"
+	"k8s.io/apimachinery/pkg/watch"
 	"k8s.io/client-go/metadata"
-	"k8s.io/client-go/metadata/metadatainformer"
+	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/cache"
 
 	"github.com/zonetoll/zonetoll/shared/topology"
 )
 
 // Informers keep a Resolver in step with the cluster: one list+watch each for pods, nodes,
-// ReplicaSets and Jobs (the last two metadata-only: only their owners are read).
+// ReplicaSets and Jobs (the last two metadata-only: only their owners are read). They are plain
+// informers over a core/v1 REST client and the metadata client, not client-go's informer factories:
+// those need the typed clientset, which links every API group into the binary (kubeclient/clientset).
 type Informers struct {
-	factory  informers.SharedInformerFactory
-	meta     metadatainformer.SharedInformerFactory
+	all      []cache.SharedIndexInformer
 	rsStore  cache.Store
 	jobStore cache.Store
 	synced   []cache.InformerSynced
+	wg       sync.WaitGroup
 }
 
-// NewInformers connects r to the cluster. now is the clock used to time pod deletions.
-func NewInformers(r *Resolver, client kubernetes.Interface, mc metadata.Interface, now func() time.Time) (*Informers, error) {
-	inf := &Informers{
-		factory: informers.NewSharedInformerFactoryWithOptions(client, 0, informers.WithTransform(trim)),
-		meta:    metadatainformer.NewSharedInformerFactory(mc, 0),
+// NewInformers connects r to the cluster: core is a core/v1 REST client (kubeclient.NewRESTClient), mc
+// the metadata client. now is the clock used to time pod deletions.
+func NewInformers(r *Resolver, core rest.Interface, mc metadata.Interface, now func() time.Time) (*Informers, error) {
+	inf := &Informers{}
+	pods := cache.NewSharedIndexInformer(cache.NewListWatchFromClient(core, "pods", metav1.NamespaceAll, fields.Everything()), &corev1.Pod{}, 0, cache.Indexers{})
+	nodes := cache.NewSharedIndexInformer(cache.NewListWatchFromClient(core, "nodes", metav1.NamespaceAll, fields.Everything()), &corev1.Node{}, 0, cache.Indexers{})
+	rs := cache.NewSharedIndexInformer(metadataListWatch(mc, appsv1.SchemeGroupVersion.WithResource("replicasets")), &metav1.PartialObjectMetadata{}, 0, cache.Indexers{})
+	jobs := cache.NewSharedIndexInformer(metadataListWatch(mc, batchv1.SchemeGroupVersion.WithResource("jobs")), &metav1.PartialObjectMetadata{}, 0, cache.Indexers{})
+	for _, i := range []cache.SharedIndexInformer{pods, nodes} {
+		if err := i.SetTransform(trim); err != nil {
+			return nil, fmt.Errorf("setting cache transform: %w", err)
+		}
 	}
-	pods := inf.factory.Core().V1().Pods().Informer()
-	nodes := inf.factory.Core().V1().Nodes().Informer()
-	rs := inf.meta.ForResource(appsv1.SchemeGroupVersion.WithResource("replicasets")).Informer()
-	jobs := inf.meta.ForResource(batchv1.SchemeGroupVersion.WithResource("jobs")).Informer()
 	for _, i := range []cache.SharedIndexInformer{rs, jobs} {
 		if err := i.SetTransform(trimMeta); err != nil {
 			return nil, fmt.Errorf("setting owner cache transform: %w", err)
 		}
 	}
+	inf.all = []cache.SharedIndexInformer{pods, nodes, rs, jobs}
 	inf.rsStore, inf.jobStore = rs.GetStore(), jobs.GetStore()
 
 	handlers := []struct {
@@ -84,14 +93,29 @@ func NewInformers(r *Resolver, client kubernetes.Interface, mc metadata.Interfac
 
 // Start starts the informers; they stop when ctx is done.
 func (inf *Informers) Start(ctx context.Context) {
-	inf.factory.Start(ctx.Done())
-	inf.meta.Start(ctx.Done())
+	for _, i := range inf.all {
+		inf.wg.Add(1)
+		go func() {
+			defer inf.wg.Done()
+			i.RunWithContext(ctx)
+		}()
+	}
 }
 
 // Shutdown waits for the informers' goroutines after ctx is done.
-func (inf *Informers) Shutdown() {
-	inf.factory.Shutdown()
-	inf.meta.Shutdown()
+func (inf *Informers) Shutdown() { inf.wg.Wait() }
+
+// metadataListWatch lists and watches a resource's metadata only (PartialObjectMetadata).
+func metadataListWatch(mc metadata.Interface, gvr schema.GroupVersionResource) *cache.ListWatch {
+	res := mc.Resource(gvr)
+	return &cache.ListWatch{
+		ListWithContextFunc: func(ctx context.Context, o metav1.ListOptions) (runtime.Object, error) {
+			return res.List(ctx, o)
+		},
+		WatchFuncWithContext: func(ctx context.Context, o metav1.ListOptions) (watch.Interface, error) {
+			return res.Watch(ctx, o)
+		},
+	}
 }
 
 // Synced reports whether every informer has listed and delivered its objects to the resolver.
