@@ -82,6 +82,8 @@ func name(k PairKey, src bool) string {
 	switch {
 	case kind == "external":
 		return "external"
+	case strings.HasPrefix(kind, "cidr:"):
+		return kind
 	case ns == "":
 		return kind + "/" + wl
 	}

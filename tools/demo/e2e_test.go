@@ -1,0 +1,353 @@
+package demo
+
+import (
+	"bufio"
+	"encoding/json"
+	"fmt"
+	"math"
+	"net/netip"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+	"github.com/zonetoll/zonetoll/tools/testcluster"
+)
+
+// envRequireKernel is bpf/kerneltest's switch (make test and CI set it): a skip for lack of root or BTF
+// becomes a failure. The tools module does not import bpf/kerneltest: requiring the bpf module would
+// raise golang.org/x/sys in tools' requirements and so in every module that requires tools.
+const envRequireKernel = "ZONETOLL_REQUIRE_KERNEL"
+
+// requireKernel skips (or, with ZONETOLL_REQUIRE_KERNEL=1, fails) a test that needs root and a BTF
+// kernel, with the reason, exactly as bpf/kerneltest.Require does.
+func requireKernel(t *testing.T) {
+	t.Helper()
+	why := ""
+	if os.Geteuid() != 0 {
+		why = "not root"
+	} else if _, err := os.Stat("/sys/kernel/btf/vmlinux"); err != nil {
+		why = "kernel has no BTF (/sys/kernel/btf/vmlinux)"
+	}
+	if why == "" {
+		return
+	}
+	if os.Getenv(envRequireKernel) == "1" {
+		t.Fatalf("kernel test cannot run (%s) and %s=1", why, envRequireKernel)
+	}
+	t.Skipf("skipping kernel test: %s (set %s=1 to fail instead)", why, envRequireKernel)
+}
+
+// Independent prices per byte for each cloud's inter-zone transfer inside one region, written from the
+// providers' rules (docs/costcalc.md): AWS bills $0.01/GiB out and $0.01/GiB in, GCP $0.01/GiB to the
+// sender, Azure nothing between zones. Every cross-zone pair of the demo is in us-east-1.
+var crossZonePerByte = map[string]float64{
+	"aws":   (0.01 + 0.01) / (1 << 30),
+	"gcp":   0.01 / (1 << 30),
+	"azure": 0,
+}
+
+// TestEndToEnd is the demo as a test: the same Start and RunPhase as `make demo`, with an agent killed
+// and a flowserver restarted while the application sends. Every figure is checked against the
+// generator's own counts.
+func TestEndToEnd(t *testing.T) {
+	requireKernel(t)
+	testcluster.SkipIfDisabled(t)
+	repo, err := FindRepo(".")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var progress strings.Builder
+	d, err := Start(t.Context(), Options{Repo: repo, BinDir: filepath.Join(t.TempDir(), "bin"), OutDir: t.TempDir(),
+		Progress: &progress})
+	if err != nil {
+		t.Fatalf("starting the demo: %v\n%s", err, progress.String())
+	}
+	dir, netnsPrefix := d.Dir, d.Model.Prefix
+	var pids []int
+	closed := false
+	t.Cleanup(func() {
+		if !closed {
+			d.Close()
+		}
+	})
+	dumpLogs := func() {
+		if !t.Failed() || closed {
+			return
+		}
+		t.Logf("demo progress:\n%s", progress.String())
+		for _, p := range append(procsOf(d), d.Prom) {
+			if p != nil {
+				t.Logf("--- %s log (last lines):\n%s", p.Name, tailFile(p.Log, 15))
+			}
+		}
+	}
+	defer dumpLogs()
+	m := d.Model
+
+	const phase1, phase2 = 21 * time.Second, 9 * time.Second
+	p1, err := d.RunPhase(t.Context(), 1, phase1, d.Disruptions(phase1))
+	if err != nil {
+		t.Fatal(err)
+	}
+	p2, err := d.RunPhase(t.Context(), 2, phase2, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	end := p2.End
+
+	// Both restarts happened, during phase 1.
+	restartedNode := m.Pod("api", m.Zones[0]).Node.Name
+	if p1.Start.AgentPID[restartedNode] == p1.End.AgentPID[restartedNode] {
+		t.Errorf("the agent of %s was not restarted (pid %d before and after)", restartedNode, p1.End.AgentPID[restartedNode])
+	}
+	if s := d.Servers[m.Zones[1]]; s.Starts != 2 {
+		t.Errorf("flowserver-%s started %d times, want 2 (a restart)", m.Zones[1], s.Starts)
+	}
+	// The zone's agents really found their server down and retried.
+	var retried float64
+	for _, n := range m.NodesInZone(m.Zones[1]) {
+		sc, err := Fetch(t.Context(), d.Agents[n.Name].Addr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		retried += sc.Sum("zonetoll_flowagent_reports_sent_total", map[string]string{"result": "network_error"})
+		if lost := sc.Sum("zonetoll_flowagent_dropped_bytes_total", nil); lost != 0 {
+			t.Errorf("agent of %s dropped %v bytes", n.Name, lost)
+		}
+	}
+	if retried == 0 {
+		t.Errorf("no agent of %s failed to reach its flowserver: the restart did not happen under traffic", m.Zones[1])
+	}
+
+	// 1. Each flowserver's bytes per workload pair (over all its lives) equal what the generator sent from
+	// its zone plus the headers, to the byte.
+	want := Expected(m, end.Sent)
+	var sameZone, total uint64
+	for _, z := range m.Zones {
+		got := Pairs(end.Servers[z])
+		for k, w := range want[z] {
+			total += w
+			if !k.CrossZone() {
+				sameZone += w
+			}
+			if g := got[k]; g != float64(w) {
+				t.Errorf("flowserver-%s: %s → %s: %.0f bytes, generator sent %d (L3; a difference of %.0f)", z, name(k, true)+"@"+k.SrcZone, name(k, false)+"@"+k.DstZone, g, w, g-float64(w))
+			}
+		}
+		for k, g := range got {
+			if _, ok := want[z][k]; !ok && g != 0 {
+				t.Errorf("flowserver-%s has %.0f bytes for %+v, which the generator never sent from %s", z, g, k, z)
+			}
+		}
+	}
+	if total == 0 {
+		t.Fatal("the generator sent nothing")
+	}
+
+	// 2. The flow logs (written as reports are applied, kept across the restart) hold every address
+	// pair's bytes and packets exactly, and every flow a server got came from a node of its zone.
+	for _, z := range m.Zones {
+		got := readFlowLog(t, d.FlowLogs[z], m, z)
+		for k, c := range end.Sent {
+			src := m.ByAddr[k[0]]
+			if src.Node == nil || src.Node.Zone != z {
+				continue
+			}
+			if g := got[k]; g.bytes != L3Bytes(k[0], c) || g.packets != c.Packets {
+				t.Errorf("flow log of %s: %s → %s: %d bytes in %d packets, generator sent %d bytes in %d", z, k[0], k[1], g.bytes, g.packets, L3Bytes(k[0], c), c.Packets)
+			}
+		}
+	}
+
+	// 3. Each agent reported only to its own zone's server; every server got reports.
+	for _, z := range m.Zones {
+		sc := end.Servers[z]
+		if v := sc.Sum("zonetoll_flowserver_foreign_zone_reports_total", nil); v != 0 {
+			t.Errorf("flowserver-%s got %v reports from other zones' nodes", z, v)
+		}
+		if v := sc.Sum("zonetoll_flowserver_unknown_node_reports_total", nil); v != 0 {
+			t.Errorf("flowserver-%s got %v reports from unknown nodes", z, v)
+		}
+		applied := sc.Sum("zonetoll_flowserver_reports_total", map[string]string{"result": "applied"})
+		refused := sc.Sum("zonetoll_flowserver_reports_total", nil) - applied - sc.Sum("zonetoll_flowserver_reports_total", map[string]string{"result": "duplicate"})
+		t.Logf("flowserver-%s: %.0f reports applied, %.0f refused", z, applied, refused)
+		if applied == 0 {
+			t.Errorf("flowserver-%s applied no report", z)
+		}
+	}
+
+	// 4. costcalc: same-zone traffic never billed; each pair's dollars equal bytes × the cloud's rule.
+	for _, cloud := range Clouds {
+		sc := end.Costs[cloud]
+		if v := sc.Sum("zonetoll_costcalc_traffic_bytes_total", map[string]string{"class": "same_zone"}); v != float64(sameZone) {
+			t.Errorf("costcalc %s: %.0f same-zone bytes, want %d", cloud, v, sameZone)
+		}
+		if v := sc.Sum("zonetoll_costcalc_unpriced_bytes_total", nil); v != 0 {
+			t.Errorf("costcalc %s: %v bytes not priced, want 0", cloud, v)
+		}
+		costs := map[PairKey]float64{}
+		for _, s := range sc.Series("zonetoll_cross_zone_cost_dollars_total", nil) {
+			k := KeyOf(s.Labels)
+			if !k.CrossZone() && s.Value != 0 {
+				t.Errorf("costcalc %s bills same-zone pair %+v: $%v", cloud, k, s.Value)
+			}
+			costs[k] += s.Value
+		}
+		var sum, wantSum float64
+		for _, z := range m.Zones {
+			for k, b := range want[z] {
+				if !k.CrossZone() {
+					continue
+				}
+				w := float64(b) * crossZonePerByte[cloud]
+				wantSum += w
+				if g := costs[k]; math.Abs(g-w) > 1e-9*math.Max(w, 1e-9) {
+					t.Errorf("costcalc %s: %s@%s → %s@%s $%.12g, independent $%.12g", cloud, name(k, true), k.SrcZone, name(k, false), k.DstZone, g, w)
+				}
+			}
+		}
+		for _, v := range costs {
+			sum += v
+		}
+		if math.Abs(sum-wantSum) > 1e-9*math.Max(wantSum, 1e-9) {
+			t.Errorf("costcalc %s: total $%.12g, independent $%.12g", cloud, sum, wantSum)
+		}
+		t.Logf("costcalc %s: $%.9f for %d bytes of which %d same-zone", cloud, sum, total, sameZone)
+	}
+
+	// 5. Phase 2: the frontend's calls stay in its zone, so it sends nothing across zones.
+	for _, z := range m.Zones {
+		for k, v := range Pairs(p2.Server(z)) {
+			if k.SrcWorkload == "frontend" && k.CrossZone() && v != 0 {
+				t.Errorf("phase 2: frontend in %s sent %.0f bytes to %s in %s", k.SrcZone, v, k.DstWorkload, k.DstZone)
+			}
+		}
+	}
+	f1, f2 := FiguresOf(m, p1), FiguresOf(m, p2)
+	if f2.CrossBytes/f2.Duration.Seconds() >= f1.CrossBytes/f1.Duration.Seconds() {
+		t.Errorf("cross-zone rate did not drop: phase 1 %.0f B/s, phase 2 %.0f B/s", f1.CrossBytes/f1.Duration.Seconds(), f2.CrossBytes/f2.Duration.Seconds())
+	}
+
+	// 6. zonelabeler copied each node's zone onto its pods.
+	pods, err := d.Cluster.Client.CoreV1().Pods(m.AppNS).List(t.Context(), metav1.ListOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, p := range pods.Items {
+		if n := m.NodeByName(p.Spec.NodeName); p.Labels["topology.kubernetes.io/zone"] != n.Zone {
+			t.Errorf("pod %s has zone label %q, want its node's %q", p.Name, p.Labels["topology.kubernetes.io/zone"], n.Zone)
+		}
+	}
+
+	// 7. The printed summary and the HTML report.
+	var out strings.Builder
+	PrintPhase(&out, m, "phase 1", f1)
+	PrintDrop(&out, f1, f2)
+	for _, s := range []string{"Zone matrix", "shop/api (deployment)", "Cross-zone share", "node/" + m.Pods[len(m.Pods)-1].Node.Name, "AWS $/month"} {
+		if !strings.Contains(out.String(), s) {
+			t.Errorf("summary lacks %q:\n%s", s, out.String())
+		}
+	}
+	html := filepath.Join(t.TempDir(), "report.html")
+	if err := d.Report(t.Context(), "aws", p1.Start.At, end.At, "html", html); err != nil {
+		t.Fatal(err)
+	}
+	if b, err := os.ReadFile(html); err != nil || !strings.Contains(string(b), m.Zones[1]) {
+		t.Errorf("HTML report %s unreadable or without the zones: %v", html, err)
+	}
+
+	// 8. Clean-up leaves nothing: processes, namespaces, the run directory.
+	for _, p := range append(procsOf(d), d.Prom) {
+		pids = append(pids, p.PID())
+	}
+	apiPID, etcdPID := d.Cluster.PIDs()
+	pids = append(pids, apiPID, etcdPID)
+	dumpLogs()
+	closed = true
+	if err := d.Close(); err != nil {
+		t.Errorf("Close: %v", err)
+	}
+	for _, pid := range pids {
+		if _, err := os.Stat(fmt.Sprintf("/proc/%d", pid)); err == nil {
+			if st, _ := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid)); !strings.Contains(string(st), ") Z ") {
+				t.Errorf("process %d still runs after Close", pid)
+			}
+		}
+	}
+	if ents, _ := os.ReadDir(NetnsDir); len(ents) > 0 {
+		for _, e := range ents {
+			if strings.HasPrefix(e.Name(), netnsPrefix) {
+				t.Errorf("network namespace %s left after Close", e.Name())
+			}
+		}
+	}
+	if _, err := os.Stat(dir); err == nil {
+		t.Errorf("run directory %s left after Close", dir)
+	}
+}
+
+func procsOf(d *Demo) []*Proc {
+	var out []*Proc
+	for _, p := range d.Servers {
+		out = append(out, p)
+	}
+	for _, p := range d.Agents {
+		out = append(out, p)
+	}
+	for _, p := range d.Costcalcs {
+		out = append(out, p)
+	}
+	return append(out, d.Labeler)
+}
+
+type flowTotal struct{ bytes, packets uint64 }
+
+// readFlowLog sums a flowserver's flow log by address pair, checking that every source is a node of
+// zone (or a pod on one).
+func readFlowLog(t *testing.T, path string, m *Model, zone string) map[[2]netip.Addr]flowTotal {
+	t.Helper()
+	f, err := os.Open(path)
+	if err != nil {
+		t.Fatalf("flow log: %v", err)
+	}
+	defer f.Close()
+	out := map[[2]netip.Addr]flowTotal{}
+	sc := bufio.NewScanner(f)
+	sc.Buffer(make([]byte, 1<<20), 1<<20)
+	for sc.Scan() {
+		var l struct {
+			Src, Dst struct {
+				IP   netip.Addr `json:"ip"`
+				Node string     `json:"node"`
+				Zone string     `json:"zone"`
+			}
+			Bytes, Packets uint64
+			CrossZone      bool `json:"cross_zone"`
+		}
+		if err := json.Unmarshal(sc.Bytes(), &l); err != nil {
+			t.Fatalf("flow log %s: %v: %s", path, err, sc.Text())
+		}
+		if n := m.NodeByName(l.Src.Node); n == nil || n.Zone != zone {
+			if src, ok := m.ByAddr[l.Src.IP]; ok && src.Node != nil {
+				t.Errorf("flow log of %s: a flow from %s on node %q (zone %s)", zone, l.Src.IP, l.Src.Node, src.Zone)
+			}
+			continue // not the generator's (e.g. a link-local packet the agent skipped is never here)
+		}
+		if l.CrossZone != (l.Src.Zone != l.Dst.Zone && l.Dst.Zone != "") {
+			t.Errorf("flow log of %s: %s → %s cross_zone=%v with zones %q and %q", zone, l.Src.IP, l.Dst.IP, l.CrossZone, l.Src.Zone, l.Dst.Zone)
+		}
+		k := [2]netip.Addr{l.Src.IP.Unmap(), l.Dst.IP.Unmap()}
+		c := out[k]
+		c.bytes += l.Bytes
+		c.packets += l.Packets
+		out[k] = c
+	}
+	if err := sc.Err(); err != nil {
+		t.Fatal(err)
+	}
+	return out
+}
