@@ -8,9 +8,10 @@
 //     frame starts with a 14-byte Ethernet header, which is not counted.
 //
 // The Go side (bpf/counter) drains without losing updates by switching
-// active_idx between flows_a and flows_b, waiting an RCU grace period (by
-// updating the map-in-map `active`, which makes the kernel wait for one), then
-// reading and deleting the map that is no longer written.
+// active_idx between the _a and _b maps (one pair per address family),
+// waiting an RCU grace period (by updating the map-in-map `active`, which
+// makes the kernel wait for one), then reading and deleting the maps that are
+// no longer written.
 #include "vmlinux.h"
 #include <bpf/bpf_helpers.h>
 #include <bpf/bpf_core_read.h>
@@ -23,17 +24,31 @@
 // kfunc (6.2+); bpftool 7.1 and libbpf 1.1 do not declare it.
 extern void *bpf_rdonly_cast(const void *obj__ign, __u32 btf_id__k) __ksym;
 
-// Addresses are 16 bytes; IPv4 is stored IPv4-mapped (::ffff:a.b.c.d) so one
-// key type serves both families and matches the report wire format.
-struct flow_key {
+// IPv6 flows: 16-byte addresses.
+struct flow_key6 {
 	__u8 src[16];
 	__u8 dst[16];
 };
 
+// IPv4 flows have maps of their own with an 8-byte key: the hash and the
+// key compare in the lookup cost per key byte, and 8 bytes instead of 32 is
+// most of what a packet costs above an empty hook. The Go side returns them
+// IPv4-mapped (::ffff:a.b.c.d), the report wire format.
+struct flow_key4 {
+	__be32 src;
+	__be32 dst;
+};
+
+// Packets and segments share one counter, updated by one atomic add per
+// packet: packets in the low 32 bits, segments in the high 32 bits. The
+// program adds with fetch, so it sees exactly when a half wraps and records
+// it in wraps (low 32 bits: carries of packets into segments; high 32 bits:
+// carries out of segments). The Go side decodes all three exactly, whatever
+// the rate; wraps itself cannot overflow before 2^64 packets.
 struct flow_value {
 	__u64 bytes;
-	__u64 packets;
-	__u64 segments; // wire segments: gso_segs of a GSO skb, else 1
+	__u64 pkts_segs;
+	__u64 wraps;
 };
 
 // Counters of packets the program saw but could not attribute to a flow.
@@ -66,20 +81,29 @@ struct ip6_hdr32 {
 
 // max_entries of the flow maps is a placeholder: the loader sets it from
 // config before loading.
-struct flows {
+struct flows6 {
 	__uint(type, BPF_MAP_TYPE_HASH);
 	__uint(max_entries, 1);
-	__type(key, struct flow_key);
+	__type(key, struct flow_key6);
 	__type(value, struct flow_value);
-} flows_a SEC(".maps"), flows_b SEC(".maps");
+} flows6_a SEC(".maps"), flows6_b SEC(".maps");
 
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 1);
+	__type(key, struct flow_key4);
+	__type(value, struct flow_value);
+} flows4_a SEC(".maps"), flows4_b SEC(".maps");
+
+// Holds the IPv6 map being written; updated only so the kernel waits a grace
+// period (one wait covers both families: they switch on the same index).
 struct {
 	__uint(type, BPF_MAP_TYPE_ARRAY_OF_MAPS);
 	__uint(max_entries, 1);
 	__type(key, __u32);
-	__array(values, struct flows);
+	__array(values, struct flows6);
 } active SEC(".maps") = {
-	.values = { [0] = &flows_a },
+	.values = { [0] = &flows6_a },
 };
 
 struct {
@@ -106,16 +130,41 @@ static __always_inline void count_failure(__u64 bytes, int parse)
 	s->insert_failed_bytes += bytes;
 }
 
-// Which flow map the programs write: 0 = flows_a, 1 = flows_b. Set by the Go
-// side, which then waits an RCU grace period before it drains the other map.
+// Which flow maps the programs write: 0 = flows*_a, 1 = flows*_b. Set by the
+// Go side, which then waits an RCU grace period before it drains the others.
 // A global instead of a lookup in `active`: a map known at load time lets
 // the verifier inline the hash lookup, which a map-in-map lookup prevents.
 volatile __u32 active_idx;
 
+#define PKT_ONE 1ULL
+#define SEG_ONE (1ULL << 32)
+
+// Adds one skb to v. With fetch (netfilter: its 6.4+ kernels have atomic
+// fetch, 5.12+) the old value shows whether this add carried out of a half;
+// exactly one adder sees each carry, so wraps is exact under concurrency. The tc fallback must load on 5.10 kernels, which lack atomic
+// fetch: it adds without, and is exact while one pair sends fewer than 2^32
+// skbs and segments per drain interval (see docs/bpf.md).
+static __always_inline void add_value(struct flow_value *v, __u64 bytes, __u64 segs, int fetch)
+{
+	__u64 d = segs * SEG_ONE + PKT_ONE;
+
+	__sync_fetch_and_add(&v->bytes, bytes);
+	if (!fetch) {
+		__sync_fetch_and_add(&v->pkts_segs, d);
+		return;
+	}
+	__u64 old = __sync_fetch_and_add(&v->pkts_segs, d);
+
+	if ((__u32)old == 0xffffffff)
+		__sync_fetch_and_add(&v->wraps, PKT_ONE);
+	if (old + d < old)
+		__sync_fetch_and_add(&v->wraps, SEG_ONE);
+}
+
 // Adds one skb to its flow. Lookup first because almost every packet hits an
 // existing flow; on a miss insert zero with NOEXIST and look up again, so two
 // CPUs racing on a new flow both add to the same entry and none is lost.
-static __always_inline void add_to(void *flows, struct flow_key *key, __u64 bytes, __u64 segs)
+static __always_inline void add_to(void *flows, void *key, __u64 bytes, __u64 segs, int fetch)
 {
 	struct flow_value *v = bpf_map_lookup_elem(flows, key);
 
@@ -129,25 +178,30 @@ static __always_inline void add_to(void *flows, struct flow_key *key, __u64 byte
 			return;
 		}
 	}
-	__sync_fetch_and_add(&v->bytes, bytes);
-	__sync_fetch_and_add(&v->packets, 1);
-	__sync_fetch_and_add(&v->segments, segs);
+	add_value(v, bytes, segs, fetch);
 }
 
-static __always_inline void add(struct flow_key *key, __u64 bytes, __u64 segs)
+// One call site per map, so each lookup stays inlinable.
+static __always_inline void add4(struct flow_key4 *key, __u64 bytes, __u64 segs, int fetch)
 {
-	// Two call sites, one map each, so each lookup stays inlinable.
 	if (active_idx)
-		add_to(&flows_b, key, bytes, segs);
+		add_to(&flows4_b, key, bytes, segs, fetch);
 	else
-		add_to(&flows_a, key, bytes, segs);
+		add_to(&flows4_a, key, bytes, segs, fetch);
+}
+
+static __always_inline void add6(struct flow_key6 *key, __u64 bytes, __u64 segs, int fetch)
+{
+	if (active_idx)
+		add_to(&flows6_b, key, bytes, segs, fetch);
+	else
+		add_to(&flows6_a, key, bytes, segs, fetch);
 }
 
 SEC("netfilter")
 int count_nf(struct bpf_nf_ctx *ctx)
 {
 	struct sk_buff *skb = ctx->skb;
-	struct flow_key key;
 	__u8 pf = ctx->state->pf;
 	// At POST_ROUTING the IP header is in the linear part of the skb, at
 	// head + network_header. bpf_rdonly_cast turns that address into a
@@ -156,34 +210,32 @@ int count_nf(struct bpf_nf_ctx *ctx)
 	// helper call, and the packet is never written.
 	unsigned char *nh = skb->head + skb->network_header;
 
-	if (pf == NFPROTO_IPV4) {
-		struct ip4_hdr *ip = bpf_rdonly_cast(nh, bpf_core_type_id_kernel(struct iphdr));
-
-		__builtin_memset(&key, 0, sizeof(key));
-		key.src[10] = 0xff;
-		key.src[11] = 0xff;
-		key.dst[10] = 0xff;
-		key.dst[11] = 0xff;
-		*(__u32 *)&key.src[12] = ip->saddr;
-		*(__u32 *)&key.dst[12] = ip->daddr;
-	} else if (pf == NFPROTO_IPV6) {
-		struct ip6_hdr32 *ip = bpf_rdonly_cast(nh, bpf_core_type_id_kernel(struct ipv6hdr));
-		__u32 *k = (__u32 *)&key;
-
-		// 4-byte loads: the verifier checks each against the u32 array
-		// member of struct in6_addr.
-		for (int i = 0; i < 8; i++)
-			k[i] = ip->addrs[i];
-	} else {
+	if (pf != NFPROTO_IPV4 && pf != NFPROTO_IPV6)
 		return NF_ACCEPT;
-	}
 
 	// skb_shinfo(skb) = skb->head + skb->end; gso_segs is 0 for a non-GSO skb.
 	struct skb_shared_info *shinfo = bpf_rdonly_cast(skb->head + skb->end,
 							 bpf_core_type_id_kernel(struct skb_shared_info));
 	__u16 segs = shinfo->gso_segs;
+	__u64 len = skb->len;
 
-	add(&key, skb->len, segs ? segs : 1);
+	if (pf == NFPROTO_IPV4) {
+		struct ip4_hdr *ip = bpf_rdonly_cast(nh, bpf_core_type_id_kernel(struct iphdr));
+		struct flow_key4 key = { .src = ip->saddr, .dst = ip->daddr };
+
+		add4(&key, len, segs ? segs : 1, 1);
+		return NF_ACCEPT;
+	}
+
+	struct ip6_hdr32 *ip = bpf_rdonly_cast(nh, bpf_core_type_id_kernel(struct ipv6hdr));
+	struct flow_key6 key;
+	__u32 *k = (__u32 *)&key;
+
+	// 4-byte loads: the verifier checks each against the u32 array member of
+	// struct in6_addr.
+	for (int i = 0; i < 8; i++)
+		k[i] = ip->addrs[i];
+	add6(&key, len, segs ? segs : 1, 1);
 	return NF_ACCEPT;
 }
 
@@ -192,35 +244,30 @@ int count_nf(struct bpf_nf_ctx *ctx)
 SEC("tcx/ingress")
 int count_tc(struct __sk_buff *skb)
 {
-	struct flow_key key = {};
 	__u32 proto = skb->protocol;
+	__u32 segs = skb->gso_segs;
+	__u64 len = skb->len - ETH_HLEN;
 
+	if (segs == 0)
+		segs = 1;
 	if (proto == bpf_htons(ETH_P_IP)) {
-		__be32 addrs[2];
+		struct flow_key4 key;
 
-		if (bpf_skb_load_bytes(skb, ETH_HLEN + 12, addrs, sizeof(addrs))) {
+		if (bpf_skb_load_bytes(skb, ETH_HLEN + 12, &key, sizeof(key))) {
 			count_failure(0, 1);
 			return TCX_NEXT;
 		}
-		key.src[10] = 0xff;
-		key.src[11] = 0xff;
-		key.dst[10] = 0xff;
-		key.dst[11] = 0xff;
-		__builtin_memcpy(&key.src[12], &addrs[0], 4);
-		__builtin_memcpy(&key.dst[12], &addrs[1], 4);
+		add4(&key, len, segs, 0);
 	} else if (proto == bpf_htons(ETH_P_IPV6)) {
+		struct flow_key6 key;
+
 		if (bpf_skb_load_bytes(skb, ETH_HLEN + 8, &key, sizeof(key))) {
 			count_failure(0, 1);
 			return TCX_NEXT;
 		}
-	} else {
-		// ARP and other non-IP frames are not traffic we price.
-		return TCX_NEXT;
+		add6(&key, len, segs, 0);
 	}
-
-	__u32 segs = skb->gso_segs;
-
-	add(&key, skb->len - ETH_HLEN, segs ? segs : 1);
+	// ARP and other non-IP frames are not traffic we price.
 	return TCX_NEXT;
 }
 

@@ -48,9 +48,11 @@ const natSrcPriority = 100
 
 // Config sets up a Counter. Zero fields take the defaults above.
 type Config struct {
-	// MaxFlows is the capacity of each of the two flow maps: the number of
-	// distinct address pairs one drain interval can hold. Packets of new
-	// pairs beyond it are counted as insert failures, not as flows.
+	// MaxFlows is the number of distinct address pairs one drain interval
+	// can hold, per address family: IPv4 and IPv6 pairs have maps of their
+	// own (two each, for the drain switch), each of MaxFlows entries.
+	// Packets of new pairs beyond it are counted as insert failures, not as
+	// flows.
 	MaxFlows uint32
 	// PinDir is a directory on bpffs where maps are pinned.
 	PinDir string
@@ -93,13 +95,42 @@ func (c Config) Validate() error {
 }
 
 // Key is a flow's address pair. IPv4 addresses are IPv4-mapped
-// (::ffff:a.b.c.d). Its memory layout is the BPF map key's, so batches are
-// read without conversion.
+// (::ffff:a.b.c.d). Its memory layout is the IPv6 map key's, so those
+// batches are read without conversion.
 type Key struct {
 	Src, Dst [16]byte
 }
 
-// Value is what the program counted for a Key since the last drain.
+// key4 is the IPv4 map key: addresses in network byte order.
+type key4 struct {
+	Src, Dst [4]byte
+}
+
+func (k key4) key() Key {
+	return Key{Src: mapped(k.Src), Dst: mapped(k.Dst)}
+}
+
+func mapped(a [4]byte) [16]byte {
+	return [16]byte{10: 0xff, 11: 0xff, 12: a[0], 13: a[1], 14: a[2], 15: a[3]}
+}
+
+// decode turns the program's packed value into a Value. Packets are the
+// low 32 bits of PktsSegs plus 2^32 per packet carry (low half of Wraps);
+// each packet carry also added one to the segments half, which is taken
+// off again, and segment carries out of bit 63 are the high half of Wraps.
+// Arithmetic is modulo 2^64, so the subtraction is exact.
+func decode(v counterFlowValue) Value {
+	pktWraps, segWraps := v.Wraps&math.MaxUint32, v.Wraps>>32
+	return Value{
+		Bytes:    v.Bytes,
+		Packets:  v.PktsSegs&math.MaxUint32 | pktWraps<<32,
+		Segments: (v.PktsSegs>>32 | segWraps<<32) - pktWraps,
+	}
+}
+
+// Value is what the program counted for a Key since the last drain. Its
+// memory layout is the value of flow maps pinned by versions before the
+// packed counter (see pin.go), which are read once without conversion.
 type Value struct {
 	// Bytes are layer-3 bytes including IP headers (skb->len at POST_ROUTING).
 	Bytes uint64
@@ -134,21 +165,23 @@ type Counter struct {
 	mode Mode
 
 	prog   *ebpf.Program
-	index  *ebpf.Variable // active_idx: which flow map the program writes
+	index  *ebpf.Variable // active_idx: which flow maps the program writes
 	outer  *ebpf.Map      // map-in-map, updated only to wait for a grace period
-	flows  [2]*ebpf.Map
+	flows4 [2]*ebpf.Map   // IPv4 pairs, 8-byte keys
+	flows6 [2]*ebpf.Map   // IPv6 pairs, 32-byte keys
 	stats  *ebpf.Map
-	legacy []*ebpf.Map // pinned maps of an incompatible earlier layout, drained once
+	legacy []legacyMap // pinned maps of an incompatible earlier layout, drained once
 	data   *ebpf.Map   // .bss holding active_idx
 	lock   *os.File    // flock on the pin dir: one counter per set of maps
 
 	mu     sync.Mutex             // serialises Drain and attach/close
-	active int                    // index into flows of the map in the outer slot
+	active int                    // index into flows4/flows6 of the maps written
 	links  []link.Link            // netfilter links
 	tc     map[tcTarget]io.Closer // tc attachments by interface
 	tcx    bool                   // tc mode uses tcx links, else clsact filters
-	keys   []Key
-	values []Value
+	keys4  []key4
+	keys6  []Key
+	values []counterFlowValue
 	closed bool
 }
 
@@ -183,7 +216,7 @@ func Load(ctx context.Context, cfg Config, log *slog.Logger) (*Counter, error) {
 	if err != nil {
 		return nil, fmt.Errorf("loading spec: %w", err)
 	}
-	for _, name := range []string{counterMapFlowsA, counterMapFlowsB} {
+	for _, name := range flowMaps {
 		spec.Maps[name].MaxEntries = cfg.MaxFlows
 	}
 	spec.Maps[counterMapActive].InnerMap.MaxEntries = cfg.MaxFlows
@@ -230,20 +263,22 @@ func Load(ctx context.Context, cfg Config, log *slog.Logger) (*Counter, error) {
 		data:   coll.Maps[".bss"],
 		tc:     map[tcTarget]io.Closer{},
 		outer:  coll.Maps[counterMapActive],
-		flows:  [2]*ebpf.Map{coll.Maps[counterMapFlowsA], coll.Maps[counterMapFlowsB]},
+		flows4: [2]*ebpf.Map{coll.Maps[counterMapFlows4A], coll.Maps[counterMapFlows4B]},
+		flows6: [2]*ebpf.Map{coll.Maps[counterMapFlows6A], coll.Maps[counterMapFlows6B]},
 		stats:  coll.Maps[counterMapStats],
 		legacy: pins.legacy,
 		lock:   pins.lock,
 	}
 	batch := min(cfg.MaxFlows, maxBatch)
-	c.keys = make([]Key, batch)
-	c.values = make([]Value, batch)
+	c.keys4 = make([]key4, batch)
+	c.keys6 = make([]Key, batch)
+	c.values = make([]counterFlowValue, batch)
 
 	if c.index == nil {
 		_ = c.Close()
 		return nil, errors.New("loading objects: variable active_idx missing")
 	}
-	// A new program starts writing flows_a (active_idx 0); Drain empties
+	// A new program starts writing the _a maps (active_idx 0); Drain empties
 	// both maps, so whatever an earlier process left in either is read.
 	if pins.reuse {
 		log.Info("reusing pinned maps", "dir", cfg.PinDir, "max_flows", cfg.MaxFlows)
@@ -307,11 +342,11 @@ func (c *Counter) Close() error {
 		}
 	}
 	c.tc = nil
-	for _, m := range c.legacy {
-		errs = append(errs, m.Close())
+	for _, l := range c.legacy {
+		errs = append(errs, l.m.Close())
 	}
 	c.legacy = nil
-	for _, cl := range []interface{ Close() error }{c.prog, c.outer, c.flows[0], c.flows[1], c.stats, c.data} {
+	for _, cl := range []interface{ Close() error }{c.prog, c.outer, c.flows4[0], c.flows4[1], c.flows6[0], c.flows6[1], c.stats, c.data} {
 		if cl != nil {
 			errs = append(errs, cl.Close())
 		}

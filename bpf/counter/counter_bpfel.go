@@ -20,7 +20,13 @@ type counterCounterStats struct {
 	ParseFailedPackets  uint64
 }
 
-type counterFlowKey struct {
+type counterFlowKey4 struct {
+	_   structs.HostLayout
+	Src uint32
+	Dst uint32
+}
+
+type counterFlowKey6 struct {
 	_   structs.HostLayout
 	Src [16]uint8
 	Dst [16]uint8
@@ -29,8 +35,8 @@ type counterFlowKey struct {
 type counterFlowValue struct {
 	_        structs.HostLayout
 	Bytes    uint64
-	Packets  uint64
-	Segments uint64
+	PktsSegs uint64
+	Wraps    uint64
 }
 
 // Names of all BPF objects in the ELF.
@@ -38,8 +44,10 @@ type counterFlowValue struct {
 // Used for safe lookups in a Collection or CollectionSpec.
 const (
 	counterMapActive    = "active"
-	counterMapFlowsA    = "flows_a"
-	counterMapFlowsB    = "flows_b"
+	counterMapFlows4A   = "flows4_a"
+	counterMapFlows4B   = "flows4_b"
+	counterMapFlows6A   = "flows6_a"
+	counterMapFlows6B   = "flows6_b"
 	counterMapStats     = "stats"
 	counterProgCountNf  = "count_nf"
 	counterProgCountTc  = "count_tc"
@@ -96,10 +104,12 @@ type counterProgramSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type counterMapSpecs struct {
-	Active *ebpf.MapSpec `ebpf:"active"`
-	FlowsA *ebpf.MapSpec `ebpf:"flows_a"`
-	FlowsB *ebpf.MapSpec `ebpf:"flows_b"`
-	Stats  *ebpf.MapSpec `ebpf:"stats"`
+	Active  *ebpf.MapSpec `ebpf:"active"`
+	Flows4A *ebpf.MapSpec `ebpf:"flows4_a"`
+	Flows4B *ebpf.MapSpec `ebpf:"flows4_b"`
+	Flows6A *ebpf.MapSpec `ebpf:"flows6_a"`
+	Flows6B *ebpf.MapSpec `ebpf:"flows6_b"`
+	Stats   *ebpf.MapSpec `ebpf:"stats"`
 }
 
 // counterVariableSpecs contains global variables before they are loaded into the kernel.
@@ -129,17 +139,21 @@ func (o *counterObjects) Close() error {
 //
 // It can be passed to loadCounterObjects or ebpf.CollectionSpec.LoadAndAssign.
 type counterMaps struct {
-	Active *ebpf.Map `ebpf:"active"`
-	FlowsA *ebpf.Map `ebpf:"flows_a"`
-	FlowsB *ebpf.Map `ebpf:"flows_b"`
-	Stats  *ebpf.Map `ebpf:"stats"`
+	Active  *ebpf.Map `ebpf:"active"`
+	Flows4A *ebpf.Map `ebpf:"flows4_a"`
+	Flows4B *ebpf.Map `ebpf:"flows4_b"`
+	Flows6A *ebpf.Map `ebpf:"flows6_a"`
+	Flows6B *ebpf.Map `ebpf:"flows6_b"`
+	Stats   *ebpf.Map `ebpf:"stats"`
 }
 
 func (m *counterMaps) Close() error {
 	return _CounterClose(
 		m.Active,
-		m.FlowsA,
-		m.FlowsB,
+		m.Flows4A,
+		m.Flows4B,
+		m.Flows6A,
+		m.Flows6B,
 		m.Stats,
 	)
 }

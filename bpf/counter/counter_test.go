@@ -6,10 +6,15 @@ import (
 	"fmt"
 	"github.com/zonetoll/zonetoll/bpf/kerneltest"
 	"math"
+	"net/netip"
+	"os"
+	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"unsafe"
 
+	"github.com/cilium/ebpf"
 	"golang.org/x/sys/unix"
 )
 
@@ -52,24 +57,27 @@ func TestDefaults(t *testing.T) {
 	}
 }
 
-// Key and Value are read straight from the kernel in batches, so their
-// layout must be the C structs' (as bpf2go generated them).
+// Keys and values are read straight from the kernel in batches, so the Go
+// types must have the C structs' layout (as bpf2go generated them).
 func TestLayoutMatchesProgram(t *testing.T) {
-	var k Key
-	var gk counterFlowKey
+	var k6 Key
+	var g6 counterFlowKey6
+	var k4 key4
+	var g4 counterFlowKey4
 	var v Value
 	var gv counterFlowValue
 	checks := []struct {
 		name      string
 		got, want uintptr
 	}{
-		{"key size", unsafe.Sizeof(k), unsafe.Sizeof(gk)},
-		{"key src", unsafe.Offsetof(k.Src), unsafe.Offsetof(gk.Src)},
-		{"key dst", unsafe.Offsetof(k.Dst), unsafe.Offsetof(gk.Dst)},
-		{"value size", unsafe.Sizeof(v), unsafe.Sizeof(gv)},
-		{"value bytes", unsafe.Offsetof(v.Bytes), unsafe.Offsetof(gv.Bytes)},
-		{"value packets", unsafe.Offsetof(v.Packets), unsafe.Offsetof(gv.Packets)},
-		{"value segments", unsafe.Offsetof(v.Segments), unsafe.Offsetof(gv.Segments)},
+		{"ipv6 key size", unsafe.Sizeof(k6), unsafe.Sizeof(g6)},
+		{"ipv6 key src", unsafe.Offsetof(k6.Src), unsafe.Offsetof(g6.Src)},
+		{"ipv6 key dst", unsafe.Offsetof(k6.Dst), unsafe.Offsetof(g6.Dst)},
+		{"ipv4 key size", unsafe.Sizeof(k4), unsafe.Sizeof(g4)},
+		{"ipv4 key src", unsafe.Offsetof(k4.Src), unsafe.Offsetof(g4.Src)},
+		{"ipv4 key dst", unsafe.Offsetof(k4.Dst), unsafe.Offsetof(g4.Dst)},
+		// Value is read directly from flow maps pinned by earlier versions.
+		{"unpacked value size", unsafe.Sizeof(v), unsafe.Sizeof(gv)},
 	}
 	for _, c := range checks {
 		if c.got != c.want {
@@ -80,11 +88,71 @@ func TestLayoutMatchesProgram(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, name := range []string{counterMapFlowsA, counterMapFlowsB} {
-		m := spec.Maps[name]
-		if m.KeySize != uint32(unsafe.Sizeof(k)) || m.ValueSize != uint32(unsafe.Sizeof(v)) {
-			t.Errorf("map %s: key %d value %d bytes, Go types %d and %d", name, m.KeySize, m.ValueSize, unsafe.Sizeof(k), unsafe.Sizeof(v))
+	for name, want := range flowLayouts {
+		m, ok := spec.Maps[name]
+		if !ok {
+			continue // a name of earlier versions
 		}
+		if m.KeySize != want.key || m.ValueSize != want.value {
+			t.Errorf("map %s: key %d value %d bytes, pin check expects %d and %d", name, m.KeySize, m.ValueSize, want.key, want.value)
+		}
+	}
+	for _, name := range flowMaps {
+		if _, ok := flowLayouts[name]; !ok {
+			t.Errorf("flow map %s has no layout for the pin check", name)
+		}
+	}
+}
+
+// decode must undo the program's packed add exactly, across carries out of
+// either half. model replays what add_value does with fetch on a value,
+// with Go's wrapping uint64 arithmetic standing in for the kernel's.
+func TestDecodePackedValue(t *testing.T) {
+	add := func(v counterFlowValue, bytes, segs uint64) counterFlowValue {
+		d := segs<<32 | 1
+		old := v.PktsSegs
+		v.Bytes += bytes
+		v.PktsSegs += d
+		if uint32(old) == math.MaxUint32 {
+			v.Wraps += 1
+		}
+		if old+d < old {
+			v.Wraps += 1 << 32
+		}
+		return v
+	}
+	tests := []struct {
+		name  string
+		start counterFlowValue // state before the adds
+		base  Value            // what start decodes to
+		adds  [][2]uint64      // bytes, segments per skb
+	}{
+		{"empty", counterFlowValue{}, Value{}, [][2]uint64{{60, 1}, {1500, 1}, {66000, 45}}},
+		{"packets wrap", counterFlowValue{PktsSegs: 5<<32 | (math.MaxUint32 - 1)},
+			Value{Packets: math.MaxUint32 - 1, Segments: 5}, [][2]uint64{{60, 1}, {60, 1}, {60, 1}, {9000, 6}}},
+		{"segments wrap", counterFlowValue{PktsSegs: (math.MaxUint32-2)<<32 | 7},
+			Value{Packets: 7, Segments: math.MaxUint32 - 2}, [][2]uint64{{66000, 44}, {60, 1}}},
+		{"both wrap in one add", counterFlowValue{PktsSegs: math.MaxUint64},
+			Value{Packets: math.MaxUint32, Segments: math.MaxUint32}, [][2]uint64{{60, 1}, {66000, 45}}},
+		{"after earlier wraps", counterFlowValue{Bytes: 1 << 40, PktsSegs: 3<<32 | 2, Wraps: 2<<32 | 3},
+			Value{Bytes: 1 << 40, Packets: 3<<32 + 2, Segments: 2<<32 + 3 - 3}, [][2]uint64{{60, 1}}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if got := decode(tt.start); got != tt.base {
+				t.Fatalf("decode(start) = %+v, want %+v", got, tt.base)
+			}
+			v, want := tt.start, tt.base
+			for _, a := range tt.adds {
+				v = add(v, a[0], a[1])
+				want.Bytes += a[0]
+				want.Packets++
+				want.Segments += a[1]
+				if got := decode(v); got != want {
+					t.Fatalf("after adding %v: decode(%+v) = %+v, want %+v", a, v, got, want)
+				}
+			}
+		})
 	}
 }
 
@@ -171,5 +239,58 @@ func TestLoadRefusesPinDirOutsideBPFFS(t *testing.T) {
 	_, err := Load(context.Background(), Config{MaxFlows: 16, Mode: ModeNetfilter, PinDir: t.TempDir()}, nil)
 	if err == nil || !strings.Contains(err.Error(), "not on bpffs") {
 		t.Errorf("Load with a tmpfs pin dir = %v, want a bpffs error", err)
+	}
+}
+
+// Versions before IPv4 had maps of its own pinned one pair of flow maps
+// (flows_a, flows_b) with 32-byte keys and {bytes, packets, segments} values.
+// After an upgrade their counts are drained once, as they were, and the old
+// pins are gone.
+func TestLoadDrainsMapsOfEarlierLayout(t *testing.T) {
+	kerneltest.Require(t)
+	dir := pinDir(t)
+	v4 := keyOf(netip.MustParseAddr("198.18.0.1"), netip.MustParseAddr("198.18.7.200"))
+	v6 := keyOf(netip.MustParseAddr("fd00::1"), netip.MustParseAddr("fd00:1:2::abcd"))
+	old := map[string]map[Key]Value{
+		"flows_a": {v4: {Bytes: 1500, Packets: 3, Segments: 7}},
+		"flows_b": {v6: {Bytes: 9000, Packets: 1, Segments: 6}, v4: {Bytes: 60, Packets: 1, Segments: 1}},
+	}
+	for name, flows := range old {
+		m, err := ebpf.NewMap(&ebpf.MapSpec{Type: ebpf.Hash, KeySize: 32, ValueSize: 24, MaxEntries: 64})
+		if err != nil {
+			t.Fatalf("creating old map: %v", err)
+		}
+		for k, v := range flows {
+			if err := m.Put(k, v); err != nil {
+				t.Fatal(err)
+			}
+		}
+		err = m.Pin(filepath.Join(dir, name))
+		m.Close()
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+
+	c := loadForTest(t, Config{MaxFlows: 64, Mode: ModeNetfilter, PinDir: dir})
+	got := drainAll(t, c)
+	want := map[Key]Value{v4: {Bytes: 1560, Packets: 4, Segments: 8}, v6: {Bytes: 9000, Packets: 1, Segments: 6}}
+	if !equalFlows(got, want) {
+		t.Errorf("first drain = %v, want %v", got, want)
+	}
+	if again := drainAll(t, c); len(again) != 0 {
+		t.Errorf("second drain = %v, want nothing: old maps must be drained once", again)
+	}
+	var names []string
+	ents, err := os.ReadDir(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, e := range ents {
+		names = append(names, e.Name())
+	}
+	slices.Sort(names)
+	if wantNames := slices.Sorted(slices.Values(pinnedMaps)); !slices.Equal(names, wantNames) {
+		t.Errorf("pins after upgrade = %v, want %v", names, wantNames)
 	}
 }

@@ -15,12 +15,13 @@ const maxBatch = 8192
 
 // Drain hands every counted flow to fn and removes it from the kernel.
 //
-// It switches the program to the other flow map first, waits until no
-// program still runs with the old one (an RCU grace period), and then reads
-// and deletes the map no longer written, so nothing is lost between read and
-// delete. Flow maps left with entries by an earlier process (crash, restart,
-// changed size) are drained too, so fn may see the same Key more than once in
-// one Drain and must add values up.
+// It switches the program to the other flow maps first (IPv4 and IPv6
+// together), waits until no program still runs with the old ones (an RCU
+// grace period), and then reads and deletes the maps no longer written, so
+// nothing is lost between read and delete. Flow maps left with entries by an
+// earlier process (crash, restart, changed size or layout) are drained too,
+// so fn may see the same Key more than once in one Drain and must add values
+// up.
 //
 // If ctx is cancelled, Drain stops between batches; what it did not read stays
 // in the kernel and is returned by the next Drain.
@@ -33,46 +34,78 @@ func (c *Counter) Drain(ctx context.Context, fn func(Key, Value)) (DrainStats, e
 	}
 
 	for len(c.legacy) > 0 {
-		m := c.legacy[0]
-		if err := c.drainMap(ctx, m, fn, &st); err != nil {
+		l := c.legacy[0]
+		if err := c.drainLegacy(ctx, l, fn, &st); err != nil {
 			return st, fmt.Errorf("draining previous flow map: %w", err)
 		}
-		_ = m.Close()
+		_ = l.m.Close()
 		c.legacy = c.legacy[1:]
 	}
 
-	// The inactive map is empty unless a drain was interrupted.
+	// The inactive maps are empty unless a drain was interrupted.
 	inactive := 1 - c.active
-	if err := c.drainMap(ctx, c.flows[inactive], fn, &st); err != nil {
-		return st, fmt.Errorf("draining inactive flow map: %w", err)
+	if err := c.drainPair(ctx, inactive, fn, &st); err != nil {
+		return st, fmt.Errorf("draining inactive flow maps: %w", err)
 	}
 	if err := c.index.Set(uint32(inactive)); err != nil {
-		return st, fmt.Errorf("switching active flow map: %w", err)
+		return st, fmt.Errorf("switching active flow maps: %w", err)
 	}
 	// The kernel waits an RCU grace period after a syscall update of a
 	// map-in-map; programs run inside RCU read-side sections, so when this
-	// returns none still writes the old map. The slot also shows which map
-	// is active to anyone inspecting the pins.
-	if err := c.outer.Update(uint32(0), c.flows[inactive], ebpf.UpdateAny); err != nil {
-		return st, fmt.Errorf("waiting for programs to leave the old flow map: %w", err)
+	// returns none still writes the old maps of either family. The slot also
+	// shows which maps are active to anyone inspecting the pins.
+	if err := c.outer.Update(uint32(0), c.flows6[inactive], ebpf.UpdateAny); err != nil {
+		return st, fmt.Errorf("waiting for programs to leave the old flow maps: %w", err)
 	}
 	c.active, inactive = inactive, c.active
-	if err := c.drainMap(ctx, c.flows[inactive], fn, &st); err != nil {
-		return st, fmt.Errorf("draining flow map: %w", err)
+	if err := c.drainPair(ctx, inactive, fn, &st); err != nil {
+		return st, fmt.Errorf("draining flow maps: %w", err)
 	}
 	return st, nil
 }
 
-func (c *Counter) drainMap(ctx context.Context, m *ebpf.Map, fn func(Key, Value), st *DrainStats) error {
+// drainPair drains the IPv4 and IPv6 maps of one side of the switch.
+func (c *Counter) drainPair(ctx context.Context, side int, fn func(Key, Value), st *DrainStats) error {
+	if err := drainMap(ctx, c.flows4[side], c.keys4, c.values, func(k key4, v counterFlowValue) {
+		fn(k.key(), decode(v))
+	}, st); err != nil {
+		return fmt.Errorf("ipv4: %w", err)
+	}
+	if err := drainMap(ctx, c.flows6[side], c.keys6, c.values, func(k Key, v counterFlowValue) {
+		fn(k, decode(v))
+	}, st); err != nil {
+		return fmt.Errorf("ipv6: %w", err)
+	}
+	return nil
+}
+
+func (c *Counter) drainLegacy(ctx context.Context, l legacyMap, fn func(Key, Value), st *DrainStats) error {
+	switch l.layout {
+	case layout4:
+		return drainMap(ctx, l.m, c.keys4, c.values, func(k key4, v counterFlowValue) {
+			fn(k.key(), decode(v))
+		}, st)
+	case layout6:
+		return drainMap(ctx, l.m, c.keys6, c.values, func(k Key, v counterFlowValue) {
+			fn(k, decode(v))
+		}, st)
+	default: // layoutUnpacked: the value is Value's layout
+		return drainMap(ctx, l.m, c.keys6, make([]Value, len(c.keys6)), fn, st)
+	}
+}
+
+// drainMap reads and deletes m in batches of len(keys), handing each entry
+// to emit.
+func drainMap[K, V any](ctx context.Context, m *ebpf.Map, keys []K, values []V, emit func(K, V), st *DrainStats) error {
 	var cursor ebpf.MapBatchCursor
 	for {
 		if err := ctx.Err(); err != nil {
 			return err
 		}
-		n, err := m.BatchLookupAndDelete(&cursor, c.keys, c.values, nil)
+		n, err := m.BatchLookupAndDelete(&cursor, keys, values, nil)
 		st.Batches++
 		for i := range n {
-			fn(c.keys[i], c.values[i])
+			emit(keys[i], values[i])
 		}
 		st.Flows += n
 		// The last batch reports ErrKeyNotExist and may still carry entries.

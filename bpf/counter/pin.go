@@ -6,13 +6,49 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"slices"
 
 	"github.com/cilium/ebpf"
 	"golang.org/x/sys/unix"
 )
 
+// flowMaps are the flow maps, each sized by Config.MaxFlows.
+var flowMaps = []string{counterMapFlows4A, counterMapFlows4B, counterMapFlows6A, counterMapFlows6B}
+
 // pinnedMaps are the maps kept in bpffs; all or none of them are reused.
-var pinnedMaps = []string{counterMapFlowsA, counterMapFlowsB, counterMapActive, counterMapStats}
+var pinnedMaps = append(slices.Clone(flowMaps), counterMapActive, counterMapStats)
+
+// layout is how a flow map's key and value are read.
+type layout int
+
+const (
+	layout4        layout = iota // key4, packed value
+	layout6                      // Key, packed value
+	layoutUnpacked               // Key for both families, value {bytes, packets, segments}
+)
+
+// flowLayouts are the flow maps a pin dir may hold, by pinned name, with
+// their key and value sizes. flows_a and flows_b are the maps of versions
+// before IPv4 had maps of its own and packets and segments shared a counter;
+// after an upgrade they are drained once and removed.
+var flowLayouts = map[string]struct {
+	layout     layout
+	key, value uint32
+}{
+	counterMapFlows4A: {layout4, 8, 24},
+	counterMapFlows4B: {layout4, 8, 24},
+	counterMapFlows6A: {layout6, 32, 24},
+	counterMapFlows6B: {layout6, 32, 24},
+	"flows_a":         {layoutUnpacked, 32, 24},
+	"flows_b":         {layoutUnpacked, 32, 24},
+}
+
+// legacyMap is a flow map left by an earlier process whose maps cannot be
+// reused; Drain reads it once.
+type legacyMap struct {
+	m      *ebpf.Map
+	layout layout
+}
 
 // ErrPinDirBusy means another process (an agent still running, or one
 // starting twice) holds the pin directory. Two counters on the same maps
@@ -40,7 +76,7 @@ type pins struct {
 	lock   *os.File
 	reuse  bool
 	maps   map[string]*ebpf.Map // handles to close after loading
-	legacy []*ebpf.Map          // flow maps of an incompatible layout, to drain once
+	legacy []legacyMap          // flow maps of an incompatible layout, to drain once
 }
 
 func (p *pins) closeMaps() {
@@ -50,16 +86,17 @@ func (p *pins) closeMaps() {
 }
 
 func (p *pins) closeLegacy() {
-	for _, m := range p.legacy {
-		_ = m.Close()
+	for _, l := range p.legacy {
+		_ = l.m.Close()
 	}
 }
 
 // openPins opens the maps pinned in dir. When all exist and match spec they
 // are reused. When some are missing or do not match (for example MaxFlows
-// changed), the flow maps that still have our key and value layout are kept
-// open as legacy maps so their counts are drained once and not lost, and all
-// pins are removed so new maps can be pinned in their place.
+// changed, or an earlier version pinned maps of another layout), the flow
+// maps of a layout we know are kept open as legacy maps so their counts are
+// drained once and not lost, and all pins are removed so new maps can be
+// pinned in their place.
 func openPins(dir string, spec *ebpf.CollectionSpec, log *slog.Logger) (*pins, error) {
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return nil, fmt.Errorf("creating pin dir: %w", err)
@@ -94,6 +131,19 @@ func openPins(dir string, spec *ebpf.CollectionSpec, log *slog.Logger) (*pins, e
 			mismatch = append(mismatch, fmt.Errorf("%s: %w", name, err))
 		}
 	}
+	for _, name := range []string{"flows_a", "flows_b"} {
+		m, err := ebpf.LoadPinnedMap(filepath.Join(dir, name), nil)
+		if errors.Is(err, os.ErrNotExist) {
+			continue
+		}
+		if err != nil {
+			p.closeMaps()
+			lock.Close()
+			return nil, fmt.Errorf("opening pinned map %s: %w", name, err)
+		}
+		p.maps[name] = m
+		mismatch = append(mismatch, fmt.Errorf("%s: pinned by an earlier version", name))
+	}
 	switch {
 	case len(p.maps) == 0:
 		return p, nil
@@ -104,7 +154,6 @@ func openPins(dir string, spec *ebpf.CollectionSpec, log *slog.Logger) (*pins, e
 
 	log.Warn("pinned maps do not match config: draining them once and replacing them",
 		"dir", dir, "reason", errors.Join(mismatch...).Error())
-	key, value := spec.Maps[counterMapFlowsA].KeySize, spec.Maps[counterMapFlowsA].ValueSize
 	for name, m := range p.maps {
 		if err := m.Unpin(); err != nil {
 			p.closeMaps()
@@ -112,9 +161,9 @@ func openPins(dir string, spec *ebpf.CollectionSpec, log *slog.Logger) (*pins, e
 			lock.Close()
 			return nil, fmt.Errorf("removing incompatible pin %s: %w", name, err)
 		}
-		isFlows := name == counterMapFlowsA || name == counterMapFlowsB
-		if isFlows && m.Type() == ebpf.Hash && m.KeySize() == key && m.ValueSize() == value {
-			p.legacy = append(p.legacy, m)
+		want, isFlows := flowLayouts[name]
+		if isFlows && m.Type() == ebpf.Hash && m.KeySize() == want.key && m.ValueSize() == want.value {
+			p.legacy = append(p.legacy, legacyMap{m: m, layout: want.layout})
 			delete(p.maps, name)
 			continue
 		}
@@ -130,7 +179,8 @@ func openPins(dir string, spec *ebpf.CollectionSpec, log *slog.Logger) (*pins, e
 
 func (c *Counter) pin() error {
 	objs := map[string]*ebpf.Map{
-		counterMapFlowsA: c.flows[0], counterMapFlowsB: c.flows[1],
+		counterMapFlows4A: c.flows4[0], counterMapFlows4B: c.flows4[1],
+		counterMapFlows6A: c.flows6[0], counterMapFlows6B: c.flows6[1],
 		counterMapActive: c.outer, counterMapStats: c.stats,
 	}
 	for _, name := range pinnedMaps {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/binary"
 	"github.com/zonetoll/zonetoll/bpf/kerneltest"
+	"math"
 	"net/netip"
 	"testing"
 
@@ -212,4 +213,49 @@ func equalFlows(a, b map[Key]Value) bool {
 
 func (k Key) String() string {
 	return netip.AddrFrom16(k.Src).Unmap().String() + "->" + netip.AddrFrom16(k.Dst).Unmap().String()
+}
+
+// The netfilter program adds packets and segments with one atomic add and
+// records each carry out of either 32-bit half. Flows seeded just below both
+// carries must still drain exact in both families.
+func TestProgramCarriesPackedCounters(t *testing.T) {
+	kerneltest.Require(t)
+	c := loadForTest(t, Config{MaxFlows: 64, Mode: ModeNetfilter})
+	// Packets 2^32-2, segments 2^32-1: the first packet carries out of the
+	// segments half, the second out of the packets half.
+	seed := counterFlowValue{Bytes: 1000, PktsSegs: math.MaxUint32<<32 | (math.MaxUint32 - 1)}
+	tests := []struct {
+		name     string
+		src, dst netip.Addr
+	}{
+		{"ipv4", netip.MustParseAddr("198.18.0.1"), netip.MustParseAddr("198.18.7.200")},
+		{"ipv6", netip.MustParseAddr("fd00::1"), netip.MustParseAddr("fd00:1:2::abcd")},
+	}
+	const runs = 3
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			var err error
+			if tt.src.Is4() {
+				err = c.flows4[c.active].Put(key4{Src: tt.src.As4(), Dst: tt.dst.As4()}, seed)
+			} else {
+				err = c.flows6[c.active].Put(keyOf(tt.src, tt.dst), seed)
+			}
+			if err != nil {
+				t.Fatalf("seeding flow: %v", err)
+			}
+			pkt := ipPacket(tt.src, tt.dst, 17, 10)
+			for range runs {
+				runPacket(t, c, ethFrame(pkt, tt.src.Is6()), tt.src.Is6())
+			}
+			got := drainAll(t, c)
+			want := map[Key]Value{keyOf(tt.src, tt.dst): {
+				Bytes:    1000 + runs*uint64(len(pkt)),
+				Packets:  math.MaxUint32 - 1 + runs,
+				Segments: math.MaxUint32 + runs,
+			}}
+			if !equalFlows(got, want) {
+				t.Errorf("flows = %v, want %v", got, want)
+			}
+		})
+	}
 }
