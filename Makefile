@@ -10,7 +10,7 @@ LDFLAGS  := -s -w \
 	-X github.com/zonetoll/zonetoll/shared/buildinfo.Revision=$(REVISION)
 SERVICES := zonelabeler flowagent flowserver costcalc
 
-.PHONY: build test generate generate-check bench demo testcluster setup clean
+.PHONY: build images test generate generate-check bench demo testcluster setup clean
 
 ## build: every service binary into bin/ (static, no cgo)
 build:
@@ -20,6 +20,10 @@ build:
 		(cd services/$$s && CGO_ENABLED=0 go build -trimpath -ldflags '$(LDFLAGS)' -o ../../bin/$$s ./cmd/$$s); \
 	done
 	cd tools && CGO_ENABLED=0 go build -trimpath -o ../bin/testcluster ./cmd/testcluster
+
+## images: an OCI image per service, without a container engine, into out/images/<svc> (+ .tar); see docs/deploy.md
+images:
+	cd tools && go run ./cmd/images build --version $(VERSION) --revision $(REVISION) --tarball
 
 ## setup: install what builds and tests need on a fresh machine (Debian packages); idempotent
 setup:
