@@ -1,7 +1,8 @@
 // Package clientset builds client-go's full typed Clientset. It is a package of its own because
 // importing k8s.io/client-go/kubernetes links every built-in API group into a binary (its scheme
-// registers them all at start-up): about 28 MB of executable and some 20 MiB of resident memory that a
-// service using one or two groups never reads. Services that need few groups use
+// registers them all at start-up). Measured on zonelabeler, which needs two groups: 28 MB more
+// executable (51 instead of 23 MB stripped) and 18 MiB more resident memory when idle (42 instead of
+// 24 MiB, nearly all of it pages of the executable). Services that need few groups use
 // kubeclient.NewRESTClient with their own scheme instead.
 package clientset
 

@@ -20,6 +20,7 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/labels"
+	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/types"
 	utilruntime "k8s.io/apimachinery/pkg/util/runtime"
 	corelisters "k8s.io/client-go/listers/core/v1"
@@ -51,18 +52,20 @@ type Options struct {
 // Controller labels pods. Create it with New, start its informers with Start, and call RunWorkers while
 // this replica leads.
 type Controller struct {
-	opts       Options
-	core       rest.Interface // core/v1
-	log        *slog.Logger
-	metrics    *metrics
-	informers  []cache.SharedIndexInformer
-	keys       []string // label keys written, zone keys first (see podInfo.Values)
-	podIndexer cache.Indexer
-	nodes      corelisters.NodeLister
-	synced     []cache.InformerSynced
-	include    map[string]bool
-	exclude    map[string]bool
-	started    time.Time
+	opts      Options
+	core      rest.Interface // core/v1
+	log       *slog.Logger
+	metrics   *metrics
+	informers []cache.SharedIndexInformer
+	keys      []string // label keys written, zone keys first (see podInfo.Values)
+	// listPageSize is the page size of the initial pod list; a field so tests can page small lists.
+	listPageSize int64
+	podIndexer   cache.Indexer
+	nodes        corelisters.NodeLister
+	synced       []cache.InformerSynced
+	include      map[string]bool
+	exclude      map[string]bool
+	started      time.Time
 
 	mu sync.Mutex
 	// queue exists while this replica leads: a queue cannot be restarted after ShutDown, and ShutDown is
@@ -101,6 +104,8 @@ func New(core rest.Interface, opts Options, reg prometheus.Registerer, log *slog
 		boundSeen: map[string]time.Time{},
 		started:   time.Now(),
 		keys:      labelKeys(opts),
+
+		listPageSize: defaultListPageSize,
 	}
 
 	podNamespace := metav1.NamespaceAll
@@ -110,8 +115,14 @@ func New(core rest.Interface, opts Options, reg prometheus.Registerer, log *slog
 	// Plain informers over a core/v1 REST client rather than client-go's informer factory: the factory
 	// needs the typed clientset, which links every API group into the binary (see kubeclient/clientset).
 	// The transforms run before objects enter the cache, so only the trimmed copies are kept.
+	podWatch := cache.NewFilteredListWatchFromClient(core, "pods", podNamespace, func(o *metav1.ListOptions) { o.LabelSelector = opts.PodSelector })
+	listPods := func(ctx context.Context, o metav1.ListOptions) (runtime.Object, error) {
+		return c.listPods(ctx, podNamespace, o)
+	}
+	podWatch.ListWithContextFunc = listPods
+	podWatch.ListFunc = func(o metav1.ListOptions) (runtime.Object, error) { return listPods(context.Background(), o) }
 	podInformer := cache.NewSharedIndexInformerWithOptions(
-		cache.NewFilteredListWatchFromClient(core, "pods", podNamespace, func(o *metav1.ListOptions) { o.LabelSelector = opts.PodSelector }),
+		podWatch,
 		&corev1.Pod{},
 		cache.SharedIndexInformerOptions{Indexers: cache.Indexers{nodeIndex: func(obj any) ([]string, error) {
 			if p, ok := obj.(*podInfo); ok && p.NodeName != "" {

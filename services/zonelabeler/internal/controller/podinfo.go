@@ -1,10 +1,15 @@
 package controller
 
 import (
+	"context"
+	"fmt"
+	"slices"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/runtime/schema"
 )
 
 // podInfo is what the pod cache keeps of a pod: about 300 bytes instead of the 1.2 KB of an emptied
@@ -61,4 +66,71 @@ func (p *podInfo) value(i int) string {
 		return p.Values[i]
 	}
 	return ""
+}
+
+// podInfo is a runtime.Object so that a list of them can stand for the initial pod list (see listPods).
+
+// GetObjectKind implements runtime.Object; a podInfo is never encoded.
+func (p *podInfo) GetObjectKind() schema.ObjectKind { return schema.EmptyObjectKind }
+
+// DeepCopyObject implements runtime.Object.
+func (p *podInfo) DeepCopyObject() runtime.Object {
+	out := &podInfo{NodeName: p.NodeName, Bound: p.Bound, Values: slices.Clone(p.Values)}
+	p.ObjectMeta.DeepCopyInto(&out.ObjectMeta)
+	return out
+}
+
+// podInfoList is the initial list of pods as the informer receives it from listPods.
+type podInfoList struct {
+	metav1.ListMeta
+	Items []*podInfo
+}
+
+// GetObjectKind implements runtime.Object.
+func (l *podInfoList) GetObjectKind() schema.ObjectKind { return schema.EmptyObjectKind }
+
+// DeepCopyObject implements runtime.Object.
+func (l *podInfoList) DeepCopyObject() runtime.Object {
+	out := &podInfoList{Items: make([]*podInfo, len(l.Items))}
+	l.ListMeta.DeepCopyInto(&out.ListMeta)
+	for i, p := range l.Items {
+		out.Items[i] = p.DeepCopyObject().(*podInfo)
+	}
+	return out
+}
+
+// defaultListPageSize is how many pods one page of the initial list holds: a page of full pods is
+// decoded, trimmed and dropped before the next is requested.
+const defaultListPageSize = 500
+
+// listPods is the pod informer's list: page by page, each page trimmed to podInfo at once. The
+// informer's own list would ask for resourceVersion "0", which the API server answers from its watch
+// cache in one response whatever the limit, and would decode every full pod before the transform
+// runs: at 10,000 pods that initial list took the labeler from 25 to 134 MiB. A list without a
+// resourceVersion is paged by the API server (from its cache or etcd, always consistent).
+func (c *Controller) listPods(ctx context.Context, namespace string, opts metav1.ListOptions) (runtime.Object, error) {
+	opts.LabelSelector = c.opts.PodSelector
+	opts.Limit = c.listPageSize
+	if opts.ResourceVersion == "0" {
+		opts.ResourceVersion, opts.ResourceVersionMatch = "", ""
+	}
+	out := &podInfoList{}
+	for {
+		page := &corev1.PodList{}
+		err := c.core.Get().Namespace(namespace).Resource("pods").
+			VersionedParams(&opts, metav1.ParameterCodec).Do(ctx).Into(page)
+		if err != nil {
+			return nil, fmt.Errorf("listing pods (%d so far): %w", len(out.Items), err)
+		}
+		for i := range page.Items {
+			info, _ := c.trimPod(&page.Items[i])
+			out.Items = append(out.Items, info.(*podInfo))
+		}
+		if page.Continue == "" {
+			out.ResourceVersion = page.ResourceVersion
+			return out, nil
+		}
+		// The continue token carries the list's resourceVersion; the API server refuses both.
+		opts.Continue, opts.ResourceVersion, opts.ResourceVersionMatch = page.Continue, "", ""
+	}
 }

@@ -5,8 +5,8 @@
 // it has seen the same record unchanged for LeaseDuration on its own clock (so clock skew between
 // replicas does not matter); writes are optimistic (resourceVersion), so two replicas can never both
 // take it. It exists because client-go's package imports the typed clientset, whose scheme links every
-// built-in API group into the binary: tens of megabytes of resident memory for a process that reads pods
-// and nodes.
+// built-in API group into the binary: 18 MiB more resident memory, idle, for a process that reads pods
+// and nodes (see kubeclient/clientset).
 //
 // Unlike client-go's elector, Run waits for the leading function to return before it releases the
 // Lease or campaigns again, so a replica's work has stopped before another replica may start.
