@@ -19,6 +19,10 @@ func main() {
 // run is main without the process: it returns the exit code.
 func run(ctx context.Context, args []string, stdout, stderr *os.File) int {
 	if err := newApp(stdout, stderr).RunContext(ctx, args); err != nil {
+		if ctx.Err() != nil {
+			fmt.Fprintf(stderr, "demo: interrupted; everything it made is removed\n")
+			return 130
+		}
 		fmt.Fprintf(stderr, "demo: %v\n", err)
 		return 1
 	}
