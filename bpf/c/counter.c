@@ -132,9 +132,26 @@ static __always_inline void count_failure(__u64 bytes, int parse)
 
 // Which flow maps the programs write: 0 = flows*_a, 1 = flows*_b. Set by the
 // Go side, which then waits an RCU grace period before it drains the others.
-// A global instead of a lookup in `active`: a map known at load time lets
+// An index instead of a lookup in `active`: a map known at load time lets
 // the verifier inline the hash lookup, which a map-in-map lookup prevents.
-volatile __u32 active_idx;
+// A one-entry array rather than a global: libbpf-style .bss is mmapable and
+// so lives in vmalloc memory, a page of its own whose TLB entry is cold when
+// a packet arrives after a system call; a small array sits in the kernel's
+// direct map like the skb.
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, __u32);
+} active_idx SEC(".maps");
+
+static __always_inline __u32 active_side(void)
+{
+	__u32 zero = 0;
+	__u32 *idx = bpf_map_lookup_elem(&active_idx, &zero);
+
+	return idx ? *idx : 0;
+}
 
 #define PKT_ONE 1ULL
 #define SEG_ONE (1ULL << 32)
@@ -184,7 +201,7 @@ static __always_inline void add_to(void *flows, void *key, __u64 bytes, __u64 se
 // One call site per map, so each lookup stays inlinable.
 static __always_inline void add4(struct flow_key4 *key, __u64 bytes, __u64 segs, int fetch)
 {
-	if (active_idx)
+	if (active_side())
 		add_to(&flows4_b, key, bytes, segs, fetch);
 	else
 		add_to(&flows4_a, key, bytes, segs, fetch);
@@ -192,7 +209,7 @@ static __always_inline void add4(struct flow_key4 *key, __u64 bytes, __u64 segs,
 
 static __always_inline void add6(struct flow_key6 *key, __u64 bytes, __u64 segs, int fetch)
 {
-	if (active_idx)
+	if (active_side())
 		add_to(&flows6_b, key, bytes, segs, fetch);
 	else
 		add_to(&flows6_a, key, bytes, segs, fetch);

@@ -165,13 +165,12 @@ type Counter struct {
 	mode Mode
 
 	prog   *ebpf.Program
-	index  *ebpf.Variable // active_idx: which flow maps the program writes
-	outer  *ebpf.Map      // map-in-map, updated only to wait for a grace period
-	flows4 [2]*ebpf.Map   // IPv4 pairs, 8-byte keys
-	flows6 [2]*ebpf.Map   // IPv6 pairs, 32-byte keys
+	index  *ebpf.Map    // active_idx: which flow maps the program writes
+	outer  *ebpf.Map    // map-in-map, updated only to wait for a grace period
+	flows4 [2]*ebpf.Map // IPv4 pairs, 8-byte keys
+	flows6 [2]*ebpf.Map // IPv6 pairs, 32-byte keys
 	stats  *ebpf.Map
 	legacy []legacyMap // pinned maps of an incompatible earlier layout, drained once
-	data   *ebpf.Map   // .bss holding active_idx
 	lock   *os.File    // flock on the pin dir: one counter per set of maps
 
 	mu     sync.Mutex             // serialises Drain and attach/close
@@ -259,8 +258,7 @@ func Load(ctx context.Context, cfg Config, log *slog.Logger) (*Counter, error) {
 		mode:   mode,
 		tcx:    tcx,
 		prog:   coll.Programs[progName],
-		index:  coll.Variables["active_idx"],
-		data:   coll.Maps[".bss"],
+		index:  coll.Maps[counterMapActiveIdx],
 		tc:     map[tcTarget]io.Closer{},
 		outer:  coll.Maps[counterMapActive],
 		flows4: [2]*ebpf.Map{coll.Maps[counterMapFlows4A], coll.Maps[counterMapFlows4B]},
@@ -274,10 +272,6 @@ func Load(ctx context.Context, cfg Config, log *slog.Logger) (*Counter, error) {
 	c.keys6 = make([]Key, batch)
 	c.values = make([]counterFlowValue, batch)
 
-	if c.index == nil {
-		_ = c.Close()
-		return nil, errors.New("loading objects: variable active_idx missing")
-	}
 	// A new program starts writing the _a maps (active_idx 0); Drain empties
 	// both maps, so whatever an earlier process left in either is read.
 	if pins.reuse {
@@ -346,7 +340,7 @@ func (c *Counter) Close() error {
 		errs = append(errs, l.m.Close())
 	}
 	c.legacy = nil
-	for _, cl := range []interface{ Close() error }{c.prog, c.outer, c.flows4[0], c.flows4[1], c.flows6[0], c.flows6[1], c.stats, c.data} {
+	for _, cl := range []interface{ Close() error }{c.prog, c.outer, c.flows4[0], c.flows4[1], c.flows6[0], c.flows6[1], c.stats, c.index} {
 		if cl != nil {
 			errs = append(errs, cl.Close())
 		}

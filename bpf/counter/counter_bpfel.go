@@ -44,6 +44,7 @@ type counterFlowValue struct {
 // Used for safe lookups in a Collection or CollectionSpec.
 const (
 	counterMapActive    = "active"
+	counterMapActiveIdx = "active_idx"
 	counterMapFlows4A   = "flows4_a"
 	counterMapFlows4B   = "flows4_b"
 	counterMapFlows6A   = "flows6_a"
@@ -51,7 +52,6 @@ const (
 	counterMapStats     = "stats"
 	counterProgCountNf  = "count_nf"
 	counterProgCountTc  = "count_tc"
-	counterVarActiveIdx = "active_idx"
 )
 
 // loadCounter returns the embedded CollectionSpec for counter.
@@ -104,19 +104,19 @@ type counterProgramSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type counterMapSpecs struct {
-	Active  *ebpf.MapSpec `ebpf:"active"`
-	Flows4A *ebpf.MapSpec `ebpf:"flows4_a"`
-	Flows4B *ebpf.MapSpec `ebpf:"flows4_b"`
-	Flows6A *ebpf.MapSpec `ebpf:"flows6_a"`
-	Flows6B *ebpf.MapSpec `ebpf:"flows6_b"`
-	Stats   *ebpf.MapSpec `ebpf:"stats"`
+	Active    *ebpf.MapSpec `ebpf:"active"`
+	ActiveIdx *ebpf.MapSpec `ebpf:"active_idx"`
+	Flows4A   *ebpf.MapSpec `ebpf:"flows4_a"`
+	Flows4B   *ebpf.MapSpec `ebpf:"flows4_b"`
+	Flows6A   *ebpf.MapSpec `ebpf:"flows6_a"`
+	Flows6B   *ebpf.MapSpec `ebpf:"flows6_b"`
+	Stats     *ebpf.MapSpec `ebpf:"stats"`
 }
 
 // counterVariableSpecs contains global variables before they are loaded into the kernel.
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type counterVariableSpecs struct {
-	ActiveIdx *ebpf.VariableSpec `ebpf:"active_idx"`
 }
 
 // counterObjects contains all objects after they have been loaded into the kernel.
@@ -139,17 +139,19 @@ func (o *counterObjects) Close() error {
 //
 // It can be passed to loadCounterObjects or ebpf.CollectionSpec.LoadAndAssign.
 type counterMaps struct {
-	Active  *ebpf.Map `ebpf:"active"`
-	Flows4A *ebpf.Map `ebpf:"flows4_a"`
-	Flows4B *ebpf.Map `ebpf:"flows4_b"`
-	Flows6A *ebpf.Map `ebpf:"flows6_a"`
-	Flows6B *ebpf.Map `ebpf:"flows6_b"`
-	Stats   *ebpf.Map `ebpf:"stats"`
+	Active    *ebpf.Map `ebpf:"active"`
+	ActiveIdx *ebpf.Map `ebpf:"active_idx"`
+	Flows4A   *ebpf.Map `ebpf:"flows4_a"`
+	Flows4B   *ebpf.Map `ebpf:"flows4_b"`
+	Flows6A   *ebpf.Map `ebpf:"flows6_a"`
+	Flows6B   *ebpf.Map `ebpf:"flows6_b"`
+	Stats     *ebpf.Map `ebpf:"stats"`
 }
 
 func (m *counterMaps) Close() error {
 	return _CounterClose(
 		m.Active,
+		m.ActiveIdx,
 		m.Flows4A,
 		m.Flows4B,
 		m.Flows6A,
@@ -162,7 +164,6 @@ func (m *counterMaps) Close() error {
 //
 // It can be passed to loadCounterObjects or ebpf.CollectionSpec.LoadAndAssign.
 type counterVariables struct {
-	ActiveIdx *ebpf.Variable `ebpf:"active_idx"`
 }
 
 // counterPrograms contains all programs after they have been loaded into the kernel.

@@ -47,7 +47,7 @@ func (c *Counter) Drain(ctx context.Context, fn func(Key, Value)) (DrainStats, e
 	if err := c.drainPair(ctx, inactive, fn, &st); err != nil {
 		return st, fmt.Errorf("draining inactive flow maps: %w", err)
 	}
-	if err := c.index.Set(uint32(inactive)); err != nil {
+	if err := c.index.Update(uint32(0), uint32(inactive), ebpf.UpdateAny); err != nil {
 		return st, fmt.Errorf("switching active flow maps: %w", err)
 	}
 	// The kernel waits an RCU grace period after a syscall update of a
