@@ -74,6 +74,7 @@ func Start(ctx context.Context, opts Options) (_ *Demo, err error) {
 	if opts.Progress == nil {
 		opts.Progress = io.Discard
 	}
+	opts.Progress = &lockedWriter{w: opts.Progress}
 	if opts.Logger == nil {
 		opts.Logger = slog.New(slog.DiscardHandler)
 	}

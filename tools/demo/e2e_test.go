@@ -9,6 +9,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -60,9 +61,14 @@ func TestEndToEnd(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	var progress strings.Builder
-	d, err := Start(t.Context(), Options{Repo: repo, BinDir: filepath.Join(t.TempDir(), "bin"), OutDir: t.TempDir(),
-		Progress: &progress})
+	progress := &lockedBuilder{}
+	cache, err := os.UserCacheDir()
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Its own binary dir (not make demo's), kept between runs: go build relinks only what changed.
+	d, err := Start(t.Context(), Options{Repo: repo, BinDir: filepath.Join(cache, "zonetoll", "demo", "test-bin"), OutDir: t.TempDir(),
+		Progress: progress})
 	if err != nil {
 		t.Fatalf("starting the demo: %v\n%s", err, progress.String())
 	}
@@ -288,6 +294,23 @@ func TestEndToEnd(t *testing.T) {
 	if _, err := os.Stat(dir); err == nil {
 		t.Errorf("run directory %s left after Close", dir)
 	}
+}
+
+type lockedBuilder struct {
+	mu sync.Mutex
+	b  strings.Builder
+}
+
+func (l *lockedBuilder) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *lockedBuilder) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
 }
 
 func procsOf(d *Demo) []*Proc {

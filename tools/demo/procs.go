@@ -10,6 +10,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"sync"
 	"syscall"
 	"time"
 )
@@ -61,8 +62,10 @@ func gitOut(dir string, args ...string) string {
 // stillRunning prints "still <what>" every 15 s until the returned function is called.
 func stillRunning(w io.Writer, what string) func() {
 	stop := make(chan struct{})
+	exited := make(chan struct{})
 	start := time.Now()
 	go func() {
+		defer close(exited)
 		t := time.NewTicker(15 * time.Second)
 		defer t.Stop()
 		for {
@@ -74,7 +77,31 @@ func stillRunning(w io.Writer, what string) func() {
 			}
 		}
 	}()
-	return func() { close(stop) }
+	return func() { close(stop); <-exited }
+}
+
+// lockedWriter serialises writes from the demo's goroutines (progress lines come from several).
+type lockedWriter struct {
+	mu sync.Mutex
+	w  io.Writer
+}
+
+func (l *lockedWriter) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.w.Write(p)
+}
+
+// childEnv is the demo's environment without ZONETOLL_* variables: each service gets exactly the
+// settings the demo gives it (a stray ZONETOLL_ZONE in the user's shell would change a flowserver).
+func childEnv(extra []string) []string {
+	var env []string
+	for _, kv := range os.Environ() {
+		if !strings.HasPrefix(kv, "ZONETOLL_") {
+			env = append(env, kv)
+		}
+	}
+	return append(env, extra...)
 }
 
 // FindRepo walks up from dir to the directory holding go.work.
@@ -118,7 +145,7 @@ func (p *Proc) Start(ctx context.Context) error {
 	}
 	fmt.Fprintf(logf, "----- start %d of %s at %s\n", p.Starts+1, p.Name, time.Now().UTC().Format(time.RFC3339Nano))
 	cmd := exec.Command(p.Bin, p.Args...)
-	cmd.Env = append(os.Environ(), p.Env...)
+	cmd.Env = childEnv(p.Env)
 	cmd.Stdout, cmd.Stderr = logf, logf
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
 	if err := cmd.Start(); err != nil {
