@@ -259,7 +259,7 @@ func start(ctx context.Context, opts Options, log *slog.Logger, apiserverBin, et
 		return c, fmt.Errorf("checking the admin config against the server: %w", err)
 	}
 	c.Kubeconfig = filepath.Join(dir, "kubeconfig")
-	if err := writeKubeconfig(c.Kubeconfig, c.Config); err != nil {
+	if err := WriteKubeconfig(c.Kubeconfig, c.Config); err != nil {
 		return c, err
 	}
 	log.Info("test cluster ready", "host", host, "dir", dir, "kubeconfig", c.Kubeconfig)
@@ -476,7 +476,9 @@ func writeRSAKey(path string) error {
 	return nil
 }
 
-func writeKubeconfig(path string, cfg *rest.Config) error {
+// WriteKubeconfig writes a kubeconfig with cfg's server, CA and bearer token to path, so that a process
+// under test runs with exactly those credentials (e.g. a ServiceAccountAccess's Config).
+func WriteKubeconfig(path string, cfg *rest.Config) error {
 	const name = "zonetoll-testcluster"
 	kc := clientcmdapi.NewConfig()
 	kc.Clusters[name] = &clientcmdapi.Cluster{Server: cfg.Host, CertificateAuthorityData: cfg.CAData}

@@ -4,7 +4,10 @@ import (
 	"context"
 	"log/slog"
 	"os"
+	"path/filepath"
 	"testing"
+
+	"k8s.io/client-go/rest"
 )
 
 // SkipIfDisabled skips t when ZONETOLL_SKIP_CLUSTER_TESTS=1. It is the only
@@ -47,4 +50,15 @@ type tWriter struct{ t testing.TB }
 func (w tWriter) Write(p []byte) (int, error) {
 	w.t.Log(string(p))
 	return len(p), nil
+}
+
+// KubeconfigT writes cfg's kubeconfig (see WriteKubeconfig) into a temporary directory of t and returns
+// its path.
+func KubeconfigT(t testing.TB, cfg *rest.Config) string {
+	t.Helper()
+	path := filepath.Join(t.TempDir(), "kubeconfig")
+	if err := WriteKubeconfig(path, cfg); err != nil {
+		t.Fatal(err)
+	}
+	return path
 }

@@ -25,9 +25,6 @@ import (
 	"github.com/prometheus/common/model"
 	rbacv1 "k8s.io/api/rbac/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/client-go/rest"
-	"k8s.io/client-go/tools/clientcmd"
-	clientcmdapi "k8s.io/client-go/tools/clientcmd/api"
 
 	"github.com/zonetoll/zonetoll/services/costcalc/internal/promtest"
 	"github.com/zonetoll/zonetoll/shared/metricstest"
@@ -156,20 +153,6 @@ func freeAddr(t *testing.T) string {
 	return l.Addr().String()
 }
 
-func kubeconfigFile(t *testing.T, rc *rest.Config) string {
-	t.Helper()
-	cfg := clientcmdapi.NewConfig()
-	cfg.Clusters["c"] = &clientcmdapi.Cluster{Server: rc.Host, CertificateAuthorityData: rc.CAData}
-	cfg.AuthInfos["u"] = &clientcmdapi.AuthInfo{Token: rc.BearerToken}
-	cfg.Contexts["c"] = &clientcmdapi.Context{Cluster: "c", AuthInfo: "u"}
-	cfg.CurrentContext = "c"
-	path := filepath.Join(t.TempDir(), "kubeconfig")
-	if err := clientcmd.WriteToFile(*cfg, path); err != nil {
-		t.Fatal(err)
-	}
-	return path
-}
-
 func owner(kind, name string) []metav1.OwnerReference {
 	yes := true
 	return []metav1.OwnerReference{{APIVersion: "apps/v1", Kind: kind, Name: name, UID: "00000000-0000-0000-0000-000000000001", Controller: &yes}}
@@ -255,7 +238,7 @@ func TestDollarsFromRealFlowserver(t *testing.T) {
 		internet                             = "198.19.77.7" // no pod, node or configured CIDR: external
 	)
 
-	fs := &flowserverProc{t: t, bin: buildFlowserver(t), addr: freeAddr(t), kubeconfig: kubeconfigFile(t, srvAccount.Config)}
+	fs := &flowserverProc{t: t, bin: buildFlowserver(t), addr: freeAddr(t), kubeconfig: testcluster.KubeconfigT(t, srvAccount.Config)}
 	t.Cleanup(fs.stop)
 	fs.start()
 	t.Cleanup(func() {

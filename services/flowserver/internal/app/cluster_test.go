@@ -22,9 +22,6 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	rbacv1 "k8s.io/api/rbac/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/client-go/rest"
-	"k8s.io/client-go/tools/clientcmd"
-	clientcmdapi "k8s.io/client-go/tools/clientcmd/api"
 
 	"github.com/zonetoll/zonetoll/shared/metricstest"
 	"github.com/zonetoll/zonetoll/shared/report"
@@ -61,7 +58,7 @@ func newFixture(t *testing.T) *fixture {
 		}
 	}
 	srv := f.account("flowserver", ClusterRules)
-	f.server = writeKubeconfig(t, srv.Config)
+	f.server = testcluster.KubeconfigT(t, srv.Config)
 	f.agent = f.account("flowagent", nil).Token
 	f.intruder = f.account("intruder", nil).Token
 	return f
@@ -118,20 +115,6 @@ func (f *fixture) waitGauge(svc *servicetest.Service, name string, want float64)
 		v, _ := metricstest.Scrape(f.t, svc.URL+"/metrics").Value(name, nil)
 		return v == want, fmt.Sprint(v)
 	})
-}
-
-func writeKubeconfig(t testing.TB, rc *rest.Config) string {
-	t.Helper()
-	cfg := clientcmdapi.NewConfig()
-	cfg.Clusters["c"] = &clientcmdapi.Cluster{Server: rc.Host, CertificateAuthorityData: rc.CAData}
-	cfg.AuthInfos["u"] = &clientcmdapi.AuthInfo{Token: rc.BearerToken}
-	cfg.Contexts["c"] = &clientcmdapi.Context{Cluster: "c", AuthInfo: "u"}
-	cfg.CurrentContext = "c"
-	path := filepath.Join(t.TempDir(), "kubeconfig")
-	if err := clientcmd.WriteToFile(*cfg, path); err != nil {
-		t.Fatal(err)
-	}
-	return path
 }
 
 // expected is what the test itself says an address is: the independent side of every comparison.

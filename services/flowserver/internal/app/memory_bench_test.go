@@ -83,7 +83,7 @@ func BenchmarkClusterMemory(b *testing.B) {
 		bin := buildServer(b)
 		port := freePort(b)
 		url := fmt.Sprintf("http://127.0.0.1:%d", port)
-		cmd := exec.Command(bin, "run", "--kubeconfig", writeKubeconfig(b, srv.Config))
+		cmd := exec.Command(bin, "run", "--kubeconfig", testcluster.KubeconfigT(b, srv.Config))
 		cmd.Env = append(os.Environ(), "ZONETOLL_HTTP_LISTEN_ADDRESS=127.0.0.1:"+fmt.Sprint(port), "ZONETOLL_LOG_LEVEL=warn", "ZONETOLL_NAMESPACE="+ns)
 		// ZONETOLL_BENCH_SERVER_ENV="K=V,K=V" passes extra variables to the server, to compare settings
 		// such as GOMEMLIMIT.

@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"io"
 	"net/http"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -16,8 +15,6 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/rest"
-	"k8s.io/client-go/tools/clientcmd"
-	clientcmdapi "k8s.io/client-go/tools/clientcmd/api"
 
 	"github.com/zonetoll/zonetoll/shared/config"
 	"github.com/zonetoll/zonetoll/shared/metricstest"
@@ -82,7 +79,7 @@ func (f *fixture) labeler(env map[string]string, creds *rest.Config) *servicetes
 	f.t.Helper()
 	kubeconfig := f.c.Kubeconfig
 	if creds != nil {
-		kubeconfig = writeKubeconfig(f.t, creds)
+		kubeconfig = testcluster.KubeconfigT(f.t, creds)
 	}
 	full := map[string]string{
 		"ZONETOLL_LEADER_ELECTION_NAMESPACE":      f.ns,
@@ -161,20 +158,6 @@ func (f *fixture) patches() float64 {
 func metric(t *testing.T, svc *servicetest.Service, name string, labels map[string]string) float64 {
 	t.Helper()
 	return metricstest.Scrape(t, svc.URL+"/metrics").Sum(name, labels)
-}
-
-func writeKubeconfig(t *testing.T, rc *rest.Config) string {
-	t.Helper()
-	cfg := clientcmdapi.NewConfig()
-	cfg.Clusters["c"] = &clientcmdapi.Cluster{Server: rc.Host, CertificateAuthorityData: rc.CAData, InsecureSkipTLSVerify: rc.Insecure}
-	cfg.AuthInfos["u"] = &clientcmdapi.AuthInfo{Token: rc.BearerToken}
-	cfg.Contexts["x"] = &clientcmdapi.Context{Cluster: "c", AuthInfo: "u"}
-	cfg.CurrentContext = "x"
-	path := filepath.Join(t.TempDir(), "kubeconfig")
-	if err := clientcmd.WriteToFile(*cfg, path); err != nil {
-		t.Fatal(err)
-	}
-	return path
 }
 
 func TestLabelsEveryPodExactlyOnce(t *testing.T) {
