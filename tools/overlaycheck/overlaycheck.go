@@ -127,6 +127,7 @@ func Check(objs []*unstructured.Unstructured, p Policy) []Problem {
 	c.checkOneRelease()
 	c.checkRBAC()
 	c.checkSelectors()
+	c.checkZones()
 	sort.Slice(c.problems, func(i, j int) bool { return c.problems[i].String() < c.problems[j].String() })
 	return c.problems
 }
