@@ -72,7 +72,16 @@ func Main(ctx context.Context, o MainOptions) (err error) {
 		fmt.Fprintf(o.Out, "  %-5s file://%s\n", cloud, path)
 	}
 	fmt.Fprintf(o.Out, "Prometheus UI: http://%s (try: sum by (src_zone, dst_zone) (rate(zonetoll_zone_traffic_bytes_total[1m])))\n", d.Prom.Addr)
-	fmt.Fprintf(o.Out, "Logs of every process: %s/logs\n", d.Dir)
+	if o.Hold {
+		fmt.Fprintf(o.Out, "  it runs until you press Ctrl-C; so do the services (addresses in %s/prometheus.yml)\n", d.Dir)
+	} else {
+		fmt.Fprintf(o.Out, "  it stops when the demo exits now: run with --hold to keep everything up and browse it\n")
+	}
+	if o.KeepDir || o.Hold {
+		fmt.Fprintf(o.Out, "Logs of every process and the flowservers' flow logs: %s\n", d.Dir)
+	} else {
+		fmt.Fprintf(o.Out, "Logs of every process and the flowservers' flow logs: removed at exit (--keep keeps them)\n")
+	}
 	for _, e := range d.Events {
 		fmt.Fprintf(o.Out, "During phase 1: %s\n", e)
 	}

@@ -95,11 +95,19 @@ func name(k PairKey, src bool) string {
 func PrintPhase(w io.Writer, m *Model, title string, f *Figures) {
 	fmt.Fprintf(w, "\n=== %s (%s of traffic) ===\n", title, f.Duration.Round(100*time.Millisecond))
 	fmt.Fprintf(w, "\nZone matrix (bytes sent, rows send, columns receive; counted by the flowservers):\n")
+	cols := append([]string{}, m.Zones...)
+	head := strings.Join(m.Zones, "\t")
+	for _, s := range m.Zones {
+		if f.Zones[[2]string{s, ""}] != 0 {
+			cols, head = append(cols, ""), head+"\toutside (no zone)"
+			break
+		}
+	}
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
-	fmt.Fprintf(tw, "from \\ to\t%s\toutside\t\n", strings.Join(m.Zones, "\t"))
+	fmt.Fprintf(tw, "from \\ to\t%s\t\n", head)
 	for _, s := range m.Zones {
 		fmt.Fprintf(tw, "%s\t", s)
-		for _, d := range append(append([]string{}, m.Zones...), "") {
+		for _, d := range cols {
 			fmt.Fprintf(tw, "%s\t", human(f.Zones[[2]string{s, d}]))
 		}
 		fmt.Fprintln(tw)
@@ -124,6 +132,7 @@ func PrintPhase(w io.Writer, m *Model, title string, f *Figures) {
 	}
 	fmt.Fprintf(w, "Whole cluster: %s crossed zones; AWS %s, GCP %s, Azure %s per month at this rate\n",
 		human(f.CrossBytes), dollars(f.MonthDollars["aws"]), dollars(f.MonthDollars["gcp"]), dollars(f.MonthDollars["azure"]))
+	fmt.Fprintf(w, "(AWS bills both sides of a zone crossing, $0.01/GiB each; GCP the sender, $0.01/GiB; Azure nothing between zones.)\n")
 
 	fmt.Fprintf(w, "\nCross-zone share of what each workload sends:\n")
 	type share struct {
