@@ -76,7 +76,6 @@ type nodeLimiter struct {
 
 // work is one request's reusable buffers.
 type work struct {
-	body    []byte
 	plain   []byte
 	report  report.Report
 	batch   *traffic.Batch
@@ -84,7 +83,6 @@ type work struct {
 	dstEPs  []*resolve.Endpoint
 	readBuf bytes.Buffer
 	tally   tally
-	won     bool // this request applied the report (a concurrent copy may have won instead)
 }
 
 // tally is what one report adds to the resolution metrics, summed outside any lock.
