@@ -51,7 +51,7 @@ type Config struct {
 
 // BPF configures the kernel counter.
 type BPF struct {
-	MaxFlows     uint32   `split_words:"true" default:"131072" desc:"Capacity of each flow map: distinct address pairs per interval; packets of pairs beyond it are counted as insert failures."`
+	MaxFlows     uint32   `split_words:"true" default:"131072" desc:"Capacity of each flow map: distinct address pairs per interval and per address family (IPv4 and IPv6 have maps of their own); packets of pairs beyond it are counted as insert failures."`
 	PinDir       string   `split_words:"true" default:"/sys/fs/bpf/zonetoll" desc:"bpffs directory where the maps are pinned, so a restart loses nothing."`
 	Mode         string   `default:"auto" oneof:"auto netfilter tc" desc:"Where the program attaches: netfilter POST_ROUTING, tc on the listed interfaces, or auto (netfilter when the kernel has it)."`
 	Priority     int32    `default:"90" desc:"Netfilter hook priority; must be below 100 (source NAT) to see pod addresses."`
