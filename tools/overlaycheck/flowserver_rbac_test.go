@@ -1,0 +1,194 @@
+package overlaycheck
+
+import (
+	"bytes"
+	"crypto/rand"
+	"io"
+	"net/http"
+	"net/netip"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	appsv1 "k8s.io/api/apps/v1"
+	rbacv1 "k8s.io/api/rbac/v1"
+	"sigs.k8s.io/kustomize/kyaml/filesys"
+
+	"github.com/zonetoll/zonetoll/shared/report"
+	"github.com/zonetoll/zonetoll/tools/testcluster"
+)
+
+// manifestEnv is the literal env of the flowserver container in the base, with the downward-API
+// ZONETOLL_NAMESPACE resolved as the kubelet would in namespace zonetoll.
+func manifestEnv(t *testing.T, root string) (env []string, audience string) {
+	t.Helper()
+	objs, err := Build(filesys.MakeFsOnDisk(), filepath.Join(root, "kustomize", "base"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, o := range objs {
+		switch {
+		case o.GetKind() == "Deployment" && o.GetName() == "flowserver":
+			d, err := convert[appsv1.Deployment](o)
+			if err != nil {
+				t.Fatal(err)
+			}
+			for _, e := range d.Spec.Template.Spec.Containers[0].Env {
+				switch {
+				case e.ValueFrom != nil && e.ValueFrom.FieldRef != nil && e.ValueFrom.FieldRef.FieldPath == "metadata.namespace":
+					env = append(env, e.Name+"="+o.GetNamespace())
+				case e.ValueFrom == nil:
+					env = append(env, e.Name+"="+e.Value)
+				default:
+					t.Fatalf("flowserver env %s comes from a source this test does not resolve", e.Name)
+				}
+			}
+		case o.GetKind() == "DaemonSet" && o.GetName() == "flowagent":
+			d, err := convert[appsv1.DaemonSet](o)
+			if err != nil {
+				t.Fatal(err)
+			}
+			for _, v := range d.Spec.Template.Spec.Volumes {
+				if v.Projected == nil {
+					continue
+				}
+				for _, s := range v.Projected.Sources {
+					if s.ServiceAccountToken != nil {
+						audience = s.ServiceAccountToken.Audience
+					}
+				}
+			}
+		}
+	}
+	if env == nil || audience == "" {
+		t.Fatalf("the base has no flowserver env (%v) or no projected agent token audience (%q)", env, audience)
+	}
+	return env, audience
+}
+
+func postReport(t *testing.T, addr, token string, r *report.Report) (int, string) {
+	t.Helper()
+	var body bytes.Buffer
+	if err := report.WriteGzip(&body, r); err != nil {
+		t.Fatal(err)
+	}
+	req, err := http.NewRequest(http.MethodPost, "http://"+addr+"/v1/reports", &body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	req.Header.Set("Content-Encoding", "gzip")
+	req.Header.Set("Authorization", "Bearer "+token)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return resp.StatusCode, strings.TrimSpace(string(b))
+}
+
+// TestFlowserverRBAC runs the real flowserver with a token bound to exactly the ClusterRole of
+// kustomize/base/flowserver and the env of its Deployment: it must become ready (its four informers
+// list and watch) and accept a report sent with a token of the agent's audience, taken from the
+// DaemonSet's projected token (TokenReview create), and count it between the right workloads and zones.
+// Without the tokenreviews rule the same report must be refused, so the check can fail.
+func TestFlowserverRBAC(t *testing.T) {
+	testcluster.SkipIfDisabled(t)
+	root := repoRoot(t)
+	_, clusterRules := rulesOf(t, filepath.Join(root, "kustomize", "base", "flowserver"))
+	env, audience := manifestEnv(t, root)
+	bin := buildService(t, "flowserver")
+	c := testcluster.StartT(t, testcluster.Options{})
+	ctx := t.Context()
+	for _, ns := range []string{"zonetoll", "shop"} {
+		if _, err := c.CreateNamespace(ctx, ns); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, n := range []testcluster.NodeSpec{
+		{Name: "n1", Zone: "eu-1a", Region: "eu-1", InternalIPs: []string{"198.18.0.1"}},
+		{Name: "n2", Zone: "eu-1b", Region: "eu-1", InternalIPs: []string{"198.18.0.2"}},
+	} {
+		if _, err := c.CreateNode(ctx, n); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, p := range []testcluster.PodSpec{
+		{Namespace: "shop", Name: "web-1", NodeName: "n1", IPs: []string{"198.18.1.1"}},
+		{Namespace: "shop", Name: "api-1", NodeName: "n2", IPs: []string{"198.18.1.2"}},
+	} {
+		if _, err := c.CreatePod(ctx, p); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// The agent's account has no rules: its token is only ever reviewed.
+	agent, err := c.ServiceAccount(ctx, testcluster.ServiceAccountSpec{Namespace: "zonetoll", Name: "flowagent", Audiences: []string{audience}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	newReport := func() *report.Report {
+		now := time.Now()
+		r := &report.Report{Node: "n1", Sequence: 1, WindowStart: now.Add(-10 * time.Second), WindowEnd: now, Flows: []report.Flow{{
+			Src: report.AddrFrom(netip.MustParseAddr("198.18.1.1")), Dst: report.AddrFrom(netip.MustParseAddr("198.18.1.2")),
+			Bytes: 4242, Packets: 3,
+		}}}
+		_, _ = rand.Read(r.BootID[:])
+		return r
+	}
+	run := func(t *testing.T, account string, rules []rbacv1.PolicyRule) (*service, string) {
+		sa, err := c.ServiceAccount(ctx, testcluster.ServiceAccountSpec{Namespace: "zonetoll", Name: account, ClusterRules: rules})
+		if err != nil {
+			t.Fatal(err)
+		}
+		s := startService(t, []string{bin, "run"}, append([]string{"KUBECONFIG=" + writeKubeconfig(t, sa.Config)}, env...))
+		addr := s.httpAddr(t)
+		waitFor(t, ctx, 90*time.Second, "flowserver /readyz 200 (informers synced)", func() (bool, error) {
+			code, _, err := get("http://" + addr + "/readyz")
+			return code == http.StatusOK, err
+		})
+		return s, addr
+	}
+
+	t.Run("base rules suffice", func(t *testing.T) {
+		_, addr := run(t, "flowserver", clusterRules)
+		if code, body := postReport(t, addr, agent.Token, newReport()); code != http.StatusOK || body != "applied" {
+			t.Fatalf("report: %d %q, want 200 applied", code, body)
+		}
+		code, body, err := get("http://" + addr + "/metrics")
+		if err != nil || code != http.StatusOK {
+			t.Fatalf("GET /metrics: %d %v", code, err)
+		}
+		series := `zonetoll_traffic_bytes_total{dst_kind="pod",dst_namespace="shop",dst_workload="api-1",dst_zone="eu-1b",src_kind="pod",src_namespace="shop",src_workload="web-1",src_zone="eu-1a"}`
+		if v := metricValue(body, series); v != "4242" {
+			t.Errorf("%s = %q, want 4242", series, v)
+		}
+		// A token for the API server's own audience is refused: the audience setting is in force.
+		other, err := c.ServiceAccount(ctx, testcluster.ServiceAccountSpec{Namespace: "zonetoll", Name: "flowagent-apiserver-audience"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if code, body := postReport(t, addr, other.Token, newReport()); code != http.StatusUnauthorized {
+			t.Errorf("report with a token of the API server's audience: %d %q, want 401", code, body)
+		}
+	})
+
+	t.Run("without tokenreviews the report is refused", func(t *testing.T) {
+		var cut []rbacv1.PolicyRule
+		for _, r := range clusterRules {
+			if !(len(r.Resources) == 1 && r.Resources[0] == "tokenreviews") {
+				cut = append(cut, r)
+			}
+		}
+		if len(cut) != len(clusterRules)-1 {
+			t.Fatalf("the base ClusterRole has no rule of its own for tokenreviews: %v", clusterRules)
+		}
+		_, addr := run(t, "flowserver-no-review", cut)
+		if code, body := postReport(t, addr, agent.Token, newReport()); code == http.StatusOK {
+			t.Errorf("report accepted (%q) although the server may not create TokenReviews", body)
+		}
+	})
+}
