@@ -33,6 +33,7 @@ step "test cluster binaries (kube-apiserver, etcd) and upstream prometheus/promt
 
 # Kernel tests fail instead of skipping when the kernel lacks what they need; set 0 to allow skips.
 export ZONETOLL_REQUIRE_KERNEL="${ZONETOLL_REQUIRE_KERNEL:-1}"
+export ZONETOLL_REQUIRE_PROMTOOL="${ZONETOLL_REQUIRE_PROMTOOL:-1}"
 status=0
 for m in "${mods[@]}"; do
   step "go test -race ${m#"$root"/}"
