@@ -42,7 +42,6 @@ func NewInformers(r *Resolver, core rest.Interface, mc metadata.Interface, now f
 	podLW.ListWithContextFunc = func(ctx context.Context, opts metav1.ListOptions) (runtime.Object, error) {
 		return listPodsPaged(ctx, core, opts, listPageSize)
 	}
-	podLW.ListFunc = nil
 	pods := cache.NewSharedIndexInformer(podLW, &corev1.Pod{}, 0, cache.Indexers{})
 	nodes := cache.NewSharedIndexInformer(cache.NewListWatchFromClient(core, "nodes", metav1.NamespaceAll, fields.Everything()), &corev1.Node{}, 0, cache.Indexers{})
 	rs := cache.NewSharedIndexInformer(metadataListWatch(mc, appsv1.SchemeGroupVersion.WithResource("replicasets")), &metav1.PartialObjectMetadata{}, 0, cache.Indexers{})

@@ -120,7 +120,6 @@ func New(core rest.Interface, opts Options, reg prometheus.Registerer, log *slog
 		return c.listPods(ctx, podNamespace, o)
 	}
 	podWatch.ListWithContextFunc = listPods
-	podWatch.ListFunc = func(o metav1.ListOptions) (runtime.Object, error) { return listPods(context.Background(), o) }
 	podInformer := cache.NewSharedIndexInformerWithOptions(
 		podWatch,
 		&corev1.Pod{},
