@@ -199,7 +199,7 @@ func Run(ctx context.Context, cfg *Config, env servicecmd.Env) error {
 			NodeRate: cfg.Ingest.NodeRate, NodeBurst: cfg.Ingest.NodeBurst, MaxInFlight: cfg.Ingest.MaxInFlight,
 		},
 		Zone: cfg.Zone, Auth: authn, Resolver: res, Store: store, Seen: seen, FlowLog: flog,
-		Logger: env.Logger.With("component", "ingest"),
+		Logger: env.Logger.With("component", "ingest"), Synced: inf.Synced,
 	}, env.Registry)
 	if err != nil {
 		return err

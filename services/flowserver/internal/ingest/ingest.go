@@ -60,6 +60,7 @@ type Handler struct {
 	flowLog  *flowlog.Logger // nil: no flow log
 	log      *slog.Logger
 	now      func() time.Time
+	synced   func() bool
 
 	inFlight chan struct{}
 	limMu    sync.Mutex
@@ -125,6 +126,10 @@ type Options struct {
 	FlowLog  *flowlog.Logger
 	Logger   *slog.Logger
 	Now      func() time.Time
+	// Synced reports whether the resolver's caches have synced; until then reports are refused with
+	// 503, since they would be resolved against a partial view (pods counted as external). Nil means
+	// always synced.
+	Synced func() bool
 }
 
 // New returns a Handler whose metrics are registered on reg.
@@ -134,7 +139,7 @@ func New(o Options, reg prometheus.Registerer) (*Handler, error) {
 	}
 	h := &Handler{
 		lim: o.Limits, zone: o.Zone, auth: o.Auth, resolver: o.Resolver, store: o.Store, seen: o.Seen,
-		flowLog: o.FlowLog, log: o.Logger, now: o.Now,
+		flowLog: o.FlowLog, log: o.Logger, now: o.Now, synced: o.Synced,
 		inFlight: make(chan struct{}, max(1, o.Limits.MaxInFlight)),
 		limiters: map[string]*nodeLimiter{},
 	}
@@ -201,6 +206,13 @@ func (h *Handler) serve(r *http.Request) (string, *rejection) {
 		return "", rej
 	}
 
+	if h.synced != nil && !h.synced() {
+		// Behind a Service the server gets no traffic before /readyz passes; a client that reaches it
+		// directly (or a Service without readiness) is told to come back.
+		rej := reject(http.StatusServiceUnavailable, "not_ready", "pod and node caches are still syncing; retry")
+		rej.retryAfter = time.Second
+		return "", rej
+	}
 	token, ok := bearer(r.Header.Get("Authorization"))
 	if !ok {
 		return "", reject(http.StatusUnauthorized, "unauthenticated", "missing bearer token: send the agent's service-account token as Authorization: Bearer <token>")

@@ -308,6 +308,30 @@ func heapInUse() int64 {
 	return int64(m.HeapInuse)
 }
 
+// Until the caches have synced, reports are refused with 503 and Retry-After, and nothing is counted.
+func TestRefusesReportsUntilSynced(t *testing.T) {
+	c := newCluster(t, 10, 3, 3, 0)
+	hs := newHarness(t, c, benchLimits, time.Hour)
+	synced := false
+	hs.h.synced = func() bool { return synced }
+	body, err := report.Encode(&report.Report{Node: "node-001", BootID: [16]byte{4}, Sequence: 1,
+		WindowStart: time.Now().Add(-time.Second), WindowEnd: time.Now(), Flows: c.flows(10, rand.New(rand.NewPCG(9, 9)))})
+	if err != nil {
+		t.Fatal(err)
+	}
+	rec := hs.post(body, "")
+	if rec.Code != http.StatusServiceUnavailable || rec.Header().Get("Retry-After") == "" {
+		t.Fatalf("before sync: %d (Retry-After %q) %s, want 503 with Retry-After", rec.Code, rec.Header().Get("Retry-After"), rec.Body)
+	}
+	if _, flows := hs.totals(t); flows != 0 {
+		t.Fatalf("counted %v flows before sync", flows)
+	}
+	synced = true
+	if rec := hs.post(body, ""); rec.Code != http.StatusOK || rec.Body.String() != "applied\n" {
+		t.Fatalf("after sync: %d %s", rec.Code, rec.Body)
+	}
+}
+
 // Copies of one report arriving at once (an agent's retry racing its first attempt) are applied once.
 func TestConcurrentCopiesApplyOnce(t *testing.T) {
 	c := newCluster(t, 300, 6, 30, 0)
