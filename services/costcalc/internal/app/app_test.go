@@ -57,6 +57,8 @@ func TestRunPricesScrapedTraffic(t *testing.T) {
 		"ZONETOLL_PRICES_CLOUD":     "gcp",
 		"ZONETOLL_PRICES_OVERRIDES": "inter_zone_in:0.005",
 	})
+	// The service registers its metrics while starting up; /readyz passes only after that.
+	waitReady(t, svc.URL)
 	fams := metricstest.Scrape(t, svc.URL+"/metrics")
 	if v, ok := fams.Value("zonetoll_build_info", map[string]string{"service": "costcalc"}); !ok || v != 1 {
 		t.Errorf("zonetoll_build_info{service=\"costcalc\"} = %v (found %v), want 1", v, ok)
@@ -64,7 +66,6 @@ func TestRunPricesScrapedTraffic(t *testing.T) {
 	if v, _ := fams.Value("zonetoll_price_dollars_per_unit", map[string]string{"class": "inter_zone", "direction": "in", "source": "ZONETOLL_PRICES_OVERRIDES"}); v != 0.005 {
 		t.Errorf("overridden inter_zone_in price = %v, want 0.005", v)
 	}
-	waitReady(t, svc.URL)
 	fs.set(17 * gib) // 10 GiB more than the baseline
 	want := 10 * (0.01 + 0.005)
 	deadline := time.Now().Add(30 * time.Second)
