@@ -10,9 +10,6 @@ import (
 	rbacv1 "k8s.io/api/rbac/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
-	"k8s.io/client-go/rest"
-	"k8s.io/client-go/tools/clientcmd"
-	clientcmdapi "k8s.io/client-go/tools/clientcmd/api"
 
 	"github.com/zonetoll/zonetoll/tools/testcluster"
 )
@@ -67,7 +64,7 @@ func populate(ctx context.Context, c *testcluster.Cluster, m *Model, dir string)
 			return nil, err
 		}
 		a := Account{Kubeconfig: filepath.Join(dir, spec.Name+".kubeconfig"), TokenFile: filepath.Join(dir, spec.Name+".token")}
-		if err := writeKubeconfig(a.Kubeconfig, sa.Config); err != nil {
+		if err := testcluster.WriteKubeconfig(a.Kubeconfig, sa.Config); err != nil {
 			return nil, err
 		}
 		if err := writeFile(a.TokenFile, sa.Token+"\n"); err != nil {
@@ -124,17 +121,4 @@ func populate(ctx context.Context, c *testcluster.Cluster, m *Model, dir string)
 func fakeUID(name string) string {
 	h := templateHash(name + "uid")
 	return fmt.Sprintf("00000000-0000-4000-8000-%012x", []byte(h)[:6])
-}
-
-func writeKubeconfig(path string, cfg *rest.Config) error {
-	const name = "zonetoll-demo"
-	kc := clientcmdapi.NewConfig()
-	kc.Clusters[name] = &clientcmdapi.Cluster{Server: cfg.Host, CertificateAuthorityData: cfg.CAData}
-	kc.AuthInfos[name] = &clientcmdapi.AuthInfo{Token: cfg.BearerToken}
-	kc.Contexts[name] = &clientcmdapi.Context{Cluster: name, AuthInfo: name}
-	kc.CurrentContext = name
-	if err := clientcmd.WriteToFile(*kc, path); err != nil {
-		return fmt.Errorf("writing kubeconfig %s: %w", path, err)
-	}
-	return nil
 }

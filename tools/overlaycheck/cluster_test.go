@@ -26,8 +26,6 @@ import (
 	"k8s.io/client-go/dynamic"
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/restmapper"
-	"k8s.io/client-go/tools/clientcmd"
-	clientcmdapi "k8s.io/client-go/tools/clientcmd/api"
 	"sigs.k8s.io/kustomize/kyaml/filesys"
 	"sigs.k8s.io/yaml"
 
@@ -299,21 +297,6 @@ func rulesOf(t *testing.T, dir string) (rules, clusterRules []rbacv1.PolicyRule)
 	return rules, clusterRules
 }
 
-// writeKubeconfig writes a kubeconfig that carries only cfg's bearer token.
-func writeKubeconfig(t *testing.T, cfg *rest.Config) string {
-	t.Helper()
-	kc := clientcmdapi.NewConfig()
-	kc.Clusters["test"] = &clientcmdapi.Cluster{Server: cfg.Host, CertificateAuthorityData: cfg.CAData}
-	kc.AuthInfos["sa"] = &clientcmdapi.AuthInfo{Token: cfg.BearerToken}
-	kc.Contexts["sa"] = &clientcmdapi.Context{Cluster: "test", AuthInfo: "sa"}
-	kc.CurrentContext = "sa"
-	path := filepath.Join(t.TempDir(), "kubeconfig")
-	if err := clientcmd.WriteToFile(*kc, path); err != nil {
-		t.Fatal(err)
-	}
-	return path
-}
-
 // service is a running service binary whose log is kept and whose HTTP address is read from its
 // "http server listening" line.
 type service struct {
@@ -464,7 +447,7 @@ func TestZonelabelerRBAC(t *testing.T) {
 			t.Fatal(err)
 		}
 		return startService(t, []string{bin, "run"}, []string{
-			"KUBECONFIG=" + writeKubeconfig(t, sa.Config),
+			"KUBECONFIG=" + testcluster.KubeconfigT(t, sa.Config),
 			// As the Deployment sets them from the downward API.
 			"ZONETOLL_LEADER_ELECTION_NAMESPACE=" + ns,
 			"ZONETOLL_LEADER_ELECTION_IDENTITY=zonelabeler-" + ns,
@@ -626,7 +609,7 @@ func TestFlowagentRBACAndCapabilities(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	kubeconfig := writeKubeconfig(t, sa.Config)
+	kubeconfig := testcluster.KubeconfigT(t, sa.Config)
 	// The projected token the flowserver gets has its own audience (as in the DaemonSet).
 	tokenFile := filepath.Join(t.TempDir(), "token")
 	if err := os.WriteFile(tokenFile, []byte("not-used-no-report-is-sent"), 0o600); err != nil {

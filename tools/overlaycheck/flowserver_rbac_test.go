@@ -144,7 +144,7 @@ func TestFlowserverRBAC(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		s := startService(t, []string{bin, "run"}, append([]string{"KUBECONFIG=" + writeKubeconfig(t, sa.Config)}, env...))
+		s := startService(t, []string{bin, "run"}, append([]string{"KUBECONFIG=" + testcluster.KubeconfigT(t, sa.Config)}, env...))
 		addr := s.httpAddr(t)
 		waitFor(t, ctx, 90*time.Second, "flowserver /readyz 200 (informers synced)", func() (bool, error) {
 			code, _, err := get("http://" + addr + "/readyz")
