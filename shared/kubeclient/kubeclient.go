@@ -70,6 +70,18 @@ func (c Config) Validate(prefix string) error {
 	return nil
 }
 
+// NewScheme returns a scheme holding only the API groups the adders register (e.g. corev1.AddToScheme),
+// for NewRESTClient.
+func NewScheme(adders ...func(*runtime.Scheme) error) (*runtime.Scheme, error) {
+	scheme := runtime.NewScheme()
+	for _, add := range adders {
+		if err := add(scheme); err != nil {
+			return nil, fmt.Errorf("building the API scheme: %w", err)
+		}
+	}
+	return scheme, nil
+}
+
 // NewRESTClient returns a client for one API group version whose objects are encoded and decoded with
 // scheme alone. A scheme holding only the groups a service uses keeps the rest of Kubernetes' API types
 // out of its binary (see package clientset for the cost of the full one). rc is not modified.

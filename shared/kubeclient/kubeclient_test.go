@@ -85,11 +85,8 @@ func TestRESTConfigFromKubeconfigTalksToServer(t *testing.T) {
 // The narrow client must find each group at its path and decode objects with the scheme it is given,
 // in protobuf (what RESTConfig asks for) and JSON (what the server may answer instead).
 func TestNewRESTClient(t *testing.T) {
-	scheme := runtime.NewScheme()
-	if err := corev1.AddToScheme(scheme); err != nil {
-		t.Fatal(err)
-	}
-	if err := coordinationv1.AddToScheme(scheme); err != nil {
+	scheme, err := NewScheme(corev1.AddToScheme, coordinationv1.AddToScheme)
+	if err != nil {
 		t.Fatal(err)
 	}
 	codecs := serializer.NewCodecFactory(scheme)

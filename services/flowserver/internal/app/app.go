@@ -14,7 +14,6 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	authnv1 "k8s.io/api/authentication/v1"
 	corev1 "k8s.io/api/core/v1"
-	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/client-go/metadata"
 
 	"github.com/zonetoll/zonetoll/services/flowserver/internal/auth"
@@ -130,7 +129,7 @@ func Run(ctx context.Context, cfg *Config, env servicecmd.Env) error {
 	if err != nil {
 		return err
 	}
-	scheme, err := newScheme()
+	scheme, err := kubeclient.NewScheme(corev1.AddToScheme, authnv1.AddToScheme)
 	if err != nil {
 		return err
 	}
@@ -289,15 +288,3 @@ type collectorFunc struct {
 
 func (c collectorFunc) Describe(ch chan<- *prometheus.Desc) { ch <- c.desc }
 func (c collectorFunc) Collect(ch chan<- prometheus.Metric) { c.collect(ch) }
-
-// newScheme holds only the API types flowserver reads and writes: with the typed clientset every API
-// group would be linked into the binary (see kubeclient/clientset).
-func newScheme() (*runtime.Scheme, error) {
-	scheme := runtime.NewScheme()
-	for _, add := range []func(*runtime.Scheme) error{corev1.AddToScheme, authnv1.AddToScheme} {
-		if err := add(scheme); err != nil {
-			return nil, fmt.Errorf("building the API scheme: %w", err)
-		}
-	}
-	return scheme, nil
-}

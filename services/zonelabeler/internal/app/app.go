@@ -15,7 +15,6 @@ import (
 	coordinationv1 "k8s.io/api/coordination/v1"
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/labels"
-	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/util/validation"
 	"k8s.io/client-go/rest"
 
@@ -95,7 +94,7 @@ func Run(ctx context.Context, cfg *Config, env servicecmd.Env) error {
 	if err != nil {
 		return err
 	}
-	scheme, err := newScheme()
+	scheme, err := kubeclient.NewScheme(corev1.AddToScheme, coordinationv1.AddToScheme)
 	if err != nil {
 		return err
 	}
@@ -136,18 +135,6 @@ func Run(ctx context.Context, cfg *Config, env servicecmd.Env) error {
 		return nil
 	}
 	return runElected(ctx, coordination, cfg.LeaderElection, ctrl, leader, env)
-}
-
-// newScheme holds the only API types zonelabeler reads or writes. Client-go's shared scheme would link
-// every built-in API group into the binary; see kubeclient/clientset.
-func newScheme() (*runtime.Scheme, error) {
-	scheme := runtime.NewScheme()
-	for _, add := range []func(*runtime.Scheme) error{corev1.AddToScheme, coordinationv1.AddToScheme} {
-		if err := add(scheme); err != nil {
-			return nil, fmt.Errorf("building the API scheme: %w", err)
-		}
-	}
-	return scheme, nil
 }
 
 // runElected runs the workers while this replica holds the lease. The lease package releases the lease
