@@ -130,8 +130,14 @@ static __always_inline void count_failure(__u64 bytes, int parse)
 	s->insert_failed_bytes += bytes;
 }
 
-// Which flow maps the programs write: 0 = flows*_a, 1 = flows*_b. Set by the
-// Go side, which then waits an RCU grace period before it drains the others.
+// Which flow maps the programs write, and which program writes them. The
+// value is (generation << 1) | side: side 0 = flows*_a, 1 = flows*_b; the
+// Go side flips it and then waits an RCU grace period before it drains the
+// other side. generation says which loaded copy of the program counts: an
+// agent restarted with a different program attaches it next to the running
+// one (both see every packet) and hands over by writing its generation in
+// the same update that switches sides, so no packet is counted by both for
+// longer than that one store (see docs/bpf.md, "Restarts and upgrades").
 // An index instead of a lookup in `active`: a map known at load time lets
 // the verifier inline the hash lookup, which a map-in-map lookup prevents.
 // A one-entry array rather than a global: libbpf-style .bss is mmapable and
@@ -145,12 +151,31 @@ struct {
 	__type(value, __u32);
 } active_idx SEC(".maps");
 
-static __always_inline __u32 active_side(void)
+// This program's generation: a placeholder immediate the loader patches
+// (counter.patchGeneration) before loading. An immediate rather than a
+// .rodata constant for the same reason as above: a read-only global is a
+// load from another vmalloc page on every packet.
+#define GENERATION_PLACEHOLDER 0x2a5a5447
+
+// Returns the side to write, or -1 while another program's generation owns
+// the maps.
+static __always_inline int owned_side(void)
 {
 	__u32 zero = 0;
-	__u32 *idx = bpf_map_lookup_elem(&active_idx, &zero);
+	__u32 *v = bpf_map_lookup_elem(&active_idx, &zero);
+	__u32 cur;
 
-	return idx ? *idx : 0;
+	if (!v)
+		return -1;
+	cur = *v;
+	// The placeholder goes through an asm move so clang keeps it as one
+	// 32-bit immediate the loader can find, instead of folding it into the
+	// comparison in some other form.
+	__u32 gen;
+	asm volatile("%0 = %1" : "=r"(gen) : "i"(GENERATION_PLACEHOLDER));
+	if ((cur >> 1) != gen)
+		return -1;
+	return cur & 1;
 }
 
 #define PKT_ONE 1ULL
@@ -199,17 +224,17 @@ static __always_inline void add_to(void *flows, void *key, __u64 bytes, __u64 se
 }
 
 // One call site per map, so each lookup stays inlinable.
-static __always_inline void add4(struct flow_key4 *key, __u64 bytes, __u64 segs, int fetch)
+static __always_inline void add4(int side, struct flow_key4 *key, __u64 bytes, __u64 segs, int fetch)
 {
-	if (active_side())
+	if (side)
 		add_to(&flows4_b, key, bytes, segs, fetch);
 	else
 		add_to(&flows4_a, key, bytes, segs, fetch);
 }
 
-static __always_inline void add6(struct flow_key6 *key, __u64 bytes, __u64 segs, int fetch)
+static __always_inline void add6(int side, struct flow_key6 *key, __u64 bytes, __u64 segs, int fetch)
 {
-	if (active_side())
+	if (side)
 		add_to(&flows6_b, key, bytes, segs, fetch);
 	else
 		add_to(&flows6_a, key, bytes, segs, fetch);
@@ -229,6 +254,10 @@ int count_nf(struct bpf_nf_ctx *ctx)
 
 	if (pf != NFPROTO_IPV4 && pf != NFPROTO_IPV6)
 		return NF_ACCEPT;
+	int side = owned_side();
+
+	if (side < 0)
+		return NF_ACCEPT;
 
 	// skb_shinfo(skb) = skb->head + skb->end; gso_segs is 0 for a non-GSO skb.
 	struct skb_shared_info *shinfo = bpf_rdonly_cast(skb->head + skb->end,
@@ -240,7 +269,7 @@ int count_nf(struct bpf_nf_ctx *ctx)
 		struct ip4_hdr *ip = bpf_rdonly_cast(nh, bpf_core_type_id_kernel(struct iphdr));
 		struct flow_key4 key = { .src = ip->saddr, .dst = ip->daddr };
 
-		add4(&key, len, segs ? segs : 1, 1);
+		add4(side, &key, len, segs ? segs : 1, 1);
 		return NF_ACCEPT;
 	}
 
@@ -252,7 +281,7 @@ int count_nf(struct bpf_nf_ctx *ctx)
 	// struct in6_addr.
 	for (int i = 0; i < 8; i++)
 		k[i] = ip->addrs[i];
-	add6(&key, len, segs ? segs : 1, 1);
+	add6(side, &key, len, segs ? segs : 1, 1);
 	return NF_ACCEPT;
 }
 
@@ -265,6 +294,10 @@ int count_tc(struct __sk_buff *skb)
 	__u32 segs = skb->gso_segs;
 	__u64 len = skb->len - ETH_HLEN;
 
+	int side = owned_side();
+
+	if (side < 0)
+		return TCX_NEXT;
 	if (segs == 0)
 		segs = 1;
 	if (proto == bpf_htons(ETH_P_IP)) {
@@ -274,7 +307,7 @@ int count_tc(struct __sk_buff *skb)
 			count_failure(0, 1);
 			return TCX_NEXT;
 		}
-		add4(&key, len, segs, 0);
+		add4(side, &key, len, segs, 0);
 	} else if (proto == bpf_htons(ETH_P_IPV6)) {
 		struct flow_key6 key;
 
@@ -282,7 +315,7 @@ int count_tc(struct __sk_buff *skb)
 			count_failure(0, 1);
 			return TCX_NEXT;
 		}
-		add6(&key, len, segs, 0);
+		add6(side, &key, len, segs, 0);
 	}
 	// ARP and other non-IP frames are not traffic we price.
 	return TCX_NEXT;

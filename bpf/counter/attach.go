@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math"
 	"net"
 	"os"
 	"runtime"
@@ -15,8 +16,10 @@ import (
 )
 
 // AttachNetfilter attaches the program at NF_INET_POST_ROUTING for IPv4 and
-// IPv6 in the network namespace at netnsPath ("" = the caller's). The links
-// stay until Close; the calling process does not change namespace.
+// IPv6 in the network namespace at netnsPath ("" = the caller's); the calling
+// process does not change namespace. The links are pinned: they stay after
+// Close, for the next Load. Where the program Load adopted is attached
+// already, that link is kept.
 func (c *Counter) AttachNetfilter(netnsPath string) error {
 	c.mu.Lock()
 	defer c.mu.Unlock()
@@ -26,35 +29,85 @@ func (c *Counter) AttachNetfilter(netnsPath string) error {
 	if c.mode != ModeNetfilter {
 		return fmt.Errorf("attaching netfilter: program loaded for mode %s", c.mode)
 	}
+	ino, err := netnsInode(netnsPath)
+	if err != nil {
+		return fmt.Errorf("attaching netfilter: %w", err)
+	}
 	families := []struct {
 		name string
+		kind hookKind
 		pf   link.NetfilterProtocolFamily
-	}{{"ipv4", link.NetfilterProtoIPv4}, {"ipv6", link.NetfilterProtoIPv6}}
-	var links []link.Link
-	err := inNetns(netnsPath, func() error {
+	}{{"ipv4", hookNF4, link.NetfilterProtoIPv4}, {"ipv6", hookNF6, link.NetfilterProtoIPv6}}
+	var attached []hook
+	newLinks := map[hook]link.Link{}
+	err = inNetns(netnsPath, func() error {
 		for _, f := range families {
+			h := hook{kind: f.kind, netns: ino}
+			if _, ok := c.gen.links[h]; ok {
+				if c.claimed[h] {
+					return fmt.Errorf("attaching netfilter %s: already attached in netns %q", f.name, netnsPath)
+				}
+				c.claimed[h] = true // adopted: counting already
+				continue
+			}
+			prio := c.handoverPriority(h)
 			l, err := link.AttachNetfilter(link.NetfilterOptions{
 				Program:        c.prog,
 				ProtocolFamily: f.pf,
 				Hook:           link.NetfilterInetPostRouting,
-				Priority:       c.cfg.Priority,
+				Priority:       prio,
 			})
 			if err != nil {
-				return fmt.Errorf("attaching netfilter %s at priority %d: %w", f.name, c.cfg.Priority, err)
+				return fmt.Errorf("attaching netfilter %s at priority %d: %w", f.name, prio, err)
 			}
-			links = append(links, l)
+			newLinks[h] = l
 		}
 		return nil
 	})
+	// Pinned from the process's own namespace: bpffs refuses a pin from a
+	// thread inside another network namespace (EPERM).
+	for h, l := range newLinks {
+		if err == nil {
+			err = c.gen.pin(h, l)
+			if err == nil {
+				c.claimed[h] = true
+				attached = append(attached, h)
+				continue
+			}
+		}
+		_ = l.Close()
+	}
 	if err != nil {
-		for _, l := range links {
-			_ = l.Close()
+		for _, h := range attached {
+			_ = c.gen.detach(h)
+			delete(c.claimed, h)
 		}
 		return err
 	}
-	c.links = append(c.links, links...)
-	c.log.Info("attached netfilter", "netns", netnsPath, "priority", c.cfg.Priority)
+	c.log.Info("attached netfilter", "netns", netnsPath, "new_links", len(attached), "generation", c.gen.gen)
 	return nil
+}
+
+// handoverPriority is the configured priority, or the one below it while
+// the program being taken over holds it at h: one hook and priority take a
+// single BPF program (EBUSY).
+func (c *Counter) handoverPriority(h hook) int32 {
+	prio := c.cfg.Priority
+	for _, g := range c.handover {
+		l, ok := g.links[h]
+		if !ok {
+			continue
+		}
+		info, err := l.Info()
+		if err != nil || info.Netfilter() == nil || info.Netfilter().Priority != prio {
+			continue
+		}
+		if prio == math.MinInt32+1 {
+			return prio + 1
+		}
+		return prio - 1
+	}
+	return prio
 }
 
 // tcTarget names an interface in a network namespace.
@@ -85,8 +138,57 @@ func (c *Counter) AttachTC(netnsPath, ifname string) error {
 	if c.mode != ModeTC {
 		return fmt.Errorf("attaching tc: program loaded for mode %s", c.mode)
 	}
+	if !c.tcx {
+		return c.attachClassic(netnsPath, ifname)
+	}
+	ino, err := netnsInode(netnsPath)
+	if err != nil {
+		return fmt.Errorf("attaching tc: %w", err)
+	}
+	h := hook{kind: hookTCX, netns: ino, ifname: ifname}
+	err = inNetns(netnsPath, func() error {
+		iface, err := net.InterfaceByName(ifname)
+		if err != nil {
+			return fmt.Errorf("attaching tc: finding interface: %w", err)
+		}
+		if l, ok := c.gen.links[h]; ok {
+			// Adopted and still on this interface: counting already.
+			if info, err := l.Info(); !c.claimed[h] && err == nil && info.TCX() != nil && int(info.TCX().Ifindex) == iface.Index {
+				c.claimed[h] = true
+				return nil
+			}
+			// Attached before, or the interface was recreated: replace.
+			if err := c.gen.detach(h); err != nil {
+				return err
+			}
+		}
+		l, err := link.AttachTCX(link.TCXOptions{
+			Interface: iface.Index,
+			Program:   c.prog,
+			Attach:    ebpf.AttachTCXIngress,
+			Anchor:    link.Head(),
+		})
+		if err != nil {
+			return fmt.Errorf("attaching tcx ingress to %s: %w", ifname, err)
+		}
+		if err := c.gen.pin(h, l); err != nil {
+			_ = l.Close()
+			return err
+		}
+		c.claimed[h] = true
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	c.log.Info("attached tc", "netns", netnsPath, "interface", ifname, "tcx", true, "generation", c.gen.gen)
+	return nil
+}
+
+// attachClassic installs the program as a clsact ingress filter, replacing
+// an earlier one on the interface. Filters have no pins: Close removes them.
+func (c *Counter) attachClassic(netnsPath, ifname string) error {
 	key := tcTarget{netnsPath, ifname}
-	// tcx refuses the same program twice on one hook: drop the old one first.
 	if old, ok := c.tc[key]; ok {
 		_ = old.Close()
 		delete(c.tc, key)
@@ -97,32 +199,20 @@ func (c *Counter) AttachTC(netnsPath, ifname string) error {
 		if err != nil {
 			return fmt.Errorf("attaching tc: finding interface: %w", err)
 		}
-		if !c.tcx {
-			l, err = c.attachClassic(netnsPath, iface)
-			return err
-		}
-		l, err = link.AttachTCX(link.TCXOptions{
-			Interface: iface.Index,
-			Program:   c.prog,
-			Attach:    ebpf.AttachTCXIngress,
-			Anchor:    link.Head(),
-		})
-		if err != nil {
-			return fmt.Errorf("attaching tcx ingress to %s: %w", ifname, err)
-		}
-		return nil
+		l, err = c.addClassicFilter(netnsPath, iface)
+		return err
 	})
 	if err != nil {
 		return err
 	}
 	c.tc[key] = l
-	c.log.Info("attached tc", "netns", netnsPath, "interface", ifname, "tcx", c.tcx)
+	c.log.Info("attached tc", "netns", netnsPath, "interface", ifname, "tcx", false)
 	return nil
 }
 
-// attachClassic installs the program as a clsact ingress filter. It runs on
-// a thread already inside the interface's namespace.
-func (c *Counter) attachClassic(netnsPath string, iface *net.Interface) (io.Closer, error) {
+// addClassicFilter installs the filter. It runs on a thread already inside
+// the interface's namespace.
+func (c *Counter) addClassicFilter(netnsPath string, iface *net.Interface) (io.Closer, error) {
 	qdisc := &netlink.GenericQdisc{
 		QdiscAttrs: netlink.QdiscAttrs{
 			LinkIndex: iface.Index,
@@ -182,6 +272,24 @@ func (f *classicFilter) Close() error {
 func (c *Counter) DetachTC(netnsPath, ifname string) error {
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	if c.closed {
+		return ErrClosed
+	}
+	if c.tcx {
+		ino, err := netnsInode(netnsPath)
+		if errors.Is(err, os.ErrNotExist) {
+			return nil // the namespace is gone, and its links with it
+		}
+		if err != nil {
+			return fmt.Errorf("detaching tc from %s: %w", ifname, err)
+		}
+		h := hook{kind: hookTCX, netns: ino, ifname: ifname}
+		delete(c.claimed, h)
+		if err := c.gen.detach(h); err != nil {
+			return fmt.Errorf("detaching tc from %s: %w", ifname, err)
+		}
+		return nil
+	}
 	key := tcTarget{netnsPath, ifname}
 	l, ok := c.tc[key]
 	if !ok {

@@ -15,6 +15,7 @@ import (
 	"log/slog"
 	"math"
 	"os"
+	"path/filepath"
 	"sync"
 
 	"github.com/cilium/ebpf"
@@ -165,7 +166,7 @@ type Counter struct {
 	mode Mode
 
 	prog   *ebpf.Program
-	index  *ebpf.Map    // active_idx: which flow maps the program writes
+	index  *ebpf.Map    // active_idx: generation << 1 | side the program writes
 	outer  *ebpf.Map    // map-in-map, updated only to wait for a grace period
 	flows4 [2]*ebpf.Map // IPv4 pairs, 8-byte keys
 	flows6 [2]*ebpf.Map // IPv6 pairs, 32-byte keys
@@ -173,15 +174,18 @@ type Counter struct {
 	legacy []legacyMap // pinned maps of an incompatible earlier layout, drained once
 	lock   *os.File    // flock on the pin dir: one counter per set of maps
 
-	mu     sync.Mutex             // serialises Drain and attach/close
-	active int                    // index into flows4/flows6 of the maps written
-	links  []link.Link            // netfilter links
-	tc     map[tcTarget]io.Closer // tc attachments by interface
-	tcx    bool                   // tc mode uses tcx links, else clsact filters
-	keys4  []key4
-	keys6  []Key
-	values []counterFlowValue
-	closed bool
+	mu       sync.Mutex             // serialises Drain and attach/close
+	active   int                    // index into flows4/flows6 of the maps written
+	gen      *generation            // our program's pins: adopted or loaded by us
+	claimed  map[hook]bool          // adopted links this process attached again
+	handover []*generation          // a different program still counting until the first Drain
+	settled  bool                   // the first Drain took over; leftovers are gone
+	tc       map[tcTarget]io.Closer // clsact filters by interface (tcx links are in gen)
+	tcx      bool                   // tc mode uses tcx links, else clsact filters
+	keys4    []key4
+	keys6    []Key
+	values   []counterFlowValue
+	closed   bool
 }
 
 // ErrClosed is returned by methods of a closed Counter.
@@ -240,6 +244,70 @@ func Load(ctx context.Context, cfg Config, log *slog.Logger) (*Counter, error) {
 	if err != nil {
 		return nil, err
 	}
+	c, err := load(cfg, log, mode, tcx, spec, progName, pins)
+	if err != nil {
+		pins.closeMaps()
+		pins.closeLegacy()
+		pins.lock.Close()
+		return nil, err
+	}
+	return c, nil
+}
+
+// load loads spec's maps (reusing pins when they match) and either adopts
+// the program that counts now, when it is the same as ours, or loads ours as
+// the next generation.
+func load(cfg Config, log *slog.Logger, mode Mode, tcx bool, spec *ebpf.CollectionSpec, progName string, pins *pins) (*Counter, error) {
+	var cur uint32 // generation << 1 | side, as the running program sees it
+	if pins.reuse {
+		if err := pins.maps[counterMapActiveIdx].Lookup(uint32(0), &cur); err != nil {
+			return nil, fmt.Errorf("reading the pinned active index: %w", err)
+		}
+	}
+	gens, err := openGenerations(cfg.PinDir, log)
+	if err != nil {
+		return nil, err
+	}
+	id := programID(_CounterBytes, progName, cfg.Priority)
+	var live *generation
+	var stale []*generation
+	for _, g := range gens {
+		if pins.reuse && g.gen == cur>>1 && live == nil {
+			live = g
+			continue
+		}
+		stale = append(stale, g)
+	}
+	// Hooks of a generation that does not own the maps count nothing (a
+	// process that died before taking over); with new maps, nothing pinned
+	// writes them. Either way they go before ours attach.
+	for _, g := range stale {
+		log.Info("removing hooks of a program that no longer counts", "dir", g.dir, "links", len(g.links))
+		if err := g.remove(); err != nil {
+			closeGenerations(gens)
+			return nil, err
+		}
+	}
+
+	adopt := live != nil && live.id == id
+	var prog *ebpf.Program
+	if adopt {
+		prog, err = ebpf.LoadPinnedProgram(filepath.Join(live.dir, progPin), nil)
+		if err != nil {
+			log.Warn("cannot open the running program's pin: loading ours beside it", "dir", live.dir, "error", err)
+			adopt = false
+		} else {
+			delete(spec.Programs, progName)
+		}
+	}
+	newGen := nextGeneration(cur >> 1)
+	if !adopt {
+		if err := patchGeneration(spec.Programs[progName], newGen); err != nil {
+			closeGenerations(gens)
+			return nil, err
+		}
+	}
+
 	var opts ebpf.CollectionOptions
 	if pins.reuse {
 		opts.MapReplacements = pins.maps
@@ -247,42 +315,75 @@ func Load(ctx context.Context, cfg Config, log *slog.Logger) (*Counter, error) {
 	coll, err := ebpf.NewCollectionWithOptions(spec, opts)
 	pins.closeMaps() // collections hold their own clones
 	if err != nil {
-		pins.closeLegacy()
-		pins.lock.Close()
+		if prog != nil {
+			prog.Close()
+		}
+		closeGenerations(gens)
 		return nil, fmt.Errorf("loading objects: %w", err)
+	}
+	if !adopt {
+		prog = coll.Programs[progName]
 	}
 
 	c := &Counter{
-		cfg:    cfg,
-		log:    log,
-		mode:   mode,
-		tcx:    tcx,
-		prog:   coll.Programs[progName],
-		index:  coll.Maps[counterMapActiveIdx],
-		tc:     map[tcTarget]io.Closer{},
-		outer:  coll.Maps[counterMapActive],
-		flows4: [2]*ebpf.Map{coll.Maps[counterMapFlows4A], coll.Maps[counterMapFlows4B]},
-		flows6: [2]*ebpf.Map{coll.Maps[counterMapFlows6A], coll.Maps[counterMapFlows6B]},
-		stats:  coll.Maps[counterMapStats],
-		legacy: pins.legacy,
-		lock:   pins.lock,
+		cfg:     cfg,
+		log:     log,
+		mode:    mode,
+		tcx:     tcx,
+		prog:    prog,
+		index:   coll.Maps[counterMapActiveIdx],
+		tc:      map[tcTarget]io.Closer{},
+		claimed: map[hook]bool{},
+		outer:   coll.Maps[counterMapActive],
+		flows4:  [2]*ebpf.Map{coll.Maps[counterMapFlows4A], coll.Maps[counterMapFlows4B]},
+		flows6:  [2]*ebpf.Map{coll.Maps[counterMapFlows6A], coll.Maps[counterMapFlows6B]},
+		stats:   coll.Maps[counterMapStats],
+		legacy:  pins.legacy,
+		lock:    pins.lock,
+		active:  int(cur & 1),
 	}
 	batch := min(cfg.MaxFlows, maxBatch)
 	c.keys4 = make([]key4, batch)
 	c.keys6 = make([]Key, batch)
 	c.values = make([]counterFlowValue, batch)
 
-	// A new program starts writing the _a maps (active_idx 0); Drain empties
-	// both maps, so whatever an earlier process left in either is read.
-	if pins.reuse {
+	if !pins.reuse {
+		if err := c.pin(); err != nil {
+			_ = c.Close()
+			return nil, err
+		}
+		log.Info("created and pinned maps", "dir", cfg.PinDir, "max_flows", cfg.MaxFlows)
+	} else {
 		log.Info("reusing pinned maps", "dir", cfg.PinDir, "max_flows", cfg.MaxFlows)
+	}
+
+	switch {
+	case adopt:
+		c.gen = live
+		log.Info("adopting the running program and its hooks: the same program, nothing changes hands",
+			"generation", live.gen, "program", id, "links", len(live.links))
 		return c, nil
+	case live != nil:
+		c.handover = []*generation{live}
+		log.Info("a different program is counting: attaching ours beside it, taking over at the first drain",
+			"running_generation", live.gen, "running_program", live.id, "generation", newGen, "program", id)
 	}
-	if err := c.pin(); err != nil {
+	c.gen = &generation{gen: newGen, id: id, dir: filepath.Join(cfg.PinDir, genDirName(newGen, id)), links: map[hook]link.Link{}}
+	if err := os.Mkdir(c.gen.dir, 0o700); err != nil {
 		_ = c.Close()
-		return nil, err
+		return nil, fmt.Errorf("creating the program's pin dir: %w", err)
 	}
-	log.Info("created and pinned maps", "dir", cfg.PinDir, "max_flows", cfg.MaxFlows)
+	if err := prog.Pin(filepath.Join(c.gen.dir, progPin)); err != nil {
+		_ = c.Close()
+		return nil, fmt.Errorf("pinning the program: %w", err)
+	}
+	if live == nil {
+		// Nothing counts yet: ours owns the maps from its first packet.
+		if err := c.index.Update(uint32(0), c.gen.gen<<1|uint32(c.active), ebpf.UpdateAny); err != nil {
+			_ = c.Close()
+			return nil, fmt.Errorf("setting the active index: %w", err)
+		}
+	}
 	return c, nil
 }
 
@@ -313,9 +414,11 @@ func (c *Counter) InsertFailures() (uint64, error) {
 	return s.InsertFailedPackets, err
 }
 
-// Close detaches all links and releases the program and maps. Pinned maps
-// stay in bpffs (their content too) for the next Load; call Unpin first to
-// remove them.
+// Close releases the process's handles on the program, maps and links. The
+// pinned links stay attached and keep counting into the pinned maps, so the
+// next Load (a restart or an upgrade) finds every byte; clsact filters (the
+// tc fallback without tcx) have no pins and are removed. Uninstall removes
+// everything.
 func (c *Counter) Close() error {
 	c.mu.Lock()
 	defer c.mu.Unlock()
@@ -324,12 +427,11 @@ func (c *Counter) Close() error {
 	}
 	c.closed = true
 	var errs []error
-	for _, l := range c.links {
-		if err := l.Close(); err != nil {
-			errs = append(errs, fmt.Errorf("closing link: %w", err))
+	for _, g := range append([]*generation{c.gen}, c.handover...) {
+		if g != nil {
+			errs = append(errs, g.close())
 		}
 	}
-	c.links = nil
 	for _, l := range c.tc {
 		if err := l.Close(); err != nil {
 			errs = append(errs, fmt.Errorf("closing tc link: %w", err))

@@ -286,11 +286,16 @@ func TestLoadDrainsMapsOfEarlierLayout(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	gens := 0
 	for _, e := range ents {
+		if strings.HasPrefix(e.Name(), genDirPrefix) {
+			gens++
+			continue
+		}
 		names = append(names, e.Name())
 	}
 	slices.Sort(names)
-	if wantNames := slices.Sorted(slices.Values(pinnedMaps)); !slices.Equal(names, wantNames) {
-		t.Errorf("pins after upgrade = %v, want %v", names, wantNames)
+	if wantNames := slices.Sorted(slices.Values(pinnedMaps)); !slices.Equal(names, wantNames) || gens != 1 {
+		t.Errorf("pins after upgrade = %v and %d program generations, want %v and 1", names, gens, wantNames)
 	}
 }

@@ -47,7 +47,9 @@ func (c *Counter) Drain(ctx context.Context, fn func(Key, Value)) (DrainStats, e
 	if err := c.drainPair(ctx, inactive, fn, &st); err != nil {
 		return st, fmt.Errorf("draining inactive flow maps: %w", err)
 	}
-	if err := c.index.Update(uint32(0), uint32(inactive), ebpf.UpdateAny); err != nil {
+	// One store switches sides and, on the first Drain after an upgrade,
+	// hands counting from the old program to ours.
+	if err := c.index.Update(uint32(0), c.gen.gen<<1|uint32(inactive), ebpf.UpdateAny); err != nil {
 		return st, fmt.Errorf("switching active flow maps: %w", err)
 	}
 	// The kernel waits an RCU grace period after a syscall update of a
@@ -58,10 +60,38 @@ func (c *Counter) Drain(ctx context.Context, fn func(Key, Value)) (DrainStats, e
 		return st, fmt.Errorf("waiting for programs to leave the old flow maps: %w", err)
 	}
 	c.active, inactive = inactive, c.active
+	if !c.settled {
+		if err := c.settle(); err != nil {
+			return st, err
+		}
+	}
 	if err := c.drainPair(ctx, inactive, fn, &st); err != nil {
 		return st, fmt.Errorf("draining flow maps: %w", err)
 	}
 	return st, nil
+}
+
+// settle removes, once the first switch has put our generation in charge,
+// the program it took over from and the adopted links this process did not
+// attach again (a netns or interface it no longer counts).
+func (c *Counter) settle() error {
+	var errs []error
+	for _, g := range c.handover {
+		c.log.Info("took over counting: removing the previous program's hooks", "generation", g.gen, "program", g.id, "links", len(g.links))
+		errs = append(errs, g.remove())
+	}
+	c.handover = nil
+	for h := range c.gen.links {
+		if !c.claimed[h] {
+			c.log.Info("removing an adopted hook this process does not attach", "hook", h.String())
+			errs = append(errs, c.gen.detach(h))
+		}
+	}
+	c.settled = true
+	if err := errors.Join(errs...); err != nil {
+		return fmt.Errorf("removing the hooks taken over: %w", err)
+	}
+	return nil
 }
 
 // drainPair drains the IPv4 and IPv6 maps of one side of the switch.

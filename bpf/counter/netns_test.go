@@ -618,11 +618,11 @@ func TestPinnedMapsSurviveRestart(t *testing.T) {
 	if want := uint64(100 + 200 + 300 + 400); got.Packets != want {
 		t.Errorf("counted %d packets, sent %d", got.Packets, want)
 	}
-	if err := c.Unpin(); err != nil {
-		t.Fatalf("unpinning: %v", err)
+	if err := c.Uninstall(); err != nil {
+		t.Fatalf("uninstalling: %v", err)
 	}
 	if ents, _ := os.ReadDir(dir); len(ents) != 0 {
-		t.Errorf("pins left after Unpin: %v", ents)
+		t.Errorf("pins left after Uninstall: %v", ents)
 	}
 }
 

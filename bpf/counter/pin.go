@@ -16,7 +16,7 @@ import (
 var flowMaps = []string{counterMapFlows4A, counterMapFlows4B, counterMapFlows6A, counterMapFlows6B}
 
 // pinnedMaps are the maps kept in bpffs; all or none of them are reused.
-var pinnedMaps = append(slices.Clone(flowMaps), counterMapActive, counterMapStats)
+var pinnedMaps = append(slices.Clone(flowMaps), counterMapActive, counterMapActiveIdx, counterMapStats)
 
 // layout is how a flow map's key and value are read.
 type layout int
@@ -181,7 +181,7 @@ func (c *Counter) pin() error {
 	objs := map[string]*ebpf.Map{
 		counterMapFlows4A: c.flows4[0], counterMapFlows4B: c.flows4[1],
 		counterMapFlows6A: c.flows6[0], counterMapFlows6B: c.flows6[1],
-		counterMapActive: c.outer, counterMapStats: c.stats,
+		counterMapActive: c.outer, counterMapActiveIdx: c.index, counterMapStats: c.stats,
 	}
 	for _, name := range pinnedMaps {
 		if err := objs[name].Pin(filepath.Join(c.cfg.PinDir, name)); err != nil {
@@ -191,17 +191,62 @@ func (c *Counter) pin() error {
 	return nil
 }
 
-// Unpin removes the maps from bpffs, so the next Load starts from zero and
-// counts not yet drained are lost. For uninstalling; a restart keeps pins.
-func (c *Counter) Unpin() error {
+// Uninstall detaches every hook pinned in c's pin dir, removes the pins of
+// the program and the maps and closes c. What was counted and not drained is
+// lost: for removing the agent from a node, not for a restart (which only
+// Closes).
+func (c *Counter) Uninstall() error {
 	c.mu.Lock()
-	defer c.mu.Unlock()
+	var errs []error
 	if c.closed {
+		c.mu.Unlock()
 		return ErrClosed
 	}
+	for _, g := range append([]*generation{c.gen}, c.handover...) {
+		if g != nil {
+			errs = append(errs, g.remove())
+		}
+	}
+	c.gen, c.handover = nil, nil
+	// Still holding the pin dir lock: nobody else pins meanwhile.
+	errs = append(errs, removePins(c.cfg.PinDir, c.log))
+	c.mu.Unlock()
+	errs = append(errs, c.Close())
+	return errors.Join(errs...)
+}
+
+// Uninstall detaches every hook pinned in dir and removes the pins of its
+// programs and maps, for removing the agent from a node. It fails with
+// ErrPinDirBusy while an agent runs on dir. A dir that does not exist is
+// already uninstalled.
+func Uninstall(dir string, log *slog.Logger) error {
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	if _, err := os.Stat(dir); errors.Is(err, os.ErrNotExist) {
+		return nil
+	}
+	lock, err := lockPinDir(dir)
+	if err != nil {
+		return err
+	}
+	defer lock.Close()
+	return removePins(dir, log)
+}
+
+// removePins removes every generation (detaching its links) and every map
+// pin in dir. The caller holds the pin dir lock or knows nobody does.
+func removePins(dir string, log *slog.Logger) error {
+	gens, err := openGenerations(dir, log)
+	if err != nil {
+		return err
+	}
 	var errs []error
-	for _, name := range pinnedMaps {
-		err := os.Remove(filepath.Join(c.cfg.PinDir, name))
+	for _, g := range gens {
+		errs = append(errs, g.remove())
+	}
+	for _, name := range append(slices.Clone(pinnedMaps), "flows_a", "flows_b") {
+		err := os.Remove(filepath.Join(dir, name))
 		if err != nil && !errors.Is(err, os.ErrNotExist) {
 			errs = append(errs, fmt.Errorf("unpinning map %s: %w", name, err))
 		}

@@ -15,6 +15,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/urfave/cli/v2"
 	"github.com/zonetoll/zonetoll/bpf/counter"
 	"github.com/zonetoll/zonetoll/services/flowagent/internal/agent"
 	"github.com/zonetoll/zonetoll/services/flowagent/internal/locals"
@@ -114,6 +115,7 @@ func Spec() servicecmd.Spec[Config] {
 		Usage:      "counts the bytes this node sends per address pair with eBPF and reports them to its zone's flowserver",
 		Run:        Run,
 		Kubernetes: true,
+		Commands:   []*cli.Command{uninstallCommand()},
 	}
 }
 

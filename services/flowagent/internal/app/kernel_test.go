@@ -1,6 +1,7 @@
 package app
 
 import (
+	"bytes"
 	"context"
 	"fmt"
 	"github.com/zonetoll/zonetoll/bpf/kerneltest"
@@ -26,6 +27,7 @@ import (
 	"github.com/zonetoll/zonetoll/services/flowagent/internal/locals"
 	"github.com/zonetoll/zonetoll/services/flowagent/internal/sender"
 	"github.com/zonetoll/zonetoll/shared/report"
+	"github.com/zonetoll/zonetoll/shared/servicecmd"
 )
 
 // netnsPrefix names every network namespace these tests create, with the pid after it, so leftovers
@@ -563,5 +565,60 @@ func TestOverlayEachByteOnce(t *testing.T) {
 		if pair != [2]netip.Addr{a4, b4} && pair != [2]netip.Addr{b4, a4} {
 			t.Errorf("unexpected flow %v with %d bytes (an outer packet reported?)", pair, v)
 		}
+	}
+}
+
+// TestUninstallCommand: after the agent stops its hooks stay (the next start adopts them); `flowagent
+// uninstall` detaches them and removes every pin, and refuses while an agent holds the pin dir.
+func TestUninstallCommand(t *testing.T) {
+	kerneltest.Require(t)
+	c := newCluster(t)
+	pins := mkPinDir(t)
+	run := func(args ...string) (int, string) {
+		spec := Spec()
+		var out bytes.Buffer
+		spec.Stdout, spec.Stderr = &out, &out
+		return servicecmd.Main(context.Background(), spec, append([]string{"flowagent", "uninstall", "--pin-dir", pins}, args...)), out.String()
+	}
+	ctr, err := counter.Load(context.Background(), counter.Config{PinDir: pins, Mode: counter.ModeNetfilter, MaxFlows: 64}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := ctr.AttachNetfilter("/run/netns/" + c.node1); err != nil {
+		ctr.Close()
+		t.Fatal(err)
+	}
+	if code, out := run(); code != servicecmd.ExitFailure || !strings.Contains(out, "an agent is running") {
+		t.Errorf("uninstall while the agent runs: exit %d, output %q; want a failure naming the running agent", code, out)
+	}
+	if err := ctr.Close(); err != nil {
+		t.Fatal(err)
+	}
+	c.listen(c.b, "198.18.2.2")
+	counted := func() bool {
+		// The pinned hook still counts after Close: a new counter on the same pins drains what was sent.
+		ctr, err := counter.Load(context.Background(), counter.Config{PinDir: pins, Mode: counter.ModeNetfilter, MaxFlows: 64}, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer ctr.Close()
+		n := 0
+		if _, err := ctr.Drain(context.Background(), func(counter.Key, counter.Value) { n++ }); err != nil {
+			t.Fatal(err)
+		}
+		return n > 0
+	}
+	c.send(c.a, a4, b4, 10)
+	if !counted() {
+		t.Fatalf("nothing counted after the agent stopped: its hooks should stay attached")
+	}
+	if code, out := run(); code != servicecmd.ExitOK {
+		t.Fatalf("uninstall: exit %d, output %q", code, out)
+	}
+	if ents, _ := os.ReadDir(pins); len(ents) != 0 {
+		t.Errorf("pins left after uninstall: %v", ents)
+	}
+	if code, out := run(); code != servicecmd.ExitOK {
+		t.Errorf("uninstalling twice: exit %d, output %q; want success", code, out)
 	}
 }

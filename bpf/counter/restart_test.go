@@ -1,0 +1,276 @@
+package counter
+
+import (
+	"context"
+	"errors"
+	"os"
+	"path/filepath"
+	"runtime"
+	"slices"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/cilium/ebpf"
+	"github.com/cilium/ebpf/asm"
+	"github.com/cilium/ebpf/link"
+	"github.com/zonetoll/zonetoll/bpf/kerneltest"
+)
+
+// genDirs lists the generation directories pinned in dir.
+func genDirs(t *testing.T, dir string) []string {
+	t.Helper()
+	ents, err := os.ReadDir(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out []string
+	for _, e := range ents {
+		if strings.HasPrefix(e.Name(), genDirPrefix) {
+			out = append(out, e.Name())
+		}
+	}
+	return out
+}
+
+// collector adds drained flows up, safe for concurrent drains.
+type collector struct {
+	mu    sync.Mutex
+	total map[Key]Value
+}
+
+func (c *collector) add(k Key, v Value) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.total == nil {
+		c.total = map[Key]Value{}
+	}
+	c.total[k] = addValue(c.total[k], v)
+}
+
+// attachAt loads a two-instruction netfilter program and attaches it at the
+// node's POST_ROUTING for IPv4 at prio; a second BPF program on the same hook
+// and priority fails with EBUSY, which shows whether ours is still attached.
+func (tp *topo) attachAt(prio int32) error {
+	prog, err := ebpf.NewProgram(&ebpf.ProgramSpec{
+		Type: ebpf.Netfilter, AttachType: ebpf.AttachNetfilter, License: "MIT",
+		Instructions: asm.Instructions{asm.Mov.Imm(asm.R0, 1), asm.Return()},
+	})
+	if err != nil {
+		tp.t.Fatalf("loading probe program: %v", err)
+	}
+	defer prog.Close()
+	var l link.Link
+	tp.inNS(tp.node, func() error {
+		l, err = link.AttachNetfilter(link.NetfilterOptions{
+			Program: prog, ProtocolFamily: link.NetfilterProtoIPv4, Hook: link.NetfilterInetPostRouting, Priority: prio,
+		})
+		return nil
+	})
+	if err == nil {
+		l.Close()
+	}
+	return err
+}
+
+// TestRestartUnderTrafficLosesNothing stops the counter and starts a new one
+// on the same pin dir while pods keep sending, as a DaemonSet rollout does.
+// With the same program the new process adopts the running hooks and the
+// count is exact to the byte; with another program (here: another priority,
+// which is part of what the program id covers) it attaches beside the old
+// one and takes over at its first drain, where at most the packets inside the
+// hook chain at that instant (one per CPU) can be counted twice or missed.
+func TestRestartUnderTrafficLosesNothing(t *testing.T) {
+	kerneltest.Require(t)
+	for _, tc := range []struct {
+		name          string
+		mode          Mode
+		second        int32 // priority of the second process
+		adopt         bool
+		maxDifference uint64 // packets
+	}{
+		{"same program adopts the running hooks", ModeNetfilter, DefaultPriority, true, 0},
+		{"upgrade hands over at the first drain", ModeNetfilter, DefaultPriority - 10, false, uint64(runtime.NumCPU())},
+		{"tcx: same program adopts the running links", ModeTC, DefaultPriority, true, 0},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			tp := newTopo(t)
+			dir := pinDir(t)
+			load := func(prio int32) *Counter {
+				t.Helper()
+				c, err := Load(context.Background(), Config{MaxFlows: 1024, PinDir: dir, Mode: tc.mode, Priority: prio}, nil)
+				if err != nil {
+					t.Fatalf("loading counter: %v", err)
+				}
+				if tc.mode == ModeTC && !c.tcx {
+					c.Close()
+					t.Skip("kernel without tcx links: clsact filters have no pins")
+				}
+				attach := func() error { return c.AttachNetfilter(nsPath(tp.node)) }
+				if tc.mode == ModeTC {
+					// Pod a sends everything: its veth's ingress on the node sees it all.
+					attach = func() error { return c.AttachTC(nsPath(tp.node), "va") }
+				}
+				if err := attach(); err != nil {
+					c.Close()
+					t.Fatal(err)
+				}
+				return c
+			}
+			var got collector
+			before := tp.quiesce()
+			first := load(DefaultPriority)
+			firstGen := genDirs(t, dir)
+
+			var wg sync.WaitGroup
+			wg.Go(func() { tp.sendUDP(false, 40000, 18, 7001, 7002, 7003) })
+			wg.Go(func() { tp.sendUDP(true, 40000, 18, 7001, 7002, 7003) })
+			time.Sleep(50 * time.Millisecond)
+			if _, err := first.Drain(context.Background(), got.add); err != nil {
+				t.Fatal(err)
+			}
+			if err := first.Close(); err != nil {
+				t.Fatalf("closing the first counter: %v", err)
+			}
+			gapStart := tp.snapshot()
+			// No process runs: the pinned hooks must go on counting.
+			time.Sleep(50 * time.Millisecond)
+			second := load(tc.second)
+			t.Cleanup(func() { second.Close() })
+			gapEnd := tp.snapshot()
+			if gapEnd.forwarded == gapStart.forwarded {
+				t.Fatalf("no packet was forwarded while no counter ran: the test did not exercise the restart")
+			}
+			gens := genDirs(t, dir)
+			switch {
+			case tc.adopt && !slices.Equal(gens, firstGen):
+				t.Errorf("same program: generations %v after the restart, want the first one's %v kept", gens, firstGen)
+			case !tc.adopt && len(gens) != 2:
+				t.Errorf("upgrade: generations %v before the first drain, want the running one and the new one", gens)
+			}
+			drains := 0
+			for {
+				if _, err := second.Drain(context.Background(), got.add); err != nil {
+					t.Fatal(err)
+				}
+				drains++
+				if drains == 1 && !tc.adopt {
+					if gens := genDirs(t, dir); len(gens) != 1 || slices.Equal(gens, firstGen) {
+						t.Errorf("upgrade: generations %v after the first drain, want only the new one", gens)
+					}
+					// The old program's link at the default priority is gone.
+					if err := tp.attachAt(DefaultPriority); err != nil {
+						t.Errorf("attaching at the old program's priority after the hand-over: %v", err)
+					}
+				}
+				if drains >= 5 {
+					break
+				}
+				time.Sleep(20 * time.Millisecond)
+			}
+			afterDrains := tp.snapshot()
+			wg.Wait()
+			after := tp.quiesce()
+			if afterDrains.forwarded == after.forwarded {
+				t.Logf("traffic ended before the second counter's drains were done")
+			}
+			for k, v := range drainAll(t, second) {
+				got.add(k, v)
+			}
+
+			sum := tp.podFlows(t, got.total)
+			pkts, bytes := forwardedBytes(t, before, after)
+			diff := max(sum.Packets, pkts) - min(sum.Packets, pkts)
+			if diff > tc.maxDifference {
+				t.Errorf("counted %d packets / %d bytes across the restart, node forwarded %d / %d (difference %d, allowed %d)",
+					sum.Packets, sum.Bytes, pkts, bytes, diff, tc.maxDifference)
+			}
+			if tc.maxDifference == 0 && sum.Bytes != bytes {
+				t.Errorf("counted %d bytes across the restart, node forwarded %d", sum.Bytes, bytes)
+			}
+			t.Logf("%d packets, %d bytes; %d packets forwarded while no counter ran", sum.Packets, sum.Bytes, gapEnd.forwarded-gapStart.forwarded)
+		})
+	}
+}
+
+// TestUpgradeThatDiesBeforeTakingOverChangesNothing: a new program that is
+// attached but never drains (its process died) counts nothing, and the next
+// start removes it and adopts the program that kept counting.
+func TestUpgradeThatDiesBeforeTakingOverChangesNothing(t *testing.T) {
+	kerneltest.Require(t)
+	tp := newTopo(t)
+	dir := pinDir(t)
+	load := func(prio int32) *Counter {
+		t.Helper()
+		c, err := Load(context.Background(), Config{MaxFlows: 1024, PinDir: dir, Mode: ModeNetfilter, Priority: prio}, nil)
+		if err != nil {
+			t.Fatalf("loading counter: %v", err)
+		}
+		if err := c.AttachNetfilter(nsPath(tp.node)); err != nil {
+			c.Close()
+			t.Fatal(err)
+		}
+		return c
+	}
+	before := tp.quiesce()
+	c := load(DefaultPriority)
+	running := genDirs(t, dir)
+	tp.sendUDP(false, 100, 200, 7101)
+	c.Close()
+	c = load(DefaultPriority - 10) // the upgrade: attached, then gone without a drain
+	tp.sendUDP(true, 200, 300, 7101)
+	c.Close()
+	c = load(DefaultPriority)
+	t.Cleanup(func() { c.Close() })
+	if gens := genDirs(t, dir); !slices.Equal(gens, running) {
+		t.Errorf("generations %v after the third start, want the running %v adopted and the dead upgrade removed", gens, running)
+	}
+	tp.sendUDP(false, 300, 400, 7101)
+	after := tp.quiesce()
+	got := tp.podFlows(t, drainAll(t, c))
+	pkts, bytes := forwardedBytes(t, before, after)
+	if got.Packets != pkts || got.Bytes != bytes || pkts != 600 {
+		t.Errorf("counted %d packets / %d bytes, node forwarded %d / %d (sent 600)", got.Packets, got.Bytes, pkts, bytes)
+	}
+	if err := tp.attachAt(DefaultPriority - 10); err != nil {
+		t.Errorf("the dead upgrade's link is still attached: %v", err)
+	}
+}
+
+// TestUninstallDetachesEverything: Close leaves the hooks counting, Uninstall
+// removes them and every pin.
+func TestUninstallDetachesEverything(t *testing.T) {
+	kerneltest.Require(t)
+	tp := newTopo(t)
+	dir := pinDir(t)
+	c, err := Load(context.Background(), Config{MaxFlows: 64, PinDir: dir, Mode: ModeNetfilter}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := c.AttachNetfilter(nsPath(tp.node)); err != nil {
+		c.Close()
+		t.Fatal(err)
+	}
+	if err := Uninstall(dir, nil); !errors.Is(err, ErrPinDirBusy) {
+		t.Errorf("Uninstall while a counter runs = %v, want ErrPinDirBusy", err)
+	}
+	if err := c.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if err := tp.attachAt(DefaultPriority); err == nil {
+		t.Errorf("attaching at the counter's priority after Close succeeded: its hook should still be attached")
+	}
+	if err := Uninstall(dir, nil); err != nil {
+		t.Fatalf("uninstalling: %v", err)
+	}
+	if ents, _ := os.ReadDir(dir); len(ents) != 0 {
+		t.Errorf("pins left after Uninstall: %v", ents)
+	}
+	if err := tp.attachAt(DefaultPriority); err != nil {
+		t.Errorf("the counter's hook is still attached after Uninstall: %v", err)
+	}
+	if err := Uninstall(filepath.Join(dir, "never-created"), nil); err != nil {
+		t.Errorf("Uninstall of a dir that does not exist = %v, want nil", err)
+	}
+}
