@@ -126,11 +126,9 @@ func (l *Ledger) Snapshot() map[[2]netip.Addr]PairCount {
 // Generator owns one UDP socket per endpoint and family, opened inside the endpoint's network namespace.
 // Servers answer each request with the size it asks for; everything sent is counted in the ledger.
 type Generator struct {
-	Ledger *Ledger
-	socks  map[netip.Addr]*net.UDPConn // by local address
-	paused atomic.Bool
-	// quiet are addresses that must not send (a node whose agent is being restarted); nil: none.
-	quiet       atomic.Pointer[map[netip.Addr]bool]
+	Ledger      *Ledger
+	socks       map[netip.Addr]*net.UDPConn // by local address
+	paused      atomic.Bool
 	mu          sync.Mutex
 	pausedAt    time.Time
 	pausedTotal time.Duration
@@ -220,25 +218,8 @@ func (g *Generator) Paused() time.Duration {
 	return g.pausedTotal
 }
 
-// Quiet stops the given addresses from sending (nil: all may send again).
-func (g *Generator) Quiet(addrs []netip.Addr) {
-	if addrs == nil {
-		g.quiet.Store(nil)
-		return
-	}
-	m := map[netip.Addr]bool{}
-	for _, a := range addrs {
-		m[a] = true
-	}
-	g.quiet.Store(&m)
-}
-
 func (g *Generator) silent(src netip.Addr) bool {
-	if g.paused.Load() {
-		return true
-	}
-	q := g.quiet.Load()
-	return q != nil && (*q)[src]
+	return g.paused.Load()
 }
 
 // Run drives the calls for d (bounded: at most Rate×d calls each, and never past ctx) and returns when
