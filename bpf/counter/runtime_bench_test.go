@@ -56,6 +56,9 @@ func BenchmarkProgramRunTime(b *testing.B) {
 	}{
 		{"udp4-64B", func() { tp.sendUDP(false, 20000, 18, 9101) }},
 		{"udp6-64B", func() { tp.sendUDP(true, 20000, 18, 9101) }},
+		// 32 datagrams per system call: the same packets with warm TLB entries.
+		{"udp4-64B-sendmmsg32", func() { tp.sendBatched(false, 20000, 18, 32, 9101) }},
+		{"udp6-64B-sendmmsg32", func() { tp.sendBatched(true, 20000, 18, 32, 9101) }},
 		{"tcp4", func() { tp.sendTCP(false, 16<<20) }},
 	} {
 		b.Run(bb.name, func(b *testing.B) {

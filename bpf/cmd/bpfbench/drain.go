@@ -34,7 +34,7 @@ func measureDrain(ctx context.Context, tp *topo, pins string, o options, log *sl
 	if err != nil {
 		return nil, err
 	}
-	defer c.Close()
+	defer c.Uninstall()
 	if err := c.AttachNetfilter(nsPath(tp.node)); err != nil {
 		return nil, err
 	}

@@ -101,7 +101,9 @@ func attach(tp *topo, m mode, pins string) (*attached, error) {
 			c.Close()
 			return nil, err
 		}
-		return &attached{runStats: c.RunStats, close: c.Close}, nil
+		// Uninstall, not Close: the counter's links are pinned and would keep
+		// the hook (and its priority) for the next mode.
+		return &attached{runStats: c.RunStats, close: c.Uninstall}, nil
 	}
 	return nil, fmt.Errorf("unknown mode %q", m)
 }
