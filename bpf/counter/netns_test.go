@@ -556,16 +556,7 @@ func TestPinnedMapsSurviveRestart(t *testing.T) {
 	tp := newTopo(t)
 	dir := pinDir(t)
 	load := func(maxFlows uint32) *Counter {
-		t.Helper()
-		c, err := Load(context.Background(), Config{MaxFlows: maxFlows, PinDir: dir, Mode: ModeNetfilter}, nil)
-		if err != nil {
-			t.Fatalf("loading counter: %v", err)
-		}
-		if err := c.AttachNetfilter(nsPath(tp.node)); err != nil {
-			c.Close()
-			t.Fatal(err)
-		}
-		return c
+		return tp.loadAttached(Config{MaxFlows: maxFlows, PinDir: dir, Mode: ModeNetfilter})
 	}
 	total := map[Key]Value{}
 	collect := func(k Key, v Value) { total[k] = addValue(total[k], v) }

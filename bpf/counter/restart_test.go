@@ -34,6 +34,31 @@ func genDirs(t *testing.T, dir string) []string {
 	return out
 }
 
+// loadAttached loads a counter on cfg and attaches it in the node namespace:
+// netfilter, or in tc mode pod a's veth, whose ingress on the node sees all
+// pod a sends. The caller closes it.
+func (tp *topo) loadAttached(cfg Config) *Counter {
+	t := tp.t
+	t.Helper()
+	c, err := Load(context.Background(), cfg, nil)
+	if err != nil {
+		t.Fatalf("loading counter: %v", err)
+	}
+	if cfg.Mode == ModeTC && !c.tcx {
+		c.Close()
+		t.Skip("kernel without tcx links: clsact filters have no pins")
+	}
+	attach := func() error { return c.AttachNetfilter(nsPath(tp.node)) }
+	if cfg.Mode == ModeTC {
+		attach = func() error { return c.AttachTC(nsPath(tp.node), "va") }
+	}
+	if err := attach(); err != nil {
+		c.Close()
+		t.Fatal(err)
+	}
+	return c
+}
+
 // collector adds drained flows up, safe for concurrent drains.
 type collector struct {
 	mu    sync.Mutex
@@ -98,25 +123,7 @@ func TestRestartUnderTrafficLosesNothing(t *testing.T) {
 			tp := newTopo(t)
 			dir := pinDir(t)
 			load := func(prio int32) *Counter {
-				t.Helper()
-				c, err := Load(context.Background(), Config{MaxFlows: 1024, PinDir: dir, Mode: tc.mode, Priority: prio}, nil)
-				if err != nil {
-					t.Fatalf("loading counter: %v", err)
-				}
-				if tc.mode == ModeTC && !c.tcx {
-					c.Close()
-					t.Skip("kernel without tcx links: clsact filters have no pins")
-				}
-				attach := func() error { return c.AttachNetfilter(nsPath(tp.node)) }
-				if tc.mode == ModeTC {
-					// Pod a sends everything: its veth's ingress on the node sees it all.
-					attach = func() error { return c.AttachTC(nsPath(tp.node), "va") }
-				}
-				if err := attach(); err != nil {
-					c.Close()
-					t.Fatal(err)
-				}
-				return c
+				return tp.loadAttached(Config{MaxFlows: 1024, PinDir: dir, Mode: tc.mode, Priority: prio})
 			}
 			var got collector
 			before := tp.quiesce()
@@ -202,16 +209,7 @@ func TestUpgradeThatDiesBeforeTakingOverChangesNothing(t *testing.T) {
 	tp := newTopo(t)
 	dir := pinDir(t)
 	load := func(prio int32) *Counter {
-		t.Helper()
-		c, err := Load(context.Background(), Config{MaxFlows: 1024, PinDir: dir, Mode: ModeNetfilter, Priority: prio}, nil)
-		if err != nil {
-			t.Fatalf("loading counter: %v", err)
-		}
-		if err := c.AttachNetfilter(nsPath(tp.node)); err != nil {
-			c.Close()
-			t.Fatal(err)
-		}
-		return c
+		return tp.loadAttached(Config{MaxFlows: 1024, PinDir: dir, Mode: ModeNetfilter, Priority: prio})
 	}
 	before := tp.quiesce()
 	c := load(DefaultPriority)
