@@ -50,6 +50,9 @@ type Demo struct {
 	Gen       *Generator
 	FlowLogs  map[string]string // flow log path by zone
 	Events    []string          // what happened, for the output and the test
+	// RestartSent is, per node whose agent was restarted, the datagrams its pods and the node sent
+	// between the kill and the new agent's readiness: what only the pinned program could count.
+	RestartSent map[string]uint64
 
 	opts     Options
 	progress io.Writer
@@ -511,7 +514,23 @@ func AppBytes(sc Scrape) uint64 {
 // not yet delivered come from the spool. Every byte must arrive exactly once.
 func (d *Demo) restartAgent(ctx context.Context, node string) error {
 	p := d.Agents[node]
-	old := p.PID()
+	n := d.Model.NodeByName(node)
+	local := map[netip.Addr]bool{n.IPv4: true, n.IPv6: true}
+	for _, pod := range d.Model.Pods {
+		if pod.Node == n {
+			local[pod.IPv4], local[pod.IPv6] = true, true
+		}
+	}
+	sent := func() uint64 {
+		var pkts uint64
+		for k, c := range d.Gen.Ledger.Snapshot() {
+			if local[k[0]] {
+				pkts += c.Packets
+			}
+		}
+		return pkts
+	}
+	old, before := p.PID(), sent()
 	if err := p.Kill(); err != nil {
 		return err
 	}
@@ -519,8 +538,13 @@ func (d *Demo) restartAgent(ctx context.Context, node string) error {
 	if err := p.Start(ctx); err != nil {
 		return fmt.Errorf("restarting the agent of %s: %w", node, err)
 	}
-	d.event("killed flowagent on %s (pid %d, SIGKILL) and started a new one on its pins and spool (pid %d, ready after %s) while every pod kept sending",
-		node, old, p.PID(), time.Since(start).Round(time.Millisecond))
+	if d.RestartSent == nil {
+		d.RestartSent = map[string]uint64{}
+	}
+	during := sent() - before
+	d.RestartSent[node] += during
+	d.event("killed flowagent on %s (pid %d, SIGKILL) and started a new one on its pins and spool (pid %d, ready after %s); the node's pods sent %d datagrams meanwhile",
+		node, old, p.PID(), time.Since(start).Round(time.Millisecond), during)
 	return nil
 }
 

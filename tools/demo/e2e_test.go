@@ -110,6 +110,10 @@ func TestEndToEnd(t *testing.T) {
 	if p1.Start.AgentPID[restartedNode] == p1.End.AgentPID[restartedNode] {
 		t.Errorf("the agent of %s was not restarted (pid %d before and after)", restartedNode, p1.End.AgentPID[restartedNode])
 	}
+	if d.RestartSent[restartedNode] == 0 {
+		t.Errorf("the pods of %s sent nothing while its agent restarted: the restart was not under traffic", restartedNode)
+	}
+	t.Logf("%s's pods sent %d datagrams while its agent restarted", restartedNode, d.RestartSent[restartedNode])
 	if s := d.Servers[m.Zones[1]]; s.Starts != 2 {
 		t.Errorf("flowserver-%s started %d times, want 2 (a restart)", m.Zones[1], s.Starts)
 	}
