@@ -137,7 +137,7 @@ static __always_inline void count_failure(__u64 bytes, int parse)
 // agent restarted with a different program attaches it next to the running
 // one (both see every packet) and hands over by writing its generation in
 // the same update that switches sides, so no packet is counted by both for
-// longer than that one store (see docs/bpf.md, "Restarts and upgrades").
+// longer than that one store (see docs/bpf.md, "Pinning, restarts and upgrades").
 // An index instead of a lookup in `active`: a map known at load time lets
 // the verifier inline the hash lookup, which a map-in-map lookup prevents.
 // A one-entry array rather than a global: libbpf-style .bss is mmapable and

@@ -38,7 +38,7 @@ func (c *Counter) AttachNetfilter(netnsPath string) error {
 		kind hookKind
 		pf   link.NetfilterProtocolFamily
 	}{{"ipv4", hookNF4, link.NetfilterProtoIPv4}, {"ipv6", hookNF6, link.NetfilterProtoIPv6}}
-	var attached []hook
+	var attached, adopted []hook
 	newLinks := map[hook]link.Link{}
 	err = inNetns(netnsPath, func() error {
 		for _, f := range families {
@@ -47,7 +47,7 @@ func (c *Counter) AttachNetfilter(netnsPath string) error {
 				if c.claimed[h] {
 					return fmt.Errorf("attaching netfilter %s: already attached in netns %q", f.name, netnsPath)
 				}
-				c.claimed[h] = true // adopted: counting already
+				adopted = append(adopted, h) // counting already
 				continue
 			}
 			prio := c.handoverPriority(h)
@@ -64,8 +64,6 @@ func (c *Counter) AttachNetfilter(netnsPath string) error {
 		}
 		return nil
 	})
-	// Pinned from the process's own namespace: bpffs refuses a pin from a
-	// thread inside another network namespace (EPERM).
 	for h, l := range newLinks {
 		if err == nil {
 			err = c.gen.pin(h, l)
@@ -84,7 +82,11 @@ func (c *Counter) AttachNetfilter(netnsPath string) error {
 		}
 		return err
 	}
-	c.log.Info("attached netfilter", "netns", netnsPath, "new_links", len(attached), "generation", c.gen.gen)
+	for _, h := range adopted {
+		c.claimed[h] = true
+	}
+	c.attached = true
+	c.log.Info("attached netfilter", "netns", netnsPath, "new_links", len(attached), "adopted_links", len(adopted), "generation", c.gen.gen)
 	return nil
 }
 
@@ -181,6 +183,7 @@ func (c *Counter) AttachTC(netnsPath, ifname string) error {
 	if err != nil {
 		return err
 	}
+	c.attached = true
 	c.log.Info("attached tc", "netns", netnsPath, "interface", ifname, "tcx", true, "generation", c.gen.gen)
 	return nil
 }
@@ -206,6 +209,7 @@ func (c *Counter) attachClassic(netnsPath, ifname string) error {
 		return err
 	}
 	c.tc[key] = l
+	c.attached = true
 	c.log.Info("attached tc", "netns", netnsPath, "interface", ifname, "tcx", false)
 	return nil
 }

@@ -180,6 +180,7 @@ type Counter struct {
 	claimed  map[hook]bool          // adopted links this process attached again
 	handover []*generation          // a different program still counting until the first Drain
 	settled  bool                   // the first Drain took over; leftovers are gone
+	attached bool                   // an Attach call succeeded: adopted links it did not claim are leftovers
 	tc       map[tcTarget]io.Closer // clsact filters by interface (tcx links are in gen)
 	tcx      bool                   // tc mode uses tcx links, else clsact filters
 	keys4    []key4
@@ -268,7 +269,7 @@ func load(cfg Config, log *slog.Logger, mode Mode, tcx bool, spec *ebpf.Collecti
 	if err != nil {
 		return nil, err
 	}
-	id := programID(_CounterBytes, progName, cfg.Priority)
+	id := programID(_CounterBytes, progName, mode, cfg.Priority)
 	var live *generation
 	var stale []*generation
 	for _, g := range gens {
@@ -278,17 +279,6 @@ func load(cfg Config, log *slog.Logger, mode Mode, tcx bool, spec *ebpf.Collecti
 		}
 		stale = append(stale, g)
 	}
-	// Hooks of a generation that does not own the maps count nothing (a
-	// process that died before taking over); with new maps, nothing pinned
-	// writes them. Either way they go before ours attach.
-	for _, g := range stale {
-		log.Info("removing hooks of a program that no longer counts", "dir", g.dir, "links", len(g.links))
-		if err := g.remove(); err != nil {
-			closeGenerations(gens)
-			return nil, err
-		}
-	}
-
 	adopt := live != nil && live.id == id
 	var prog *ebpf.Program
 	if adopt {
@@ -323,6 +313,18 @@ func load(cfg Config, log *slog.Logger, mode Mode, tcx bool, spec *ebpf.Collecti
 	}
 	if !adopt {
 		prog = coll.Programs[progName]
+	}
+	// Hooks of a generation that does not own the maps count nothing (a
+	// process that died before taking over); with new maps, nothing pinned
+	// writes them. Either way they go before ours attach, and only once ours
+	// loaded, so a program the verifier refuses leaves the running one alone.
+	for _, g := range stale {
+		log.Info("removing hooks of a program that no longer counts", "dir", g.dir, "links", len(g.links))
+		if err := g.remove(); err != nil {
+			closeGenerations(gens)
+			coll.Close()
+			return nil, fmt.Errorf("removing generation %d: %w", g.gen, err)
+		}
 	}
 
 	c := &Counter{
@@ -363,6 +365,16 @@ func load(cfg Config, log *slog.Logger, mode Mode, tcx bool, spec *ebpf.Collecti
 		log.Info("adopting the running program and its hooks: the same program, nothing changes hands",
 			"generation", live.gen, "program", id, "links", len(live.links))
 		return c, nil
+	case live != nil && len(live.links) == 0:
+		// Pinned but attached nowhere (clsact filters are not pinned and went
+		// with the process): nothing counts, so waiting for the first Drain
+		// would lose an interval.
+		log.Info("the previous program is attached nowhere: taking over at once", "running_generation", live.gen, "generation", newGen)
+		if err := live.remove(); err != nil {
+			_ = c.Close()
+			return nil, fmt.Errorf("removing generation %d: %w", live.gen, err)
+		}
+		live = nil
 	case live != nil:
 		c.handover = []*generation{live}
 		log.Info("a different program is counting: attaching ours beside it, taking over at the first drain",
@@ -422,6 +434,11 @@ func (c *Counter) InsertFailures() (uint64, error) {
 func (c *Counter) Close() error {
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	return c.closeLocked()
+}
+
+// closeLocked is Close with c.mu held.
+func (c *Counter) closeLocked() error {
 	if c.closed {
 		return nil
 	}
@@ -429,7 +446,9 @@ func (c *Counter) Close() error {
 	var errs []error
 	for _, g := range append([]*generation{c.gen}, c.handover...) {
 		if g != nil {
-			errs = append(errs, g.close())
+			if err := g.close(); err != nil {
+				errs = append(errs, fmt.Errorf("closing generation %d: %w", g.gen, err))
+			}
 		}
 	}
 	for _, l := range c.tc {
@@ -451,5 +470,8 @@ func (c *Counter) Close() error {
 	if c.lock != nil {
 		errs = append(errs, c.lock.Close())
 	}
-	return errors.Join(errs...)
+	if err := errors.Join(errs...); err != nil {
+		return fmt.Errorf("closing the counter: %w", err)
+	}
+	return nil
 }

@@ -52,6 +52,10 @@ func (c *Counter) Drain(ctx context.Context, fn func(Key, Value)) (DrainStats, e
 	if err := c.index.Update(uint32(0), c.gen.gen<<1|uint32(inactive), ebpf.UpdateAny); err != nil {
 		return st, fmt.Errorf("switching active flow maps: %w", err)
 	}
+	// The programs write the other side from now on, whatever happens below:
+	// a Drain that fails after this point must not leave the next one
+	// draining the side being written.
+	c.active, inactive = inactive, c.active
 	// The kernel waits an RCU grace period after a syscall update of a
 	// map-in-map; programs run inside RCU read-side sections, so when this
 	// returns none still writes the old maps of either family. The slot also
@@ -59,7 +63,6 @@ func (c *Counter) Drain(ctx context.Context, fn func(Key, Value)) (DrainStats, e
 	if err := c.outer.Update(uint32(0), c.flows6[inactive], ebpf.UpdateAny); err != nil {
 		return st, fmt.Errorf("waiting for programs to leave the old flow maps: %w", err)
 	}
-	c.active, inactive = inactive, c.active
 	if !c.settled {
 		if err := c.settle(); err != nil {
 			return st, err
@@ -72,8 +75,9 @@ func (c *Counter) Drain(ctx context.Context, fn func(Key, Value)) (DrainStats, e
 }
 
 // settle removes, once the first switch has put our generation in charge,
-// the program it took over from and the adopted links this process did not
-// attach again (a netns or interface it no longer counts).
+// the program it took over from and, if this process attached anywhere, the
+// adopted links it did not attach again (a netns or interface it no longer
+// counts).
 func (c *Counter) settle() error {
 	var errs []error
 	for _, g := range c.handover {
@@ -82,7 +86,9 @@ func (c *Counter) settle() error {
 	}
 	c.handover = nil
 	for h := range c.gen.links {
-		if !c.claimed[h] {
+		// A process that attaches nothing (a tool that only drains) leaves
+		// the hooks alone.
+		if c.attached && !c.claimed[h] {
 			c.log.Info("removing an adopted hook this process does not attach", "hook", h.String())
 			errs = append(errs, c.gen.detach(h))
 		}

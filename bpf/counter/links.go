@@ -71,13 +71,16 @@ func nextGeneration(owner uint32) uint32 {
 }
 
 // programID identifies what a loaded program does: the object file, the
-// program in it and the settings that change its behaviour. Two processes
-// with the same id run interchangeable programs.
-func programID(elf []byte, progName string, priority int32) string {
+// program in it and the settings that change its behaviour (the netfilter
+// priority; tc mode has none). Two processes with the same id run
+// interchangeable programs.
+func programID(elf []byte, progName string, mode Mode, priority int32) string {
 	h := sha256.New()
 	h.Write(elf)
 	h.Write([]byte(progName))
-	_ = binary.Write(h, binary.LittleEndian, priority)
+	if mode == ModeNetfilter {
+		_ = binary.Write(h, binary.LittleEndian, priority)
+	}
 	return hex.EncodeToString(h.Sum(nil))[:12]
 }
 
@@ -162,8 +165,8 @@ func parseGenDir(name string) (uint32, string, bool) {
 }
 
 // openGenerations opens the links of every generation pinned in dir.
-// Entries it cannot read are logged and left alone, so an older agent never
-// removes what a newer one pinned and it does not understand.
+// Entries it cannot parse are logged and skipped rather than failing the
+// start; a generation that is removed goes with everything in it.
 func openGenerations(dir string, log *slog.Logger) ([]*generation, error) {
 	ents, err := os.ReadDir(dir)
 	if err != nil {
@@ -222,6 +225,12 @@ func (g *generation) detach(h hook) error {
 	if err := os.Remove(filepath.Join(g.dir, h.String())); err != nil && !errors.Is(err, os.ErrNotExist) {
 		_ = l.Close()
 		return fmt.Errorf("unpinning link %s: %w", h, err)
+	}
+	// Detach explicitly: closing only detaches when no other descriptor
+	// (bpftool, a debugger) holds the link.
+	if err := l.Detach(); err != nil && !errors.Is(err, link.ErrNotSupported) {
+		_ = l.Close()
+		return fmt.Errorf("detaching link %s: %w", h, err)
 	}
 	if err := l.Close(); err != nil {
 		return fmt.Errorf("closing link %s: %w", h, err)

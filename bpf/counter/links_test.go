@@ -92,17 +92,21 @@ func TestPatchGeneration(t *testing.T) {
 }
 
 func TestProgramIDCoversWhatChangesBehaviour(t *testing.T) {
-	base := programID([]byte("elf"), "count_nf", 90)
+	base := programID([]byte("elf"), "count_nf", ModeNetfilter, 90)
 	for name, other := range map[string]string{
-		"object":   programID([]byte("elf2"), "count_nf", 90),
-		"program":  programID([]byte("elf"), "count_tc", 90),
-		"priority": programID([]byte("elf"), "count_nf", 80),
+		"object":   programID([]byte("elf2"), "count_nf", ModeNetfilter, 90),
+		"program":  programID([]byte("elf"), "count_tc", ModeTC, 90),
+		"priority": programID([]byte("elf"), "count_nf", ModeNetfilter, 80),
 	} {
 		if other == base {
 			t.Errorf("another %s gives the same program id %s", name, base)
 		}
 	}
-	if again := programID([]byte("elf"), "count_nf", 90); again != base {
+	if again := programID([]byte("elf"), "count_nf", ModeNetfilter, 90); again != base {
 		t.Errorf("programID is not deterministic: %s then %s", base, again)
+	}
+	// tc programs have no priority: changing the setting changes nothing.
+	if a, b := programID([]byte("elf"), "count_tc", ModeTC, 90), programID([]byte("elf"), "count_tc", ModeTC, 80); a != b {
+		t.Errorf("tc program ids differ by priority: %s, %s", a, b)
 	}
 }

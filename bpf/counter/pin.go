@@ -197,11 +197,11 @@ func (c *Counter) pin() error {
 // Closes).
 func (c *Counter) Uninstall() error {
 	c.mu.Lock()
-	var errs []error
+	defer c.mu.Unlock()
 	if c.closed {
-		c.mu.Unlock()
 		return ErrClosed
 	}
+	var errs []error
 	for _, g := range append([]*generation{c.gen}, c.handover...) {
 		if g != nil {
 			errs = append(errs, g.remove())
@@ -210,9 +210,11 @@ func (c *Counter) Uninstall() error {
 	c.gen, c.handover = nil, nil
 	// Still holding the pin dir lock: nobody else pins meanwhile.
 	errs = append(errs, removePins(c.cfg.PinDir, c.log))
-	c.mu.Unlock()
-	errs = append(errs, c.Close())
-	return errors.Join(errs...)
+	errs = append(errs, c.closeLocked())
+	if err := errors.Join(errs...); err != nil {
+		return fmt.Errorf("uninstalling from %s: %w", c.cfg.PinDir, err)
+	}
+	return nil
 }
 
 // Uninstall detaches every hook pinned in dir and removes the pins of its
@@ -243,7 +245,9 @@ func removePins(dir string, log *slog.Logger) error {
 	}
 	var errs []error
 	for _, g := range gens {
-		errs = append(errs, g.remove())
+		if err := g.remove(); err != nil {
+			errs = append(errs, fmt.Errorf("removing generation %d: %w", g.gen, err))
+		}
 	}
 	for _, name := range append(slices.Clone(pinnedMaps), "flows_a", "flows_b") {
 		err := os.Remove(filepath.Join(dir, name))

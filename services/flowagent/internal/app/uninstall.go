@@ -24,7 +24,7 @@ func uninstallCommand() *cli.Command {
 		},
 		Action: func(c *cli.Context) error {
 			dir := c.String("pin-dir")
-			log := slog.New(slog.NewJSONHandler(c.App.ErrWriter, nil))
+			log := slog.New(slog.NewJSONHandler(c.App.ErrWriter, nil)).With("service", "flowagent", "command", "uninstall")
 			err := counter.Uninstall(dir, log)
 			if errors.Is(err, counter.ErrPinDirBusy) {
 				return cli.Exit(fmt.Errorf("uninstalling from %s: an agent is running on it; stop it first: %w", dir, err), servicecmd.ExitFailure)
