@@ -338,3 +338,36 @@ func TestClassicUpgradeCountsFromItsAttach(t *testing.T) {
 		t.Errorf("counted %d packets / %d bytes, node forwarded %d / %d (sent 300)", got.Packets, got.Bytes, pkts, bytes)
 	}
 }
+
+// TestUninstallWhileDraining: Uninstall and Close may race with Drain and
+// DetachTC from other goroutines; those return ErrClosed, never touch a
+// half-removed counter.
+func TestUninstallWhileDraining(t *testing.T) {
+	kerneltest.Require(t)
+	tp := newTopo(t)
+	c := tp.loadAttached(Config{MaxFlows: 64, PinDir: pinDir(t), Mode: ModeNetfilter})
+	var wg sync.WaitGroup
+	for range 4 {
+		wg.Go(func() {
+			for {
+				_, err := c.Drain(context.Background(), func(Key, Value) {})
+				if errors.Is(err, ErrClosed) {
+					return
+				}
+				if err != nil {
+					t.Errorf("draining while uninstalling: %v", err)
+					return
+				}
+				if err := c.DetachTC(nsPath(tp.node), "va"); err != nil && !errors.Is(err, ErrClosed) {
+					t.Errorf("detaching while uninstalling: %v", err)
+					return
+				}
+			}
+		})
+	}
+	time.Sleep(20 * time.Millisecond)
+	if err := c.Uninstall(); err != nil {
+		t.Errorf("uninstalling: %v", err)
+	}
+	wg.Wait()
+}
