@@ -15,6 +15,7 @@ import (
 
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
+	"github.com/zonetoll/zonetoll/tools/repo"
 	"github.com/zonetoll/zonetoll/tools/testcluster"
 )
 
@@ -57,7 +58,7 @@ var crossZonePerByte = map[string]float64{
 func TestEndToEnd(t *testing.T) {
 	requireKernel(t)
 	testcluster.SkipIfDisabled(t)
-	repo, err := FindRepo(".")
+	repo, err := repo.Root(".")
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -104,22 +104,6 @@ func childEnv(extra []string) []string {
 	return append(env, extra...)
 }
 
-// FindRepo walks up from dir to the directory holding go.work.
-func FindRepo(dir string) (string, error) {
-	dir, err := filepath.Abs(dir)
-	if err != nil {
-		return "", err
-	}
-	for d := dir; ; d = filepath.Dir(d) {
-		if _, err := os.Stat(filepath.Join(d, "go.work")); err == nil {
-			return d, nil
-		}
-		if filepath.Dir(d) == d {
-			return "", fmt.Errorf("no go.work above %s: run the demo inside the zonetoll repository", dir)
-		}
-	}
-}
-
 // Proc is one service process: started with its environment, logged to a file, stopped by its PID.
 type Proc struct {
 	Name string

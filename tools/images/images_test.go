@@ -11,19 +11,9 @@ import (
 	"time"
 
 	"github.com/google/go-containerregistry/pkg/v1/layout"
-)
 
-func repoRoot(t *testing.T) string {
-	t.Helper()
-	root, err := filepath.Abs("../..")
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := os.Stat(filepath.Join(root, "go.work")); err != nil {
-		t.Fatalf("repository root %s has no go.work: %v", root, err)
-	}
-	return root
-}
+	"github.com/zonetoll/zonetoll/tools/repo"
+)
 
 func TestImageConfig(t *testing.T) {
 	opts := Options{Version: "v1.2.3", Revision: "abc123"}
@@ -76,7 +66,7 @@ func TestBuildZonelabelerImage(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	opts := Options{RepoRoot: repoRoot(t), Version: "v0.0.0-imagetest", Revision: "0123456789abcdef", GOARCH: runtime.GOARCH}
+	opts := Options{RepoRoot: repo.RootT(t), Version: "v0.0.0-imagetest", Revision: "0123456789abcdef", GOARCH: runtime.GOARCH}
 	img, err := Build(t.Context(), opts, svc)
 	if err != nil {
 		t.Fatal(err)
@@ -172,7 +162,7 @@ func TestBuildZonelabelerImage(t *testing.T) {
 // TestDockerfilesMatchImages keeps the Dockerfiles (for people with Docker) in step with the images
 // this package builds: same build flags, base, user, entrypoint and labels.
 func TestDockerfilesMatchImages(t *testing.T) {
-	root := repoRoot(t)
+	root := repo.RootT(t)
 	for _, svc := range Services() {
 		t.Run(svc.Name, func(t *testing.T) {
 			data, err := os.ReadFile(filepath.Join(root, "services", svc.Name, "Dockerfile"))

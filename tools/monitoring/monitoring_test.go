@@ -14,24 +14,13 @@ import (
 	"sigs.k8s.io/yaml"
 
 	"github.com/zonetoll/zonetoll/tools/overlaycheck"
+	"github.com/zonetoll/zonetoll/tools/repo"
 )
-
-func repoRoot(t *testing.T) string {
-	t.Helper()
-	root, err := filepath.Abs("../..")
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := os.Stat(filepath.Join(root, "go.work")); err != nil {
-		t.Fatalf("repository root %s has no go.work: %v", root, err)
-	}
-	return root
-}
 
 // built is the aws-monitoring overlay as krusty builds it, so the tests see exactly what is applied.
 func built(t *testing.T) []*unstructured.Unstructured {
 	t.Helper()
-	objs, err := overlaycheck.Build(filesys.MakeFsOnDisk(), filepath.Join(repoRoot(t), "kustomize", "overlays", "aws-monitoring"))
+	objs, err := overlaycheck.Build(filesys.MakeFsOnDisk(), filepath.Join(repo.RootT(t), "kustomize", "overlays", "aws-monitoring"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -326,7 +315,7 @@ var literalRE = regexp.MustCompile(`"((?:zonetoll|pod_cross_zone)_[a-z0-9_]+)"`)
 // zonetoll family is a string literal in the services' or shared code and is named in docs/, and every
 // literal in the code that names a metric (it ends like one) is listed.
 func TestExposedMatchesCodeAndDocs(t *testing.T) {
-	root := repoRoot(t)
+	root := repo.RootT(t)
 	inCode := map[string]bool{}
 	for _, dir := range []string{"services", "shared"} {
 		err := filepath.WalkDir(filepath.Join(root, dir), func(path string, d os.DirEntry, err error) error {

@@ -30,6 +30,7 @@ import (
 	"sigs.k8s.io/yaml"
 
 	"github.com/zonetoll/zonetoll/tools/images"
+	"github.com/zonetoll/zonetoll/tools/repo"
 	"github.com/zonetoll/zonetoll/tools/testcluster"
 )
 
@@ -141,7 +142,7 @@ func waitFor(t *testing.T, ctx context.Context, limit time.Duration, what string
 // server's strict decoding, defaulting, validation and admission (Pod Security included) see exactly
 // what `kubectl apply -k` would send.
 func TestServerSideDryRun(t *testing.T) {
-	root := repoRoot(t)
+	root := repo.RootT(t)
 	c := testcluster.StartT(t, testcluster.Options{})
 	ctx := t.Context()
 	a := newApplier(t, c.Config)
@@ -413,7 +414,7 @@ func buildService(t *testing.T, name string) string {
 	if err != nil {
 		t.Fatal(err)
 	}
-	bin, err := images.BuildBinary(t.Context(), images.Options{RepoRoot: repoRoot(t), Version: "v0.0.0-overlaycheck", Revision: "test"}, svc, t.TempDir())
+	bin, err := images.BuildBinary(t.Context(), images.Options{RepoRoot: repo.RootT(t), Version: "v0.0.0-overlaycheck", Revision: "test"}, svc, t.TempDir())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -425,7 +426,7 @@ func buildService(t *testing.T, name string) string {
 // write refused. A second run without the pods patch rule must be refused, so the check can fail.
 func TestZonelabelerRBAC(t *testing.T) {
 	testcluster.SkipIfDisabled(t)
-	root := repoRoot(t)
+	root := repo.RootT(t)
 	rules, clusterRules := rulesOf(t, filepath.Join(root, "kustomize", "base", "zonelabeler"))
 	bin := buildService(t, "zonelabeler")
 	c := testcluster.StartT(t, testcluster.Options{})
@@ -591,7 +592,7 @@ func TestFlowagentRBACAndCapabilities(t *testing.T) {
 	}
 	t.Cleanup(func() { _ = syscall.Unmount(bpffs, syscall.MNT_DETACH) })
 
-	root := repoRoot(t)
+	root := repo.RootT(t)
 	_, clusterRules := rulesOf(t, filepath.Join(root, "kustomize", "base", "flowagent"))
 	caps := daemonSetCaps(t, filepath.Join(root, "kustomize", "base", "flowagent"))
 	c := testcluster.StartT(t, testcluster.Options{})

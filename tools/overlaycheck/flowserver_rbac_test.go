@@ -16,6 +16,7 @@ import (
 	"sigs.k8s.io/kustomize/kyaml/filesys"
 
 	"github.com/zonetoll/zonetoll/shared/report"
+	"github.com/zonetoll/zonetoll/tools/repo"
 	"github.com/zonetoll/zonetoll/tools/testcluster"
 )
 
@@ -98,7 +99,7 @@ func postReport(t *testing.T, addr, token string, r *report.Report) (int, string
 // Without the tokenreviews rule the same report must be refused, so the check can fail.
 func TestFlowserverRBAC(t *testing.T) {
 	testcluster.SkipIfDisabled(t)
-	root := repoRoot(t)
+	root := repo.RootT(t)
 	_, clusterRules := rulesOf(t, filepath.Join(root, "kustomize", "base", "flowserver"))
 	env, audience := manifestEnv(t, root)
 	bin := buildService(t, "flowserver")

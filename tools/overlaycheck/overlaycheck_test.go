@@ -11,23 +11,12 @@ import (
 	"sigs.k8s.io/kustomize/kyaml/filesys"
 
 	"github.com/zonetoll/zonetoll/tools/images"
+	"github.com/zonetoll/zonetoll/tools/repo"
 )
-
-func repoRoot(t *testing.T) string {
-	t.Helper()
-	root, err := filepath.Abs("../..")
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := os.Stat(filepath.Join(root, "go.work")); err != nil {
-		t.Fatalf("repository root %s has no go.work: %v", root, err)
-	}
-	return root
-}
 
 func loadPolicy(t *testing.T) Policy {
 	t.Helper()
-	p, err := LoadPolicy(repoRoot(t))
+	p, err := LoadPolicy(repo.RootT(t))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -36,7 +25,7 @@ func loadPolicy(t *testing.T) Policy {
 
 // TestRealTargets: what users apply passes every check.
 func TestRealTargets(t *testing.T) {
-	root := repoRoot(t)
+	root := repo.RootT(t)
 	policy := loadPolicy(t)
 	targets, err := Targets(root)
 	if err != nil {
@@ -69,7 +58,7 @@ func TestRealTargets(t *testing.T) {
 func memTree(t *testing.T) filesys.FileSystem {
 	t.Helper()
 	mem := filesys.MakeFsInMemory()
-	src := filepath.Join(repoRoot(t), "kustomize")
+	src := filepath.Join(repo.RootT(t), "kustomize")
 	err := filepath.WalkDir(src, func(path string, d fs.DirEntry, err error) error {
 		if err != nil || d.IsDir() {
 			return err
@@ -358,7 +347,7 @@ func TestParseSettingsReadsGeneratedPages(t *testing.T) {
 // TestLabelerOnlyExamplesMatchDocs: kustomize cannot read files outside the overlay, so the overlay
 // holds copies of the documented examples; they must stay the same bytes.
 func TestLabelerOnlyExamplesMatchDocs(t *testing.T) {
-	root := repoRoot(t)
+	root := repo.RootT(t)
 	for _, f := range []string{"prometheus.yml", "vmagent.yml"} {
 		docs, err := os.ReadFile(filepath.Join(root, "docs", "examples", "per-zone-scrape", f))
 		if err != nil {
@@ -377,7 +366,7 @@ func TestLabelerOnlyExamplesMatchDocs(t *testing.T) {
 // TestEveryBaseInStack: a service folder under kustomize/base must be part of the whole stack, and be a
 // service that has an image and a settings page (else its settings cannot be checked).
 func TestEveryBaseInStack(t *testing.T) {
-	root := repoRoot(t)
+	root := repo.RootT(t)
 	stack, err := os.ReadFile(filepath.Join(root, "kustomize", "base", "kustomization.yaml"))
 	if err != nil {
 		t.Fatal(err)

@@ -9,6 +9,7 @@ import (
 	"github.com/urfave/cli/v2"
 
 	"github.com/zonetoll/zonetoll/tools/demo"
+	"github.com/zonetoll/zonetoll/tools/repo"
 )
 
 func newApp(stdout, stderr io.Writer) *cli.App {
@@ -29,16 +30,12 @@ func newApp(stdout, stderr io.Writer) *cli.App {
 			if os.Geteuid() != 0 {
 				return fmt.Errorf("the demo makes network namespaces and attaches BPF programs: run it as root (sudo make demo)")
 			}
-			wd, err := os.Getwd()
+			root, err := repo.Root(".")
 			if err != nil {
-				return err
-			}
-			repo, err := demo.FindRepo(wd)
-			if err != nil {
-				return err
+				return fmt.Errorf("%w: run the demo inside the zonetoll repository", err)
 			}
 			return demo.Main(c.Context, demo.MainOptions{
-				Options:  demo.Options{Repo: repo, OutDir: c.String("out"), KeepDir: c.Bool("keep"), Progress: stderr},
+				Options:  demo.Options{Repo: root, OutDir: c.String("out"), KeepDir: c.Bool("keep"), Progress: stderr},
 				Phase1:   c.Duration("phase1"),
 				Phase2:   c.Duration("phase2"),
 				Restarts: !c.Bool("no-restarts"),

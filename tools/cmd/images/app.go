@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"os"
 	"os/exec"
@@ -14,6 +13,7 @@ import (
 	"github.com/urfave/cli/v2"
 
 	"github.com/zonetoll/zonetoll/tools/images"
+	"github.com/zonetoll/zonetoll/tools/repo"
 )
 
 func newApp() *cli.App {
@@ -41,7 +41,7 @@ func newApp() *cli.App {
 
 func build(cctx *cli.Context) error {
 	ctx := cctx.Context
-	root, err := repoRoot()
+	root, err := repo.Root(".")
 	if err != nil {
 		return err
 	}
@@ -98,24 +98,6 @@ func build(cctx *cli.Context) error {
 		}
 	}
 	return nil
-}
-
-// repoRoot is the nearest directory above the working directory that holds go.work.
-func repoRoot() (string, error) {
-	dir, err := os.Getwd()
-	if err != nil {
-		return "", fmt.Errorf("finding the repository root: %w", err)
-	}
-	for {
-		if _, err := os.Stat(filepath.Join(dir, "go.work")); err == nil {
-			return dir, nil
-		}
-		parent := filepath.Dir(dir)
-		if parent == dir {
-			return "", errors.New("finding the repository root: no go.work above the working directory")
-		}
-		dir = parent
-	}
 }
 
 func git(ctx context.Context, dir string, args ...string) (string, error) {

@@ -1,15 +1,14 @@
 package main
 
 import (
-	"errors"
 	"fmt"
-	"os"
 	"path/filepath"
 
 	"github.com/urfave/cli/v2"
 	"sigs.k8s.io/kustomize/kyaml/filesys"
 
 	"github.com/zonetoll/zonetoll/tools/overlaycheck"
+	"github.com/zonetoll/zonetoll/tools/repo"
 )
 
 func newApp() *cli.App {
@@ -29,8 +28,8 @@ func run(cctx *cli.Context) error {
 	root := cctx.String("repo")
 	if root == "" {
 		var err error
-		if root, err = repoRoot(); err != nil {
-			return err
+		if root, err = repo.Root("."); err != nil {
+			return fmt.Errorf("%w (pass --repo)", err)
 		}
 	}
 	targets := cctx.Args().Slice()
@@ -83,21 +82,4 @@ func run(cctx *cli.Context) error {
 		return fmt.Errorf("%d of %d targets failed", failed, len(targets))
 	}
 	return nil
-}
-
-func repoRoot() (string, error) {
-	dir, err := os.Getwd()
-	if err != nil {
-		return "", fmt.Errorf("finding the repository root: %w", err)
-	}
-	for {
-		if _, err := os.Stat(filepath.Join(dir, "go.work")); err == nil {
-			return dir, nil
-		}
-		parent := filepath.Dir(dir)
-		if parent == dir {
-			return "", errors.New("finding the repository root: no go.work above the working directory (pass --repo)")
-		}
-		dir = parent
-	}
 }
