@@ -24,19 +24,20 @@ type Service struct {
 // Stop cancels the service as SIGTERM would and returns its exit code and output.
 func (s *Service) Stop() (int, string) { return s.stop() }
 
-// syncBuffer lets the test read the service's output while it still writes.
-type syncBuffer struct {
+// SyncBuffer is a bytes.Buffer safe for one writer and concurrent readers:
+// a test reads a process's output while the process still writes it.
+type SyncBuffer struct {
 	mu sync.Mutex
 	b  bytes.Buffer
 }
 
-func (s *syncBuffer) Write(p []byte) (int, error) {
+func (s *SyncBuffer) Write(p []byte) (int, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return s.b.Write(p)
 }
 
-func (s *syncBuffer) String() string {
+func (s *SyncBuffer) String() string {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return s.b.String()
@@ -55,7 +56,7 @@ func Start[C any, PC interface {
 	for k, v := range env {
 		t.Setenv(k, v)
 	}
-	out := &syncBuffer{}
+	out := &SyncBuffer{}
 	spec.Stdout, spec.Stderr = out, out
 	addrs := make(chan string, 1)
 	run := spec.Run

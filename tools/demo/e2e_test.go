@@ -9,12 +9,12 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
+	"github.com/zonetoll/zonetoll/shared/servicetest"
 	"github.com/zonetoll/zonetoll/tools/repo"
 	"github.com/zonetoll/zonetoll/tools/testcluster"
 )
@@ -62,7 +62,7 @@ func TestEndToEnd(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	progress := &lockedBuilder{}
+	progress := &servicetest.SyncBuffer{}
 	cache, err := os.UserCacheDir()
 	if err != nil {
 		t.Fatal(err)
@@ -299,23 +299,6 @@ func TestEndToEnd(t *testing.T) {
 	if _, err := os.Stat(dir); err == nil {
 		t.Errorf("run directory %s left after Close", dir)
 	}
-}
-
-type lockedBuilder struct {
-	mu sync.Mutex
-	b  strings.Builder
-}
-
-func (l *lockedBuilder) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedBuilder) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
 }
 
 func procsOf(d *Demo) []*Proc {

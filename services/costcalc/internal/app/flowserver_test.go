@@ -15,7 +15,6 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -49,24 +48,7 @@ type flowserverProc struct {
 	kubeconfig string
 	cmd        *exec.Cmd
 	exited     chan struct{}
-	log        *lockedBuffer
-}
-
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *lockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
+	log        *servicetest.SyncBuffer
 }
 
 // buildFlowserver builds services/flowserver/cmd/flowserver from this working tree.
@@ -83,7 +65,7 @@ func buildFlowserver(t *testing.T) string {
 
 func (f *flowserverProc) start() {
 	f.t.Helper()
-	f.log = &lockedBuffer{}
+	f.log = &servicetest.SyncBuffer{}
 	f.cmd = exec.Command(f.bin, "run", "--kubeconfig", f.kubeconfig)
 	f.cmd.Env = append(os.Environ(), "ZONETOLL_HTTP_LISTEN_ADDRESS="+f.addr, "ZONETOLL_NAMESPACE=zonetoll",
 		"ZONETOLL_LOG_FORMAT=text", "ZONETOLL_SERIES_TTL=0")

@@ -4,7 +4,6 @@
 package promtest
 
 import (
-	"bytes"
 	"context"
 	"fmt"
 	"net"
@@ -13,10 +12,11 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/zonetoll/zonetoll/shared/servicetest"
 )
 
 // Binary is where Debian's prometheus package puts the server (hack/setup.sh installs it on CI).
@@ -79,7 +79,7 @@ func start(t testing.TB, dir, cfgPath string) (*Prometheus, error) {
 	if err != nil {
 		return nil, err
 	}
-	log := &syncBuffer{}
+	log := &servicetest.SyncBuffer{}
 	cmd := exec.Command(Binary, "--config.file="+cfgPath, "--storage.tsdb.path="+data, "--web.listen-address="+addr,
 		"--storage.tsdb.retention.time=1d", "--log.level=warn")
 	cmd.Stdout, cmd.Stderr = log, log
@@ -131,21 +131,4 @@ func start(t testing.TB, dir, cfgPath string) (*Prometheus, error) {
 		}
 	})
 	return &Prometheus{URL: url, Dir: dir}, nil
-}
-
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
 }
