@@ -8,55 +8,35 @@ import (
 	"net/http"
 	"os"
 	"os/exec"
-	"path/filepath"
 	"strings"
 	"sync"
 	"syscall"
 	"time"
+
+	"github.com/zonetoll/zonetoll/tools/images"
 )
 
-// Services are the binaries the demo builds from the working tree.
-var Services = []string{"zonelabeler", "flowagent", "flowserver", "costcalc"}
-
-// BuildServices builds every service from repo into binDir the way the Makefile does (static, -trimpath,
-// version ldflags), printing a line per binary. Go's build cache makes a rebuild of an unchanged tree take
-// seconds.
+// BuildServices builds every service from repo into binDir as `make build` and the images do
+// (images.BuildBinary), printing a line per binary. Go's build cache makes a rebuild of an unchanged
+// tree take seconds. Outside a git checkout the binaries say version dev.
 func BuildServices(ctx context.Context, repo, binDir string, progress io.Writer) error {
 	if err := os.MkdirAll(binDir, 0o755); err != nil {
 		return fmt.Errorf("creating %s: %w", binDir, err)
 	}
-	version := gitOut(repo, "describe", "--tags", "--always", "--dirty")
-	if version == "" {
-		version = "dev"
+	opts := images.Options{RepoRoot: repo, Version: "dev", Revision: "unknown"}
+	if version, revision, err := images.GitStamp(ctx, repo); err == nil {
+		opts.Version, opts.Revision = version, revision
 	}
-	revision := gitOut(repo, "rev-parse", "HEAD")
-	if revision == "" {
-		revision = "unknown"
-	}
-	ldflags := fmt.Sprintf("-s -w -X github.com/zonetoll/zonetoll/shared/buildinfo.Version=%s -X github.com/zonetoll/zonetoll/shared/buildinfo.Revision=%s", version, revision)
-	for _, s := range Services {
-		fmt.Fprintf(progress, "building %s\n", s)
-		done := stillRunning(progress, "building "+s)
-		cmd := exec.CommandContext(ctx, "go", "build", "-trimpath", "-ldflags", ldflags, "-o", filepath.Join(binDir, s), "./cmd/"+s)
-		cmd.Dir = filepath.Join(repo, "services", s)
-		cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
-		out, err := cmd.CombinedOutput()
+	for _, s := range images.Services() {
+		fmt.Fprintf(progress, "building %s\n", s.Name)
+		done := stillRunning(progress, "building "+s.Name)
+		_, err := images.BuildBinary(ctx, opts, s, binDir)
 		done()
 		if err != nil {
-			return fmt.Errorf("building %s in %s: %w\n%s", s, cmd.Dir, err, out)
+			return err
 		}
 	}
 	return nil
-}
-
-func gitOut(dir string, args ...string) string {
-	cmd := exec.Command("git", args...)
-	cmd.Dir = dir
-	out, err := cmd.Output()
-	if err != nil {
-		return ""
-	}
-	return strings.TrimSpace(string(out))
 }
 
 // stillRunning prints "still <what>" every 15 s until the returned function is called.

@@ -16,6 +16,7 @@ import (
 	"runtime"
 	"slices"
 	"strings"
+	"testing"
 	"time"
 
 	v1 "github.com/google/go-containerregistry/pkg/v1"
@@ -24,6 +25,8 @@ import (
 	"github.com/google/go-containerregistry/pkg/v1/mutate"
 	"github.com/google/go-containerregistry/pkg/v1/tarball"
 	"github.com/google/go-containerregistry/pkg/v1/types"
+
+	"github.com/zonetoll/zonetoll/tools/repo"
 )
 
 // Users of the images. 65532 is distroless' "nonroot", so runAsUser in manifests reads the same
@@ -101,6 +104,42 @@ func LDFlags(version, revision string) string {
 		"-X", "github.com/zonetoll/zonetoll/shared/buildinfo.Version=" + version,
 		"-X", "github.com/zonetoll/zonetoll/shared/buildinfo.Revision=" + revision,
 	}, " ")
+}
+
+// BinaryT builds the named service from the test's repository (as BuildBinary, version
+// v0.0.0-test) into a temporary directory, failing the test on error.
+func BinaryT(t testing.TB, name string) string {
+	t.Helper()
+	svc, err := Lookup(name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	bin, err := BuildBinary(t.Context(), Options{RepoRoot: repo.RootT(t), Version: "v0.0.0-test", Revision: "test"}, svc, t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	return bin
+}
+
+// GitStamp is the version (git describe --tags --always --dirty) and revision (the commit) of the
+// checkout at root, what `make build` stamps into the binaries.
+func GitStamp(ctx context.Context, root string) (version, revision string, err error) {
+	run := func(args ...string) (string, error) {
+		cmd := exec.CommandContext(ctx, "git", args...)
+		cmd.Dir = root
+		out, err := cmd.Output()
+		if err != nil {
+			return "", fmt.Errorf("git %s in %s: %w", strings.Join(args, " "), root, err)
+		}
+		return strings.TrimSpace(string(out)), nil
+	}
+	if version, err = run("describe", "--tags", "--always", "--dirty"); err != nil {
+		return "", "", err
+	}
+	if revision, err = run("rev-parse", "HEAD"); err != nil {
+		return "", "", err
+	}
+	return version, revision, nil
 }
 
 // BuildBinary builds the service's static binary into dir and returns its path.

@@ -192,3 +192,16 @@ func TestDockerfilesMatchImages(t *testing.T) {
 		})
 	}
 }
+
+func TestGitStamp(t *testing.T) {
+	version, revision, err := GitStamp(t.Context(), repo.RootT(t))
+	if err != nil {
+		t.Fatalf("stamp of the repository: %v", err)
+	}
+	if version == "" || len(revision) != 40 {
+		t.Errorf("GitStamp = %q, %q; want a version and a 40-character commit", version, revision)
+	}
+	if _, _, err := GitStamp(t.Context(), t.TempDir()); err == nil || !strings.Contains(err.Error(), "git ") {
+		t.Errorf("GitStamp outside a checkout = %v, want an error naming the git command", err)
+	}
+}

@@ -408,19 +408,6 @@ func metricValue(body, series string) string {
 	return ""
 }
 
-func buildService(t *testing.T, name string) string {
-	t.Helper()
-	svc, err := images.Lookup(name)
-	if err != nil {
-		t.Fatal(err)
-	}
-	bin, err := images.BuildBinary(t.Context(), images.Options{RepoRoot: repo.RootT(t), Version: "v0.0.0-overlaycheck", Revision: "test"}, svc, t.TempDir())
-	if err != nil {
-		t.Fatal(err)
-	}
-	return bin
-}
-
 // TestZonelabelerRBAC runs the real zonelabeler with a token bound to exactly the Role and ClusterRole
 // of kustomize/base/zonelabeler: it must take the Lease and label a pod in another namespace, with no
 // write refused. A second run without the pods patch rule must be refused, so the check can fail.
@@ -428,7 +415,7 @@ func TestZonelabelerRBAC(t *testing.T) {
 	testcluster.SkipIfDisabled(t)
 	root := repo.RootT(t)
 	rules, clusterRules := rulesOf(t, filepath.Join(root, "kustomize", "base", "zonelabeler"))
-	bin := buildService(t, "zonelabeler")
+	bin := images.BinaryT(t, "zonelabeler")
 	c := testcluster.StartT(t, testcluster.Options{})
 	ctx := t.Context()
 	for _, ns := range []string{"zl-rbac", "zl-norbac", "shop"} {
@@ -565,7 +552,7 @@ func TestFlowagentRBACAndCapabilities(t *testing.T) {
 			}
 		}
 		// Built here: the namespace has no network for the module proxy.
-		bin := buildService(t, "flowagent")
+		bin := images.BinaryT(t, "flowagent")
 		args := []string{"--net", "--mount", "--propagation", "private", os.Args[0], "-test.run", "^TestFlowagentRBACAndCapabilities$", "-test.v"}
 		cmd := exec.CommandContext(t.Context(), "unshare", args...)
 		cmd.Env = append(os.Environ(), envInNetns+"=1", envFlowagentBin+"="+bin)

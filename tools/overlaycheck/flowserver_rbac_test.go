@@ -16,6 +16,7 @@ import (
 	"sigs.k8s.io/kustomize/kyaml/filesys"
 
 	"github.com/zonetoll/zonetoll/shared/report"
+	"github.com/zonetoll/zonetoll/tools/images"
 	"github.com/zonetoll/zonetoll/tools/repo"
 	"github.com/zonetoll/zonetoll/tools/testcluster"
 )
@@ -102,7 +103,7 @@ func TestFlowserverRBAC(t *testing.T) {
 	root := repo.RootT(t)
 	_, clusterRules := rulesOf(t, filepath.Join(root, "kustomize", "base", "flowserver"))
 	env, audience := manifestEnv(t, root)
-	bin := buildService(t, "flowserver")
+	bin := images.BinaryT(t, "flowserver")
 	c := testcluster.StartT(t, testcluster.Options{})
 	ctx := t.Context()
 	for _, ns := range []string{"zonetoll", "shop"} {

@@ -1,12 +1,10 @@
 package main
 
 import (
-	"context"
+	"cmp"
 	"fmt"
 	"os"
-	"os/exec"
 	"path/filepath"
-	"strings"
 
 	"github.com/google/go-containerregistry/pkg/name"
 	"github.com/google/go-containerregistry/pkg/v1/tarball"
@@ -47,15 +45,13 @@ func build(cctx *cli.Context) error {
 	}
 	opts := images.Options{RepoRoot: root, Version: cctx.String("version"), Revision: cctx.String("revision"),
 		GOARCH: cctx.String("arch"), Stderr: os.Stderr}
-	if opts.Version == "" {
-		if opts.Version, err = git(ctx, root, "describe", "--tags", "--always", "--dirty"); err != nil {
-			return err
+	if opts.Version == "" || opts.Revision == "" {
+		version, revision, err := images.GitStamp(ctx, root)
+		if err != nil {
+			return fmt.Errorf("%w (pass --version and --revision outside a git checkout)", err)
 		}
-	}
-	if opts.Revision == "" {
-		if opts.Revision, err = git(ctx, root, "rev-parse", "HEAD"); err != nil {
-			return err
-		}
+		opts.Version = cmp.Or(opts.Version, version)
+		opts.Revision = cmp.Or(opts.Revision, revision)
 	}
 	svcs := images.Services()
 	if cctx.NArg() > 0 {
@@ -98,14 +94,4 @@ func build(cctx *cli.Context) error {
 		}
 	}
 	return nil
-}
-
-func git(ctx context.Context, dir string, args ...string) (string, error) {
-	cmd := exec.CommandContext(ctx, "git", args...)
-	cmd.Dir = dir
-	out, err := cmd.Output()
-	if err != nil {
-		return "", fmt.Errorf("git %s (pass --version and --revision outside a git checkout): %w", strings.Join(args, " "), err)
-	}
-	return strings.TrimSpace(string(out)), nil
 }

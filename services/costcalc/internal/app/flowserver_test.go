@@ -13,7 +13,6 @@ import (
 	"net/netip"
 	"os"
 	"os/exec"
-	"path/filepath"
 	"strings"
 	"syscall"
 	"testing"
@@ -29,6 +28,7 @@ import (
 	"github.com/zonetoll/zonetoll/shared/metricstest"
 	"github.com/zonetoll/zonetoll/shared/report"
 	"github.com/zonetoll/zonetoll/shared/servicetest"
+	"github.com/zonetoll/zonetoll/tools/images"
 	"github.com/zonetoll/zonetoll/tools/testcluster"
 )
 
@@ -49,18 +49,6 @@ type flowserverProc struct {
 	cmd        *exec.Cmd
 	exited     chan struct{}
 	log        *servicetest.SyncBuffer
-}
-
-// buildFlowserver builds services/flowserver/cmd/flowserver from this working tree.
-func buildFlowserver(t *testing.T) string {
-	t.Helper()
-	bin := filepath.Join(t.TempDir(), "flowserver")
-	cmd := exec.Command("go", "build", "-o", bin, "./cmd/flowserver")
-	cmd.Dir = filepath.Join("..", "..", "..", "flowserver")
-	if out, err := cmd.CombinedOutput(); err != nil {
-		t.Fatalf("building flowserver in %s: %v\n%s", cmd.Dir, err, out)
-	}
-	return bin
 }
 
 func (f *flowserverProc) start() {
@@ -220,7 +208,7 @@ func TestDollarsFromRealFlowserver(t *testing.T) {
 		internet                             = "198.19.77.7" // no pod, node or configured CIDR: external
 	)
 
-	fs := &flowserverProc{t: t, bin: buildFlowserver(t), addr: freeAddr(t), kubeconfig: testcluster.KubeconfigT(t, srvAccount.Config)}
+	fs := &flowserverProc{t: t, bin: images.BinaryT(t, "flowserver"), addr: freeAddr(t), kubeconfig: testcluster.KubeconfigT(t, srvAccount.Config)}
 	t.Cleanup(fs.stop)
 	fs.start()
 	t.Cleanup(func() {

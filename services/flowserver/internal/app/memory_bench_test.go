@@ -7,7 +7,6 @@ import (
 	"net/http"
 	"os"
 	"os/exec"
-	"path/filepath"
 	"strings"
 	"syscall"
 	"testing"
@@ -19,6 +18,7 @@ import (
 
 	"github.com/zonetoll/zonetoll/shared/metricstest"
 	"github.com/zonetoll/zonetoll/shared/report"
+	"github.com/zonetoll/zonetoll/tools/images"
 	"github.com/zonetoll/zonetoll/tools/testcluster"
 )
 
@@ -80,7 +80,7 @@ func BenchmarkClusterMemory(b *testing.B) {
 			b.Fatal(err)
 		}
 
-		bin := buildServer(b)
+		bin := images.BinaryT(b, "flowserver")
 		port := freePort(b)
 		url := fmt.Sprintf("http://127.0.0.1:%d", port)
 		cmd := exec.Command(bin, "run", "--kubeconfig", testcluster.KubeconfigT(b, srv.Config))
@@ -134,17 +134,6 @@ func BenchmarkClusterMemory(b *testing.B) {
 		b.ReportMetric(heap/(1<<20), "heap_inuse_MiB")
 		b.ReportMetric(series, "pair_series")
 	}
-}
-
-func buildServer(b *testing.B) string {
-	b.Helper()
-	bin := filepath.Join(b.TempDir(), "flowserver")
-	cmd := exec.Command("go", "build", "-trimpath", "-ldflags", "-s -w", "-o", bin, "../../cmd/flowserver")
-	cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
-	if out, err := cmd.CombinedOutput(); err != nil {
-		b.Fatalf("building flowserver: %v\n%s", err, out)
-	}
-	return bin
 }
 
 func freePort(b *testing.B) int {
