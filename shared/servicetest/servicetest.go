@@ -7,6 +7,8 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"io"
+	"net/http"
 	"strings"
 	"sync"
 	"testing"
@@ -124,5 +126,39 @@ func HelpLists[C any, PC interface {
 		if !strings.Contains(help, w) {
 			t.Errorf("%s run --help lacks %q:\n%s", spec.Name, w, help)
 		}
+	}
+}
+
+// WaitFor polls cond until it holds and fails the test after timeout (0: 60 s), naming what it
+// waited for and cond's last description of the state. The deadline catches a hang; it measures
+// nothing.
+func WaitFor(t testing.TB, what string, timeout time.Duration, cond func() (bool, string)) {
+	t.Helper()
+	if timeout == 0 {
+		timeout = 60 * time.Second
+	}
+	deadline := time.Now().Add(timeout)
+	for {
+		ok, last := cond()
+		if ok {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out after %s waiting for %s; last state: %s", timeout, what, last)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// Ready is a WaitFor condition: base's /readyz answers 200. Otherwise it describes the answer.
+func Ready(base string) func() (bool, string) {
+	return func() (bool, string) {
+		resp, err := http.Get(base + "/readyz")
+		if err != nil {
+			return false, err.Error()
+		}
+		body, _ := io.ReadAll(io.LimitReader(resp.Body, 4096))
+		resp.Body.Close()
+		return resp.StatusCode == http.StatusOK, fmt.Sprintf("%d %s", resp.StatusCode, body)
 	}
 }

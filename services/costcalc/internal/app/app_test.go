@@ -107,20 +107,7 @@ func promtoolCheck(t *testing.T, url string) {
 
 func waitReady(t *testing.T, url string) {
 	t.Helper()
-	deadline := time.Now().Add(30 * time.Second)
-	for {
-		resp, err := http.Get(url + "/readyz")
-		if err == nil {
-			resp.Body.Close()
-			if resp.StatusCode == http.StatusOK {
-				return
-			}
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("%s/readyz not ready within 30s (last error %v)", url, err)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+	servicetest.WaitFor(t, url+" ready", 30*time.Second, servicetest.Ready(url))
 }
 
 func TestRunRejectsBadSettings(t *testing.T) {

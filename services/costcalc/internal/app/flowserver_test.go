@@ -64,19 +64,14 @@ func (f *flowserverProc) start() {
 	}
 	f.exited = make(chan struct{})
 	go func(cmd *exec.Cmd, done chan struct{}) { cmd.Wait(); close(done) }(f.cmd, f.exited)
-	waitUntil(f.t, "flowserver ready", func() (bool, string) {
+	ready := servicetest.Ready("http://" + f.addr)
+	servicetest.WaitFor(f.t, "flowserver ready", 90*time.Second, func() (bool, string) {
 		select {
 		case <-f.exited:
 			f.t.Fatalf("flowserver exited at start:\n%s", f.log.String())
 		default:
 		}
-		resp, err := http.Get("http://" + f.addr + "/readyz")
-		if err != nil {
-			return false, err.Error()
-		}
-		body, _ := io.ReadAll(resp.Body)
-		resp.Body.Close()
-		return resp.StatusCode == http.StatusOK, string(body)
+		return ready()
 	})
 }
 
@@ -97,21 +92,6 @@ func (f *flowserverProc) stop() {
 		}
 	}
 	f.cmd = nil
-}
-
-// waitUntil polls cond; the deadline only catches a hang, it measures nothing.
-func waitUntil(t *testing.T, what string, cond func() (bool, string)) {
-	t.Helper()
-	deadline := time.Now().Add(90 * time.Second)
-	var last string
-	for time.Now().Before(deadline) {
-		var ok bool
-		if ok, last = cond(); ok {
-			return
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
-	t.Fatalf("timed out waiting for %s; last state: %s", what, last)
 }
 
 func freeAddr(t *testing.T) string {
@@ -231,7 +211,7 @@ func TestDollarsFromRealFlowserver(t *testing.T) {
 		}
 		return float64(vec[0].Value), true
 	}
-	waitUntil(t, "Prometheus scraping flowserver", func() (bool, string) {
+	servicetest.WaitFor(t, "Prometheus scraping flowserver", 90*time.Second, func() (bool, string) {
 		v, ok := promValue(`up{job="flowserver"}`)
 		return ok && v == 1, fmt.Sprint(v)
 	})
@@ -262,14 +242,14 @@ func TestDollarsFromRealFlowserver(t *testing.T) {
 		return metricstest.Scrape(t, cc.URL+"/metrics").Sum("zonetoll_cross_zone_cost_dollars_total", nil)
 	}
 	// Before the restart: $0.06 + $0.02 + $0.36 + $0.04 (see below).
-	waitUntil(t, "Prometheus and costcalc seeing the first reports", func() (bool, string) {
+	servicetest.WaitFor(t, "Prometheus and costcalc seeing the first reports", 90*time.Second, func() (bool, string) {
 		p, c := promTotal(), ccCost()
 		return p == 16*g && math.Abs(c-0.48) < 1e-9, fmt.Sprintf("prometheus %v GiB, costcalc $%v", p/g, c)
 	})
 
 	// The flowserver restarts: its counters start again from zero.
 	fs.stop()
-	waitUntil(t, "Prometheus seeing the flowserver down", func() (bool, string) {
+	servicetest.WaitFor(t, "Prometheus seeing the flowserver down", 90*time.Second, func() (bool, string) {
 		v, ok := promValue(`up{job="flowserver"}`)
 		return ok && v == 0, fmt.Sprint(v)
 	})
@@ -278,7 +258,7 @@ func TestDollarsFromRealFlowserver(t *testing.T) {
 		flow(web, db, 1*g),
 		flow(web, internet, 1*g),
 	)
-	waitUntil(t, "Prometheus and costcalc seeing the report after the restart", func() (bool, string) {
+	servicetest.WaitFor(t, "Prometheus and costcalc seeing the report after the restart", 90*time.Second, func() (bool, string) {
 		p, _ := promValue(`sum(zonetoll_traffic_bytes_total)`)
 		c := ccCost()
 		return p == 2*g && math.Abs(c-0.59) < 1e-9, fmt.Sprintf("prometheus %v GiB, costcalc $%v", p/g, c)

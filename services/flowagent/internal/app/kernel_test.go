@@ -31,6 +31,7 @@ import (
 	"github.com/zonetoll/zonetoll/services/flowagent/internal/sender"
 	"github.com/zonetoll/zonetoll/shared/report"
 	"github.com/zonetoll/zonetoll/shared/servicecmd"
+	"github.com/zonetoll/zonetoll/shared/servicetest"
 )
 
 // netnsPrefix names every network namespace these tests create, with the pid after it, so leftovers
@@ -393,15 +394,10 @@ func (n *node) stop(t *testing.T) {
 	}
 }
 
+// waitFor is servicetest.WaitFor for a condition with nothing to describe.
 func waitFor(t *testing.T, what string, cond func() bool) {
 	t.Helper()
-	deadline := time.Now().Add(60 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
+	servicetest.WaitFor(t, what, 0, func() (bool, string) { return cond(), "" })
 }
 
 var (

@@ -81,31 +81,14 @@ func (f *fixture) start(env map[string]string) *servicetest.Service {
 		full[k] = v
 	}
 	svc := servicetest.Start(f.t, Spec(), full, "--kubeconfig", f.server)
-	f.waitFor("flowserver ready (caches synced)", func() (bool, string) {
-		resp, err := http.Get(svc.URL + "/readyz")
-		if err != nil {
-			return false, err.Error()
-		}
-		body, _ := io.ReadAll(resp.Body)
-		resp.Body.Close()
-		return resp.StatusCode == http.StatusOK, string(body)
-	})
+	servicetest.WaitFor(f.t, "flowserver ready (caches synced)", 0, servicetest.Ready(svc.URL))
 	return svc
 }
 
-// waitFor polls cond until it holds; the 60 s deadline catches a hang, it measures nothing.
+// waitFor is servicetest.WaitFor with the default deadline.
 func (f *fixture) waitFor(what string, cond func() (bool, string)) {
 	f.t.Helper()
-	deadline := time.Now().Add(60 * time.Second)
-	var last string
-	for time.Now().Before(deadline) {
-		var ok bool
-		if ok, last = cond(); ok {
-			return
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
-	f.t.Fatalf("timed out waiting for %s; last state: %s", what, last)
+	servicetest.WaitFor(f.t, what, 0, cond)
 }
 
 // waitGauge waits until a flowserver gauge has a value.

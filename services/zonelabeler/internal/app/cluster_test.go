@@ -4,8 +4,6 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"io"
-	"net/http"
 	"strings"
 	"testing"
 	"time"
@@ -92,34 +90,14 @@ func (f *fixture) labeler(env map[string]string, creds *rest.Config) *servicetes
 		full[k] = v
 	}
 	svc := servicetest.Start(f.t, Spec(), full, "--kubeconfig", kubeconfig)
-	f.waitFor("labeler ready (caches synced)", func() (bool, string) {
-		resp, err := http.Get(svc.URL + "/readyz")
-		if err != nil {
-			return false, err.Error()
-		}
-		body, _ := io.ReadAll(resp.Body)
-		resp.Body.Close()
-		return resp.StatusCode == http.StatusOK, string(body)
-	}, 0)
+	servicetest.WaitFor(f.t, "labeler ready (caches synced)", 0, servicetest.Ready(svc.URL))
 	return svc
 }
 
-// waitFor polls cond until it holds; timeout 0 means 60s. Deadlines here catch a hang, they measure nothing.
+// waitFor is servicetest.WaitFor; timeout 0 means 60 s.
 func (f *fixture) waitFor(what string, cond func() (bool, string), timeout time.Duration) {
 	f.t.Helper()
-	if timeout == 0 {
-		timeout = 60 * time.Second
-	}
-	deadline := time.Now().Add(timeout)
-	var last string
-	for time.Now().Before(deadline) {
-		var ok bool
-		if ok, last = cond(); ok {
-			return
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
-	f.t.Fatalf("timed out after %s waiting for %s; last state: %s", timeout, what, last)
+	servicetest.WaitFor(f.t, what, timeout, cond)
 }
 
 func (f *fixture) labels(ns, name string) map[string]string {

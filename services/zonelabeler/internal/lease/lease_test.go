@@ -17,6 +17,7 @@ import (
 
 	"github.com/zonetoll/zonetoll/shared/kubeclient"
 	"github.com/zonetoll/zonetoll/shared/logging"
+	"github.com/zonetoll/zonetoll/shared/servicetest"
 	"github.com/zonetoll/zonetoll/tools/testcluster"
 )
 
@@ -57,16 +58,10 @@ func (f *fixture) holder() string {
 	return holder(l)
 }
 
-// waitFor polls cond; the bound only keeps a broken elector from hanging the test, it measures nothing.
+// waitFor is servicetest.WaitFor for a condition with nothing to describe.
 func waitFor(t *testing.T, what string, cond func() bool) {
 	t.Helper()
-	deadline := time.Now().Add(60 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
+	servicetest.WaitFor(t, what, 0, func() (bool, string) { return cond(), "" })
 }
 
 // replica runs one elector and records its terms.
