@@ -18,6 +18,10 @@ var flowMaps = []string{counterMapFlows4A, counterMapFlows4B, counterMapFlows6A,
 // pinnedMaps are the maps kept in bpffs; all or none of them are reused.
 var pinnedMaps = append(slices.Clone(flowMaps), counterMapActive, counterMapActiveIdx, counterMapStats)
 
+// knownPins are pinnedMaps and the flow maps of versions before IPv4 had
+// maps of its own (flows_a, flows_b), which are only ever drained once.
+var knownPins = append(slices.Clone(pinnedMaps), "flows_a", "flows_b")
+
 // layout is how a flow map's key and value are read.
 type layout int
 
@@ -115,34 +119,26 @@ func openPins(dir string, spec *ebpf.CollectionSpec, log *slog.Logger) (*pins, e
 	}
 	p := &pins{lock: lock, maps: map[string]*ebpf.Map{}}
 	var mismatch []error
-	for _, name := range pinnedMaps {
+	for _, name := range knownPins {
 		m, err := ebpf.LoadPinnedMap(filepath.Join(dir, name), nil)
-		if errors.Is(err, os.ErrNotExist) {
+		_, current := spec.Maps[name]
+		switch {
+		case errors.Is(err, os.ErrNotExist) && current:
 			mismatch = append(mismatch, fmt.Errorf("%s: not pinned", name))
 			continue
-		}
-		if err != nil {
+		case errors.Is(err, os.ErrNotExist):
+			continue
+		case err != nil:
 			p.closeMaps()
 			lock.Close()
 			return nil, fmt.Errorf("opening pinned map %s: %w", name, err)
 		}
 		p.maps[name] = m
-		if err := spec.Maps[name].Compatible(m); err != nil {
+		if !current {
+			mismatch = append(mismatch, fmt.Errorf("%s: pinned by an earlier version", name))
+		} else if err := spec.Maps[name].Compatible(m); err != nil {
 			mismatch = append(mismatch, fmt.Errorf("%s: %w", name, err))
 		}
-	}
-	for _, name := range []string{"flows_a", "flows_b"} {
-		m, err := ebpf.LoadPinnedMap(filepath.Join(dir, name), nil)
-		if errors.Is(err, os.ErrNotExist) {
-			continue
-		}
-		if err != nil {
-			p.closeMaps()
-			lock.Close()
-			return nil, fmt.Errorf("opening pinned map %s: %w", name, err)
-		}
-		p.maps[name] = m
-		mismatch = append(mismatch, fmt.Errorf("%s: pinned by an earlier version", name))
 	}
 	switch {
 	case len(p.maps) == 0:
@@ -249,7 +245,7 @@ func removePins(dir string, log *slog.Logger) error {
 			errs = append(errs, fmt.Errorf("removing generation %d: %w", g.gen, err))
 		}
 	}
-	for _, name := range append(slices.Clone(pinnedMaps), "flows_a", "flows_b") {
+	for _, name := range knownPins {
 		err := os.Remove(filepath.Join(dir, name))
 		if err != nil && !errors.Is(err, os.ErrNotExist) {
 			errs = append(errs, fmt.Errorf("unpinning map %s: %w", name, err))
