@@ -12,9 +12,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/cilium/ebpf"
-	"github.com/cilium/ebpf/asm"
-	"github.com/cilium/ebpf/link"
 	"github.com/zonetoll/zonetoll/bpf/kerneltest"
 )
 
@@ -87,31 +84,6 @@ func (c *collector) add(k Key, v Value) {
 		c.total = map[Key]Value{}
 	}
 	c.total[k] = addValue(c.total[k], v)
-}
-
-// attachAt loads a two-instruction netfilter program and attaches it at the
-// node's POST_ROUTING for IPv4 at prio; a second BPF program on the same hook
-// and priority fails with EBUSY, which shows whether ours is still attached.
-func (tp *topo) attachAt(prio int32) error {
-	prog, err := ebpf.NewProgram(&ebpf.ProgramSpec{
-		Type: ebpf.Netfilter, AttachType: ebpf.AttachNetfilter, License: "MIT",
-		Instructions: asm.Instructions{asm.Mov.Imm(asm.R0, 1), asm.Return()},
-	})
-	if err != nil {
-		tp.t.Fatalf("loading probe program: %v", err)
-	}
-	defer prog.Close()
-	var l link.Link
-	tp.inNS(tp.node, func() error {
-		l, err = link.AttachNetfilter(link.NetfilterOptions{
-			Program: prog, ProtocolFamily: link.NetfilterProtoIPv4, Hook: link.NetfilterInetPostRouting, Priority: prio,
-		})
-		return nil
-	})
-	if err == nil {
-		l.Close()
-	}
-	return err
 }
 
 // TestRestartUnderTrafficLosesNothing stops the counter and starts a new one
@@ -190,7 +162,7 @@ func TestRestartUnderTrafficLosesNothing(t *testing.T) {
 					}
 					// The old program's link at the default priority is gone.
 					if tc.mode == ModeNetfilter && tc.second != DefaultPriority {
-						if err := tp.attachAt(DefaultPriority); err != nil {
+						if err := kerneltest.NetfilterHookFree(nsPath(tp.node), DefaultPriority); err != nil {
 							t.Errorf("attaching at the old program's priority after the hand-over: %v", err)
 						}
 					}
@@ -257,7 +229,7 @@ func TestUpgradeThatDiesBeforeTakingOverChangesNothing(t *testing.T) {
 	if got.Packets != pkts || got.Bytes != bytes || pkts != 600 {
 		t.Errorf("counted %d packets / %d bytes, node forwarded %d / %d (sent 600)", got.Packets, got.Bytes, pkts, bytes)
 	}
-	if err := tp.attachAt(DefaultPriority - 10); err != nil {
+	if err := kerneltest.NetfilterHookFree(nsPath(tp.node), DefaultPriority-10); err != nil {
 		t.Errorf("the dead upgrade's link is still attached: %v", err)
 	}
 }
@@ -282,7 +254,7 @@ func TestUninstallDetachesEverything(t *testing.T) {
 	if err := c.Close(); err != nil {
 		t.Fatal(err)
 	}
-	if err := tp.attachAt(DefaultPriority); err == nil {
+	if err := kerneltest.NetfilterHookFree(nsPath(tp.node), DefaultPriority); err == nil {
 		t.Errorf("attaching at the counter's priority after Close succeeded: its hook should still be attached")
 	}
 	if err := Uninstall(dir, nil); err != nil {
@@ -291,7 +263,7 @@ func TestUninstallDetachesEverything(t *testing.T) {
 	if ents, _ := os.ReadDir(dir); len(ents) != 0 {
 		t.Errorf("pins left after Uninstall: %v", ents)
 	}
-	if err := tp.attachAt(DefaultPriority); err != nil {
+	if err := kerneltest.NetfilterHookFree(nsPath(tp.node), DefaultPriority); err != nil {
 		t.Errorf("the counter's hook is still attached after Uninstall: %v", err)
 	}
 	if err := Uninstall(filepath.Join(dir, "never-created"), nil); err != nil {

@@ -8,10 +8,14 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime"
 	"strconv"
 	"strings"
 	"testing"
 
+	"github.com/cilium/ebpf"
+	"github.com/cilium/ebpf/asm"
+	"github.com/cilium/ebpf/link"
 	"golang.org/x/sys/unix"
 )
 
@@ -97,4 +101,59 @@ func ownerGone(name, prefix string) bool {
 	}
 	_, err = os.Stat(fmt.Sprintf("/proc/%d", pid))
 	return errors.Is(err, os.ErrNotExist)
+}
+
+// NetfilterHookFree reports whether a BPF program can attach at IPv4 NF_INET_POST_ROUTING with
+// priority prio in the network namespace at netnsPath: it attaches a two-instruction program there
+// and detaches it again. A hook and priority take one BPF program, so an error (EBUSY) means
+// another program, such as a counter's pinned link, still holds it.
+func NetfilterHookFree(netnsPath string, prio int32) error {
+	prog, err := ebpf.NewProgram(&ebpf.ProgramSpec{
+		Type: ebpf.Netfilter, AttachType: ebpf.AttachNetfilter, License: "MIT",
+		Instructions: asm.Instructions{asm.Mov.Imm(asm.R0, 1), asm.Return()},
+	})
+	if err != nil {
+		return fmt.Errorf("loading the probe program: %w", err)
+	}
+	defer prog.Close()
+	target, err := os.Open(netnsPath)
+	if err != nil {
+		return fmt.Errorf("opening netns %s: %w", netnsPath, err)
+	}
+	defer target.Close()
+	errc := make(chan error, 1)
+	// A goroutine of its own: if returning to our namespace fails it exits still locked, and the
+	// runtime discards the thread.
+	go func() {
+		runtime.LockOSThread()
+		orig, err := os.Open("/proc/thread-self/ns/net")
+		if err != nil {
+			runtime.UnlockOSThread()
+			errc <- err
+			return
+		}
+		defer orig.Close()
+		if err := unix.Setns(int(target.Fd()), unix.CLONE_NEWNET); err != nil {
+			runtime.UnlockOSThread()
+			errc <- fmt.Errorf("entering netns %s: %w", netnsPath, err)
+			return
+		}
+		l, attachErr := link.AttachNetfilter(link.NetfilterOptions{
+			Program: prog, ProtocolFamily: link.NetfilterProtoIPv4, Hook: link.NetfilterInetPostRouting, Priority: prio,
+		})
+		if attachErr == nil {
+			defer l.Close()
+		}
+		if err := unix.Setns(int(orig.Fd()), unix.CLONE_NEWNET); err != nil {
+			errc <- fmt.Errorf("leaving netns %s: %w", netnsPath, err)
+			return
+		}
+		runtime.UnlockOSThread()
+		if attachErr != nil {
+			errc <- attachErr
+			return
+		}
+		errc <- nil
+	}()
+	return <-errc
 }

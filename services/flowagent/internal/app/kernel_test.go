@@ -19,9 +19,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/cilium/ebpf"
-	"github.com/cilium/ebpf/asm"
-	"github.com/cilium/ebpf/link"
 	"github.com/prometheus/client_golang/prometheus"
 	"golang.org/x/sys/unix"
 
@@ -622,32 +619,10 @@ func TestUninstallCommand(t *testing.T) {
 		t.Errorf("pins left after uninstall: %v", ents)
 	}
 	// The hook is gone: another program may take its place (one BPF program per hook and priority).
-	if err := attachProbe(c.node1, counter.DefaultPriority); err != nil {
+	if err := kerneltest.NetfilterHookFree("/run/netns/"+c.node1, counter.DefaultPriority); err != nil {
 		t.Errorf("the agent's hook is still attached after uninstall: %v", err)
 	}
 	if code, out := run(); code != servicecmd.ExitOK {
 		t.Errorf("uninstalling twice: exit %d, output %q; want success", code, out)
 	}
-}
-
-// attachProbe attaches a two-instruction netfilter program at IPv4 POST_ROUTING in netns at prio and
-// detaches it again; it fails with EBUSY while another BPF program holds that hook and priority.
-func attachProbe(netns string, prio int32) error {
-	prog, err := ebpf.NewProgram(&ebpf.ProgramSpec{
-		Type: ebpf.Netfilter, AttachType: ebpf.AttachNetfilter, License: "MIT",
-		Instructions: asm.Instructions{asm.Mov.Imm(asm.R0, 1), asm.Return()},
-	})
-	if err != nil {
-		return fmt.Errorf("loading probe program: %w", err)
-	}
-	defer prog.Close()
-	return inNetns(netns, func() error {
-		l, err := link.AttachNetfilter(link.NetfilterOptions{
-			Program: prog, ProtocolFamily: link.NetfilterProtoIPv4, Hook: link.NetfilterInetPostRouting, Priority: prio,
-		})
-		if err != nil {
-			return err
-		}
-		return l.Close()
-	})
 }
