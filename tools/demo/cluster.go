@@ -7,37 +7,15 @@ import (
 
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
-	rbacv1 "k8s.io/api/rbac/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
 
+	"github.com/zonetoll/zonetoll/tools/overlaycheck"
 	"github.com/zonetoll/zonetoll/tools/testcluster"
 )
 
 // ToolNamespace is where zonetoll's service accounts live (the services' default ZONETOLL_NAMESPACE).
 const ToolNamespace = "zonetoll"
-
-// The permissions each service gets: exactly what its deploy manifests grant and its cluster tests use
-// (flowserver: services/flowserver/internal/app ClusterRules; zonelabeler: its cluster test;
-// flowagent: kustomize/base/flowagent/rbac.yaml).
-var (
-	flowserverRules = []rbacv1.PolicyRule{
-		{APIGroups: []string{""}, Resources: []string{"pods", "nodes"}, Verbs: []string{"list", "watch"}},
-		{APIGroups: []string{"apps"}, Resources: []string{"replicasets"}, Verbs: []string{"list", "watch"}},
-		{APIGroups: []string{"batch"}, Resources: []string{"jobs"}, Verbs: []string{"list", "watch"}},
-		{APIGroups: []string{"authentication.k8s.io"}, Resources: []string{"tokenreviews"}, Verbs: []string{"create"}},
-	}
-	flowagentRules = []rbacv1.PolicyRule{
-		{APIGroups: []string{""}, Resources: []string{"pods", "nodes"}, Verbs: []string{"list", "watch"}},
-	}
-	zonelabelerRules = []rbacv1.PolicyRule{
-		{APIGroups: []string{""}, Resources: []string{"pods"}, Verbs: []string{"get", "list", "watch", "patch"}},
-		{APIGroups: []string{""}, Resources: []string{"nodes"}, Verbs: []string{"get", "list", "watch"}},
-	}
-	zonelabelerLeaseRules = []rbacv1.PolicyRule{
-		{APIGroups: []string{"coordination.k8s.io"}, Resources: []string{"leases"}, Verbs: []string{"get", "create", "update"}},
-	}
-)
 
 // Account is a service account's kubeconfig and token files.
 type Account struct {
@@ -46,18 +24,20 @@ type Account struct {
 
 // populate creates the namespaces, service accounts, nodes, the Deployments' ReplicaSets and the pods of
 // m through the API, and writes each account's kubeconfig and token into dir.
-func populate(ctx context.Context, c *testcluster.Cluster, m *Model, dir string) (map[string]Account, error) {
+func populate(ctx context.Context, c *testcluster.Cluster, m *Model, repo, dir string) (map[string]Account, error) {
 	for _, ns := range []string{ToolNamespace, m.AppNS} {
 		if _, err := c.CreateNamespace(ctx, ns); err != nil {
 			return nil, err
 		}
 	}
 	accounts := map[string]Account{}
-	for _, spec := range []testcluster.ServiceAccountSpec{
-		{Namespace: ToolNamespace, Name: "flowserver", ClusterRules: flowserverRules},
-		{Namespace: ToolNamespace, Name: "flowagent", ClusterRules: flowagentRules},
-		{Namespace: ToolNamespace, Name: "zonelabeler", ClusterRules: zonelabelerRules, Rules: zonelabelerLeaseRules},
-	} {
+	// Each service gets exactly what its deploy manifests grant.
+	for _, name := range []string{"flowserver", "flowagent", "zonelabeler"} {
+		rules, clusterRules, err := overlaycheck.Rules(filepath.Join(repo, "kustomize", "base", name))
+		if err != nil {
+			return nil, fmt.Errorf("reading the RBAC of %s's manifests: %w", name, err)
+		}
+		spec := testcluster.ServiceAccountSpec{Namespace: ToolNamespace, Name: name, Rules: rules, ClusterRules: clusterRules}
 		spec.ExpirationSeconds = 24 * 3600
 		sa, err := c.ServiceAccount(ctx, spec)
 		if err != nil {

@@ -135,7 +135,7 @@ func Start(ctx context.Context, opts Options) (_ *Demo, err error) {
 		return nil, err
 	}
 	d.say("registering nodes, replicasets and pods through the API")
-	accounts, err := populate(ctx, d.Cluster, d.Model, d.Dir)
+	accounts, err := populate(ctx, d.Cluster, d.Model, d.opts.Repo, d.Dir)
 	if err != nil {
 		return nil, err
 	}

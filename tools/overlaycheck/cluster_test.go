@@ -269,31 +269,12 @@ func podOf(t *testing.T, o *unstructured.Unstructured) *unstructured.Unstructure
 	return pod
 }
 
-// rulesOf returns the rules of the Roles and of the ClusterRoles of a built base.
+// rulesOf is Rules, failing the test on error.
 func rulesOf(t *testing.T, dir string) (rules, clusterRules []rbacv1.PolicyRule) {
 	t.Helper()
-	objs, err := Build(filesys.MakeFsOnDisk(), dir)
+	rules, clusterRules, err := Rules(dir)
 	if err != nil {
 		t.Fatal(err)
-	}
-	for _, o := range objs {
-		switch o.GetKind() {
-		case "Role":
-			r, err := convert[rbacv1.Role](o)
-			if err != nil {
-				t.Fatal(err)
-			}
-			rules = append(rules, r.Rules...)
-		case "ClusterRole":
-			r, err := convert[rbacv1.ClusterRole](o)
-			if err != nil {
-				t.Fatal(err)
-			}
-			clusterRules = append(clusterRules, r.Rules...)
-		}
-	}
-	if len(rules)+len(clusterRules) == 0 {
-		t.Fatalf("%s defines no Role or ClusterRole", dir)
 	}
 	return rules, clusterRules
 }

@@ -132,6 +132,35 @@ func Check(objs []*unstructured.Unstructured, p Policy) []Problem {
 	return c.problems
 }
 
+// Rules returns the rules of the Roles and of the ClusterRoles that the kustomization in dir builds:
+// what a service deployed from it may do.
+func Rules(dir string) (rules, clusterRules []rbacv1.PolicyRule, err error) {
+	objs, err := Build(filesys.MakeFsOnDisk(), dir)
+	if err != nil {
+		return nil, nil, err
+	}
+	for _, o := range objs {
+		switch o.GetKind() {
+		case "Role":
+			r, err := convert[rbacv1.Role](o)
+			if err != nil {
+				return nil, nil, fmt.Errorf("reading Role %s: %w", o.GetName(), err)
+			}
+			rules = append(rules, r.Rules...)
+		case "ClusterRole":
+			r, err := convert[rbacv1.ClusterRole](o)
+			if err != nil {
+				return nil, nil, fmt.Errorf("reading ClusterRole %s: %w", o.GetName(), err)
+			}
+			clusterRules = append(clusterRules, r.Rules...)
+		}
+	}
+	if len(rules)+len(clusterRules) == 0 {
+		return nil, nil, fmt.Errorf("%s defines no Role or ClusterRole", dir)
+	}
+	return rules, clusterRules, nil
+}
+
 func convert[T any](o *unstructured.Unstructured) (*T, error) {
 	var v T
 	if err := runtime.DefaultUnstructuredConverter.FromUnstructuredWithValidation(o.Object, &v, true); err != nil {
