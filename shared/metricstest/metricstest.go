@@ -3,9 +3,12 @@
 package metricstest
 
 import (
+	"bytes"
 	"fmt"
 	"io"
 	"net/http"
+	"os"
+	"os/exec"
 	"sort"
 	"strings"
 	"testing"
@@ -137,4 +140,32 @@ func value(m *dto.Metric) float64 {
 		return float64(m.GetSummary().GetSampleCount())
 	}
 	return 0
+}
+
+// Promtool runs Prometheus' own linter, `promtool check metrics` (Debian's prometheus package), on a
+// scrape of url (a /metrics endpoint): names, units, _total suffixes, help texts. Without promtool the
+// test fails, or is skipped when ZONETOLL_SKIP_CLUSTER_TESTS=1 (a machine set up without make setup).
+func Promtool(t testing.TB, url string) {
+	t.Helper()
+	promtool, err := exec.LookPath("promtool")
+	if err != nil {
+		if os.Getenv("ZONETOLL_SKIP_CLUSTER_TESTS") == "1" {
+			t.Skipf("promtool not installed and ZONETOLL_SKIP_CLUSTER_TESTS=1: %v", err)
+		}
+		t.Fatalf("promtool not found (install Debian's prometheus package: make setup): %v", err)
+	}
+	resp, err := http.Get(url)
+	if err != nil {
+		t.Fatalf("scraping %s: %v", url, err)
+	}
+	body, err := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if err != nil {
+		t.Fatalf("reading %s: %v", url, err)
+	}
+	cmd := exec.Command(promtool, "check", "metrics")
+	cmd.Stdin = bytes.NewReader(body)
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Errorf("promtool check metrics on %s: %v\n%s", url, err, out)
+	}
 }

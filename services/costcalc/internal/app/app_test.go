@@ -4,11 +4,9 @@ import (
 	"bytes"
 	"context"
 	"fmt"
-	"io"
 	"net/http"
 	"net/http/httptest"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -79,30 +77,7 @@ func TestRunPricesScrapedTraffic(t *testing.T) {
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
-	promtoolCheck(t, svc.URL+"/metrics")
-}
-
-// promtoolCheck runs Prometheus' own linter on a scrape: names, units, _total suffixes, help texts.
-func promtoolCheck(t *testing.T, url string) {
-	t.Helper()
-	const promtool = "/usr/bin/promtool"
-	if _, err := os.Stat(promtool); err != nil {
-		if os.Getenv("ZONETOLL_SKIP_CLUSTER_TESTS") == "1" {
-			t.Skipf("%s not installed and ZONETOLL_SKIP_CLUSTER_TESTS=1", promtool)
-		}
-		t.Fatalf("%s not found: apt-get install prometheus (hack/setup.sh does it)", promtool)
-	}
-	resp, err := http.Get(url)
-	if err != nil {
-		t.Fatal(err)
-	}
-	body, _ := io.ReadAll(resp.Body)
-	resp.Body.Close()
-	cmd := exec.Command(promtool, "check", "metrics")
-	cmd.Stdin = bytes.NewReader(body)
-	if out, err := cmd.CombinedOutput(); err != nil {
-		t.Errorf("promtool check metrics: %v\n%s", err, out)
-	}
+	metricstest.Promtool(t, svc.URL+"/metrics")
 }
 
 func waitReady(t *testing.T, url string) {

@@ -11,7 +11,6 @@ import (
 	"net/http"
 	"net/netip"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -357,26 +356,6 @@ func compare(t *testing.T, name string, got, want map[string]float64) {
 	}
 }
 
-// promtoolCheck runs `promtool check metrics` (Debian's prometheus package) on a scrape.
-func promtoolCheck(t *testing.T, url string) {
-	t.Helper()
-	promtool, err := exec.LookPath("promtool")
-	if err != nil {
-		t.Fatalf("promtool not found (install Debian's prometheus package: make setup): %v", err)
-	}
-	resp, err := http.Get(url + "/metrics")
-	if err != nil {
-		t.Fatal(err)
-	}
-	body, _ := io.ReadAll(resp.Body)
-	resp.Body.Close()
-	cmd := exec.Command(promtool, "check", "metrics")
-	cmd.Stdin = bytes.NewReader(body)
-	if out, err := cmd.CombinedOutput(); err != nil {
-		t.Errorf("promtool check metrics: %v\n%s", err, out)
-	}
-}
-
 func TestClusterIngestResolvesAndCountsEveryKind(t *testing.T) {
 	testcluster.SkipIfDisabled(t)
 	f := newFixture(t)
@@ -446,7 +425,7 @@ func TestClusterIngestResolvesAndCountsEveryKind(t *testing.T) {
 	if v, _ := fams.Value("zonetoll_zone_info", map[string]string{"zone": "zone-b", "region": "region-1"}); v != 1 {
 		t.Errorf("zonetoll_zone_info{zone-b, region-1} = %v, want 1", v)
 	}
-	promtoolCheck(t, svc.URL)
+	metricstest.Promtool(t, svc.URL+"/metrics")
 }
 
 func TestClusterRejectsWhatItMustAndKeepsWhatItAccepted(t *testing.T) {
@@ -585,7 +564,7 @@ func TestClusterRejectsWhatItMustAndKeepsWhatItAccepted(t *testing.T) {
 	if v, _ := fams.Value("zonetoll_flowserver_token_reviews_total", map[string]string{"result": "authenticated"}); v != 2 {
 		t.Errorf("TokenReviews of valid tokens = %v, want 2 (agent and intruder once each)", v)
 	}
-	promtoolCheck(t, svc.URL)
+	metricstest.Promtool(t, svc.URL+"/metrics")
 }
 
 // A report that arrives after its pod is gone, or after the pod's IP went to another pod, is
@@ -687,7 +666,7 @@ func TestClusterSeriesLimitSendsBytesToOverflow(t *testing.T) {
 	if v, _ := fams.Value("pod_cross_zone_network_traffic_bytes_total", map[string]string{"namespace": "__overflow__", "pod": "__overflow__"}); v != 800 {
 		t.Errorf("per-pod overflow series = %v, want 800", v)
 	}
-	promtoolCheck(t, svc.URL)
+	metricstest.Promtool(t, svc.URL+"/metrics")
 }
 
 // After the API server restarts, the informers resume: pods created afterwards resolve.
