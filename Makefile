@@ -19,7 +19,7 @@ build:
 		echo "go build bin/$$s"; \
 		(cd services/$$s && CGO_ENABLED=0 go build -trimpath -ldflags '$(LDFLAGS)' -o ../../bin/$$s ./cmd/$$s); \
 	done
-	cd tools && CGO_ENABLED=0 go build -trimpath -o ../bin/testcluster ./cmd/testcluster
+	cd testkit && CGO_ENABLED=0 go build -trimpath -o ../bin/testcluster ./cmd/testcluster
 
 ## images: an OCI image per service, without a container engine, into out/images/<svc> (+ .tar); see docs/deploy.md
 images:
@@ -45,7 +45,7 @@ bench: setup
 
 ## testcluster: build (once, cached) the kube-apiserver and etcd the cluster tests run, and upstream promtool
 testcluster:
-	cd tools && go run ./cmd/testcluster build && go run ./cmd/prometheus build
+	cd testkit && go run ./cmd/testcluster build && go run ./cmd/prometheus build
 
 ## demo: the local three-zone end-to-end demo
 demo: setup

@@ -11,3 +11,9 @@ require (
 require github.com/vishvananda/netns v0.0.5 // indirect
 
 tool github.com/cilium/ebpf/cmd/bpf2go
+
+require github.com/zonetoll/zonetoll/testkit v0.0.0
+
+replace github.com/zonetoll/zonetoll/testkit => ../testkit
+
+replace github.com/zonetoll/zonetoll/shared => ../shared

@@ -4,7 +4,7 @@
 # silently escape `make test`.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-expected=8
+expected=9
 mapfile -t mods < <(go list -m -f '{{.Dir}}')
 if [ "${#mods[@]}" -ne "$expected" ]; then
   echo "hack/modules.sh: go.work lists ${#mods[@]} modules, expected $expected: update the count here" >&2

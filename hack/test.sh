@@ -29,11 +29,11 @@ for m in "${mods[@]}"; do
 done
 
 step "test cluster binaries (kube-apiserver, etcd) and upstream prometheus/promtool, built once and cached"
-(cd tools && go run ./cmd/testcluster build && go run ./cmd/prometheus build)
+(cd testkit && go run ./cmd/testcluster build && go run ./cmd/prometheus build)
 
-# Kernel tests fail instead of skipping when the kernel lacks what they need; set 0 to allow skips.
-export ZONETOLL_REQUIRE_KERNEL="${ZONETOLL_REQUIRE_KERNEL:-1}"
-export ZONETOLL_REQUIRE_PROMTOOL="${ZONETOLL_REQUIRE_PROMTOOL:-1}"
+# A test that needs root, a BTF kernel, the test cluster, Prometheus or Chromium fails here when that is
+# missing instead of skipping (testkit/gate); set 0 to allow skips.
+export ZONETOLL_REQUIRE_ALL="${ZONETOLL_REQUIRE_ALL:-1}"
 status=0
 for m in "${mods[@]}"; do
   step "go test -race ${m#"$root"/}"

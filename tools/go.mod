@@ -69,3 +69,17 @@ require (
 )
 
 replace github.com/zonetoll/zonetoll/shared => ../shared
+
+require github.com/zonetoll/zonetoll/testkit v0.0.0
+
+require (
+	github.com/beorn7/perks v1.0.1 // indirect
+	github.com/cespare/xxhash/v2 v2.3.0 // indirect
+	github.com/kelseyhightower/envconfig v1.4.0 // indirect
+	github.com/prometheus/client_golang v1.23.2 // indirect
+	github.com/prometheus/client_model v0.6.2 // indirect
+	github.com/prometheus/common v0.66.1 // indirect
+	github.com/prometheus/procfs v0.16.1 // indirect
+)
+
+replace github.com/zonetoll/zonetoll/testkit => ../testkit

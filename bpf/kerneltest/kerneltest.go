@@ -17,11 +17,9 @@ import (
 	"github.com/cilium/ebpf/asm"
 	"github.com/cilium/ebpf/link"
 	"golang.org/x/sys/unix"
-)
 
-// EnvRequire set to 1 (make test and CI set it) turns a skip for lack of root or BTF into a failure,
-// so a kernel test is never skipped silently there.
-const EnvRequire = "ZONETOLL_REQUIRE_KERNEL"
+	"github.com/zonetoll/zonetoll/testkit/gate"
+)
 
 // Unavailable says why kernel tests cannot run, or "" when they can.
 func Unavailable() string {
@@ -34,17 +32,11 @@ func Unavailable() string {
 	return ""
 }
 
-// Require skips t when the kernel tests cannot run here, or fails it when EnvRequire=1.
+// Require lets a kernel test go on, or skips/fails it through the test kit's gate (root and a BTF
+// kernel; under make test and CI a missing one fails).
 func Require(t testing.TB) {
 	t.Helper()
-	why := Unavailable()
-	if why == "" {
-		return
-	}
-	if os.Getenv(EnvRequire) == "1" {
-		t.Fatalf("kernel test cannot run (%s) and %s=1", why, EnvRequire)
-	}
-	t.Skipf("skipping kernel test: %s (set %s=1 to fail instead)", why, EnvRequire)
+	gate.Kernel(t)
 }
 
 // MountBPFFS mounts a private bpffs for one test binary in a new temporary directory whose name starts

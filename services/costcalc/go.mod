@@ -8,11 +8,10 @@ require (
 	github.com/prometheus/common v0.66.1
 	github.com/urfave/cli/v2 v2.27.7
 	github.com/zonetoll/zonetoll/shared v0.0.0
-	github.com/zonetoll/zonetoll/tools v0.0.0
+	github.com/zonetoll/zonetoll/testkit v0.0.0
 	go.yaml.in/yaml/v2 v2.4.2
 	k8s.io/api v0.33.13
 	k8s.io/apimachinery v0.33.13
-	k8s.io/client-go v0.33.13
 )
 
 require (
@@ -53,6 +52,7 @@ require (
 	gopkg.in/evanphx/json-patch.v4 v4.12.0 // indirect
 	gopkg.in/inf.v0 v0.9.1 // indirect
 	gopkg.in/yaml.v3 v3.0.1 // indirect
+	k8s.io/client-go v0.33.13 // indirect
 	k8s.io/klog/v2 v2.130.1 // indirect
 	k8s.io/kube-openapi v0.0.0-20250318190949-c8a335a9a2ff // indirect
 	k8s.io/utils v0.0.0-20241104100929-3ea5e8cea738 // indirect
@@ -64,4 +64,4 @@ require (
 
 replace github.com/zonetoll/zonetoll/shared => ../../shared
 
-replace github.com/zonetoll/zonetoll/tools => ../../tools
+replace github.com/zonetoll/zonetoll/testkit => ../../testkit

@@ -46,7 +46,7 @@ require (
 	github.com/x448/float16 v0.8.4 // indirect
 	github.com/xrash/smetrics v0.0.0-20240521201337-686a1a2994c1 // indirect
 	github.com/zonetoll/zonetoll/bpf v0.0.0
-	github.com/zonetoll/zonetoll/tools v0.0.0
+	github.com/zonetoll/zonetoll/testkit v0.0.0
 	go.yaml.in/yaml/v2 v2.4.2 // indirect
 	golang.org/x/net v0.48.0 // indirect
 	golang.org/x/oauth2 v0.30.0 // indirect
@@ -67,11 +67,11 @@ require (
 	sigs.k8s.io/json v0.0.0-20241010143419-9aa6b5e7a4b3 // indirect
 	sigs.k8s.io/randfill v1.0.0 // indirect
 	sigs.k8s.io/structured-merge-diff/v4 v4.6.0 // indirect
-	sigs.k8s.io/yaml v1.4.0 // indirect
+	sigs.k8s.io/yaml v1.5.0 // indirect
 )
 
 replace github.com/zonetoll/zonetoll/shared => ../../shared
 
 replace github.com/zonetoll/zonetoll/bpf => ../../bpf
 
-replace github.com/zonetoll/zonetoll/tools => ../../tools
+replace github.com/zonetoll/zonetoll/testkit => ../../testkit

@@ -37,7 +37,7 @@ require (
 	github.com/urfave/cli/v2 v2.27.7 // indirect
 	github.com/x448/float16 v0.8.4 // indirect
 	github.com/xrash/smetrics v0.0.0-20240521201337-686a1a2994c1 // indirect
-	github.com/zonetoll/zonetoll/tools v0.0.0
+	github.com/zonetoll/zonetoll/testkit v0.0.0
 	go.yaml.in/yaml/v2 v2.4.2 // indirect
 	golang.org/x/net v0.43.0 // indirect
 	golang.org/x/oauth2 v0.30.0 // indirect
@@ -63,4 +63,4 @@ require (
 
 replace github.com/zonetoll/zonetoll/shared => ../../shared
 
-replace github.com/zonetoll/zonetoll/tools => ../../tools
+replace github.com/zonetoll/zonetoll/testkit => ../../testkit

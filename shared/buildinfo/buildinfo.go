@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"runtime"
 	"runtime/debug"
+	"strings"
 
 	"github.com/prometheus/client_golang/prometheus"
 )
@@ -64,4 +65,13 @@ func (i Info) Collector() prometheus.Collector {
 	})
 	g.Set(1)
 	return g
+}
+
+// LDFlags are the linker flags of `make build`: stripped, with version and revision stamped into this
+// package's variables. The image builder and the tests' service builds use them.
+func LDFlags(version, revision string) string {
+	return strings.Join([]string{"-s", "-w",
+		"-X", "github.com/zonetoll/zonetoll/shared/buildinfo.Version=" + version,
+		"-X", "github.com/zonetoll/zonetoll/shared/buildinfo.Revision=" + revision,
+	}, " ")
 }

@@ -17,7 +17,7 @@ import (
 
 	"github.com/zonetoll/zonetoll/shared/buildinfo"
 	"github.com/zonetoll/zonetoll/shared/logging"
-	"github.com/zonetoll/zonetoll/shared/metricstest"
+	"github.com/zonetoll/zonetoll/testkit/metricstest"
 )
 
 func testConfig() Config {

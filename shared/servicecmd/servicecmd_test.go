@@ -14,7 +14,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/zonetoll/zonetoll/shared/metricstest"
+	"github.com/zonetoll/zonetoll/testkit/metricstest"
 )
 
 type testConfig struct {

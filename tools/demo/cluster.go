@@ -10,8 +10,8 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
 
+	"github.com/zonetoll/zonetoll/testkit/testcluster"
 	"github.com/zonetoll/zonetoll/tools/overlaycheck"
-	"github.com/zonetoll/zonetoll/tools/testcluster"
 )
 
 // ToolNamespace is where zonetoll's service accounts live (the services' default ZONETOLL_NAMESPACE).

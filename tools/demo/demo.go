@@ -16,7 +16,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
-	"github.com/zonetoll/zonetoll/tools/testcluster"
+	"github.com/zonetoll/zonetoll/testkit/testcluster"
 )
 
 // NameBase starts the names of every network namespace and run directory of the demo, followed by the

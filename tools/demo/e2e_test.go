@@ -14,34 +14,11 @@ import (
 
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
-	"github.com/zonetoll/zonetoll/shared/servicetest"
-	"github.com/zonetoll/zonetoll/tools/repo"
-	"github.com/zonetoll/zonetoll/tools/testcluster"
+	"github.com/zonetoll/zonetoll/testkit/gate"
+	"github.com/zonetoll/zonetoll/testkit/repo"
+	"github.com/zonetoll/zonetoll/testkit/servicetest"
+	"github.com/zonetoll/zonetoll/testkit/testcluster"
 )
-
-// envRequireKernel is bpf/kerneltest's switch (make test and CI set it): a skip for lack of root or BTF
-// becomes a failure. The tools module does not import bpf/kerneltest: requiring the bpf module would
-// raise golang.org/x/sys in tools' requirements and so in every module that requires tools.
-const envRequireKernel = "ZONETOLL_REQUIRE_KERNEL"
-
-// requireKernel skips (or, with ZONETOLL_REQUIRE_KERNEL=1, fails) a test that needs root and a BTF
-// kernel, with the reason, exactly as bpf/kerneltest.Require does.
-func requireKernel(t *testing.T) {
-	t.Helper()
-	why := ""
-	if os.Geteuid() != 0 {
-		why = "not root"
-	} else if _, err := os.Stat("/sys/kernel/btf/vmlinux"); err != nil {
-		why = "kernel has no BTF (/sys/kernel/btf/vmlinux)"
-	}
-	if why == "" {
-		return
-	}
-	if os.Getenv(envRequireKernel) == "1" {
-		t.Fatalf("kernel test cannot run (%s) and %s=1", why, envRequireKernel)
-	}
-	t.Skipf("skipping kernel test: %s (set %s=1 to fail instead)", why, envRequireKernel)
-}
 
 // Independent prices per byte for each cloud's inter-zone transfer inside one region, written from the
 // providers' rules (docs/costcalc.md): AWS bills $0.01/GiB out and $0.01/GiB in, GCP $0.01/GiB to the
@@ -56,8 +33,8 @@ var crossZonePerByte = map[string]float64{
 // and a flowserver restarted while the application sends. Every figure is checked against the
 // generator's own counts.
 func TestEndToEnd(t *testing.T) {
-	requireKernel(t)
-	testcluster.SkipIfDisabled(t)
+	gate.Kernel(t)
+	testcluster.Need(t)
 	repo, err := repo.Root(".")
 	if err != nil {
 		t.Fatal(err)

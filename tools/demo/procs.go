@@ -13,24 +13,24 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/zonetoll/zonetoll/tools/images"
+	"github.com/zonetoll/zonetoll/testkit/servicebuild"
 )
 
 // BuildServices builds every service from repo into binDir as `make build` and the images do
-// (images.BuildBinary), printing a line per binary. Go's build cache makes a rebuild of an unchanged
+// (servicebuild.Build), printing a line per binary. Go's build cache makes a rebuild of an unchanged
 // tree take seconds. Outside a git checkout the binaries say version dev.
 func BuildServices(ctx context.Context, repo, binDir string, progress io.Writer) error {
 	if err := os.MkdirAll(binDir, 0o755); err != nil {
 		return fmt.Errorf("creating %s: %w", binDir, err)
 	}
-	opts := images.Options{RepoRoot: repo, Version: "dev", Revision: "unknown"}
-	if version, revision, err := images.GitStamp(ctx, repo); err == nil {
+	opts := servicebuild.Options{RepoRoot: repo, Version: "dev", Revision: "unknown"}
+	if version, revision, err := servicebuild.GitStamp(ctx, repo); err == nil {
 		opts.Version, opts.Revision = version, revision
 	}
-	for _, s := range images.Services() {
-		fmt.Fprintf(progress, "building %s\n", s.Name)
-		done := stillRunning(progress, "building "+s.Name)
-		_, err := images.BuildBinary(ctx, opts, s, binDir)
+	for _, name := range servicebuild.Names() {
+		fmt.Fprintf(progress, "building %s\n", name)
+		done := stillRunning(progress, "building "+name)
+		_, err := servicebuild.Build(ctx, opts, name, binDir)
 		done()
 		if err != nil {
 			return err

@@ -11,12 +11,9 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"os/exec"
-	"path/filepath"
 	"runtime"
 	"slices"
 	"strings"
-	"testing"
 	"time"
 
 	v1 "github.com/google/go-containerregistry/pkg/v1"
@@ -26,7 +23,7 @@ import (
 	"github.com/google/go-containerregistry/pkg/v1/tarball"
 	"github.com/google/go-containerregistry/pkg/v1/types"
 
-	"github.com/zonetoll/zonetoll/tools/repo"
+	"github.com/zonetoll/zonetoll/testkit/servicebuild"
 )
 
 // Users of the images. 65532 is distroless' "nonroot", so runAsUser in manifests reads the same
@@ -59,12 +56,15 @@ type Service struct {
 // (owned by root, mode 0700) and loads BPF programs; its manifest drops every capability but the
 // few it needs (docs/deploy.md). Adding a service here is all a new image needs.
 func Services() []Service {
-	return []Service{
-		{Name: "zonelabeler", UID: NonRootUID},
-		{Name: "flowagent", UID: RootUID},
-		{Name: "flowserver", UID: NonRootUID},
-		{Name: "costcalc", UID: NonRootUID},
+	var out []Service
+	for _, name := range servicebuild.Names() {
+		uid := NonRootUID
+		if name == "flowagent" {
+			uid = RootUID
+		}
+		out = append(out, Service{Name: name, UID: uid})
 	}
+	return out
 }
 
 // Lookup returns the service called name.
@@ -98,64 +98,10 @@ type Options struct {
 // BinaryPath is where the service binary sits in the image.
 func BinaryPath(svc string) string { return "/usr/local/bin/" + svc }
 
-// LDFlags are the linker flags of `make build`: stripped, with version and revision stamped in.
-func LDFlags(version, revision string) string {
-	return strings.Join([]string{"-s", "-w",
-		"-X", "github.com/zonetoll/zonetoll/shared/buildinfo.Version=" + version,
-		"-X", "github.com/zonetoll/zonetoll/shared/buildinfo.Revision=" + revision,
-	}, " ")
-}
-
-// BinaryT builds the named service from the test's repository (as BuildBinary, version
-// v0.0.0-test) into a temporary directory, failing the test on error.
-func BinaryT(t testing.TB, name string) string {
-	t.Helper()
-	svc, err := Lookup(name)
-	if err != nil {
-		t.Fatal(err)
-	}
-	bin, err := BuildBinary(t.Context(), Options{RepoRoot: repo.RootT(t), Version: "v0.0.0-test", Revision: "test"}, svc, t.TempDir())
-	if err != nil {
-		t.Fatal(err)
-	}
-	return bin
-}
-
-// GitStamp is the version (git describe --tags --always --dirty) and revision (the commit) of the
-// checkout at root, what `make build` stamps into the binaries.
-func GitStamp(ctx context.Context, root string) (version, revision string, err error) {
-	run := func(args ...string) (string, error) {
-		cmd := exec.CommandContext(ctx, "git", args...)
-		cmd.Dir = root
-		out, err := cmd.Output()
-		if err != nil {
-			return "", fmt.Errorf("git %s in %s: %w", strings.Join(args, " "), root, err)
-		}
-		return strings.TrimSpace(string(out)), nil
-	}
-	if version, err = run("describe", "--tags", "--always", "--dirty"); err != nil {
-		return "", "", err
-	}
-	if revision, err = run("rev-parse", "HEAD"); err != nil {
-		return "", "", err
-	}
-	return version, revision, nil
-}
-
 // BuildBinary builds the service's static binary into dir and returns its path.
 func BuildBinary(ctx context.Context, opts Options, svc Service, dir string) (string, error) {
-	out := filepath.Join(dir, svc.Name)
-	cmd := exec.CommandContext(ctx, "go", "build", "-trimpath", "-ldflags", LDFlags(opts.Version, opts.Revision),
-		"-o", out, "./cmd/"+svc.Name)
-	cmd.Dir = filepath.Join(opts.RepoRoot, "services", svc.Name)
-	cmd.Env = append(os.Environ(), "CGO_ENABLED=0", "GOOS=linux", "GOARCH="+opts.goarch())
-	var stderr bytes.Buffer
-	cmd.Stdout = opts.stderr()
-	cmd.Stderr = io.MultiWriter(&stderr, opts.stderr())
-	if err := cmd.Run(); err != nil {
-		return "", fmt.Errorf("building %s in %s: %w: %s", svc.Name, cmd.Dir, err, strings.TrimSpace(stderr.String()))
-	}
-	return out, nil
+	return servicebuild.Build(ctx, servicebuild.Options{RepoRoot: opts.RepoRoot, Version: opts.Version,
+		Revision: opts.Revision, GOARCH: opts.goarch(), Output: opts.stderr()}, svc.Name, dir)
 }
 
 func (o Options) goarch() string {

@@ -12,7 +12,9 @@ import (
 
 	"github.com/google/go-containerregistry/pkg/v1/layout"
 
-	"github.com/zonetoll/zonetoll/tools/repo"
+	"github.com/zonetoll/zonetoll/shared/buildinfo"
+	"github.com/zonetoll/zonetoll/testkit/repo"
+	"github.com/zonetoll/zonetoll/testkit/servicebuild"
 )
 
 func TestImageConfig(t *testing.T) {
@@ -177,7 +179,7 @@ func TestDockerfilesMatchImages(t *testing.T) {
 				`CMD ["run"]`,
 				"CGO_ENABLED=0",
 				"go build -trimpath",
-				`-ldflags "` + LDFlags("${VERSION}", "${REVISION}") + `"`,
+				`-ldflags "` + buildinfo.LDFlags("${VERSION}", "${REVISION}") + `"`,
 				"-o /out" + BinaryPath(svc.Name) + " ./cmd/" + svc.Name,
 				LabelTitle + `="` + svc.Name + `"`,
 				LabelVersion + `="${VERSION}"`,
@@ -194,14 +196,14 @@ func TestDockerfilesMatchImages(t *testing.T) {
 }
 
 func TestGitStamp(t *testing.T) {
-	version, revision, err := GitStamp(t.Context(), repo.RootT(t))
+	version, revision, err := servicebuild.GitStamp(t.Context(), repo.RootT(t))
 	if err != nil {
 		t.Fatalf("stamp of the repository: %v", err)
 	}
 	if version == "" || len(revision) != 40 {
 		t.Errorf("GitStamp = %q, %q; want a version and a 40-character commit", version, revision)
 	}
-	if _, _, err := GitStamp(t.Context(), t.TempDir()); err == nil || !strings.Contains(err.Error(), "git ") {
+	if _, _, err := servicebuild.GitStamp(t.Context(), t.TempDir()); err == nil || !strings.Contains(err.Error(), "git ") {
 		t.Errorf("GitStamp outside a checkout = %v, want an error naming the git command", err)
 	}
 }

@@ -6,8 +6,11 @@ replace github.com/zonetoll/zonetoll/tools => ../
 
 replace github.com/zonetoll/zonetoll/shared => ../../shared
 
+replace github.com/zonetoll/zonetoll/testkit => ../../testkit
+
 require (
 	github.com/prometheus/prometheus v0.305.0
+	github.com/zonetoll/zonetoll/testkit v0.0.0
 	github.com/zonetoll/zonetoll/tools v0.0.0
 	k8s.io/apimachinery v0.33.13
 	sigs.k8s.io/kustomize/kyaml v0.20.1

@@ -13,8 +13,9 @@ import (
 	"sigs.k8s.io/kustomize/kyaml/filesys"
 	"sigs.k8s.io/yaml"
 
+	"github.com/zonetoll/zonetoll/testkit/gate"
+	"github.com/zonetoll/zonetoll/testkit/repo"
 	"github.com/zonetoll/zonetoll/tools/overlaycheck"
-	"github.com/zonetoll/zonetoll/tools/repo"
 )
 
 // built is the aws-monitoring overlay as krusty builds it, so the tests see exactly what is applied.
@@ -60,14 +61,7 @@ type rules struct {
 
 func promtool(t *testing.T) string {
 	t.Helper()
-	path, err := exec.LookPath("promtool")
-	if err != nil {
-		if os.Getenv("ZONETOLL_REQUIRE_PROMTOOL") == "1" {
-			t.Fatalf("promtool not found (apt-get install prometheus): %v", err)
-		}
-		t.Skipf("promtool not found (apt-get install prometheus; ZONETOLL_REQUIRE_PROMTOOL=1 makes this fail): %v", err)
-	}
-	return path
+	return gate.Command(t, "promtool", gate.Debian("prometheus"))
 }
 
 // runRuleTests writes the rule file and a promtool test file into a directory and runs

@@ -29,9 +29,10 @@ import (
 	"sigs.k8s.io/kustomize/kyaml/filesys"
 	"sigs.k8s.io/yaml"
 
-	"github.com/zonetoll/zonetoll/tools/images"
-	"github.com/zonetoll/zonetoll/tools/repo"
-	"github.com/zonetoll/zonetoll/tools/testcluster"
+	"github.com/zonetoll/zonetoll/testkit/gate"
+	"github.com/zonetoll/zonetoll/testkit/repo"
+	"github.com/zonetoll/zonetoll/testkit/servicebuild"
+	"github.com/zonetoll/zonetoll/testkit/testcluster"
 )
 
 const fieldManager = "zonetoll-overlaycheck"
@@ -393,10 +394,10 @@ func metricValue(body, series string) string {
 // of kustomize/base/zonelabeler: it must take the Lease and label a pod in another namespace, with no
 // write refused. A second run without the pods patch rule must be refused, so the check can fail.
 func TestZonelabelerRBAC(t *testing.T) {
-	testcluster.SkipIfDisabled(t)
+	testcluster.Need(t)
 	root := repo.RootT(t)
 	rules, clusterRules := rulesOf(t, filepath.Join(root, "kustomize", "base", "zonelabeler"))
-	bin := images.BinaryT(t, "zonelabeler")
+	bin := servicebuild.BinaryT(t, "zonelabeler")
 	c := testcluster.StartT(t, testcluster.Options{})
 	ctx := t.Context()
 	for _, ns := range []string{"zl-rbac", "zl-norbac", "shop"} {
@@ -519,21 +520,16 @@ const (
 // Attaching changes the network namespace it runs in, so the test re-runs itself in a fresh network
 // and mount namespace (unshare) with only loopback, its own bpffs and its own test cluster.
 func TestFlowagentRBACAndCapabilities(t *testing.T) {
-	testcluster.SkipIfDisabled(t)
+	testcluster.Need(t)
 	if os.Getenv(envInNetns) != "1" {
-		if os.Geteuid() != 0 {
-			if os.Getenv("ZONETOLL_REQUIRE_KERNEL") == "1" {
-				t.Fatal("needs root (BPF, network namespaces) and ZONETOLL_REQUIRE_KERNEL=1 forbids skipping")
-			}
-			t.Skip("needs root: loads BPF and creates a network namespace (set ZONETOLL_REQUIRE_KERNEL=1 to fail instead)")
-		}
+		gate.Kernel(t)
 		for _, tool := range []string{"unshare", "setpriv", "ip"} {
 			if _, err := exec.LookPath(tool); err != nil {
 				t.Fatalf("%s not found (util-linux, iproute2): %v", tool, err)
 			}
 		}
 		// Built here: the namespace has no network for the module proxy.
-		bin := images.BinaryT(t, "flowagent")
+		bin := servicebuild.BinaryT(t, "flowagent")
 		args := []string{"--net", "--mount", "--propagation", "private", os.Args[0], "-test.run", "^TestFlowagentRBACAndCapabilities$", "-test.v"}
 		cmd := exec.CommandContext(t.Context(), "unshare", args...)
 		cmd.Env = append(os.Environ(), envInNetns+"=1", envFlowagentBin+"="+bin)

@@ -16,9 +16,9 @@ import (
 	"sigs.k8s.io/kustomize/kyaml/filesys"
 
 	"github.com/zonetoll/zonetoll/shared/report"
-	"github.com/zonetoll/zonetoll/tools/images"
-	"github.com/zonetoll/zonetoll/tools/repo"
-	"github.com/zonetoll/zonetoll/tools/testcluster"
+	"github.com/zonetoll/zonetoll/testkit/repo"
+	"github.com/zonetoll/zonetoll/testkit/servicebuild"
+	"github.com/zonetoll/zonetoll/testkit/testcluster"
 )
 
 // manifestEnv is the literal env of the flowserver container in the base, with the downward-API
@@ -99,11 +99,11 @@ func postReport(t *testing.T, addr, token string, r *report.Report) (int, string
 // DaemonSet's projected token (TokenReview create), and count it between the right workloads and zones.
 // Without the tokenreviews rule the same report must be refused, so the check can fail.
 func TestFlowserverRBAC(t *testing.T) {
-	testcluster.SkipIfDisabled(t)
+	testcluster.Need(t)
 	root := repo.RootT(t)
 	_, clusterRules := rulesOf(t, filepath.Join(root, "kustomize", "base", "flowserver"))
 	env, audience := manifestEnv(t, root)
-	bin := images.BinaryT(t, "flowserver")
+	bin := servicebuild.BinaryT(t, "flowserver")
 	c := testcluster.StartT(t, testcluster.Options{})
 	ctx := t.Context()
 	for _, ns := range []string{"zonetoll", "shop"} {

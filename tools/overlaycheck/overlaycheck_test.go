@@ -10,8 +10,8 @@ import (
 
 	"sigs.k8s.io/kustomize/kyaml/filesys"
 
+	"github.com/zonetoll/zonetoll/testkit/repo"
 	"github.com/zonetoll/zonetoll/tools/images"
-	"github.com/zonetoll/zonetoll/tools/repo"
 )
 
 func loadPolicy(t *testing.T) Policy {

@@ -16,7 +16,7 @@ import (
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/cache"
 
-	"github.com/zonetoll/zonetoll/tools/testcluster"
+	"github.com/zonetoll/zonetoll/testkit/testcluster"
 )
 
 const (
@@ -36,7 +36,7 @@ var zones = []string{"zone-a", "zone-b", "zone-c"}
 // takes them (rate=max) or paced at 100 pods/s (rate=100). Run with -benchtime=1x; see
 // docs/benchmarks.md. The figures are reported as benchmark metrics and in the log.
 func BenchmarkZonelabeler(b *testing.B) {
-	testcluster.SkipIfDisabled(b)
+	testcluster.Need(b)
 	pods := 10000
 	if v := os.Getenv("ZONETOLL_BENCH_PODS"); v != "" {
 		n, err := strconv.Atoi(v)

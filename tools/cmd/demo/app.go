@@ -8,8 +8,8 @@ import (
 
 	"github.com/urfave/cli/v2"
 
+	"github.com/zonetoll/zonetoll/testkit/repo"
 	"github.com/zonetoll/zonetoll/tools/demo"
-	"github.com/zonetoll/zonetoll/tools/repo"
 )
 
 func newApp(stdout, stderr io.Writer) *cli.App {

@@ -10,8 +10,9 @@ import (
 	"github.com/google/go-containerregistry/pkg/v1/tarball"
 	"github.com/urfave/cli/v2"
 
+	"github.com/zonetoll/zonetoll/testkit/repo"
+	"github.com/zonetoll/zonetoll/testkit/servicebuild"
 	"github.com/zonetoll/zonetoll/tools/images"
-	"github.com/zonetoll/zonetoll/tools/repo"
 )
 
 func newApp() *cli.App {
@@ -46,7 +47,7 @@ func build(cctx *cli.Context) error {
 	opts := images.Options{RepoRoot: root, Version: cctx.String("version"), Revision: cctx.String("revision"),
 		GOARCH: cctx.String("arch"), Stderr: os.Stderr}
 	if opts.Version == "" || opts.Revision == "" {
-		version, revision, err := images.GitStamp(ctx, root)
+		version, revision, err := servicebuild.GitStamp(ctx, root)
 		if err != nil {
 			return fmt.Errorf("%w (pass --version and --revision outside a git checkout)", err)
 		}

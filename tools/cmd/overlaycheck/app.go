@@ -7,8 +7,8 @@ import (
 	"github.com/urfave/cli/v2"
 	"sigs.k8s.io/kustomize/kyaml/filesys"
 
+	"github.com/zonetoll/zonetoll/testkit/repo"
 	"github.com/zonetoll/zonetoll/tools/overlaycheck"
-	"github.com/zonetoll/zonetoll/tools/repo"
 )
 
 func newApp() *cli.App {

@@ -13,9 +13,9 @@ import (
 	"testing"
 	"time"
 
-	"github.com/zonetoll/zonetoll/shared/metricstest"
 	"github.com/zonetoll/zonetoll/shared/servicecmd"
-	"github.com/zonetoll/zonetoll/shared/servicetest"
+	"github.com/zonetoll/zonetoll/testkit/metricstest"
+	"github.com/zonetoll/zonetoll/testkit/servicetest"
 )
 
 const gib = 1 << 30

@@ -25,11 +25,11 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	"github.com/zonetoll/zonetoll/services/costcalc/internal/promtest"
-	"github.com/zonetoll/zonetoll/shared/metricstest"
 	"github.com/zonetoll/zonetoll/shared/report"
-	"github.com/zonetoll/zonetoll/shared/servicetest"
-	"github.com/zonetoll/zonetoll/tools/images"
-	"github.com/zonetoll/zonetoll/tools/testcluster"
+	"github.com/zonetoll/zonetoll/testkit/metricstest"
+	"github.com/zonetoll/zonetoll/testkit/servicebuild"
+	"github.com/zonetoll/zonetoll/testkit/servicetest"
+	"github.com/zonetoll/zonetoll/testkit/testcluster"
 )
 
 // flowserverRules are the permissions docs/flowserver.md gives flowserver; the test runs it with only these.
@@ -188,7 +188,7 @@ func TestDollarsFromRealFlowserver(t *testing.T) {
 		internet                             = "198.19.77.7" // no pod, node or configured CIDR: external
 	)
 
-	fs := &flowserverProc{t: t, bin: images.BinaryT(t, "flowserver"), addr: freeAddr(t), kubeconfig: testcluster.KubeconfigT(t, srvAccount.Config)}
+	fs := &flowserverProc{t: t, bin: servicebuild.BinaryT(t, "flowserver"), addr: freeAddr(t), kubeconfig: testcluster.KubeconfigT(t, srvAccount.Config)}
 	t.Cleanup(fs.stop)
 	fs.start()
 	t.Cleanup(func() {

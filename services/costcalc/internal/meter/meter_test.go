@@ -17,7 +17,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/zonetoll/zonetoll/services/costcalc/internal/pricing"
-	"github.com/zonetoll/zonetoll/shared/metricstest"
+	"github.com/zonetoll/zonetoll/testkit/metricstest"
 )
 
 const gib = 1 << 30

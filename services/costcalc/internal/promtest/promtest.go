@@ -16,7 +16,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/zonetoll/zonetoll/shared/servicetest"
+	"github.com/zonetoll/zonetoll/testkit/gate"
+	"github.com/zonetoll/zonetoll/testkit/servicetest"
 )
 
 // Binary is where Debian's prometheus package puts the server (hack/setup.sh installs it on CI).
@@ -29,16 +30,11 @@ type Prometheus struct {
 }
 
 // Start runs Prometheus scraping targets (host:port, path /metrics) every interval and returns once it
-// is ready. Without the binary the test fails with the install hint, unless ZONETOLL_SKIP_CLUSTER_TESTS=1
-// (the project's one sanctioned skip for tests that need outside programs) is set.
+// is ready. Without the binary the gate decides (fail under make test, skip elsewhere).
 func Start(t testing.TB, interval time.Duration, targets ...string) *Prometheus {
 	t.Helper()
-	if _, err := os.Stat(Binary); err != nil {
-		if os.Getenv("ZONETOLL_SKIP_CLUSTER_TESTS") == "1" {
-			t.Skipf("%s not installed and ZONETOLL_SKIP_CLUSTER_TESTS=1", Binary)
-		}
-		t.Fatalf("%s not found: apt-get install prometheus (hack/setup.sh does it): %v", Binary, err)
-	}
+	_, err := os.Stat(Binary)
+	gate.Need(t, "Debian's prometheus", err, gate.Debian("prometheus"))
 	dir := t.TempDir()
 	quoted := make([]string, len(targets))
 	for i, tg := range targets {

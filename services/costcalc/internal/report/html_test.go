@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/zonetoll/zonetoll/services/costcalc/internal/pricing"
+	"github.com/zonetoll/zonetoll/testkit/gate"
 )
 
 // chromium is where Debian's chromium package puts the browser (hack/setup.sh installs it on CI).
@@ -32,12 +33,8 @@ func artifactsDir(t *testing.T) string {
 // TestHTMLRendersInChromium opens the report page in headless Chromium and checks the numbers a person
 // would read off the rendered DOM: totals, the heat map cells and the top pairs; then keeps a screenshot.
 func TestHTMLRendersInChromium(t *testing.T) {
-	if _, err := os.Stat(chromium); err != nil {
-		if os.Getenv("ZONETOLL_SKIP_CLUSTER_TESTS") == "1" {
-			t.Skipf("%s not installed and ZONETOLL_SKIP_CLUSTER_TESTS=1", chromium)
-		}
-		t.Fatalf("%s not found: apt-get install chromium (hack/setup.sh does it): %v", chromium, err)
-	}
+	_, err := os.Stat(chromium)
+	gate.Need(t, "headless Chromium", err, gate.Debian("chromium"))
 	table, _ := pricing.Preset("aws")
 	start := time.Date(2026, 11, 22, 0, 0, 0, 0, time.UTC)
 	r := Compute(sample(), table, start, start.Add(24*time.Hour), 10)

@@ -8,7 +8,7 @@ import (
 
 	"github.com/zonetoll/zonetoll/shared/config"
 	"github.com/zonetoll/zonetoll/shared/servicecmd"
-	"github.com/zonetoll/zonetoll/shared/servicetest"
+	"github.com/zonetoll/zonetoll/testkit/servicetest"
 )
 
 func TestRunHelpListsSettings(t *testing.T) {

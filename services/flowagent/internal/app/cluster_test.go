@@ -10,8 +10,8 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/zonetoll/zonetoll/shared/servicetest"
-	"github.com/zonetoll/zonetoll/tools/testcluster"
+	"github.com/zonetoll/zonetoll/testkit/servicetest"
+	"github.com/zonetoll/zonetoll/testkit/testcluster"
 )
 
 // TestServiceEndToEnd runs the real flowagent command twice in-process, once per "node" namespace,

@@ -28,7 +28,7 @@ import (
 	"github.com/zonetoll/zonetoll/services/flowagent/internal/sender"
 	"github.com/zonetoll/zonetoll/shared/report"
 	"github.com/zonetoll/zonetoll/shared/servicecmd"
-	"github.com/zonetoll/zonetoll/shared/servicetest"
+	"github.com/zonetoll/zonetoll/testkit/servicetest"
 )
 
 // netnsPrefix names every network namespace these tests create, with the pid after it, so leftovers

@@ -3,7 +3,7 @@ package app
 import (
 	"testing"
 
-	"github.com/zonetoll/zonetoll/shared/servicetest"
+	"github.com/zonetoll/zonetoll/testkit/servicetest"
 )
 
 func TestRunHelpListsSettings(t *testing.T) {

@@ -22,10 +22,10 @@ import (
 	rbacv1 "k8s.io/api/rbac/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
-	"github.com/zonetoll/zonetoll/shared/metricstest"
 	"github.com/zonetoll/zonetoll/shared/report"
-	"github.com/zonetoll/zonetoll/shared/servicetest"
-	"github.com/zonetoll/zonetoll/tools/testcluster"
+	"github.com/zonetoll/zonetoll/testkit/metricstest"
+	"github.com/zonetoll/zonetoll/testkit/servicetest"
+	"github.com/zonetoll/zonetoll/testkit/testcluster"
 )
 
 // ClusterRules are the permissions flowserver needs; the deploy manifests grant exactly these
@@ -357,7 +357,7 @@ func compare(t *testing.T, name string, got, want map[string]float64) {
 }
 
 func TestClusterIngestResolvesAndCountsEveryKind(t *testing.T) {
-	testcluster.SkipIfDisabled(t)
+	testcluster.Need(t)
 	f := newFixture(t)
 	addrs := f.world()
 	svc := f.start(map[string]string{"ZONETOLL_CIDRS_FILE": f.cidrs(), "ZONETOLL_ZONE": "zone-a"})
@@ -429,7 +429,7 @@ func TestClusterIngestResolvesAndCountsEveryKind(t *testing.T) {
 }
 
 func TestClusterRejectsWhatItMustAndKeepsWhatItAccepted(t *testing.T) {
-	testcluster.SkipIfDisabled(t)
+	testcluster.Need(t)
 	f := newFixture(t)
 	addrs := f.world()
 	svc := f.start(map[string]string{
@@ -570,7 +570,7 @@ func TestClusterRejectsWhatItMustAndKeepsWhatItAccepted(t *testing.T) {
 // A report that arrives after its pod is gone, or after the pod's IP went to another pod, is
 // attributed by its window to the pod that had the address then.
 func TestClusterLateReportsFollowPodLifetimes(t *testing.T) {
-	testcluster.SkipIfDisabled(t)
+	testcluster.Need(t)
 	f := newFixture(t)
 	f.world()
 	svc := f.start(nil)
@@ -626,7 +626,7 @@ func TestClusterLateReportsFollowPodLifetimes(t *testing.T) {
 }
 
 func TestClusterSeriesLimitSendsBytesToOverflow(t *testing.T) {
-	testcluster.SkipIfDisabled(t)
+	testcluster.Need(t)
 	f := newFixture(t)
 	addrs := f.world()
 	svc := f.start(map[string]string{"ZONETOLL_MAX_SERIES": "2"})
@@ -671,7 +671,7 @@ func TestClusterSeriesLimitSendsBytesToOverflow(t *testing.T) {
 
 // After the API server restarts, the informers resume: pods created afterwards resolve.
 func TestClusterResolvesAfterAPIServerRestart(t *testing.T) {
-	testcluster.SkipIfDisabled(t)
+	testcluster.Need(t)
 	f := newFixture(t)
 	f.world()
 	svc := f.start(nil)
@@ -697,7 +697,7 @@ func TestClusterResolvesAfterAPIServerRestart(t *testing.T) {
 }
 
 func TestClusterFlowLog(t *testing.T) {
-	testcluster.SkipIfDisabled(t)
+	testcluster.Need(t)
 	f := newFixture(t)
 	f.world()
 	path := filepath.Join(t.TempDir(), "flows.jsonl")

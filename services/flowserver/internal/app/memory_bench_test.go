@@ -16,10 +16,10 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
-	"github.com/zonetoll/zonetoll/shared/metricstest"
 	"github.com/zonetoll/zonetoll/shared/report"
-	"github.com/zonetoll/zonetoll/tools/images"
-	"github.com/zonetoll/zonetoll/tools/testcluster"
+	"github.com/zonetoll/zonetoll/testkit/metricstest"
+	"github.com/zonetoll/zonetoll/testkit/servicebuild"
+	"github.com/zonetoll/zonetoll/testkit/testcluster"
 )
 
 // BenchmarkClusterMemory runs the flowserver binary (as make build builds it) against a test cluster
@@ -27,7 +27,7 @@ import (
 // pods to put addresses in the gone-pod LRU, fills the traffic metrics with reports, and reports the
 // process's resident memory (peak and now) and Go heap. Run with -benchtime 1x; it takes minutes.
 func BenchmarkClusterMemory(b *testing.B) {
-	testcluster.SkipIfDisabled(b)
+	testcluster.Need(b)
 	const pods, nodes, workloads, churn = 10_000, 100, 1_000, 5_000
 	for b.Loop() {
 		c := testcluster.StartT(b, testcluster.Options{})
@@ -80,7 +80,7 @@ func BenchmarkClusterMemory(b *testing.B) {
 			b.Fatal(err)
 		}
 
-		bin := images.BinaryT(b, "flowserver")
+		bin := servicebuild.BinaryT(b, "flowserver")
 		port := freePort(b)
 		url := fmt.Sprintf("http://127.0.0.1:%d", port)
 		cmd := exec.Command(bin, "run", "--kubeconfig", testcluster.KubeconfigT(b, srv.Config))

@@ -21,8 +21,8 @@ import (
 	"github.com/zonetoll/zonetoll/services/flowserver/internal/dedupe"
 	"github.com/zonetoll/zonetoll/services/flowserver/internal/resolve"
 	"github.com/zonetoll/zonetoll/services/flowserver/internal/traffic"
-	"github.com/zonetoll/zonetoll/shared/metricstest"
 	"github.com/zonetoll/zonetoll/shared/report"
+	"github.com/zonetoll/zonetoll/testkit/metricstest"
 )
 
 // staticAuth accepts one token: the narrow stand-in for TokenReview, whose real path the cluster

@@ -13,13 +13,13 @@ import (
 	"k8s.io/client-go/rest"
 
 	"github.com/zonetoll/zonetoll/shared/kubeclient"
-	"github.com/zonetoll/zonetoll/tools/testcluster"
+	"github.com/zonetoll/zonetoll/testkit/testcluster"
 )
 
 // The initial pod list comes in pages (not the one-response list from the watch cache) and every pod is
 // trimmed as its page arrives.
 func TestPagedInitialList(t *testing.T) {
-	testcluster.SkipIfDisabled(t)
+	testcluster.Need(t)
 	c := testcluster.StartT(t, testcluster.Options{})
 	ctx := t.Context()
 	if _, err := c.CreateNamespace(ctx, "p"); err != nil {

@@ -8,7 +8,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/zonetoll/zonetoll/services/flowserver/internal/resolve"
-	"github.com/zonetoll/zonetoll/shared/metricstest"
+	"github.com/zonetoll/zonetoll/testkit/metricstest"
 )
 
 func ep(name, zone string, pod bool) *resolve.Endpoint {

@@ -15,10 +15,10 @@ import (
 	"k8s.io/client-go/rest"
 
 	"github.com/zonetoll/zonetoll/shared/config"
-	"github.com/zonetoll/zonetoll/shared/metricstest"
-	"github.com/zonetoll/zonetoll/shared/servicetest"
 	"github.com/zonetoll/zonetoll/shared/topology"
-	"github.com/zonetoll/zonetoll/tools/testcluster"
+	"github.com/zonetoll/zonetoll/testkit/metricstest"
+	"github.com/zonetoll/zonetoll/testkit/servicetest"
+	"github.com/zonetoll/zonetoll/testkit/testcluster"
 )
 
 // The permissions zonelabeler needs; the deploy manifests grant exactly these (docs/zonelabeler.md).

@@ -12,9 +12,9 @@ import (
 
 	"github.com/zonetoll/zonetoll/shared/kubeclient"
 	"github.com/zonetoll/zonetoll/shared/logging"
-	"github.com/zonetoll/zonetoll/shared/metricstest"
 	"github.com/zonetoll/zonetoll/shared/topology"
-	"github.com/zonetoll/zonetoll/tools/testcluster"
+	"github.com/zonetoll/zonetoll/testkit/metricstest"
+	"github.com/zonetoll/zonetoll/testkit/testcluster"
 )
 
 // The initial pod list comes in pages and fills the cache with podInfo only; the selector applies, and

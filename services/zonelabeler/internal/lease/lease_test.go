@@ -17,8 +17,8 @@ import (
 
 	"github.com/zonetoll/zonetoll/shared/kubeclient"
 	"github.com/zonetoll/zonetoll/shared/logging"
-	"github.com/zonetoll/zonetoll/shared/servicetest"
-	"github.com/zonetoll/zonetoll/tools/testcluster"
+	"github.com/zonetoll/zonetoll/testkit/servicetest"
+	"github.com/zonetoll/zonetoll/testkit/testcluster"
 )
 
 const ns = "lease-test"

@@ -7,7 +7,7 @@ import (
 	"syscall"
 	"testing"
 
-	"github.com/zonetoll/zonetoll/tools/testcluster"
+	"github.com/zonetoll/zonetoll/testkit/testcluster"
 )
 
 // cliEnv makes the test binary act as the testcluster command, so `up` can
@@ -23,7 +23,7 @@ func TestMain(m *testing.M) {
 }
 
 func TestUpStatusDown(t *testing.T) {
-	testcluster.SkipIfDisabled(t)
+	testcluster.Need(t)
 	t.Setenv(cliEnv, "1")
 	dir := t.TempDir()
 	ctx := t.Context()

@@ -7,11 +7,11 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"github.com/zonetoll/zonetoll/testkit/gate"
 	"io"
 	"net/http"
 	"strings"
 	"sync"
-	"testing"
 	"time"
 
 	"github.com/zonetoll/zonetoll/shared/servicecmd"
@@ -51,7 +51,7 @@ func (s *SyncBuffer) String() string {
 func Start[C any, PC interface {
 	*C
 	servicecmd.Configurer
-}](t testing.TB, spec servicecmd.Spec[C], env map[string]string, args ...string) *Service {
+}](t gate.TB, spec servicecmd.Spec[C], env map[string]string, args ...string) *Service {
 	t.Helper()
 	t.Setenv("ZONETOLL_HTTP_LISTEN_ADDRESS", "127.0.0.1:0")
 	t.Setenv("ZONETOLL_LOG_FORMAT", "text")
@@ -105,7 +105,7 @@ func Start[C any, PC interface {
 func Help[C any, PC interface {
 	*C
 	servicecmd.Configurer
-}](t testing.TB, spec servicecmd.Spec[C]) string {
+}](t gate.TB, spec servicecmd.Spec[C]) string {
 	t.Helper()
 	var out bytes.Buffer
 	spec.Stdout, spec.Stderr = &out, &out
@@ -119,7 +119,7 @@ func Help[C any, PC interface {
 func HelpLists[C any, PC interface {
 	*C
 	servicecmd.Configurer
-}](t testing.TB, spec servicecmd.Spec[C], want ...string) {
+}](t gate.TB, spec servicecmd.Spec[C], want ...string) {
 	t.Helper()
 	help := Help[C, PC](t, spec)
 	for _, w := range want {
@@ -132,7 +132,7 @@ func HelpLists[C any, PC interface {
 // WaitFor polls cond until it holds and fails the test after timeout (0: 60 s), naming what it
 // waited for and cond's last description of the state. The deadline catches a hang; it measures
 // nothing.
-func WaitFor(t testing.TB, what string, timeout time.Duration, cond func() (bool, string)) {
+func WaitFor(t gate.TB, what string, timeout time.Duration, cond func() (bool, string)) {
 	t.Helper()
 	if timeout == 0 {
 		timeout = 60 * time.Second

@@ -25,7 +25,7 @@ import (
 )
 
 func TestStartStop(t *testing.T) {
-	SkipIfDisabled(t)
+	Need(t)
 	ctx := t.Context()
 	c, err := Start(ctx, Options{})
 	if err != nil {
@@ -91,7 +91,7 @@ func TestStartFailsWithHintWhenBinariesMissing(t *testing.T) {
 }
 
 func TestStartFailureShowsLogs(t *testing.T) {
-	SkipIfDisabled(t)
+	Need(t)
 	_, err := Start(t.Context(), Options{ExtraAPIServerArgs: []string{"--no-such-flag"}})
 	if err == nil {
 		t.Fatal("Start succeeded with an unknown apiserver flag")
@@ -336,7 +336,7 @@ func flip(b byte) string {
 }
 
 func TestTwoClustersSideBySide(t *testing.T) {
-	SkipIfDisabled(t)
+	Need(t)
 	var (
 		wg       sync.WaitGroup
 		clusters [2]*Cluster
@@ -409,7 +409,7 @@ const helperEnv = "ZONETOLL_TESTCLUSTER_HELPER"
 // survive that thread, then SIGKILLs the helper (as a crashed or killed
 // `go test` would be) and checks both die with it.
 func TestChildrenDieWithParent(t *testing.T) {
-	SkipIfDisabled(t)
+	Need(t)
 	cmd := exec.Command(os.Args[0])
 	cmd.Env = append(os.Environ(), helperEnv+"=1")
 	cmd.Stderr = os.Stderr

@@ -7,7 +7,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/zonetoll/zonetoll/tools/modbuild"
+	"github.com/zonetoll/zonetoll/testkit/modbuild"
 )
 
 const fakeKubernetesGoMod = `module k8s.io/kubernetes

@@ -6,7 +6,7 @@ import (
 
 	"github.com/urfave/cli/v2"
 
-	"github.com/zonetoll/zonetoll/tools/prometheus"
+	"github.com/zonetoll/zonetoll/testkit/prometheus"
 )
 
 func newApp() *cli.App {

@@ -11,7 +11,7 @@ import (
 // BenchmarkStartToReady measures Start (both processes, up to /readyz ok);
 // Stop is not timed. Run with -benchtime=5x: each iteration is seconds.
 func BenchmarkStartToReady(b *testing.B) {
-	SkipIfDisabled(b)
+	Need(b)
 	for b.Loop() {
 		c, err := Start(b.Context(), Options{})
 		if err != nil {
@@ -29,7 +29,7 @@ func BenchmarkStartToReady(b *testing.B) {
 // and after creating 100 nodes in 3 zones and 10,000 running pods with IPs
 // (the design's scale target). Run with -benchtime=1x.
 func BenchmarkMemory(b *testing.B) {
-	SkipIfDisabled(b)
+	Need(b)
 	const settle = 5 * time.Second // let start-up allocations and caches settle before sampling
 	b.Run("idle", func(b *testing.B) {
 		for b.Loop() {

@@ -15,7 +15,7 @@ import (
 	"strings"
 	"time"
 
-	"github.com/zonetoll/zonetoll/tools/modbuild"
+	"github.com/zonetoll/zonetoll/testkit/modbuild"
 )
 
 // Version is the Prometheus release built, and ModuleVersion the Go module
@@ -35,9 +35,6 @@ const buildRecipe = 1
 const (
 	// EnvBinDir overrides the directory holding prometheus and promtool.
 	EnvBinDir = "ZONETOLL_PROMETHEUS_BIN_DIR"
-	// EnvSkip, set to 1, lets the tests that need the binaries skip. It is
-	// the same variable the cluster tests honour; CI never sets it.
-	EnvSkip = "ZONETOLL_SKIP_CLUSTER_TESTS"
 )
 
 // Binary names inside the bin dir.
@@ -47,7 +44,7 @@ const (
 )
 
 // BuildHint is the command that fills the bin dir.
-const BuildHint = "run `cd tools && go run ./cmd/prometheus build`"
+const BuildHint = "run `make testcluster` (or `cd testkit && go run ./cmd/prometheus build`)"
 
 // BinDir returns the directory holding the binaries: $ZONETOLL_PROMETHEUS_BIN_DIR
 // if set, else <user cache dir>/zonetoll/prometheus/<version>.

@@ -17,7 +17,7 @@ import (
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/tools/clientcmd"
 
-	"github.com/zonetoll/zonetoll/tools/testcluster"
+	"github.com/zonetoll/zonetoll/testkit/testcluster"
 )
 
 // state is what `up` leaves behind for `down` and `status`.
@@ -222,7 +222,7 @@ logs: %s
   kubectl get --raw /readyz
   kubectl version
 
-stop it with: testcluster down   (cd tools && go run ./cmd/testcluster down)
+stop it with: testcluster down   (cd testkit && go run ./cmd/testcluster down)
 `, testcluster.KubernetesVersion, st.Host, st.PID, st.LogDir, st.Kubeconfig)
 		return nil
 	}

@@ -9,7 +9,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/zonetoll/zonetoll/tools/modbuild"
+	"github.com/zonetoll/zonetoll/testkit/modbuild"
 )
 
 const fixtureGoMod = `module github.com/prometheus/prometheus

@@ -5,13 +5,12 @@ package metricstest
 import (
 	"bytes"
 	"fmt"
+	"github.com/zonetoll/zonetoll/testkit/gate"
 	"io"
 	"net/http"
-	"os"
 	"os/exec"
 	"sort"
 	"strings"
-	"testing"
 
 	dto "github.com/prometheus/client_model/go"
 	"github.com/prometheus/common/expfmt"
@@ -22,7 +21,7 @@ import (
 type Families map[string]*dto.MetricFamily
 
 // Scrape GETs url (a /metrics endpoint) in the Prometheus text format and parses it; any failure fails t.
-func Scrape(t testing.TB, url string) Families {
+func Scrape(t gate.TB, url string) Families {
 	t.Helper()
 	fams, err := ScrapeErr(url)
 	if err != nil {
@@ -144,16 +143,10 @@ func value(m *dto.Metric) float64 {
 
 // Promtool runs Prometheus' own linter, `promtool check metrics` (Debian's prometheus package), on a
 // scrape of url (a /metrics endpoint): names, units, _total suffixes, help texts. Without promtool the
-// test fails, or is skipped when ZONETOLL_SKIP_CLUSTER_TESTS=1 (a machine set up without make setup).
-func Promtool(t testing.TB, url string) {
+// gate decides (fail under make test, skip elsewhere).
+func Promtool(t gate.TB, url string) {
 	t.Helper()
-	promtool, err := exec.LookPath("promtool")
-	if err != nil {
-		if os.Getenv("ZONETOLL_SKIP_CLUSTER_TESTS") == "1" {
-			t.Skipf("promtool not installed and ZONETOLL_SKIP_CLUSTER_TESTS=1: %v", err)
-		}
-		t.Fatalf("promtool not found (install Debian's prometheus package: make setup): %v", err)
-	}
+	promtool := gate.Command(t, "promtool", gate.Debian("prometheus"))
 	resp, err := http.Get(url)
 	if err != nil {
 		t.Fatalf("scraping %s: %v", url, err)

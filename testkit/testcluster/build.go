@@ -8,7 +8,7 @@ import (
 	"strings"
 	"time"
 
-	"github.com/zonetoll/zonetoll/tools/modbuild"
+	"github.com/zonetoll/zonetoll/testkit/modbuild"
 )
 
 // KubernetesVersion is the kube-apiserver release the test cluster runs. It is
@@ -24,8 +24,6 @@ const buildRecipe = 1
 const (
 	// EnvBinDir overrides the directory holding kube-apiserver and etcd.
 	EnvBinDir = "ZONETOLL_TESTCLUSTER_BIN_DIR"
-	// EnvSkip, set to 1, lets cluster tests skip. CI never sets it.
-	EnvSkip = "ZONETOLL_SKIP_CLUSTER_TESTS"
 )
 
 // Binary names inside the bin dir.
@@ -35,7 +33,7 @@ const (
 )
 
 // BuildHint is the command that fills the bin dir.
-const BuildHint = "run `make testcluster` (or `cd tools && go run ./cmd/testcluster build`)"
+const BuildHint = "run `make testcluster` (or `cd testkit && go run ./cmd/testcluster build`)"
 
 // BinDir returns the directory holding the binaries: $ZONETOLL_TESTCLUSTER_BIN_DIR
 // if set, else <user cache dir>/zonetoll/testcluster/k8s-<version>.

@@ -21,7 +21,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
 
-	"github.com/zonetoll/zonetoll/tools/testcluster"
+	"github.com/zonetoll/zonetoll/testkit/testcluster"
 )
 
 // e2eChildEnv marks the copy of the test binary that runs inside the private
@@ -44,7 +44,7 @@ func TestPerZonePrometheusEndToEnd(t *testing.T) {
 		return
 	}
 	bins := BinariesT(t)
-	testcluster.SkipIfDisabled(t)
+	testcluster.Need(t)
 	if os.Geteuid() != 0 {
 		t.Skip("needs root to create a network namespace (CLONE_NEWNET)")
 	}

@@ -9,7 +9,7 @@ import (
 
 func TestRoot(t *testing.T) {
 	root := RootT(t)
-	if _, err := os.Stat(filepath.Join(root, "tools", "repo", "repo.go")); err != nil {
+	if _, err := os.Stat(filepath.Join(root, "testkit", "repo", "repo.go")); err != nil {
 		t.Errorf("Root(.) = %s, which does not hold this package: %v", root, err)
 	}
 	deep := filepath.Join(root, "tools", "repo")

@@ -4,9 +4,9 @@ package repo
 
 import (
 	"fmt"
+	"github.com/zonetoll/zonetoll/testkit/gate"
 	"os"
 	"path/filepath"
-	"testing"
 )
 
 // Root walks up from dir to the nearest directory holding go.work.
@@ -27,7 +27,7 @@ func Root(dir string) (string, error) {
 
 // RootT is Root of the test's working directory, failing the test when
 // there is none.
-func RootT(t testing.TB) string {
+func RootT(t gate.TB) string {
 	t.Helper()
 	root, err := Root(".")
 	if err != nil {

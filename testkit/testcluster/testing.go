@@ -1,0 +1,78 @@
+package testcluster
+
+import (
+	"context"
+	"log/slog"
+	"path/filepath"
+
+	"k8s.io/client-go/rest"
+
+	"github.com/zonetoll/zonetoll/testkit/modbuild"
+
+	"github.com/zonetoll/zonetoll/testkit/gate"
+)
+
+// Need lets a test that needs the cluster's binaries go on, or skips/fails it through the gate with
+// the command that builds them.
+func Need(t gate.TB) {
+	t.Helper()
+	err := installed()
+	gate.Need(t, "kube-apiserver and etcd of the test cluster", err, "make testcluster")
+}
+
+// StartT starts a cluster for a test: it goes through the gate (Need), fails t if the cluster cannot
+// start, and stops it in t.Cleanup. When the test failed, the end of both logs is logged with the
+// test's output.
+func StartT(t gate.TB, opts Options) *Cluster {
+	t.Helper()
+	Need(t)
+	if opts.Logger == nil {
+		opts.Logger = slog.New(slog.NewTextHandler(tWriter{t}, &slog.HandlerOptions{Level: slog.LevelWarn}))
+	}
+	c, err := Start(context.Background(), opts)
+	if err != nil {
+		t.Fatalf("starting test cluster: %v", err)
+	}
+	t.Cleanup(func() {
+		if t.Failed() {
+			t.Logf("test failed; test cluster logs:\n%s", c.LogTails())
+		}
+		if err := c.Stop(); err != nil {
+			t.Errorf("stopping test cluster: %v", err)
+		}
+	})
+	return c
+}
+
+// tWriter sends slog output to t.Log so it appears with the test.
+type tWriter struct{ t gate.TB }
+
+func (w tWriter) Write(p []byte) (int, error) {
+	w.t.Log(string(p))
+	return len(p), nil
+}
+
+// KubeconfigT writes cfg's kubeconfig (see WriteKubeconfig) into a temporary directory of t and returns
+// its path.
+func KubeconfigT(t gate.TB, cfg *rest.Config) string {
+	t.Helper()
+	path := filepath.Join(t.TempDir(), "kubeconfig")
+	if err := WriteKubeconfig(path, cfg); err != nil {
+		t.Fatal(err)
+	}
+	return path
+}
+
+// installed reports why the binaries of BinDir cannot run, or nil.
+func installed() error {
+	dir, err := BinDir()
+	if err != nil {
+		return err
+	}
+	for _, name := range []string{APIServerBinary, EtcdBinary} {
+		if err := modbuild.CheckExecutable(filepath.Join(dir, name)); err != nil {
+			return err
+		}
+	}
+	return nil
+}
