@@ -10,7 +10,7 @@ LDFLAGS  := -s -w \
 	-X github.com/zonetoll/zonetoll/shared/buildinfo.Revision=$(REVISION)
 SERVICES := zonelabeler flowagent flowserver costcalc
 
-.PHONY: build images test generate generate-check bench demo testcluster setup clean
+.PHONY: build images check test generate generate-check bench demo testcluster setup clean
 
 ## build: every service binary into bin/ (static, no cgo)
 build:
@@ -28,6 +28,10 @@ images:
 ## setup: install what builds and tests need on a fresh machine (Debian packages); idempotent
 setup:
 	hack/setup.sh
+
+## check: the inner loop — gofmt, vet and every test that needs neither root nor the test cluster (-short)
+check:
+	hack/check.sh
 
 ## test: the whole suite — gofmt, generated files, vet, staticcheck, go test -race of every module
 test: setup

@@ -2,7 +2,8 @@
 // the test cluster's binaries, Prometheus, Chromium, …): under `make test` and CI, where
 // ZONETOLL_REQUIRE_ALL=1, it fails loudly; anywhere else it skips, naming the command that installs the
 // missing part. It is the one place that makes that decision, so a fresh CI machine can never pass by
-// skipping.
+// skipping. Under `go test -short` (make check, the inner loop) every such test skips, present or not:
+// the inner loop is what runs in seconds without root or the test cluster.
 //
 // The kit's helpers take a TB rather than a *testing.T so that the commands which reuse the kit's
 // non-test parts (the demo starts the test cluster) do not link package testing.
@@ -11,6 +12,7 @@ package gate
 import (
 	"context"
 	"errors"
+	"flag"
 	"fmt"
 	"os"
 	"os/exec"
@@ -40,10 +42,21 @@ type TB interface {
 // Required reports whether a missing prerequisite fails the test instead of skipping it.
 func Required() bool { return os.Getenv(EnvRequireAll) == "1" }
 
+// Short reports whether the test binary runs with -short. It reads the flag instead of calling
+// testing.Short so that this package does not link package testing into commands.
+func Short() bool {
+	f := flag.Lookup("test.short")
+	return f != nil && f.Value.String() == "true"
+}
+
 // Need lets t go on when err is nil. Otherwise it skips t, or fails it when Required, with what is
 // missing, why (err) and the command that installs it.
 func Need(t TB, what string, err error, install string) {
 	t.Helper()
+	if Short() {
+		t.Skipf("needs %s: skipped under -short (the inner loop, make check)", what)
+		return
+	}
 	if err == nil {
 		return
 	}

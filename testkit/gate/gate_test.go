@@ -2,6 +2,7 @@ package gate
 
 import (
 	"errors"
+	"flag"
 	"fmt"
 	"strings"
 	"testing"
@@ -20,6 +21,7 @@ func (r *recorder) Fatalf(format string, args ...any) {
 }
 
 func TestNeed(t *testing.T) {
+	setShort(t, "false")
 	missing := errors.New("kube-apiserver not found")
 	tests := []struct {
 		name     string
@@ -58,6 +60,7 @@ func TestNeed(t *testing.T) {
 }
 
 func TestCommand(t *testing.T) {
+	setShort(t, "false")
 	t.Setenv(EnvRequireAll, "1")
 	r := &recorder{TB: t}
 	if p := Command(r, "sh", "apt-get install dash"); p == "" || r.failed != "" {
@@ -66,5 +69,25 @@ func TestCommand(t *testing.T) {
 	Command(r, "no-such-command-zonetoll", "apt-get install nothing")
 	if !strings.Contains(r.failed, "apt-get install nothing") {
 		t.Fatalf("a missing command under %s=1 must fail with its install hint, got %q", EnvRequireAll, r.failed)
+	}
+}
+
+// setShort sets -short for one test, so the table runs the same under make check and make test.
+func setShort(t *testing.T, v string) {
+	f := flag.Lookup("test.short")
+	old := f.Value.String()
+	if err := f.Value.Set(v); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = f.Value.Set(old) })
+}
+
+func TestShortSkipsEvenWhenPresent(t *testing.T) {
+	setShort(t, "true")
+	t.Setenv(EnvRequireAll, "1")
+	r := &recorder{TB: t}
+	Need(r, "the test cluster", nil, "make testcluster")
+	if r.skipped == "" || r.failed != "" {
+		t.Fatalf("under -short a gated test must skip, got skipped=%q failed=%q", r.skipped, r.failed)
 	}
 }

@@ -21,6 +21,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
 
+	"github.com/zonetoll/zonetoll/testkit/gate"
 	"github.com/zonetoll/zonetoll/testkit/testcluster"
 )
 
@@ -45,9 +46,7 @@ func TestPerZonePrometheusEndToEnd(t *testing.T) {
 	}
 	bins := BinariesT(t)
 	testcluster.Need(t)
-	if os.Geteuid() != 0 {
-		t.Skip("needs root to create a network namespace (CLONE_NEWNET)")
-	}
+	gate.Root(t) // a network namespace of its own (CLONE_NEWNET)
 	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
 	defer cancel()
 	cmd := exec.CommandContext(ctx, os.Args[0], "-test.run=^TestPerZonePrometheusEndToEnd$", "-test.v", "-test.count=1")
