@@ -1,16 +1,18 @@
 // Package metricstest scrapes a real /metrics endpoint over HTTP and reads values from it, for tests in
-// every module. It is imported only by tests.
+// every module, the benchmarks and the demo. It parses with the upstream expfmt parser (the one
+// Prometheus' own client libraries use), so there is one reader of the exposition format in the repo.
 package metricstest
 
 import (
 	"bytes"
+	"context"
 	"fmt"
-	"github.com/zonetoll/zonetoll/testkit/gate"
 	"io"
 	"net/http"
 	"os/exec"
 	"sort"
-	"strings"
+
+	"github.com/zonetoll/zonetoll/testkit/gate"
 
 	dto "github.com/prometheus/client_model/go"
 	"github.com/prometheus/common/expfmt"
@@ -32,28 +34,7 @@ func Scrape(t gate.TB, url string) Families {
 
 // ScrapeErr is Scrape for callers that poll and tolerate failures.
 func ScrapeErr(url string) (Families, error) {
-	req, err := http.NewRequest(http.MethodGet, url, nil)
-	if err != nil {
-		return nil, err
-	}
-	req.Header.Set("Accept", "text/plain;version=0.0.4")
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		return nil, fmt.Errorf("scraping %s: %w", url, err)
-	}
-	defer resp.Body.Close()
-	body, err := io.ReadAll(resp.Body)
-	if err != nil {
-		return nil, fmt.Errorf("scraping %s: reading body: %w", url, err)
-	}
-	if resp.StatusCode != http.StatusOK {
-		return nil, fmt.Errorf("scraping %s: status %s: %s", url, resp.Status, body)
-	}
-	fams, err := Parse(strings.NewReader(string(body)))
-	if err != nil {
-		return nil, fmt.Errorf("scraping %s: %w", url, err)
-	}
-	return fams, nil
+	return Fetch(context.Background(), nil, url)
 }
 
 // Parse reads the Prometheus text exposition format, e.g. an API server's /metrics fetched with a

@@ -16,6 +16,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/zonetoll/zonetoll/testkit/metricstest"
 	"github.com/zonetoll/zonetoll/testkit/testcluster"
 )
 
@@ -58,7 +59,7 @@ type Demo struct {
 	progress io.Writer
 	bpffs    string
 	// before holds, per zone, the flowserver's counters from its earlier lives (it keeps them in memory only).
-	before map[string]Scrape
+	before map[string]metricstest.Samples
 	phases int
 	began  time.Time
 }
@@ -92,7 +93,7 @@ func Start(ctx context.Context, opts Options) (_ *Demo, err error) {
 		opts.OutDir = filepath.Join(cache, "zonetoll", "demo")
 	}
 	d := &Demo{opts: opts, progress: opts.Progress, Servers: map[string]*Proc{}, Agents: map[string]*Proc{},
-		Costcalcs: map[string]*Proc{}, FlowLogs: map[string]string{}, before: map[string]Scrape{}, began: time.Now()}
+		Costcalcs: map[string]*Proc{}, FlowLogs: map[string]string{}, before: map[string]metricstest.Samples{}, began: time.Now()}
 	if left := RemoveLeftovers(NameBase); len(left) > 0 {
 		d.say("removed %d leftovers of an earlier run that was killed: %s", len(left), strings.Join(left, ", "))
 	}
@@ -318,14 +319,14 @@ func (d *Demo) startPrometheus(ctx context.Context) (*Proc, error) {
 type Snapshot struct {
 	At       time.Time
 	Sent     map[[2]netip.Addr]PairCount
-	Servers  map[string]Scrape // by zone
-	Costs    map[string]Scrape // by cloud
+	Servers  map[string]metricstest.Samples // by zone
+	Costs    map[string]metricstest.Samples // by cloud
 	AgentPID map[string]int
 }
 
 // Snap scrapes every flowserver and costcalc.
 func (d *Demo) Snap(ctx context.Context) (*Snapshot, error) {
-	s := &Snapshot{At: time.Now(), Sent: d.Gen.Ledger.Snapshot(), Servers: map[string]Scrape{}, Costs: map[string]Scrape{}, AgentPID: map[string]int{}}
+	s := &Snapshot{At: time.Now(), Sent: d.Gen.Ledger.Snapshot(), Servers: map[string]metricstest.Samples{}, Costs: map[string]metricstest.Samples{}, AgentPID: map[string]int{}}
 	for z, p := range d.Servers {
 		sc, err := Fetch(ctx, p.Addr)
 		if err != nil {
@@ -371,10 +372,14 @@ func (p *Phase) Sent() map[[2]netip.Addr]PairCount {
 }
 
 // Server is a flowserver's counters grown in the phase.
-func (p *Phase) Server(zone string) Scrape { return p.End.Servers[zone].Minus(p.Start.Servers[zone]) }
+func (p *Phase) Server(zone string) metricstest.Samples {
+	return p.End.Servers[zone].Minus(p.Start.Servers[zone])
+}
 
 // Cost is a costcalc run's counters grown in the phase.
-func (p *Phase) Cost(cloud string) Scrape { return p.End.Costs[cloud].Minus(p.Start.Costs[cloud]) }
+func (p *Phase) Cost(cloud string) metricstest.Samples {
+	return p.End.Costs[cloud].Minus(p.Start.Costs[cloud])
+}
 
 // Disruption is something done to the services while traffic flows.
 type Disruption struct {
@@ -498,7 +503,7 @@ func (d *Demo) settle(ctx context.Context) error {
 }
 
 // AppBytes is the flowserver's bytes whose source is the application (its namespace or a node).
-func AppBytes(sc Scrape) uint64 {
+func AppBytes(sc metricstest.Samples) uint64 {
 	var t float64
 	for _, s := range sc.Series("zonetoll_traffic_bytes_total", nil) {
 		if s.Labels["src_namespace"] != "" || s.Labels["src_kind"] == KindNode {
@@ -641,4 +646,13 @@ func writeFile(path, content string) error {
 		return fmt.Errorf("writing %s: %w", path, err)
 	}
 	return nil
+}
+
+// Fetch scrapes http://addr/metrics of one of the demo's processes into flat samples.
+func Fetch(ctx context.Context, addr string) (metricstest.Samples, error) {
+	fams, err := metricstest.Fetch(ctx, nil, "http://"+addr+"/metrics")
+	if err != nil {
+		return nil, err
+	}
+	return fams.Samples(), nil
 }

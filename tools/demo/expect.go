@@ -2,6 +2,8 @@ package demo
 
 import (
 	"net/netip"
+
+	"github.com/zonetoll/zonetoll/testkit/metricstest"
 )
 
 // PairKey is a workload pair as the flowserver labels zonetoll_traffic_bytes_total.
@@ -42,7 +44,7 @@ func Expected(m *Model, sent map[[2]netip.Addr]PairCount) map[string]map[PairKey
 }
 
 // Pairs reads a flowserver scrape's zonetoll_traffic_bytes_total by pair.
-func Pairs(sc Scrape) map[PairKey]float64 {
+func Pairs(sc metricstest.Samples) map[PairKey]float64 {
 	out := map[PairKey]float64{}
 	for _, s := range sc.Series("zonetoll_traffic_bytes_total", nil) {
 		out[KeyOf(s.Labels)] += s.Value

@@ -139,47 +139,6 @@ func TestExpected(t *testing.T) {
 	}
 }
 
-func TestParseText(t *testing.T) {
-	text := `# HELP zonetoll_traffic_bytes_total Bytes.
-# TYPE zonetoll_traffic_bytes_total counter
-zonetoll_traffic_bytes_total{src_namespace="shop",src_workload="api",dst_workload="we\"ird\\"} 1.5e+06
-zonetoll_zone_traffic_bytes_total{src_zone="a",dst_zone=""} 42
-process_start_time_seconds 1.7e9
-go_gc_duration_seconds{quantile="0.5"} NaN
-`
-	sc, err := ParseText(strings.NewReader(text))
-	if err != nil {
-		t.Fatal(err)
-	}
-	if len(sc) != 4 {
-		t.Fatalf("%d samples, want 4: %+v", len(sc), sc)
-	}
-	if v := sc.Sum("zonetoll_traffic_bytes_total", map[string]string{"src_workload": "api"}); v != 1.5e6 {
-		t.Errorf("traffic = %v, want 1.5e6", v)
-	}
-	if s := sc.Series("zonetoll_traffic_bytes_total", nil)[0]; s.Labels["dst_workload"] != `we"ird\` {
-		t.Errorf("escaped label = %q", s.Labels["dst_workload"])
-	}
-	if v := sc.Sum("zonetoll_zone_traffic_bytes_total", map[string]string{"dst_zone": ""}); v != 42 {
-		t.Errorf("empty label value: %v, want 42", v)
-	}
-	for _, bad := range []string{`x{a="1} 2`, `x{a=1} 2`, `x`, `x{a="1"} y`} {
-		if _, err := ParseText(strings.NewReader(bad)); err == nil {
-			t.Errorf("ParseText(%q) accepted it", bad)
-		}
-	}
-
-	a := Scrape{{Name: "c", Labels: map[string]string{"k": "1"}, Value: 10}}
-	b := Scrape{{Name: "c", Labels: map[string]string{"k": "1"}, Value: 5}, {Name: "c", Labels: map[string]string{"k": "2"}, Value: 7}}
-	sum := a.Plus(b)
-	if sum.Sum("c", map[string]string{"k": "1"}) != 15 || sum.Sum("c", map[string]string{"k": "2"}) != 7 || len(sum) != 2 {
-		t.Errorf("Plus = %+v", sum)
-	}
-	if d := sum.Minus(a); d.Sum("c", map[string]string{"k": "1"}) != 5 || d.Sum("c", map[string]string{"k": "2"}) != 7 {
-		t.Errorf("Minus = %+v", d)
-	}
-}
-
 func TestOwnerGone(t *testing.T) {
 	tests := []struct {
 		name string

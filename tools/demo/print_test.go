@@ -4,10 +4,12 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/zonetoll/zonetoll/testkit/metricstest"
 )
 
-func traffic(src, srcZone, dst, dstZone string, v float64) Sample {
-	return Sample{Name: "zonetoll_traffic_bytes_total", Value: v, Labels: map[string]string{
+func traffic(src, srcZone, dst, dstZone string, v float64) metricstest.Sample {
+	return metricstest.Sample{Name: "zonetoll_traffic_bytes_total", Value: v, Labels: map[string]string{
 		"src_namespace": "shop", "src_workload": src, "src_kind": KindDeployment, "src_zone": srcZone,
 		"dst_namespace": "shop", "dst_workload": dst, "dst_kind": KindDeployment, "dst_zone": dstZone}}
 }
@@ -17,7 +19,7 @@ func traffic(src, srcZone, dst, dstZone string, v float64) Sample {
 func TestFiguresAndPrint(t *testing.T) {
 	m := NewModel("ztdemo-1-")
 	a, b := m.Zones[0], m.Zones[1]
-	cost := func(v float64) Sample {
+	cost := func(v float64) metricstest.Sample {
 		s := traffic("api", a, "frontend", b, v)
 		s.Name = "zonetoll_cross_zone_cost_dollars_total"
 		return s
@@ -25,16 +27,16 @@ func TestFiguresAndPrint(t *testing.T) {
 	p := &Phase{
 		Sending: time.Hour,
 		Start: &Snapshot{
-			Servers: map[string]Scrape{a: {traffic("api", a, "frontend", b, 1000), traffic("api", a, "frontend", a, 50)}},
-			Costs:   map[string]Scrape{"aws": {cost(1)}},
+			Servers: map[string]metricstest.Samples{a: {traffic("api", a, "frontend", b, 1000), traffic("api", a, "frontend", a, 50)}},
+			Costs:   map[string]metricstest.Samples{"aws": {cost(1)}},
 		},
 		End: &Snapshot{
-			Servers: map[string]Scrape{
+			Servers: map[string]metricstest.Samples{
 				a: {traffic("api", a, "frontend", b, 4000), traffic("api", a, "frontend", a, 1050),
 					{Name: "zonetoll_zone_traffic_bytes_total", Value: 3000, Labels: map[string]string{"src_zone": a, "dst_zone": b}}},
 				b: {traffic("frontend", b, "api", a, 500)},
 			},
-			Costs: map[string]Scrape{"aws": {cost(3)}, "gcp": {cost(0.5)}},
+			Costs: map[string]metricstest.Samples{"aws": {cost(3)}, "gcp": {cost(0.5)}},
 		},
 	}
 	f := FiguresOf(m, p)

@@ -16,6 +16,7 @@ import (
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/cache"
 
+	"github.com/zonetoll/zonetoll/testkit/metricstest"
 	"github.com/zonetoll/zonetoll/testkit/testcluster"
 )
 
@@ -271,15 +272,15 @@ feed:
 // settle waits until the labeler's queue is empty and its write count has stopped moving, so a second
 // write to an already labelled pod (the thing "writes per pod" is there to catch) is counted, and
 // returns the last scrape.
-func settle(ctx context.Context, b *testing.B, l *labeler) []sample {
+func settle(ctx context.Context, b *testing.B, l *labeler) metricstest.Samples {
 	var prev float64 = -1
 	for range 30 {
 		m, err := l.metrics(ctx)
 		if err != nil {
 			b.Fatal(err)
 		}
-		writes := sum(m, "zonetoll_zonelabeler_label_writes_total", nil)
-		if sum(m, "zonetoll_zonelabeler_workqueue_depth", nil) == 0 && writes == prev {
+		writes := m.Sum("zonetoll_zonelabeler_label_writes_total", nil)
+		if m.Sum("zonetoll_zonelabeler_workqueue_depth", nil) == 0 && writes == prev {
 			return m
 		}
 		prev = writes
@@ -296,11 +297,12 @@ func podPatches(ctx context.Context, b *testing.B, cs kubernetes.Interface) floa
 	if err != nil {
 		b.Fatalf("scraping kube-apiserver metrics: %v", err)
 	}
-	m, err := parseText(bytes.NewReader(raw))
+	fams, err := metricstest.Parse(bytes.NewReader(raw))
 	if err != nil {
 		b.Fatal(err)
 	}
-	return sum(m, "apiserver_request_total", map[string]string{"verb": "PATCH", "group": "", "resource": "pods", "subresource": ""})
+	m := fams.Samples()
+	return m.Sum("apiserver_request_total", map[string]string{"verb": "PATCH", "group": "", "resource": "pods", "subresource": ""})
 }
 
 type figures struct {
@@ -309,7 +311,7 @@ type figures struct {
 	labelerStart      time.Time
 	res               results
 	patches           float64
-	labelMetrics      []sample
+	labelMetrics      metricstest.Samples
 	idle, used        usage
 	settings          []string
 }
@@ -322,17 +324,17 @@ func report(b *testing.B, f figures) {
 	w50, _ := percentile(f.res.seenToLabel, 0.50)
 	w99, _ := percentile(f.res.seenToLabel, 0.99)
 	const hist = "zonetoll_zonelabeler_binding_to_label_seconds"
-	h50, h50Beyond, _ := histogramQuantile(f.labelMetrics, hist, 0.50)
-	h99, h99Beyond, _ := histogramQuantile(f.labelMetrics, hist, 0.99)
+	h50, h50Beyond, _ := f.labelMetrics.HistogramQuantile(hist, 0.50)
+	h99, h99Beyond, _ := f.labelMetrics.HistogramQuantile(hist, 0.99)
 	histText := func(v float64, beyond bool) string {
 		if beyond {
 			return fmt.Sprintf("> %.0f ms (past the last bucket)", v*1000)
 		}
 		return fmt.Sprintf("%.0f ms", v*1000)
 	}
-	hCount := sum(f.labelMetrics, hist+"_count", nil)
-	ok := sum(f.labelMetrics, "zonetoll_zonelabeler_label_writes_total", map[string]string{"result": "success"})
-	allWrites := sum(f.labelMetrics, "zonetoll_zonelabeler_label_writes_total", nil)
+	hCount := f.labelMetrics.Sum(hist+"_count", nil)
+	ok := f.labelMetrics.Sum("zonetoll_zonelabeler_label_writes_total", map[string]string{"result": "success"})
+	allWrites := f.labelMetrics.Sum("zonetoll_zonelabeler_label_writes_total", nil)
 	createSecs := f.createdAll.Sub(f.start).Seconds()
 	allLabelled := f.res.lastLabelled.Sub(f.start).Seconds()
 	n := float64(f.pods)

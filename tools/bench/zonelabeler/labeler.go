@@ -14,6 +14,8 @@ import (
 	"strings"
 	"syscall"
 	"time"
+
+	"github.com/zonetoll/zonetoll/testkit/metricstest"
 )
 
 // buildFlags are those of `make build` (Makefile), so the benchmark measures the binary users run: a
@@ -157,28 +159,19 @@ func (l *labeler) leading(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	if sum(m, "zonetoll_zonelabeler_leader", nil) != 1 {
+	if m.Sum("zonetoll_zonelabeler_leader", nil) != 1 {
 		return errors.New("ready but not holding the lease yet")
 	}
 	return nil
 }
 
 // metrics scrapes the labeler's /metrics.
-func (l *labeler) metrics(ctx context.Context) ([]sample, error) {
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+l.addr+"/metrics", nil)
+func (l *labeler) metrics(ctx context.Context) (metricstest.Samples, error) {
+	fams, err := metricstest.Fetch(ctx, nil, "http://"+l.addr+"/metrics")
 	if err != nil {
 		return nil, err
 	}
-	req.Header.Set("Accept", "text/plain;version=0.0.4")
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		return nil, fmt.Errorf("scraping zonelabeler metrics: %w", err)
-	}
-	defer resp.Body.Close()
-	if resp.StatusCode != http.StatusOK {
-		return nil, fmt.Errorf("scraping zonelabeler metrics: %s", resp.Status)
-	}
-	return parseText(resp.Body)
+	return fams.Samples(), nil
 }
 
 // stop sends SIGTERM, and SIGKILL if the labeler has not exited after grace.
