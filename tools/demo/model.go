@@ -1,4 +1,4 @@
-// Package demo runs zonetoll's local three-zone cluster: a real kube-apiserver (tools/testcluster), nodes
+// Package demo runs zonetoll's local three-zone cluster: a real kube-apiserver (testkit/testcluster), nodes
 // and pods as network namespaces wired like a native-routing CNI, the real zonelabeler, flowagent,
 // flowserver and costcalc binaries, Debian's Prometheus, and a bounded UDP traffic generator whose counts
 // are the ground truth the end-to-end test checks every figure against. `make demo` and the test run the

@@ -15,7 +15,7 @@ import (
 )
 
 // TestServiceEndToEnd runs the real flowagent command twice in-process, once per "node" namespace,
-// against a real API server (tools/testcluster) that holds the Nodes and Pods, and a real HTTP
+// against a real API server (testkit/testcluster) that holds the Nodes and Pods, and a real HTTP
 // flowserver per zone path: each agent learns its zone and local addresses from the API, reports to
 // its zone with its token, and on stop drains and sends once more. The server's bytes equal what
 // the pods sent, each byte once.
