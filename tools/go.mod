@@ -5,7 +5,8 @@ go 1.26.0
 require (
 	github.com/google/go-containerregistry v0.20.6
 	github.com/urfave/cli/v2 v2.27.7
-	golang.org/x/sys v0.35.0
+	github.com/zonetoll/zonetoll/bpf v0.0.0-00010101000000-000000000000
+	golang.org/x/sys v0.43.0
 	k8s.io/api v0.33.13
 	k8s.io/apimachinery v0.33.13
 	k8s.io/client-go v0.33.13
@@ -83,3 +84,5 @@ require (
 )
 
 replace github.com/zonetoll/zonetoll/testkit => ../testkit
+
+replace github.com/zonetoll/zonetoll/bpf => ../bpf

@@ -7,11 +7,12 @@ import (
 	"math"
 	"net"
 	"os"
-	"runtime"
 
 	"github.com/cilium/ebpf"
 	"github.com/cilium/ebpf/link"
 	"github.com/vishvananda/netlink"
+
+	"github.com/zonetoll/zonetoll/bpf/netns"
 	"golang.org/x/sys/unix"
 )
 
@@ -40,7 +41,7 @@ func (c *Counter) AttachNetfilter(netnsPath string) error {
 	}{{"ipv4", hookNF4, link.NetfilterProtoIPv4}, {"ipv6", hookNF6, link.NetfilterProtoIPv6}}
 	var attached, adopted []hook
 	newLinks := map[hook]link.Link{}
-	err = inNetns(netnsPath, func() error {
+	err = netns.Do(netnsPath, func() error {
 		for _, f := range families {
 			h := hook{kind: f.kind, netns: ino}
 			if _, ok := c.gen.links[h]; ok {
@@ -148,7 +149,7 @@ func (c *Counter) AttachTC(netnsPath, ifname string) error {
 		return fmt.Errorf("attaching tc: %w", err)
 	}
 	h := hook{kind: hookTCX, netns: ino, ifname: ifname}
-	err = inNetns(netnsPath, func() error {
+	err = netns.Do(netnsPath, func() error {
 		iface, err := net.InterfaceByName(ifname)
 		if err != nil {
 			return fmt.Errorf("attaching tc: finding interface: %w", err)
@@ -197,7 +198,7 @@ func (c *Counter) attachClassic(netnsPath, ifname string) error {
 		delete(c.tc, key)
 	}
 	var l io.Closer
-	err := inNetns(netnsPath, func() error {
+	err := netns.Do(netnsPath, func() error {
 		iface, err := net.InterfaceByName(ifname)
 		if err != nil {
 			return fmt.Errorf("attaching tc: finding interface: %w", err)
@@ -254,7 +255,7 @@ type classicFilter struct {
 }
 
 func (f *classicFilter) Close() error {
-	err := inNetns(f.netns, func() error {
+	err := netns.Do(f.netns, func() error {
 		err := netlink.FilterDel(f.filter)
 		// Gone with its interface (pod deleted): nothing to remove.
 		if err == nil || errors.Is(err, unix.ENODEV) || errors.Is(err, unix.ENOENT) || errors.Is(err, unix.EINVAL) {
@@ -304,45 +305,4 @@ func (c *Counter) DetachTC(netnsPath, ifname string) error {
 		return fmt.Errorf("detaching tc from %s: %w", ifname, err)
 	}
 	return nil
-}
-
-// inNetns runs fn on an OS thread switched into the network namespace at
-// path, then switches the thread back. BPF links and interface lookups use
-// the calling thread's namespace; the rest of the process stays put.
-func inNetns(path string, fn func() error) error {
-	if path == "" {
-		return fn()
-	}
-	target, err := unix.Open(path, unix.O_RDONLY|unix.O_CLOEXEC, 0)
-	if err != nil {
-		return fmt.Errorf("opening netns %s: %w", path, err)
-	}
-	defer unix.Close(target)
-
-	errc := make(chan error, 1)
-	// A fresh goroutine: if switching back fails it exits still locked, and
-	// the runtime then discards the thread instead of reusing it elsewhere.
-	go func() {
-		runtime.LockOSThread()
-		orig, err := unix.Open("/proc/thread-self/ns/net", unix.O_RDONLY|unix.O_CLOEXEC, 0)
-		if err != nil {
-			runtime.UnlockOSThread()
-			errc <- fmt.Errorf("opening current netns: %w", err)
-			return
-		}
-		defer unix.Close(orig)
-		if err := unix.Setns(target, unix.CLONE_NEWNET); err != nil {
-			runtime.UnlockOSThread()
-			errc <- fmt.Errorf("entering netns %s: %w", path, err)
-			return
-		}
-		fnErr := fn()
-		if err := unix.Setns(orig, unix.CLONE_NEWNET); err != nil {
-			errc <- fmt.Errorf("returning from netns %s: %w", path, err)
-			return
-		}
-		runtime.UnlockOSThread()
-		errc <- fnErr
-	}()
-	return <-errc
 }

@@ -5,7 +5,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"github.com/zonetoll/zonetoll/bpf/kerneltest"
 	"io"
 	"net"
 	"net/netip"
@@ -19,6 +18,9 @@ import (
 	"time"
 
 	"github.com/vishvananda/netlink"
+
+	"github.com/zonetoll/zonetoll/bpf/kerneltest"
+	"github.com/zonetoll/zonetoll/bpf/netns"
 )
 
 // topo is a "node" network namespace forwarding between two "pod"
@@ -267,7 +269,7 @@ func (tp *topo) podFlows(t *testing.T, flows map[Key]Value) Value {
 // sockets fn creates belong to that namespace.
 func (tp *topo) inNS(ns string, fn func() error) {
 	tp.t.Helper()
-	if err := inNetns(nsPath(ns), fn); err != nil {
+	if err := netns.Do(nsPath(ns), fn); err != nil {
 		tp.t.Fatalf("in netns %s: %v", ns, err)
 	}
 }

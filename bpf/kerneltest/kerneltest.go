@@ -8,7 +8,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"runtime"
 	"strconv"
 	"strings"
 	"testing"
@@ -18,6 +17,7 @@ import (
 	"github.com/cilium/ebpf/link"
 	"golang.org/x/sys/unix"
 
+	"github.com/zonetoll/zonetoll/bpf/netns"
 	"github.com/zonetoll/zonetoll/testkit/gate"
 )
 
@@ -108,44 +108,13 @@ func NetfilterHookFree(netnsPath string, prio int32) error {
 		return fmt.Errorf("loading the probe program: %w", err)
 	}
 	defer prog.Close()
-	target, err := os.Open(netnsPath)
-	if err != nil {
-		return fmt.Errorf("opening netns %s: %w", netnsPath, err)
-	}
-	defer target.Close()
-	errc := make(chan error, 1)
-	// A goroutine of its own: if returning to our namespace fails it exits still locked, and the
-	// runtime discards the thread.
-	go func() {
-		runtime.LockOSThread()
-		orig, err := os.Open("/proc/thread-self/ns/net")
-		if err != nil {
-			runtime.UnlockOSThread()
-			errc <- err
-			return
-		}
-		defer orig.Close()
-		if err := unix.Setns(int(target.Fd()), unix.CLONE_NEWNET); err != nil {
-			runtime.UnlockOSThread()
-			errc <- fmt.Errorf("entering netns %s: %w", netnsPath, err)
-			return
-		}
-		l, attachErr := link.AttachNetfilter(link.NetfilterOptions{
+	return netns.Do(netnsPath, func() error {
+		l, err := link.AttachNetfilter(link.NetfilterOptions{
 			Program: prog, ProtocolFamily: link.NetfilterProtoIPv4, Hook: link.NetfilterInetPostRouting, Priority: prio,
 		})
-		if attachErr == nil {
-			defer l.Close()
+		if err != nil {
+			return err
 		}
-		if err := unix.Setns(int(orig.Fd()), unix.CLONE_NEWNET); err != nil {
-			errc <- fmt.Errorf("leaving netns %s: %w", netnsPath, err)
-			return
-		}
-		runtime.UnlockOSThread()
-		if attachErr != nil {
-			errc <- attachErr
-			return
-		}
-		errc <- nil
-	}()
-	return <-errc
+		return l.Close()
+	})
 }

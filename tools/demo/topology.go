@@ -8,11 +8,12 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"runtime"
 	"strconv"
 	"strings"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/zonetoll/zonetoll/bpf/netns"
 )
 
 // NetnsDir is where iproute2 keeps named network namespaces.
@@ -271,27 +272,5 @@ func run(ctx context.Context, name string, args ...string) error {
 // InNetns runs fn on an OS thread switched into the named network namespace. Sockets fn opens stay in
 // that namespace for their whole life, whichever thread uses them later; the process does not move.
 func InNetns(name string, fn func() error) error {
-	target, err := os.Open(filepath.Join(NetnsDir, name))
-	if err != nil {
-		return fmt.Errorf("opening network namespace %s: %w", name, err)
-	}
-	defer target.Close()
-	runtime.LockOSThread()
-	own, err := os.Open(fmt.Sprintf("/proc/self/task/%d/ns/net", unix.Gettid()))
-	if err != nil {
-		runtime.UnlockOSThread()
-		return fmt.Errorf("opening this thread's network namespace: %w", err)
-	}
-	defer own.Close()
-	if err := unix.Setns(int(target.Fd()), unix.CLONE_NEWNET); err != nil {
-		runtime.UnlockOSThread()
-		return fmt.Errorf("entering network namespace %s: %w", name, err)
-	}
-	fnErr := fn()
-	if err := unix.Setns(int(own.Fd()), unix.CLONE_NEWNET); err != nil {
-		// The thread stays locked, so Go ends it with the goroutine instead of reusing it in the wrong namespace.
-		return fmt.Errorf("returning from network namespace %s: %w", name, err)
-	}
-	runtime.UnlockOSThread()
-	return fnErr
+	return netns.Do(filepath.Join(NetnsDir, name), fn)
 }

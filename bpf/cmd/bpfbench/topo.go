@@ -9,6 +9,8 @@ import (
 	"strings"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/zonetoll/zonetoll/bpf/netns"
 )
 
 // netnsPrefix names every namespace bpfbench makes, so leftovers of a killed
@@ -108,32 +110,20 @@ func removeLeftovers() {
 
 func nsPath(name string) string { return "/run/netns/" + name }
 
-// inNetns runs fn on a locked OS thread in namespace path, pinned to cpu if
-// cpu >= 0. Sockets fn makes belong to that namespace. The thread is
-// discarded afterwards (the goroutine exits locked), so neither the namespace
-// nor the affinity leaks into other goroutines.
+// inNetns runs fn on an OS thread in namespace path, pinned to cpu if
+// cpu >= 0. Sockets fn makes belong to that namespace. A pinned thread stays
+// locked after fn, so it ends instead of taking its affinity to other
+// goroutines.
 func inNetns(path string, cpu int, fn func() error) error {
-	errc := make(chan error, 1)
-	go func() {
-		runtime.LockOSThread()
-		errc <- func() error {
-			f, err := os.Open(path)
-			if err != nil {
-				return fmt.Errorf("opening netns: %w", err)
+	return netns.Do(path, func() error {
+		if cpu >= 0 {
+			runtime.LockOSThread() // never unlocked: see above
+			var set unix.CPUSet
+			set.Set(cpu)
+			if err := unix.SchedSetaffinity(0, &set); err != nil {
+				return fmt.Errorf("pinning to cpu %d: %w", cpu, err)
 			}
-			defer f.Close()
-			if err := unix.Setns(int(f.Fd()), unix.CLONE_NEWNET); err != nil {
-				return fmt.Errorf("entering netns %s: %w", path, err)
-			}
-			if cpu >= 0 {
-				var set unix.CPUSet
-				set.Set(cpu)
-				if err := unix.SchedSetaffinity(0, &set); err != nil {
-					return fmt.Errorf("pinning to cpu %d: %w", cpu, err)
-				}
-			}
-			return fn()
-		}()
-	}()
-	return <-errc
+		}
+		return fn()
+	})
 }

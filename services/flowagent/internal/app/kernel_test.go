@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"context"
 	"fmt"
-	"github.com/zonetoll/zonetoll/bpf/kerneltest"
 	"log/slog"
 	"net"
 	"net/http"
@@ -12,7 +11,6 @@ import (
 	"net/netip"
 	"os"
 	"os/exec"
-	"runtime"
 	"strconv"
 	"strings"
 	"sync"
@@ -20,9 +18,10 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
-	"golang.org/x/sys/unix"
 
 	"github.com/zonetoll/zonetoll/bpf/counter"
+	"github.com/zonetoll/zonetoll/bpf/kerneltest"
+	"github.com/zonetoll/zonetoll/bpf/netns"
 	"github.com/zonetoll/zonetoll/services/flowagent/internal/agent"
 	"github.com/zonetoll/zonetoll/services/flowagent/internal/locals"
 	"github.com/zonetoll/zonetoll/services/flowagent/internal/sender"
@@ -127,33 +126,8 @@ func (c *cluster) sh(name string, args ...string) {
 	}
 }
 
-// inNetns runs fn on a thread switched into the namespace; the process stays where it is.
-func inNetns(name string, fn func() error) error {
-	runtime.LockOSThread()
-	orig, err := os.Open("/proc/thread-self/ns/net")
-	if err != nil {
-		runtime.UnlockOSThread()
-		return err
-	}
-	defer orig.Close()
-	target, err := os.Open("/run/netns/" + name)
-	if err != nil {
-		runtime.UnlockOSThread()
-		return err
-	}
-	defer target.Close()
-	if err := unix.Setns(int(target.Fd()), unix.CLONE_NEWNET); err != nil {
-		runtime.UnlockOSThread()
-		return fmt.Errorf("entering netns %s: %w", name, err)
-	}
-	fnErr := fn()
-	if err := unix.Setns(int(orig.Fd()), unix.CLONE_NEWNET); err != nil {
-		// The thread stays locked, so it ends with the goroutine instead of serving others.
-		return fmt.Errorf("leaving netns %s: %w", name, err)
-	}
-	runtime.UnlockOSThread()
-	return fnErr
-}
+// inNetns runs fn on a thread switched into the named namespace; the process stays where it is.
+func inNetns(name string, fn func() error) error { return netns.Do("/run/netns/"+name, fn) }
 
 // podTxL3 is the layer-3 unicast bytes a pod's eth0 handed to its node: veth counts only what the
 // peer accepted, an Ethernet header is 14 bytes, and the pod's own multicast (MLD, IGMP: never
