@@ -1,12 +1,10 @@
 package counter
 
 import (
-	"fmt"
-	"github.com/zonetoll/zonetoll/bpf/kerneltest"
 	"os"
-	"path/filepath"
-	"strings"
 	"testing"
+
+	"github.com/zonetoll/zonetoll/bpf/kerneltest"
 )
 
 // netnsPrefix names every network namespace these tests create, so leftovers
@@ -18,30 +16,7 @@ const netnsPrefix = "ztbpf-"
 var bpffsRoot string
 
 func TestMain(m *testing.M) {
-	os.Exit(runTests(m))
-}
-
-func runTests(m *testing.M) int {
-	if kerneltest.Unavailable() != "" {
-		return m.Run()
-	}
-	kerneltest.RemoveLeftovers(netnsPrefix)
-	dir, unmount, err := kerneltest.MountBPFFS(netnsPrefix)
-	if err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		return 1
-	}
-	defer unmount()
-	bpffsRoot = dir
-
-	before := bpfFDs()
-	code := m.Run()
-	kerneltest.RemoveLeftovers(netnsPrefix)
-	if leaked := bpfFDs() - before; leaked > 0 && code == 0 {
-		fmt.Fprintf(os.Stderr, "FAIL: %d BPF map/program/link file descriptors leaked\n", leaked)
-		code = 1
-	}
-	return code
+	kerneltest.Main(m, kerneltest.Options{Prefix: netnsPrefix, BPFFS: &bpffsRoot})
 }
 
 // pinDir returns a fresh directory on the private bpffs.
@@ -53,17 +28,4 @@ func pinDir(t testing.TB) string {
 	}
 	t.Cleanup(func() { os.RemoveAll(dir) })
 	return dir
-}
-
-// bpfFDs counts this process's open BPF map, program and link descriptors.
-func bpfFDs() int {
-	ents, _ := os.ReadDir("/proc/self/fd")
-	n := 0
-	for _, e := range ents {
-		target, err := os.Readlink(filepath.Join("/proc/self/fd", e.Name()))
-		if err == nil && strings.HasPrefix(target, "anon_inode:bpf-") {
-			n++
-		}
-	}
-	return n
 }

@@ -8,6 +8,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -37,6 +38,82 @@ func Unavailable() string {
 func Require(t testing.TB) {
 	t.Helper()
 	gate.Kernel(t)
+}
+
+// Options say what Main sets up around a package's tests.
+type Options struct {
+	// Prefix names the package's network namespaces and bpffs mounts
+	// (<Prefix><pid>-…): Main removes a dead run's leftovers before the tests
+	// and this run's after them.
+	Prefix string
+	// BPFFS, if not nil, is set to a private bpffs mounted for the run
+	// (left empty when the kernel tests cannot run here).
+	BPFFS *string
+}
+
+// Main is the TestMain of every package whose tests use BPF:
+//
+//	func TestMain(m *testing.M) { kerneltest.Main(m, kerneltest.Options{Prefix: "ztx-"}) }
+//
+// Besides the set-up of opts, it fails the run when the tests leave BPF map,
+// program or link file descriptors open that were not open before them: a
+// leaked link keeps a hook attached, a leaked map its memory. It does not
+// return.
+func Main(m *testing.M, opts Options) {
+	os.Exit(run(m, opts))
+}
+
+func run(m *testing.M, opts Options) int {
+	if Unavailable() == "" {
+		if opts.Prefix != "" {
+			RemoveLeftovers(opts.Prefix)
+			defer RemoveLeftovers(opts.Prefix)
+		}
+		if opts.BPFFS != nil {
+			dir, unmount, err := MountBPFFS(opts.Prefix)
+			if err != nil {
+				fmt.Fprintln(os.Stderr, err)
+				return 1
+			}
+			defer unmount()
+			*opts.BPFFS = dir
+		}
+	}
+	before := bpfFDs()
+	code := m.Run()
+	if leaked := leakedFDs(before, bpfFDs()); len(leaked) > 0 && code == 0 {
+		fmt.Fprintf(os.Stderr, "FAIL: the tests leaked %d BPF file descriptors: %s\n", len(leaked), strings.Join(leaked, ", "))
+		code = 1
+	}
+	return code
+}
+
+// bpfFDs maps this process's open BPF map, program and link descriptors to
+// what they are (readlink of /proc/self/fd/N: anon_inode:bpf-map,
+// anon_inode:bpf-prog, anon_inode:bpf_link, …).
+func bpfFDs() map[string]string {
+	ents, _ := os.ReadDir("/proc/self/fd")
+	out := map[string]string{}
+	for _, e := range ents {
+		target, err := os.Readlink(filepath.Join("/proc/self/fd", e.Name()))
+		if err == nil && strings.HasPrefix(target, "anon_inode:bpf") {
+			out[e.Name()] = target
+		}
+	}
+	return out
+}
+
+// leakedFDs lists the descriptors of after that were not open as the same
+// kind of object before, as "fd N (kind)", sorted.
+func leakedFDs(before, after map[string]string) []string {
+	var out []string
+	for fd, target := range after {
+		if before[fd] != target {
+			out = append(out, fmt.Sprintf("fd %s (%s)", fd, strings.TrimPrefix(target, "anon_inode:")))
+		}
+	}
+	slices.Sort(out)
+	return out
 }
 
 // MountBPFFS mounts a private bpffs for one test binary in a new temporary directory whose name starts

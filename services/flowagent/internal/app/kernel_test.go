@@ -37,23 +37,8 @@ const netnsPrefix = "ztfa-"
 // bpffsRoot is a private bpffs for this test binary (empty when kernel tests cannot run).
 var bpffsRoot string
 
-func TestMain(m *testing.M) { os.Exit(runTests(m)) }
-
-func runTests(m *testing.M) int {
-	if kerneltest.Unavailable() != "" {
-		return m.Run()
-	}
-	kerneltest.RemoveLeftovers(netnsPrefix)
-	dir, unmount, err := kerneltest.MountBPFFS(netnsPrefix)
-	if err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		return 1
-	}
-	defer unmount()
-	bpffsRoot = dir
-	code := m.Run()
-	kerneltest.RemoveLeftovers(netnsPrefix)
-	return code
+func TestMain(m *testing.M) {
+	kerneltest.Main(m, kerneltest.Options{Prefix: netnsPrefix, BPFFS: &bpffsRoot})
 }
 
 // cluster is two "nodes" (network namespaces) linked by a veth pair, each forwarding for one "pod":
