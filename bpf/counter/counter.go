@@ -255,9 +255,9 @@ func Load(ctx context.Context, cfg Config, log *slog.Logger) (*Counter, error) {
 	return c, nil
 }
 
-// load loads spec's maps (reusing pins when they match) and either adopts
-// the program that counts now, when it is the same as ours, or loads ours as
-// the next generation.
+// load loads spec's maps (reusing pins when they match) and carries out
+// plan's decision: adopt the program that counts now when it is the same as
+// ours, else load ours as the next generation.
 func load(cfg Config, log *slog.Logger, mode Mode, tcx bool, spec *ebpf.CollectionSpec, progName string, pins *pins) (*Counter, error) {
 	var cur uint32 // generation << 1 | side, as the running program sees it
 	if pins.reuse {
@@ -269,31 +269,34 @@ func load(cfg Config, log *slog.Logger, mode Mode, tcx bool, spec *ebpf.Collecti
 	if err != nil {
 		return nil, err
 	}
-	id := programID(_CounterBytes, progName, mode, cfg.Priority)
-	var live *generation
-	var stale []*generation
-	for _, g := range gens {
-		if pins.reuse && g.gen == cur>>1 && live == nil {
-			live = g
-			continue
+	// A failure closes every generation's links (c.Close, where c exists,
+	// closes its own again, which is harmless); on success each is c's or
+	// removed.
+	loaded := false
+	defer func() {
+		if !loaded {
+			closeGenerations(gens)
 		}
-		stale = append(stale, g)
+	}()
+	pinned := make([]pinnedGen, len(gens))
+	for i, g := range gens {
+		pinned[i] = pinnedGen{gen: g.gen, id: g.id, links: len(g.links)}
 	}
-	adopt := live != nil && live.id == id
+	id := programID(_CounterBytes, progName, mode, cfg.Priority)
+	p := plan(pinned, pins.reuse, cur>>1, id, true)
 	var prog *ebpf.Program
-	if adopt {
+	if p.action == startAdopt {
+		live := gens[p.live]
 		prog, err = ebpf.LoadPinnedProgram(filepath.Join(live.dir, progPin), nil)
 		if err != nil {
 			log.Warn("cannot open the running program's pin: loading ours beside it", "dir", live.dir, "error", err)
-			adopt = false
+			p = plan(pinned, pins.reuse, cur>>1, id, false)
 		} else {
 			delete(spec.Programs, progName)
 		}
 	}
-	newGen := nextGeneration(cur >> 1)
-	if !adopt {
-		if err := patchGeneration(spec.Programs[progName], newGen); err != nil {
-			closeGenerations(gens)
+	if p.action != startAdopt {
+		if err := patchGeneration(spec.Programs[progName], p.gen); err != nil {
 			return nil, err
 		}
 	}
@@ -308,20 +311,15 @@ func load(cfg Config, log *slog.Logger, mode Mode, tcx bool, spec *ebpf.Collecti
 		if prog != nil {
 			prog.Close()
 		}
-		closeGenerations(gens)
 		return nil, fmt.Errorf("loading objects: %w", err)
 	}
-	if !adopt {
+	if p.action != startAdopt {
 		prog = coll.Programs[progName]
 	}
-	// Hooks of a generation that does not own the maps count nothing (a
-	// process that died before taking over); with new maps, nothing pinned
-	// writes them. Either way they go before ours attach, and only once ours
-	// loaded, so a program the verifier refuses leaves the running one alone.
-	for _, g := range stale {
+	for _, i := range p.stale {
+		g := gens[i]
 		log.Info("removing hooks of a program that no longer counts", "dir", g.dir, "links", len(g.links))
 		if err := g.remove(); err != nil {
-			closeGenerations(gens)
 			coll.Close()
 			return nil, fmt.Errorf("removing generation %d: %w", g.gen, err)
 		}
@@ -359,28 +357,28 @@ func load(cfg Config, log *slog.Logger, mode Mode, tcx bool, spec *ebpf.Collecti
 		log.Info("reusing pinned maps", "dir", cfg.PinDir, "max_flows", cfg.MaxFlows)
 	}
 
-	switch {
-	case adopt:
+	switch p.action {
+	case startAdopt:
+		live := gens[p.live]
 		c.gen = live
 		log.Info("adopting the running program and its hooks: the same program, nothing changes hands",
 			"generation", live.gen, "program", id, "links", len(live.links))
+		loaded = true
 		return c, nil
-	case live != nil && len(live.links) == 0:
-		// Pinned but attached nowhere (clsact filters are not pinned and went
-		// with the process): nothing counts, so waiting for the first Drain
-		// would lose an interval.
-		log.Info("the previous program is attached nowhere: taking over at once", "running_generation", live.gen, "generation", newGen)
+	case startTakeOver:
+		live := gens[p.live]
+		log.Info("the previous program is attached nowhere: taking over at once", "running_generation", live.gen, "generation", p.gen)
 		if err := live.remove(); err != nil {
 			_ = c.Close()
 			return nil, fmt.Errorf("removing generation %d: %w", live.gen, err)
 		}
-		live = nil
-	case live != nil:
+	case startHandOver:
+		live := gens[p.live]
 		c.handover = []*generation{live}
 		log.Info("a different program is counting: attaching ours beside it, taking over at the first drain",
-			"running_generation", live.gen, "running_program", live.id, "generation", newGen, "program", id)
+			"running_generation", live.gen, "running_program", live.id, "generation", p.gen, "program", id)
 	}
-	c.gen = &generation{gen: newGen, id: id, dir: filepath.Join(cfg.PinDir, genDirName(newGen, id)), links: map[hook]link.Link{}}
+	c.gen = &generation{gen: p.gen, id: id, dir: filepath.Join(cfg.PinDir, genDirName(p.gen, id)), links: map[hook]link.Link{}}
 	if err := os.Mkdir(c.gen.dir, 0o700); err != nil {
 		_ = c.Close()
 		return nil, fmt.Errorf("creating the program's pin dir: %w", err)
@@ -389,13 +387,14 @@ func load(cfg Config, log *slog.Logger, mode Mode, tcx bool, spec *ebpf.Collecti
 		_ = c.Close()
 		return nil, fmt.Errorf("pinning the program: %w", err)
 	}
-	if live == nil {
+	if p.action != startHandOver {
 		// Nothing counts yet: ours owns the maps from its first packet.
 		if err := c.index.Update(uint32(0), c.gen.gen<<1|uint32(c.active), ebpf.UpdateAny); err != nil {
 			_ = c.Close()
 			return nil, fmt.Errorf("setting the active index: %w", err)
 		}
 	}
+	loaded = true
 	return c, nil
 }
 
