@@ -129,9 +129,7 @@ func decode(v counterFlowValue) Value {
 	}
 }
 
-// Value is what the program counted for a Key since the last drain. Its
-// memory layout is the value of flow maps pinned by versions before the
-// packed counter (see pin.go), which are read once without conversion.
+// Value is what the program counted for a Key since the last drain.
 type Value struct {
 	// Bytes are layer-3 bytes including IP headers (skb->len at POST_ROUTING).
 	Bytes uint64
@@ -165,14 +163,14 @@ type Counter struct {
 	log  *slog.Logger
 	mode Mode
 
-	prog   *ebpf.Program
-	index  *ebpf.Map    // active_idx: generation << 1 | side the program writes
-	outer  *ebpf.Map    // map-in-map, updated only to wait for a grace period
-	flows4 [2]*ebpf.Map // IPv4 pairs, 8-byte keys
-	flows6 [2]*ebpf.Map // IPv6 pairs, 32-byte keys
-	stats  *ebpf.Map
-	legacy []legacyMap // pinned maps of an incompatible earlier layout, drained once
-	lock   *os.File    // flock on the pin dir: one counter per set of maps
+	prog     *ebpf.Program
+	index    *ebpf.Map    // active_idx: generation << 1 | side the program writes
+	outer    *ebpf.Map    // map-in-map, updated only to wait for a grace period
+	flows4   [2]*ebpf.Map // IPv4 pairs, 8-byte keys
+	flows6   [2]*ebpf.Map // IPv6 pairs, 32-byte keys
+	stats    *ebpf.Map
+	replaced []replacedMap // pinned flow maps not reused (MaxFlows changed), drained once
+	lock     *os.File      // flock on the pin dir: one counter per set of maps
 
 	mu       sync.Mutex             // serialises Drain and attach/close
 	active   int                    // index into flows4/flows6 of the maps written
@@ -248,7 +246,7 @@ func Load(ctx context.Context, cfg Config, log *slog.Logger) (*Counter, error) {
 	c, err := load(cfg, log, mode, tcx, spec, progName, pins)
 	if err != nil {
 		pins.closeMaps()
-		pins.closeLegacy()
+		pins.closeReplaced()
 		pins.lock.Close()
 		return nil, err
 	}
@@ -326,21 +324,21 @@ func load(cfg Config, log *slog.Logger, mode Mode, tcx bool, spec *ebpf.Collecti
 	}
 
 	c := &Counter{
-		cfg:     cfg,
-		log:     log,
-		mode:    mode,
-		tcx:     tcx,
-		prog:    prog,
-		index:   coll.Maps[counterMapActiveIdx],
-		tc:      map[tcTarget]io.Closer{},
-		claimed: map[hook]bool{},
-		outer:   coll.Maps[counterMapActive],
-		flows4:  [2]*ebpf.Map{coll.Maps[counterMapFlows4A], coll.Maps[counterMapFlows4B]},
-		flows6:  [2]*ebpf.Map{coll.Maps[counterMapFlows6A], coll.Maps[counterMapFlows6B]},
-		stats:   coll.Maps[counterMapStats],
-		legacy:  pins.legacy,
-		lock:    pins.lock,
-		active:  int(cur & 1),
+		cfg:      cfg,
+		log:      log,
+		mode:     mode,
+		tcx:      tcx,
+		prog:     prog,
+		index:    coll.Maps[counterMapActiveIdx],
+		tc:       map[tcTarget]io.Closer{},
+		claimed:  map[hook]bool{},
+		outer:    coll.Maps[counterMapActive],
+		flows4:   [2]*ebpf.Map{coll.Maps[counterMapFlows4A], coll.Maps[counterMapFlows4B]},
+		flows6:   [2]*ebpf.Map{coll.Maps[counterMapFlows6A], coll.Maps[counterMapFlows6B]},
+		stats:    coll.Maps[counterMapStats],
+		replaced: pins.replaced,
+		lock:     pins.lock,
+		active:   int(cur & 1),
 	}
 	batch := min(cfg.MaxFlows, maxBatch)
 	c.keys4 = make([]key4, batch)
@@ -456,10 +454,10 @@ func (c *Counter) closeLocked() error {
 		}
 	}
 	c.tc = nil
-	for _, l := range c.legacy {
+	for _, l := range c.replaced {
 		errs = append(errs, l.m.Close())
 	}
-	c.legacy = nil
+	c.replaced = nil
 	for _, cl := range []interface{ Close() error }{c.prog, c.outer, c.flows4[0], c.flows4[1], c.flows6[0], c.flows6[1], c.stats, c.index} {
 		if cl != nil {
 			errs = append(errs, cl.Close())

@@ -19,7 +19,7 @@ const maxBatch = 8192
 // together), waits until no program still runs with the old ones (an RCU
 // grace period), and then reads and deletes the maps no longer written, so
 // nothing is lost between read and delete. Flow maps left with entries by an
-// earlier process (crash, restart, changed size or layout) are drained too,
+// earlier process (crash, restart, changed size) are drained too,
 // so fn may see the same Key more than once in one Drain and must add values
 // up.
 //
@@ -33,13 +33,13 @@ func (c *Counter) Drain(ctx context.Context, fn func(Key, Value)) (DrainStats, e
 		return st, ErrClosed
 	}
 
-	for len(c.legacy) > 0 {
-		l := c.legacy[0]
-		if err := c.drainLegacy(ctx, l, fn, &st); err != nil {
+	for len(c.replaced) > 0 {
+		l := c.replaced[0]
+		if err := c.drainReplaced(ctx, l, fn, &st); err != nil {
 			return st, fmt.Errorf("draining previous flow map: %w", err)
 		}
 		_ = l.m.Close()
-		c.legacy = c.legacy[1:]
+		c.replaced = c.replaced[1:]
 	}
 
 	// The inactive maps are empty unless a drain was interrupted.
@@ -115,19 +115,15 @@ func (c *Counter) drainPair(ctx context.Context, side int, fn func(Key, Value), 
 	return nil
 }
 
-func (c *Counter) drainLegacy(ctx context.Context, l legacyMap, fn func(Key, Value), st *DrainStats) error {
-	switch l.layout {
-	case layout4:
+func (c *Counter) drainReplaced(ctx context.Context, l replacedMap, fn func(Key, Value), st *DrainStats) error {
+	if l.layout == layout4 {
 		return drainMap(ctx, l.m, c.keys4, c.values, func(k key4, v counterFlowValue) {
 			fn(k.key(), decode(v))
 		}, st)
-	case layout6:
-		return drainMap(ctx, l.m, c.keys6, c.values, func(k Key, v counterFlowValue) {
-			fn(k, decode(v))
-		}, st)
-	default: // layoutUnpacked: the value is Value's layout
-		return drainMap(ctx, l.m, c.keys6, make([]Value, len(c.keys6)), fn, st)
 	}
+	return drainMap(ctx, l.m, c.keys6, c.values, func(k Key, v counterFlowValue) {
+		fn(k, decode(v))
+	}, st)
 }
 
 // drainMap reads and deletes m in batches of len(keys), handing each entry

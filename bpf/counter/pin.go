@@ -18,23 +18,17 @@ var flowMaps = []string{counterMapFlows4A, counterMapFlows4B, counterMapFlows6A,
 // pinnedMaps are the maps kept in bpffs; all or none of them are reused.
 var pinnedMaps = append(slices.Clone(flowMaps), counterMapActive, counterMapActiveIdx, counterMapStats)
 
-// knownPins are pinnedMaps and the flow maps of versions before IPv4 had
-// maps of its own (flows_a, flows_b), which are only ever drained once.
-var knownPins = append(slices.Clone(pinnedMaps), "flows_a", "flows_b")
-
 // layout is how a flow map's key and value are read.
 type layout int
 
 const (
-	layout4        layout = iota // key4, packed value
-	layout6                      // Key, packed value
-	layoutUnpacked               // Key for both families, value {bytes, packets, segments}
+	layout4 layout = iota // key4, packed value
+	layout6               // Key, packed value
 )
 
-// flowLayouts are the flow maps a pin dir may hold, by pinned name, with
-// their key and value sizes. flows_a and flows_b are the maps of versions
-// before IPv4 had maps of its own and packets and segments shared a counter;
-// after an upgrade they are drained once and removed.
+// flowLayouts are the flow maps a pin dir holds, by pinned name, with their
+// key and value sizes: a pinned flow map that is not reused (MaxFlows
+// changed) is still drained once when it has them.
 var flowLayouts = map[string]struct {
 	layout     layout
 	key, value uint32
@@ -43,13 +37,11 @@ var flowLayouts = map[string]struct {
 	counterMapFlows4B: {layout4, 8, 24},
 	counterMapFlows6A: {layout6, 32, 24},
 	counterMapFlows6B: {layout6, 32, 24},
-	"flows_a":         {layoutUnpacked, 32, 24},
-	"flows_b":         {layoutUnpacked, 32, 24},
 }
 
-// legacyMap is a flow map left by an earlier process whose maps cannot be
-// reused; Drain reads it once.
-type legacyMap struct {
+// replacedMap is a flow map left by an earlier process whose maps cannot be
+// reused (another MaxFlows); Drain reads it once.
+type replacedMap struct {
 	m      *ebpf.Map
 	layout layout
 }
@@ -77,10 +69,10 @@ func lockPinDir(dir string) (*os.File, error) {
 }
 
 type pins struct {
-	lock   *os.File
-	reuse  bool
-	maps   map[string]*ebpf.Map // handles to close after loading
-	legacy []legacyMap          // flow maps of an incompatible layout, to drain once
+	lock     *os.File
+	reuse    bool
+	maps     map[string]*ebpf.Map // handles to close after loading
+	replaced []replacedMap        // flow maps not reused, to drain once
 }
 
 func (p *pins) closeMaps() {
@@ -89,18 +81,17 @@ func (p *pins) closeMaps() {
 	}
 }
 
-func (p *pins) closeLegacy() {
-	for _, l := range p.legacy {
+func (p *pins) closeReplaced() {
+	for _, l := range p.replaced {
 		_ = l.m.Close()
 	}
 }
 
 // openPins opens the maps pinned in dir. When all exist and match spec they
 // are reused. When some are missing or do not match (for example MaxFlows
-// changed, or an earlier version pinned maps of another layout), the flow
-// maps of a layout we know are kept open as legacy maps so their counts are
-// drained once and not lost, and all pins are removed so new maps can be
-// pinned in their place.
+// changed), the flow maps whose keys and values we still read are kept open
+// as replaced maps so their counts are drained once and not lost, and all
+// pins are removed so new maps can be pinned in their place.
 func openPins(dir string, spec *ebpf.CollectionSpec, log *slog.Logger) (*pins, error) {
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return nil, fmt.Errorf("creating pin dir: %w", err)
@@ -119,14 +110,11 @@ func openPins(dir string, spec *ebpf.CollectionSpec, log *slog.Logger) (*pins, e
 	}
 	p := &pins{lock: lock, maps: map[string]*ebpf.Map{}}
 	var mismatch []error
-	for _, name := range knownPins {
+	for _, name := range pinnedMaps {
 		m, err := ebpf.LoadPinnedMap(filepath.Join(dir, name), nil)
-		_, current := spec.Maps[name]
 		switch {
-		case errors.Is(err, os.ErrNotExist) && current:
-			mismatch = append(mismatch, fmt.Errorf("%s: not pinned", name))
-			continue
 		case errors.Is(err, os.ErrNotExist):
+			mismatch = append(mismatch, fmt.Errorf("%s: not pinned", name))
 			continue
 		case err != nil:
 			p.closeMaps()
@@ -134,9 +122,7 @@ func openPins(dir string, spec *ebpf.CollectionSpec, log *slog.Logger) (*pins, e
 			return nil, fmt.Errorf("opening pinned map %s: %w", name, err)
 		}
 		p.maps[name] = m
-		if !current {
-			mismatch = append(mismatch, fmt.Errorf("%s: pinned by an earlier version", name))
-		} else if err := spec.Maps[name].Compatible(m); err != nil {
+		if err := spec.Maps[name].Compatible(m); err != nil {
 			mismatch = append(mismatch, fmt.Errorf("%s: %w", name, err))
 		}
 	}
@@ -153,13 +139,13 @@ func openPins(dir string, spec *ebpf.CollectionSpec, log *slog.Logger) (*pins, e
 	for name, m := range p.maps {
 		if err := m.Unpin(); err != nil {
 			p.closeMaps()
-			p.closeLegacy()
+			p.closeReplaced()
 			lock.Close()
 			return nil, fmt.Errorf("removing incompatible pin %s: %w", name, err)
 		}
 		want, isFlows := flowLayouts[name]
 		if isFlows && m.Type() == ebpf.Hash && m.KeySize() == want.key && m.ValueSize() == want.value {
-			p.legacy = append(p.legacy, legacyMap{m: m, layout: want.layout})
+			p.replaced = append(p.replaced, replacedMap{m: m, layout: want.layout})
 			delete(p.maps, name)
 			continue
 		}
@@ -245,7 +231,7 @@ func removePins(dir string, log *slog.Logger) error {
 			errs = append(errs, fmt.Errorf("removing generation %d: %w", g.gen, err))
 		}
 	}
-	for _, name := range knownPins {
+	for _, name := range pinnedMaps {
 		err := os.Remove(filepath.Join(dir, name))
 		if err != nil && !errors.Is(err, os.ErrNotExist) {
 			errs = append(errs, fmt.Errorf("unpinning map %s: %w", name, err))
