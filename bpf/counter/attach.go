@@ -3,10 +3,11 @@ package counter
 import (
 	"errors"
 	"fmt"
-	"io"
 	"math"
 	"net"
 	"os"
+	"path/filepath"
+	"slices"
 
 	"github.com/cilium/ebpf"
 	"github.com/cilium/ebpf/link"
@@ -113,16 +114,18 @@ func (c *Counter) handoverPriority(h hook) int32 {
 	return prio
 }
 
-// tcTarget names an interface in a network namespace.
-type tcTarget struct{ netns, ifname string }
-
 // Classic tc filter identity: runs at the lowest priority number (first) on
-// clsact ingress. A handle of our own keeps it apart from other programs'
+// clsact ingress. Handles of our own keep it apart from other programs'
 // filters at the same priority (Cilium's legacy mode uses priority 1,
-// handle 1).
+// handle 1). There are two so that during a hand-over the new program's
+// filter runs beside the old one's: the program returns TC_ACT_UNSPEC
+// (TCX_NEXT), so the next filter runs too, and only the generation that
+// owns the maps counts.
 const (
 	classicPriority = 1
 	classicHandle   = 0x5a54 // "ZT"
+	classicHandle2  = 0x5a55
+	classicName     = "zonetoll_count"
 )
 
 // AttachTC attaches the program at ingress of interface ifname in the network
@@ -130,8 +133,10 @@ const (
 // where the pod's egress arrives. With tcx (kernel 6.6+) the link is anchored
 // before other tcx programs; otherwise a clsact qdisc is added if missing and
 // a direct-action bpf filter installed. Either way the program never changes
-// a verdict. Attaching the same interface again replaces the earlier
-// attachment, so a veth recreated under the same name is followed.
+// a verdict, and the hook stays after Close, for the next Load, which adopts
+// it when its program is the same. Attaching the same interface again
+// replaces the earlier attachment, so a veth recreated under the same name
+// is followed.
 func (c *Counter) AttachTC(netnsPath, ifname string) error {
 	c.mu.Lock()
 	defer c.mu.Unlock()
@@ -189,35 +194,103 @@ func (c *Counter) AttachTC(netnsPath, ifname string) error {
 	return nil
 }
 
-// attachClassic installs the program as a clsact ingress filter, replacing
-// an earlier one on the interface. Filters have no pins: Close removes them.
+// attachClassic installs the program as a clsact ingress filter and records
+// it in the generation's pin dir. A filter adopted with the program that is
+// still on the interface is kept as it is.
 func (c *Counter) attachClassic(netnsPath, ifname string) error {
-	key := tcTarget{netnsPath, ifname}
-	if old, ok := c.tc[key]; ok {
-		_ = old.Close()
-		delete(c.tc, key)
+	ino, err := netnsInode(netnsPath)
+	if err != nil {
+		return fmt.Errorf("attaching tc: %w", err)
 	}
-	var l io.Closer
-	err := netns.Do(netnsPath, func() error {
+	h := hook{kind: hookCls, netns: ino, ifname: ifname}
+	progID, err := programIDOf(c.prog)
+	if err != nil {
+		return fmt.Errorf("attaching tc: %w", err)
+	}
+	// The program being handed over from may have a filter here: ours goes
+	// on the other handle, beside it.
+	var oldIDs []ebpf.ProgramID
+	for _, g := range c.handover {
+		if id, ok := g.filters[h]; ok {
+			oldIDs = append(oldIDs, id)
+		}
+	}
+	// Recorded before the filter exists, so that a crash in between leaves
+	// a record that finds nothing to remove rather than a filter that no
+	// pin names.
+	_, recorded := c.gen.filters[h]
+	if err := c.gen.recordFilter(h, c.prog, progID); err != nil {
+		return err
+	}
+	adopted := false
+	err = netns.Do(netnsPath, func() error {
 		iface, err := net.InterfaceByName(ifname)
 		if err != nil {
 			return fmt.Errorf("attaching tc: finding interface: %w", err)
 		}
-		l, err = c.addClassicFilter(netnsPath, iface)
-		return err
+		filters, err := classicFilters(iface.Index)
+		if err != nil {
+			return fmt.Errorf("attaching tc to %s: %w", ifname, err)
+		}
+		var handle uint32
+		for _, f := range filters {
+			if f.Id != int(progID) {
+				continue
+			}
+			if !c.claimed[h] {
+				adopted = true // counting already
+				return nil
+			}
+			handle = f.Handle // attached again: replace ours, never add a second
+		}
+		if handle == 0 {
+			handle = classicHandle
+			for _, f := range filters {
+				if slices.Contains(oldIDs, ebpf.ProgramID(f.Id)) && f.Handle == classicHandle {
+					handle = classicHandle2
+				}
+			}
+		}
+		return c.addClassicFilter(iface, handle)
 	})
 	if err != nil {
+		if !recorded {
+			delete(c.gen.filters, h)
+			_ = os.Remove(filepath.Join(c.gen.dir, h.String()))
+		}
 		return err
 	}
-	c.tc[key] = l
+	c.claimed[h] = true
 	c.attached = true
-	c.log.Info("attached tc", "netns", netnsPath, "interface", ifname, "tcx", false)
+	c.log.Info("attached tc", "netns", netnsPath, "interface", ifname, "tcx", false, "adopted", adopted, "generation", c.gen.gen)
 	return nil
 }
 
-// addClassicFilter installs the filter. It runs on a thread already inside
-// the interface's namespace.
-func (c *Counter) addClassicFilter(netnsPath string, iface *net.Interface) (io.Closer, error) {
+// classicFilters lists the filters on ingress of the interface that are
+// ours by priority, handle and name. It runs on a thread inside the
+// interface's namespace.
+func classicFilters(ifindex int) ([]*netlink.BpfFilter, error) {
+	l, err := netlink.LinkByIndex(ifindex)
+	if err != nil {
+		return nil, fmt.Errorf("finding interface %d: %w", ifindex, err)
+	}
+	all, err := netlink.FilterList(l, netlink.HANDLE_MIN_INGRESS)
+	if err != nil {
+		return nil, fmt.Errorf("listing tc filters: %w", err)
+	}
+	var out []*netlink.BpfFilter
+	for _, f := range all {
+		bf, ok := f.(*netlink.BpfFilter)
+		if ok && bf.Priority == classicPriority && (bf.Handle == classicHandle || bf.Handle == classicHandle2) && bf.Name == classicName {
+			out = append(out, bf)
+		}
+	}
+	return out, nil
+}
+
+// addClassicFilter installs the filter at handle. It runs on a thread
+// already inside the interface's namespace.
+func (c *Counter) addClassicFilter(iface *net.Interface, handle uint32) error {
 	qdisc := &netlink.GenericQdisc{
 		QdiscAttrs: netlink.QdiscAttrs{
 			LinkIndex: iface.Index,
@@ -227,81 +300,111 @@ func (c *Counter) addClassicFilter(netnsPath string, iface *net.Interface) (io.C
 		QdiscType: "clsact",
 	}
 	if err := netlink.QdiscAdd(qdisc); err != nil && !errors.Is(err, unix.EEXIST) {
-		return nil, fmt.Errorf("adding clsact qdisc to %s: %w", iface.Name, err)
+		return fmt.Errorf("adding clsact qdisc to %s: %w", iface.Name, err)
 	}
 	filter := &netlink.BpfFilter{
 		FilterAttrs: netlink.FilterAttrs{
 			LinkIndex: iface.Index,
 			Parent:    netlink.HANDLE_MIN_INGRESS,
-			Handle:    classicHandle,
+			Handle:    handle,
 			Priority:  classicPriority,
 			Protocol:  unix.ETH_P_ALL,
 		},
 		Fd:           c.prog.FD(),
-		Name:         "zonetoll_count",
+		Name:         classicName,
 		DirectAction: true,
 	}
 	if err := netlink.FilterReplace(filter); err != nil {
-		return nil, fmt.Errorf("attaching tc filter to %s ingress: %w", iface.Name, err)
+		return fmt.Errorf("attaching tc filter to %s ingress: %w", iface.Name, err)
 	}
-	return &classicFilter{netns: netnsPath, filter: filter}, nil
+	return nil
 }
 
-// classicFilter removes its filter on Close. The clsact qdisc stays: other
-// programs may use it, and it costs nothing without filters.
-type classicFilter struct {
-	netns  string
-	filter *netlink.BpfFilter
-}
-
-func (f *classicFilter) Close() error {
-	err := netns.Do(f.netns, func() error {
-		err := netlink.FilterDel(f.filter)
-		// Gone with its interface (pod deleted): nothing to remove.
-		if err == nil || errors.Is(err, unix.ENODEV) || errors.Is(err, unix.ENOENT) || errors.Is(err, unix.EINVAL) {
-			return nil
-		}
-		return fmt.Errorf("removing tc filter: %w", err)
-	})
-	// The namespace is gone, and the filter with it.
-	if errors.Is(err, os.ErrNotExist) {
+// deleteClassicFilter deletes the filter of h that runs program progID. The
+// clsact qdisc stays: other programs may use it, and it costs nothing
+// without filters. A namespace or interface that is gone took the filter
+// with it.
+func deleteClassicFilter(h hook, progID ebpf.ProgramID) error {
+	path, ok := netnsPathOf(h.netns)
+	if !ok {
 		return nil
 	}
-	return err
+	err := netns.Do(path, func() error {
+		iface, err := net.InterfaceByName(h.ifname)
+		if err != nil {
+			return nil // gone with its interface (pod deleted)
+		}
+		filters, err := classicFilters(iface.Index)
+		if err != nil {
+			return err
+		}
+		for _, f := range filters {
+			if f.Id != int(progID) {
+				continue // another generation's, or someone's after a recreated interface
+			}
+			err := netlink.FilterDel(f)
+			if err != nil && !errors.Is(err, unix.ENODEV) && !errors.Is(err, unix.ENOENT) && !errors.Is(err, unix.EINVAL) {
+				return err
+			}
+		}
+		return nil
+	})
+	// The namespace went away meanwhile, and the filter with it.
+	if err != nil && !errors.Is(err, os.ErrNotExist) {
+		return fmt.Errorf("removing tc filter %s: %w", h, err)
+	}
+	return nil
 }
 
-// DetachTC closes the link AttachTC made for ifname, for example when its pod
-// is gone. The kernel already detached it if the interface was deleted; the
-// link still holds a file descriptor until closed. Unknown interfaces are a
-// no-op.
+// netnsPathOf finds a path to the network namespace with inode ino: this
+// process's (""), a named one (/run/netns), or one a process is in. The
+// hook pins name namespaces by inode, which does not change, but the
+// filters must be deleted from inside.
+func netnsPathOf(ino uint64) (string, bool) {
+	if own, err := netnsInode(""); err == nil && own == ino {
+		return "", true
+	}
+	var paths []string
+	if ents, err := os.ReadDir("/run/netns"); err == nil {
+		for _, e := range ents {
+			paths = append(paths, filepath.Join("/run/netns", e.Name()))
+		}
+	}
+	if procs, err := filepath.Glob("/proc/[0-9]*/ns/net"); err == nil {
+		paths = append(paths, procs...)
+	}
+	for _, p := range paths {
+		if got, err := netnsInode(p); err == nil && got == ino {
+			return p, true
+		}
+	}
+	return "", false
+}
+
+// DetachTC removes the hook AttachTC made on ifname, for example when its
+// pod is gone. The kernel already detached it if the interface was deleted;
+// a link still holds a file descriptor until closed. Unknown interfaces are
+// a no-op.
 func (c *Counter) DetachTC(netnsPath, ifname string) error {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if c.closed {
 		return ErrClosed
 	}
-	if c.tcx {
-		ino, err := netnsInode(netnsPath)
-		if errors.Is(err, os.ErrNotExist) {
-			return nil // the namespace is gone, and its links with it
-		}
-		if err != nil {
-			return fmt.Errorf("detaching tc from %s: %w", ifname, err)
-		}
-		h := hook{kind: hookTCX, netns: ino, ifname: ifname}
-		delete(c.claimed, h)
-		if err := c.gen.detach(h); err != nil {
-			return fmt.Errorf("detaching tc from %s: %w", ifname, err)
-		}
-		return nil
+	ino, err := netnsInode(netnsPath)
+	if errors.Is(err, os.ErrNotExist) {
+		return nil // the namespace is gone, and its hooks with it
 	}
-	key := tcTarget{netnsPath, ifname}
-	l, ok := c.tc[key]
-	if !ok {
-		return nil
+	if err != nil {
+		return fmt.Errorf("detaching tc from %s: %w", ifname, err)
 	}
-	delete(c.tc, key)
-	if err := l.Close(); err != nil {
+	kind := hookTCX
+	if !c.tcx {
+		kind = hookCls
+	}
+	h := hook{kind: kind, netns: ino, ifname: ifname}
+	delete(c.claimed, h)
+	if err := c.gen.detach(h); err != nil {
 		return fmt.Errorf("detaching tc from %s: %w", ifname, err)
 	}
 	return nil

@@ -11,7 +11,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
 	"log/slog"
 	"math"
 	"os"
@@ -19,7 +18,6 @@ import (
 	"sync"
 
 	"github.com/cilium/ebpf"
-	"github.com/cilium/ebpf/link"
 )
 
 // Mode selects where the program attaches.
@@ -62,6 +60,10 @@ type Config struct {
 	Priority int32
 	// Mode of attachment; ModeAuto probes the kernel.
 	Mode Mode
+
+	// classic makes tc mode load and attach as on kernels before tcx
+	// (clsact filters), for tests on newer kernels.
+	classic bool
 }
 
 func (c Config) withDefaults() Config {
@@ -172,15 +174,14 @@ type Counter struct {
 	replaced []replacedMap // pinned flow maps not reused (MaxFlows changed), drained once
 	lock     *os.File      // flock on the pin dir: one counter per set of maps
 
-	mu       sync.Mutex             // serialises Drain and attach/close
-	active   int                    // index into flows4/flows6 of the maps written
-	gen      *generation            // our program's pins: adopted or loaded by us
-	claimed  map[hook]bool          // adopted links this process attached again
-	handover []*generation          // a different program still counting until the first Drain
-	settled  bool                   // the first Drain took over; leftovers are gone
-	attached bool                   // an Attach call succeeded: adopted links it did not claim are leftovers
-	tc       map[tcTarget]io.Closer // clsact filters by interface (tcx links are in gen)
-	tcx      bool                   // tc mode uses tcx links, else clsact filters
+	mu       sync.Mutex    // serialises Drain and attach/close
+	active   int           // index into flows4/flows6 of the maps written
+	gen      *generation   // our program's pins: adopted or loaded by us
+	claimed  map[hook]bool // adopted links this process attached again
+	handover []*generation // a different program still counting until the first Drain
+	settled  bool          // the first Drain took over; leftovers are gone
+	attached bool          // an Attach call succeeded: adopted links it did not claim are leftovers
+	tcx      bool          // tc mode uses tcx links, else clsact filters
 	keys4    []key4
 	keys6    []Key
 	values   []counterFlowValue
@@ -212,6 +213,7 @@ func Load(ctx context.Context, cfg Config, log *slog.Logger) (*Counter, error) {
 	if err != nil {
 		return nil, fmt.Errorf("choosing attach mode: %w", err)
 	}
+	tcx = tcx && !cfg.classic
 	log.Info("attach mode chosen", "mode", mode, "configured", cfg.Mode, "tcx", tcx)
 
 	spec, err := loadCounter()
@@ -278,7 +280,7 @@ func load(cfg Config, log *slog.Logger, mode Mode, tcx bool, spec *ebpf.Collecti
 	}()
 	pinned := make([]pinnedGen, len(gens))
 	for i, g := range gens {
-		pinned[i] = pinnedGen{gen: g.gen, id: g.id, links: len(g.links)}
+		pinned[i] = pinnedGen{gen: g.gen, id: g.id, links: g.hooks()}
 	}
 	id := programID(_CounterBytes, progName, mode, cfg.Priority)
 	p := plan(pinned, pins.reuse, cur>>1, id, true)
@@ -316,7 +318,7 @@ func load(cfg Config, log *slog.Logger, mode Mode, tcx bool, spec *ebpf.Collecti
 	}
 	for _, i := range p.stale {
 		g := gens[i]
-		log.Info("removing hooks of a program that no longer counts", "dir", g.dir, "links", len(g.links))
+		log.Info("removing hooks of a program that no longer counts", "dir", g.dir, "hooks", g.hooks())
 		if err := g.remove(); err != nil {
 			coll.Close()
 			return nil, fmt.Errorf("removing generation %d: %w", g.gen, err)
@@ -330,7 +332,6 @@ func load(cfg Config, log *slog.Logger, mode Mode, tcx bool, spec *ebpf.Collecti
 		tcx:      tcx,
 		prog:     prog,
 		index:    coll.Maps[counterMapActiveIdx],
-		tc:       map[tcTarget]io.Closer{},
 		claimed:  map[hook]bool{},
 		outer:    coll.Maps[counterMapActive],
 		flows4:   [2]*ebpf.Map{coll.Maps[counterMapFlows4A], coll.Maps[counterMapFlows4B]},
@@ -360,7 +361,7 @@ func load(cfg Config, log *slog.Logger, mode Mode, tcx bool, spec *ebpf.Collecti
 		live := gens[p.live]
 		c.gen = live
 		log.Info("adopting the running program and its hooks: the same program, nothing changes hands",
-			"generation", live.gen, "program", id, "links", len(live.links))
+			"generation", live.gen, "program", id, "hooks", live.hooks())
 		loaded = true
 		return c, nil
 	case startTakeOver:
@@ -376,7 +377,7 @@ func load(cfg Config, log *slog.Logger, mode Mode, tcx bool, spec *ebpf.Collecti
 		log.Info("a different program is counting: attaching ours beside it, taking over at the first drain",
 			"running_generation", live.gen, "running_program", live.id, "generation", p.gen, "program", id)
 	}
-	c.gen = &generation{gen: p.gen, id: id, dir: filepath.Join(cfg.PinDir, genDirName(p.gen, id)), links: map[hook]link.Link{}}
+	c.gen = newGeneration(p.gen, id, filepath.Join(cfg.PinDir, genDirName(p.gen, id)))
 	if err := os.Mkdir(c.gen.dir, 0o700); err != nil {
 		_ = c.Close()
 		return nil, fmt.Errorf("creating the program's pin dir: %w", err)
@@ -424,9 +425,9 @@ func (c *Counter) InsertFailures() (uint64, error) {
 }
 
 // Close releases the process's handles on the program, maps and links. The
-// pinned links stay attached and keep counting into the pinned maps, so the
-// next Load (a restart or an upgrade) finds every byte; clsact filters (the
-// tc fallback without tcx) have no pins and are removed. Uninstall removes
+// pinned links and the recorded clsact filters (the tc fallback without
+// tcx) stay attached and keep counting into the pinned maps, so the next
+// Load (a restart or an upgrade) finds every byte. Uninstall removes
 // everything.
 func (c *Counter) Close() error {
 	c.mu.Lock()
@@ -448,12 +449,6 @@ func (c *Counter) closeLocked() error {
 			}
 		}
 	}
-	for _, l := range c.tc {
-		if err := l.Close(); err != nil {
-			errs = append(errs, fmt.Errorf("closing tc link: %w", err))
-		}
-	}
-	c.tc = nil
 	for _, l := range c.replaced {
 		errs = append(errs, l.m.Close())
 	}

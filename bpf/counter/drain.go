@@ -81,11 +81,18 @@ func (c *Counter) Drain(ctx context.Context, fn func(Key, Value)) (DrainStats, e
 func (c *Counter) settle() error {
 	var errs []error
 	for _, g := range c.handover {
-		c.log.Info("took over counting: removing the previous program's hooks", "generation", g.gen, "program", g.id, "links", len(g.links))
+		c.log.Info("took over counting: removing the previous program's hooks", "generation", g.gen, "program", g.id, "hooks", g.hooks())
 		errs = append(errs, g.remove())
 	}
 	c.handover = nil
+	var hooks []hook
 	for h := range c.gen.links {
+		hooks = append(hooks, h)
+	}
+	for h := range c.gen.filters {
+		hooks = append(hooks, h)
+	}
+	for _, h := range hooks {
 		// A process that attaches nothing (a tool that only drains) leaves
 		// the hooks alone.
 		if c.attached && !c.claimed[h] {

@@ -25,8 +25,12 @@ import (
 //	gen-<generation>-<program id>/prog
 //	gen-<generation>-<program id>/<kind>-<netns inode>[-<interface, hex>]
 //
-// kind is nf4 or nf6 (netfilter, per family) or tcx; the program id says
-// what the program does (programID). The generation in active_idx is the
+// kind is nf4 or nf6 (netfilter, per family), tcx, or cls (a classic clsact
+// filter, kernels before tcx); the program id says what the program does
+// (programID). Netfilter and tcx hooks are pinned links. A classic filter
+// has no link to pin, but it outlives its loader too: its record is one
+// more pin of the program, named for the hook, which tells the next process
+// where the filter is and which program id it runs. The generation in active_idx is the
 // one that counts. The next process adopts that generation's program and
 // links when its program id is the same: nothing changes hands, so nothing
 // can be lost or counted twice. Otherwise it loads its program as the next
@@ -91,14 +95,15 @@ const (
 	hookNF4 hookKind = "nf4"
 	hookNF6 hookKind = "nf6"
 	hookTCX hookKind = "tcx"
+	hookCls hookKind = "cls" // classic clsact ingress filter
 )
 
 // hook names one attachment point: a netfilter family in a network
-// namespace, or tcx ingress of an interface there.
+// namespace, or tcx or classic ingress of an interface there.
 type hook struct {
 	kind   hookKind
 	netns  uint64 // inode of the network namespace
-	ifname string // tcx only
+	ifname string // tcx and cls only
 }
 
 // String is the hook's pin name. bpffs refuses names with dots (EPERM), and
@@ -120,14 +125,14 @@ func parseHook(name string) (hook, error) {
 	h := hook{kind: hookKind(f[0])}
 	switch {
 	case (h.kind == hookNF4 || h.kind == hookNF6) && len(f) == 2:
-	case h.kind == hookTCX && len(f) == 3:
+	case (h.kind == hookTCX || h.kind == hookCls) && len(f) == 3:
 		ifname, err := hex.DecodeString(f[2])
 		if err != nil || len(ifname) == 0 {
 			return hook{}, fmt.Errorf("link pin %q: interface name is not hex", name)
 		}
 		h.ifname = string(ifname)
 	default:
-		return hook{}, fmt.Errorf("link pin %q: want nf4-<netns>, nf6-<netns> or tcx-<netns>-<interface in hex>", name)
+		return hook{}, fmt.Errorf("link pin %q: want nf4-<netns>, nf6-<netns>, tcx-<netns>-<interface in hex> or cls-<netns>-<interface in hex>", name)
 	}
 	var err error
 	if h.netns, err = strconv.ParseUint(f[1], 10, 64); err != nil {
@@ -136,13 +141,23 @@ func parseHook(name string) (hook, error) {
 	return h, nil
 }
 
-// generation is one loaded program and its links, as pinned.
+// generation is one loaded program and its hooks, as pinned.
 type generation struct {
 	gen   uint32
 	id    string // programID
 	dir   string
 	links map[hook]link.Link
+	// filters are its classic tc filters, with the kernel's id of the
+	// program they run (which tells them from another generation's).
+	filters map[hook]ebpf.ProgramID
 }
+
+func newGeneration(gen uint32, id, dir string) *generation {
+	return &generation{gen: gen, id: id, dir: dir, links: map[hook]link.Link{}, filters: map[hook]ebpf.ProgramID{}}
+}
+
+// hooks is the number of places g is attached.
+func (g *generation) hooks() int { return len(g.links) + len(g.filters) }
 
 func genDirName(gen uint32, id string) string {
 	return fmt.Sprintf("%s%d-%s", genDirPrefix, gen, id)
@@ -178,7 +193,7 @@ func openGenerations(dir string, log *slog.Logger) ([]*generation, error) {
 		if !ok || !e.IsDir() {
 			continue
 		}
-		g := &generation{gen: gen, id: id, dir: filepath.Join(dir, e.Name()), links: map[hook]link.Link{}}
+		g := newGeneration(gen, id, filepath.Join(dir, e.Name()))
 		out = append(out, g)
 		files, err := os.ReadDir(g.dir)
 		if err != nil {
@@ -192,6 +207,15 @@ func openGenerations(dir string, log *slog.Logger) ([]*generation, error) {
 			h, err := parseHook(f.Name())
 			if err != nil {
 				log.Warn("ignoring a pin in a generation directory", "dir", g.dir, "error", err)
+				continue
+			}
+			if h.kind == hookCls {
+				progID, err := pinnedProgramID(filepath.Join(g.dir, f.Name()))
+				if err != nil {
+					closeGenerations(out)
+					return nil, err
+				}
+				g.filters[h] = progID
 				continue
 			}
 			l, err := link.LoadPinnedLink(filepath.Join(g.dir, f.Name()), nil)
@@ -214,9 +238,60 @@ func (g *generation) pin(h hook, l link.Link) error {
 	return nil
 }
 
+// recordFilter pins prog again as the record of a classic filter at h.
+// (Program.Pin would move the program's pin; a clone has none.)
+func (g *generation) recordFilter(h hook, prog *ebpf.Program, progID ebpf.ProgramID) error {
+	if _, ok := g.filters[h]; ok {
+		return nil
+	}
+	clone, err := prog.Clone()
+	if err != nil {
+		return fmt.Errorf("recording tc filter %s: %w", h, err)
+	}
+	defer clone.Close()
+	if err := clone.Pin(filepath.Join(g.dir, h.String())); err != nil {
+		return fmt.Errorf("recording tc filter %s: %w", h, err)
+	}
+	g.filters[h] = progID
+	return nil
+}
+
+// pinnedProgramID is the kernel's id of the program pinned at path.
+func pinnedProgramID(path string) (ebpf.ProgramID, error) {
+	prog, err := ebpf.LoadPinnedProgram(path, nil)
+	if err != nil {
+		return 0, fmt.Errorf("opening pinned program %s: %w", path, err)
+	}
+	defer prog.Close()
+	return programIDOf(prog)
+}
+
+func programIDOf(prog *ebpf.Program) (ebpf.ProgramID, error) {
+	info, err := prog.Info()
+	if err != nil {
+		return 0, fmt.Errorf("reading program info: %w", err)
+	}
+	id, ok := info.ID()
+	if !ok {
+		return 0, errors.New("reading program info: the kernel reports no program id")
+	}
+	return id, nil
+}
+
 // detach removes h's pin and closes its link, which detaches it: nothing
-// else holds it.
+// else holds it. A classic filter is deleted from its interface, if the
+// namespace and interface still exist and it still runs g's program.
 func (g *generation) detach(h hook) error {
+	if progID, ok := g.filters[h]; ok {
+		delete(g.filters, h)
+		if err := deleteClassicFilter(h, progID); err != nil {
+			return err
+		}
+		if err := os.Remove(filepath.Join(g.dir, h.String())); err != nil && !errors.Is(err, os.ErrNotExist) {
+			return fmt.Errorf("removing the record of tc filter %s: %w", h, err)
+		}
+		return nil
+	}
 	l, ok := g.links[h]
 	if !ok {
 		return nil
@@ -245,13 +320,17 @@ func (g *generation) remove() error {
 	for h := range g.links {
 		errs = append(errs, g.detach(h))
 	}
+	for h := range g.filters {
+		errs = append(errs, g.detach(h))
+	}
 	if err := os.RemoveAll(g.dir); err != nil {
 		errs = append(errs, fmt.Errorf("removing %s: %w", g.dir, err))
 	}
 	return errors.Join(errs...)
 }
 
-// close closes g's file descriptors; the pins keep the links attached.
+// close closes g's file descriptors; the pins keep the links attached, and
+// classic filters hold no descriptor.
 func (g *generation) close() error {
 	var errs []error
 	for h, l := range g.links {

@@ -632,12 +632,11 @@ func testTCCountsSameAsNetfilter(t *testing.T, tcx bool) {
 	if err := nf.AttachNetfilter(nsPath(tp.node)); err != nil {
 		t.Fatal(err)
 	}
-	tc := loadForTest(t, Config{MaxFlows: 1024, Mode: ModeTC})
+	// classic forces the path kernels before 6.6 take.
+	tc := loadForTest(t, Config{MaxFlows: 1024, Mode: ModeTC, classic: !tcx})
 	if tcx && !tc.tcx {
 		t.Fatalf("kernel without tcx links: Probe and the tcx test disagree")
 	}
-	// Force the classic path, which kernels before 6.6 take.
-	tc.tcx = tcx
 	for _, dev := range []string{"va", "vb"} {
 		if err := tc.AttachTC(nsPath(tp.node), dev); err != nil {
 			t.Fatal(err)

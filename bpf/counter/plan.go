@@ -8,7 +8,7 @@ package counter
 type pinnedGen struct {
 	gen   uint32
 	id    string // programID
-	links int    // pinned links: where it is attached
+	links int    // hooks (pinned links, recorded clsact filters): where it is attached
 }
 
 // startAction is how our program comes to own the maps.

@@ -32,18 +32,14 @@ func genDirs(t *testing.T, dir string) []string {
 }
 
 // loadAttached loads a counter on cfg and attaches it in the node namespace:
-// netfilter, or in tc mode pod a's veth, whose ingress on the node sees all
-// pod a sends. The caller closes it.
+// netfilter, or in tc mode (tcx, or clsact with cfg.classic) pod a's veth,
+// whose ingress on the node sees all pod a sends. The caller closes it.
 func (tp *topo) loadAttached(cfg Config) *Counter {
 	t := tp.t
 	t.Helper()
 	c, err := Load(context.Background(), cfg, nil)
 	if err != nil {
 		t.Fatalf("loading counter: %v", err)
-	}
-	if cfg.Mode == ModeTC && !c.tcx {
-		c.Close()
-		t.Skip("kernel without tcx links: clsact filters have no pins")
 	}
 	attach := func() error { return c.AttachNetfilter(nsPath(tp.node)) }
 	if cfg.Mode == ModeTC {
@@ -98,22 +94,25 @@ func TestRestartUnderTrafficLosesNothing(t *testing.T) {
 	for _, tc := range []struct {
 		name          string
 		mode          Mode
+		classic       bool  // tc mode with clsact filters, as before kernel 6.6
 		second        int32 // priority of the second process
 		newVersion    bool  // the second process runs another build
 		adopt         bool
 		maxDifference uint64 // packets
 	}{
-		{"same program adopts the running hooks", ModeNetfilter, DefaultPriority, false, true, 0},
-		{"upgrade hands over at the first drain", ModeNetfilter, DefaultPriority, true, false, uint64(runtime.NumCPU())},
-		{"another priority hands over at the first drain", ModeNetfilter, DefaultPriority - 10, false, false, uint64(runtime.NumCPU())},
-		{"tcx: same program adopts the running links", ModeTC, DefaultPriority, false, true, 0},
-		{"tcx: upgrade hands over at the first drain", ModeTC, DefaultPriority, true, false, uint64(runtime.NumCPU())},
+		{"same program adopts the running hooks", ModeNetfilter, false, DefaultPriority, false, true, 0},
+		{"upgrade hands over at the first drain", ModeNetfilter, false, DefaultPriority, true, false, uint64(runtime.NumCPU())},
+		{"another priority hands over at the first drain", ModeNetfilter, false, DefaultPriority - 10, false, false, uint64(runtime.NumCPU())},
+		{"tcx: same program adopts the running links", ModeTC, false, DefaultPriority, false, true, 0},
+		{"tcx: upgrade hands over at the first drain", ModeTC, false, DefaultPriority, true, false, uint64(runtime.NumCPU())},
+		{"clsact: same program adopts the running filter", ModeTC, true, DefaultPriority, false, true, 0},
+		{"clsact: upgrade hands over at the first drain", ModeTC, true, DefaultPriority, true, false, uint64(runtime.NumCPU())},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			tp := newTopo(t)
 			dir := pinDir(t)
 			load := func(prio int32) *Counter {
-				return tp.loadAttached(Config{MaxFlows: 1024, PinDir: dir, Mode: tc.mode, Priority: prio})
+				return tp.loadAttached(Config{MaxFlows: 1024, PinDir: dir, Mode: tc.mode, Priority: prio, classic: tc.classic})
 			}
 			var got collector
 			before := tp.quiesce()
@@ -150,6 +149,9 @@ func TestRestartUnderTrafficLosesNothing(t *testing.T) {
 			case !tc.adopt && len(gens) != 2:
 				t.Errorf("upgrade: generations %v before the first drain, want the running one and the new one", gens)
 			}
+			if want := 1 + boolToInt(!tc.adopt); tc.classic && tp.classicFilters("va") != want {
+				t.Errorf("%d clsact filters on va before the first drain, want %d", tp.classicFilters("va"), want)
+			}
 			drains := 0
 			for {
 				if _, err := second.Drain(context.Background(), got.add); err != nil {
@@ -159,6 +161,9 @@ func TestRestartUnderTrafficLosesNothing(t *testing.T) {
 				if drains == 1 && !tc.adopt {
 					if gens := genDirs(t, dir); len(gens) != 1 || slices.Equal(gens, firstGen) {
 						t.Errorf("upgrade: generations %v after the first drain, want only the new one", gens)
+					}
+					if tc.classic && tp.classicFilters("va") != 1 {
+						t.Errorf("%d clsact filters on va after the hand-over, want only the new program's", tp.classicFilters("va"))
 					}
 					// The old program's link at the default priority is gone.
 					if tc.mode == ModeNetfilter && tc.second != DefaultPriority {
@@ -271,43 +276,56 @@ func TestUninstallDetachesEverything(t *testing.T) {
 	}
 }
 
-// TestClassicUpgradeCountsFromItsAttach: clsact filters have no pins and go
-// with the process, so a new program must not wait for its first drain to
-// take over: nothing else counts meanwhile.
-func TestClassicUpgradeCountsFromItsAttach(t *testing.T) {
+// TestClassicFiltersOutliveClose: a clsact filter, which has no link to
+// pin, stays after Close like a pinned link, keeps counting while no process
+// runs, and is found again by DetachTC of the next process and by Uninstall.
+func TestClassicFiltersOutliveClose(t *testing.T) {
 	kerneltest.Require(t)
 	tp := newTopo(t)
 	dir := pinDir(t)
-	load := func() *Counter {
-		t.Helper()
-		c, err := Load(context.Background(), Config{MaxFlows: 1024, PinDir: dir, Mode: ModeTC}, nil)
-		if err != nil {
-			t.Fatal(err)
-		}
-		c.tcx = false // the path kernels before 6.6 take
-		if err := c.AttachTC(nsPath(tp.node), "va"); err != nil {
-			c.Close()
-			t.Fatal(err)
-		}
-		return c
-	}
+	cfg := Config{MaxFlows: 1024, PinDir: dir, Mode: ModeTC, classic: true}
 	before := tp.quiesce()
-	c := load()
-	tp.sendUDP(false, 100, 200, 7201)
-	tp.quiesce()
-	c.Close()
-	pretendOtherVersion(t, dir)
-	c = load()
-	t.Cleanup(func() { c.Close() })
-	if gens := genDirs(t, dir); len(gens) != 1 {
-		t.Errorf("generations %v after the upgrade, want only the new one", gens)
+	c := tp.loadAttached(cfg)
+	if err := c.AttachTC(nsPath(tp.node), "vb"); err != nil {
+		t.Fatal(err)
 	}
-	tp.sendUDP(true, 200, 300, 7201) // before any drain of the new process
+	if err := c.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if got := tp.classicFilters("va") + tp.classicFilters("vb"); got != 2 {
+		t.Fatalf("%d clsact filters on va and vb after Close, want 2", got)
+	}
+	tp.sendUDP(false, 100, 200, 7201) // while no process runs
 	after := tp.quiesce()
+
+	// The next process drains what the filter counted meanwhile, and
+	// DetachTC removes a filter it adopted.
+	c, err := Load(context.Background(), cfg, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
 	got := tp.podFlows(t, drainAll(t, c))
 	pkts, bytes := forwardedBytes(t, before, after)
-	if got.Packets != pkts || got.Bytes != bytes || pkts != 300 {
-		t.Errorf("counted %d packets / %d bytes, node forwarded %d / %d (sent 300)", got.Packets, got.Bytes, pkts, bytes)
+	if got.Packets != pkts || got.Bytes != bytes || pkts != 100 {
+		t.Errorf("counted %d packets / %d bytes, node forwarded %d / %d (sent 100)", got.Packets, got.Bytes, pkts, bytes)
+	}
+	if err := c.DetachTC(nsPath(tp.node), "vb"); err != nil {
+		t.Fatal(err)
+	}
+	if n := tp.classicFilters("vb"); n != 0 {
+		t.Errorf("%d clsact filters on vb after DetachTC of the adopted filter, want 0", n)
+	}
+	if err := c.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if err := Uninstall(dir, nil); err != nil {
+		t.Fatalf("uninstalling: %v", err)
+	}
+	if n := tp.classicFilters("va"); n != 0 {
+		t.Errorf("%d clsact filters on va after Uninstall, want 0", n)
+	}
+	if ents, _ := os.ReadDir(dir); len(ents) != 0 {
+		t.Errorf("pins left after Uninstall: %v", ents)
 	}
 }
 
