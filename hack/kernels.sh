@@ -178,7 +178,7 @@ common_cpio() {
   # busybox-static needs none; a dynamic busybox gets them the same way.
   for bin in /usr/sbin/ip /usr/sbin/sysctl "$(command -v busybox)"; do
     [ "${bin##*/}" = busybox ] || { rm -f "$stage/bin/${bin##*/}" && cp "$bin" "$stage/usr/sbin/"; }
-    for lib in $(ldd "$bin" | grep -oE '/[^ ]+\.so[^ ]*'); do
+    for lib in $(ldd "$bin" 2>/dev/null | grep -oE '/[^ ]+\.so[^ ]*'); do
       mkdir -p "$stage$(dirname "$lib")"
       cp -L "$lib" "$stage$lib"
     done
@@ -195,7 +195,7 @@ report() {
   awk -v kernel="$kernel" -v results="$dir/results.txt" -v summary="$dir/summary.txt" '
     # The console carries terminal escapes of the firmware, and CRs.
     { gsub(/\r|\033\[[0-9;?]*[A-Za-z]|\033c/, "") }
-    /^ZT-KERNEL / { release = $2 }
+    match($0, /ZT-KERNEL [^ ]+/) { release = substr($0, RSTART + 10, RLENGTH - 10) }
     /^ZT-BEGIN / { bin = $2; next }
     /^ZT-END / { split($3, rc, "="); if (rc[2] != 0) binfail = binfail " " bin "(rc=" rc[2] ")"; ended[bin] = 1; bin = ""; next }
     /^ZT-DONE/ { done = 1 }
