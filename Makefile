@@ -10,7 +10,7 @@ LDFLAGS  := -s -w \
 	-X github.com/zonetoll/zonetoll/shared/buildinfo.Revision=$(REVISION)
 SERVICES := zonelabeler flowagent flowserver costcalc
 
-.PHONY: build images check test generate generate-check bench demo testcluster setup clean
+.PHONY: build images check test test-kernels generate generate-check bench demo testcluster setup clean
 
 ## build: every service binary into bin/ (static, no cgo)
 build:
@@ -36,6 +36,11 @@ check:
 ## test: the whole suite — gofmt, generated files, vet, staticcheck, go test -race of every module
 test: setup
 	hack/test.sh
+
+## test-kernels: the bpf and flowagent kernel tests in qemu VMs of Debian's 5.10, 6.1 and 6.12 cloud
+## kernels (KERNELS="5.10 6.1 6.12 host" to choose); see docs/kernels.md
+test-kernels: setup
+	hack/kernels.sh $(KERNELS)
 
 ## generate: rebuild generated files (BPF objects and bindings); generate-check fails if that changes anything
 generate:

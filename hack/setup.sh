@@ -6,6 +6,7 @@ packages=(
   iproute2                            # network namespaces and veths in kernel tests
   prometheus                          # promtool check metrics/rules, and the Prometheus costcalc's tests scrape with
   chromium                            # headless rendering test of costcalc's HTML report
+  qemu-system-x86 busybox-static kmod # kernel matrix in VMs (make test-kernels, hack/kernels.sh)
 )
 missing=()
 for p in "${packages[@]}"; do

@@ -18,6 +18,7 @@ import (
 	"sync"
 
 	"github.com/cilium/ebpf"
+	"github.com/cilium/ebpf/rlimit"
 )
 
 // Mode selects where the program attaches.
@@ -209,6 +210,11 @@ func Load(ctx context.Context, cfg Config, log *slog.Logger) (*Counter, error) {
 		return nil, err
 	}
 
+	// Before 5.11 the kernel charges BPF maps and programs to RLIMIT_MEMLOCK (64 KiB by default on
+	// 5.10), not to the memory cgroup, so loading fails with EPERM; on later kernels this is a no-op.
+	if err := rlimit.RemoveMemlock(); err != nil {
+		return nil, fmt.Errorf("raising the memlock limit (kernels before 5.11 charge BPF memory to it): %w", err)
+	}
 	mode, tcx, err := resolveMode(cfg.Mode)
 	if err != nil {
 		return nil, fmt.Errorf("choosing attach mode: %w", err)

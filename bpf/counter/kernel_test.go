@@ -29,3 +29,20 @@ func pinDir(t testing.TB) string {
 	t.Cleanup(func() { os.RemoveAll(dir) })
 	return dir
 }
+
+// requireMode skips t when the kernel reports, through the feature probes of Probe, that it lacks
+// what mode needs: BPF netfilter programs (Linux 6.4) and BTF for ModeNetfilter. It never skips on
+// a guess: TestProbeMatchesKernelVersion fails where the probes deny a feature the kernel has.
+func requireMode(t testing.TB, m Mode) {
+	t.Helper()
+	if m != ModeNetfilter {
+		return
+	}
+	f, err := Probe()
+	if err != nil {
+		t.Fatalf("probing the kernel: %v", err)
+	}
+	if !f.Netfilter || !f.BTF {
+		t.Skipf("kernel lacks what netfilter mode needs (probe: %+v; BPF netfilter programs came in Linux 6.4)", f)
+	}
+}

@@ -126,7 +126,9 @@ func (tp *topo) snapshot() truth {
 	var tr truth
 	tr.forwarded4 = procField(tp.t, files["snmp"], "Ip:", "ForwDatagrams")
 	tr.forwarded = tr.forwarded4 + snmp6Field(tp.t, files["snmp6"], "Ip6OutForwDatagrams")
-	tr.mcPackets = procField(tp.t, files["snmp"], "Ip:", "OutRequests") + snmp6Field(tp.t, files["snmp6"], "Ip6OutRequests")
+	// OutMcastPkts, not OutRequests: on 5.10 (not on 6.18) forwarded IPv4 packets count in
+	// Ip:OutRequests too, and the node originates only multicast (MLD, IGMP).
+	tr.mcPackets = procField(tp.t, files["netstat"], "IpExt:", "OutMcastPkts") + snmp6Field(tp.t, files["snmp6"], "Ip6OutMcastPkts")
 	tr.mcBytes = procField(tp.t, files["netstat"], "IpExt:", "OutMcastOctets") + snmp6Field(tp.t, files["snmp6"], "Ip6OutMcastOctets")
 	for _, dev := range []string{"va", "vb"} {
 		pkts, bytes := devTx(tp.t, files["dev"], dev)

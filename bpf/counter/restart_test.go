@@ -37,6 +37,7 @@ func genDirs(t *testing.T, dir string) []string {
 func (tp *topo) loadAttached(cfg Config) *Counter {
 	t := tp.t
 	t.Helper()
+	requireMode(t, cfg.Mode)
 	c, err := Load(context.Background(), cfg, nil)
 	if err != nil {
 		t.Fatalf("loading counter: %v", err)
@@ -243,6 +244,7 @@ func TestUpgradeThatDiesBeforeTakingOverChangesNothing(t *testing.T) {
 // removes them and every pin.
 func TestUninstallDetachesEverything(t *testing.T) {
 	kerneltest.Require(t)
+	requireMode(t, ModeNetfilter)
 	tp := newTopo(t)
 	dir := pinDir(t)
 	c, err := Load(context.Background(), Config{MaxFlows: 64, PinDir: dir, Mode: ModeNetfilter}, nil)

@@ -288,6 +288,20 @@ type node struct {
 }
 
 // startNode starts one agent; nodeAddrs, if not nil, turns on overlay mode with these node addresses.
+// requireNetfilter skips t when the kernel's feature probe (counter.Probe) reports no BPF netfilter
+// programs (Linux 6.4), which these tests' agents are configured for; counter's
+// TestProbeMatchesKernelVersion fails where the probe denies a feature the kernel has.
+func requireNetfilter(t *testing.T) {
+	t.Helper()
+	f, err := counter.Probe()
+	if err != nil {
+		t.Fatalf("probing the kernel: %v", err)
+	}
+	if !f.Netfilter || !f.BTF {
+		t.Skipf("kernel lacks what netfilter mode needs (probe: %+v; BPF netfilter programs came in Linux 6.4)", f)
+	}
+}
+
 func startNode(t *testing.T, name, netns, pinDir, url string, local, nodeAddrs []string) *node {
 	t.Helper()
 	ctr, err := counter.Load(context.Background(), counter.Config{PinDir: pinDir, Mode: counter.ModeNetfilter, MaxFlows: 1024}, slog.New(slog.DiscardHandler))
@@ -368,6 +382,7 @@ var (
 // POST_ROUTING on both nodes, and only the source's node reports it.
 func TestTwoNodesEachByteOnceThroughOutage(t *testing.T) {
 	kerneltest.Require(t)
+	requireNetfilter(t)
 	c := newCluster(t)
 	c.listen(c.a, "198.18.1.2", "fd00:1::2")
 	c.listen(c.b, "198.18.2.2", "fd00:2::2")
@@ -420,6 +435,7 @@ func TestTwoNodesEachByteOnceThroughOutage(t *testing.T) {
 // the pinned maps; the next process (a new boot id) drains and reports them.
 func TestRestartWithPinnedMapsLosesNothing(t *testing.T) {
 	kerneltest.Require(t)
+	requireNetfilter(t)
 	c := newCluster(t)
 	c.listen(c.b, "198.18.2.2", "fd00:2::2")
 	fs := &flowserver{seen: map[string]bool{}, bytes: map[[2]netip.Addr]uint64{}}
@@ -475,6 +491,7 @@ func mkPinDir(t *testing.T) string {
 // mode the agents report the inner flows only: the server's bytes equal what the pods sent.
 func TestOverlayEachByteOnce(t *testing.T) {
 	kerneltest.Require(t)
+	requireNetfilter(t)
 	c := newCluster(t)
 	for _, n := range []struct{ ns, dev, local, remote, addr, peer, peerMAC, mac, dst string }{
 		{c.node1, "n1", "198.18.100.1", "198.18.100.2", "198.18.200.1", "198.18.200.2", "02:00:00:00:c8:02", "02:00:00:00:c8:01", "198.18.2.0/24"},
@@ -527,6 +544,7 @@ func TestOverlayEachByteOnce(t *testing.T) {
 // uninstall` detaches them and removes every pin, and refuses while an agent holds the pin dir.
 func TestUninstallCommand(t *testing.T) {
 	kerneltest.Require(t)
+	requireNetfilter(t)
 	c := newCluster(t)
 	pins := mkPinDir(t)
 	run := func(args ...string) (int, string) {
