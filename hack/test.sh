@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The whole test suite, as `make test` and CI run it: formatting, vet, staticcheck, generated files,
-# the test cluster binaries, then `go test -race` of every module.
+# the test cluster binaries, then `go test -race` of every module, then the kernel tests again inside
+# VMs of older kernels (hack/kernels.sh).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 root=$PWD
@@ -39,4 +40,6 @@ for m in "${mods[@]}"; do
   step "go test -race ${m#"$root"/}"
   (cd "$m" && go test -race -timeout 30m -count=1 ./...) || status=1
 done
+step "kernel tests in qemu VMs of Debian's 5.10, 6.1 and 6.12 kernels (docs/kernels.md)"
+hack/kernels.sh || status=1
 exit $status

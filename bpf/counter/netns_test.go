@@ -330,6 +330,30 @@ func (tp *topo) sendUDPTo(src netip.Addr, dsts []netip.Addr, count, size int, po
 			}
 		}
 	}
+	drainQuiet(listeners)
+}
+
+// drainQuiet reads every listener until it has been quiet for 300 ms (at most 10 s), so the datagrams
+// still on their way when the sender returns find an open port: closing at once made pod b answer the
+// last ones with ICMP port-unreachable errors, which the node forwards and counts (seen under qemu's
+// emulation, where the path is slow).
+func drainQuiet(listeners []*net.UDPConn) {
+	var wg sync.WaitGroup
+	for _, l := range listeners {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			buf := make([]byte, 65536)
+			end := time.Now().Add(10 * time.Second)
+			for time.Now().Before(end) {
+				_ = l.SetReadDeadline(time.Now().Add(300 * time.Millisecond))
+				if _, _, err := l.ReadFromUDP(buf); err != nil {
+					return
+				}
+			}
+		}()
+	}
+	wg.Wait()
 }
 
 // addPodBAddrs gives pod b n more IPv4 addresses (198.18.2.10 and up) that
