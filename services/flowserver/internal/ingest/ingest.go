@@ -229,10 +229,8 @@ func (h *Handler) serve(r *http.Request) (string, *rejection) {
 		return "", rej
 	}
 
-	wk := h.pool.Get().(*work)
-	// Endpoints hold handles that keep interned workloads alive; drop them before pooling.
-	defer func() { clear(wk.srcEPs[:cap(wk.srcEPs)]); clear(wk.dstEPs[:cap(wk.dstEPs)]) }()
-	defer h.pool.Put(wk)
+	wk := h.getWork()
+	defer h.putWork(wk)
 	if rej := h.readReport(r, wk); rej != nil {
 		return "", rej
 	}
@@ -253,6 +251,16 @@ func (h *Handler) serve(r *http.Request) (string, *rejection) {
 		return "duplicate", nil // a concurrent copy of the same report was applied first
 	}
 	return "applied", nil
+}
+
+func (h *Handler) getWork() *work { return h.pool.Get().(*work) }
+
+// putWork returns wk to the pool. Endpoints hold handles that keep interned workloads alive, so they
+// are dropped first: once in the pool, wk belongs to whichever request takes it next.
+func (h *Handler) putWork(wk *work) {
+	clear(wk.srcEPs[:cap(wk.srcEPs)])
+	clear(wk.dstEPs[:cap(wk.dstEPs)])
+	h.pool.Put(wk)
 }
 
 func bearer(header string) (string, bool) {

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"io"
 	"log/slog"
 	"math/rand/v2"
 	"net/http"
@@ -19,6 +20,7 @@ import (
 
 	"github.com/zonetoll/zonetoll/services/flowserver/internal/auth"
 	"github.com/zonetoll/zonetoll/services/flowserver/internal/dedupe"
+	"github.com/zonetoll/zonetoll/services/flowserver/internal/flowlog"
 	"github.com/zonetoll/zonetoll/services/flowserver/internal/resolve"
 	"github.com/zonetoll/zonetoll/services/flowserver/internal/traffic"
 	"github.com/zonetoll/zonetoll/shared/report"
@@ -102,6 +104,12 @@ type harness struct {
 
 func newHarness(tb testing.TB, c *cluster, lim Limits, retention time.Duration) *harness {
 	tb.Helper()
+	return newHarnessWith(tb, c, lim, retention, nil)
+}
+
+// newHarnessWith is newHarness with a flow log written to flowLog (nil: no flow log).
+func newHarnessWith(tb testing.TB, c *cluster, lim Limits, retention time.Duration, flowLog io.Writer) *harness {
+	tb.Helper()
 	reg := prometheus.NewRegistry()
 	store, err := traffic.NewStore(traffic.Options{MaxSeries: 1 << 20}, reg)
 	if err != nil {
@@ -110,8 +118,14 @@ func newHarness(tb testing.TB, c *cluster, lim Limits, retention time.Duration) 
 	reg.MustRegister(store)
 	hs := &harness{reg: reg}
 	hs.clock.Store(time.Now().UnixNano())
+	var flog *flowlog.Logger
+	if flowLog != nil {
+		if flog, err = flowlog.New(flowLog, flowlog.Options{SampleRate: 1}, reg); err != nil {
+			tb.Fatal(err)
+		}
+	}
 	hs.h, err = New(Options{
-		Limits: lim, Auth: staticAuth{}, Resolver: c.res, Store: store,
+		Limits: lim, Auth: staticAuth{}, Resolver: c.res, Store: store, FlowLog: flog,
 		Seen: dedupe.New(retention, 1<<20), Logger: slog.New(slog.DiscardHandler),
 		// Each call moves the clock on, so in benchmarks the dedupe window forgets reports at once.
 		Now: func() time.Time { return time.Unix(0, hs.clock.Add(int64(time.Second))) },
@@ -366,5 +380,74 @@ func TestConcurrentCopiesApplyOnce(t *testing.T) {
 	gotBytes, gotFlows := hs.totals(t)
 	if applied != 1 || gotFlows != float64(len(flows)) || gotBytes != sum {
 		t.Errorf("applied %d times, counted %v flows / %v bytes; want once, %d / %v", applied, gotFlows, gotBytes, len(flows), sum)
+	}
+}
+
+// With the flow log on, each request keeps the endpoints of its flows in its pooled work item; many
+// reports at once are each counted exactly. The inFlight semaphore orders most requests for the race
+// detector, so this rarely sees a pool misuse; TestWorkReleasedClearedBeforePooled does.
+func TestConcurrentReportsWithFlowLog(t *testing.T) {
+	c := newCluster(t, 300, 6, 30, 0)
+	hs := newHarnessWith(t, c, Limits{MaxBodyBytes: 1 << 20, MaxFlows: 10_000, MaxInFlight: 64}, time.Hour, io.Discard)
+	hs.h.now = time.Now // the harness clock's atomic counter would order every request
+	const senders = 64
+	rng := rand.New(rand.NewPCG(11, 12))
+	bodies := make([][]byte, senders)
+	var want float64
+	for s := range senders {
+		r := &report.Report{Node: fmt.Sprintf("node-%03d", s), BootID: [16]byte{5}, Sequence: 1,
+			WindowStart: time.Now().Add(-time.Second), WindowEnd: time.Now(), Flows: c.flows(200, rng)}
+		body, err := report.Encode(r)
+		if err != nil {
+			t.Fatal(err)
+		}
+		bodies[s] = body
+		for _, f := range r.Flows {
+			want += float64(f.Bytes)
+		}
+	}
+	errs := make(chan string, senders)
+	for s := range senders {
+		go func() {
+			if rec := hs.post(bodies[s], ""); rec.Code != http.StatusOK || rec.Body.String() != "applied\n" {
+				errs <- fmt.Sprint(rec.Code, " ", rec.Body.String())
+				return
+			}
+			errs <- ""
+		}()
+	}
+	for range senders {
+		if e := <-errs; e != "" {
+			t.Errorf("report not applied: %s", e)
+		}
+	}
+	if got, _ := hs.totals(t); got != want {
+		t.Errorf("counted %v bytes, want %v", got, want)
+	}
+}
+
+// A work item is cleared before it goes back to the pool, so whoever takes it next is its only user.
+// Goroutines on one P hand items straight to each other with nothing else ordering them, which is
+// what the race detector needs to see a clear that runs after the item was handed on.
+func TestWorkReleasedClearedBeforePooled(t *testing.T) {
+	c := newCluster(t, 10, 3, 3, 0)
+	hs := newHarness(t, c, benchLimits, time.Hour)
+	ep := &resolve.Endpoint{}
+	defer runtime.GOMAXPROCS(runtime.GOMAXPROCS(1))
+	done := make(chan struct{})
+	for range 64 {
+		go func() {
+			defer func() { done <- struct{}{} }()
+			wk := hs.h.getWork()
+			defer hs.h.putWork(wk)
+			wk.srcEPs, wk.dstEPs = wk.srcEPs[:0], wk.dstEPs[:0]
+			for range 100 { // as apply keeps endpoints for the flow log
+				wk.srcEPs = append(wk.srcEPs, ep)
+				wk.dstEPs = append(wk.dstEPs, ep)
+			}
+		}()
+	}
+	for range 64 {
+		<-done
 	}
 }
