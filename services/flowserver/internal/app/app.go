@@ -58,6 +58,10 @@ type Ingest struct {
 	NodeRate     float64 `split_words:"true" default:"2" desc:"Reports per second each node may send on average (429 with Retry-After beyond); an agent catching up after an outage sends its spool this fast."`
 	NodeBurst    int     `split_words:"true" default:"20" desc:"Reports a node may send at once above NODE_RATE."`
 	MaxInFlight  int     `split_words:"true" default:"8" desc:"Reports processed at once (503 with Retry-After beyond); each may hold a decoded report in memory."`
+	// 400 Gbit/s: above the NICs of today's general-purpose instances, so only a forged or broken
+	// report reaches it; the first window after an agent restart also holds what its pinned map
+	// counted while the agent was down, which wants headroom.
+	MaxBytesPerSecond uint64 `split_words:"true" default:"50000000000" desc:"Most layer-3 bytes one report may claim per second of its window (422, reason implausible_bytes, beyond); the default is 400 Gbit/s. Windows shorter than 1s count as 1s. 0 turns the check off."`
 }
 
 // Dedupe configures the exactly-once window.
@@ -196,6 +200,7 @@ func Run(ctx context.Context, cfg *Config, env servicecmd.Env) error {
 		Limits: ingest.Limits{
 			MaxBodyBytes: cfg.Ingest.MaxBodyBytes, MaxFlows: cfg.Ingest.MaxFlows,
 			NodeRate: cfg.Ingest.NodeRate, NodeBurst: cfg.Ingest.NodeBurst, MaxInFlight: cfg.Ingest.MaxInFlight,
+			MaxBytesPerSecond: cfg.Ingest.MaxBytesPerSecond,
 		},
 		Zone: cfg.Zone, Auth: authn, Resolver: res, Store: store, Seen: seen, FlowLog: flog,
 		Logger: env.Logger.With("component", "ingest"), Synced: inf.Synced,

@@ -11,6 +11,7 @@ import (
 	"io"
 	"log/slog"
 	"math"
+	"math/bits"
 	"net/http"
 	"strconv"
 	"strings"
@@ -42,7 +43,14 @@ type Limits struct {
 	NodeBurst int
 	// MaxInFlight bounds reports being processed at once (each may hold a decoded report in memory).
 	MaxInFlight int
+	// MaxBytesPerSecond bounds the bytes one report may claim per second of its window (a node's
+	// line rate); 0 turns the check off.
+	MaxBytesPerSecond uint64
 }
+
+// minPlausibleWindow is the shortest window the byte check assumes: a shorter one (down to the
+// empty window the wire format allows) still holds what was counted while the agent drained.
+const minPlausibleWindow = time.Second
 
 // Authenticator checks bearer tokens; *auth.Authenticator is one.
 type Authenticator interface {
@@ -109,9 +117,9 @@ func (t *tally) add(ep *resolve.Endpoint, bytes uint64) {
 	t.bySource[ep.Source]++
 	switch {
 	case ep.Source == resolve.SourceExternal:
-		t.external += bytes
+		t.external = traffic.SatAdd(t.external, bytes)
 	case ep.NoZone != "":
-		t.noZone[ep.NoZone] += bytes
+		t.noZone[ep.NoZone] = traffic.SatAdd(t.noZone[ep.NoZone], bytes)
 	}
 }
 
@@ -235,6 +243,9 @@ func (h *Handler) serve(r *http.Request) (string, *rejection) {
 		return "", rej
 	}
 	rep := &wk.report
+	if rej := h.plausible(rep); rej != nil {
+		return "", rej
+	}
 	if id.Node != "" && id.Node != rep.Node {
 		return "", reject(http.StatusForbidden, "node_mismatch", "report names node %q but the token is bound to a pod on node %q", rep.Node, id.Node)
 	}
@@ -310,6 +321,33 @@ func (h *Handler) readReport(r *http.Request, wk *work) *rejection {
 	return nil
 }
 
+// plausible refuses a report whose bytes no node could send in its window: a sum past the line rate
+// (or past what a uint64 holds) is a forgery or a broken agent, and counting it would put an
+// absurd figure on the bill.
+func (h *Handler) plausible(rep *report.Report) *rejection {
+	if h.lim.MaxBytesPerSecond == 0 {
+		return nil
+	}
+	var sum uint64
+	overflow := false
+	for i := range rep.Flows {
+		var carry uint64
+		sum, carry = bits.Add64(sum, rep.Flows[i].Bytes, 0)
+		overflow = overflow || carry != 0
+	}
+	window := max(rep.WindowEnd.Sub(rep.WindowStart), minPlausibleWindow)
+	limit := float64(h.lim.MaxBytesPerSecond) * window.Seconds()
+	if overflow || float64(sum) > limit {
+		total := strconv.FormatUint(sum, 10)
+		if overflow {
+			total = "more than 2^64"
+		}
+		return reject(http.StatusUnprocessableEntity, "implausible_bytes",
+			"report claims %s bytes in a window of %s, more than %d bytes/s (ZONETOLL_INGEST_MAX_BYTES_PER_SECOND) allow", total, window, h.lim.MaxBytesPerSecond)
+	}
+	return nil
+}
+
 // allow takes a token from the node's rate limiter; when none is left it says how long to wait.
 func (h *Handler) allow(node string) (time.Duration, bool) {
 	if h.lim.NodeRate <= 0 {
@@ -367,9 +405,9 @@ func (h *Handler) apply(wk *work, key dedupe.Key) bool {
 			b.Add(src, dst, f.Bytes, f.Packets)
 			t.add(src, f.Bytes)
 			t.add(dst, f.Bytes)
-			t.bytes += f.Bytes
+			t.bytes = traffic.SatAdd(t.bytes, f.Bytes)
 			if traffic.CrossZone(src, dst) {
-				t.crossBytes += f.Bytes
+				t.crossBytes = traffic.SatAdd(t.crossBytes, f.Bytes)
 			}
 			if logFlows {
 				wk.srcEPs = append(wk.srcEPs, src)

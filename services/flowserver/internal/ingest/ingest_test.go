@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"math"
 	"math/rand/v2"
 	"net/http"
 	"net/http/httptest"
@@ -158,6 +159,21 @@ func (hs *harness) totals(tb testing.TB) (bytes, flows float64) {
 		f[mf.GetName()] = mf
 	}
 	return f.Sum(traffic.PairBytesName, nil), f.Sum("zonetoll_flowserver_flows_total", nil)
+}
+
+// rejected is zonetoll_flowserver_reports_total{result="rejected",reason}.
+func (hs *harness) rejected(tb testing.TB, reason string) float64 {
+	tb.Helper()
+	mfs, err := hs.reg.Gather()
+	if err != nil {
+		tb.Fatal(err)
+	}
+	f := metricstest.Families{}
+	for _, mf := range mfs {
+		f[mf.GetName()] = mf
+	}
+	v, _ := f.Value("zonetoll_flowserver_reports_total", map[string]string{"result": "rejected", "reason": reason})
+	return v
 }
 
 var benchLimits = Limits{MaxBodyBytes: 64 << 20, MaxFlows: report.DefaultMaxFlows, MaxInFlight: 4}
@@ -449,5 +465,60 @@ func TestWorkReleasedClearedBeforePooled(t *testing.T) {
 	}
 	for range 64 {
 		<-done
+	}
+}
+
+// A report claiming more bytes than a node's line rate allows in its window is refused with its own
+// reason, and changes nothing; so is one whose bytes do not even fit in a uint64.
+func TestRefusesImplausibleBytes(t *testing.T) {
+	c := newCluster(t, 10, 3, 3, 0)
+	const rate = 1_000_000 // bytes per second
+	end := time.Now()
+	tests := []struct {
+		name   string
+		rate   uint64
+		window time.Duration
+		bytes  []uint64
+		want   int
+	}{
+		{"at the line rate", rate, 10 * time.Second, []uint64{4 * rate, 6 * rate}, http.StatusOK},
+		{"one byte over", rate, 10 * time.Second, []uint64{4 * rate, 6*rate + 1}, http.StatusUnprocessableEntity},
+		{"one flow of 10^19 bytes", rate, 10 * time.Second, []uint64{10_000_000_000_000_000_000}, http.StatusUnprocessableEntity},
+		{"empty window judged as one second", rate, 0, []uint64{rate}, http.StatusOK},
+		{"empty window over one second's worth", rate, 0, []uint64{rate + 1}, http.StatusUnprocessableEntity},
+		{"sum past 2^64 under any rate", math.MaxUint64, 10 * time.Second, []uint64{1 << 63, 1 << 63, 5}, http.StatusUnprocessableEntity},
+		{"check off", 0, time.Second, []uint64{math.MaxUint64}, http.StatusOK},
+	}
+	for i, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			lim := benchLimits
+			lim.MaxBytesPerSecond = tt.rate
+			hs := newHarness(t, c, lim, time.Hour)
+			r := &report.Report{Node: "node-001", BootID: [16]byte{8}, Sequence: uint64(i + 1), WindowStart: end.Add(-tt.window), WindowEnd: end}
+			var want float64
+			for j, b := range tt.bytes {
+				r.Flows = append(r.Flows, report.Flow{Src: c.podIPs[j], Dst: c.podIPs[j+1], Bytes: b, Packets: 1})
+				want += float64(b)
+			}
+			body, err := report.Encode(r)
+			if err != nil {
+				t.Fatal(err)
+			}
+			rec := hs.post(body, "")
+			if rec.Code != tt.want {
+				t.Fatalf("answered %d %s, want %d", rec.Code, rec.Body, tt.want)
+			}
+			gotBytes, _ := hs.totals(t)
+			rejected := hs.rejected(t, "implausible_bytes")
+			if tt.want == http.StatusOK {
+				if gotBytes != want || rejected != 0 {
+					t.Errorf("counted %v bytes (want %v), %v implausible_bytes rejections (want 0)", gotBytes, want, rejected)
+				}
+				return
+			}
+			if gotBytes != 0 || rejected != 1 {
+				t.Errorf("counted %v bytes (want 0), %v implausible_bytes rejections (want 1)", gotBytes, rejected)
+			}
+		})
 	}
 }
