@@ -61,7 +61,8 @@ type Ingest struct {
 	// 400 Gbit/s: above the NICs of today's general-purpose instances, so only a forged or broken
 	// report reaches it; the first window after an agent restart also holds what its pinned map
 	// counted while the agent was down, which wants headroom.
-	MaxBytesPerSecond uint64 `split_words:"true" default:"50000000000" desc:"Most layer-3 bytes one report may claim per second of its window (422, reason implausible_bytes, beyond); the default is 400 Gbit/s. Windows shorter than 1s count as 1s. 0 turns the check off."`
+	MaxClockSkew      time.Duration `split_words:"true" default:"1m" desc:"How far a report's window may end after this server's clock (422, reason window_in_future, beyond). Reports whose window started more than ZONETOLL_DEDUPE_RETENTION minus this ago are refused too (422, window_too_old): they may have been counted and forgotten."`
+	MaxBytesPerSecond uint64        `split_words:"true" default:"50000000000" desc:"Most layer-3 bytes one report may claim per second of its window (422, reason implausible_bytes, beyond); the default is 400 Gbit/s. Windows shorter than 1s count as 1s. 0 turns the check off."`
 }
 
 // Dedupe configures the exactly-once window.
@@ -99,6 +100,7 @@ func (c *Config) Validate() error {
 		{c.SeriesTTL >= 0, "ZONETOLL_SERIES_TTL", c.SeriesTTL.String(), "a duration, 0 to keep series"},
 		{c.GonePods >= 1, "ZONETOLL_GONE_PODS", fmt.Sprint(c.GonePods), "an integer of at least 1"},
 		{c.Dedupe.Retention > 0, "ZONETOLL_DEDUPE_RETENTION", c.Dedupe.Retention.String(), "a positive duration"},
+		{c.Ingest.MaxClockSkew >= 0 && c.Ingest.MaxClockSkew < c.Dedupe.Retention, "ZONETOLL_INGEST_MAX_CLOCK_SKEW", c.Ingest.MaxClockSkew.String(), "a duration of at least 0 and below ZONETOLL_DEDUPE_RETENTION"},
 		{c.Dedupe.MaxKeys >= 1, "ZONETOLL_DEDUPE_MAX_KEYS", fmt.Sprint(c.Dedupe.MaxKeys), "an integer of at least 1"},
 		{c.FlowLog.SampleRate > 0 && c.FlowLog.SampleRate <= 1, "ZONETOLL_FLOW_LOG_SAMPLE_RATE", fmt.Sprint(c.FlowLog.SampleRate), "a fraction in (0, 1]"},
 		{c.Auth.CacheTTL > 0, "ZONETOLL_AUTH_CACHE_TTL", c.Auth.CacheTTL.String(), "a positive duration"},
@@ -201,6 +203,7 @@ func Run(ctx context.Context, cfg *Config, env servicecmd.Env) error {
 			MaxBodyBytes: cfg.Ingest.MaxBodyBytes, MaxFlows: cfg.Ingest.MaxFlows,
 			NodeRate: cfg.Ingest.NodeRate, NodeBurst: cfg.Ingest.NodeBurst, MaxInFlight: cfg.Ingest.MaxInFlight,
 			MaxBytesPerSecond: cfg.Ingest.MaxBytesPerSecond,
+			MaxClockSkew:      cfg.Ingest.MaxClockSkew, MaxWindowAge: cfg.Dedupe.Retention - cfg.Ingest.MaxClockSkew,
 		},
 		Zone: cfg.Zone, Auth: authn, Resolver: res, Store: store, Seen: seen, FlowLog: flog,
 		Logger: env.Logger.With("component", "ingest"), Synced: inf.Synced,

@@ -43,6 +43,13 @@ type Limits struct {
 	NodeBurst int
 	// MaxInFlight bounds reports being processed at once (each may hold a decoded report in memory).
 	MaxInFlight int
+	// MaxClockSkew is how far a report's window may end after this server's clock (agents' clocks
+	// differ a little).
+	MaxClockSkew time.Duration
+	// MaxWindowAge refuses a report whose window started longer ago than this; set it to the dedupe
+	// retention minus MaxClockSkew, so a report is only applied while a copy applied before is still
+	// remembered. 0 turns the check off.
+	MaxWindowAge time.Duration
 	// MaxBytesPerSecond bounds the bytes one report may claim per second of its window (a node's
 	// line rate); 0 turns the check off.
 	MaxBytesPerSecond uint64
@@ -243,6 +250,9 @@ func (h *Handler) serve(r *http.Request) (string, *rejection) {
 		return "", rej
 	}
 	rep := &wk.report
+	if rej := h.inTime(rep); rej != nil {
+		return "", rej
+	}
 	if rej := h.plausible(rep); rej != nil {
 		return "", rej
 	}
@@ -317,6 +327,28 @@ func (h *Handler) readReport(r *http.Request, wk *work) *rejection {
 			return reject(http.StatusRequestEntityTooLarge, "too_many_flows", "%v (ZONETOLL_INGEST_MAX_FLOWS is %d)", err, h.lim.MaxFlows)
 		}
 		return reject(http.StatusBadRequest, "malformed", "%v", err)
+	}
+	return nil
+}
+
+// inTime refuses a report whose window is in the future or older than the dedupe memory. A window
+// in the future is a wrong clock or a forgery. A report older than the memory may have been applied
+// already and forgotten since: applied again it would count twice, at today's time. The bound holds
+// because the first copy was applied no earlier than its window's end minus the skew, and its marker
+// lives for the retention after that.
+func (h *Handler) inTime(rep *report.Report) *rejection {
+	now := h.now()
+	if latest := now.Add(h.lim.MaxClockSkew); rep.WindowEnd.After(latest) {
+		return reject(http.StatusUnprocessableEntity, "window_in_future",
+			"report window ends at %s, %s after this server's clock, more than the skew allowed (ZONETOLL_INGEST_MAX_CLOCK_SKEW %s); check the node's clock",
+			rep.WindowEnd.Format(time.RFC3339Nano), rep.WindowEnd.Sub(now).Round(time.Millisecond), h.lim.MaxClockSkew)
+	}
+	if h.lim.MaxWindowAge > 0 {
+		if age := now.Sub(rep.WindowStart); age > h.lim.MaxWindowAge {
+			return reject(http.StatusUnprocessableEntity, "window_too_old",
+				"report window started at %s, %s ago, longer than reports are remembered (%s: ZONETOLL_DEDUPE_RETENTION minus ZONETOLL_INGEST_MAX_CLOCK_SKEW); it may have been counted already",
+				rep.WindowStart.Format(time.RFC3339Nano), age.Round(time.Second), h.lim.MaxWindowAge)
+		}
 	}
 	return nil
 }

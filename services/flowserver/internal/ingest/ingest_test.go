@@ -232,7 +232,9 @@ func FuzzIngest(f *testing.F) {
 				t.Fatal("a duplicate changed the counters")
 			}
 		default:
-			if decodeErr == nil && len(body) <= int(lim.MaxBodyBytes) {
+			// A report that decodes is refused only for a window ending after the server's clock.
+			future := decodeErr == nil && want.WindowEnd.After(time.Unix(0, hs.clock.Load()))
+			if decodeErr == nil && len(body) <= int(lim.MaxBodyBytes) && !(future && rec.Code == http.StatusUnprocessableEntity) {
 				t.Fatalf("refused a valid report with %d: %s", rec.Code, rec.Body)
 			}
 			if afterBytes != beforeBytes || afterFlows != beforeFlows {
@@ -520,5 +522,81 @@ func TestRefusesImplausibleBytes(t *testing.T) {
 				t.Errorf("counted %v bytes (want 0), %v implausible_bytes rejections (want 1)", gotBytes, rejected)
 			}
 		})
+	}
+}
+
+// Windows in the future (past the clock skew) and windows older than the dedupe memory are refused
+// with their own reasons; nothing of them is counted.
+func TestRefusesWindowsOutOfTime(t *testing.T) {
+	c := newCluster(t, 10, 3, 3, 0)
+	const retention, skew = time.Hour, time.Minute
+	lim := benchLimits
+	lim.MaxClockSkew, lim.MaxWindowAge = skew, retention-skew
+	t0 := time.Date(2026, 12, 7, 1, 0, 0, 0, time.UTC)
+	tests := []struct {
+		name       string
+		start, end time.Time
+		reason     string // "" for applied
+	}{
+		{"just ended", t0.Add(-10 * time.Second), t0, ""},
+		{"ends within the skew", t0.Add(-10 * time.Second), t0.Add(skew - time.Second), ""},
+		{"ends past the skew", t0.Add(-10 * time.Second), t0.Add(skew + time.Second), "window_in_future"},
+		{"ends in 2200", t0, time.Date(2200, 1, 1, 0, 0, 0, 0, time.UTC), "window_in_future"},
+		{"started as long ago as allowed", t0.Add(-(retention - skew)), t0.Add(-50 * time.Minute), ""},
+		{"started just before that", t0.Add(-(retention - skew) - time.Second), t0.Add(-50 * time.Minute), "window_too_old"},
+		{"from 2023", time.Unix(1_700_000_000, 0), time.Unix(1_700_000_010, 0), "window_too_old"},
+	}
+	for i, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			hs := newHarness(t, c, lim, retention)
+			hs.h.now = func() time.Time { return t0 }
+			r := &report.Report{Node: "node-001", BootID: [16]byte{6}, Sequence: uint64(i + 1), WindowStart: tt.start, WindowEnd: tt.end,
+				Flows: []report.Flow{{Src: c.podIPs[0], Dst: c.podIPs[1], Bytes: 1000, Packets: 1}}}
+			body, err := report.Encode(r)
+			if err != nil {
+				t.Fatal(err)
+			}
+			rec := hs.post(body, "")
+			gotBytes, _ := hs.totals(t)
+			if tt.reason == "" {
+				if rec.Code != http.StatusOK || gotBytes != 1000 {
+					t.Fatalf("answered %d %s, counted %v bytes; want 200 and 1000", rec.Code, rec.Body, gotBytes)
+				}
+				return
+			}
+			if rec.Code != http.StatusUnprocessableEntity || gotBytes != 0 || hs.rejected(t, tt.reason) != 1 {
+				t.Errorf("answered %d %s, counted %v bytes, %v rejections %s; want 422, 0, 1", rec.Code, rec.Body, gotBytes, hs.rejected(t, tt.reason), tt.reason)
+			}
+		})
+	}
+}
+
+// A report replayed (or retried from a spool) after the dedupe memory forgot it is not counted again.
+func TestReplayAfterDedupeMemoryIsNotCounted(t *testing.T) {
+	c := newCluster(t, 10, 3, 3, 0)
+	const retention, skew = time.Hour, time.Minute
+	lim := benchLimits
+	lim.MaxClockSkew, lim.MaxWindowAge = skew, retention-skew
+	hs := newHarness(t, c, lim, retention)
+	t0 := time.Date(2026, 12, 7, 1, 0, 0, 0, time.UTC)
+	now := t0
+	hs.h.now = func() time.Time { return now }
+	// The node's clock runs a little ahead: the first copy is applied as early as the skew allows.
+	r := &report.Report{Node: "node-001", BootID: [16]byte{6}, Sequence: 1, WindowStart: t0.Add(skew - 10*time.Second), WindowEnd: t0.Add(skew),
+		Flows: []report.Flow{{Src: c.podIPs[0], Dst: c.podIPs[1], Bytes: 1000, Packets: 1}}}
+	body, err := report.Encode(r)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rec := hs.post(body, ""); rec.Body.String() != "applied\n" {
+		t.Fatalf("first copy: %d %s", rec.Code, rec.Body)
+	}
+	for _, after := range []time.Duration{time.Minute, retention, retention + time.Nanosecond, retention + time.Minute, 3 * retention} {
+		now = t0.Add(after)
+		hs.h.seen.Expire(now)
+		rec := hs.post(body, "")
+		if gotBytes, _ := hs.totals(t); gotBytes != 1000 {
+			t.Fatalf("replayed %s later: answered %d %s and counted %v bytes in all, want 1000", after, rec.Code, rec.Body, gotBytes)
+		}
 	}
 }
