@@ -55,9 +55,16 @@ type Auth struct {
 type Ingest struct {
 	MaxBodyBytes int64   `split_words:"true" default:"16777216" desc:"Largest request body as sent, compressed or not (413 beyond)."`
 	MaxFlows     int     `split_words:"true" default:"262144" desc:"Most flows in one report (413 beyond); also bounds the decompressed size."`
-	NodeRate     float64 `split_words:"true" default:"2" desc:"Reports per second each node may send on average (429 with Retry-After beyond); an agent catching up after an outage sends its spool this fast."`
-	NodeBurst    int     `split_words:"true" default:"20" desc:"Reports a node may send at once above NODE_RATE."`
+	NodeRate     float64 `split_words:"true" default:"2" desc:"Reports per second each agent may send on average (429 with Retry-After beyond), checked before the body is read; an agent is its service account and the node its token is bound to (its address for a token bound to no pod). An agent catching up after an outage sends its spool this fast."`
+	NodeBurst    int     `split_words:"true" default:"20" desc:"Reports an agent may send at once above NODE_RATE."`
 	MaxInFlight  int     `split_words:"true" default:"8" desc:"Reports processed at once (503 with Retry-After beyond); each may hold a decoded report in memory."`
+	// The agent sends one report at a time; a second covers a retry racing an attempt the agent
+	// gave up on while the server still reads it.
+	MaxInFlightPerNode int `split_words:"true" default:"2" desc:"Reports one agent may have in progress at once (429, reason identity_busy, beyond), so one agent's slow bodies cannot hold every slot."`
+	// 128 MiB: with the process's ~90 MiB at 10,000 pods, well under the manifests' 400 MiB
+	// GOMEMLIMIT; a maximal report (16 MiB body, 262,144 flows) reserves about 65 MiB.
+	MaxBytesInFlight     int64 `split_words:"true" default:"134217728" desc:"Byte budget of the reports in progress (503 with Retry-After beyond): each reserves its body (Content-Length), its decompressed size (from the gzip trailer) and 128 bytes per flow it could hold, before reading or inflating. A report larger than the budget runs alone."`
+	MaxStreamedBodyBytes int64 `split_words:"true" default:"1048576" desc:"Largest body sent without Content-Length (chunked), reserved in full before it is read (413 beyond); the agent always sends Content-Length."`
 	// 400 Gbit/s: above the NICs of today's general-purpose instances, so only a forged or broken
 	// report reaches it; the first window after an agent restart also holds what its pinned map
 	// counted while the agent was down, which wants headroom.
@@ -96,6 +103,9 @@ func (c *Config) Validate() error {
 		{c.Ingest.NodeRate >= 0, "ZONETOLL_INGEST_NODE_RATE", fmt.Sprint(c.Ingest.NodeRate), "reports per second, 0 for no limit"},
 		{c.Ingest.NodeBurst >= 1, "ZONETOLL_INGEST_NODE_BURST", fmt.Sprint(c.Ingest.NodeBurst), "an integer of at least 1"},
 		{c.Ingest.MaxInFlight >= 1, "ZONETOLL_INGEST_MAX_IN_FLIGHT", fmt.Sprint(c.Ingest.MaxInFlight), "an integer of at least 1"},
+		{c.Ingest.MaxInFlightPerNode >= 1, "ZONETOLL_INGEST_MAX_IN_FLIGHT_PER_NODE", fmt.Sprint(c.Ingest.MaxInFlightPerNode), "an integer of at least 1"},
+		{c.Ingest.MaxBytesInFlight >= 1<<20, "ZONETOLL_INGEST_MAX_BYTES_IN_FLIGHT", fmt.Sprint(c.Ingest.MaxBytesInFlight), "a number of bytes, at least 1048576"},
+		{c.Ingest.MaxStreamedBodyBytes >= 1 && c.Ingest.MaxStreamedBodyBytes <= c.Ingest.MaxBodyBytes, "ZONETOLL_INGEST_MAX_STREAMED_BODY_BYTES", fmt.Sprint(c.Ingest.MaxStreamedBodyBytes), "a number of bytes from 1 to ZONETOLL_INGEST_MAX_BODY_BYTES"},
 		{c.MaxSeries >= 1, "ZONETOLL_MAX_SERIES", fmt.Sprint(c.MaxSeries), "an integer of at least 1"},
 		{c.SeriesTTL >= 0, "ZONETOLL_SERIES_TTL", c.SeriesTTL.String(), "a duration, 0 to keep series"},
 		{c.GonePods >= 1, "ZONETOLL_GONE_PODS", fmt.Sprint(c.GonePods), "an integer of at least 1"},
@@ -202,8 +212,10 @@ func Run(ctx context.Context, cfg *Config, env servicecmd.Env) error {
 		Limits: ingest.Limits{
 			MaxBodyBytes: cfg.Ingest.MaxBodyBytes, MaxFlows: cfg.Ingest.MaxFlows,
 			NodeRate: cfg.Ingest.NodeRate, NodeBurst: cfg.Ingest.NodeBurst, MaxInFlight: cfg.Ingest.MaxInFlight,
-			MaxBytesPerSecond: cfg.Ingest.MaxBytesPerSecond,
-			MaxClockSkew:      cfg.Ingest.MaxClockSkew, MaxWindowAge: cfg.Dedupe.Retention - cfg.Ingest.MaxClockSkew,
+			MaxBytesPerSecond:      cfg.Ingest.MaxBytesPerSecond,
+			MaxInFlightPerIdentity: cfg.Ingest.MaxInFlightPerNode, MaxBytesInFlight: cfg.Ingest.MaxBytesInFlight,
+			MaxStreamedBodyBytes: cfg.Ingest.MaxStreamedBodyBytes,
+			MaxClockSkew:         cfg.Ingest.MaxClockSkew, MaxWindowAge: cfg.Dedupe.Retention - cfg.Ingest.MaxClockSkew,
 		},
 		Zone: cfg.Zone, Auth: authn, Resolver: res, Store: store, Seen: seen, FlowLog: flog,
 		Logger: env.Logger.With("component", "ingest"), Synced: inf.Synced,

@@ -600,3 +600,211 @@ func TestReplayAfterDedupeMemoryIsNotCounted(t *testing.T) {
 		}
 	}
 }
+
+// countingAuth is staticAuth that counts the tokens it was asked about.
+type countingAuth struct{ n atomic.Int64 }
+
+func (a *countingAuth) Authenticate(ctx context.Context, token string) (auth.Identity, error) {
+	a.n.Add(1)
+	return staticAuth{}.Authenticate(ctx, token)
+}
+
+// stuck starts a request whose body never comes (until the returned func is called) and waits until
+// it holds its slot: the stand-in for a slow or maximal report in progress.
+func (hs *harness) stuck(t *testing.T, token string, contentLength int64) (done func() *httptest.ResponseRecorder) {
+	t.Helper()
+	pr, pw := io.Pipe()
+	req := httptest.NewRequest(http.MethodPost, Path, pr)
+	req.ContentLength = contentLength
+	req.Header.Set("Authorization", "Bearer "+token)
+	rec := httptest.NewRecorder()
+	finished := make(chan struct{})
+	before := len(hs.h.inFlight)
+	go func() {
+		defer close(finished)
+		hs.h.ServeHTTP(rec, req)
+	}()
+	deadline := time.Now().Add(10 * time.Second)
+	for len(hs.h.inFlight) == before {
+		if time.Now().After(deadline) {
+			t.Fatal("the stuck request never took a slot")
+		}
+		time.Sleep(time.Millisecond)
+	}
+	return func() *httptest.ResponseRecorder {
+		_ = pw.CloseWithError(io.ErrUnexpectedEOF)
+		<-finished
+		return rec
+	}
+}
+
+func (hs *harness) postAs(token string, body io.Reader, contentLength int64, encoding string) *httptest.ResponseRecorder {
+	req := httptest.NewRequest(http.MethodPost, Path, body)
+	req.ContentLength = contentLength
+	req.Header.Set("Authorization", "Bearer "+token)
+	if encoding != "" {
+		req.Header.Set("Content-Encoding", encoding)
+	}
+	rec := httptest.NewRecorder()
+	hs.h.ServeHTTP(rec, req)
+	return rec
+}
+
+// readSpy is a body that records whether anyone read it.
+type readSpy struct {
+	r    io.Reader
+	read bool
+	n    int
+}
+
+func (s *readSpy) Read(p []byte) (int, error) {
+	s.read = true
+	n, err := s.r.Read(p)
+	s.n += n
+	return n, err
+}
+
+func encodeT(t *testing.T, r *report.Report) []byte {
+	t.Helper()
+	b, err := report.Encode(r)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
+}
+
+// Every decision that needs no body is taken before a slot or any of the byte budget is held: a bad
+// token is answered 401 even while every slot is taken, and it is reviewed once per request, not
+// queued behind the slots.
+func TestAuthenticatesBeforeTakingASlot(t *testing.T) {
+	c := newCluster(t, 10, 3, 3, 0)
+	lim := benchLimits
+	lim.MaxInFlight = 1
+	hs := newHarness(t, c, lim, time.Hour)
+	ca := &countingAuth{}
+	hs.h.auth = ca
+	done := hs.stuck(t, "good", 1000)
+	for range 5 {
+		if rec := hs.postAs("junk", bytes.NewReader([]byte("x")), 1, ""); rec.Code != http.StatusUnauthorized {
+			t.Errorf("junk token while the only slot is taken: %d %s, want 401", rec.Code, rec.Body)
+		}
+	}
+	if n := ca.n.Load(); n != 6 {
+		t.Errorf("authenticated %d times, want 6 (the stuck request and 5 junk ones)", n)
+	}
+	if hs.rejected(t, "overloaded") != 0 {
+		t.Error("a junk token was refused as overloaded: it waited for a slot before its token was checked")
+	}
+	done()
+}
+
+// The rate limit is per identity (service account and bound node, or address) and applies before
+// the body is read; the node named in the body does not open another bucket.
+func TestRateLimitPerIdentityBeforeBody(t *testing.T) {
+	c := newCluster(t, 10, 3, 3, 0)
+	lim := benchLimits
+	lim.NodeRate, lim.NodeBurst = 0.001, 1
+	hs := newHarness(t, c, lim, time.Hour)
+	now := time.Now()
+	first := encodeT(t, &report.Report{Node: "node-001", BootID: [16]byte{1}, Sequence: 1, WindowStart: now.Add(-time.Second), WindowEnd: now,
+		Flows: []report.Flow{{Src: c.podIPs[0], Dst: c.podIPs[1], Bytes: 10, Packets: 1}}})
+	if rec := hs.post(first, ""); rec.Code != http.StatusOK {
+		t.Fatalf("first report: %d %s", rec.Code, rec.Body)
+	}
+	other := encodeT(t, &report.Report{Node: "node-002", BootID: [16]byte{1}, Sequence: 1, WindowStart: now.Add(-time.Second), WindowEnd: now,
+		Flows: []report.Flow{{Src: c.podIPs[0], Dst: c.podIPs[1], Bytes: 10, Packets: 1}}})
+	spy := &readSpy{r: bytes.NewReader(other)}
+	rec := hs.postAs("good", spy, int64(len(other)), "")
+	if rec.Code != http.StatusTooManyRequests || rec.Header().Get("Retry-After") == "" {
+		t.Errorf("second report of the same identity naming another node: %d %s, want 429 with Retry-After", rec.Code, rec.Body)
+	}
+	if spy.read {
+		t.Error("the rate-limited request's body was read")
+	}
+	if v := hs.rejected(t, "rate_limited"); v != 1 {
+		t.Errorf("rate_limited rejections = %v, want 1", v)
+	}
+}
+
+// Admission is weighted by bytes: a report in progress that holds most of the budget keeps another
+// large one out (503, retry) while slots are free, and a small one still gets in. One identity may
+// not hold more than its share of slots.
+func TestAdmissionWeightedByBytes(t *testing.T) {
+	c := newCluster(t, 10, 3, 3, 0)
+	now := time.Now()
+	small := encodeT(t, &report.Report{Node: "node-001", BootID: [16]byte{2}, Sequence: 1, WindowStart: now.Add(-time.Second), WindowEnd: now,
+		Flows: []report.Flow{{Src: c.podIPs[0], Dst: c.podIPs[1], Bytes: 10, Packets: 1}}})
+	big := encodeT(t, &report.Report{Node: "node-001", BootID: [16]byte{2}, Sequence: 2, WindowStart: now.Add(-time.Second), WindowEnd: now,
+		Flows: c.flows(5000, rand.New(rand.NewPCG(1, 1)))})
+
+	lim := benchLimits
+	lim.MaxInFlight = 8
+	hs := newHarness(t, c, lim, time.Hour)
+	hs.h.budget.max = hs.h.cost(int64(len(big)), int64(len(big))) * 3 / 2
+	done := hs.stuck(t, "good", int64(len(big)))
+	if rec := hs.postAs("good", bytes.NewReader(big), int64(len(big)), ""); rec.Code != http.StatusServiceUnavailable || rec.Header().Get("Retry-After") == "" {
+		t.Errorf("a second large report while the first holds the budget: %d %s, want 503 with Retry-After", rec.Code, rec.Body)
+	}
+	if rec := hs.postAs("good", bytes.NewReader(small), int64(len(small)), ""); rec.Code != http.StatusOK {
+		t.Errorf("a small report while a large one holds most of the budget: %d %s, want 200", rec.Code, rec.Body)
+	}
+	if v := hs.rejected(t, "overloaded"); v != 1 {
+		t.Errorf("overloaded rejections = %v, want 1", v)
+	}
+	done()
+	if used := hs.h.budget.inUse(); used != 0 {
+		t.Errorf("budget in use after every request ended: %d bytes", used)
+	}
+
+	// One identity, one slot at a time (here): its second report waits for the first.
+	lim.MaxInFlightPerIdentity = 1
+	hs = newHarness(t, c, lim, time.Hour)
+	done = hs.stuck(t, "good", int64(len(small)))
+	if rec := hs.postAs("good", bytes.NewReader(small), int64(len(small)), ""); rec.Code != http.StatusTooManyRequests {
+		t.Errorf("a second report of one identity while its first is in progress: %d %s, want 429", rec.Code, rec.Body)
+	}
+	if v := hs.rejected(t, "identity_busy"); v != 1 {
+		t.Errorf("identity_busy rejections = %v, want 1", v)
+	}
+	done()
+}
+
+// A body without Content-Length is read up to its own, smaller limit; a gzip body whose trailer
+// declares more than a report can be is refused before it is inflated.
+func TestStreamedAndDeclaredSizes(t *testing.T) {
+	c := newCluster(t, 10, 3, 3, 0)
+	lim := benchLimits
+	lim.MaxStreamedBodyBytes = 4096
+	lim.MaxFlows = 1000
+	hs := newHarness(t, c, lim, time.Hour)
+	now := time.Now()
+	fits := encodeT(t, &report.Report{Node: "node-001", BootID: [16]byte{3}, Sequence: 1, WindowStart: now.Add(-time.Second), WindowEnd: now,
+		Flows: c.flows(50, rand.New(rand.NewPCG(2, 2)))})
+	if rec := hs.postAs("good", bytes.NewReader(fits), -1, ""); rec.Code != http.StatusOK {
+		t.Errorf("streamed body under its limit: %d %s", rec.Code, rec.Body)
+	}
+	endless := &readSpy{r: io.LimitReader(zeros{}, 1<<30)}
+	if rec := hs.postAs("good", endless, -1, ""); rec.Code != http.StatusRequestEntityTooLarge {
+		t.Errorf("streamed body past its limit: %d %s, want 413", rec.Code, rec.Body)
+	}
+	if endless.n > 4096+1 {
+		t.Errorf("read %d bytes of a streamed body limited to 4096", endless.n)
+	}
+	// A valid gzip stream of a small body whose trailer claims 4 GiB - 1.
+	var gzBody bytes.Buffer
+	if err := report.WriteGzip(&gzBody, &report.Report{Node: "node-001", BootID: [16]byte{3}, Sequence: 2, WindowStart: now.Add(-time.Second), WindowEnd: now}); err != nil {
+		t.Fatal(err)
+	}
+	lying := gzBody.Bytes()
+	copy(lying[len(lying)-4:], []byte{0xff, 0xff, 0xff, 0xff})
+	if rec := hs.postAs("good", bytes.NewReader(lying), int64(len(lying)), "gzip"); rec.Code != http.StatusRequestEntityTooLarge {
+		t.Errorf("gzip trailer past the decoded limit: %d %s, want 413", rec.Code, rec.Body)
+	}
+	if v := hs.rejected(t, "body_too_large"); v != 2 {
+		t.Errorf("body_too_large rejections = %v, want 2", v)
+	}
+}
+
+type zeros struct{}
+
+func (zeros) Read(p []byte) (int, error) { clear(p); return len(p), nil }
