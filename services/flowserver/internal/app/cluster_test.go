@@ -459,8 +459,10 @@ func TestClusterRejectsWhatItMustAndKeepsWhatItAccepted(t *testing.T) {
 	svc := f.start(map[string]string{
 		"ZONETOLL_INGEST_MAX_BODY_BYTES": "65536",
 		"ZONETOLL_INGEST_MAX_FLOWS":      "100",
-		"ZONETOLL_INGEST_NODE_RATE":      "0.5",
-		"ZONETOLL_INGEST_NODE_BURST":     "3",
+		// Slow enough that no token comes back during the test; the burst covers the good report
+		// and the bad ones below that reach the limiter (those not refused for their token or size).
+		"ZONETOLL_INGEST_NODE_RATE":  "0.01",
+		"ZONETOLL_INGEST_NODE_BURST": "10",
 	})
 	f.waitGauge(svc, "zonetoll_flowserver_pods", 8)
 	now := time.Now()
@@ -534,7 +536,7 @@ func TestClusterRejectsWhatItMustAndKeepsWhatItAccepted(t *testing.T) {
 		})
 	}
 
-	// Rate: a burst of 3, then 0.5 per second. The good report above took one token.
+	// Rate: a burst of 10, then one per 100 s. The good report and five bad ones took six tokens.
 	var limited sent
 	for seq := uint64(10); seq < 20; seq++ {
 		got := post(t, svc.URL, f.agent, gz(t, newReport("n-b", seq, now.Add(-time.Second), now, flow("198.18.10.2", "198.18.10.1", 1, 1))), "gzip")

@@ -465,7 +465,7 @@ func (h *Handler) gzipSize(body []byte) (int64, *rejection) {
 	}
 	size := int64(binary.LittleEndian.Uint32(body[len(body)-4:]))
 	if size > maxLen {
-		return 0, reject(http.StatusRequestEntityTooLarge, "body_too_large", "gzip body declares %d bytes decompressed, more than a report of at most %d flows can have (ZONETOLL_INGEST_MAX_FLOWS)", size, h.lim.MaxFlows)
+		return 0, reject(http.StatusRequestEntityTooLarge, "body_too_large", "gzip body too large: it declares %d bytes decompressed, more than a report of at most %d flows can have (ZONETOLL_INGEST_MAX_FLOWS)", size, h.lim.MaxFlows)
 	}
 	return size, nil
 }
