@@ -55,9 +55,21 @@ type Auth struct {
 type Ingest struct {
 	MaxBodyBytes int64   `split_words:"true" default:"16777216" desc:"Largest request body as sent, compressed or not (413 beyond)."`
 	MaxFlows     int     `split_words:"true" default:"262144" desc:"Most flows in one report (413 beyond); also bounds the decompressed size."`
-	NodeRate     float64 `split_words:"true" default:"2" desc:"Reports per second each node may send on average (429 with Retry-After beyond); an agent catching up after an outage sends its spool this fast."`
-	NodeBurst    int     `split_words:"true" default:"20" desc:"Reports a node may send at once above NODE_RATE."`
+	NodeRate     float64 `split_words:"true" default:"2" desc:"Reports per second each agent may send on average (429 with Retry-After beyond), checked before the body is read; an agent is its service account and the node its token is bound to (its address for a token bound to no pod). An agent catching up after an outage sends its spool this fast."`
+	NodeBurst    int     `split_words:"true" default:"20" desc:"Reports an agent may send at once above NODE_RATE."`
 	MaxInFlight  int     `split_words:"true" default:"8" desc:"Reports processed at once (503 with Retry-After beyond); each may hold a decoded report in memory."`
+	// The agent sends one report at a time; a second covers a retry racing an attempt the agent
+	// gave up on while the server still reads it.
+	MaxInFlightPerNode int `split_words:"true" default:"2" desc:"Reports one agent may have in progress at once (429, reason identity_busy, beyond), so one agent's slow bodies cannot hold every slot."`
+	// 128 MiB: with the process's ~90 MiB at 10,000 pods, well under the manifests' 400 MiB
+	// GOMEMLIMIT; a maximal report (16 MiB body, 262,144 flows) reserves about 65 MiB.
+	MaxBytesInFlight     int64 `split_words:"true" default:"134217728" desc:"Byte budget of the reports in progress (503 with Retry-After beyond): each reserves its body (Content-Length), its decompressed size (from the gzip trailer) and 128 bytes per flow it could hold, before reading or inflating. A report larger than the budget runs alone."`
+	MaxStreamedBodyBytes int64 `split_words:"true" default:"1048576" desc:"Largest body sent without Content-Length (chunked), reserved in full before it is read (413 beyond); at most MAX_BODY_BYTES (a larger value means that). The agent always sends Content-Length."`
+	// 400 Gbit/s: above the NICs of today's general-purpose instances, so only a forged or broken
+	// report reaches it; the first window after an agent restart also holds what its pinned map
+	// counted while the agent was down, which wants headroom.
+	MaxClockSkew      time.Duration `split_words:"true" default:"1m" desc:"How far a report's window may end after this server's clock (422, reason window_in_future, beyond). Reports whose window started more than ZONETOLL_DEDUPE_RETENTION minus this ago are refused too (422, window_too_old): they may have been counted and forgotten."`
+	MaxBytesPerSecond uint64        `split_words:"true" default:"50000000000" desc:"Most layer-3 bytes one report may claim per second of its window (422, reason implausible_bytes, beyond); the default is 400 Gbit/s. Windows shorter than 1s count as 1s. 0 turns the check off."`
 }
 
 // Dedupe configures the exactly-once window.
@@ -91,10 +103,14 @@ func (c *Config) Validate() error {
 		{c.Ingest.NodeRate >= 0, "ZONETOLL_INGEST_NODE_RATE", fmt.Sprint(c.Ingest.NodeRate), "reports per second, 0 for no limit"},
 		{c.Ingest.NodeBurst >= 1, "ZONETOLL_INGEST_NODE_BURST", fmt.Sprint(c.Ingest.NodeBurst), "an integer of at least 1"},
 		{c.Ingest.MaxInFlight >= 1, "ZONETOLL_INGEST_MAX_IN_FLIGHT", fmt.Sprint(c.Ingest.MaxInFlight), "an integer of at least 1"},
+		{c.Ingest.MaxInFlightPerNode >= 1, "ZONETOLL_INGEST_MAX_IN_FLIGHT_PER_NODE", fmt.Sprint(c.Ingest.MaxInFlightPerNode), "an integer of at least 1"},
+		{c.Ingest.MaxBytesInFlight >= 1<<20, "ZONETOLL_INGEST_MAX_BYTES_IN_FLIGHT", fmt.Sprint(c.Ingest.MaxBytesInFlight), "a number of bytes, at least 1048576"},
+		{c.Ingest.MaxStreamedBodyBytes >= 1, "ZONETOLL_INGEST_MAX_STREAMED_BODY_BYTES", fmt.Sprint(c.Ingest.MaxStreamedBodyBytes), "a positive number of bytes"},
 		{c.MaxSeries >= 1, "ZONETOLL_MAX_SERIES", fmt.Sprint(c.MaxSeries), "an integer of at least 1"},
 		{c.SeriesTTL >= 0, "ZONETOLL_SERIES_TTL", c.SeriesTTL.String(), "a duration, 0 to keep series"},
 		{c.GonePods >= 1, "ZONETOLL_GONE_PODS", fmt.Sprint(c.GonePods), "an integer of at least 1"},
 		{c.Dedupe.Retention > 0, "ZONETOLL_DEDUPE_RETENTION", c.Dedupe.Retention.String(), "a positive duration"},
+		{c.Ingest.MaxClockSkew >= 0 && c.Ingest.MaxClockSkew < c.Dedupe.Retention, "ZONETOLL_INGEST_MAX_CLOCK_SKEW", c.Ingest.MaxClockSkew.String(), "a duration of at least 0 and below ZONETOLL_DEDUPE_RETENTION"},
 		{c.Dedupe.MaxKeys >= 1, "ZONETOLL_DEDUPE_MAX_KEYS", fmt.Sprint(c.Dedupe.MaxKeys), "an integer of at least 1"},
 		{c.FlowLog.SampleRate > 0 && c.FlowLog.SampleRate <= 1, "ZONETOLL_FLOW_LOG_SAMPLE_RATE", fmt.Sprint(c.FlowLog.SampleRate), "a fraction in (0, 1]"},
 		{c.Auth.CacheTTL > 0, "ZONETOLL_AUTH_CACHE_TTL", c.Auth.CacheTTL.String(), "a positive duration"},
@@ -196,6 +212,10 @@ func Run(ctx context.Context, cfg *Config, env servicecmd.Env) error {
 		Limits: ingest.Limits{
 			MaxBodyBytes: cfg.Ingest.MaxBodyBytes, MaxFlows: cfg.Ingest.MaxFlows,
 			NodeRate: cfg.Ingest.NodeRate, NodeBurst: cfg.Ingest.NodeBurst, MaxInFlight: cfg.Ingest.MaxInFlight,
+			MaxBytesPerSecond:      cfg.Ingest.MaxBytesPerSecond,
+			MaxInFlightPerIdentity: cfg.Ingest.MaxInFlightPerNode, MaxBytesInFlight: cfg.Ingest.MaxBytesInFlight,
+			MaxStreamedBodyBytes: cfg.Ingest.MaxStreamedBodyBytes,
+			MaxClockSkew:         cfg.Ingest.MaxClockSkew, MaxWindowAge: cfg.Dedupe.Retention - cfg.Ingest.MaxClockSkew,
 		},
 		Zone: cfg.Zone, Auth: authn, Resolver: res, Store: store, Seen: seen, FlowLog: flog,
 		Logger: env.Logger.With("component", "ingest"), Synced: inf.Synced,

@@ -17,6 +17,7 @@ import (
 	"time"
 
 	appsv1 "k8s.io/api/apps/v1"
+	authnv1 "k8s.io/api/authentication/v1"
 	batchv1 "k8s.io/api/batch/v1"
 	corev1 "k8s.io/api/core/v1"
 	rbacv1 "k8s.io/api/rbac/v1"
@@ -70,6 +71,29 @@ func (f *fixture) account(name string, rules []rbacv1.PolicyRule) *testcluster.S
 		f.t.Fatal(err)
 	}
 	return sa
+}
+
+// boundToken returns a flowagent token bound to an agent pod on node, as the kubelet mounts it: the
+// API server puts the node's name in the token (authentication.kubernetes.io/node-name).
+func (f *fixture) boundToken(node string) string {
+	f.t.Helper()
+	pod, err := f.c.Client.CoreV1().Pods(ns).Create(f.ctx, &corev1.Pod{
+		ObjectMeta: metav1.ObjectMeta{Name: "flowagent-" + node},
+		Spec: corev1.PodSpec{ServiceAccountName: "flowagent", NodeName: node,
+			Containers: []corev1.Container{{Name: "agent", Image: testcluster.PauseImage}}},
+	}, metav1.CreateOptions{})
+	if err != nil {
+		f.t.Fatal(err)
+	}
+	exp := int64(3600)
+	tr, err := f.c.Client.CoreV1().ServiceAccounts(ns).CreateToken(f.ctx, "flowagent", &authnv1.TokenRequest{Spec: authnv1.TokenRequestSpec{
+		ExpirationSeconds: &exp,
+		BoundObjectRef:    &authnv1.BoundObjectReference{Kind: "Pod", APIVersion: "v1", Name: pod.Name, UID: pod.UID},
+	}}, metav1.CreateOptions{})
+	if err != nil {
+		f.t.Fatalf("creating a token bound to %s: %v", pod.Name, err)
+	}
+	return tr.Status.Token
 }
 
 // start runs flowserver in-process under the restricted account and waits until it is ready.
@@ -435,8 +459,10 @@ func TestClusterRejectsWhatItMustAndKeepsWhatItAccepted(t *testing.T) {
 	svc := f.start(map[string]string{
 		"ZONETOLL_INGEST_MAX_BODY_BYTES": "65536",
 		"ZONETOLL_INGEST_MAX_FLOWS":      "100",
-		"ZONETOLL_INGEST_NODE_RATE":      "0.5",
-		"ZONETOLL_INGEST_NODE_BURST":     "3",
+		// Slow enough that no token comes back during the test; the burst covers the good report
+		// and the bad ones below that reach the limiter (those not refused for their token or size).
+		"ZONETOLL_INGEST_NODE_RATE":  "0.01",
+		"ZONETOLL_INGEST_NODE_BURST": "10",
 	})
 	f.waitGauge(svc, "zonetoll_flowserver_pods", 8)
 	now := time.Now()
@@ -510,7 +536,7 @@ func TestClusterRejectsWhatItMustAndKeepsWhatItAccepted(t *testing.T) {
 		})
 	}
 
-	// Rate: a burst of 3, then 0.5 per second. The good report above took one token.
+	// Rate: a burst of 10, then one per 100 s. The good report and five bad ones took six tokens.
 	var limited sent
 	for seq := uint64(10); seq < 20; seq++ {
 		got := post(t, svc.URL, f.agent, gz(t, newReport("n-b", seq, now.Add(-time.Second), now, flow("198.18.10.2", "198.18.10.1", 1, 1))), "gzip")
@@ -528,9 +554,13 @@ func TestClusterRejectsWhatItMustAndKeepsWhatItAccepted(t *testing.T) {
 	if ra := limited.header.Get("Retry-After"); ra == "" || ra == "0" {
 		t.Errorf("429 with Retry-After %q, want a positive number of seconds", ra)
 	}
-	// Another node is not held back by the first one's limit.
-	if got := post(t, svc.URL, f.agent, gz(t, newReport("n-c", 1, now.Add(-time.Second), now, good...)), "gzip"); got.status != http.StatusOK {
-		t.Errorf("report of another node: %d %s", got.status, got.body)
+	// The limit is per agent, not per node named in the body: the same token naming another node is
+	// held back too, and the agent of another node (its token bound to its pod there) is not.
+	if got := post(t, svc.URL, f.agent, gz(t, newReport("n-c", 1, now.Add(-time.Second), now, good...)), "gzip"); got.status != http.StatusTooManyRequests {
+		t.Errorf("report of the limited agent naming another node: %d %s, want 429", got.status, got.body)
+	}
+	if got := post(t, svc.URL, f.boundToken("n-c"), gz(t, newReport("n-c", 1, now.Add(-time.Second), now, good...)), "gzip"); got.status != http.StatusOK {
+		t.Errorf("report of another node's agent: %d %s", got.status, got.body)
 	}
 
 	// What was accepted before the bad requests is all there, and nothing of theirs was counted.
@@ -552,8 +582,8 @@ func TestClusterRejectsWhatItMustAndKeepsWhatItAccepted(t *testing.T) {
 			t.Errorf("rejections with reason %s = %v, want at least 1", tt.reasonTag, v)
 		}
 	}
-	if v := fams.Sum("zonetoll_flowserver_reports_total", map[string]string{"result": "rejected", "reason": "rate_limited"}); v != 1 {
-		t.Errorf("rate-limited rejections = %v, want 1", v)
+	if v := fams.Sum("zonetoll_flowserver_reports_total", map[string]string{"result": "rejected", "reason": "rate_limited"}); v != 2 {
+		t.Errorf("rate-limited rejections = %v, want 2", v)
 	}
 	// The forged token was reviewed once; asking again is answered from the cache.
 	post(t, svc.URL, "eyJhbGciOiJSUzI1NiJ9.e30.c2ln", valid, "gzip")
@@ -561,8 +591,8 @@ func TestClusterRejectsWhatItMustAndKeepsWhatItAccepted(t *testing.T) {
 	if v, _ := fams.Value("zonetoll_flowserver_token_reviews_total", map[string]string{"result": "unauthenticated"}); v != 1 {
 		t.Errorf("TokenReviews of the forged token = %v, want 1 (the retry is a cache hit)", v)
 	}
-	if v, _ := fams.Value("zonetoll_flowserver_token_reviews_total", map[string]string{"result": "authenticated"}); v != 2 {
-		t.Errorf("TokenReviews of valid tokens = %v, want 2 (agent and intruder once each)", v)
+	if v, _ := fams.Value("zonetoll_flowserver_token_reviews_total", map[string]string{"result": "authenticated"}); v != 3 {
+		t.Errorf("TokenReviews of valid tokens = %v, want 3 (agent, n-c's agent and intruder once each)", v)
 	}
 	metricstest.Promtool(t, svc.URL+"/metrics")
 }

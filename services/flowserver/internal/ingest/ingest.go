@@ -6,12 +6,16 @@ package ingest
 import (
 	"bytes"
 	"context"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"io"
 	"log/slog"
 	"math"
+	"math/bits"
+	"net"
 	"net/http"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -42,7 +46,30 @@ type Limits struct {
 	NodeBurst int
 	// MaxInFlight bounds reports being processed at once (each may hold a decoded report in memory).
 	MaxInFlight int
+	// MaxInFlightPerIdentity bounds the reports one identity (service account and node, see
+	// identityKey) has in progress at once, so one agent's slow bodies cannot hold every slot.
+	MaxInFlightPerIdentity int
+	// MaxBytesInFlight is the byte budget of reports in progress: each reserves what its body, its
+	// decompressed form and its decoded flows may take (see cost) before it is read or inflated.
+	MaxBytesInFlight int64
+	// MaxStreamedBodyBytes bounds a body sent without Content-Length (chunked); it is reserved in
+	// full, since its size is not known before it is read.
+	MaxStreamedBodyBytes int64
+	// MaxClockSkew is how far a report's window may end after this server's clock (agents' clocks
+	// differ a little).
+	MaxClockSkew time.Duration
+	// MaxWindowAge refuses a report whose window started longer ago than this; set it to the dedupe
+	// retention minus MaxClockSkew, so a report is only applied while a copy applied before is still
+	// remembered. 0 turns the check off.
+	MaxWindowAge time.Duration
+	// MaxBytesPerSecond bounds the bytes one report may claim per second of its window (a node's
+	// line rate); 0 turns the check off.
+	MaxBytesPerSecond uint64
 }
+
+// minPlausibleWindow is the shortest window the byte check assumes: a shorter one (down to the
+// empty window the wire format allows) still holds what was counted while the agent drained.
+const minPlausibleWindow = time.Second
 
 // Authenticator checks bearer tokens; *auth.Authenticator is one.
 type Authenticator interface {
@@ -63,6 +90,7 @@ type Handler struct {
 	synced   func() bool
 
 	inFlight chan struct{}
+	budget   budget
 	limMu    sync.Mutex
 	limiters map[string]*nodeLimiter
 	pool     sync.Pool // *work
@@ -70,9 +98,11 @@ type Handler struct {
 	m metrics
 }
 
+// nodeLimiter is one identity's rate limiter and count of reports in progress.
 type nodeLimiter struct {
-	l    *rate.Limiter
-	used time.Time
+	l        *rate.Limiter
+	used     time.Time
+	inFlight int
 }
 
 // work is one request's reusable buffers.
@@ -109,9 +139,9 @@ func (t *tally) add(ep *resolve.Endpoint, bytes uint64) {
 	t.bySource[ep.Source]++
 	switch {
 	case ep.Source == resolve.SourceExternal:
-		t.external += bytes
+		t.external = traffic.SatAdd(t.external, bytes)
 	case ep.NoZone != "":
-		t.noZone[ep.NoZone] += bytes
+		t.noZone[ep.NoZone] = traffic.SatAdd(t.noZone[ep.NoZone], bytes)
 	}
 }
 
@@ -141,7 +171,11 @@ func New(o Options, reg prometheus.Registerer) (*Handler, error) {
 		lim: o.Limits, zone: o.Zone, auth: o.Auth, resolver: o.Resolver, store: o.Store, seen: o.Seen,
 		flowLog: o.FlowLog, log: o.Logger, now: o.Now, synced: o.Synced,
 		inFlight: make(chan struct{}, max(1, o.Limits.MaxInFlight)),
+		budget:   budget{max: o.Limits.MaxBytesInFlight},
 		limiters: map[string]*nodeLimiter{},
+	}
+	if h.lim.MaxStreamedBodyBytes <= 0 || h.lim.MaxStreamedBodyBytes > h.lim.MaxBodyBytes {
+		h.lim.MaxStreamedBodyBytes = h.lim.MaxBodyBytes
 	}
 	h.pool.New = func() any { return &work{batch: traffic.NewBatch()} }
 	if err := h.m.register(reg); err != nil {
@@ -193,19 +227,13 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	_, _ = io.WriteString(w, res+"\n")
 }
 
+// serve takes the cheap decisions first, and those that hold memory last: who is asking (a cached
+// TokenReview, no slot held), whether that identity may send now (before its body is read), then a
+// slot and the bytes its body may need, then the body.
 func (h *Handler) serve(r *http.Request) (string, *rejection) {
 	if r.Method != http.MethodPost {
 		return "", reject(http.StatusMethodNotAllowed, "method", "use POST to send reports")
 	}
-	select {
-	case h.inFlight <- struct{}{}:
-		defer func() { <-h.inFlight }()
-	default:
-		rej := reject(http.StatusServiceUnavailable, "overloaded", "too many reports in progress (ZONETOLL_INGEST_MAX_IN_FLIGHT); retry")
-		rej.retryAfter = time.Second
-		return "", rej
-	}
-
 	if h.synced != nil && !h.synced() {
 		// Behind a Service the server gets no traffic before /readyz passes; a client that reaches it
 		// directly (or a Service without readiness) is told to come back.
@@ -228,22 +256,76 @@ func (h *Handler) serve(r *http.Request) (string, *rejection) {
 		rej.retryAfter = 5 * time.Second
 		return "", rej
 	}
+	if r.ContentLength > h.lim.MaxBodyBytes {
+		return "", reject(http.StatusRequestEntityTooLarge, "body_too_large", "body of %d bytes is over the limit of %d bytes (ZONETOLL_INGEST_MAX_BODY_BYTES)", r.ContentLength, h.lim.MaxBodyBytes)
+	}
+	ident := identityKey(id, r.RemoteAddr)
+	release, rej := h.admitIdentity(ident)
+	if rej != nil {
+		return "", rej
+	}
+	defer release()
 
-	wk := h.pool.Get().(*work)
-	// Endpoints hold handles that keep interned workloads alive; drop them before pooling.
-	defer func() { clear(wk.srcEPs[:cap(wk.srcEPs)]); clear(wk.dstEPs[:cap(wk.dstEPs)]) }()
-	defer h.pool.Put(wk)
-	if rej := h.readReport(r, wk); rej != nil {
+	select {
+	case h.inFlight <- struct{}{}:
+		defer func() { <-h.inFlight }()
+	default:
+		return "", overloaded("too many reports in progress (ZONETOLL_INGEST_MAX_IN_FLIGHT); retry")
+	}
+	gz := false
+	switch enc := strings.ToLower(strings.TrimSpace(r.Header.Get("Content-Encoding"))); enc {
+	case "gzip":
+		gz = true
+	case "", "identity":
+	default:
+		return "", reject(http.StatusUnsupportedMediaType, "unsupported_encoding", "Content-Encoding %q is not supported; send gzip or no encoding", enc)
+	}
+	bodyLimit := r.ContentLength
+	if bodyLimit < 0 {
+		bodyLimit = h.lim.MaxStreamedBodyBytes
+	}
+	// A plain body is decoded where it lies; a gzip body's decompressed size is reserved once known.
+	reserved := bodyLimit
+	if !gz {
+		reserved = h.cost(bodyLimit, bodyLimit)
+	}
+	if !h.budget.tryAcquire(reserved) {
+		return "", overloaded("reports in progress hold the ingest byte budget (ZONETOLL_INGEST_MAX_BYTES_IN_FLIGHT); retry")
+	}
+	defer func() { h.budget.release(reserved) }()
+
+	wk := h.getWork()
+	defer h.putWork(wk)
+	if rej := h.readBody(r, wk, bodyLimit); rej != nil {
+		return "", rej
+	}
+	data := wk.readBuf.Bytes()
+	if gz {
+		plainLen, rej := h.gzipSize(data)
+		if rej != nil {
+			return "", rej
+		}
+		more := h.cost(0, plainLen)
+		if !h.budget.tryAcquire(more) {
+			return "", overloaded("reports in progress hold the ingest byte budget (ZONETOLL_INGEST_MAX_BYTES_IN_FLIGHT); retry")
+		}
+		reserved += more
+		if data, rej = h.gunzip(wk, data, plainLen); rej != nil {
+			return "", rej
+		}
+	}
+	if rej := h.decode(wk, data); rej != nil {
 		return "", rej
 	}
 	rep := &wk.report
+	if rej := h.inTime(rep); rej != nil {
+		return "", rej
+	}
+	if rej := h.plausible(rep); rej != nil {
+		return "", rej
+	}
 	if id.Node != "" && id.Node != rep.Node {
 		return "", reject(http.StatusForbidden, "node_mismatch", "report names node %q but the token is bound to a pod on node %q", rep.Node, id.Node)
-	}
-	if delay, ok := h.allow(rep.Node); !ok {
-		rej := reject(http.StatusTooManyRequests, "rate_limited", "node %s sends more than %g reports per second (ZONETOLL_INGEST_NODE_RATE)", rep.Node, h.lim.NodeRate)
-		rej.retryAfter = delay
-		return "", rej
 	}
 	key := dedupe.Key{Node: rep.Node, BootID: rep.BootID, Sequence: rep.Sequence}
 	if h.seen.Seen(key, h.now()) {
@@ -255,6 +337,96 @@ func (h *Handler) serve(r *http.Request) (string, *rejection) {
 	return "applied", nil
 }
 
+func overloaded(msg string) *rejection {
+	rej := reject(http.StatusServiceUnavailable, "overloaded", "%s", msg)
+	rej.retryAfter = time.Second
+	return rej
+}
+
+// identityKey is who a rate limit and the per-identity slot count apply to: the service account and
+// the node its token is bound to. A token bound to no pod (kubectl create token, a legacy Secret)
+// says nothing about its node, and the node named in the body is the sender's word, so such a
+// caller is keyed by its address instead (the agent's pod or node IP). Behind a proxy that hides
+// client addresses, those callers share one key: use pod-bound tokens (the default for pods).
+func identityKey(id auth.Identity, remoteAddr string) string {
+	if id.Node != "" {
+		return id.Username + " node " + id.Node
+	}
+	host, _, err := net.SplitHostPort(remoteAddr)
+	if err != nil {
+		host = remoteAddr
+	}
+	return id.Username + " address " + host
+}
+
+// Memory a report may take beyond its body, per decoded flow: the Flow itself (48 bytes), its
+// share of the batch's maps and slices when every flow is its own workload pair, and the two
+// endpoint pointers the flow log keeps.
+const costPerFlow = 128
+
+// minFlowLen is the shortest encoded flow (docs/wire-format.md: two addresses, one-byte counts).
+const minFlowLen = 34
+
+// cost is what a request may hold in memory: its body as sent, its decompressed form (plainLen;
+// for a plain body, the body itself, so not counted twice) and the flows that could be decoded
+// from it.
+func (h *Handler) cost(sentLen, plainLen int64) int64 {
+	flows := min(int64(h.lim.MaxFlows), plainLen/minFlowLen)
+	c := sentLen + flows*costPerFlow
+	if sentLen != plainLen {
+		c += plainLen
+	}
+	return c
+}
+
+// budget is a byte budget taken without waiting: a request that does not fit is told to retry. A
+// request larger than the whole budget may run when nothing else holds any of it, so the limits
+// of one request, not the budget, decide whether it can ever be accepted.
+type budget struct {
+	mu   sync.Mutex
+	used int64
+	max  int64 // 0: no budget
+}
+
+func (b *budget) tryAcquire(n int64) bool {
+	if b.max <= 0 {
+		return true
+	}
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.used > 0 && b.used+n > b.max {
+		return false
+	}
+	b.used += n
+	return true
+}
+
+func (b *budget) release(n int64) {
+	if b.max <= 0 {
+		return
+	}
+	b.mu.Lock()
+	b.used -= n
+	b.mu.Unlock()
+}
+
+// inUse returns the bytes reserved now.
+func (b *budget) inUse() int64 {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.used
+}
+
+func (h *Handler) getWork() *work { return h.pool.Get().(*work) }
+
+// putWork returns wk to the pool. Endpoints hold handles that keep interned workloads alive, so they
+// are dropped first: once in the pool, wk belongs to whichever request takes it next.
+func (h *Handler) putWork(wk *work) {
+	clear(wk.srcEPs[:cap(wk.srcEPs)])
+	clear(wk.dstEPs[:cap(wk.dstEPs)])
+	h.pool.Put(wk)
+}
+
 func bearer(header string) (string, bool) {
 	scheme, token, ok := strings.Cut(header, " ")
 	if !ok || !strings.EqualFold(scheme, "Bearer") {
@@ -264,36 +436,57 @@ func bearer(header string) (string, bool) {
 	return token, token != ""
 }
 
-// readReport reads, decompresses and decodes the body into wk.report.
-func (h *Handler) readReport(r *http.Request, wk *work) *rejection {
-	if r.ContentLength > h.lim.MaxBodyBytes {
-		return reject(http.StatusRequestEntityTooLarge, "body_too_large", "body of %d bytes is over the limit of %d bytes (ZONETOLL_INGEST_MAX_BODY_BYTES)", r.ContentLength, h.lim.MaxBodyBytes)
-	}
+// readBody reads at most limit bytes of body into wk.readBuf: Content-Length when the client sent
+// one (the server stops reading there), else the streamed-body limit.
+func (h *Handler) readBody(r *http.Request, wk *work, limit int64) *rejection {
 	wk.readBuf.Reset()
-	n, err := wk.readBuf.ReadFrom(io.LimitReader(r.Body, h.lim.MaxBodyBytes+1))
+	// Room for the whole body and the read that sees EOF, so the buffer is not doubled at the end.
+	wk.readBuf.Grow(int(limit) + bytes.MinRead)
+	n, err := wk.readBuf.ReadFrom(io.LimitReader(r.Body, limit+1))
 	if err != nil {
 		return reject(http.StatusBadRequest, "read_error", "reading body: %v", err)
 	}
-	if n > h.lim.MaxBodyBytes {
-		return reject(http.StatusRequestEntityTooLarge, "body_too_large", "body is over the limit of %d bytes (ZONETOLL_INGEST_MAX_BODY_BYTES)", h.lim.MaxBodyBytes)
-	}
-	lim := report.Limits{MaxFlows: h.lim.MaxFlows}
-	data := wk.readBuf.Bytes()
-	switch enc := strings.ToLower(strings.TrimSpace(r.Header.Get("Content-Encoding"))); enc {
-	case "gzip":
-		wk.plain, err = report.AppendGunzip(wk.plain[:0], bytes.NewReader(data), lim.MaxEncodedLen())
-		if err != nil {
-			if errors.Is(err, report.ErrTooLarge) {
-				return reject(http.StatusRequestEntityTooLarge, "body_too_large", "decompressed report: %v (at most %d flows, ZONETOLL_INGEST_MAX_FLOWS)", err, h.lim.MaxFlows)
-			}
-			return reject(http.StatusBadRequest, "malformed", "decompressing body: %v", err)
+	if n > limit {
+		if r.ContentLength < 0 {
+			return reject(http.StatusRequestEntityTooLarge, "body_too_large", "body without Content-Length is over the limit of %d bytes (ZONETOLL_INGEST_MAX_STREAMED_BODY_BYTES)", limit)
 		}
-		data = wk.plain
-	case "", "identity":
-	default:
-		return reject(http.StatusUnsupportedMediaType, "unsupported_encoding", "Content-Encoding %q is not supported; send gzip or no encoding", enc)
+		return reject(http.StatusRequestEntityTooLarge, "body_too_large", "body is over the limit of %d bytes (ZONETOLL_INGEST_MAX_BODY_BYTES)", limit)
 	}
-	if err := report.DecodeInto(&wk.report, data, lim); err != nil {
+	return nil
+}
+
+// gzipSize is the decompressed size a gzip body declares in its trailer (ISIZE, RFC 1952), so its
+// memory can be reserved before it is inflated. A body that inflates to more than it declared is
+// refused while inflating, so a wrong trailer cannot take more than was reserved.
+func (h *Handler) gzipSize(body []byte) (int64, *rejection) {
+	maxLen := report.Limits{MaxFlows: h.lim.MaxFlows}.MaxEncodedLen()
+	if len(body) < 18 { // the smallest gzip member: 10-byte header, 8-byte trailer
+		return 0, reject(http.StatusBadRequest, "malformed", "decompressing body: %d bytes are too short for gzip", len(body))
+	}
+	size := int64(binary.LittleEndian.Uint32(body[len(body)-4:]))
+	if size > maxLen {
+		return 0, reject(http.StatusRequestEntityTooLarge, "body_too_large", "gzip body too large: it declares %d bytes decompressed, more than a report of at most %d flows can have (ZONETOLL_INGEST_MAX_FLOWS)", size, h.lim.MaxFlows)
+	}
+	return size, nil
+}
+
+// gunzip inflates body into wk.plain, refusing anything past plainLen bytes.
+func (h *Handler) gunzip(wk *work, body []byte, plainLen int64) ([]byte, *rejection) {
+	var err error
+	wk.plain = slices.Grow(wk.plain[:0], int(plainLen)+bytes.MinRead)
+	wk.plain, err = report.AppendGunzip(wk.plain, bytes.NewReader(body), plainLen)
+	if err != nil {
+		if errors.Is(err, report.ErrTooLarge) {
+			return nil, reject(http.StatusRequestEntityTooLarge, "body_too_large", "decompressed report: %v, more than its gzip trailer declares (send one gzip member)", err)
+		}
+		return nil, reject(http.StatusBadRequest, "malformed", "decompressing body: %v", err)
+	}
+	return wk.plain, nil
+}
+
+// decode decodes data into wk.report.
+func (h *Handler) decode(wk *work, data []byte) *rejection {
+	if err := report.DecodeInto(&wk.report, data, report.Limits{MaxFlows: h.lim.MaxFlows}); err != nil {
 		if errors.Is(err, report.ErrTooManyFlows) {
 			return reject(http.StatusRequestEntityTooLarge, "too_many_flows", "%v (ZONETOLL_INGEST_MAX_FLOWS is %d)", err, h.lim.MaxFlows)
 		}
@@ -302,36 +495,99 @@ func (h *Handler) readReport(r *http.Request, wk *work) *rejection {
 	return nil
 }
 
-// allow takes a token from the node's rate limiter; when none is left it says how long to wait.
-func (h *Handler) allow(node string) (time.Duration, bool) {
-	if h.lim.NodeRate <= 0 {
-		return 0, true
+// inTime refuses a report whose window is in the future or older than the dedupe memory. A window
+// in the future is a wrong clock or a forgery. A report older than the memory may have been applied
+// already and forgotten since: applied again it would count twice, at today's time. The bound holds
+// because the first copy was applied no earlier than its window's end minus the skew, and its marker
+// lives for the retention after that.
+func (h *Handler) inTime(rep *report.Report) *rejection {
+	now := h.now()
+	if latest := now.Add(h.lim.MaxClockSkew); rep.WindowEnd.After(latest) {
+		return reject(http.StatusUnprocessableEntity, "window_in_future",
+			"report window ends at %s, %s after this server's clock, more than the skew allowed (ZONETOLL_INGEST_MAX_CLOCK_SKEW %s); check the node's clock",
+			rep.WindowEnd.Format(time.RFC3339Nano), rep.WindowEnd.Sub(now).Round(time.Millisecond), h.lim.MaxClockSkew)
 	}
+	if h.lim.MaxWindowAge > 0 {
+		if age := now.Sub(rep.WindowStart); age > h.lim.MaxWindowAge {
+			return reject(http.StatusUnprocessableEntity, "window_too_old",
+				"report window started at %s, %s ago, longer than reports are remembered (%s: ZONETOLL_DEDUPE_RETENTION minus ZONETOLL_INGEST_MAX_CLOCK_SKEW); it may have been counted already",
+				rep.WindowStart.Format(time.RFC3339Nano), age.Round(time.Second), h.lim.MaxWindowAge)
+		}
+	}
+	return nil
+}
+
+// plausible refuses a report whose bytes no node could send in its window: a sum past the line rate
+// (or past what a uint64 holds) is a forgery or a broken agent, and counting it would put an
+// absurd figure on the bill.
+func (h *Handler) plausible(rep *report.Report) *rejection {
+	if h.lim.MaxBytesPerSecond == 0 {
+		return nil
+	}
+	var sum uint64
+	overflow := false
+	for i := range rep.Flows {
+		var carry uint64
+		sum, carry = bits.Add64(sum, rep.Flows[i].Bytes, 0)
+		overflow = overflow || carry != 0
+	}
+	window := max(rep.WindowEnd.Sub(rep.WindowStart), minPlausibleWindow)
+	limit := float64(h.lim.MaxBytesPerSecond) * window.Seconds()
+	if overflow || float64(sum) > limit {
+		total := strconv.FormatUint(sum, 10)
+		if overflow {
+			total = "more than 2^64"
+		}
+		return reject(http.StatusUnprocessableEntity, "implausible_bytes",
+			"report claims %s bytes in a window of %s, more than %d bytes/s (ZONETOLL_INGEST_MAX_BYTES_PER_SECOND) allow", total, window, h.lim.MaxBytesPerSecond)
+	}
+	return nil
+}
+
+// admitIdentity takes a token from the identity's rate limiter and one of its in-progress slots,
+// before anything of the body is read. The returned func gives the slot back.
+func (h *Handler) admitIdentity(ident string) (func(), *rejection) {
 	now := h.now()
 	h.limMu.Lock()
 	defer h.limMu.Unlock()
-	nl := h.limiters[node]
+	nl := h.limiters[ident]
 	if nl == nil {
 		if len(h.limiters) > 100000 {
 			h.pruneLimiters(now)
 		}
-		nl = &nodeLimiter{l: rate.NewLimiter(rate.Limit(h.lim.NodeRate), max(1, h.lim.NodeBurst))}
-		h.limiters[node] = nl
+		limit := rate.Inf
+		if h.lim.NodeRate > 0 {
+			limit = rate.Limit(h.lim.NodeRate)
+		}
+		nl = &nodeLimiter{l: rate.NewLimiter(limit, max(1, h.lim.NodeBurst))}
+		h.limiters[ident] = nl
 	}
 	nl.used = now
-	if nl.l.AllowN(now, 1) {
-		return 0, true
+	if h.lim.MaxInFlightPerIdentity > 0 && nl.inFlight >= h.lim.MaxInFlightPerIdentity {
+		rej := reject(http.StatusTooManyRequests, "identity_busy", "%s has %d reports in progress already (ZONETOLL_INGEST_MAX_IN_FLIGHT_PER_NODE)", ident, nl.inFlight)
+		rej.retryAfter = time.Second
+		return nil, rej
 	}
-	r := nl.l.ReserveN(now, 1)
-	delay := r.DelayFrom(now)
-	r.CancelAt(now)
-	return max(delay, time.Second), false
+	if !nl.l.AllowN(now, 1) {
+		r := nl.l.ReserveN(now, 1)
+		delay := r.DelayFrom(now)
+		r.CancelAt(now)
+		rej := reject(http.StatusTooManyRequests, "rate_limited", "%s sends more than %g reports per second (ZONETOLL_INGEST_NODE_RATE)", ident, h.lim.NodeRate)
+		rej.retryAfter = max(delay, time.Second)
+		return nil, rej
+	}
+	nl.inFlight++
+	return func() {
+		h.limMu.Lock()
+		nl.inFlight--
+		h.limMu.Unlock()
+	}, nil
 }
 
 // pruneLimiters forgets nodes idle for long enough that their bucket is full again anyway.
 func (h *Handler) pruneLimiters(now time.Time) {
 	for n, nl := range h.limiters {
-		if now.Sub(nl.used) > time.Minute {
+		if now.Sub(nl.used) > time.Minute && nl.inFlight == 0 {
 			delete(h.limiters, n)
 		}
 	}
@@ -359,9 +615,9 @@ func (h *Handler) apply(wk *work, key dedupe.Key) bool {
 			b.Add(src, dst, f.Bytes, f.Packets)
 			t.add(src, f.Bytes)
 			t.add(dst, f.Bytes)
-			t.bytes += f.Bytes
+			t.bytes = traffic.SatAdd(t.bytes, f.Bytes)
 			if traffic.CrossZone(src, dst) {
-				t.crossBytes += f.Bytes
+				t.crossBytes = traffic.SatAdd(t.crossBytes, f.Bytes)
 			}
 			if logFlows {
 				wk.srcEPs = append(wk.srcEPs, src)

@@ -25,6 +25,7 @@ type metrics struct {
 var reasons = []string{
 	"method", "overloaded", "not_ready", "unauthenticated", "forbidden", "auth_unavailable", "body_too_large",
 	"read_error", "malformed", "unsupported_encoding", "too_many_flows", "node_mismatch", "rate_limited",
+	"implausible_bytes", "window_in_future", "window_too_old", "identity_busy",
 }
 
 func (m *metrics) register(reg prometheus.Registerer) error {

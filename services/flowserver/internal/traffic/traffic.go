@@ -6,6 +6,8 @@
 package traffic
 
 import (
+	"math"
+	"math/bits"
 	"slices"
 	"strings"
 	"sync"
@@ -93,11 +95,27 @@ func (b *Batch) Add(src, dst *resolve.Endpoint, bytes, packets uint64) {
 		b.counts = append(b.counts, pairCounts{k: k})
 	}
 	c := &b.counts[i]
-	c.Bytes += bytes
-	c.Packets += packets
+	c.add(bytes, packets)
 	if src.IsPod() && CrossZone(src, dst) {
-		b.pods[src.Pod] += bytes
+		b.pods[src.Pod] = SatAdd(b.pods[src.Pod], bytes)
 	}
+}
+
+// SatAdd returns a+b, or the largest uint64 when the sum does not fit. A counter that wrapped would
+// read as a reset to Prometheus and costcalc (rate() adds the whole new value back): one forged flow
+// of 10^19 bytes would be billed as ~10^19 more. Saturated, it stays at its maximum, which an alert
+// sees; the ingest path refuses such reports before they get here.
+func SatAdd(a, b uint64) uint64 {
+	s, carry := bits.Add64(a, b, 0)
+	if carry != 0 {
+		return math.MaxUint64
+	}
+	return s
+}
+
+func (c *Counts) add(bytes, packets uint64) {
+	c.Bytes = SatAdd(c.Bytes, bytes)
+	c.Packets = SatAdd(c.Packets, packets)
 }
 
 // CrossZone reports whether traffic between two endpoints crosses a zone boundary: both zones known
@@ -195,8 +213,7 @@ func (s *Store) Apply(b *Batch, now time.Time) {
 				s.pairs[k] = e
 			}
 		}
-		e.Bytes += c.Bytes
-		e.Packets += c.Packets
+		e.add(c.Bytes, c.Packets)
 		e.updated = now
 
 		zk := zoneKey{k.src.Value().Zone, k.dst.Value().Zone}
@@ -214,8 +231,7 @@ func (s *Store) Apply(b *Batch, now time.Time) {
 				s.zones[zk] = z
 			}
 		}
-		z.Bytes += c.Bytes
-		z.Packets += c.Packets
+		z.add(c.Bytes, c.Packets)
 		z.updated = now
 	}
 	for k, bytes := range b.pods {
@@ -232,7 +248,7 @@ func (s *Store) Apply(b *Batch, now time.Time) {
 				s.pods[k] = e
 			}
 		}
-		e.Bytes += bytes
+		e.Bytes = SatAdd(e.Bytes, bytes)
 		e.updated = now
 	}
 }

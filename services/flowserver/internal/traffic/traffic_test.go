@@ -1,6 +1,7 @@
 package traffic
 
 import (
+	"math"
 	"testing"
 	"time"
 	"unique"
@@ -91,5 +92,52 @@ func TestStoreLimitOverflowAndExpiry(t *testing.T) {
 	}
 	if v, _ := f.Value("zonetoll_flowserver_series_expired_total", map[string]string{"metric": familyPairs}); v != 2 {
 		t.Errorf("expired pairs = %v, want 2 (a → b and b → c)", v)
+	}
+}
+
+// Counts saturate at the largest uint64 instead of wrapping: a wrapped counter reads as a reset, and
+// rate() would bill the whole new value again.
+func TestCountsSaturate(t *testing.T) {
+	const top = math.MaxUint64
+	for _, tt := range []struct{ a, b, want uint64 }{
+		{1, 2, 3},
+		{top - 10, 10, top},
+		{top - 10, 11, top},
+		{top, top, top},
+		{1 << 63, 1 << 63, top},
+	} {
+		if got := SatAdd(tt.a, tt.b); got != tt.want {
+			t.Errorf("SatAdd(%d, %d) = %d, want %d", tt.a, tt.b, got, tt.want)
+		}
+	}
+
+	reg := prometheus.NewRegistry()
+	s, err := NewStore(Options{MaxSeries: 10}, reg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	reg.MustRegister(s)
+	a, b := ep("a", "z1", true), ep("b", "z2", true)
+	batch := NewBatch()
+	batch.Add(a, b, 1<<63, 1<<63)
+	batch.Add(a, b, 1<<63, 1<<63) // wraps to 0 in the batch with +=
+	s.Apply(batch, time.Now())
+	batch.Reset()
+	batch.Add(a, b, 1<<63, 1)
+	s.Apply(batch, time.Now()) // wraps in the store with +=
+	f := gather(t, reg)
+	for _, c := range []struct {
+		metric string
+		labels map[string]string
+	}{
+		{PairBytesName, map[string]string{"src_workload": "a", "dst_workload": "b"}},
+		{PairPacketsName, map[string]string{"src_workload": "a", "dst_workload": "b"}},
+		{ZoneBytesName, map[string]string{"src_zone": "z1", "dst_zone": "z2"}},
+		{ZonePacketsName, map[string]string{"src_zone": "z1", "dst_zone": "z2"}},
+		{PodBytesName, map[string]string{"pod": "a-0"}},
+	} {
+		if v, ok := f.Value(c.metric, c.labels); !ok || v != float64(top) {
+			t.Errorf("%s%v = %v, want the saturated %v", c.metric, c.labels, v, float64(top))
+		}
 	}
 }
