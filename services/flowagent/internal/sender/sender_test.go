@@ -16,6 +16,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
 
+	"github.com/zonetoll/zonetoll/services/flowagent/internal/spool"
 	"github.com/zonetoll/zonetoll/shared/report"
 )
 
@@ -146,6 +147,39 @@ func newTestSender(t *testing.T, url string, spool int64, reg prometheus.Registe
 	return s
 }
 
+// metricValue is the value of the sample of family name whose label has value, 0 if there is none.
+func metricValue(t *testing.T, g prometheus.Gatherer, name, label, value string) float64 {
+	t.Helper()
+	mfs, err := g.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, mf := range mfs {
+		if mf.GetName() != name {
+			continue
+		}
+		for _, m := range mf.GetMetric() {
+			for _, l := range m.GetLabel() {
+				if l.GetName() == label && l.GetValue() == value {
+					switch {
+					case m.Counter != nil:
+						return m.GetCounter().GetValue()
+					case m.Gauge != nil:
+						return m.GetGauge().GetValue()
+					}
+				}
+			}
+		}
+	}
+	return 0
+}
+
+// droppedBytes is the spool's zonetoll_flowagent_dropped_bytes_total for reason.
+func droppedBytes(t *testing.T, g prometheus.Gatherer, reason string) float64 {
+	t.Helper()
+	return metricValue(t, g, "zonetoll_flowagent_dropped_bytes_total", "reason", reason)
+}
+
 func runSender(t *testing.T, s *Sender) (stop func()) {
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
@@ -216,8 +250,8 @@ func TestRetriesUntilServerReturns(t *testing.T) {
 			if problems, err := testutil.GatherAndLint(reg); err != nil || len(problems) > 0 {
 				t.Errorf("metrics lint: %v %v", problems, err)
 			}
-			if got := testutil.ToFloat64(s.m.spoolReports); got != 0 {
-				t.Errorf("spool_reports = %v after delivery, want 0", got)
+			if got := testutil.ToFloat64(s.m.sent.WithLabelValues(resultDelivered)); got != reports || s.Pending() != 0 {
+				t.Errorf("%d reports pending after delivery, want 0", s.Pending())
 			}
 		})
 	}
@@ -266,7 +300,7 @@ func TestSpoolBoundDropsOldest(t *testing.T) {
 	if err := probe.Enqueue(testReport(1, 100)); err != nil {
 		t.Fatal(err)
 	}
-	size := probe.queueBytes
+	size := probe.SpoolBytes()
 	s := newTestSender(t, srv.URL, 3*size+size/2, reg)
 	// Same-sized reports (the flow bytes vary only in a varint of equal length).
 	for seq := uint64(1); seq <= 6; seq++ {
@@ -278,15 +312,11 @@ func TestSpoolBoundDropsOldest(t *testing.T) {
 		t.Fatalf("spool holds %d reports, want 3", got)
 	}
 	wantDropped := float64(101 + 102 + 103)
-	if got := testutil.ToFloat64(s.m.dropped.WithLabelValues(ReasonSpoolFull)); got != wantDropped {
+	if got := droppedBytes(t, reg, spool.ReasonSpoolFull); got != wantDropped {
 		t.Errorf("dropped bytes (spool_full) = %v, want %v", got, wantDropped)
 	}
-	var held int64
-	for _, it := range s.queue {
-		held += int64(len(it.body))
-	}
-	if got := testutil.ToFloat64(s.m.spoolBytes); got != float64(held) || held > s.cfg.SpoolBytes {
-		t.Errorf("spool_bytes = %v, want the %d bytes held, within the bound %d", got, held, s.cfg.SpoolBytes)
+	if held := s.SpoolBytes(); held > 3*size+size/2 {
+		t.Errorf("spool holds %d bytes, over the bound %d", held, 3*size+size/2)
 	}
 	stop := runSender(t, s)
 	waitApplied(t, fs, 3)
@@ -300,7 +330,8 @@ func TestSpoolBoundDropsOldest(t *testing.T) {
 func TestRejectedReportDroppedAndCounted(t *testing.T) {
 	fs, srv := newFakeServer(t, 0, 0)
 	fs.rejectSeq[2] = true
-	s := newTestSender(t, srv.URL, 1<<20, prometheus.NewRegistry())
+	reg := prometheus.NewRegistry()
+	s := newTestSender(t, srv.URL, 1<<20, reg)
 	for seq := uint64(1); seq <= 3; seq++ {
 		if err := s.Enqueue(testReport(seq, 10*seq)); err != nil {
 			t.Fatal(err)
@@ -316,7 +347,7 @@ func TestRejectedReportDroppedAndCounted(t *testing.T) {
 	if len(requests) != 3 {
 		t.Errorf("%d requests, want 3: a rejected report is not retried", len(requests))
 	}
-	if got := testutil.ToFloat64(s.m.dropped.WithLabelValues(ReasonRejected)); got != 20 {
+	if got := droppedBytes(t, reg, spool.ReasonRejected); got != 20 {
 		t.Errorf("dropped bytes (rejected) = %v, want 20", got)
 	}
 }
@@ -365,7 +396,8 @@ func TestTokenFileReread(t *testing.T) {
 
 func TestFlushCountsUndeliveredAsShutdown(t *testing.T) {
 	fs, srv := newFakeServer(t, 1, http.StatusServiceUnavailable)
-	s := newTestSender(t, srv.URL, 1<<20, prometheus.NewRegistry())
+	reg := prometheus.NewRegistry()
+	s := newTestSender(t, srv.URL, 1<<20, reg)
 	for seq := uint64(1); seq <= 3; seq++ {
 		if err := s.Enqueue(testReport(seq, 7)); err != nil {
 			t.Fatal(err)
@@ -374,7 +406,7 @@ func TestFlushCountsUndeliveredAsShutdown(t *testing.T) {
 	if err := s.Flush(context.Background()); err == nil {
 		t.Fatal("Flush with the server failing returned nil")
 	}
-	if got := testutil.ToFloat64(s.m.dropped.WithLabelValues(ReasonShutdown)); got != 21 {
+	if got := droppedBytes(t, reg, spool.ReasonShutdown); got != 21 {
 		t.Errorf("dropped bytes (shutdown) = %v, want 21", got)
 	}
 	if s.Pending() != 0 {
@@ -457,7 +489,8 @@ func newTestRand() *rand.Rand { return rand.New(rand.NewPCG(1, 2)) }
 func TestDirectorySpoolSurvivesRestart(t *testing.T) {
 	fs, srv := newFakeServer(t, 1000, http.StatusServiceUnavailable)
 	dir := t.TempDir()
-	first, err := New(Config{URL: srv.URL, SpoolBytes: 1 << 20, Dir: dir}, prometheus.NewRegistry(), nil)
+	firstReg := prometheus.NewRegistry()
+	first, err := New(Config{URL: srv.URL, SpoolBytes: 1 << 20, Dir: dir}, firstReg, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -469,7 +502,7 @@ func TestDirectorySpoolSurvivesRestart(t *testing.T) {
 	if err := first.Flush(context.Background()); err == nil {
 		t.Fatal("Flush with the server down returned nil")
 	}
-	if got := testutil.ToFloat64(first.m.dropped.WithLabelValues(ReasonShutdown)); got != 0 {
+	if got := droppedBytes(t, firstReg, spool.ReasonShutdown); got != 0 {
 		t.Errorf("dropped bytes (shutdown) = %v with a spool directory, want 0", got)
 	}
 	// A half-written file of a crashed process and a corrupt report are cleaned up, not sent.
@@ -505,33 +538,5 @@ func TestDirectorySpoolSurvivesRestart(t *testing.T) {
 	left, _ := os.ReadDir(dir)
 	if len(left) != 0 {
 		t.Errorf("spool directory still holds %d files after delivery", len(left))
-	}
-}
-
-func TestDirectorySpoolBoundOnLoad(t *testing.T) {
-	_, srv := newFakeServer(t, 0, 0)
-	dir := t.TempDir()
-	first, err := New(Config{URL: srv.URL, SpoolBytes: 1 << 20, Dir: dir}, prometheus.NewRegistry(), nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	for seq := uint64(1); seq <= 4; seq++ {
-		if err := first.Enqueue(testReport(seq, 5)); err != nil {
-			t.Fatal(err)
-		}
-	}
-	one := first.SpoolBytes() / 4
-	second, err := New(Config{URL: srv.URL, SpoolBytes: 2*one + one/2, Dir: dir}, prometheus.NewRegistry(), nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if got := second.Pending(); got != 2 {
-		t.Errorf("%d reports loaded under a bound for 2", got)
-	}
-	if got := testutil.ToFloat64(second.m.dropped.WithLabelValues(ReasonSpoolFull)); got != 10 {
-		t.Errorf("dropped bytes (spool_full) = %v, want 10", got)
-	}
-	if left, _ := os.ReadDir(dir); len(left) != 2 {
-		t.Errorf("%d files left, want the newest 2", len(left))
 	}
 }

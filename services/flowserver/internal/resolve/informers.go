@@ -19,6 +19,7 @@ import (
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/cache"
 
+	"github.com/zonetoll/zonetoll/shared/podlist"
 	"github.com/zonetoll/zonetoll/shared/topology"
 )
 
@@ -39,8 +40,17 @@ type Informers struct {
 func NewInformers(r *Resolver, core rest.Interface, mc metadata.Interface, now func() time.Time) (*Informers, error) {
 	inf := &Informers{}
 	podLW := cache.NewListWatchFromClient(core, "pods", metav1.NamespaceAll, fields.Everything())
+	pageSize := listPageSize
 	podLW.ListWithContextFunc = func(ctx context.Context, opts metav1.ListOptions) (runtime.Object, error) {
-		return listPodsPaged(ctx, core, opts, listPageSize)
+		// Page by page, each page trimmed at once: at most one page of full pods is decoded and held.
+		items, rv, err := podlist.List(ctx, core, metav1.NamespaceAll, opts, pageSize, func(p *corev1.Pod) corev1.Pod {
+			t, _ := trim(p)
+			return *t.(*corev1.Pod)
+		})
+		if err != nil {
+			return nil, err
+		}
+		return &corev1.PodList{ListMeta: metav1.ListMeta{ResourceVersion: rv}, Items: items}, nil
 	}
 	pods := cache.NewSharedIndexInformer(podLW, &corev1.Pod{}, 0, cache.Indexers{})
 	nodes := cache.NewSharedIndexInformer(cache.NewListWatchFromClient(core, "nodes", metav1.NamespaceAll, fields.Everything()), &corev1.Node{}, 0, cache.Indexers{})
@@ -109,37 +119,9 @@ func (inf *Informers) Start(ctx context.Context) {
 // Shutdown waits for the informers' goroutines after ctx is done.
 func (inf *Informers) Shutdown() { inf.wg.Wait() }
 
-// listPageSize is how many pods one page of the initial list holds.
-const listPageSize = 500
-
-// listPodsPaged is the pod informer's list: page by page, each page trimmed at once. The informer's own
-// list asks for resourceVersion "0", which the API server answers from its watch cache in one response
-// whatever the limit, and client-go decodes every full pod before the transform runs: at 10,000 pods
-// that burst was the flowserver's peak memory. A list without a resourceVersion is paged by the API
-// server and still consistent.
-func listPodsPaged(ctx context.Context, core rest.Interface, opts metav1.ListOptions, pageSize int64) (*corev1.PodList, error) {
-	opts.Limit = pageSize
-	if opts.ResourceVersion == "0" {
-		opts.ResourceVersion, opts.ResourceVersionMatch = "", ""
-	}
-	out := &corev1.PodList{}
-	for {
-		page := &corev1.PodList{}
-		if err := core.Get().Resource("pods").VersionedParams(&opts, metav1.ParameterCodec).Do(ctx).Into(page); err != nil {
-			return nil, fmt.Errorf("listing pods (%d so far): %w", len(out.Items), err)
-		}
-		for i := range page.Items {
-			t, _ := trim(&page.Items[i])
-			out.Items = append(out.Items, *t.(*corev1.Pod))
-		}
-		if page.Continue == "" {
-			out.ResourceVersion = page.ResourceVersion
-			return out, nil
-		}
-		// The continue token carries the list's resourceVersion; the API server refuses both.
-		opts.Continue, opts.ResourceVersion, opts.ResourceVersionMatch = page.Continue, "", ""
-	}
-}
+// listPageSize is how many pods one page of the initial list holds; a variable so tests can page small
+// lists (NewInformers reads it once).
+var listPageSize int64 = podlist.DefaultPageSize
 
 // metadataListWatch lists and watches a resource's metadata only (PartialObjectMetadata).
 func metadataListWatch(mc metadata.Interface, gvr schema.GroupVersionResource) *cache.ListWatch {

@@ -6,18 +6,18 @@ import (
 	"strings"
 	"sync/atomic"
 	"testing"
+	"time"
 
 	corev1 "k8s.io/api/core/v1"
-	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/client-go/metadata"
 	"k8s.io/client-go/rest"
 
 	"github.com/zonetoll/zonetoll/shared/kubeclient"
 	"github.com/zonetoll/zonetoll/testkit/testcluster"
 )
 
-// The initial pod list comes in pages (not the one-response list from the watch cache) and every pod is
-// trimmed as its page arrives.
+// The pod informer's initial list goes through podlist.List: in pages (not the one-response list from
+// the watch cache), every pod trimmed as its page arrives, and the resolver learns every pod.
 func TestPagedInitialList(t *testing.T) {
 	testcluster.Need(t)
 	c := testcluster.StartT(t, testcluster.Options{})
@@ -26,12 +26,12 @@ func TestPagedInitialList(t *testing.T) {
 		t.Fatal(err)
 	}
 	for i := range 7 {
-		if _, err := c.CreatePod(ctx, testcluster.PodSpec{Namespace: "p", Name: fmt.Sprintf("pod-%d", i), IPs: []string{fmt.Sprintf("198.18.0.%d", i+1)}}); err != nil {
+		if _, err := c.CreatePod(ctx, testcluster.PodSpec{Namespace: "p", Name: fmt.Sprintf("pod-%d", i), NodeName: "n", IPs: []string{fmt.Sprintf("198.18.0.%d", i+1)}}); err != nil {
 			t.Fatal(err)
 		}
 	}
-	scheme := runtime.NewScheme()
-	if err := corev1.AddToScheme(scheme); err != nil {
+	scheme, err := kubeclient.NewScheme(corev1.AddToScheme)
+	if err != nil {
 		t.Fatal(err)
 	}
 	rc := rest.CopyConfig(c.Config)
@@ -41,19 +41,38 @@ func TestPagedInitialList(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	got, err := listPodsPaged(ctx, core, metav1.ListOptions{ResourceVersion: "0"}, 3)
+	mc, err := metadata.NewForConfig(c.Config)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(got.Items) != 7 || got.ResourceVersion == "" {
-		t.Fatalf("listed %d pods (resourceVersion %q), want 7 and a resourceVersion to watch from", len(got.Items), got.ResourceVersion)
+	r, err := New(Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func(old int64) { listPageSize = old }(listPageSize)
+	listPageSize = 3
+	inf, err := NewInformers(r, core, mc, time.Now)
+	if err != nil {
+		t.Fatal(err)
+	}
+	inf.Start(ctx)
+	deadline := time.Now().Add(60 * time.Second) // catches a hang; measures nothing
+	for !inf.Synced() {
+		if time.Now().After(deadline) {
+			t.Fatal("informers did not sync")
+		}
+		time.Sleep(20 * time.Millisecond)
 	}
 	if n := lists.Load(); n != 3 {
-		t.Errorf("%d list requests, want 3 pages of at most 3", n)
+		t.Errorf("%d pod list requests, want 3 pages of at most 3", n)
 	}
-	for _, p := range got.Items {
-		if len(p.Spec.Containers) != 0 || len(p.Status.PodIPs) != 1 {
-			t.Errorf("pod %s not trimmed as it arrived: %d containers, IPs %v", p.Name, len(p.Spec.Containers), p.Status.PodIPs)
+	if got := r.Stats().LivePods; got != 7 {
+		t.Errorf("resolver knows %d pods, want 7", got)
+	}
+	for _, obj := range inf.all[0].GetStore().List() {
+		p := obj.(*corev1.Pod)
+		if len(p.Spec.Containers) != 0 || len(p.Status.PodIPs) != 1 || p.Spec.NodeName != "n" {
+			t.Errorf("cached pod %s not trimmed as it arrived: %d containers, IPs %v, node %q", p.Name, len(p.Spec.Containers), p.Status.PodIPs, p.Spec.NodeName)
 		}
 	}
 }
@@ -62,11 +81,11 @@ type roundTripFunc func(*http.Request) (*http.Response, error)
 
 func (f roundTripFunc) RoundTrip(r *http.Request) (*http.Response, error) { return f(r) }
 
-// countLists counts GET requests for the pod collection.
+// countLists counts GET requests that list the pod collection (not watches).
 func countLists(n *atomic.Int32) func(http.RoundTripper) http.RoundTripper {
 	return func(rt http.RoundTripper) http.RoundTripper {
 		return roundTripFunc(func(r *http.Request) (*http.Response, error) {
-			if r.Method == http.MethodGet && strings.HasSuffix(r.URL.Path, "/pods") {
+			if r.Method == http.MethodGet && strings.HasSuffix(r.URL.Path, "/pods") && r.URL.Query().Get("watch") != "true" {
 				n.Add(1)
 			}
 			return rt.RoundTrip(r)

@@ -28,6 +28,7 @@ import (
 	"k8s.io/client-go/tools/cache"
 	"k8s.io/client-go/util/workqueue"
 
+	"github.com/zonetoll/zonetoll/shared/podlist"
 	"github.com/zonetoll/zonetoll/shared/topology"
 )
 
@@ -105,7 +106,7 @@ func New(core rest.Interface, opts Options, reg prometheus.Registerer, log *slog
 		started:   time.Now(),
 		keys:      labelKeys(opts),
 
-		listPageSize: defaultListPageSize,
+		listPageSize: podlist.DefaultPageSize,
 	}
 
 	podNamespace := metav1.NamespaceAll

@@ -2,7 +2,6 @@ package controller
 
 import (
 	"context"
-	"fmt"
 	"slices"
 	"time"
 
@@ -10,6 +9,8 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/runtime/schema"
+
+	"github.com/zonetoll/zonetoll/shared/podlist"
 )
 
 // podInfo is what the pod cache keeps of a pod: about 300 bytes instead of the 1.2 KB of an emptied
@@ -99,38 +100,17 @@ func (l *podInfoList) DeepCopyObject() runtime.Object {
 	return out
 }
 
-// defaultListPageSize is how many pods one page of the initial list holds: a page of full pods is
-// decoded, trimmed and dropped before the next is requested.
-const defaultListPageSize = 500
-
-// listPods is the pod informer's list: page by page, each page trimmed to podInfo at once. The
-// informer's own list would ask for resourceVersion "0", which the API server answers from its watch
-// cache in one response whatever the limit, and would decode every full pod before the transform
-// runs: at 10,000 pods that initial list took the labeler from 25 to 134 MiB. A list without a
-// resourceVersion is paged by the API server (from its cache or etcd, always consistent).
+// listPods is the pod informer's list: page by page through podlist.List, each page trimmed to
+// podInfo at once, so at most one page of full pods is ever decoded and held.
 func (c *Controller) listPods(ctx context.Context, namespace string, opts metav1.ListOptions) (runtime.Object, error) {
+	// The informer's list options are replaced, not modified, by a custom list: the selector goes in here.
 	opts.LabelSelector = c.opts.PodSelector
-	opts.Limit = c.listPageSize
-	if opts.ResourceVersion == "0" {
-		opts.ResourceVersion, opts.ResourceVersionMatch = "", ""
+	items, rv, err := podlist.List(ctx, c.core, namespace, opts, c.listPageSize, func(p *corev1.Pod) *podInfo {
+		info, _ := c.trimPod(p)
+		return info.(*podInfo)
+	})
+	if err != nil {
+		return nil, err
 	}
-	out := &podInfoList{}
-	for {
-		page := &corev1.PodList{}
-		err := c.core.Get().Namespace(namespace).Resource("pods").
-			VersionedParams(&opts, metav1.ParameterCodec).Do(ctx).Into(page)
-		if err != nil {
-			return nil, fmt.Errorf("listing pods (%d so far): %w", len(out.Items), err)
-		}
-		for i := range page.Items {
-			info, _ := c.trimPod(&page.Items[i])
-			out.Items = append(out.Items, info.(*podInfo))
-		}
-		if page.Continue == "" {
-			out.ResourceVersion = page.ResourceVersion
-			return out, nil
-		}
-		// The continue token carries the list's resourceVersion; the API server refuses both.
-		opts.Continue, opts.ResourceVersion, opts.ResourceVersionMatch = page.Continue, "", ""
-	}
+	return &podInfoList{ListMeta: metav1.ListMeta{ResourceVersion: rv}, Items: items}, nil
 }
