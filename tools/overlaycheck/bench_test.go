@@ -25,11 +25,11 @@ func BenchmarkBuildAndCheck(b *testing.B) {
 	b.ReportAllocs()
 	for b.Loop() {
 		for _, t := range targets {
-			objs, err := Build(fs, t)
+			_, p, err := CheckDir(fs, t, policy)
 			if err != nil {
 				b.Fatal(err)
 			}
-			if p := Check(objs, policy); len(p) > 0 {
+			if len(p) > 0 {
 				b.Fatal(p)
 			}
 		}

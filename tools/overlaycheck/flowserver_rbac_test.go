@@ -21,25 +21,37 @@ import (
 	"github.com/zonetoll/zonetoll/testkit/testcluster"
 )
 
-// manifestEnv is the literal env of the flowserver container in the base, with the downward-API
-// ZONETOLL_NAMESPACE resolved as the kubelet would in namespace zonetoll.
+// manifestEnv is the env of the flowserver container of the aws overlay's first zone, with the
+// downward-API values (ZONETOLL_NAMESPACE, ZONETOLL_ZONE from the pods' zone label) resolved as the kubelet
+// would, and the audience of the agents' projected token.
 func manifestEnv(t *testing.T, root string) (env []string, audience string) {
 	t.Helper()
-	objs, err := Build(filesys.MakeFsOnDisk(), filepath.Join(root, "kustomize", "base"))
+	objs, err := Build(filesys.MakeFsOnDisk(), filepath.Join(root, "kustomize", "overlays", "aws"))
 	if err != nil {
 		t.Fatal(err)
 	}
 	for _, o := range objs {
 		switch {
-		case o.GetKind() == "Deployment" && o.GetName() == "flowserver":
+		case o.GetKind() == "Deployment" && o.GetLabels()[LabelName] == "flowserver" && env == nil:
 			d, err := convert[appsv1.Deployment](o)
 			if err != nil {
 				t.Fatal(err)
 			}
 			for _, e := range d.Spec.Template.Spec.Containers[0].Env {
+				var label string
+				var isLabel bool
+				if e.ValueFrom != nil && e.ValueFrom.FieldRef != nil {
+					label, isLabel = labelFieldPath(e.ValueFrom.FieldRef.FieldPath)
+				}
 				switch {
 				case e.ValueFrom != nil && e.ValueFrom.FieldRef != nil && e.ValueFrom.FieldRef.FieldPath == "metadata.namespace":
 					env = append(env, e.Name+"="+o.GetNamespace())
+				case isLabel:
+					v, ok := d.Spec.Template.Labels[label]
+					if !ok {
+						t.Fatalf("flowserver env %s comes from the pod label %s, which its template lacks", e.Name, label)
+					}
+					env = append(env, e.Name+"="+v)
 				case e.ValueFrom == nil:
 					env = append(env, e.Name+"="+e.Value)
 				default:
@@ -64,7 +76,7 @@ func manifestEnv(t *testing.T, root string) (env []string, audience string) {
 		}
 	}
 	if env == nil || audience == "" {
-		t.Fatalf("the base has no flowserver env (%v) or no projected agent token audience (%q)", env, audience)
+		t.Fatalf("the aws overlay has no flowserver env (%v) or no projected agent token audience (%q)", env, audience)
 	}
 	return env, audience
 }
@@ -94,7 +106,7 @@ func postReport(t *testing.T, addr, token string, r *report.Report) (int, string
 }
 
 // TestFlowserverRBAC runs the real flowserver with a token bound to exactly the ClusterRole of
-// kustomize/base/flowserver and the env of its Deployment: it must become ready (its four informers
+// kustomize/base/flowserver and the env of a zone's Deployment: it must become ready (its four informers
 // list and watch) and accept a report sent with a token of the agent's audience, taken from the
 // DaemonSet's projected token (TokenReview create), and count it between the right workloads and zones.
 // Without the tokenreviews rule the same report must be refused, so the check can fail.

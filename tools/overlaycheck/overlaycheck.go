@@ -1,7 +1,8 @@
 // Package overlaycheck builds zonetoll's kustomize overlays with kustomize's own library (krusty)
 // and checks what every overlay must keep true: pinned images, resources and probes on every
 // container, a locked-down security context, RBAC no wider than docs/deploy.md lists, consistent
-// labels and selectors, and only ZONETOLL_* variables the services really read.
+// labels and selectors, only ZONETOLL_* variables the services really read, and per-zone flowservers that
+// agree with the agents, costcalc and the overlay's zone folders.
 package overlaycheck
 
 import (
@@ -30,10 +31,11 @@ const (
 	PartOf      = "zonetoll"
 )
 
-// Targets are the kustomizations checked under a repository root: the whole stack
-// (kustomize/base) and every overlay folder.
+// Targets are the kustomizations checked under a repository root: every overlay folder, each of which
+// users apply. kustomize/base is not one: it deploys no flowserver (the overlays add one per zone) and is
+// checked as part of every overlay.
 func Targets(repoRoot string) ([]string, error) {
-	targets := []string{filepath.Join(repoRoot, "kustomize", "base")}
+	var targets []string
 	entries, err := os.ReadDir(filepath.Join(repoRoot, "kustomize", "overlays"))
 	if err != nil {
 		return nil, fmt.Errorf("listing overlays: %w", err)
@@ -80,7 +82,7 @@ func YAML(fSys filesys.FileSystem, dir string) ([]byte, error) {
 
 // Problem is one broken invariant.
 type Problem struct {
-	Check   string // images, resources, probes, security, rbac, labels, settings, disruption
+	Check   string // images, resources, probes, security, rbac, labels, settings, disruption, zones
 	Object  string // Kind/namespace/name
 	Message string
 }
@@ -128,8 +130,12 @@ func Check(objs []*unstructured.Unstructured, p Policy) []Problem {
 	c.checkRBAC()
 	c.checkSelectors()
 	c.checkZones()
-	sort.Slice(c.problems, func(i, j int) bool { return c.problems[i].String() < c.problems[j].String() })
+	sortProblems(c.problems)
 	return c.problems
+}
+
+func sortProblems(ps []Problem) {
+	sort.Slice(ps, func(i, j int) bool { return ps[i].String() < ps[j].String() })
 }
 
 // Rules returns the rules of the Roles and of the ClusterRoles that the kustomization in dir builds:

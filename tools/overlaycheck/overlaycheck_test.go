@@ -31,18 +31,18 @@ func TestRealTargets(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	want := map[string]bool{"base": false, "labeler-only": false}
+	want := map[string]bool{"aws": false, "gcp": false, "azure": false, "aws-monitoring": false, "labeler-only": false}
 	for _, dir := range targets {
 		want[filepath.Base(dir)] = true
 		t.Run(filepath.Base(dir), func(t *testing.T) {
-			objs, err := Build(filesys.MakeFsOnDisk(), dir)
+			objs, problems, err := CheckDir(filesys.MakeFsOnDisk(), dir, policy)
 			if err != nil {
 				t.Fatal(err)
 			}
 			if len(objs) == 0 {
 				t.Fatal("built nothing")
 			}
-			for _, p := range Check(objs, policy) {
+			for _, p := range problems {
 				t.Error(p)
 			}
 		})
@@ -76,10 +76,11 @@ func memTree(t *testing.T) filesys.FileSystem {
 	return mem
 }
 
+// brokenHeader starts an overlay on the aws overlay: the base alone deploys no flowserver.
 const brokenHeader = `apiVersion: kustomize.config.k8s.io/v1beta1
 kind: Kustomization
 resources:
-  - ../../base
+  - ../aws
 `
 
 func jsonPatch(kind, name, ops string) string {

@@ -2,14 +2,17 @@ package overlaycheck
 
 import (
 	"fmt"
+	"path/filepath"
 	"slices"
 	"strings"
 
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"sigs.k8s.io/kustomize/kyaml/filesys"
 )
 
-// Names and labels of the per-zone flowserver (kustomize/components/flowserver-zone).
+// Names and labels of the per-zone flowservers (kustomize/base/flowserver/zone, instantiated by each
+// overlays/<name>/zones/<zone>/ folder).
 const (
 	zoneLabel     = "topology.kubernetes.io/zone"
 	zoneSetting   = "ZONETOLL_ZONE"
@@ -17,14 +20,18 @@ const (
 	targetsKey    = "ZONETOLL_TARGETS"
 	zoneTemplate  = "{zone}"
 	serverPort    = 8080
+	// ZonesDir is the folder of an overlay with one folder per zone, each named for its zone.
+	ZonesDir = "zones"
 )
 
 // checkZones: the flowservers, the agents' server URL and costcalc's targets agree. In a per-zone build
 // (a flowserver with ZONETOLL_ZONE) every zone has exactly one flowserver-<zone> Deployment pinned to
-// that zone by a required node affinity, a Service flowserver-<zone> selecting only that zone's server,
-// and exactly one costcalc target; the agents use http://flowserver-{zone}.<ns>:8080. In a build with
-// one flowserver for all zones, the agents and costcalc name its Service. So a zone listed in one place
-// and forgotten in another fails the build instead of losing that zone's reports or dollars.
+// that zone (nodeSelector or required node affinity on topology.kubernetes.io/zone), a Service
+// flowserver-<zone> selecting only that zone's server, and exactly one costcalc target; the agents use
+// http://flowserver-{zone}.<ns>:8080. In a build with one flowserver for all zones, the agents and
+// costcalc name its Service. A build with agents or costcalc but no flowserver fails too. So a zone
+// listed in one place and forgotten in another fails the build instead of losing that zone's reports or
+// dollars.
 func (c *checker) checkZones() {
 	var servers []workload
 	for _, w := range c.workloads {
@@ -33,6 +40,14 @@ func (c *checker) checkZones() {
 		}
 	}
 	if len(servers) == 0 {
+		for _, w := range c.workloads {
+			switch w.obj.GetLabels()[LabelName] {
+			case "flowagent":
+				c.add("zones", w.obj, "agents report to %s but the build deploys no flowserver: list the zones (docs/deploy.md#per-zone-flowserver)", env(w.template.Spec.Containers, serverSetting))
+			case "costcalc":
+				c.add("zones", w.obj, "the build deploys no flowserver for costcalc to scrape")
+			}
+		}
 		return
 	}
 	services := map[string]*corev1.Service{} // namespace/name → flowserver Service
@@ -49,13 +64,13 @@ func (c *checker) checkZones() {
 	zones := map[string]*unstructured.Unstructured{}
 	perZone := false
 	for _, w := range servers {
-		if env(w.template.Spec.Containers, zoneSetting) != "" {
+		if serverZone(w) != "" {
 			perZone = true
 		}
 	}
 	var wantTargets []string
 	for _, w := range servers {
-		zone := env(w.template.Spec.Containers, zoneSetting)
+		zone := serverZone(w)
 		name := w.obj.GetName()
 		switch {
 		case !perZone:
@@ -69,10 +84,10 @@ func (c *checker) checkZones() {
 		default:
 			zones[zone] = w.obj
 			if name != "flowserver-"+zone {
-				c.add("zones", w.obj, "the flowserver of zone %q must be named flowserver-%s (agents derive the Service name from the zone)", zone, zone)
+				c.add("zones", w.obj, "the flowserver of zone %q must be named flowserver-%s (agents derive the Service name from the zone): the name suffix and the zone label of its folder differ", zone, zone)
 			}
-			if got := requiredZones(w.template.Spec.Affinity); !slices.Equal(got, []string{zone}) {
-				c.add("zones", w.obj, "must be pinned to zone %q by a required node affinity on %s (got %v)", zone, zoneLabel, got)
+			if got := pinnedZones(w.template.Spec); !slices.Equal(got, []string{zone}) {
+				c.add("zones", w.obj, "must be pinned to zone %q by a nodeSelector or a required node affinity on %s (got %v)", zone, zoneLabel, got)
 			}
 			wantTargets = append(wantTargets, url("flowserver-"+zone)+"/metrics")
 		}
@@ -120,6 +135,37 @@ func (c *checker) checkZones() {
 	}
 }
 
+// serverZone is the zone a flowserver serves: its ZONETOLL_ZONE, given literally or taken by the downward
+// API from a label of its own pods (what base/flowserver/zone does), resolved as the kubelet would.
+func serverZone(w workload) string {
+	for _, ct := range w.template.Spec.Containers {
+		for _, e := range ct.Env {
+			if e.Name != zoneSetting {
+				continue
+			}
+			if e.ValueFrom == nil {
+				return e.Value
+			}
+			if f := e.ValueFrom.FieldRef; f != nil {
+				if key, ok := labelFieldPath(f.FieldPath); ok {
+					return w.template.Labels[key]
+				}
+			}
+			return ""
+		}
+	}
+	return ""
+}
+
+// labelFieldPath returns the key of a downward-API field path metadata.labels['<key>'].
+func labelFieldPath(p string) (string, bool) {
+	const pre, post = "metadata.labels['", "']"
+	if strings.HasPrefix(p, pre) && strings.HasSuffix(p, post) && len(p) > len(pre)+len(post) {
+		return p[len(pre) : len(p)-len(post)], true
+	}
+	return "", false
+}
+
 // env is the literal value of a variable in the first container that sets it.
 func env(cts []corev1.Container, name string) string {
 	for _, ct := range cts {
@@ -155,6 +201,23 @@ func (c *checker) containerSetting(w workload, name string) string {
 	return ""
 }
 
+// pinnedZones are the zones a pod may be scheduled to by its nodeSelector and required node affinity on
+// topology.kubernetes.io/zone, both of which must hold (nil when neither restricts the zone).
+func pinnedZones(spec corev1.PodSpec) []string {
+	zones := requiredZones(spec.Affinity)
+	sel, ok := spec.NodeSelector[zoneLabel]
+	switch {
+	case !ok:
+		return zones
+	case zones == nil:
+		return []string{sel}
+	case slices.Contains(zones, sel):
+		return []string{sel}
+	default:
+		return []string{} // the two exclude each other: schedulable nowhere
+	}
+}
+
 // requiredZones are the zones a required node affinity allows through topology.kubernetes.io/zone
 // (nil when there is none, or when a term does not restrict the zone, since terms are ORed).
 func requiredZones(a *corev1.Affinity) []string {
@@ -176,4 +239,67 @@ func requiredZones(a *corev1.Affinity) []string {
 	}
 	slices.Sort(zones)
 	return slices.Compact(zones)
+}
+
+// checkZoneFolders: each folder under <dir>/zones is one zone of the build, named for it: the overlay
+// lists it under resources, and it deploys flowserver-<folder> serving the zone <folder>. A zone folder
+// copied but not listed, or listed but still holding another zone's values, then fails the build instead
+// of leaving its zone without a server. (A zone listed but without costcalc target, or the other way
+// round, fails checkZones.)
+func checkZoneFolders(fSys filesys.FileSystem, dir string, objs []*unstructured.Unstructured) ([]Problem, error) {
+	zonesDir := filepath.Join(dir, ZonesDir)
+	if !fSys.IsDir(zonesDir) {
+		return nil, nil
+	}
+	entries, err := fSys.ReadDir(zonesDir)
+	if err != nil {
+		return nil, fmt.Errorf("listing the zones of %s: %w", dir, err)
+	}
+	c := &checker{objs: objs}
+	for _, o := range objs {
+		_ = c.addWorkload(o) // Check reports what does not parse
+	}
+	byZone := map[string]workload{}
+	for _, w := range c.workloads {
+		if w.obj.GetLabels()[LabelName] == "flowserver" {
+			if z := serverZone(w); z != "" {
+				byZone[z] = w
+			}
+		}
+	}
+	var problems []Problem
+	for _, e := range entries {
+		if !fSys.IsDir(filepath.Join(zonesDir, e)) {
+			continue
+		}
+		folder := ZonesDir + "/" + filepath.Base(e)
+		zone := filepath.Base(e)
+		w, ok := byZone[zone]
+		switch {
+		case !ok:
+			problems = append(problems, Problem{Check: "zones", Object: folder,
+				Message: fmt.Sprintf("no flowserver serves zone %q: list %s under the overlay's resources, and its folder must name the zone %s (nameSuffix -%s, label %s: %s)", zone, folder, zone, zone, zoneLabel, zone)})
+		case w.obj.GetName() != "flowserver-"+zone:
+			problems = append(problems, Problem{Check: "zones", Object: folder,
+				Message: fmt.Sprintf("zone %q is served by %s, not flowserver-%s", zone, id(w.obj), zone)})
+		}
+	}
+	return problems, nil
+}
+
+// CheckDir builds the kustomization in dir and returns its objects and every broken invariant, sorted:
+// Check on the objects, and that each of the overlay's zone folders is a zone of the build.
+func CheckDir(fSys filesys.FileSystem, dir string, p Policy) ([]*unstructured.Unstructured, []Problem, error) {
+	objs, err := Build(fSys, dir)
+	if err != nil {
+		return nil, nil, err
+	}
+	problems := Check(objs, p)
+	folders, err := checkZoneFolders(fSys, dir, objs)
+	if err != nil {
+		return nil, nil, err
+	}
+	problems = append(problems, folders...)
+	sortProblems(problems)
+	return objs, problems, nil
 }

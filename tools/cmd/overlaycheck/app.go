@@ -14,7 +14,7 @@ import (
 func newApp() *cli.App {
 	return &cli.App{
 		Name:      "overlaycheck",
-		Usage:     "build kustomize/base and every kustomize/overlays/* and check them against docs/deploy.md and docs/settings",
+		Usage:     "build every kustomize/overlays/* and check it against docs/deploy.md and docs/settings",
 		ArgsUsage: "[target dir...]",
 		Flags: []cli.Flag{
 			&cli.StringFlag{Name: "repo", Usage: "repository root (default: the nearest directory above with go.work)"},
@@ -62,13 +62,12 @@ func run(cctx *cli.Context) error {
 	failed := 0
 	for _, t := range targets {
 		rel, _ := filepath.Rel(root, t)
-		objs, err := overlaycheck.Build(fs, t)
+		objs, problems, err := overlaycheck.CheckDir(fs, t, policy)
 		if err != nil {
 			fmt.Fprintf(cctx.App.Writer, "%s: %v\n", rel, err)
 			failed++
 			continue
 		}
-		problems := overlaycheck.Check(objs, policy)
 		for _, p := range problems {
 			fmt.Fprintf(cctx.App.Writer, "%s: %s\n", rel, p)
 		}
