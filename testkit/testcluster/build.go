@@ -51,7 +51,12 @@ func buildHint(version string) string {
 	if version == KubernetesVersion {
 		return BuildHint
 	}
-	return "run `cd testkit && go run ./cmd/testcluster build --kubernetes-version " + version + "`"
+	return "run `" + buildCommand(version) + "`"
+}
+
+// buildCommand fills the bin dir of version.
+func buildCommand(version string) string {
+	return "cd testkit && go run ./cmd/testcluster build --kubernetes-version " + version
 }
 
 var releaseVersion = regexp.MustCompile(`^v1\.[0-9]+\.[0-9]+$`)

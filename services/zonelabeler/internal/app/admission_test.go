@@ -12,7 +12,7 @@ import (
 	"k8s.io/apimachinery/pkg/types"
 
 	"github.com/zonetoll/zonetoll/shared/topology"
-	"github.com/zonetoll/zonetoll/tools/testcluster"
+	"github.com/zonetoll/zonetoll/testkit/testcluster"
 )
 
 // legacyZoneLabel is the key the PodTopologyLabels plugin copied in its 1.33 alpha (topology.k8s.io),
