@@ -78,9 +78,10 @@ type Target struct {
 	// Version must appear in the output of the fresh binary's --version (or
 	// VersionArgs); a binary that does not print it is discarded.
 	Version string
-	// VersionArgs replace --version for commands that print their version
-	// another way (kubectl: version --client).
-	VersionArgs []string
+	// VersionArgs, split on spaces, replace --version for commands that
+	// print their version another way (kubectl: "version --client"). A
+	// string keeps Target comparable.
+	VersionArgs string
 }
 
 // Built is what a build found out that every stamp records.
@@ -272,9 +273,10 @@ func (r Recipe[S]) buildTarget(ctx context.Context, dir string, g *Go, t Target,
 
 // checkVersion runs the fresh binary's --version (or args) so a broken build
 // never replaces a working one.
-func checkVersion(ctx context.Context, path, name, want string, args []string) error {
+func checkVersion(ctx context.Context, path, name, want, versionArgs string) error {
 	ctx, cancel := context.WithTimeout(ctx, time.Minute)
 	defer cancel()
+	args := strings.Fields(versionArgs)
 	if len(args) == 0 {
 		args = []string{"--version"}
 	}

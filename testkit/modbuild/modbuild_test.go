@@ -508,12 +508,12 @@ func TestCheckVersion(t *testing.T) {
 	tests := []struct {
 		name    string
 		want    string
-		args    []string
+		args    string
 		wantErr string
 	}{
-		{name: "its own arguments", want: "v1.2.3", args: []string{"version", "--client"}},
+		{name: "its own arguments", want: "v1.2.3", args: "version --client"},
 		{name: "default --version refused", want: "v1.2.3", wantErr: "running tool --version: exit status 1: unknown flag: --version"},
-		{name: "wrong version", want: "v1.2.4", args: []string{"version", "--client"}, wantErr: `tool version --client printed "Client Version: v1.2.3", want it to contain "v1.2.4"`},
+		{name: "wrong version", want: "v1.2.4", args: "version --client", wantErr: `tool version --client printed "Client Version: v1.2.3", want it to contain "v1.2.4"`},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -197,7 +197,7 @@ func plan(version string, published time.Time, etcdVersion string) *modbuild.Pla
 				Package:     "k8s.io/kubernetes/cmd/kubectl",
 				LDFlags:     versionLDFlags(version, published),
 				Version:     "Client Version: " + version,
-				VersionArgs: []string{"version", "--client"},
+				VersionArgs: "version --client",
 			},
 		},
 		Stamp: func(b modbuild.Built) *Stamp {
