@@ -54,7 +54,7 @@ bench: setup
 
 ## testcluster: build (once, cached) the kube-apiserver and etcd the cluster tests run, and upstream promtool
 testcluster:
-	cd testkit && go run ./cmd/testcluster build && go run ./cmd/prometheus build
+	cd testkit && go run ./cmd/testcluster build && go run ./cmd/testcluster build --kubernetes-version oldest && go run ./cmd/prometheus build
 
 ## demo: the local three-zone end-to-end demo
 demo: setup

@@ -30,7 +30,8 @@ for m in "${mods[@]}"; do
 done
 
 step "test cluster binaries (kube-apiserver, etcd) and upstream prometheus/promtool, built once and cached"
-(cd testkit && go run ./cmd/testcluster build && go run ./cmd/prometheus build)
+(cd testkit && go run ./cmd/testcluster build && go run ./cmd/testcluster build --kubernetes-version oldest &&
+  go run ./cmd/prometheus build)
 
 # A test that needs root, a BTF kernel, the test cluster, Prometheus or Chromium fails here when that is
 # missing instead of skipping (testkit/gate); set 0 to allow skips.
@@ -40,6 +41,11 @@ for m in "${mods[@]}"; do
   step "go test -race ${m#"$root"/}"
   (cd "$m" && go test -race -timeout 30m -count=1 ./...) || status=1
 done
+step "the oldest supported Kubernetes (testcluster.OldestKubernetesVersion): end-to-end and cluster-kit tests"
+(cd tools && ZONETOLL_TESTCLUSTER_KUBERNETES_VERSION=oldest go test -race -timeout 30m -count=1 -run '^TestEndToEnd$' ./demo/) || status=1
+(cd testkit && ZONETOLL_TESTCLUSTER_KUBERNETES_VERSION=oldest go test -race -count=1 ./testcluster/) || status=1
+(cd services/zonelabeler && ZONETOLL_TESTCLUSTER_KUBERNETES_VERSION=oldest go test -race -count=1 -run '^TestPodTopologyLabelsAdmission$' ./internal/app/) || status=1
+
 step "kernel tests in qemu VMs of Debian's 5.10, 6.1 and 6.12 kernels (docs/kernels.md)"
 hack/kernels.sh || status=1
 exit $status

@@ -75,9 +75,13 @@ type Target struct {
 	Package string
 	// LDFlags are passed to go build -ldflags.
 	LDFlags string
-	// Version must appear in the output of the fresh binary's --version; a
-	// binary that does not print it is discarded.
+	// Version must appear in the output of the fresh binary's --version (or
+	// VersionArgs); a binary that does not print it is discarded.
 	Version string
+	// VersionArgs, split on spaces, replace --version for commands that
+	// print their version another way (kubectl: "version --client"). A
+	// string keeps Target comparable.
+	VersionArgs string
 }
 
 // Built is what a build found out that every stamp records.
@@ -256,7 +260,7 @@ func (r Recipe[S]) buildTarget(ctx context.Context, dir string, g *Go, t Target,
 		os.Remove(tmp)
 		return err
 	}
-	if err := checkVersion(ctx, tmp, t.Name, t.Version); err != nil {
+	if err := checkVersion(ctx, tmp, t.Name, t.Version, t.VersionArgs); err != nil {
 		os.Remove(tmp)
 		return err
 	}
@@ -267,17 +271,22 @@ func (r Recipe[S]) buildTarget(ctx context.Context, dir string, g *Go, t Target,
 	return nil
 }
 
-// checkVersion runs the fresh binary's --version so a broken build never
-// replaces a working one.
-func checkVersion(ctx context.Context, path, name, want string) error {
+// checkVersion runs the fresh binary's --version (or args) so a broken build
+// never replaces a working one.
+func checkVersion(ctx context.Context, path, name, want, versionArgs string) error {
 	ctx, cancel := context.WithTimeout(ctx, time.Minute)
 	defer cancel()
-	out, err := exec.CommandContext(ctx, path, "--version").CombinedOutput()
+	args := strings.Fields(versionArgs)
+	if len(args) == 0 {
+		args = []string{"--version"}
+	}
+	cmd := strings.Join(args, " ")
+	out, err := exec.CommandContext(ctx, path, args...).CombinedOutput()
 	if err != nil {
-		return fmt.Errorf("running %s --version: %w: %s", name, err, bytes.TrimSpace(out))
+		return fmt.Errorf("running %s %s: %w: %s", name, cmd, err, bytes.TrimSpace(out))
 	}
 	if !strings.Contains(string(out), want) {
-		return fmt.Errorf("%s --version printed %q, want it to contain %q", name, bytes.TrimSpace(out), want)
+		return fmt.Errorf("%s %s printed %q, want it to contain %q", name, cmd, bytes.TrimSpace(out), want)
 	}
 	return nil
 }

@@ -496,3 +496,34 @@ func TestTail(t *testing.T) {
 		})
 	}
 }
+
+// TestCheckVersion runs a binary that answers only to the arguments its
+// target names, as kubectl prints its version only for `version --client`.
+func TestCheckVersion(t *testing.T) {
+	bin := filepath.Join(t.TempDir(), "tool")
+	script := "#!/bin/sh\nif [ \"$*\" = \"version --client\" ]; then echo 'Client Version: v1.2.3'; exit 0; fi\necho \"unknown flag: $*\" >&2; exit 1\n"
+	if err := os.WriteFile(bin, []byte(script), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	tests := []struct {
+		name    string
+		want    string
+		args    string
+		wantErr string
+	}{
+		{name: "its own arguments", want: "v1.2.3", args: "version --client"},
+		{name: "default --version refused", want: "v1.2.3", wantErr: "running tool --version: exit status 1: unknown flag: --version"},
+		{name: "wrong version", want: "v1.2.4", args: "version --client", wantErr: `tool version --client printed "Client Version: v1.2.3", want it to contain "v1.2.4"`},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			err := checkVersion(t.Context(), bin, "tool", tt.want, tt.args)
+			if tt.wantErr == "" && err != nil {
+				t.Fatalf("checkVersion: %v", err)
+			}
+			if tt.wantErr != "" && (err == nil || err.Error() != tt.wantErr) {
+				t.Fatalf("checkVersion error = %v, want %q", err, tt.wantErr)
+			}
+		})
+	}
+}

@@ -48,7 +48,13 @@ const logTailLines = 40
 
 // Options configures Start. The zero value is a working cluster.
 type Options struct {
-	// BinDir holds kube-apiserver and etcd; empty means BinDir().
+	// Version is the Kubernetes release to run (ResolveVersion: v1.36.3,
+	// oldest, newest); empty means Version(), i.e.
+	// $ZONETOLL_TESTCLUSTER_KUBERNETES_VERSION or KubernetesVersion. Start
+	// checks that the server reports it.
+	Version string
+	// BinDir holds kube-apiserver, etcd and kubectl; empty means the cache
+	// dir of Version (BinDirFor).
 	BinDir string
 	// LogDir receives etcd.log and kube-apiserver.log and is kept after Stop.
 	// Empty means the cluster's own temp dir.
@@ -62,6 +68,12 @@ type Options struct {
 	ExtraAPIServerArgs []string
 	// ExtraEtcdArgs are appended to etcd's defaults.
 	ExtraEtcdArgs []string
+	// PodTopologyLabels leaves kube-apiserver's PodTopologyLabels admission
+	// plugin on, as it is by default from Kubernetes 1.35: pods bound to a
+	// node get the node's topology.kubernetes.io/zone and region labels from
+	// the API server itself. Off by default here, so tests of zonelabeler see
+	// what it writes and not what the API server wrote.
+	PodTopologyLabels bool
 	// StartTimeout bounds start-to-ready; default 2 minutes (the machine
 	// may be busy compiling).
 	StartTimeout time.Duration
@@ -84,6 +96,11 @@ type Cluster struct {
 	LogDir string
 	// EtcdURL is etcd's client URL.
 	EtcdURL string
+	// Version is the release the server reports (its gitVersion).
+	Version string
+	// BinDir holds the binaries the cluster runs, and the kubectl of the
+	// same release (Kubectl).
+	BinDir string
 
 	opts      Options
 	log       *slog.Logger
@@ -110,21 +127,35 @@ func Start(ctx context.Context, opts Options) (*Cluster, error) {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	binDir := opts.BinDir
-	if binDir == "" {
+	version := opts.Version
+	if version == "" {
 		var err error
-		if binDir, err = BinDir(); err != nil {
+		if version, err = Version(); err != nil {
+			return nil, err
+		}
+	} else {
+		var err error
+		if version, err = ResolveVersion(version); err != nil {
 			return nil, err
 		}
 	}
+	opts.Version = version
+	binDir := opts.BinDir
+	if binDir == "" {
+		var err error
+		if binDir, err = BinDirFor(version); err != nil {
+			return nil, err
+		}
+	}
+	opts.BinDir = binDir
 	apiserverBin := filepath.Join(binDir, APIServerBinary)
 	etcdBin := filepath.Join(binDir, EtcdBinary)
 	for _, bin := range []string{apiserverBin, etcdBin} {
 		if err := checkExecutable(bin); err != nil {
 			if errors.Is(err, os.ErrNotExist) {
-				return nil, fmt.Errorf("%s not found in %s: %s", filepath.Base(bin), binDir, BuildHint)
+				return nil, fmt.Errorf("%s %s not found in %s: %s", filepath.Base(bin), version, binDir, buildHint(version))
 			}
-			return nil, fmt.Errorf("%s in %s is unusable (%v): %s", filepath.Base(bin), binDir, err, BuildHint)
+			return nil, fmt.Errorf("%s in %s is unusable (%v): %s", filepath.Base(bin), binDir, err, buildHint(version))
 		}
 	}
 
@@ -155,7 +186,7 @@ func start(ctx context.Context, opts Options, log *slog.Logger, apiserverBin, et
 	if err != nil {
 		return nil, fmt.Errorf("creating cluster dir: %w", err)
 	}
-	c := &Cluster{Dir: dir, LogDir: opts.LogDir, opts: opts, log: log, launcher: newLauncher()}
+	c := &Cluster{Dir: dir, LogDir: opts.LogDir, BinDir: opts.BinDir, opts: opts, log: log, launcher: newLauncher()}
 	if c.LogDir == "" {
 		c.LogDir = dir
 	}
@@ -212,6 +243,12 @@ func start(ctx context.Context, opts Options, log *slog.Logger, apiserverBin, et
 		return c, fmt.Errorf("writing token file: %w", err)
 	}
 	certDir := filepath.Join(dir, "certs")
+	// No token controller creates the `default` service account, so the
+	// ServiceAccount admission plugin would reject every pod.
+	disabled := "ServiceAccount"
+	if !opts.PodTopologyLabels {
+		disabled += ",PodTopologyLabels"
+	}
 	apiArgs := append([]string{
 		"--etcd-servers=" + c.EtcdURL,
 		"--bind-address=127.0.0.1",
@@ -224,9 +261,7 @@ func start(ctx context.Context, opts Options, log *slog.Logger, apiserverBin, et
 		"--service-account-key-file=" + saKey,
 		"--service-account-signing-key-file=" + saKey,
 		"--service-cluster-ip-range=" + ServiceClusterIPRange,
-		// No token controller creates the `default` service account, so
-		// the ServiceAccount admission plugin would reject every pod.
-		"--disable-admission-plugins=ServiceAccount",
+		"--disable-admission-plugins=" + disabled,
 		"--allow-privileged=true",
 		// The lease/endpoint reconciler loops on errors about the loopback
 		// advertise address; nothing here needs the kubernetes Endpoints.
@@ -255,9 +290,17 @@ func start(ctx context.Context, opts Options, log *slog.Logger, apiserverBin, et
 	if c.Client, err = kubernetes.NewForConfig(c.Config); err != nil {
 		return c, fmt.Errorf("creating admin clientset: %w", err)
 	}
-	if _, err := c.Client.Discovery().ServerVersion(); err != nil {
+	info, err := c.Client.Discovery().ServerVersion()
+	if err != nil {
 		return c, fmt.Errorf("checking the admin config against the server: %w", err)
 	}
+	// A bin dir given by hand (or $ZONETOLL_TESTCLUSTER_BIN_DIR) may hold
+	// another release than the one asked for; a test would then prove the
+	// wrong thing.
+	if info.GitVersion != opts.Version {
+		return c, fmt.Errorf("kube-apiserver in %s reports %s, want %s", opts.BinDir, info.GitVersion, opts.Version)
+	}
+	c.Version = info.GitVersion
 	c.Kubeconfig = filepath.Join(dir, "kubeconfig")
 	if err := WriteKubeconfig(c.Kubeconfig, c.Config); err != nil {
 		return c, err
@@ -299,6 +342,10 @@ func (c *Cluster) RestartAPIServer(ctx context.Context, downtime time.Duration) 
 	c.log.Info("kube-apiserver restarted")
 	return nil
 }
+
+// Kubectl returns the path of the kubectl built from the same release as the
+// server (build.go), so a test needs no kubectl on the machine.
+func (c *Cluster) Kubectl() string { return filepath.Join(c.BinDir, KubectlBinary) }
 
 // Stop stops the apiserver, then etcd (the other order makes the apiserver
 // hang on SIGTERM for a minute), and removes the cluster's dir unless KeepDir.

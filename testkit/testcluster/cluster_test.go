@@ -46,8 +46,12 @@ func TestStartStop(t *testing.T) {
 	if err != nil {
 		t.Fatalf("server version: %v", err)
 	}
-	if v.GitVersion != KubernetesVersion {
-		t.Errorf("server reports %s, want %s (version ldflags)", v.GitVersion, KubernetesVersion)
+	want, err := Version()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if v.GitVersion != want || c.Version != want {
+		t.Errorf("server reports %s (Cluster.Version %s), want %s (version ldflags)", v.GitVersion, c.Version, want)
 	}
 	if _, err := os.Stat(c.Kubeconfig); err != nil {
 		t.Errorf("kubeconfig: %v", err)
@@ -78,15 +82,27 @@ func TestStartStop(t *testing.T) {
 }
 
 func TestStartFailsWithHintWhenBinariesMissing(t *testing.T) {
-	dir := t.TempDir()
-	_, err := Start(t.Context(), Options{BinDir: dir})
-	if err == nil {
-		t.Fatal("Start succeeded without binaries")
+	tests := []struct {
+		version string
+		want    []string
+	}{
+		{version: KubernetesVersion, want: []string{"kube-apiserver " + KubernetesVersion + " not found in ", "make testcluster"}},
+		{version: "oldest", want: []string{"kube-apiserver " + OldestKubernetesVersion + " not found in ",
+			"go run ./cmd/testcluster build --kubernetes-version " + OldestKubernetesVersion}},
 	}
-	for _, want := range []string{"kube-apiserver not found in " + dir, "make testcluster"} {
-		if !strings.Contains(err.Error(), want) {
-			t.Errorf("error %q does not mention %q", err, want)
-		}
+	for _, tt := range tests {
+		t.Run(tt.version, func(t *testing.T) {
+			dir := t.TempDir()
+			_, err := Start(t.Context(), Options{Version: tt.version, BinDir: dir})
+			if err == nil {
+				t.Fatal("Start succeeded without binaries")
+			}
+			for _, want := range append(tt.want, dir) {
+				if !strings.Contains(err.Error(), want) {
+					t.Errorf("error %q does not mention %q", err, want)
+				}
+			}
+		})
 	}
 }
 
@@ -381,24 +397,23 @@ func TestTwoClustersSideBySide(t *testing.T) {
 	}
 }
 
+// TestKubectlVersionAgainstCluster runs the kubectl built with the server
+// (not whatever kubectl the machine has): both sides report the release.
 func TestKubectlVersionAgainstCluster(t *testing.T) {
-	kubectl, err := exec.LookPath("kubectl")
-	if err != nil {
-		t.Skip("kubectl not in PATH")
-	}
 	c := StartT(t, Options{})
-	out, err := exec.CommandContext(t.Context(), kubectl, "--kubeconfig", c.Kubeconfig, "version", "-o", "json").CombinedOutput()
+	out, err := exec.CommandContext(t.Context(), c.Kubectl(), "--kubeconfig", c.Kubeconfig, "version", "-o", "json").CombinedOutput()
 	if err != nil {
 		t.Fatalf("kubectl version: %v\n%s", err, out)
 	}
 	var v struct {
+		ClientVersion struct{ GitVersion string } `json:"clientVersion"`
 		ServerVersion struct{ GitVersion string } `json:"serverVersion"`
 	}
 	if err := json.Unmarshal(out, &v); err != nil {
 		t.Fatalf("decoding kubectl output: %v\n%s", err, out)
 	}
-	if v.ServerVersion.GitVersion != KubernetesVersion {
-		t.Errorf("kubectl sees server %q, want %s", v.ServerVersion.GitVersion, KubernetesVersion)
+	if v.ServerVersion.GitVersion != c.Version || v.ClientVersion.GitVersion != c.Version {
+		t.Errorf("kubectl %q sees server %q, want %s for both", v.ClientVersion.GitVersion, v.ServerVersion.GitVersion, c.Version)
 	}
 }
 

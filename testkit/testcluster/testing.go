@@ -16,8 +16,28 @@ import (
 // the command that builds them.
 func Need(t gate.TB) {
 	t.Helper()
-	err := installed()
-	gate.Need(t, "kube-apiserver and etcd of the test cluster", err, "make testcluster")
+	needVersion(t, "")
+}
+
+// needVersion is Need for a release (ResolveVersion; "" is Version()).
+func needVersion(t gate.TB, version string) {
+	t.Helper()
+	if version == "" {
+		var err error
+		if version, err = Version(); err != nil {
+			t.Fatalf("%v", err)
+		}
+	} else if v, err := ResolveVersion(version); err != nil {
+		t.Fatalf("%v", err)
+	} else {
+		version = v
+	}
+	err := installed(version)
+	install := "make testcluster"
+	if version != KubernetesVersion {
+		install = buildCommand(version)
+	}
+	gate.Need(t, "kube-apiserver "+version+", etcd and kubectl of the test cluster", err, install)
 }
 
 // StartT starts a cluster for a test: it goes through the gate (Need), fails t if the cluster cannot
@@ -25,7 +45,7 @@ func Need(t gate.TB) {
 // test's output.
 func StartT(t gate.TB, opts Options) *Cluster {
 	t.Helper()
-	Need(t)
+	needVersion(t, opts.Version)
 	if opts.Logger == nil {
 		opts.Logger = slog.New(slog.NewTextHandler(tWriter{t}, &slog.HandlerOptions{Level: slog.LevelWarn}))
 	}
@@ -64,12 +84,12 @@ func KubeconfigT(t gate.TB, cfg *rest.Config) string {
 }
 
 // installed reports why the binaries of BinDir cannot run, or nil.
-func installed() error {
-	dir, err := BinDir()
+func installed(version string) error {
+	dir, err := BinDirFor(version)
 	if err != nil {
 		return err
 	}
-	for _, name := range []string{APIServerBinary, EtcdBinary} {
+	for _, name := range []string{APIServerBinary, EtcdBinary, KubectlBinary} {
 		if err := modbuild.CheckExecutable(filepath.Join(dir, name)); err != nil {
 			return err
 		}

@@ -222,12 +222,9 @@ func TestServerSideDryRun(t *testing.T) {
 			t.Fatalf("dry-run of a Deployment with an unknown field: err = %v, want a strict-decoding error naming it", err)
 		}
 	})
-	// And the user's own command, with kubectl's embedded kustomize, where kubectl exists.
-	kubectl, err := exec.LookPath("kubectl")
-	if err != nil {
-		t.Log("kubectl not on PATH: the kubectl apply -k variant is not run (the dynamic-client dry-run above is)")
-		return
-	}
+	// And the user's own command, with kubectl's embedded kustomize: the kubectl of the server's
+	// release, built beside it.
+	kubectl := c.Kubectl()
 	for _, dir := range targets {
 		t.Run("kubectl/"+filepath.Base(dir), func(t *testing.T) {
 			cmd := exec.CommandContext(ctx, kubectl, "--kubeconfig", c.Kubeconfig, "apply", "-k", dir,

@@ -28,6 +28,8 @@ type state struct {
 	LogDir       string `json:"logDir"`
 	APIServerPID int    `json:"apiserverPID"`
 	EtcdPID      int    `json:"etcdPID"`
+	Version      string `json:"version"` // the release the server reports
+	Kubectl      string `json:"kubectl"` // the kubectl built from the same release
 }
 
 const stateFile = "state.json"
@@ -41,50 +43,68 @@ func newApp() *cli.App {
 		Name:  "apiserver-arg",
 		Usage: "extra kube-apiserver flag, e.g. --apiserver-arg=--audit-policy-file=/p.yaml (repeatable)",
 	}
+	versionFlag := &cli.StringFlag{
+		Name: "kubernetes-version",
+		Usage: "Kubernetes release to build or run: " + testcluster.KubernetesVersion + " (newest, the default), " +
+			testcluster.OldestKubernetesVersion + " (oldest supported), or another v1.X.Y; each has its own cache dir",
+		EnvVars: []string{testcluster.EnvVersion},
+	}
 	return &cli.App{
 		Name:  "testcluster",
-		Usage: "build and run a real kube-apiserver " + testcluster.KubernetesVersion + " + etcd on loopback",
+		Usage: "build and run a real kube-apiserver (" + testcluster.KubernetesVersion + " by default) + etcd on loopback",
 		Commands: []*cli.Command{
 			{
 				Name:  "build",
-				Usage: "build kube-apiserver and etcd from the Go module proxy into the cache (only the first build is slow)",
-				Flags: []cli.Flag{&cli.BoolFlag{Name: "force", Usage: "rebuild even if the cache is current"}},
+				Usage: "build kube-apiserver, etcd and kubectl from the Go module proxy into the cache (only the first build is slow)",
+				Flags: []cli.Flag{versionFlag, &cli.BoolFlag{Name: "force", Usage: "rebuild even if the cache is current"}},
 				Action: func(cctx *cli.Context) error {
-					st, err := testcluster.Build(cctx.Context, testcluster.BuildOptions{Force: cctx.Bool("force"), Progress: os.Stderr})
+					version, err := testcluster.ResolveVersion(cctx.String("kubernetes-version"))
 					if err != nil {
 						return err
 					}
-					dir, err := testcluster.BinDir()
+					st, err := testcluster.BuildVersion(cctx.Context, version, testcluster.BuildOptions{Force: cctx.Bool("force"), Progress: os.Stderr})
 					if err != nil {
 						return err
 					}
-					fmt.Printf("kube-apiserver %s and etcd %s in %s\n", st.KubernetesVersion, st.EtcdVersion, dir)
+					dir, err := testcluster.BinDirFor(version)
+					if err != nil {
+						return err
+					}
+					fmt.Printf("kube-apiserver %s, etcd %s and kubectl in %s\n", st.KubernetesVersion, st.EtcdVersion, dir)
 					return nil
 				},
 			},
 			{
 				Name:  "up",
 				Usage: "start a cluster that stays up in the background and print how to use it",
-				Flags: []cli.Flag{stateDirFlag, apiserverArgFlag},
+				Flags: []cli.Flag{stateDirFlag, apiserverArgFlag, versionFlag},
 				Action: func(cctx *cli.Context) error {
 					dir, err := stateDir(cctx.String("state-dir"))
 					if err != nil {
 						return err
 					}
-					return up(cctx.Context, dir, cctx.StringSlice("apiserver-arg"))
+					version, err := testcluster.ResolveVersion(cctx.String("kubernetes-version"))
+					if err != nil {
+						return err
+					}
+					return up(cctx.Context, dir, version, cctx.StringSlice("apiserver-arg"))
 				},
 			},
 			{
 				Name:   "serve",
 				Usage:  "run a cluster in the foreground until SIGTERM (what `up` runs detached)",
 				Hidden: true,
-				Flags:  []cli.Flag{stateDirFlag, apiserverArgFlag},
+				Flags:  []cli.Flag{stateDirFlag, apiserverArgFlag, versionFlag},
 				Action: func(cctx *cli.Context) error {
 					dir, err := stateDir(cctx.String("state-dir"))
 					if err != nil {
 						return err
 					}
-					return serve(cctx.Context, dir, cctx.StringSlice("apiserver-arg"))
+					version, err := testcluster.ResolveVersion(cctx.String("kubernetes-version"))
+					if err != nil {
+						return err
+					}
+					return serve(cctx.Context, dir, version, cctx.StringSlice("apiserver-arg"))
 				},
 			},
 			{
@@ -161,7 +181,7 @@ func processAlive(pid int) bool {
 	return i >= 0 && len(s) > i+2 && s[i+2] != 'Z'
 }
 
-func up(ctx context.Context, dir string, apiserverArgs []string) error {
+func up(ctx context.Context, dir, version string, apiserverArgs []string) error {
 	if st, err := readState(dir); err != nil {
 		return err
 	} else if st != nil {
@@ -180,7 +200,7 @@ func up(ctx context.Context, dir string, apiserverArgs []string) error {
 		return fmt.Errorf("creating serve log: %w", err)
 	}
 	defer logf.Close()
-	args := []string{"serve", "--state-dir", dir}
+	args := []string{"serve", "--state-dir", dir, "--kubernetes-version", version}
 	for _, a := range apiserverArgs {
 		args = append(args, "--apiserver-arg", a)
 	}
@@ -219,16 +239,16 @@ func up(ctx context.Context, dir string, apiserverArgs []string) error {
 logs: %s
 
   export KUBECONFIG=%s
-  kubectl get --raw /readyz
-  kubectl version
+  %s get --raw /readyz     # the kubectl of the same release
+  %[6]s version
 
 stop it with: testcluster down   (cd testkit && go run ./cmd/testcluster down)
-`, testcluster.KubernetesVersion, st.Host, st.PID, st.LogDir, st.Kubeconfig)
+`, st.Version, st.Host, st.PID, st.LogDir, st.Kubeconfig, st.Kubectl)
 		return nil
 	}
 }
 
-func serve(ctx context.Context, dir string, apiserverArgs []string) error {
+func serve(ctx context.Context, dir, version string, apiserverArgs []string) error {
 	if st, err := readState(dir); err != nil {
 		return err
 	} else if st != nil && st.PID != os.Getpid() {
@@ -243,7 +263,7 @@ func serve(ctx context.Context, dir string, apiserverArgs []string) error {
 		os.Remove(filepath.Join(logDir, name))
 	}
 	log := slog.New(slog.NewTextHandler(os.Stderr, nil))
-	c, err := testcluster.Start(ctx, testcluster.Options{LogDir: logDir, ExtraAPIServerArgs: apiserverArgs, Logger: log})
+	c, err := testcluster.Start(ctx, testcluster.Options{Version: version, LogDir: logDir, ExtraAPIServerArgs: apiserverArgs, Logger: log})
 	if err != nil {
 		return err
 	}
@@ -257,7 +277,8 @@ func serve(ctx context.Context, dir string, apiserverArgs []string) error {
 		return fmt.Errorf("writing kubeconfig: %w", err)
 	}
 	apiPID, etcdPID := c.PIDs()
-	st := state{PID: os.Getpid(), Host: c.Config.Host, Kubeconfig: kubeconfig, LogDir: logDir, APIServerPID: apiPID, EtcdPID: etcdPID}
+	st := state{PID: os.Getpid(), Host: c.Config.Host, Kubeconfig: kubeconfig, LogDir: logDir, APIServerPID: apiPID, EtcdPID: etcdPID,
+		Version: c.Version, Kubectl: c.Kubectl()}
 	data, err = json.MarshalIndent(st, "", "  ")
 	if err != nil {
 		return fmt.Errorf("encoding state: %w", err)

@@ -30,7 +30,11 @@ func TestUpStatusDown(t *testing.T) {
 	if err := status(ctx, dir); err == nil {
 		t.Fatal("status succeeded before up")
 	}
-	if err := up(ctx, dir, []string{"--service-cluster-ip-range=198.19.128.0/24"}); err != nil {
+	version, err := testcluster.Version()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := up(ctx, dir, version, []string{"--service-cluster-ip-range=198.19.128.0/24"}); err != nil {
 		t.Fatalf("up: %v", err)
 	}
 	st, err := readState(dir)
@@ -51,21 +55,23 @@ func TestUpStatusDown(t *testing.T) {
 	if err := status(ctx, dir); err != nil {
 		t.Errorf("status: %v", err)
 	}
-	if err := up(ctx, dir, nil); err == nil || !strings.Contains(err.Error(), "already up") {
+	if st.Version != version {
+		t.Errorf("state says the server is %s, want %s", st.Version, version)
+	}
+	if err := up(ctx, dir, version, nil); err == nil || !strings.Contains(err.Error(), "already up") {
 		t.Errorf("second up: %v, want an 'already up' error", err)
 	}
-	if kubectl, err := exec.LookPath("kubectl"); err == nil {
-		out, err := exec.CommandContext(ctx, kubectl, "--kubeconfig", st.Kubeconfig, "get", "--raw", "/readyz").CombinedOutput()
-		if err != nil || strings.TrimSpace(string(out)) != "ok" {
-			t.Errorf("kubectl get --raw /readyz: %v: %s", err, out)
-		}
-		// The extra apiserver arg reached the apiserver: the default
-		// ServiceCIDR reflects the range.
-		out, err = exec.CommandContext(ctx, kubectl, "--kubeconfig", st.Kubeconfig, "get", "servicecidr", "kubernetes",
-			"-o", "jsonpath={.spec.cidrs[0]}").CombinedOutput()
-		if err != nil || strings.TrimSpace(string(out)) != "198.19.128.0/24" {
-			t.Errorf("service CIDR: %v: %s, want 198.19.128.0/24", err, out)
-		}
+	// The kubectl the state names is the one built with the server.
+	out, err := exec.CommandContext(ctx, st.Kubectl, "--kubeconfig", st.Kubeconfig, "get", "--raw", "/readyz").CombinedOutput()
+	if err != nil || strings.TrimSpace(string(out)) != "ok" {
+		t.Errorf("kubectl get --raw /readyz: %v: %s", err, out)
+	}
+	// The extra apiserver arg reached the apiserver: the default
+	// ServiceCIDR reflects the range.
+	out, err = exec.CommandContext(ctx, st.Kubectl, "--kubeconfig", st.Kubeconfig, "get", "servicecidr", "kubernetes",
+		"-o", "jsonpath={.spec.cidrs[0]}").CombinedOutput()
+	if err != nil || strings.TrimSpace(string(out)) != "198.19.128.0/24" {
+		t.Errorf("service CIDR: %v: %s, want 198.19.128.0/24", err, out)
 	}
 
 	if err := down(ctx, dir); err != nil {
