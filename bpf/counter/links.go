@@ -91,6 +91,8 @@ const (
 	hookNF4 hookKind = "nf4"
 	hookNF6 hookKind = "nf6"
 	hookTCX hookKind = "tcx"
+	// hookTCXEgress is tcx egress of an interface (AttachTCEgress).
+	hookTCXEgress hookKind = "tcxe"
 )
 
 // hook names one attachment point: a netfilter family in a network
@@ -120,14 +122,14 @@ func parseHook(name string) (hook, error) {
 	h := hook{kind: hookKind(f[0])}
 	switch {
 	case (h.kind == hookNF4 || h.kind == hookNF6) && len(f) == 2:
-	case h.kind == hookTCX && len(f) == 3:
+	case (h.kind == hookTCX || h.kind == hookTCXEgress) && len(f) == 3:
 		ifname, err := hex.DecodeString(f[2])
 		if err != nil || len(ifname) == 0 {
 			return hook{}, fmt.Errorf("link pin %q: interface name is not hex", name)
 		}
 		h.ifname = string(ifname)
 	default:
-		return hook{}, fmt.Errorf("link pin %q: want nf4-<netns>, nf6-<netns> or tcx-<netns>-<interface in hex>", name)
+		return hook{}, fmt.Errorf("link pin %q: want nf4-<netns>, nf6-<netns>, tcx-<netns>-<interface in hex> or tcxe-<netns>-<interface in hex>", name)
 	}
 	var err error
 	if h.netns, err = strconv.ParseUint(f[1], 10, 64); err != nil {
