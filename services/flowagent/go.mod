@@ -3,13 +3,12 @@ module github.com/zonetoll/zonetoll/services/flowagent
 go 1.26.0
 
 require (
+	github.com/cilium/ebpf v0.22.0
 	github.com/prometheus/client_golang v1.23.2
 	github.com/vishvananda/netlink v1.3.1
 	github.com/vishvananda/netns v0.0.5
 	github.com/zonetoll/zonetoll/shared v0.0.0
 )
-
-require github.com/cilium/ebpf v0.22.0 // indirect
 
 require (
 	github.com/beorn7/perks v1.0.1 // indirect

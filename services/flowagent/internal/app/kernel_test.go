@@ -120,6 +120,16 @@ func newCluster(t *testing.T) *cluster {
 	return c
 }
 
+// defaultRoutes gives each node a default route over the link between them, which makes that link
+// the node's uplink for tc mode's detection.
+func (c *cluster) defaultRoutes() {
+	c.t.Helper()
+	for _, r := range []struct{ ns, v4, v6 string }{{c.node1, "198.18.100.2", "fd00:100::2"}, {c.node2, "198.18.100.1", "fd00:100::1"}} {
+		c.sh("ip", "-n", r.ns, "route", "add", "default", "via", r.v4)
+		c.sh("ip", "-n", r.ns, "-6", "route", "add", "default", "via", r.v6)
+	}
+}
+
 func (c *cluster) sh(name string, args ...string) {
 	c.t.Helper()
 	if out, err := exec.Command(name, args...).CombinedOutput(); err != nil {
@@ -328,16 +338,33 @@ type node struct {
 	done   chan error
 }
 
-// startNode starts one agent; nodeAddrs, if not nil, turns on overlay mode with these node addresses.
+// startNode starts one agent in netfilter mode; nodeAddrs, if not nil, turns on overlay mode with
+// these node addresses.
 func startNode(t *testing.T, name, netns, pinDir, url string, local, nodeAddrs []string) *node {
 	t.Helper()
-	ctr, err := counter.Load(context.Background(), counter.Config{PinDir: pinDir, Mode: counter.ModeNetfilter, MaxFlows: 1024}, slog.New(slog.DiscardHandler))
+	return startNodeMode(t, counter.ModeNetfilter, name, netns, pinDir, url, local, nodeAddrs)
+}
+
+// startNodeMode starts one agent attached as attach does it: at netfilter POST_ROUTING, or in tc mode
+// at egress of the interfaces the follower finds (no list), followed until the agent stops.
+func startNodeMode(t *testing.T, mode counter.Mode, name, netns, pinDir, url string, local, nodeAddrs []string) *node {
+	t.Helper()
+	ctr, err := counter.Load(context.Background(), counter.Config{PinDir: pinDir, Mode: mode, MaxFlows: 1024}, slog.New(slog.DiscardHandler))
 	if err != nil {
 		t.Fatalf("loading counter: %v", err)
 	}
-	if err := ctr.AttachNetfilter("/run/netns/" + netns); err != nil {
+	reg := prometheus.NewRegistry()
+	follower, err := attach(ctr, &Config{Netns: "/run/netns/" + netns}, reg, slog.New(slog.DiscardHandler))
+	if err != nil {
 		ctr.Close()
 		t.Fatalf("attaching in %s: %v", netns, err)
+	}
+	followCtx, stopFollowing := context.WithCancel(context.Background())
+	followed := make(chan error, 1)
+	if follower != nil {
+		go func() { followed <- follower.Run(followCtx) }()
+	} else {
+		followed <- nil
 	}
 	set := locals.NewSet(time.Minute)
 	var addrs []netip.Addr
@@ -345,7 +372,6 @@ func startNode(t *testing.T, name, netns, pinDir, url string, local, nodeAddrs [
 		addrs = append(addrs, netip.MustParseAddr(a))
 	}
 	set.Replace(addrs)
-	reg := prometheus.NewRegistry()
 	snd, err := sender.New(sender.Config{URL: url, SpoolBytes: 1 << 20, MinBackoff: 5 * time.Millisecond, MaxBackoff: 50 * time.Millisecond}, reg, nil)
 	if err != nil {
 		t.Fatal(err)
@@ -375,7 +401,14 @@ func startNode(t *testing.T, name, netns, pinDir, url string, local, nodeAddrs [
 		<-sent
 		n.done <- err
 	}()
-	t.Cleanup(func() { n.stop(t); ctr.Close() })
+	t.Cleanup(func() {
+		n.stop(t)
+		stopFollowing()
+		if err := <-followed; err != nil {
+			t.Errorf("following interfaces: %v", err)
+		}
+		ctr.Close()
+	})
 	return n
 }
 
@@ -406,18 +439,29 @@ var (
 
 // TestTwoNodesEachByteOnceThroughOutage: pods on two nodes talk both ways over both families while
 // the flowserver is down; after it returns, the server has every byte exactly once: each flow passes
-// POST_ROUTING on both nodes, and only the source's node reports it.
+// POST_ROUTING on both nodes, and only the source's node reports it. In tc mode (forced; auto picks
+// it before Linux 6.4) nothing is configured: each node's follower finds its uplink by the default
+// route, whose egress sees each packet on its source node only.
 func TestTwoNodesEachByteOnceThroughOutage(t *testing.T) {
 	kerneltest.Require(t)
+	for _, mode := range []counter.Mode{counter.ModeNetfilter, counter.ModeTC} {
+		t.Run(string(mode), func(t *testing.T) { testTwoNodesEachByteOnceThroughOutage(t, mode) })
+	}
+}
+
+func testTwoNodesEachByteOnceThroughOutage(t *testing.T, mode counter.Mode) {
 	c := newCluster(t)
+	if mode == counter.ModeTC {
+		c.defaultRoutes()
+	}
 	c.listen(c.a, "198.18.1.2", "fd00:1::2")
 	c.listen(c.b, "198.18.2.2", "fd00:2::2")
 	fs := &flowserver{down: true, seen: map[string]bool{}, bytes: map[[2]netip.Addr]uint64{}}
 	srv := httptest.NewServer(fs)
 	defer srv.Close()
 
-	n1 := startNode(t, "node-1", c.node1, mkPinDir(t), srv.URL, node1L, nil)
-	n2 := startNode(t, "node-2", c.node2, mkPinDir(t), srv.URL, node2L, nil)
+	n1 := startNodeMode(t, mode, "node-1", c.node1, mkPinDir(t), srv.URL, node1L, nil)
+	n2 := startNodeMode(t, mode, "node-2", c.node2, mkPinDir(t), srv.URL, node2L, nil)
 
 	aBefore, bBefore := c.podTxL3(c.a), c.podTxL3(c.b)
 	c.send(c.a, a4, b4, 3000)
@@ -513,10 +557,21 @@ func mkPinDir(t *testing.T) string {
 
 // TestOverlayEachByteOnce puts the pods' IPv4 traffic into a VXLAN tunnel between the nodes, so each
 // node sees every pod packet twice at POST_ROUTING (inner pod→pod, outer node→node UDP). With overlay
-// mode the agents report the inner flows only: the server's bytes equal what the pods sent.
+// mode the agents report the inner flows only: the server's bytes equal what the pods sent. In tc
+// mode the follower counts at egress of the VXLAN device (inner packets) and of the uplink (outer):
+// the same two views, so the same result.
 func TestOverlayEachByteOnce(t *testing.T) {
 	kerneltest.Require(t)
+	for _, mode := range []counter.Mode{counter.ModeNetfilter, counter.ModeTC} {
+		t.Run(string(mode), func(t *testing.T) { testOverlayEachByteOnce(t, mode) })
+	}
+}
+
+func testOverlayEachByteOnce(t *testing.T, mode counter.Mode) {
 	c := newCluster(t)
+	if mode == counter.ModeTC {
+		c.defaultRoutes()
+	}
 	for _, n := range []struct{ ns, dev, local, remote, addr, peer, peerMAC, mac, dst string }{
 		{c.node1, "n1", "198.18.100.1", "198.18.100.2", "198.18.200.1", "198.18.200.2", "02:00:00:00:c8:02", "02:00:00:00:c8:01", "198.18.2.0/24"},
 		{c.node2, "n2", "198.18.100.2", "198.18.100.1", "198.18.200.2", "198.18.200.1", "02:00:00:00:c8:01", "02:00:00:00:c8:02", "198.18.1.0/24"},
@@ -533,8 +588,8 @@ func TestOverlayEachByteOnce(t *testing.T) {
 	srv := httptest.NewServer(fs)
 	defer srv.Close()
 	nodeAddrs := []string{"198.18.100.1", "fd00:100::1", "198.18.100.2", "fd00:100::2", "198.18.200.1", "198.18.200.2"}
-	n1 := startNode(t, "node-1", c.node1, mkPinDir(t), srv.URL, append(node1L, "198.18.200.1"), nodeAddrs)
-	n2 := startNode(t, "node-2", c.node2, mkPinDir(t), srv.URL, append(node2L, "198.18.200.2"), nodeAddrs)
+	n1 := startNodeMode(t, mode, "node-1", c.node1, mkPinDir(t), srv.URL, append(node1L, "198.18.200.1"), nodeAddrs)
+	n2 := startNodeMode(t, mode, "node-2", c.node2, mkPinDir(t), srv.URL, append(node2L, "198.18.200.2"), nodeAddrs)
 
 	aBefore, bBefore := c.podTxL3(c.a), c.podTxL3(c.b)
 	c.send(c.a, a4, b4, 1500)
