@@ -3,6 +3,7 @@ package app
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"fmt"
 	"github.com/zonetoll/zonetoll/bpf/kerneltest"
 	"log/slog"
@@ -680,4 +681,73 @@ func TestUninstallCommand(t *testing.T) {
 	if code, out := run(); code != servicecmd.ExitOK {
 		t.Errorf("uninstalling twice: exit %d, output %q; want success", code, out)
 	}
+}
+
+// TestStartLine runs the real `flowagent run` up to the point where it needs the API server (none is
+// given, so it stops there): by then it has attached and said in one line which mode, why, which
+// hooks and features.
+func TestStartLine(t *testing.T) {
+	kerneltest.Require(t)
+	t.Setenv("KUBERNETES_SERVICE_HOST", "")
+	c := newCluster(t)
+	c.defaultRoutes()
+	kernel := kernelRelease()
+	for _, tc := range []struct {
+		name string
+		env  map[string]string
+		want map[string]any
+	}{
+		{"auto", map[string]string{}, map[string]any{
+			"mode": "netfilter", "reason": "kernel " + kernel + " has netfilter BPF links (6.4+) and BTF",
+			"hook": "netfilter POST_ROUTING ipv4+ipv6", "priority": 90.0, "btf": true, "netfilter_links": true, "tcx": true,
+		}},
+		{"tc follows", map[string]string{"ZONETOLL_BPF_MODE": "tc"}, map[string]any{
+			"mode": "tc", "reason": "configured (ZONETOLL_BPF_MODE=tc)", "hook": "tc egress", "tc_attach": "tcx",
+			"interfaces": "follow", "counting_on": "n1(uplink)",
+		}},
+		{"tc list", map[string]string{"ZONETOLL_BPF_MODE": "tc", "ZONETOLL_BPF_TC_INTERFACES": "va,n1"}, map[string]any{
+			"mode": "tc", "interfaces": "list", "counting_on": "n1(listed),va(listed)",
+		}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Setenv("ZONETOLL_NODE_NAME", "node-1")
+			t.Setenv("ZONETOLL_NETNS", "/run/netns/"+c.node1)
+			t.Setenv("ZONETOLL_BPF_PIN_DIR", mkPinDir(t))
+			for k, v := range tc.env {
+				t.Setenv(k, v)
+			}
+			spec := Spec()
+			var out bytes.Buffer
+			spec.Stdout, spec.Stderr = &out, &out
+			if code := servicecmd.Main(context.Background(), spec, []string{"flowagent", "run"}); code != servicecmd.ExitFailure {
+				t.Errorf("exit code %d, want %d (no API server)", code, servicecmd.ExitFailure)
+			}
+			line := startLine(t, out.String())
+			tc.want["kernel"] = kernel
+			for k, v := range tc.want {
+				if line[k] != v {
+					t.Errorf("start line: %s = %v, want %v\noutput:\n%s", k, line[k], v, out.String())
+				}
+			}
+		})
+	}
+}
+
+// startLine returns the fields of the agent's one start line (msg "counting") in its JSON log.
+func startLine(t *testing.T, out string) map[string]any {
+	t.Helper()
+	var found map[string]any
+	for l := range strings.Lines(out) {
+		var m map[string]any
+		if json.Unmarshal([]byte(l), &m) == nil && m["msg"] == "counting" {
+			if found != nil {
+				t.Errorf("more than one start line:\n%s", out)
+			}
+			found = m
+		}
+	}
+	if found == nil {
+		t.Fatalf("no start line (msg=counting):\n%s", out)
+	}
+	return found
 }
