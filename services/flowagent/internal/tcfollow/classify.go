@@ -103,6 +103,24 @@ func (r Rules) matches(name string) bool {
 	return false
 }
 
+// keepAttached adds to want the attached interfaces that still exist as the same interface (name
+// and index): an uplink stays counted while it exists, even when its default route goes away for a
+// moment (a DHCP renewal, a route replaced by a CNI) and traffic leaves through it by more specific
+// routes meanwhile. Only a vanished, renamed or recreated interface is let go.
+func keepAttached(want, attached map[string]Target, links []iface) {
+	for name, t := range attached {
+		if _, ok := want[name]; ok {
+			continue
+		}
+		for _, l := range links {
+			if l.name == name && l.index == t.Index {
+				want[name] = t
+				break
+			}
+		}
+	}
+}
+
 // Target is an interface the counter is attached to.
 type Target struct {
 	Name  string

@@ -97,3 +97,18 @@ func TestRulesValidate(t *testing.T) {
 		}
 	}
 }
+
+func TestKeepAttached(t *testing.T) {
+	links := []iface{{"eth0", 2, "device", "ether"}, {"eth1", 7, "device", "ether"}, {"eth2", 4, "device", "ether"}}
+	attached := map[string]Target{
+		"eth0": {"eth0", 2, RoleUplink}, // lost its default route for a moment: kept
+		"eth1": {"eth1", 3, RoleUplink}, // recreated under the same name (index 3 → 7): let go
+		"eth3": {"eth3", 5, RoleUplink}, // gone: let go
+	}
+	want := map[string]Target{"eth2": {"eth2", 4, RoleUplink}}
+	keepAttached(want, attached, links)
+	got := slices.Sorted(maps.Keys(want))
+	if !slices.Equal(got, []string{"eth0", "eth2"}) {
+		t.Errorf("after keepAttached: %v, want eth0 and eth2", got)
+	}
+}

@@ -148,6 +148,7 @@ func (f *Follower) reconcile() error {
 
 	f.mu.Lock()
 	defer f.mu.Unlock()
+	keepAttached(want, f.attached, ifs)
 	var errs []error
 	for name, t := range f.attached {
 		if w, ok := want[name]; ok && w.Index == t.Index {

@@ -286,7 +286,8 @@ func (n *node) quiesce(devs ...string) {
 }
 
 // sendUDP sends count datagrams of size bytes from src in pod ns to dst:9001, sleeping pace
-// between them, and returns when all are handed to the kernel.
+// between them, and returns when all are handed to the kernel. sent, if not nil, is called after
+// each datagram with the number sent so far; the sender waits while it runs.
 func (n *node) sendUDP(podNS string, src, dst netip.Addr, count, size int, pace time.Duration, sent func(int)) error {
 	var c *net.UDPConn
 	if err := inNetns("/run/netns/"+podNS, func() error {
@@ -575,10 +576,19 @@ func TestFollowerFollowsInterfacesUnderTraffic(t *testing.T) {
 	drain(t, c)
 	fdsBefore := linkFDs(t)
 
-	// p1 sends throughout, paced, through up0.
+	// p1 sends throughout, paced, through up0; it pauses (holding p1Gate blocks it) only while the
+	// test waits for the node to go quiet before a drain.
 	const p1Count, size = 6000, 100
+	var p1Gate sync.Mutex
 	p1Done := make(chan error, 1)
-	go func() { p1Done <- n.sendUDP(n.pods["p1"], p1v4, n.remote4, p1Count, size, 200*time.Microsecond, nil) }()
+	go func() {
+		p1Done <- n.sendUDP(n.pods["p1"], p1v4, n.remote4, p1Count, size, 200*time.Microsecond, func(int) { p1Gate.Lock(); p1Gate.Unlock() })
+	}()
+	settle := func(devs ...string) {
+		p1Gate.Lock()
+		defer p1Gate.Unlock()
+		n.quiesce(devs...)
+	}
 
 	// A new pod appears under traffic: counted from its first datagram. Its source is routed by
 	// table 101 once that has a route (the secondary uplink below), by the main table until then.
@@ -588,8 +598,14 @@ func TestFollowerFollowsInterfacesUnderTraffic(t *testing.T) {
 	if err := n.sendUDP(p3, p3v4, n.remote4, 1000, size, 0, nil); err != nil {
 		t.Fatal(err)
 	}
-	n.quiesce("up0", "p3")
-	phaseA := drain(t, c)
+	var phaseA map[flow]counter.Value
+	settleAndDrain := func(devs ...string) map[flow]counter.Value {
+		p1Gate.Lock()
+		defer p1Gate.Unlock()
+		n.quiesce(devs...)
+		return drain(t, c)
+	}
+	phaseA = settleAndDrain("up0", "p3")
 	if got := phaseA[flow{p3v4, n.remote4}]; got.Packets != 1000 || got.Bytes != 1000*(size+28) {
 		t.Errorf("new pod p3 → remote: %+v, want 1000 packets, %d bytes", got, 1000*(size+28))
 	}
@@ -614,8 +630,9 @@ func TestFollowerFollowsInterfacesUnderTraffic(t *testing.T) {
 	<-halfway
 	n.veth(n.node, "up1", "02:00:00:00:65:01", "198.18.101.1", "fd00:101::1", n.remote, "eth1", "02:00:00:00:65:02", "198.18.101.2", "fd00:101::2", "30")
 	upBeforeRoute, _, _ := n.devTx("up1")
-	routeAdded := time.Now()
+	routeAdding := time.Now()
 	n.sh("ip", "-n", n.node, "route", "add", "default", "via", "198.18.101.2", "dev", "up1", "table", "101")
+	routeAdded := time.Now()
 	waitFor(t, f, changed, "up0", "up1")
 	rec.mu.Lock()
 	atAttach, attachedAt := rec.attachAt["up1"], rec.attached["up1"]
@@ -626,9 +643,12 @@ func TestFollowerFollowsInterfacesUnderTraffic(t *testing.T) {
 	if err := <-p3Done; err != nil {
 		t.Fatal(err)
 	}
-	n.quiesce("up0", "up1", "p3")
+	settle("up0", "up1", "p3")
 	up1Pkts, _, _ := n.devTx("up1")
-	phaseB := drain(t, c)
+	phaseB := settleAndDrain("up0", "up1", "p3")
+	if after, _, _ := n.devTx("up1"); after != up1Pkts {
+		t.Fatalf("up1 sent %d more packets after p3 stopped", after-up1Pkts)
+	}
 	got := phaseB[flow{p3v4, n.remote4}]
 	// Everything up1 sent after the attach was counted; what it sent between the route and the
 	// attach may not have been (up1's count then includes the node's own MLD, a looser bound).
@@ -639,8 +659,8 @@ func TestFollowerFollowsInterfacesUnderTraffic(t *testing.T) {
 	if up1Pkts-atAttach == 0 || sentAtAttach >= p3Count {
 		t.Errorf("no traffic through up1 after the attach (sent %d of %d by then): the test proves nothing", sentAtAttach, p3Count)
 	}
-	t.Logf("up1 counted %v after its default route was added (%d datagrams of p3 possibly missed, %d sent over up1 after)",
-		attachedAt.Sub(routeAdded).Round(time.Microsecond), missedAtMost, up1Pkts-atAttach)
+	t.Logf("up1 counted %v after `ip route add` returned (%v after it started): at most %d datagrams of p3 missed, %d sent over up1 after",
+		attachedAt.Sub(routeAdded).Round(time.Microsecond), attachedAt.Sub(routeAdding).Round(time.Microsecond), missedAtMost, up1Pkts-atAttach)
 
 	// The secondary uplink is deleted while p3 sends: no error, the follower lets it go, no link
 	// descriptor or pin is left.
@@ -662,8 +682,7 @@ func TestFollowerFollowsInterfacesUnderTraffic(t *testing.T) {
 	if err := <-p1Done; err != nil {
 		t.Fatal(err)
 	}
-	n.quiesce("up0", "p1", "p3")
-	phaseC := drain(t, c)
+	phaseC := settleAndDrain("up0", "p1", "p3")
 	if got := phaseC[flow{p3v4, n.remote4}]; got.Packets > p3CountC {
 		t.Errorf("p3 → remote while up1 went away: %+v, more than the %d sent", got, p3CountC)
 	}
