@@ -37,7 +37,7 @@ func checkKernel(mode counter.Mode) (kernel string, feats features, err error) {
 		}
 	}
 	if err := rlimit.RemoveMemlock(); err != nil {
-		return kernel, feats, fmt.Errorf("raising RLIMIT_MEMLOCK on kernel %s, which charges BPF maps to it before 5.11: %w", kernel, err)
+		return kernel, feats, fmt.Errorf("raising RLIMIT_MEMLOCK on kernel %s, which charges BPF maps to it before 5.11 (raising it needs CAP_SYS_RESOURCE, or a container runtime whose memlock limit is already unlimited): %w", kernel, err)
 	}
 	return kernel, feats, nil
 }
