@@ -287,8 +287,14 @@ func (n *node) quiesce(devs ...string) {
 
 // sendUDP sends count datagrams of size bytes from src in pod ns to dst:9001, sleeping pace
 // between them, and returns when all are handed to the kernel. sent, if not nil, is called after
-// each datagram with the number sent so far; the sender waits while it runs.
+// each datagram with the number sent so far.
 func (n *node) sendUDP(podNS string, src, dst netip.Addr, count, size int, pace time.Duration, sent func(int)) error {
+	return n.sendUDPHeld(podNS, src, dst, count, size, pace, sent, nil)
+}
+
+// sendUDPHeld is sendUDP holding hold, if not nil, while it writes each datagram: whoever holds
+// the other side of it pauses the sender.
+func (n *node) sendUDPHeld(podNS string, src, dst netip.Addr, count, size int, pace time.Duration, sent func(int), hold sync.Locker) error {
 	var c *net.UDPConn
 	if err := inNetns("/run/netns/"+podNS, func() error {
 		var err error
@@ -300,7 +306,14 @@ func (n *node) sendUDP(podNS string, src, dst netip.Addr, count, size int, pace 
 	defer c.Close()
 	buf := make([]byte, size)
 	for i := range count {
-		if _, err := c.Write(buf); err != nil && !errors.Is(err, unix.ENOBUFS) {
+		if hold != nil {
+			hold.Lock()
+		}
+		_, err := c.Write(buf)
+		if hold != nil {
+			hold.Unlock()
+		}
+		if err != nil && !errors.Is(err, unix.ENOBUFS) {
 			return fmt.Errorf("sending datagram %d: %w", i, err)
 		}
 		if sent != nil {
@@ -576,13 +589,13 @@ func TestFollowerFollowsInterfacesUnderTraffic(t *testing.T) {
 	drain(t, c)
 	fdsBefore := linkFDs(t)
 
-	// p1 sends throughout, paced, through up0; it pauses (holding p1Gate blocks it) only while the
+	// p1 sends throughout, paced, through up0; it pauses (the test holds p1Gate) only while the
 	// test waits for the node to go quiet before a drain.
 	const p1Count, size = 6000, 100
-	var p1Gate sync.Mutex
+	var p1Gate sync.RWMutex
 	p1Done := make(chan error, 1)
 	go func() {
-		p1Done <- n.sendUDP(n.pods["p1"], p1v4, n.remote4, p1Count, size, 200*time.Microsecond, func(int) { p1Gate.Lock(); p1Gate.Unlock() })
+		p1Done <- n.sendUDPHeld(n.pods["p1"], p1v4, n.remote4, p1Count, size, 200*time.Microsecond, nil, p1Gate.RLocker())
 	}()
 	settle := func(devs ...string) {
 		p1Gate.Lock()
