@@ -594,8 +594,9 @@ func TestFollowerFollowsInterfacesUnderTraffic(t *testing.T) {
 	const p1Count, size = 6000, 100
 	var p1Gate sync.RWMutex
 	p1Done := make(chan error, 1)
+	p1 := n.pods["p1"]
 	go func() {
-		p1Done <- n.sendUDPHeld(n.pods["p1"], p1v4, n.remote4, p1Count, size, 200*time.Microsecond, nil, p1Gate.RLocker())
+		p1Done <- n.sendUDPHeld(p1, p1v4, n.remote4, p1Count, size, 200*time.Microsecond, nil, p1Gate.RLocker())
 	}()
 	settle := func(devs ...string) {
 		p1Gate.Lock()
