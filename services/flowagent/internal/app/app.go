@@ -234,7 +234,14 @@ func attach(ctr *counter.Counter, cfg *Config, reg prometheus.Registerer, log *s
 	}
 	f, err := tcfollow.Start(cfg.Netns, cfg.BPF.tcRules(), ctr, reg, log)
 	if err != nil {
-		return nil, fmt.Errorf("attaching in tc mode: %w", err)
+		how := "tcx links (Linux 6.6+)"
+		if !ctr.TCX() {
+			how = "a clsact qdisc and a bpf filter (CONFIG_NET_SCH_INGRESS, CONFIG_NET_CLS_BPF)"
+		}
+		return nil, fmt.Errorf("attaching in tc mode with %s on kernel %s: %w", how, kernelRelease(), err)
+	}
+	if len(f.Attached()) == 0 {
+		log.Warn("tc mode: no interface to count on yet (no default route, overlay device or listed name); counting starts when one appears")
 	}
 	return f, nil
 }

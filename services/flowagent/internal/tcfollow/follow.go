@@ -49,7 +49,9 @@ type Follower struct {
 // Start subscribes to link and route events in the namespace at netnsPath ("" = this process's),
 // then lists the interfaces and attaches to every one Rules pick, before it returns: what exists
 // now is counted (and links a restarted counter adopted are claimed) before the first drain.
-// Subscribing before listing means no interface that appears in between is missed. reg may be nil.
+// Subscribing before listing means no interface that appears in between is missed. It fails when
+// interfaces qualify but attaching failed on all of them (the kernel refuses tc programs); finding
+// none is no error, since an uplink may come later. reg may be nil.
 func Start(netnsPath string, rules Rules, att Attacher, reg prometheus.Registerer, log *slog.Logger) (*Follower, error) {
 	if err := rules.Validate(); err != nil {
 		return nil, err
@@ -72,8 +74,13 @@ func Start(netnsPath string, rules Rules, att Attacher, reg prometheus.Registere
 		return nil, fmt.Errorf("opening a netlink handle: %w", err)
 	}
 	if err := f.reconcile(); err != nil {
-		f.close()
-		return nil, err
+		if len(f.attached) == 0 {
+			// Nothing counts: say why now rather than run counting nothing.
+			f.close()
+			return nil, err
+		}
+		// Some interfaces count; the others are retried at the next event.
+		f.log.Error("following interfaces", "error", err)
 	}
 	return f, nil
 }

@@ -727,3 +727,35 @@ func TestFollowerFollowsInterfacesUnderTraffic(t *testing.T) {
 		t.Errorf("p3 → remote after up1 went: %+v, want 500 packets", got)
 	}
 }
+
+// refusingAttacher is a kernel that refuses tc programs.
+type refusingAttacher struct{}
+
+func (refusingAttacher) AttachTCEgress(string, string) error {
+	return fmt.Errorf("attaching tc filter: %w", unix.EOPNOTSUPP)
+}
+func (refusingAttacher) DetachTCEgress(string, string) error { return nil }
+
+// A node where every qualifying interface refuses the program cannot count: Start says so. A node
+// with no uplink yet starts and waits for one.
+func TestStartFailsOnlyWhenNothingCanCount(t *testing.T) {
+	kerneltest.Require(t)
+	n := newNode(t)
+	log := slog.New(slog.DiscardHandler)
+	_, err := Start("/run/netns/"+n.node, Rules{}, refusingAttacher{}, nil, log)
+	if err == nil || !errors.Is(err, unix.EOPNOTSUPP) || !strings.Contains(err.Error(), "up0 (uplink)") {
+		t.Errorf("Start with a kernel refusing tc programs = %v, want the interface and EOPNOTSUPP", err)
+	}
+	f, err := Start("/run/netns/"+n.remote, Rules{}, refusingAttacher{}, nil, log) // no default route there
+	if err != nil {
+		t.Fatalf("Start without any uplink: %v", err)
+	}
+	if got := f.Attached(); len(got) != 0 {
+		t.Errorf("attached %v without an uplink", got)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	if err := f.Run(ctx); err != nil {
+		t.Errorf("Run after cancel: %v", err)
+	}
+}
