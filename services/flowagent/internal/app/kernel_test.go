@@ -503,10 +503,21 @@ func testTwoNodesEachByteOnceThroughOutage(t *testing.T, mode counter.Mode) {
 }
 
 // TestRestartWithPinnedMapsLosesNothing: an agent killed without its last drain leaves its counts in
-// the pinned maps; the next process (a new boot id) drains and reports them.
+// the pinned maps, and its pinned hooks go on counting while no agent runs; the next process (a new
+// boot id) adopts the hooks, drains and reports everything. In netfilter mode and in tc mode (tcx
+// egress links, found by the follower).
 func TestRestartWithPinnedMapsLosesNothing(t *testing.T) {
 	kerneltest.Require(t)
+	for _, mode := range []counter.Mode{counter.ModeNetfilter, counter.ModeTC} {
+		t.Run(string(mode), func(t *testing.T) { testRestartWithPinnedMapsLosesNothing(t, mode) })
+	}
+}
+
+func testRestartWithPinnedMapsLosesNothing(t *testing.T, mode counter.Mode) {
 	c := newCluster(t)
+	if mode == counter.ModeTC {
+		c.defaultRoutes()
+	}
 	c.listen(c.b, "198.18.2.2", "fd00:2::2")
 	fs := &flowserver{seen: map[string]bool{}, bytes: map[[2]netip.Addr]uint64{}}
 	srv := httptest.NewServer(fs)
@@ -515,22 +526,31 @@ func TestRestartWithPinnedMapsLosesNothing(t *testing.T) {
 
 	before := c.podTxL3(c.a)
 	// The first process only counts: a crash before any drain.
-	ctr, err := counter.Load(context.Background(), counter.Config{PinDir: pins, Mode: counter.ModeNetfilter, MaxFlows: 1024}, nil)
+	ctr, err := counter.Load(context.Background(), counter.Config{PinDir: pins, Mode: mode, MaxFlows: 1024}, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := ctr.AttachNetfilter("/run/netns/" + c.node1); err != nil {
+	follower, err := attach(ctr, &Config{Netns: "/run/netns/" + c.node1}, nil, slog.New(slog.DiscardHandler))
+	if err != nil {
 		ctr.Close()
 		t.Fatal(err)
 	}
 	c.send(c.a, a4, b4, 700)
 	c.send(c.a, a6, b6, 300)
-	first := c.podTxL3(c.a) - before
+	if follower != nil {
+		stopped, stop := context.WithCancel(context.Background())
+		stop()
+		if err := follower.Run(stopped); err != nil {
+			t.Error(err)
+		}
+	}
 	if err := ctr.Close(); err != nil {
 		t.Fatal(err)
 	}
+	c.send(c.a, a4, b4, 200) // no process runs: the pinned hooks count
+	first := c.podTxL3(c.a) - before
 
-	n := startNode(t, "node-1", c.node1, pins, srv.URL, node1L, nil)
+	n := startNodeMode(t, mode, "node-1", c.node1, pins, srv.URL, node1L, nil)
 	mid := c.podTxL3(c.a)
 	c.send(c.a, a4, b4, 400)
 	second := c.podTxL3(c.a) - mid
