@@ -128,7 +128,7 @@ func Spec() servicecmd.Spec[Config] {
 
 // Run loads and attaches the counter, learns the node's addresses and zone, and reports every
 // interval until ctx is done; then it drains and sends once more.
-func Run(ctx context.Context, cfg *Config, env servicecmd.Env) error {
+func Run(ctx context.Context, cfg *Config, env servicecmd.Env) (err error) {
 	log := env.Logger
 	var ready atomic.Bool
 	env.Server.AddReadinessCheck("reporting", func(context.Context) error {
@@ -162,6 +162,12 @@ func Run(ctx context.Context, cfg *Config, env servicecmd.Env) error {
 		var cancel context.CancelCauseFunc
 		ctx, cancel = context.WithCancelCause(ctx)
 		defer cancel(nil)
+		defer func() {
+			// Stopped by the follower's failure rather than by a signal: say why.
+			if cause := context.Cause(ctx); err == nil && cause != nil && !errors.Is(cause, context.Canceled) {
+				err = cause
+			}
+		}()
 		followCtx, stopFollowing := context.WithCancel(context.WithoutCancel(ctx))
 		followed := make(chan struct{})
 		go func() {
@@ -216,11 +222,7 @@ func Run(ctx context.Context, cfg *Config, env servicecmd.Env) error {
 	if nodeSet != nil {
 		nodes = nodeSet
 	}
-	err = runReporting(ctx, cfg, ctr, set, nodes, target, env, &ready, log.With("zone", zone, "flowserver", target))
-	if cause := context.Cause(ctx); err == nil && cause != nil && !errors.Is(cause, context.Canceled) {
-		return cause // the follower failed: reported everything drained, now say why we stop
-	}
-	return err
+	return runReporting(ctx, cfg, ctr, set, nodes, target, env, &ready, log.With("zone", zone, "flowserver", target))
 }
 
 // attach attaches the counter: at netfilter POST_ROUTING, or in tc mode at egress of the

@@ -339,16 +339,10 @@ type node struct {
 	done   chan error
 }
 
-// startNode starts one agent in netfilter mode; nodeAddrs, if not nil, turns on overlay mode with
-// these node addresses.
-func startNode(t *testing.T, name, netns, pinDir, url string, local, nodeAddrs []string) *node {
-	t.Helper()
-	return startNodeMode(t, counter.ModeNetfilter, name, netns, pinDir, url, local, nodeAddrs)
-}
-
-// startNodeMode starts one agent attached as attach does it: at netfilter POST_ROUTING, or in tc mode
-// at egress of the interfaces the follower finds (no list), followed until the agent stops.
-func startNodeMode(t *testing.T, mode counter.Mode, name, netns, pinDir, url string, local, nodeAddrs []string) *node {
+// startNode starts one agent attached as attach does it: at netfilter POST_ROUTING, or in tc mode at
+// egress of the interfaces the follower finds (no list), followed until the agent stops; nodeAddrs,
+// if not nil, turns on overlay mode with these node addresses.
+func startNode(t *testing.T, mode counter.Mode, name, netns, pinDir, url string, local, nodeAddrs []string) *node {
 	t.Helper()
 	ctr, err := counter.Load(context.Background(), counter.Config{PinDir: pinDir, Mode: mode, MaxFlows: 1024}, slog.New(slog.DiscardHandler))
 	if err != nil {
@@ -461,8 +455,8 @@ func testTwoNodesEachByteOnceThroughOutage(t *testing.T, mode counter.Mode) {
 	srv := httptest.NewServer(fs)
 	defer srv.Close()
 
-	n1 := startNodeMode(t, mode, "node-1", c.node1, mkPinDir(t), srv.URL, node1L, nil)
-	n2 := startNodeMode(t, mode, "node-2", c.node2, mkPinDir(t), srv.URL, node2L, nil)
+	n1 := startNode(t, mode, "node-1", c.node1, mkPinDir(t), srv.URL, node1L, nil)
+	n2 := startNode(t, mode, "node-2", c.node2, mkPinDir(t), srv.URL, node2L, nil)
 
 	aBefore, bBefore := c.podTxL3(c.a), c.podTxL3(c.b)
 	c.send(c.a, a4, b4, 3000)
@@ -550,7 +544,7 @@ func testRestartWithPinnedMapsLosesNothing(t *testing.T, mode counter.Mode) {
 	c.send(c.a, a4, b4, 200) // no process runs: the pinned hooks count
 	first := c.podTxL3(c.a) - before
 
-	n := startNodeMode(t, mode, "node-1", c.node1, pins, srv.URL, node1L, nil)
+	n := startNode(t, mode, "node-1", c.node1, pins, srv.URL, node1L, nil)
 	mid := c.podTxL3(c.a)
 	c.send(c.a, a4, b4, 400)
 	second := c.podTxL3(c.a) - mid
@@ -609,8 +603,8 @@ func testOverlayEachByteOnce(t *testing.T, mode counter.Mode) {
 	srv := httptest.NewServer(fs)
 	defer srv.Close()
 	nodeAddrs := []string{"198.18.100.1", "fd00:100::1", "198.18.100.2", "fd00:100::2", "198.18.200.1", "198.18.200.2"}
-	n1 := startNodeMode(t, mode, "node-1", c.node1, mkPinDir(t), srv.URL, append(node1L, "198.18.200.1"), nodeAddrs)
-	n2 := startNodeMode(t, mode, "node-2", c.node2, mkPinDir(t), srv.URL, append(node2L, "198.18.200.2"), nodeAddrs)
+	n1 := startNode(t, mode, "node-1", c.node1, mkPinDir(t), srv.URL, append(node1L, "198.18.200.1"), nodeAddrs)
+	n2 := startNode(t, mode, "node-2", c.node2, mkPinDir(t), srv.URL, append(node2L, "198.18.200.2"), nodeAddrs)
 
 	aBefore, bBefore := c.podTxL3(c.a), c.podTxL3(c.b)
 	c.send(c.a, a4, b4, 1500)
