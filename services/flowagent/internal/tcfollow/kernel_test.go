@@ -60,7 +60,7 @@ func runTests(m *testing.M) int {
 // fd00::/16 back. Neighbours are permanent and DAD, router solicitations and unsolicited
 // multicast reports are quiet, so after setup the namespaces send only the test's packets.
 type node struct {
-	t            *testing.T
+	t            testing.TB
 	node, remote string
 	pods         map[string]string // pod name → namespace
 	remote4      netip.Addr
@@ -69,7 +69,7 @@ type node struct {
 	listeners    []*net.UDPConn
 }
 
-func newNode(t *testing.T) *node {
+func newNode(t testing.TB) *node {
 	t.Helper()
 	base := fmt.Sprintf("%s%d-", netnsPrefix, os.Getpid())
 	n := &node{t: t, node: base + "node", remote: base + "remote", pods: map[string]string{},
@@ -374,7 +374,7 @@ func (n *node) sendTCP(podNS string, src, dst netip.Addr, total int) {
 	conn.Close()
 }
 
-func loadCounter(t *testing.T) *counter.Counter {
+func loadCounter(t testing.TB) *counter.Counter {
 	t.Helper()
 	dir, err := os.MkdirTemp(bpffsRoot, "pins-")
 	if err != nil {
@@ -423,7 +423,7 @@ func total(flows map[flow]counter.Value) (sum counter.Value) {
 
 // startFollower starts a follower on the node with default rules and runs it until the test ends;
 // a Run error fails the test.
-func startFollower(t *testing.T, n *node, att Attacher, reg prometheus.Registerer) *Follower {
+func startFollower(t testing.TB, n *node, att Attacher, reg prometheus.Registerer) *Follower {
 	t.Helper()
 	f, err := Start("/run/netns/"+n.node, Rules{}, att, reg, slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelInfo})))
 	if err != nil {
@@ -443,7 +443,7 @@ func startFollower(t *testing.T, n *node, att Attacher, reg prometheus.Registere
 
 // waitFor waits until the follower counts exactly the named interfaces (a wait on its change
 // notifications, bounded so a follower that never gets there fails the test).
-func waitFor(t *testing.T, f *Follower, changed <-chan struct{}, names ...string) {
+func waitFor(t testing.TB, f *Follower, changed <-chan struct{}, names ...string) {
 	t.Helper()
 	timeout := time.After(10 * time.Second)
 	for {
