@@ -747,13 +747,17 @@ func TestStartLine(t *testing.T) {
 	}
 }
 
-// startLine returns the fields of the agent's one start line (msg "counting") in its JSON log.
+// startLine returns the fields of the agent's one start line (msg "counting") in its log, JSON
+// (values typed) or text (values as strings).
 func startLine(t *testing.T, out string) map[string]any {
 	t.Helper()
 	var found map[string]any
 	for l := range strings.Lines(out) {
 		var m map[string]any
-		if json.Unmarshal([]byte(l), &m) == nil && m["msg"] == "counting" {
+		if json.Unmarshal([]byte(l), &m) != nil {
+			m = parseTextLine(l)
+		}
+		if m["msg"] == "counting" {
 			if found != nil {
 				t.Errorf("more than one start line:\n%s", out)
 			}
@@ -764,4 +768,32 @@ func startLine(t *testing.T, out string) map[string]any {
 		t.Fatalf("no start line (msg=counting):\n%s", out)
 	}
 	return found
+}
+
+// parseTextLine reads one line of slog's text format: key=value pairs, values quoted when they
+// hold spaces or quotes.
+func parseTextLine(line string) map[string]any {
+	m := map[string]any{}
+	rest := strings.TrimSpace(line)
+	for rest != "" {
+		key, after, ok := strings.Cut(rest, "=")
+		if !ok {
+			break
+		}
+		var val string
+		if strings.HasPrefix(after, `"`) {
+			q, err := strconv.QuotedPrefix(after)
+			if err != nil {
+				break
+			}
+			val, _ = strconv.Unquote(q)
+			after = after[len(q):]
+		} else {
+			val, after, _ = strings.Cut(after, " ")
+			after = " " + after
+		}
+		m[key] = val
+		rest = strings.TrimSpace(after)
+	}
+	return m
 }

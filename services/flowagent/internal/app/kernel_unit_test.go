@@ -1,6 +1,7 @@
 package app
 
 import (
+	"maps"
 	"testing"
 
 	"github.com/zonetoll/zonetoll/bpf/counter"
@@ -30,5 +31,14 @@ func TestModeReason(t *testing.T) {
 func TestFeaturesString(t *testing.T) {
 	if got, want := (features{BTF: true, TCX: true}).String(), "btf=true netfilter_links=false tcx=true"; got != want {
 		t.Errorf("features = %q, want %q", got, want)
+	}
+}
+
+func TestParseTextLine(t *testing.T) {
+	got := parseTextLine(`time=2026-12-07T01:55:00Z level=INFO msg=counting mode=tc reason="configured (ZONETOLL_BPF_MODE=tc)" hook="tc egress" counting_on=n1(uplink)` + "\n")
+	want := map[string]any{"time": "2026-12-07T01:55:00Z", "level": "INFO", "msg": "counting", "mode": "tc",
+		"reason": "configured (ZONETOLL_BPF_MODE=tc)", "hook": "tc egress", "counting_on": "n1(uplink)"}
+	if !maps.Equal(got, want) {
+		t.Errorf("parseTextLine = %v, want %v", got, want)
 	}
 }
