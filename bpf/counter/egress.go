@@ -8,8 +8,9 @@ import (
 
 	"github.com/cilium/ebpf"
 	"github.com/cilium/ebpf/link"
-	"github.com/zonetoll/zonetoll/bpf/netns"
 	"golang.org/x/sys/unix"
+
+	"github.com/zonetoll/zonetoll/bpf/netns"
 )
 
 // tc egress: the same program at egress of the interfaces that leave the
