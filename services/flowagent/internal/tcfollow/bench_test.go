@@ -30,7 +30,7 @@ func BenchmarkFollowLatency(b *testing.B) {
 		b.Fatal(err)
 	}
 	defer nsh.Close()
-	h, err := netlink.NewHandleAt(nsh)
+	h, err := netlink.NewHandleAt(nsh, unix.NETLINK_ROUTE)
 	if err != nil {
 		b.Fatal(err)
 	}

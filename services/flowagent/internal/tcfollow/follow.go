@@ -69,7 +69,10 @@ func Start(netnsPath string, rules Rules, att Attacher, reg prometheus.Registere
 		f.close()
 		return nil, fmt.Errorf("subscribing to link and route events: %w", err)
 	}
-	if f.handle, err = netlink.NewHandleAt(f.nsh); err != nil {
+	// Route netlink only: without a family the handle opens every one netlink knows, and a
+	// kernel without xfrm_user loaded (Debian's 5.10 cloud kernel) refuses NETLINK_XFRM with
+	// EPROTONOSUPPORT.
+	if f.handle, err = netlink.NewHandleAt(f.nsh, unix.NETLINK_ROUTE); err != nil {
 		f.close()
 		return nil, fmt.Errorf("opening a netlink handle: %w", err)
 	}
