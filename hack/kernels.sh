@@ -37,6 +37,7 @@ tests=(
   "counter     bpf                 ./counter       -test.timeout=20m"
   "kerneltest  bpf                 ./kerneltest    -test.timeout=5m"
   "flowagent   services/flowagent  ./internal/app  -test.timeout=20m -test.skip=^TestServiceEndToEnd$"
+  "tcfollow    services/flowagent  ./internal/tcfollow  -test.timeout=10m"
 )
 if [ -n "${ZONETOLL_KERNEL_TESTS:-}" ]; then # a comma-separated subset of the names above
   picked=()

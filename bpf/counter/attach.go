@@ -147,7 +147,7 @@ func (c *Counter) AttachTC(netnsPath, ifname string) error {
 		return fmt.Errorf("attaching tc: program loaded for mode %s", c.mode)
 	}
 	if !c.tcx {
-		return c.attachClassic(netnsPath, ifname)
+		return c.attachClassic(netnsPath, ifname, hookCls)
 	}
 	ino, err := netnsInode(netnsPath)
 	if err != nil {
@@ -194,15 +194,16 @@ func (c *Counter) AttachTC(netnsPath, ifname string) error {
 	return nil
 }
 
-// attachClassic installs the program as a clsact ingress filter and records
-// it in the generation's pin dir. A filter adopted with the program that is
-// still on the interface is kept as it is.
-func (c *Counter) attachClassic(netnsPath, ifname string) error {
+// attachClassic installs the program as a clsact filter at ingress (kind
+// hookCls) or egress (hookClsEgress) and records it in the generation's pin
+// dir. A filter adopted with the program that is still on the interface is
+// kept as it is.
+func (c *Counter) attachClassic(netnsPath, ifname string, kind hookKind) error {
 	ino, err := netnsInode(netnsPath)
 	if err != nil {
 		return fmt.Errorf("attaching tc: %w", err)
 	}
-	h := hook{kind: hookCls, netns: ino, ifname: ifname}
+	h := hook{kind: kind, netns: ino, ifname: ifname}
 	progID, err := programIDOf(c.prog)
 	if err != nil {
 		return fmt.Errorf("attaching tc: %w", err)
@@ -226,11 +227,11 @@ func (c *Counter) attachClassic(netnsPath, ifname string) error {
 	err = netns.Do(netnsPath, func() error {
 		iface, err := net.InterfaceByName(ifname)
 		if err != nil {
-			return fmt.Errorf("attaching tc: finding interface: %w", err)
+			return fmt.Errorf("attaching tc %s: finding interface %s: %w (%w)", kind.direction(), ifname, ErrNoInterface, err)
 		}
-		filters, err := classicFilters(iface.Index)
+		filters, err := classicFilters(iface.Index, kind)
 		if err != nil {
-			return fmt.Errorf("attaching tc to %s: %w", ifname, err)
+			return fmt.Errorf("attaching tc %s to %s: %w", kind.direction(), ifname, err)
 		}
 		var handle uint32
 		for _, f := range filters {
@@ -251,7 +252,7 @@ func (c *Counter) attachClassic(netnsPath, ifname string) error {
 				}
 			}
 		}
-		return c.addClassicFilter(iface, handle)
+		return c.addClassicFilter(iface, handle, kind)
 	})
 	if err != nil {
 		if !recorded {
@@ -262,19 +263,40 @@ func (c *Counter) attachClassic(netnsPath, ifname string) error {
 	}
 	c.claimed[h] = true
 	c.attached = true
-	c.log.Info("attached tc", "netns", netnsPath, "interface", ifname, "tcx", false, "adopted", adopted, "generation", c.gen.gen)
+	c.log.Info("attached tc", "netns", netnsPath, "interface", ifname, "direction", kind.direction(), "tcx", false, "adopted", adopted, "generation", c.gen.gen)
 	return nil
 }
 
-// classicFilters lists the filters on ingress of the interface that are
-// ours by priority, handle and name. It runs on a thread inside the
-// interface's namespace.
-func classicFilters(ifindex int) ([]*netlink.BpfFilter, error) {
+// classicParent is the clsact filter chain of a classic hook kind: egress
+// for hookClsEgress, else ingress. The two chains are separate, so both
+// directions use the same priority and handles.
+func classicParent(kind hookKind) uint32 {
+	if kind == hookClsEgress {
+		return netlink.HANDLE_MIN_EGRESS
+	}
+	return netlink.HANDLE_MIN_INGRESS
+}
+
+// direction names the side of the interface a tc hook kind attaches to.
+func (k hookKind) direction() string {
+	if k == hookClsEgress || k == hookTCXEgress {
+		return "egress"
+	}
+	return "ingress"
+}
+
+// classicFilters lists the filters on the interface's chain for kind
+// (ingress or egress) that are ours by priority, handle and name. It runs
+// on a thread inside the interface's namespace.
+func classicFilters(ifindex int, kind hookKind) ([]*netlink.BpfFilter, error) {
 	l, err := netlink.LinkByIndex(ifindex)
 	if err != nil {
+		if errors.As(err, new(netlink.LinkNotFoundError)) || errors.Is(err, unix.ENODEV) {
+			return nil, fmt.Errorf("finding interface %d: %w (%w)", ifindex, ErrNoInterface, err)
+		}
 		return nil, fmt.Errorf("finding interface %d: %w", ifindex, err)
 	}
-	all, err := netlink.FilterList(l, netlink.HANDLE_MIN_INGRESS)
+	all, err := netlink.FilterList(l, classicParent(kind))
 	if err != nil {
 		return nil, fmt.Errorf("listing tc filters: %w", err)
 	}
@@ -288,9 +310,10 @@ func classicFilters(ifindex int) ([]*netlink.BpfFilter, error) {
 	return out, nil
 }
 
-// addClassicFilter installs the filter at handle. It runs on a thread
-// already inside the interface's namespace.
-func (c *Counter) addClassicFilter(iface *net.Interface, handle uint32) error {
+// addClassicFilter installs the filter at handle on the chain for kind
+// (ingress or egress). It runs on a thread already inside the interface's
+// namespace. An interface deleted meanwhile is ErrNoInterface.
+func (c *Counter) addClassicFilter(iface *net.Interface, handle uint32, kind hookKind) error {
 	qdisc := &netlink.GenericQdisc{
 		QdiscAttrs: netlink.QdiscAttrs{
 			LinkIndex: iface.Index,
@@ -300,12 +323,15 @@ func (c *Counter) addClassicFilter(iface *net.Interface, handle uint32) error {
 		QdiscType: "clsact",
 	}
 	if err := netlink.QdiscAdd(qdisc); err != nil && !errors.Is(err, unix.EEXIST) {
+		if errors.Is(err, unix.ENODEV) {
+			return fmt.Errorf("adding clsact qdisc to %s: %w (%w)", iface.Name, ErrNoInterface, err)
+		}
 		return fmt.Errorf("adding clsact qdisc to %s: %w", iface.Name, err)
 	}
 	filter := &netlink.BpfFilter{
 		FilterAttrs: netlink.FilterAttrs{
 			LinkIndex: iface.Index,
-			Parent:    netlink.HANDLE_MIN_INGRESS,
+			Parent:    classicParent(kind),
 			Handle:    handle,
 			Priority:  classicPriority,
 			Protocol:  unix.ETH_P_ALL,
@@ -315,7 +341,10 @@ func (c *Counter) addClassicFilter(iface *net.Interface, handle uint32) error {
 		DirectAction: true,
 	}
 	if err := netlink.FilterReplace(filter); err != nil {
-		return fmt.Errorf("attaching tc filter to %s ingress: %w", iface.Name, err)
+		if errors.Is(err, unix.ENODEV) {
+			return fmt.Errorf("attaching tc filter to %s %s: %w (%w)", iface.Name, kind.direction(), ErrNoInterface, err)
+		}
+		return fmt.Errorf("attaching tc filter to %s %s: %w", iface.Name, kind.direction(), err)
 	}
 	return nil
 }
@@ -334,7 +363,7 @@ func deleteClassicFilter(h hook, progID ebpf.ProgramID) error {
 		if err != nil {
 			return nil // gone with its interface (pod deleted)
 		}
-		filters, err := classicFilters(iface.Index)
+		filters, err := classicFilters(iface.Index, h.kind)
 		if err != nil {
 			return err
 		}

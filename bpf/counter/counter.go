@@ -3,8 +3,9 @@
 //
 // The program counts layer-3 bytes (IP headers included) per (source,
 // destination) address pair at netfilter POST_ROUTING, or, as a fallback, at
-// tcx ingress on the host side of pod veths. Maps live in bpffs so an agent
-// restart continues where the previous process stopped.
+// tc egress of the interfaces traffic leaves the node through (AttachTCEgress;
+// AttachTC attaches at ingress). Maps live in bpffs so an agent restart
+// continues where the previous process stopped.
 package counter
 
 import (
@@ -29,7 +30,8 @@ const (
 	ModeAuto Mode = "auto"
 	// ModeNetfilter attaches at NF_INET_POST_ROUTING for IPv4 and IPv6 (kernel >= 6.4).
 	ModeNetfilter Mode = "netfilter"
-	// ModeTC attaches at tcx ingress on the host side of each pod interface (kernel >= 6.6).
+	// ModeTC attaches at tc, per interface: tcx links on kernel >= 6.6, else
+	// clsact filters (AttachTCEgress, AttachTC).
 	ModeTC Mode = "tc"
 )
 

@@ -46,3 +46,28 @@ func requireMode(t testing.TB, m Mode) {
 		t.Skipf("kernel lacks what netfilter mode needs (probe: %+v; BPF netfilter programs came in Linux 6.4)", f)
 	}
 }
+
+// hasNetfilter reports whether the kernel has what netfilter mode needs, by the feature probes of
+// Probe, for tests that compare another mode with netfilter where they can and run without it on
+// older kernels.
+func hasNetfilter(t testing.TB) bool {
+	t.Helper()
+	f, err := Probe()
+	if err != nil {
+		t.Fatalf("probing the kernel: %v", err)
+	}
+	return f.Netfilter && f.BTF
+}
+
+// requireTCX skips t when the kernel reports no tcx links (Linux 6.6), by the probe of Probe;
+// TestProbeMatchesKernelVersion fails where the probe denies what the kernel has.
+func requireTCX(t testing.TB) {
+	t.Helper()
+	f, err := Probe()
+	if err != nil {
+		t.Fatalf("probing the kernel: %v", err)
+	}
+	if !f.TCX {
+		t.Skipf("kernel lacks tcx links (probe: %+v; tcx came in Linux 6.6): the clsact subtest covers this kernel", f)
+	}
+}

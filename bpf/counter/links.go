@@ -25,8 +25,9 @@ import (
 //	gen-<generation>-<program id>/prog
 //	gen-<generation>-<program id>/<kind>-<netns inode>[-<interface, hex>]
 //
-// kind is nf4 or nf6 (netfilter, per family), tcx, or cls (a classic clsact
-// filter, kernels before tcx); the program id says what the program does
+// kind is nf4 or nf6 (netfilter, per family), tcx or tcxe (tcx ingress or
+// egress), or cls or clse (a classic clsact filter at ingress or egress,
+// kernels before tcx); the program id says what the program does
 // (programID). Netfilter and tcx hooks are pinned links. A classic filter
 // has no link to pin, but it outlives its loader too: its record is one
 // more pin of the program, named for the hook, which tells the next process
@@ -96,14 +97,23 @@ const (
 	hookNF6 hookKind = "nf6"
 	hookTCX hookKind = "tcx"
 	hookCls hookKind = "cls" // classic clsact ingress filter
+	// hookTCXEgress is tcx egress of an interface (AttachTCEgress).
+	hookTCXEgress hookKind = "tcxe"
+	// hookClsEgress is a classic clsact egress filter (AttachTCEgress
+	// without tcx).
+	hookClsEgress hookKind = "clse"
 )
 
+// classic reports whether h is a classic clsact filter (recorded, not a
+// pinned link).
+func (k hookKind) classic() bool { return k == hookCls || k == hookClsEgress }
+
 // hook names one attachment point: a netfilter family in a network
-// namespace, or tcx or classic ingress of an interface there.
+// namespace, or tcx or classic ingress or egress of an interface there.
 type hook struct {
 	kind   hookKind
 	netns  uint64 // inode of the network namespace
-	ifname string // tcx and cls only
+	ifname string // tcx, tcxe, cls and clse only
 }
 
 // String is the hook's pin name. bpffs refuses names with dots (EPERM), and
@@ -125,14 +135,14 @@ func parseHook(name string) (hook, error) {
 	h := hook{kind: hookKind(f[0])}
 	switch {
 	case (h.kind == hookNF4 || h.kind == hookNF6) && len(f) == 2:
-	case (h.kind == hookTCX || h.kind == hookCls) && len(f) == 3:
+	case (h.kind == hookTCX || h.kind == hookTCXEgress || h.kind.classic()) && len(f) == 3:
 		ifname, err := hex.DecodeString(f[2])
 		if err != nil || len(ifname) == 0 {
 			return hook{}, fmt.Errorf("link pin %q: interface name is not hex", name)
 		}
 		h.ifname = string(ifname)
 	default:
-		return hook{}, fmt.Errorf("link pin %q: want nf4-<netns>, nf6-<netns>, tcx-<netns>-<interface in hex> or cls-<netns>-<interface in hex>", name)
+		return hook{}, fmt.Errorf("link pin %q: want nf4-<netns>, nf6-<netns>, tcx-<netns>-<interface in hex>, tcxe-, cls- or clse-<netns>-<interface in hex>", name)
 	}
 	var err error
 	if h.netns, err = strconv.ParseUint(f[1], 10, 64); err != nil {
@@ -209,7 +219,7 @@ func openGenerations(dir string, log *slog.Logger) ([]*generation, error) {
 				log.Warn("ignoring a pin in a generation directory", "dir", g.dir, "error", err)
 				continue
 			}
-			if h.kind == hookCls {
+			if h.kind.classic() {
 				progID, err := pinnedProgramID(filepath.Join(g.dir, f.Name()))
 				if err != nil {
 					closeGenerations(out)

@@ -15,6 +15,8 @@ func TestHookPinNames(t *testing.T) {
 		{kind: hookTCX, netns: 7, ifname: "eth0.100"}, // dots are refused by bpffs
 		{kind: hookTCX, netns: 7, ifname: "veth-a_b"},
 		{kind: hookCls, netns: 4026532176, ifname: "cali12345.6"},
+		{kind: hookTCXEgress, netns: 7, ifname: "eth1"},
+		{kind: hookClsEgress, netns: 7, ifname: "flannel.1"},
 	} {
 		name := h.String()
 		if strings.Contains(name, ".") {
@@ -25,7 +27,7 @@ func TestHookPinNames(t *testing.T) {
 			t.Errorf("parseHook(%q) = %+v, %v; want %+v", name, got, err, h)
 		}
 	}
-	for _, bad := range []string{"", "nf4", "nf4-x", "nf4-1-6c6f", "tcx-1", "tcx-1-zz", "tcx-1-", "cls-1", "cls-1-", "xdp-1", "prog"} {
+	for _, bad := range []string{"", "nf4", "nf4-x", "nf4-1-6c6f", "tcx-1", "tcx-1-zz", "tcx-1-", "cls-1", "cls-1-", "tcxe-1", "tcxe-1-", "clse-1", "clse-1-zz", "xdp-1", "prog"} {
 		if h, err := parseHook(bad); err == nil {
 			t.Errorf("parseHook(%q) = %+v, want an error", bad, h)
 		}

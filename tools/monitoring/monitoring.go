@@ -56,6 +56,9 @@ var Exposed = map[string]string{
 	"zonetoll_flowagent_parse_failed_packets_total":      "counter",
 	"zonetoll_flowagent_program_run_seconds_total":       "counter",
 	"zonetoll_flowagent_program_runs_total":              "counter",
+	"zonetoll_flowagent_tc_interfaces":                   "gauge",
+	"zonetoll_flowagent_tc_attach_errors_total":          "counter",
+	"zonetoll_flowagent_tc_event_overruns_total":         "counter",
 
 	"zonetoll_traffic_bytes_total":                      "counter",
 	"zonetoll_traffic_packets_total":                    "counter",

@@ -15,11 +15,13 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/urfave/cli/v2"
 	"github.com/zonetoll/zonetoll/bpf/counter"
 	"github.com/zonetoll/zonetoll/services/flowagent/internal/agent"
 	"github.com/zonetoll/zonetoll/services/flowagent/internal/locals"
 	"github.com/zonetoll/zonetoll/services/flowagent/internal/sender"
+	"github.com/zonetoll/zonetoll/services/flowagent/internal/tcfollow"
 	"github.com/zonetoll/zonetoll/shared/config"
 	"github.com/zonetoll/zonetoll/shared/kubeclient"
 	"github.com/zonetoll/zonetoll/shared/kubeclient/clientset"
@@ -52,11 +54,16 @@ type Config struct {
 
 // BPF configures the kernel counter.
 type BPF struct {
-	MaxFlows     uint32   `split_words:"true" default:"131072" desc:"Capacity of each flow map: distinct address pairs per interval and per address family (IPv4 and IPv6 have maps of their own); packets of pairs beyond it are counted as insert failures."`
-	PinDir       string   `split_words:"true" default:"/sys/fs/bpf/zonetoll" desc:"bpffs directory where the maps are pinned, so a restart loses nothing."`
-	Mode         string   `default:"auto" oneof:"auto netfilter tc" desc:"Where the program attaches: netfilter POST_ROUTING, tc on the listed interfaces, or auto (netfilter when the kernel has it)."`
-	Priority     int32    `default:"90" desc:"Netfilter hook priority; must be below 100 (source NAT) to see pod addresses."`
-	TCInterfaces []string `split_words:"true" desc:"Interfaces (host side of pod veths) to attach to in tc mode."`
+	MaxFlows         uint32   `split_words:"true" default:"131072" desc:"Capacity of each flow map: distinct address pairs per interval and per address family (IPv4 and IPv6 have maps of their own); packets of pairs beyond it are counted as insert failures."`
+	PinDir           string   `split_words:"true" default:"/sys/fs/bpf/zonetoll" desc:"bpffs directory where the maps are pinned, so a restart loses nothing."`
+	Mode             string   `default:"auto" oneof:"auto netfilter tc" desc:"Where the program attaches: netfilter POST_ROUTING, tc egress of the interfaces traffic leaves the node through, or auto (netfilter when the kernel has netfilter BPF links, 6.4+, and BTF; else tc)."`
+	Priority         int32    `default:"90" desc:"Netfilter hook priority; must be below 100 (source NAT) to see pod addresses."`
+	TCInterfaces     []string `split_words:"true" desc:"tc mode: count at egress of exactly these interfaces (followed by name as they come and go) instead of detecting uplinks (default-route devices in any routing table) and overlay devices (vxlan, geneve); empty means detect."`
+	TCUplinkPatterns []string `split_words:"true" desc:"tc mode: shell patterns (eth*, ens[0-9]*) of interfaces to count at egress besides the detected ones, for uplinks without a default route; ignored when ZONETOLL_BPF_TC_INTERFACES is set."`
+}
+
+func (b BPF) tcRules() tcfollow.Rules {
+	return tcfollow.Rules{Interfaces: b.TCInterfaces, Patterns: b.TCUplinkPatterns}
 }
 
 func (b BPF) counterConfig() counter.Config {
@@ -86,8 +93,8 @@ func (c *Config) Validate() error {
 	if err := c.BPF.counterConfig().Validate(); err != nil {
 		return config.Invalid("ZONETOLL_BPF_PRIORITY", fmt.Sprint(c.BPF.Priority), err.Error())
 	}
-	if c.BPF.Mode == string(counter.ModeTC) && len(c.BPF.TCInterfaces) == 0 {
-		return config.Invalid("ZONETOLL_BPF_TC_INTERFACES", "", "at least one interface in tc mode")
+	if err := c.BPF.tcRules().Validate(); err != nil {
+		return config.Invalid("ZONETOLL_BPF_TC_UPLINK_PATTERNS", strings.Join(c.BPF.TCUplinkPatterns, ","), "shell patterns of interface names ("+err.Error()+")")
 	}
 	if c.ShutdownFlush <= 0 || c.ShutdownFlush >= c.HTTP.ShutdownTimeout {
 		return config.Invalid("ZONETOLL_SHUTDOWN_FLUSH", c.ShutdownFlush.String(), fmt.Sprintf("a positive duration below ZONETOLL_HTTP_SHUTDOWN_TIMEOUT (%s)", c.HTTP.ShutdownTimeout))
@@ -121,7 +128,7 @@ func Spec() servicecmd.Spec[Config] {
 
 // Run loads and attaches the counter, learns the node's addresses and zone, and reports every
 // interval until ctx is done; then it drains and sends once more.
-func Run(ctx context.Context, cfg *Config, env servicecmd.Env) error {
+func Run(ctx context.Context, cfg *Config, env servicecmd.Env) (err error) {
 	log := env.Logger
 	var ready atomic.Bool
 	env.Server.AddReadinessCheck("reporting", func(context.Context) error {
@@ -132,18 +139,46 @@ func Run(ctx context.Context, cfg *Config, env servicecmd.Env) error {
 	})
 	env.Started()
 
+	kernel, feats, err := checkKernel(counter.Mode(cfg.BPF.Mode))
+	if err != nil {
+		return err
+	}
 	ctr, err := counter.Load(ctx, cfg.BPF.counterConfig(), log)
 	if err != nil {
-		return fmt.Errorf("loading the BPF counter: %w", err)
+		return fmt.Errorf("loading the BPF counter on kernel %s (%s): %w", kernel, feats, err)
 	}
 	defer ctr.Close()
 	if err := env.Registry.Register(newRunStatsCollector(ctr)); err != nil {
 		return fmt.Errorf("registering the program run-time metrics: %w", err)
 	}
-	if err := attach(ctr, cfg); err != nil {
+	follower, err := attach(ctr, cfg, env.Registry, log)
+	if err != nil {
 		return err
 	}
-	log.Info("counter attached", "mode", ctr.Mode(), "netns", cfg.Netns)
+	log.Info("counting", startReport(cfg, ctr, kernel, feats, follower)...)
+	if follower != nil {
+		// A follower that can no longer hear link events would stop following silently: end the
+		// agent instead, so the restart says why.
+		var cancel context.CancelCauseFunc
+		ctx, cancel = context.WithCancelCause(ctx)
+		defer cancel(nil)
+		defer func() {
+			// Stopped by the follower's failure rather than by a signal: say why.
+			if cause := context.Cause(ctx); err == nil && cause != nil && !errors.Is(cause, context.Canceled) {
+				err = cause
+			}
+		}()
+		followCtx, stopFollowing := context.WithCancel(context.WithoutCancel(ctx))
+		followed := make(chan struct{})
+		go func() {
+			defer close(followed)
+			if err := follower.Run(followCtx); err != nil {
+				cancel(fmt.Errorf("following interfaces in tc mode: %w", err))
+			}
+		}()
+		// The follower stops only after the final drain, so interfaces keep being followed to the end.
+		defer func() { stopFollowing(); <-followed }()
+	}
 
 	rc, err := kubeclient.RESTConfig(env.Kubeconfig, cfg.Kube, env.Info.UserAgent())
 	if err != nil {
@@ -190,22 +225,27 @@ func Run(ctx context.Context, cfg *Config, env servicecmd.Env) error {
 	return runReporting(ctx, cfg, ctr, set, nodes, target, env, &ready, log.With("zone", zone, "flowserver", target))
 }
 
-func attach(ctr *counter.Counter, cfg *Config) error {
+// attach attaches the counter: at netfilter POST_ROUTING, or in tc mode at egress of the
+// interfaces a follower picks and keeps following (returned, not yet running).
+func attach(ctr *counter.Counter, cfg *Config, reg prometheus.Registerer, log *slog.Logger) (*tcfollow.Follower, error) {
 	if ctr.Mode() == counter.ModeNetfilter {
 		if err := ctr.AttachNetfilter(cfg.Netns); err != nil {
-			return fmt.Errorf("attaching at netfilter POST_ROUTING: %w", err)
+			return nil, fmt.Errorf("attaching at netfilter POST_ROUTING: %w", err)
 		}
-		return nil
+		return nil, nil
 	}
-	if len(cfg.BPF.TCInterfaces) == 0 {
-		return errors.New("attaching in tc mode: the kernel lacks netfilter BPF links and ZONETOLL_BPF_TC_INTERFACES is empty")
-	}
-	for _, ifname := range cfg.BPF.TCInterfaces {
-		if err := ctr.AttachTC(cfg.Netns, ifname); err != nil {
-			return fmt.Errorf("attaching tc to %s: %w", ifname, err)
+	f, err := tcfollow.Start(cfg.Netns, cfg.BPF.tcRules(), ctr, reg, log)
+	if err != nil {
+		how := "tcx links (Linux 6.6+)"
+		if !ctr.TCX() {
+			how = "a clsact qdisc and a bpf filter (CONFIG_NET_SCH_INGRESS, CONFIG_NET_CLS_BPF)"
 		}
+		return nil, fmt.Errorf("attaching in tc mode with %s on kernel %s: %w", how, kernelRelease(), err)
 	}
-	return nil
+	if len(f.Attached()) == 0 {
+		log.Warn("tc mode: no interface to count on yet (no default route, overlay device or listed name); counting starts when one appears")
+	}
+	return f, nil
 }
 
 // runReporting runs the agent loop and the sender until ctx is done, then drains once more and flushes.

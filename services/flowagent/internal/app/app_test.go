@@ -28,7 +28,7 @@ func TestSettingsRejected(t *testing.T) {
 		{map[string]string{"ZONETOLL_NODE_NAME": "n", "ZONETOLL_SERVER_URL": "flowserver:8080"}, "invalid setting ZONETOLL_SERVER_URL"},
 		{map[string]string{"ZONETOLL_NODE_NAME": "n", "ZONETOLL_BPF_MODE": "xdp"}, "invalid setting ZONETOLL_BPF_MODE"},
 		{map[string]string{"ZONETOLL_NODE_NAME": "n", "ZONETOLL_BPF_PRIORITY": "100"}, "invalid setting ZONETOLL_BPF_PRIORITY"},
-		{map[string]string{"ZONETOLL_NODE_NAME": "n", "ZONETOLL_BPF_MODE": "tc"}, "invalid setting ZONETOLL_BPF_TC_INTERFACES"},
+		{map[string]string{"ZONETOLL_NODE_NAME": "n", "ZONETOLL_BPF_TC_UPLINK_PATTERNS": "eth["}, "invalid setting ZONETOLL_BPF_TC_UPLINK_PATTERNS"},
 		{map[string]string{"ZONETOLL_NODE_NAME": "n", "ZONETOLL_RETRY_MAX_BACKOFF": "10ms"}, "invalid setting ZONETOLL_RETRY_MAX_BACKOFF"},
 		{map[string]string{"ZONETOLL_NODE_NAME": "n", "ZONETOLL_SHUTDOWN_FLUSH": "30s"}, "invalid setting ZONETOLL_SHUTDOWN_FLUSH"},
 	}

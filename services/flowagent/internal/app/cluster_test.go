@@ -1,6 +1,7 @@
 package app
 
 import (
+	"fmt"
 	"github.com/zonetoll/zonetoll/bpf/kerneltest"
 	"net/http"
 	"net/http/httptest"
@@ -19,9 +20,21 @@ import (
 // flowserver per zone path: each agent learns its zone and local addresses from the API, reports to
 // its zone with its token, and on stop drains and sends once more. The server's bytes equal what
 // the pods sent, each byte once.
+//
+// In tc mode (forced here; auto picks it on kernels before 6.4) no interface is configured: each
+// agent finds its node's uplink by the default route and counts at its egress.
 func TestServiceEndToEnd(t *testing.T) {
 	kerneltest.Require(t)
+	for _, mode := range []string{"netfilter", "tc"} {
+		t.Run(mode, func(t *testing.T) { testServiceEndToEnd(t, mode) })
+	}
+}
+
+func testServiceEndToEnd(t *testing.T, mode string) {
 	c := newCluster(t)
+	if mode == "tc" {
+		c.defaultRoutes()
+	}
 	c.listen(c.a, "198.18.1.2", "fd00:1::2")
 	c.listen(c.b, "198.18.2.2", "fd00:2::2")
 
@@ -61,7 +74,7 @@ func TestServiceEndToEnd(t *testing.T) {
 			"ZONETOLL_SERVER_URL":  srv.URL + "/{zone}",
 			"ZONETOLL_TOKEN_FILE":  tokenFile,
 			"ZONETOLL_INTERVAL":    "200ms",
-			"ZONETOLL_BPF_MODE":    "netfilter",
+			"ZONETOLL_BPF_MODE":    mode,
 			"ZONETOLL_BPF_PIN_DIR": mkPinDir(t),
 		}, "--kubeconfig", kc.Kubeconfig)
 	}
@@ -84,11 +97,23 @@ func TestServiceEndToEnd(t *testing.T) {
 	if aSent == 0 || bSent == 0 {
 		t.Fatalf("no traffic measured (a %d, b %d)", aSent, bSent)
 	}
-	for _, svc := range []*servicetest.Service{svc1, svc2} {
-		if code, out := svc.Stop(); code != 0 {
+	for i, svc := range []*servicetest.Service{svc1, svc2} {
+		code, out := svc.Stop()
+		if code != 0 {
 			t.Fatalf("agent exited %d:\n%s", code, out)
 		} else if strings.Contains(out, "reports not delivered") {
 			t.Errorf("agent lost reports:\n%s", out)
+		}
+		// The one start line: mode, why, hooks.
+		line := startLine(t, out)
+		want := map[string]any{"mode": mode, "reason": "configured (ZONETOLL_BPF_MODE=" + mode + ")"}
+		if mode == "tc" {
+			want["hook"], want["interfaces"], want["counting_on"] = "tc egress", "follow", fmt.Sprintf("n%d(uplink)", i+1)
+		}
+		for k, v := range want {
+			if line[k] != v {
+				t.Errorf("start line: %s = %v, want %v", k, line[k], v)
+			}
 		}
 	}
 	fs.mu.Lock()

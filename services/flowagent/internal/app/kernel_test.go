@@ -3,6 +3,7 @@ package app
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"fmt"
 	"log/slog"
 	"net"
@@ -102,6 +103,16 @@ func newCluster(t *testing.T) *cluster {
 	c.sh("ip", "-n", c.node2, "route", "add", "198.18.1.0/24", "via", "198.18.100.1")
 	c.sh("ip", "-n", c.node2, "-6", "route", "add", "fd00:1::/64", "via", "fd00:100::1")
 	return c
+}
+
+// defaultRoutes gives each node a default route over the link between them, which makes that link
+// the node's uplink for tc mode's detection.
+func (c *cluster) defaultRoutes() {
+	c.t.Helper()
+	for _, r := range []struct{ ns, v4, v6 string }{{c.node1, "198.18.100.2", "fd00:100::2"}, {c.node2, "198.18.100.1", "fd00:100::1"}} {
+		c.sh("ip", "-n", r.ns, "route", "add", "default", "via", r.v4)
+		c.sh("ip", "-n", r.ns, "-6", "route", "add", "default", "via", r.v6)
+	}
 }
 
 func (c *cluster) sh(name string, args ...string) {
@@ -287,10 +298,9 @@ type node struct {
 	done   chan error
 }
 
-// startNode starts one agent; nodeAddrs, if not nil, turns on overlay mode with these node addresses.
 // requireNetfilter skips t when the kernel's feature probe (counter.Probe) reports no BPF netfilter
-// programs (Linux 6.4), which these tests' agents are configured for; counter's
-// TestProbeMatchesKernelVersion fails where the probe denies a feature the kernel has.
+// programs (Linux 6.4), which netfilter mode needs; counter's TestProbeMatchesKernelVersion fails
+// where the probe denies a feature the kernel has.
 func requireNetfilter(t *testing.T) {
 	t.Helper()
 	f, err := counter.Probe()
@@ -302,15 +312,37 @@ func requireNetfilter(t *testing.T) {
 	}
 }
 
-func startNode(t *testing.T, name, netns, pinDir, url string, local, nodeAddrs []string) *node {
+// requireMode skips t in netfilter mode on a kernel without BPF netfilter programs (requireNetfilter).
+// tc mode runs on every kernel (tcx links from 6.6, classic clsact filters before), so its subtests
+// run on the kernels it is for (5.10, 6.1).
+func requireMode(t *testing.T, mode counter.Mode) {
 	t.Helper()
-	ctr, err := counter.Load(context.Background(), counter.Config{PinDir: pinDir, Mode: counter.ModeNetfilter, MaxFlows: 1024}, slog.New(slog.DiscardHandler))
+	if mode == counter.ModeNetfilter {
+		requireNetfilter(t)
+	}
+}
+
+// startNode starts one agent attached as attach does it: at netfilter POST_ROUTING, or in tc mode at
+// egress of the interfaces the follower finds (no list), followed until the agent stops; nodeAddrs,
+// if not nil, turns on overlay mode with these node addresses.
+func startNode(t *testing.T, mode counter.Mode, name, netns, pinDir, url string, local, nodeAddrs []string) *node {
+	t.Helper()
+	ctr, err := counter.Load(context.Background(), counter.Config{PinDir: pinDir, Mode: mode, MaxFlows: 1024}, slog.New(slog.DiscardHandler))
 	if err != nil {
 		t.Fatalf("loading counter: %v", err)
 	}
-	if err := ctr.AttachNetfilter("/run/netns/" + netns); err != nil {
+	reg := prometheus.NewRegistry()
+	follower, err := attach(ctr, &Config{Netns: "/run/netns/" + netns}, reg, slog.New(slog.DiscardHandler))
+	if err != nil {
 		ctr.Close()
 		t.Fatalf("attaching in %s: %v", netns, err)
+	}
+	followCtx, stopFollowing := context.WithCancel(context.Background())
+	followed := make(chan error, 1)
+	if follower != nil {
+		go func() { followed <- follower.Run(followCtx) }()
+	} else {
+		followed <- nil
 	}
 	set := locals.NewSet(time.Minute)
 	var addrs []netip.Addr
@@ -318,7 +350,6 @@ func startNode(t *testing.T, name, netns, pinDir, url string, local, nodeAddrs [
 		addrs = append(addrs, netip.MustParseAddr(a))
 	}
 	set.Replace(addrs)
-	reg := prometheus.NewRegistry()
 	snd, err := sender.New(sender.Config{URL: url, SpoolBytes: 1 << 20, MinBackoff: 5 * time.Millisecond, MaxBackoff: 50 * time.Millisecond}, reg, nil)
 	if err != nil {
 		t.Fatal(err)
@@ -348,7 +379,14 @@ func startNode(t *testing.T, name, netns, pinDir, url string, local, nodeAddrs [
 		<-sent
 		n.done <- err
 	}()
-	t.Cleanup(func() { n.stop(t); ctr.Close() })
+	t.Cleanup(func() {
+		n.stop(t)
+		stopFollowing()
+		if err := <-followed; err != nil {
+			t.Errorf("following interfaces: %v", err)
+		}
+		ctr.Close()
+	})
 	return n
 }
 
@@ -379,19 +417,30 @@ var (
 
 // TestTwoNodesEachByteOnceThroughOutage: pods on two nodes talk both ways over both families while
 // the flowserver is down; after it returns, the server has every byte exactly once: each flow passes
-// POST_ROUTING on both nodes, and only the source's node reports it.
+// POST_ROUTING on both nodes, and only the source's node reports it. In tc mode (forced; auto picks
+// it before Linux 6.4) nothing is configured: each node's follower finds its uplink by the default
+// route, whose egress sees each packet on its source node only.
 func TestTwoNodesEachByteOnceThroughOutage(t *testing.T) {
 	kerneltest.Require(t)
-	requireNetfilter(t)
+	for _, mode := range []counter.Mode{counter.ModeNetfilter, counter.ModeTC} {
+		t.Run(string(mode), func(t *testing.T) { testTwoNodesEachByteOnceThroughOutage(t, mode) })
+	}
+}
+
+func testTwoNodesEachByteOnceThroughOutage(t *testing.T, mode counter.Mode) {
+	requireMode(t, mode)
 	c := newCluster(t)
+	if mode == counter.ModeTC {
+		c.defaultRoutes()
+	}
 	c.listen(c.a, "198.18.1.2", "fd00:1::2")
 	c.listen(c.b, "198.18.2.2", "fd00:2::2")
 	fs := &flowserver{down: true, seen: map[string]bool{}, bytes: map[[2]netip.Addr]uint64{}}
 	srv := httptest.NewServer(fs)
 	defer srv.Close()
 
-	n1 := startNode(t, "node-1", c.node1, mkPinDir(t), srv.URL, node1L, nil)
-	n2 := startNode(t, "node-2", c.node2, mkPinDir(t), srv.URL, node2L, nil)
+	n1 := startNode(t, mode, "node-1", c.node1, mkPinDir(t), srv.URL, node1L, nil)
+	n2 := startNode(t, mode, "node-2", c.node2, mkPinDir(t), srv.URL, node2L, nil)
 
 	aBefore, bBefore := c.podTxL3(c.a), c.podTxL3(c.b)
 	c.send(c.a, a4, b4, 3000)
@@ -432,11 +481,22 @@ func TestTwoNodesEachByteOnceThroughOutage(t *testing.T) {
 }
 
 // TestRestartWithPinnedMapsLosesNothing: an agent killed without its last drain leaves its counts in
-// the pinned maps; the next process (a new boot id) drains and reports them.
+// the pinned maps, and its pinned hooks go on counting while no agent runs; the next process (a new
+// boot id) adopts the hooks, drains and reports everything. In netfilter mode and in tc mode (tcx
+// egress links, found by the follower).
 func TestRestartWithPinnedMapsLosesNothing(t *testing.T) {
 	kerneltest.Require(t)
-	requireNetfilter(t)
+	for _, mode := range []counter.Mode{counter.ModeNetfilter, counter.ModeTC} {
+		t.Run(string(mode), func(t *testing.T) { testRestartWithPinnedMapsLosesNothing(t, mode) })
+	}
+}
+
+func testRestartWithPinnedMapsLosesNothing(t *testing.T, mode counter.Mode) {
+	requireMode(t, mode)
 	c := newCluster(t)
+	if mode == counter.ModeTC {
+		c.defaultRoutes()
+	}
 	c.listen(c.b, "198.18.2.2", "fd00:2::2")
 	fs := &flowserver{seen: map[string]bool{}, bytes: map[[2]netip.Addr]uint64{}}
 	srv := httptest.NewServer(fs)
@@ -445,22 +505,31 @@ func TestRestartWithPinnedMapsLosesNothing(t *testing.T) {
 
 	before := c.podTxL3(c.a)
 	// The first process only counts: a crash before any drain.
-	ctr, err := counter.Load(context.Background(), counter.Config{PinDir: pins, Mode: counter.ModeNetfilter, MaxFlows: 1024}, nil)
+	ctr, err := counter.Load(context.Background(), counter.Config{PinDir: pins, Mode: mode, MaxFlows: 1024}, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := ctr.AttachNetfilter("/run/netns/" + c.node1); err != nil {
+	follower, err := attach(ctr, &Config{Netns: "/run/netns/" + c.node1}, nil, slog.New(slog.DiscardHandler))
+	if err != nil {
 		ctr.Close()
 		t.Fatal(err)
 	}
 	c.send(c.a, a4, b4, 700)
 	c.send(c.a, a6, b6, 300)
-	first := c.podTxL3(c.a) - before
+	if follower != nil {
+		stopped, stop := context.WithCancel(context.Background())
+		stop()
+		if err := follower.Run(stopped); err != nil {
+			t.Error(err)
+		}
+	}
 	if err := ctr.Close(); err != nil {
 		t.Fatal(err)
 	}
+	c.send(c.a, a4, b4, 200) // no process runs: the pinned hooks count
+	first := c.podTxL3(c.a) - before
 
-	n := startNode(t, "node-1", c.node1, pins, srv.URL, node1L, nil)
+	n := startNode(t, mode, "node-1", c.node1, pins, srv.URL, node1L, nil)
 	mid := c.podTxL3(c.a)
 	c.send(c.a, a4, b4, 400)
 	second := c.podTxL3(c.a) - mid
@@ -488,11 +557,22 @@ func mkPinDir(t *testing.T) string {
 
 // TestOverlayEachByteOnce puts the pods' IPv4 traffic into a VXLAN tunnel between the nodes, so each
 // node sees every pod packet twice at POST_ROUTING (inner pod→pod, outer node→node UDP). With overlay
-// mode the agents report the inner flows only: the server's bytes equal what the pods sent.
+// mode the agents report the inner flows only: the server's bytes equal what the pods sent. In tc
+// mode the follower counts at egress of the VXLAN device (inner packets) and of the uplink (outer):
+// the same two views, so the same result.
 func TestOverlayEachByteOnce(t *testing.T) {
 	kerneltest.Require(t)
-	requireNetfilter(t)
+	for _, mode := range []counter.Mode{counter.ModeNetfilter, counter.ModeTC} {
+		t.Run(string(mode), func(t *testing.T) { testOverlayEachByteOnce(t, mode) })
+	}
+}
+
+func testOverlayEachByteOnce(t *testing.T, mode counter.Mode) {
+	requireMode(t, mode)
 	c := newCluster(t)
+	if mode == counter.ModeTC {
+		c.defaultRoutes()
+	}
 	for _, n := range []struct{ ns, dev, local, remote, addr, peer, peerMAC, mac, dst string }{
 		{c.node1, "n1", "198.18.100.1", "198.18.100.2", "198.18.200.1", "198.18.200.2", "02:00:00:00:c8:02", "02:00:00:00:c8:01", "198.18.2.0/24"},
 		{c.node2, "n2", "198.18.100.2", "198.18.100.1", "198.18.200.2", "198.18.200.1", "02:00:00:00:c8:01", "02:00:00:00:c8:02", "198.18.1.0/24"},
@@ -509,8 +589,8 @@ func TestOverlayEachByteOnce(t *testing.T) {
 	srv := httptest.NewServer(fs)
 	defer srv.Close()
 	nodeAddrs := []string{"198.18.100.1", "fd00:100::1", "198.18.100.2", "fd00:100::2", "198.18.200.1", "198.18.200.2"}
-	n1 := startNode(t, "node-1", c.node1, mkPinDir(t), srv.URL, append(node1L, "198.18.200.1"), nodeAddrs)
-	n2 := startNode(t, "node-2", c.node2, mkPinDir(t), srv.URL, append(node2L, "198.18.200.2"), nodeAddrs)
+	n1 := startNode(t, mode, "node-1", c.node1, mkPinDir(t), srv.URL, append(node1L, "198.18.200.1"), nodeAddrs)
+	n2 := startNode(t, mode, "node-2", c.node2, mkPinDir(t), srv.URL, append(node2L, "198.18.200.2"), nodeAddrs)
 
 	aBefore, bBefore := c.podTxL3(c.a), c.podTxL3(c.b)
 	c.send(c.a, a4, b4, 1500)
@@ -602,4 +682,128 @@ func TestUninstallCommand(t *testing.T) {
 	if code, out := run(); code != servicecmd.ExitOK {
 		t.Errorf("uninstalling twice: exit %d, output %q; want success", code, out)
 	}
+}
+
+// TestStartLine runs the real `flowagent run` up to the point where it needs the API server (none is
+// given, so it stops there): by then it has attached and said in one line which mode, why, which
+// hooks and features.
+func TestStartLine(t *testing.T) {
+	kerneltest.Require(t)
+	t.Setenv("KUBERNETES_SERVICE_HOST", "")
+	c := newCluster(t)
+	c.defaultRoutes()
+	kernel := kernelRelease()
+	// What auto chooses and how tc attaches follow the kernel's features: netfilter and tcx here
+	// (6.6+), tc with clsact filters on 5.10 and 6.1 (make test-kernels). counter's
+	// TestProbeMatchesKernelVersion fails where the probe denies what the kernel has.
+	f, err := counter.Probe()
+	if err != nil {
+		t.Fatalf("probing the kernel: %v", err)
+	}
+	tcAttach := "clsact"
+	if f.TCX {
+		tcAttach = "tcx"
+	}
+	auto := map[string]any{
+		"mode": "netfilter", "reason": "kernel " + kernel + " has netfilter BPF links (6.4+) and BTF",
+		"hook": "netfilter POST_ROUTING ipv4+ipv6", "priority": 90.0,
+	}
+	if !f.Netfilter || !f.BTF {
+		reason := "kernel " + kernel + " lacks netfilter BPF links (needs 6.4)"
+		if f.Netfilter {
+			reason = "kernel " + kernel + " has no BTF (/sys/kernel/btf/vmlinux), which the netfilter program needs"
+		}
+		auto = map[string]any{
+			"mode": "tc", "reason": reason, "hook": "tc egress",
+			"tc_attach": tcAttach, "interfaces": "follow", "counting_on": "n1(uplink)",
+		}
+	}
+	auto["btf"], auto["netfilter_links"], auto["tcx"] = f.BTF, f.Netfilter, f.TCX
+	for _, tc := range []struct {
+		name string
+		env  map[string]string
+		want map[string]any
+	}{
+		{"auto", map[string]string{}, auto},
+		{"tc follows", map[string]string{"ZONETOLL_BPF_MODE": "tc"}, map[string]any{
+			"mode": "tc", "reason": "configured (ZONETOLL_BPF_MODE=tc)", "hook": "tc egress", "tc_attach": tcAttach,
+			"interfaces": "follow", "counting_on": "n1(uplink)",
+		}},
+		{"tc list", map[string]string{"ZONETOLL_BPF_MODE": "tc", "ZONETOLL_BPF_TC_INTERFACES": "va,n1"}, map[string]any{
+			"mode": "tc", "interfaces": "list", "counting_on": "n1(listed),va(listed)",
+		}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Setenv("ZONETOLL_NODE_NAME", "node-1")
+			t.Setenv("ZONETOLL_NETNS", "/run/netns/"+c.node1)
+			t.Setenv("ZONETOLL_BPF_PIN_DIR", mkPinDir(t))
+			for k, v := range tc.env {
+				t.Setenv(k, v)
+			}
+			spec := Spec()
+			var out bytes.Buffer
+			spec.Stdout, spec.Stderr = &out, &out
+			if code := servicecmd.Main(context.Background(), spec, []string{"flowagent", "run"}); code != servicecmd.ExitFailure {
+				t.Errorf("exit code %d, want %d (no API server)", code, servicecmd.ExitFailure)
+			}
+			line := startLine(t, out.String())
+			tc.want["kernel"] = kernel
+			for k, v := range tc.want {
+				if line[k] != v {
+					t.Errorf("start line: %s = %v, want %v\noutput:\n%s", k, line[k], v, out.String())
+				}
+			}
+		})
+	}
+}
+
+// startLine returns the fields of the agent's one start line (msg "counting") in its log, JSON
+// (values typed) or text (values as strings).
+func startLine(t *testing.T, out string) map[string]any {
+	t.Helper()
+	var found map[string]any
+	for l := range strings.Lines(out) {
+		var m map[string]any
+		if json.Unmarshal([]byte(l), &m) != nil {
+			m = parseTextLine(l)
+		}
+		if m["msg"] == "counting" {
+			if found != nil {
+				t.Errorf("more than one start line:\n%s", out)
+			}
+			found = m
+		}
+	}
+	if found == nil {
+		t.Fatalf("no start line (msg=counting):\n%s", out)
+	}
+	return found
+}
+
+// parseTextLine reads one line of slog's text format: key=value pairs, values quoted when they
+// hold spaces or quotes.
+func parseTextLine(line string) map[string]any {
+	m := map[string]any{}
+	rest := strings.TrimSpace(line)
+	for rest != "" {
+		key, after, ok := strings.Cut(rest, "=")
+		if !ok {
+			break
+		}
+		var val string
+		if strings.HasPrefix(after, `"`) {
+			q, err := strconv.QuotedPrefix(after)
+			if err != nil {
+				break
+			}
+			val, _ = strconv.Unquote(q)
+			after = after[len(q):]
+		} else {
+			val, after, _ = strings.Cut(after, " ")
+			after = " " + after
+		}
+		m[key] = val
+		rest = strings.TrimSpace(after)
+	}
+	return m
 }

@@ -1,0 +1,715 @@
+package tcfollow
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/netip"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/testutil"
+	"golang.org/x/sys/unix"
+
+	"github.com/zonetoll/zonetoll/bpf/counter"
+	"github.com/zonetoll/zonetoll/bpf/kerneltest"
+	"github.com/zonetoll/zonetoll/bpf/netns"
+)
+
+// netnsPrefix names every network namespace these tests create, with the pid after it, so leftovers
+// of a crashed run are found and removed.
+const netnsPrefix = "ztfol-"
+
+// bpffsRoot is a private bpffs for this test binary (empty when kernel tests cannot run).
+var bpffsRoot string
+
+func TestMain(m *testing.M) {
+	kerneltest.Main(m, kerneltest.Options{Prefix: netnsPrefix, BPFFS: &bpffsRoot})
+}
+
+// node is a "node" network namespace with an uplink to a "remote" namespace (the rest of the
+// VPC) and pods on veths:
+//
+//	pod pN eth0 198.18.N.2 fd00:N::2 -- pN [node] up0 198.18.100.1 fd00:100::1 -- eth0 [remote] 198.18.100.2 fd00:100::2
+//
+// The node's default routes point at the remote through up0; the remote routes 198.18.0.0/16 and
+// fd00::/16 back. Neighbours are permanent and DAD, router solicitations and unsolicited
+// multicast reports are quiet, so after setup the namespaces send only the test's packets.
+type node struct {
+	t            testing.TB
+	node, remote string
+	pods         map[string]string // pod name → namespace
+	remote4      netip.Addr
+	remote6      netip.Addr
+	mu           sync.Mutex
+	listeners    []*net.UDPConn
+}
+
+func newNode(t testing.TB) *node {
+	t.Helper()
+	base := fmt.Sprintf("%s%d-", netnsPrefix, os.Getpid())
+	n := &node{t: t, node: base + "node", remote: base + "remote", pods: map[string]string{},
+		remote4: netip.MustParseAddr("198.18.100.2"), remote6: netip.MustParseAddr("fd00:100::2")}
+	t.Cleanup(func() {
+		for _, l := range n.listeners {
+			l.Close()
+		}
+		for _, ns := range append([]string{n.node, n.remote}, mapsValues(n.pods)...) {
+			_ = exec.Command("ip", "netns", "del", ns).Run()
+		}
+	})
+	n.netns(n.node)
+	n.netns(n.remote)
+	n.sh("ip", "netns", "exec", n.node, "sysctl", "-qw", "net.ipv4.ip_forward=1", "net.ipv6.conf.all.forwarding=1")
+	n.veth(n.node, "up0", "02:00:00:00:64:01", "198.18.100.1", "fd00:100::1", n.remote, "eth0", "02:00:00:00:64:02", "198.18.100.2", "fd00:100::2", "30")
+	n.sh("ip", "-n", n.node, "route", "add", "default", "via", "198.18.100.2", "dev", "up0")
+	n.sh("ip", "-n", n.node, "-6", "route", "add", "default", "via", "fd00:100::2", "dev", "up0")
+	n.sh("ip", "-n", n.remote, "route", "add", "198.18.0.0/16", "via", "198.18.100.1")
+	n.sh("ip", "-n", n.remote, "-6", "route", "add", "fd00::/16", "via", "fd00:100::1")
+	// The remote listens so no ICMP errors come back.
+	n.listen(n.remote, n.remote4, n.remote6)
+	return n
+}
+
+// listen reads datagrams to port 9001 of addrs in namespace ns until the test ends, so senders get
+// no ICMP errors back.
+func (n *node) listen(ns string, addrs ...netip.Addr) {
+	n.t.Helper()
+	for _, a := range addrs {
+		n.in(ns, func() error {
+			l, err := net.ListenUDP("udp", net.UDPAddrFromAddrPort(netip.AddrPortFrom(a, 9001)))
+			if err != nil {
+				return err
+			}
+			go func() { // read so the socket buffer never refuses a datagram
+				buf := make([]byte, 65536)
+				for {
+					if _, err := l.Read(buf); err != nil {
+						return
+					}
+				}
+			}()
+			n.mu.Lock()
+			n.listeners = append(n.listeners, l)
+			n.mu.Unlock()
+			return nil
+		})
+	}
+}
+
+func mapsValues(m map[string]string) []string {
+	var out []string
+	for _, v := range m {
+		out = append(out, v)
+	}
+	return out
+}
+
+func (n *node) netns(ns string) {
+	n.t.Helper()
+	n.sh("ip", "netns", "add", ns)
+	n.sh("ip", "netns", "exec", ns, "sysctl", "-qw",
+		"net.ipv6.conf.all.accept_dad=0", "net.ipv6.conf.default.accept_dad=0",
+		"net.ipv6.conf.all.router_solicitations=0", "net.ipv6.conf.default.router_solicitations=0",
+		"net.ipv6.conf.default.mldv1_unsolicited_report_interval=0",
+		"net.ipv6.conf.default.mldv2_unsolicited_report_interval=0",
+		"net.ipv4.conf.default.igmpv2_unsolicited_report_interval=0",
+		"net.ipv4.conf.default.igmpv3_unsolicited_report_interval=0")
+	n.sh("ip", "-n", ns, "link", "set", "lo", "up")
+}
+
+// veth links two namespaces, with addresses and permanent neighbours both ways.
+func (n *node) veth(ns1, dev1, mac1, v4a, v6a, ns2, dev2, mac2, v4b, v6b, plen4 string) {
+	n.t.Helper()
+	n.sh("ip", "link", "add", dev1, "netns", ns1, "address", mac1, "type", "veth", "peer", "name", dev2, "netns", ns2, "address", mac2)
+	for _, s := range []struct{ ns, dev, v4, v6, peerMAC, peer4, peer6 string }{
+		{ns1, dev1, v4a, v6a, mac2, v4b, v6b}, {ns2, dev2, v4b, v6b, mac1, v4a, v6a},
+	} {
+		n.sh("ip", "-n", s.ns, "addr", "add", s.v4+"/"+plen4, "dev", s.dev)
+		n.sh("ip", "-n", s.ns, "addr", "add", s.v6+"/64", "dev", s.dev, "nodad")
+		n.sh("ip", "-n", s.ns, "link", "set", s.dev, "up")
+		n.sh("ip", "-n", s.ns, "neigh", "add", s.peer4, "lladdr", s.peerMAC, "dev", s.dev, "nud", "permanent")
+		n.sh("ip", "-n", s.ns, "neigh", "add", s.peer6, "lladdr", s.peerMAC, "dev", s.dev, "nud", "permanent")
+	}
+}
+
+// addPod creates pod pN on veth pN of the node: 198.18.N.2, fd00:N::2.
+func (n *node) addPod(num int) (v4, v6 netip.Addr) {
+	n.t.Helper()
+	name := fmt.Sprintf("p%d", num)
+	ns := fmt.Sprintf("%s%d-%s", netnsPrefix, os.Getpid(), name)
+	n.mu.Lock()
+	n.pods[name] = ns
+	n.mu.Unlock()
+	n.netns(ns)
+	n.veth(n.node, name, fmt.Sprintf("02:00:00:00:%02x:01", num), fmt.Sprintf("198.18.%d.1", num), fmt.Sprintf("fd00:%d::1", num),
+		ns, "eth0", fmt.Sprintf("02:00:00:00:%02x:02", num), fmt.Sprintf("198.18.%d.2", num), fmt.Sprintf("fd00:%d::2", num), "24")
+	n.sh("ip", "-n", ns, "route", "add", "default", "via", fmt.Sprintf("198.18.%d.1", num))
+	n.sh("ip", "-n", ns, "-6", "route", "add", "default", "via", fmt.Sprintf("fd00:%d::1", num))
+	return netip.MustParseAddr(fmt.Sprintf("198.18.%d.2", num)), netip.MustParseAddr(fmt.Sprintf("fd00:%d::2", num))
+}
+
+func (n *node) sh(name string, args ...string) {
+	n.t.Helper()
+	if out, err := exec.Command(name, args...).CombinedOutput(); err != nil {
+		n.t.Fatalf("%s %s: %v: %s", name, strings.Join(args, " "), err, out)
+	}
+}
+
+func (n *node) in(ns string, fn func() error) {
+	n.t.Helper()
+	if err := inNetns("/run/netns/"+ns, fn); err != nil {
+		n.t.Fatalf("in netns %s: %v", ns, err)
+	}
+}
+
+// inNetns runs fn on a thread switched into the namespace at path; the process stays where it is.
+func inNetns(path string, fn func() error) error { return netns.Do(path, fn) }
+
+// devTx is an interface's transmit packets and bytes in the node namespace (/proc/net/dev); ok is
+// false when the interface does not exist.
+func (n *node) devTx(dev string) (pkts, bytes uint64, ok bool) {
+	n.t.Helper()
+	var text []byte
+	n.in(n.node, func() error {
+		var err error
+		text, err = os.ReadFile("/proc/thread-self/net/dev")
+		return err
+	})
+	for line := range strings.Lines(string(text)) {
+		name, rest, found := strings.Cut(line, ":")
+		if !found || strings.TrimSpace(name) != dev {
+			continue
+		}
+		f := strings.Fields(rest)
+		b, err1 := strconv.ParseUint(f[8], 10, 64)
+		p, err2 := strconv.ParseUint(f[9], 10, 64)
+		if err1 != nil || err2 != nil {
+			n.t.Fatalf("parsing /proc/net/dev line %q", line)
+		}
+		return p, b, true
+	}
+	return 0, 0, false
+}
+
+// l3Tx is what left through dev at layer 3: every frame there is IP (permanent neighbours), and an
+// Ethernet header is 14 bytes.
+func (n *node) l3Tx(dev string) uint64 {
+	n.t.Helper()
+	p, b, ok := n.devTx(dev)
+	if !ok {
+		n.t.Fatalf("no interface %s in the node", dev)
+	}
+	return b - 14*p
+}
+
+// quiesce waits until the node's interfaces stop sending (a settle wait, not an assertion).
+func (n *node) quiesce(devs ...string) {
+	n.t.Helper()
+	snap := func() string {
+		var s strings.Builder
+		for _, d := range devs {
+			p, b, _ := n.devTx(d)
+			fmt.Fprintf(&s, "%d/%d ", p, b)
+		}
+		return s.String()
+	}
+	prev, stable := snap(), 0
+	for range 250 {
+		time.Sleep(20 * time.Millisecond)
+		cur := snap()
+		if cur == prev {
+			if stable++; stable == 3 {
+				return
+			}
+			continue
+		}
+		stable, prev = 0, cur
+	}
+	n.t.Fatalf("node never went quiet")
+}
+
+// sendUDP sends count datagrams of size bytes from src in pod ns to dst:9001, sleeping pace
+// between them, and returns when all are handed to the kernel. sent, if not nil, is called after
+// each datagram with the number sent so far.
+func (n *node) sendUDP(podNS string, src, dst netip.Addr, count, size int, pace time.Duration, sent func(int)) error {
+	return n.sendUDPHeld(podNS, src, dst, count, size, pace, sent, nil)
+}
+
+// sendUDPHeld is sendUDP holding hold, if not nil, while it writes each datagram: whoever holds
+// the other side of it pauses the sender.
+func (n *node) sendUDPHeld(podNS string, src, dst netip.Addr, count, size int, pace time.Duration, sent func(int), hold sync.Locker) error {
+	var c *net.UDPConn
+	if err := inNetns("/run/netns/"+podNS, func() error {
+		var err error
+		c, err = net.DialUDP("udp", net.UDPAddrFromAddrPort(netip.AddrPortFrom(src, 0)), net.UDPAddrFromAddrPort(netip.AddrPortFrom(dst, 9001)))
+		return err
+	}); err != nil {
+		return err
+	}
+	defer c.Close()
+	buf := make([]byte, size)
+	for i := range count {
+		if hold != nil {
+			hold.Lock()
+		}
+		_, err := c.Write(buf)
+		if hold != nil {
+			hold.Unlock()
+		}
+		if err != nil && !errors.Is(err, unix.ENOBUFS) {
+			return fmt.Errorf("sending datagram %d: %w", i, err)
+		}
+		if sent != nil {
+			sent(i + 1)
+		}
+		if pace > 0 {
+			time.Sleep(pace)
+		}
+	}
+	return nil
+}
+
+// sendTCP moves total bytes from src in pod ns to a listener in the remote over one connection.
+func (n *node) sendTCP(podNS string, src, dst netip.Addr, total int) {
+	n.t.Helper()
+	var ln net.Listener
+	n.in(n.remote, func() error {
+		var err error
+		ln, err = net.Listen("tcp", netip.AddrPortFrom(dst, 0).String())
+		return err
+	})
+	defer ln.Close()
+	done := make(chan error, 1)
+	go func() {
+		c, err := ln.Accept()
+		if err != nil {
+			done <- err
+			return
+		}
+		defer c.Close()
+		buf := make([]byte, 64<<10)
+		for {
+			if _, err := c.Read(buf); err != nil {
+				done <- nil
+				return
+			}
+		}
+	}()
+	var conn net.Conn
+	n.in(podNS, func() error {
+		d := net.Dialer{LocalAddr: net.TCPAddrFromAddrPort(netip.AddrPortFrom(src, 0)), Timeout: 10 * time.Second}
+		var err error
+		conn, err = d.Dial("tcp", ln.Addr().String())
+		return err
+	})
+	buf := make([]byte, 64<<10)
+	for sent := 0; sent < total; sent += len(buf) {
+		if _, err := conn.Write(buf); err != nil {
+			n.t.Fatalf("sending: %v", err)
+		}
+	}
+	_ = conn.(*net.TCPConn).CloseWrite()
+	if err := <-done; err != nil {
+		n.t.Fatal(err)
+	}
+	buf = buf[:1]
+	_, _ = conn.Read(buf) // the remote's FIN
+	conn.Close()
+}
+
+func loadCounter(t testing.TB) *counter.Counter {
+	t.Helper()
+	dir, err := os.MkdirTemp(bpffsRoot, "pins-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, err := counter.Load(t.Context(), counter.Config{MaxFlows: 4096, Mode: counter.ModeTC, PinDir: dir}, nil)
+	if err != nil {
+		t.Fatalf("loading the counter in tc mode: %v", err)
+	}
+	t.Cleanup(func() {
+		if err := c.Close(); err != nil {
+			t.Errorf("closing the counter: %v", err)
+		}
+		if err := counter.Uninstall(dir, nil); err != nil {
+			t.Errorf("uninstalling: %v", err)
+		}
+	})
+	return c
+}
+
+type flow struct{ src, dst netip.Addr }
+
+func drain(t *testing.T, c *counter.Counter) map[flow]counter.Value {
+	t.Helper()
+	got := map[flow]counter.Value{}
+	if _, err := c.Drain(context.Background(), func(k counter.Key, v counter.Value) {
+		f := flow{netip.AddrFrom16(k.Src).Unmap(), netip.AddrFrom16(k.Dst).Unmap()}
+		s := got[f]
+		s.Bytes += v.Bytes
+		s.Packets += v.Packets
+		s.Segments += v.Segments
+		got[f] = s
+	}); err != nil {
+		t.Fatalf("draining: %v", err)
+	}
+	return got
+}
+
+func total(flows map[flow]counter.Value) (sum counter.Value) {
+	for _, v := range flows {
+		sum.Bytes += v.Bytes
+		sum.Packets += v.Packets
+	}
+	return sum
+}
+
+// startFollower starts a follower on the node with default rules and runs it until the test ends;
+// a Run error fails the test.
+func startFollower(t testing.TB, n *node, att Attacher, reg prometheus.Registerer) *Follower {
+	t.Helper()
+	f, err := Start("/run/netns/"+n.node, Rules{}, att, reg, slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelInfo})))
+	if err != nil {
+		t.Fatalf("starting the follower: %v", err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- f.Run(ctx) }()
+	t.Cleanup(func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("follower: %v", err)
+		}
+	})
+	return f
+}
+
+// waitFor waits until the follower counts exactly the named interfaces (a wait on its change
+// notifications, bounded so a follower that never gets there fails the test).
+func waitFor(t testing.TB, f *Follower, changed <-chan struct{}, names ...string) {
+	t.Helper()
+	timeout := time.After(10 * time.Second)
+	for {
+		var got []string
+		for _, a := range f.Attached() {
+			got = append(got, a.Name)
+		}
+		if slices.Equal(got, names) {
+			return
+		}
+		select {
+		case <-changed:
+		case <-timeout:
+			t.Fatalf("follower counts %v, want %v", got, names)
+		}
+	}
+}
+
+// A node with an uplink and two pods: the follower finds the uplink by its default route, and
+// what leaves through it is counted to the byte, IPv4 and IPv6, UDP and TCP, checked against the
+// uplink's own transmit counter; pod-to-pod traffic on the node is not counted.
+func TestFollowerCountsWhatLeavesTheNode(t *testing.T) {
+	kerneltest.Require(t)
+	n := newNode(t)
+	p1v4, p1v6 := n.addPod(1)
+	p2v4, p2v6 := n.addPod(2)
+	n.listen(n.pods["p2"], p2v4, p2v6)
+	c := loadCounter(t)
+	reg := prometheus.NewRegistry()
+	f := startFollower(t, n, c, reg)
+	if got := f.Attached(); len(got) != 1 || got[0].Name != "up0" || got[0].Role != RoleUplink {
+		t.Fatalf("follower counts %+v, want up0 as uplink", got)
+	}
+	if got := testutil.ToFloat64(f.metrics.interfaces.WithLabelValues(string(RoleUplink))); got != 1 {
+		t.Errorf("tc_interfaces{role=uplink} = %v, want 1", got)
+	}
+	n.quiesce("up0", "p1", "p2")
+	drain(t, c) // setup's own packets (MLD reports)
+	up0Before, p2Before := n.l3Tx("up0"), n.l3Tx("p2")
+	up0PktsBefore, _, _ := n.devTx("up0")
+
+	p1 := n.pods["p1"]
+	for _, s := range []struct {
+		src, dst netip.Addr
+		count    int
+		size     int
+	}{{p1v4, n.remote4, 300, 64}, {p1v6, n.remote6, 300, 1200}, {p1v4, p2v4, 200, 500}, {p1v6, p2v6, 200, 500}} {
+		if err := n.sendUDP(p1, s.src, s.dst, s.count, s.size, 0, nil); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// TCP to other remote addresses, so the UDP flows above stay apart (the key has no ports).
+	tcp4, tcp6 := netip.MustParseAddr("198.18.200.1"), netip.MustParseAddr("fd00:200::1")
+	n.sh("ip", "-n", n.remote, "addr", "add", tcp4.String()+"/32", "dev", "lo")
+	n.sh("ip", "-n", n.remote, "addr", "add", tcp6.String()+"/128", "dev", "lo")
+	n.sendTCP(p1, p1v4, tcp4, 2<<20)
+	n.sendTCP(p1, p1v6, tcp6, 2<<20)
+	n.quiesce("up0", "p1", "p2")
+
+	flows := drain(t, c)
+	up0Pkts, _, _ := n.devTx("up0")
+	if got, want := total(flows), (counter.Value{Bytes: n.l3Tx("up0") - up0Before, Packets: up0Pkts - up0PktsBefore}); got.Bytes != want.Bytes || got.Packets != want.Packets {
+		t.Errorf("counted %d bytes in %d packets, up0 sent %d bytes (layer 3) in %d", got.Bytes, got.Packets, want.Bytes, want.Packets)
+	}
+	for fl, want := range map[flow]counter.Value{
+		{p1v4, n.remote4}: {Packets: 300, Bytes: 300 * (64 + 8 + 20)},
+		{p1v6, n.remote6}: {Packets: 300, Bytes: 300 * (1200 + 8 + 40)},
+	} {
+		if got := flows[fl]; got.Packets != want.Packets || got.Bytes != want.Bytes {
+			t.Errorf("flow %v: %+v, want %d packets, %d bytes", fl, got, want.Packets, want.Bytes)
+		}
+	}
+	for _, fl := range []flow{{p1v4, tcp4}, {p1v6, tcp6}} {
+		if got := flows[fl]; got.Bytes < 2<<20 || got.Segments <= got.Packets {
+			t.Errorf("TCP flow %v: %+v, want at least the 2 MiB sent, in GSO skbs", fl, got)
+		}
+	}
+	for fl, v := range flows {
+		if fl.dst == p2v4 || fl.dst == p2v6 || fl.src == n.remote4 || fl.src == n.remote6 {
+			t.Errorf("flow %v counted %+v: pod-to-pod and incoming traffic must not be", fl, v)
+		}
+	}
+	if p2Sent := n.l3Tx("p2") - p2Before; p2Sent < 400*528 {
+		t.Errorf("the node forwarded %d bytes to p2, want at least the 400 datagrams sent there", p2Sent)
+	}
+}
+
+// linkFDs counts this process's open BPF link descriptors.
+func linkFDs(t *testing.T) int {
+	t.Helper()
+	ents, err := os.ReadDir("/proc/self/fd")
+	if err != nil {
+		t.Fatal(err)
+	}
+	count := 0
+	for _, e := range ents {
+		if target, err := os.Readlink(filepath.Join("/proc/self/fd", e.Name())); err == nil && target == "anon_inode:bpf_link" {
+			count++
+		}
+	}
+	return count
+}
+
+// recordingAttacher notes up1's transmit counter right after the counter attached to it: what
+// up1 sent before that instant may have gone uncounted, everything after must be counted.
+type recordingAttacher struct {
+	*counter.Counter
+	n        *node
+	mu       sync.Mutex
+	attachAt map[string]uint64
+	attached map[string]time.Time
+}
+
+func (r *recordingAttacher) AttachTCEgress(netnsPath, ifname string) error {
+	err := r.Counter.AttachTCEgress(netnsPath, ifname)
+	if err == nil {
+		p, _, _ := r.n.devTx(ifname)
+		r.mu.Lock()
+		r.attachAt[ifname] = p
+		r.attached[ifname] = time.Now()
+		r.mu.Unlock()
+	}
+	return err
+}
+
+// Interfaces come and go under traffic: a new pod's veth is counted from its first packet (its
+// traffic leaves through the uplink already counted), a secondary uplink (a default route in its
+// own table, selected by source, as the AWS VPC CNI sets up eth1) is counted from the moment
+// the follower attached (everything it sent after that, checked against its own counter), and
+// deleting it under traffic is no error and leaks no link. A pod sends throughout on the first
+// uplink and is counted to the packet.
+func TestFollowerFollowsInterfacesUnderTraffic(t *testing.T) {
+	kerneltest.Require(t)
+	n := newNode(t)
+	p1v4, _ := n.addPod(1)
+	c := loadCounter(t)
+	rec := &recordingAttacher{Counter: c, n: n, attachAt: map[string]uint64{}, attached: map[string]time.Time{}}
+	reg := prometheus.NewRegistry()
+	f := startFollower(t, n, rec, reg)
+	changed := f.Changed()
+	waitFor(t, f, changed, "up0")
+	n.quiesce("up0", "p1")
+	drain(t, c)
+	fdsBefore := linkFDs(t)
+
+	// p1 sends throughout, paced, through up0; it pauses (the test holds p1Gate) only while the
+	// test waits for the node to go quiet before a drain.
+	const p1Count, size = 6000, 100
+	var p1Gate sync.RWMutex
+	p1Done := make(chan error, 1)
+	p1 := n.pods["p1"]
+	go func() {
+		p1Done <- n.sendUDPHeld(p1, p1v4, n.remote4, p1Count, size, 200*time.Microsecond, nil, p1Gate.RLocker())
+	}()
+	settle := func(devs ...string) {
+		p1Gate.Lock()
+		defer p1Gate.Unlock()
+		n.quiesce(devs...)
+	}
+
+	// A new pod appears under traffic: counted from its first datagram. Its source is routed by
+	// table 101 once that has a route (the secondary uplink below), by the main table until then.
+	p3v4, _ := n.addPod(3)
+	n.sh("ip", "-n", n.node, "rule", "add", "from", "198.18.3.0/24", "lookup", "101")
+	p3 := n.pods["p3"]
+	if err := n.sendUDP(p3, p3v4, n.remote4, 1000, size, 0, nil); err != nil {
+		t.Fatal(err)
+	}
+	var phaseA map[flow]counter.Value
+	settleAndDrain := func(devs ...string) map[flow]counter.Value {
+		p1Gate.Lock()
+		defer p1Gate.Unlock()
+		n.quiesce(devs...)
+		return drain(t, c)
+	}
+	phaseA = settleAndDrain("up0", "p3")
+	if got := phaseA[flow{p3v4, n.remote4}]; got.Packets != 1000 || got.Bytes != 1000*(size+28) {
+		t.Errorf("new pod p3 → remote: %+v, want 1000 packets, %d bytes", got, 1000*(size+28))
+	}
+
+	// A secondary uplink appears while p3 sends: the link first, then its default route in table
+	// 101, which moves p3's traffic onto it.
+	const p3Count = 3000
+	var sentMu sync.Mutex
+	var sent int
+	halfway := make(chan struct{})
+	p3Done := make(chan error, 1)
+	go func() {
+		p3Done <- n.sendUDP(p3, p3v4, n.remote4, p3Count, size, 200*time.Microsecond, func(i int) {
+			sentMu.Lock()
+			sent = i
+			sentMu.Unlock()
+			if i == p3Count/4 {
+				close(halfway)
+			}
+		})
+	}()
+	<-halfway
+	n.veth(n.node, "up1", "02:00:00:00:65:01", "198.18.101.1", "fd00:101::1", n.remote, "eth1", "02:00:00:00:65:02", "198.18.101.2", "fd00:101::2", "30")
+	upBeforeRoute, _, _ := n.devTx("up1")
+	routeAdding := time.Now()
+	n.sh("ip", "-n", n.node, "route", "add", "default", "via", "198.18.101.2", "dev", "up1", "table", "101")
+	routeAdded := time.Now()
+	waitFor(t, f, changed, "up0", "up1")
+	rec.mu.Lock()
+	atAttach, attachedAt := rec.attachAt["up1"], rec.attached["up1"]
+	rec.mu.Unlock()
+	sentMu.Lock()
+	sentAtAttach := sent
+	sentMu.Unlock()
+	if err := <-p3Done; err != nil {
+		t.Fatal(err)
+	}
+	settle("up0", "up1", "p3")
+	up1Pkts, _, _ := n.devTx("up1")
+	phaseB := settleAndDrain("up0", "up1", "p3")
+	if after, _, _ := n.devTx("up1"); after != up1Pkts {
+		t.Fatalf("up1 sent %d more packets after p3 stopped", after-up1Pkts)
+	}
+	got := phaseB[flow{p3v4, n.remote4}]
+	// Everything up1 sent after the attach was counted; what it sent between the route and the
+	// attach may not have been (up1's count then includes the node's own MLD, a looser bound).
+	missedAtMost := atAttach - upBeforeRoute
+	if got.Packets > p3Count || got.Packets+missedAtMost < p3Count || got.Bytes != got.Packets*(size+28) {
+		t.Errorf("p3 → remote while up1 appeared: %+v; sent %d, up1 sent %d before the attach", got, p3Count, missedAtMost)
+	}
+	if up1Pkts-atAttach == 0 || sentAtAttach >= p3Count {
+		t.Errorf("no traffic through up1 after the attach (sent %d of %d by then): the test proves nothing", sentAtAttach, p3Count)
+	}
+	t.Logf("up1 counted %v after `ip route add` returned (%v after it started): at most %d datagrams of p3 missed, %d sent over up1 after",
+		attachedAt.Sub(routeAdded).Round(time.Microsecond), attachedAt.Sub(routeAdding).Round(time.Microsecond), missedAtMost, up1Pkts-atAttach)
+
+	// The secondary uplink is deleted while p3 sends: no error, the follower lets it go, no link
+	// descriptor or pin is left.
+	const p3CountC = 2000
+	halfway = make(chan struct{})
+	go func() {
+		p3Done <- n.sendUDP(p3, p3v4, n.remote4, p3CountC, size, 200*time.Microsecond, func(i int) {
+			if i == p3CountC/4 {
+				close(halfway)
+			}
+		})
+	}()
+	<-halfway
+	n.sh("ip", "-n", n.node, "link", "del", "up1")
+	waitFor(t, f, changed, "up0")
+	if err := <-p3Done; err != nil {
+		t.Fatal(err)
+	}
+	if err := <-p1Done; err != nil {
+		t.Fatal(err)
+	}
+	phaseC := settleAndDrain("up0", "p1", "p3")
+	if got := phaseC[flow{p3v4, n.remote4}]; got.Packets > p3CountC {
+		t.Errorf("p3 → remote while up1 went away: %+v, more than the %d sent", got, p3CountC)
+	}
+	if got := testutil.ToFloat64(f.metrics.errors); got != 0 {
+		t.Errorf("tc_attach_errors_total = %v, want 0", got)
+	}
+	if got := linkFDs(t); got != fdsBefore {
+		t.Errorf("%d BPF link descriptors open after up1 went, %d before it came", got, fdsBefore)
+	}
+
+	// p1 sent through up0 the whole time: exact to the packet over all drains.
+	var p1Got counter.Value
+	for _, fl := range []map[flow]counter.Value{phaseA, phaseB, phaseC} {
+		v := fl[flow{p1v4, n.remote4}]
+		p1Got.Packets += v.Packets
+		p1Got.Bytes += v.Bytes
+	}
+	if p1Got.Packets != p1Count || p1Got.Bytes != p1Count*(size+28) {
+		t.Errorf("p1 → remote throughout: %+v, want %d packets, %d bytes", p1Got, p1Count, p1Count*(size+28))
+	}
+
+	// After all that the follower still follows: p3's traffic is back on up0 and counted exactly.
+	if err := n.sendUDP(p3, p3v4, n.remote4, 500, size, 0, nil); err != nil {
+		t.Fatal(err)
+	}
+	n.quiesce("up0", "p3")
+	if got := drain(t, c)[flow{p3v4, n.remote4}]; got.Packets != 500 {
+		t.Errorf("p3 → remote after up1 went: %+v, want 500 packets", got)
+	}
+}
+
+// refusingAttacher is a kernel that refuses tc programs.
+type refusingAttacher struct{}
+
+func (refusingAttacher) AttachTCEgress(string, string) error {
+	return fmt.Errorf("attaching tc filter: %w", unix.EOPNOTSUPP)
+}
+func (refusingAttacher) DetachTCEgress(string, string) error { return nil }
+
+// A node where every qualifying interface refuses the program cannot count: Start says so. A node
+// with no uplink yet starts and waits for one.
+func TestStartFailsOnlyWhenNothingCanCount(t *testing.T) {
+	kerneltest.Require(t)
+	n := newNode(t)
+	log := slog.New(slog.DiscardHandler)
+	_, err := Start("/run/netns/"+n.node, Rules{}, refusingAttacher{}, nil, log)
+	if err == nil || !errors.Is(err, unix.EOPNOTSUPP) || !strings.Contains(err.Error(), "up0 (uplink)") {
+		t.Errorf("Start with a kernel refusing tc programs = %v, want the interface and EOPNOTSUPP", err)
+	}
+	f, err := Start("/run/netns/"+n.remote, Rules{}, refusingAttacher{}, nil, log) // no default route there
+	if err != nil {
+		t.Fatalf("Start without any uplink: %v", err)
+	}
+	if got := f.Attached(); len(got) != 0 {
+		t.Errorf("attached %v without an uplink", got)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	if err := f.Run(ctx); err != nil {
+		t.Errorf("Run after cancel: %v", err)
+	}
+}
