@@ -52,14 +52,7 @@ func newTopo(t testing.TB) *topo {
 			_ = exec.Command("ip", "netns", "del", ns).Run()
 		}
 	})
-	quiet := []string{
-		"net.ipv6.conf.all.accept_dad=0", "net.ipv6.conf.default.accept_dad=0",
-		"net.ipv6.conf.all.router_solicitations=0", "net.ipv6.conf.default.router_solicitations=0",
-		"net.ipv6.conf.default.mldv1_unsolicited_report_interval=0",
-		"net.ipv6.conf.default.mldv2_unsolicited_report_interval=0",
-		"net.ipv4.conf.default.igmpv2_unsolicited_report_interval=0",
-		"net.ipv4.conf.default.igmpv3_unsolicited_report_interval=0",
-	}
+	quiet := netns.QuietSysctls()
 	for _, ns := range []string{tp.node, tp.a, tp.b} {
 		tp.ip("netns", "add", ns)
 		tp.sh("ip", append([]string{"netns", "exec", ns, "sysctl", "-qw"}, quiet...)...)

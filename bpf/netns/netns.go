@@ -87,3 +87,18 @@ func Do(path string, fn func() error) error {
 	}
 	return r.err
 }
+
+// QuietSysctls are the sysctls (for `sysctl -w`) that keep a fresh namespace from sending anything of
+// its own on its links: no duplicate address detection, no router solicitations, no unsolicited MLD or
+// IGMP reports. Tests and benchmarks that count packets to the byte set them in every namespace they
+// make, so each packet on a link is one they sent.
+func QuietSysctls() []string {
+	return []string{
+		"net.ipv6.conf.all.accept_dad=0", "net.ipv6.conf.default.accept_dad=0",
+		"net.ipv6.conf.all.router_solicitations=0", "net.ipv6.conf.default.router_solicitations=0",
+		"net.ipv6.conf.default.mldv1_unsolicited_report_interval=0",
+		"net.ipv6.conf.default.mldv2_unsolicited_report_interval=0",
+		"net.ipv4.conf.default.igmpv2_unsolicited_report_interval=0",
+		"net.ipv4.conf.default.igmpv3_unsolicited_report_interval=0",
+	}
+}

@@ -50,8 +50,7 @@ func BuildNetwork(ctx context.Context, m *Model) error {
 	if err := ipBatch(ctx, "", add.String()); err != nil {
 		return fmt.Errorf("creating network namespaces: %w", err)
 	}
-	quiet := []string{"net.ipv6.conf.all.accept_dad=0", "net.ipv6.conf.default.accept_dad=0",
-		"net.ipv6.conf.all.router_solicitations=0", "net.ipv6.conf.default.router_solicitations=0"}
+	quiet := netns.QuietSysctls()
 	for _, n := range names {
 		set := quiet
 		switch {

@@ -38,10 +38,7 @@ var (
 func newTopo(ctx context.Context) (*topo, error) {
 	base := fmt.Sprintf("%s%d-", netnsPrefix, os.Getpid())
 	tp := &topo{node: base + "node", a: base + "a", b: base + "b"}
-	quiet := []string{
-		"net.ipv6.conf.all.accept_dad=0", "net.ipv6.conf.default.accept_dad=0",
-		"net.ipv6.conf.all.router_solicitations=0", "net.ipv6.conf.default.router_solicitations=0",
-	}
+	quiet := netns.QuietSysctls()
 	var cmds [][]string
 	for _, ns := range []string{tp.node, tp.a, tp.b} {
 		cmds = append(cmds, []string{"ip", "netns", "add", ns},

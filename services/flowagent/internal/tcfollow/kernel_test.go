@@ -118,13 +118,7 @@ func mapsValues(m map[string]string) []string {
 func (n *node) netns(ns string) {
 	n.t.Helper()
 	n.sh("ip", "netns", "add", ns)
-	n.sh("ip", "netns", "exec", ns, "sysctl", "-qw",
-		"net.ipv6.conf.all.accept_dad=0", "net.ipv6.conf.default.accept_dad=0",
-		"net.ipv6.conf.all.router_solicitations=0", "net.ipv6.conf.default.router_solicitations=0",
-		"net.ipv6.conf.default.mldv1_unsolicited_report_interval=0",
-		"net.ipv6.conf.default.mldv2_unsolicited_report_interval=0",
-		"net.ipv4.conf.default.igmpv2_unsolicited_report_interval=0",
-		"net.ipv4.conf.default.igmpv3_unsolicited_report_interval=0")
+	n.sh("ip", append([]string{"netns", "exec", ns, "sysctl", "-qw"}, netns.QuietSysctls()...)...)
 	n.sh("ip", "-n", ns, "link", "set", "lo", "up")
 }
 
