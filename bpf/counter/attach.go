@@ -415,6 +415,29 @@ func netnsPathOf(ino uint64) (string, bool) {
 // a link still holds a file descriptor until closed. Unknown interfaces are
 // a no-op.
 func (c *Counter) DetachTC(netnsPath, ifname string) error {
+	return c.detachTC(netnsPath, ifname, false)
+}
+
+// tcHookKind is the kind of hook tc mode pins: a tcx link where the kernel has tcx (6.6), else a
+// recorded clsact filter; at ingress or egress.
+func tcHookKind(tcx, egress bool) hookKind {
+	switch {
+	case tcx && egress:
+		return hookTCXEgress
+	case tcx:
+		return hookTCX
+	case egress:
+		return hookClsEgress
+	}
+	return hookCls
+}
+
+// detachTC removes our hook at ingress or egress of ifname (DetachTC, DetachTCEgress).
+func (c *Counter) detachTC(netnsPath, ifname string, egress bool) error {
+	what := "detaching tc from " + ifname
+	if egress {
+		what = "detaching tc egress from " + ifname
+	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if c.closed {
@@ -425,16 +448,12 @@ func (c *Counter) DetachTC(netnsPath, ifname string) error {
 		return nil // the namespace is gone, and its hooks with it
 	}
 	if err != nil {
-		return fmt.Errorf("detaching tc from %s: %w", ifname, err)
+		return fmt.Errorf("%s: %w", what, err)
 	}
-	kind := hookTCX
-	if !c.tcx {
-		kind = hookCls
-	}
-	h := hook{kind: kind, netns: ino, ifname: ifname}
+	h := hook{kind: tcHookKind(c.tcx, egress), netns: ino, ifname: ifname}
 	delete(c.claimed, h)
 	if err := c.gen.detach(h); err != nil {
-		return fmt.Errorf("detaching tc from %s: %w", ifname, err)
+		return fmt.Errorf("%s: %w", what, err)
 	}
 	return nil
 }

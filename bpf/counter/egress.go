@@ -4,7 +4,6 @@ import (
 	"errors"
 	"fmt"
 	"net"
-	"os"
 
 	"github.com/cilium/ebpf"
 	"github.com/cilium/ebpf/link"
@@ -102,28 +101,7 @@ func (c *Counter) AttachTCEgress(netnsPath, ifname string) error {
 // closed, and a classic filter's record stays until removed. Unknown
 // interfaces are a no-op.
 func (c *Counter) DetachTCEgress(netnsPath, ifname string) error {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if c.closed {
-		return ErrClosed
-	}
-	ino, err := netnsInode(netnsPath)
-	if errors.Is(err, os.ErrNotExist) {
-		return nil // the namespace is gone, and its hooks with it
-	}
-	if err != nil {
-		return fmt.Errorf("detaching tc egress from %s: %w", ifname, err)
-	}
-	kind := hookTCXEgress
-	if !c.tcx {
-		kind = hookClsEgress
-	}
-	h := hook{kind: kind, netns: ino, ifname: ifname}
-	delete(c.claimed, h)
-	if err := c.gen.detach(h); err != nil {
-		return fmt.Errorf("detaching tc egress from %s: %w", ifname, err)
-	}
-	return nil
+	return c.detachTC(netnsPath, ifname, true)
 }
 
 // TCX reports whether tc mode uses tcx links (kernel 6.6+) rather than
