@@ -643,7 +643,7 @@ func TestFlowagentRBACAndCapabilities(t *testing.T) {
 				}
 				return code == http.StatusOK, fmt.Errorf("readyz %d: %s", code, body)
 			})
-			if !strings.Contains(s.output(), `msg="counter attached" service=flowagent mode=netfilter`) {
+			if !strings.Contains(s.output(), `msg=counting service=flowagent mode=netfilter`) {
 				t.Errorf("no netfilter attach in the log:\n%s", s.output())
 			}
 			if ents, err := os.ReadDir(filepath.Join(bpffs, fmt.Sprintf("zonetoll-%d", i))); err != nil || len(ents) == 0 {
