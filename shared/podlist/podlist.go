@@ -16,7 +16,6 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/rest"
-	"k8s.io/client-go/tools/cache"
 )
 
 // DefaultPageSize is how many pods one page holds: small enough that a page of full pods is a few
@@ -55,16 +54,3 @@ func List[T any](ctx context.Context, core rest.Interface, namespace string, opt
 	}
 }
 
-// pagedListWatch is a ListWatch whose informer lists (through its ListWithContextFunc, i.e. List)
-// instead of streaming the initial state with a watch.
-type pagedListWatch struct{ *cache.ListWatch }
-
-// IsWatchListSemanticsUnSupported tells client-go's reflector not to use a streaming watch-list.
-func (pagedListWatch) IsWatchListSemanticsUnSupported() bool { return true }
-
-// Paged wraps lw so that its informer's initial list goes through lw's list function, page by page.
-// From client-go 0.35 the reflector streams the initial state with a watch (the WatchListClient
-// feature, on by default) and never calls the list function; the memory figures of the labeler and the
-// flowserver (docs/benchmarks.md) were measured with the paged list, so it stays until a measured
-// change says the stream is as good.
-func Paged(lw *cache.ListWatch) cache.ListerWatcher { return pagedListWatch{lw} }

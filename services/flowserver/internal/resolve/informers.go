@@ -52,7 +52,7 @@ func NewInformers(r *Resolver, core rest.Interface, mc metadata.Interface, now f
 		}
 		return &corev1.PodList{ListMeta: metav1.ListMeta{ResourceVersion: rv}, Items: items}, nil
 	}
-	pods := cache.NewSharedIndexInformer(podlist.Paged(podLW), &corev1.Pod{}, 0, cache.Indexers{})
+	pods := cache.NewSharedIndexInformer(podLW, &corev1.Pod{}, 0, cache.Indexers{})
 	nodes := cache.NewSharedIndexInformer(cache.NewListWatchFromClient(core, "nodes", metav1.NamespaceAll, fields.Everything()), &corev1.Node{}, 0, cache.Indexers{})
 	rs := cache.NewSharedIndexInformer(metadataListWatch(mc, appsv1.SchemeGroupVersion.WithResource("replicasets")), &metav1.PartialObjectMetadata{}, 0, cache.Indexers{})
 	jobs := cache.NewSharedIndexInformer(metadataListWatch(mc, batchv1.SchemeGroupVersion.WithResource("jobs")), &metav1.PartialObjectMetadata{}, 0, cache.Indexers{})

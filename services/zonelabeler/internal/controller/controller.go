@@ -122,7 +122,7 @@ func New(core rest.Interface, opts Options, reg prometheus.Registerer, log *slog
 	}
 	podWatch.ListWithContextFunc = listPods
 	podInformer := cache.NewSharedIndexInformerWithOptions(
-		podlist.Paged(podWatch),
+		podWatch,
 		&corev1.Pod{},
 		cache.SharedIndexInformerOptions{Indexers: cache.Indexers{nodeIndex: func(obj any) ([]string, error) {
 			if p, ok := obj.(*podInfo); ok && p.NodeName != "" {

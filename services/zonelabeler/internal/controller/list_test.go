@@ -74,8 +74,11 @@ func TestPagedInitialList(t *testing.T) {
 		t.Fatal("caches did not sync")
 	}
 	// 7 selected pods in pages of 3: three requests.
-	if got := lists() - before; got != 3 {
-		t.Errorf("API server answered %v pod lists, want 3 pages", got)
+	// client-go 0.37 (WatchListClient, on by default from 0.35) streams the initial state with a watch
+	// against a server that supports it, as 1.35+ servers do: no LIST at all, so no unpaged burst of full
+	// pods. The paged list (shared/podlist, tested on its own) is the fallback for servers without it.
+	if got := lists() - before; got != 0 {
+		t.Errorf("API server answered %v pod lists, want none (the initial state streams)", got)
 	}
 	keys := ctrl.podIndexer.ListKeys()
 	if len(keys) != selected {
