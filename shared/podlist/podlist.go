@@ -53,4 +53,3 @@ func List[T any](ctx context.Context, core rest.Interface, namespace string, opt
 		opts.Continue, opts.ResourceVersion, opts.ResourceVersionMatch = page.Continue, "", ""
 	}
 }
-
