@@ -215,8 +215,12 @@ func TestClusterWorstAllowedMixKeepsGoodReportsFlowing(t *testing.T) {
 			t.Errorf("%s senders never got %d: %v", class, status, answers.got[class])
 		}
 	}
-	if answers.got["slow"][http.StatusTooManyRequests] == 0 {
-		t.Errorf("the slow agent's third and fourth concurrent bodies were not refused with 429: %v", answers.got["slow"])
+	// The slow agent's bodies beyond its two in flight are refused before they are read: with 429
+	// identity_busy, or, when the heavy senders have filled the byte budget first (which frees the
+	// agent's in-flight places again), with 503 overloaded; which of the two depends on timing on a loaded
+	// machine (it flaked here). The per-agent cap alone is proven by ingest's TestWorstAllowedMixOverHTTP.
+	if answers.got["slow"][http.StatusTooManyRequests]+answers.got["slow"][http.StatusServiceUnavailable] == 0 {
+		t.Errorf("none of the slow agent's extra concurrent bodies was refused (429 or 503): %v", answers.got["slow"])
 	}
 	if v := fams.Sum("zonetoll_flowserver_reports_total", map[string]string{"result": "rejected", "reason": "read_error"}); v == 0 {
 		t.Error("no slow body was cut off by the read timeout (read_error)")
