@@ -1,6 +1,8 @@
 // Package podlist is the initial pod list of an informer that keeps trimmed pods: page by page, each
 // page trimmed as it arrives, so that a process never holds more than one page of full pods. The
-// zonelabeler and the flowserver list their pods through it.
+// zonelabeler and the flowserver list their pods through it when their informer lists: from client-go
+// 0.35 an informer streams its initial state with a watch from servers that support it (1.35+) and
+// lists only against servers that do not.
 //
 // An informer's own list asks for resourceVersion "0", which the API server answers from its watch
 // cache in one response whatever the limit, and client-go decodes every full pod of it before the
