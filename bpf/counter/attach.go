@@ -138,46 +138,55 @@ const (
 // replaces the earlier attachment, so a veth recreated under the same name
 // is followed.
 func (c *Counter) AttachTC(netnsPath, ifname string) error {
+	return c.attachTC(netnsPath, ifname, false)
+}
+
+// attachTC attaches the program at ingress or egress of ifname (AttachTC, AttachTCEgress): a pinned
+// tcx link where the kernel has tcx, a recorded clsact filter otherwise. A tcx link already on the
+// interface is kept when it was adopted (ingress) or whenever it is there (egress, which the
+// follower re-attaches on every reconcile); one left from an earlier interface of that name is replaced.
+func (c *Counter) attachTC(netnsPath, ifname string, egress bool) error {
+	kind := tcHookKind(c.tcx, egress)
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if c.closed {
 		return ErrClosed
 	}
 	if c.mode != ModeTC {
-		return fmt.Errorf("attaching tc: program loaded for mode %s", c.mode)
+		return fmt.Errorf("attaching tc %s: program loaded for mode %s", kind.direction(), c.mode)
 	}
 	if !c.tcx {
-		return c.attachClassic(netnsPath, ifname, hookCls)
+		return c.attachClassic(netnsPath, ifname, kind)
 	}
 	ino, err := netnsInode(netnsPath)
 	if err != nil {
-		return fmt.Errorf("attaching tc: %w", err)
+		return fmt.Errorf("attaching tc %s: %w", kind.direction(), err)
 	}
-	h := hook{kind: hookTCX, netns: ino, ifname: ifname}
+	attach := ebpf.AttachTCXIngress
+	if egress {
+		attach = ebpf.AttachTCXEgress
+	}
+	h := hook{kind: kind, netns: ino, ifname: ifname}
 	err = netns.Do(netnsPath, func() error {
 		iface, err := net.InterfaceByName(ifname)
 		if err != nil {
-			return fmt.Errorf("attaching tc: finding interface: %w", err)
+			return fmt.Errorf("attaching tc %s to %s: finding interface: %w (%w)", kind.direction(), ifname, ErrNoInterface, err)
 		}
 		if l, ok := c.gen.links[h]; ok {
-			// Adopted and still on this interface: counting already.
-			if info, err := l.Info(); !c.claimed[h] && err == nil && info.TCX() != nil && int(info.TCX().Ifindex) == iface.Index {
-				c.claimed[h] = true
+			if info, err := l.Info(); (egress || !c.claimed[h]) && err == nil && info.TCX() != nil && int(info.TCX().Ifindex) == iface.Index {
+				c.claimed[h] = true // on this interface already: counting
 				return nil
 			}
-			// Attached before, or the interface was recreated: replace.
 			if err := c.gen.detach(h); err != nil {
 				return err
 			}
 		}
-		l, err := link.AttachTCX(link.TCXOptions{
-			Interface: iface.Index,
-			Program:   c.prog,
-			Attach:    ebpf.AttachTCXIngress,
-			Anchor:    link.Head(),
-		})
+		l, err := link.AttachTCX(link.TCXOptions{Interface: iface.Index, Program: c.prog, Attach: attach, Anchor: link.Head()})
+		if errors.Is(err, unix.ENODEV) {
+			return fmt.Errorf("attaching tcx %s to %s: %w (%w)", kind.direction(), ifname, ErrNoInterface, err)
+		}
 		if err != nil {
-			return fmt.Errorf("attaching tcx ingress to %s: %w", ifname, err)
+			return fmt.Errorf("attaching tcx %s to %s: %w", kind.direction(), ifname, err)
 		}
 		if err := c.gen.pin(h, l); err != nil {
 			_ = l.Close()
@@ -190,7 +199,7 @@ func (c *Counter) AttachTC(netnsPath, ifname string) error {
 		return err
 	}
 	c.attached = true
-	c.log.Info("attached tc", "netns", netnsPath, "interface", ifname, "tcx", true, "generation", c.gen.gen)
+	c.log.Debug("attached tc", "direction", kind.direction(), "netns", netnsPath, "interface", ifname, "tcx", true, "generation", c.gen.gen)
 	return nil
 }
 

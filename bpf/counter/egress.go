@@ -2,14 +2,6 @@ package counter
 
 import (
 	"errors"
-	"fmt"
-	"net"
-
-	"github.com/cilium/ebpf"
-	"github.com/cilium/ebpf/link"
-	"golang.org/x/sys/unix"
-
-	"github.com/zonetoll/zonetoll/bpf/netns"
 )
 
 // tc egress: the same program at egress of the interfaces that leave the
@@ -20,8 +12,7 @@ import (
 // as at ingress, so the program is the same. AttachTC (ingress) is kept for
 // callers that count pod veths themselves.
 
-// ErrNoInterface is returned by AttachTCEgress (and AttachTC without tcx)
-// when the interface does not exist (any more): a caller following
+// ErrNoInterface is returned by AttachTCEgress and AttachTC when the interface does not exist (any more): a caller following
 // interfaces treats it as gone.
 var ErrNoInterface = errors.New("no such interface")
 
@@ -36,63 +27,7 @@ var ErrNoInterface = errors.New("no such interface")
 // restart, or attached twice) and replaces one left from an earlier
 // interface of that name; a classic filter is replaced in place.
 func (c *Counter) AttachTCEgress(netnsPath, ifname string) error {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if c.closed {
-		return ErrClosed
-	}
-	if c.mode != ModeTC {
-		return fmt.Errorf("attaching tc egress: program loaded for mode %s", c.mode)
-	}
-	if !c.tcx {
-		return c.attachClassic(netnsPath, ifname, hookClsEgress)
-	}
-	ino, err := netnsInode(netnsPath)
-	if err != nil {
-		return fmt.Errorf("attaching tc egress: %w", err)
-	}
-	h := hook{kind: hookTCXEgress, netns: ino, ifname: ifname}
-	err = netns.Do(netnsPath, func() error {
-		iface, err := net.InterfaceByName(ifname)
-		if err != nil {
-			return fmt.Errorf("attaching tc egress to %s: %w (%w)", ifname, ErrNoInterface, err)
-		}
-		if l, ok := c.gen.links[h]; ok {
-			// Still on this interface (adopted, or attached before): counting already.
-			if info, err := l.Info(); err == nil && info.TCX() != nil && int(info.TCX().Ifindex) == iface.Index {
-				c.claimed[h] = true
-				return nil
-			}
-			// The interface was recreated under the same name: replace.
-			if err := c.gen.detach(h); err != nil {
-				return err
-			}
-		}
-		l, err := link.AttachTCX(link.TCXOptions{
-			Interface: iface.Index,
-			Program:   c.prog,
-			Attach:    ebpf.AttachTCXEgress,
-			Anchor:    link.Head(),
-		})
-		if errors.Is(err, unix.ENODEV) {
-			return fmt.Errorf("attaching tcx egress to %s: %w (%w)", ifname, ErrNoInterface, err)
-		}
-		if err != nil {
-			return fmt.Errorf("attaching tcx egress to %s: %w", ifname, err)
-		}
-		if err := c.gen.pin(h, l); err != nil {
-			_ = l.Close()
-			return err
-		}
-		c.claimed[h] = true
-		return nil
-	})
-	if err != nil {
-		return err
-	}
-	c.attached = true
-	c.log.Debug("attached tc egress", "netns", netnsPath, "interface", ifname, "tcx", true, "generation", c.gen.gen)
-	return nil
+	return c.attachTC(netnsPath, ifname, true)
 }
 
 // DetachTCEgress removes what AttachTCEgress attached to ifname, for
