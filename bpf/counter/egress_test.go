@@ -184,24 +184,4 @@ func testTCEgressAdoptedAfterRestart(t *testing.T, tcx bool) {
 }
 
 // egressFilters counts our clsact egress filters on a node interface.
-func (tp *topo) egressFilters(dev string) int {
-	tp.t.Helper()
-	n := 0
-	tp.inNS(tp.node, func() error {
-		l, err := netlink.LinkByName(dev)
-		if err != nil {
-			return err
-		}
-		filters, err := netlink.FilterList(l, netlink.HANDLE_MIN_EGRESS)
-		if err != nil {
-			return err
-		}
-		for _, f := range filters {
-			if bf, ok := f.(*netlink.BpfFilter); ok && strings.HasPrefix(bf.Name, "zonetoll_count") {
-				n++
-			}
-		}
-		return nil
-	})
-	return n
-}
+func (tp *topo) egressFilters(dev string) int { return tp.ourFilters(dev, netlink.HANDLE_MIN_EGRESS) }

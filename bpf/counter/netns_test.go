@@ -726,7 +726,11 @@ func testTCCountsSameAsNetfilter(t *testing.T, tcx bool) {
 }
 
 // classicFilters counts our clsact ingress filters on a node interface.
-func (tp *topo) classicFilters(dev string) int {
+func (tp *topo) classicFilters(dev string) int { return tp.ourFilters(dev, netlink.HANDLE_MIN_INGRESS) }
+
+// ourFilters counts the bpf filters named by us on a node interface's clsact ingress or egress
+// (parent): by name, independently of how the counter finds its own.
+func (tp *topo) ourFilters(dev string, parent uint32) int {
 	tp.t.Helper()
 	n := 0
 	tp.inNS(tp.node, func() error {
@@ -734,7 +738,7 @@ func (tp *topo) classicFilters(dev string) int {
 		if err != nil {
 			return err
 		}
-		filters, err := netlink.FilterList(l, netlink.HANDLE_MIN_INGRESS)
+		filters, err := netlink.FilterList(l, parent)
 		if err != nil {
 			return err
 		}
