@@ -9,10 +9,10 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
+	"github.com/zonetoll/zonetoll/services/flowserver/internal/abusetest"
 	"github.com/zonetoll/zonetoll/services/flowserver/internal/auth"
 	"github.com/zonetoll/zonetoll/shared/report"
 )
@@ -60,53 +60,8 @@ func TestWorstAllowedMixOverHTTP(t *testing.T) {
 	srv.Start()
 	defer srv.Close()
 
-	client := &http.Client{Timeout: 30 * time.Second}
-	do := func(token string, body io.Reader, contentLength int64, encoding string) int {
-		req, err := http.NewRequest(http.MethodPost, srv.URL+Path, body)
-		if err != nil {
-			return -1
-		}
-		req.ContentLength = contentLength
-		req.Header.Set("Authorization", "Bearer "+token)
-		if encoding != "" {
-			req.Header.Set("Content-Encoding", encoding)
-		}
-		resp, err := client.Do(req)
-		if err != nil {
-			return 0
-		}
-		_, _ = io.Copy(io.Discard, resp.Body)
-		resp.Body.Close()
-		return resp.StatusCode
-	}
-	var mu sync.Mutex
-	answers := map[string]map[int]int{}
-	deadline := time.Now().Add(5 * time.Second)
-	stop := make(chan struct{})
-	var wg sync.WaitGroup
-	attack := func(class string, workers, maxRequests int, one func(worker, i int) int) {
-		for w := range workers {
-			wg.Go(func() {
-				for i := range maxRequests {
-					select {
-					case <-stop:
-						return
-					default:
-					}
-					if time.Now().After(deadline) {
-						return
-					}
-					st := one(w, i)
-					mu.Lock()
-					if answers[class] == nil {
-						answers[class] = map[int]int{}
-					}
-					answers[class][st]++
-					mu.Unlock()
-				}
-			})
-		}
-	}
+	mix := abusetest.New(&http.Client{Timeout: 30 * time.Second}, srv.URL+Path, 5*time.Second)
+	do, attack := mix.Send, mix.Attack
 	attack("heavy", 8, 40, func(w, _ int) int {
 		b := heavyBodies[w%4]
 		return do(fmt.Sprintf("agent-h-%d", w%4), bytes.NewReader(b), int64(len(b)), "gzip")
@@ -115,7 +70,7 @@ func TestWorstAllowedMixOverHTTP(t *testing.T) {
 		return do(fmt.Sprintf("junk-%d-%d", w, i), strings.NewReader("ZTRP"), 4, "")
 	})
 	attack("slow", 4, 2, func(int, int) int {
-		return do("agent-slow", &slowBody{n: 4096, interval: 20 * time.Millisecond, stop: stop}, 4096, "")
+		return do("agent-slow", mix.Trickle(4096, 20*time.Millisecond), 4096, "")
 	})
 	attack("streamed", 2, 10, func(int, int) int {
 		return do("agent-stream", io.MultiReader(bytes.NewReader(make([]byte, 1<<20))), -1, "")
@@ -149,8 +104,8 @@ func TestWorstAllowedMixOverHTTP(t *testing.T) {
 		want += float64(1_000 + seq)
 		time.Sleep(150 * time.Millisecond)
 	}
-	close(stop)
-	wg.Wait()
+	mix.Stop()
+	answers := mix.Got()
 	t.Logf("good agent: %v; attackers: %v", good, answers)
 
 	// The heavy reports' bytes (each applied once) and the good agent's.
@@ -178,74 +133,12 @@ func TestWorstAllowedMixOverHTTP(t *testing.T) {
 			t.Errorf("%s senders never got %d: %v", class, status, answers[class])
 		}
 	}
-	byStatus := map[int][]string{
-		http.StatusUnauthorized:          {"unauthenticated"},
-		http.StatusTooManyRequests:       {"rate_limited", "identity_busy"},
-		http.StatusServiceUnavailable:    {"overloaded"},
-		http.StatusRequestEntityTooLarge: {"body_too_large"},
-		http.StatusBadRequest:            {"read_error"},
-	}
-	seen := map[int]int{}
-	for class, got := range answers {
-		for st, n := range got {
-			if st == http.StatusOK {
-				continue
-			}
-			cut := st == 0 && (class == "slow" || class == "streamed")
-			if _, ok := byStatus[st]; !ok && !cut {
-				t.Errorf("%s senders got %d %d times, which no defence here answers", class, st, n)
-			}
-			seen[st] += n
-		}
-	}
-	for st, n := range good {
-		if st != http.StatusOK {
-			seen[st] += n
-		}
-	}
-	var counted float64
-	for st, rs := range byStatus {
-		var sum float64
-		for _, r := range rs {
-			sum += hs.rejected(t, r)
-		}
-		counted += sum
-		if sum < float64(seen[st]) {
-			t.Errorf("clients saw %d answers %d, the server counted %v under %v", seen[st], st, sum, rs)
-		}
-	}
-	if v := hs.rejected(t, "read_error"); v == 0 {
-		t.Error("no slow body was cut off by the read timeout (read_error)")
-	}
 	var all float64
 	for _, r := range reasons {
 		all += hs.rejected(t, r)
 	}
-	if all != counted {
-		t.Errorf("%v refusals counted in all, %v under the expected reasons: some other reason appeared", all, counted)
-	}
+	mix.CheckCounted(t, good, func(r string) float64 { return hs.rejected(t, r) }, all)
 	if used := hs.h.budget.inUse(); used != 0 {
 		t.Errorf("%d bytes of the budget still reserved after every request ended", used)
 	}
-}
-
-// slowBody sends one byte every interval, up to n bytes or until stopped.
-type slowBody struct {
-	n        int
-	interval time.Duration
-	stop     chan struct{}
-}
-
-func (s *slowBody) Read(p []byte) (int, error) {
-	if s.n == 0 {
-		return 0, io.EOF
-	}
-	select {
-	case <-s.stop:
-		return 0, io.ErrUnexpectedEOF
-	case <-time.After(s.interval):
-	}
-	p[0] = 'Z'
-	s.n--
-	return 1, nil
 }
