@@ -75,37 +75,17 @@ func newApp() *cli.App {
 				},
 			},
 			{
-				Name:  "up",
-				Usage: "start a cluster that stays up in the background and print how to use it",
-				Flags: []cli.Flag{stateDirFlag, apiserverArgFlag, versionFlag},
-				Action: func(cctx *cli.Context) error {
-					dir, err := stateDir(cctx.String("state-dir"))
-					if err != nil {
-						return err
-					}
-					version, err := testcluster.ResolveVersion(cctx.String("kubernetes-version"))
-					if err != nil {
-						return err
-					}
-					return up(cctx.Context, dir, version, cctx.StringSlice("apiserver-arg"))
-				},
+				Name:   "up",
+				Usage:  "start a cluster that stays up in the background and print how to use it",
+				Flags:  []cli.Flag{stateDirFlag, apiserverArgFlag, versionFlag},
+				Action: clusterAction(up),
 			},
 			{
 				Name:   "serve",
 				Usage:  "run a cluster in the foreground until SIGTERM (what `up` runs detached)",
 				Hidden: true,
 				Flags:  []cli.Flag{stateDirFlag, apiserverArgFlag, versionFlag},
-				Action: func(cctx *cli.Context) error {
-					dir, err := stateDir(cctx.String("state-dir"))
-					if err != nil {
-						return err
-					}
-					version, err := testcluster.ResolveVersion(cctx.String("kubernetes-version"))
-					if err != nil {
-						return err
-					}
-					return serve(cctx.Context, dir, version, cctx.StringSlice("apiserver-arg"))
-				},
+				Action: clusterAction(serve),
 			},
 			{
 				Name:  "down",
@@ -360,4 +340,20 @@ func status(ctx context.Context, dir string) error {
 	}
 	fmt.Fprintf(os.Stdout, "test cluster up at %s (pid %d), /readyz: %s\nexport KUBECONFIG=%s\n", st.Host, st.PID, strings.TrimSpace(string(body)), st.Kubeconfig)
 	return nil
+}
+
+// clusterAction is the action of `up` and `serve`: run with the state dir, the release and the extra
+// API server flags the command line names.
+func clusterAction(run func(ctx context.Context, dir, version string, apiserverArgs []string) error) cli.ActionFunc {
+	return func(cctx *cli.Context) error {
+		dir, err := stateDir(cctx.String("state-dir"))
+		if err != nil {
+			return err
+		}
+		version, err := testcluster.ResolveVersion(cctx.String("kubernetes-version"))
+		if err != nil {
+			return err
+		}
+		return run(cctx.Context, dir, version, cctx.StringSlice("apiserver-arg"))
+	}
 }
