@@ -7,9 +7,8 @@ import (
 
 	"k8s.io/client-go/rest"
 
-	"github.com/zonetoll/zonetoll/testkit/modbuild"
-
 	"github.com/zonetoll/zonetoll/testkit/gate"
+	"github.com/zonetoll/zonetoll/testkit/modbuild"
 )
 
 // Need lets a test that needs the cluster's binaries go on, or skips/fails it through the gate with
