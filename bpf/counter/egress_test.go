@@ -22,64 +22,21 @@ func TestTCEgressCountsSameAsNetfilter(t *testing.T) {
 }
 
 func testTCEgressCountsSameAsNetfilter(t *testing.T, tcx bool) {
-	if tcx {
-		requireTCX(t)
-	}
 	tp := newTopo(t)
-	var nf *Counter
-	if hasNetfilter(t) {
-		nf = loadForTest(t, Config{MaxFlows: 1024, Mode: ModeNetfilter})
-		if err := nf.AttachNetfilter(nsPath(tp.node)); err != nil {
-			t.Fatal(err)
-		}
-	}
 	dir := pinDir(t)
-	// classic forces the path kernels before 6.6 take.
-	tc := loadForTest(t, Config{MaxFlows: 1024, Mode: ModeTC, PinDir: dir, classic: !tcx})
-	if tcx && !tc.TCX() {
-		t.Fatalf("kernel without tcx links: Probe and the tcx test disagree")
-	}
-	pinKind := hookTCXEgress
-	if !tcx {
-		pinKind = hookClsEgress
-	}
-	for _, dev := range []string{"va", "vb"} {
-		if err := tc.AttachTCEgress(nsPath(tp.node), dev); err != nil {
-			t.Fatal(err)
+	pinKind := tcHookKind(tcx, true)
+	tc, nf, tcFlows, nfFlows := tp.tcBesideNetfilter(t, tcx, dir, func(c *Counter, dev string) error {
+		if err := c.AttachTCEgress(nsPath(tp.node), dev); err != nil {
+			return err
 		}
 		// Attaching again keeps (tcx) or replaces (clsact) the attachment: never two.
-		if err := tc.AttachTCEgress(nsPath(tp.node), dev); err != nil {
-			t.Fatal(err)
-		}
-	}
+		return c.AttachTCEgress(nsPath(tp.node), dev)
+	})
 	if got := tp.egressFilters("va"); got != boolToInt(!tcx) {
 		t.Errorf("%d zonetoll clsact egress filters on va, want %d", got, boolToInt(!tcx))
 	}
-	before := tp.quiesce()
-	tp.sendUDP(false, 300, 64, 9001)
-	tp.sendUDP(true, 300, 1200, 9001)
-	tp.sendTCP(false, 2<<20)
-	tp.sendTCP(true, 2<<20)
-	after := tp.quiesce()
-
-	tcFlows := drainAll(t, tc)
-	pkts, bytes := forwardedBytes(t, before, after)
-	if got := tp.podFlows(t, tcFlows); got.Packets != pkts || got.Bytes != bytes {
-		t.Errorf("tc egress counted %d packets / %d bytes between the pods, node forwarded %d / %d", got.Packets, got.Bytes, pkts, bytes)
-	}
-	// The node's own packets (MLD) leave through the same interfaces: all
-	// flows agree, not only the pods'.
-	nfFlows := map[Key]Value{}
-	if nf != nil {
-		nfFlows = drainAll(t, nf)
-	} else {
-		t.Log("kernel without BPF netfilter programs: compared with the node's forwarding counters only")
-	}
-	for k, v := range nfFlows {
-		if tcFlows[k] != v {
-			t.Errorf("flow %v: netfilter %+v, tc egress %+v", k, v, tcFlows[k])
-		}
-	}
+	// The node's own packets (MLD) leave through the same interfaces: all flows agree, not only the
+	// pods', both ways.
 	for k, v := range tcFlows {
 		if _, ok := nfFlows[k]; !ok && nf != nil {
 			t.Errorf("flow %v only in tc egress: %+v", k, v)

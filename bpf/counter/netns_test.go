@@ -645,60 +645,9 @@ func TestTCCountsSameAsNetfilter(t *testing.T) {
 	}
 }
 
-// On kernels without BPF netfilter programs (before 6.4, where tc mode is the one that runs) tc is
-// compared with what the node forwarded only.
 func testTCCountsSameAsNetfilter(t *testing.T, tcx bool) {
-	if tcx {
-		requireTCX(t)
-	}
 	tp := newTopo(t)
-	var nf *Counter
-	if hasNetfilter(t) {
-		nf = loadForTest(t, Config{MaxFlows: 1024, Mode: ModeNetfilter})
-		if err := nf.AttachNetfilter(nsPath(tp.node)); err != nil {
-			t.Fatal(err)
-		}
-	} else {
-		t.Log("kernel without BPF netfilter programs: compared with the node's forwarding counters only")
-	}
-	// classic forces the path kernels before 6.6 take.
-	tc := loadForTest(t, Config{MaxFlows: 1024, Mode: ModeTC, classic: !tcx})
-	if tcx && !tc.tcx {
-		t.Fatalf("kernel without tcx links: Probe and the tcx test disagree")
-	}
-	for _, dev := range []string{"va", "vb"} {
-		if err := tc.AttachTC(nsPath(tp.node), dev); err != nil {
-			t.Fatal(err)
-		}
-	}
-	before := tp.quiesce()
-	tp.sendUDP(false, 300, 64, 9001)
-	tp.sendUDP(true, 300, 1200, 9001)
-	tp.sendTCP(false, 2<<20)
-	tp.sendTCP(true, 2<<20)
-	after := tp.quiesce()
-
-	tcFlows := drainAll(t, tc)
-	nfFlows := map[Key]Value{}
-	if nf != nil {
-		nfFlows = drainAll(t, nf)
-	}
-	pkts, bytes := forwardedBytes(t, before, after)
-	counted := map[string]map[Key]Value{"tc": tcFlows}
-	if nf != nil {
-		counted["netfilter"] = nfFlows
-	}
-	for name, flows := range counted {
-		if got := tp.podFlows(t, flows); got.Packets != pkts || got.Bytes != bytes {
-			t.Errorf("%s counted %d packets / %d bytes, node forwarded %d / %d", name, got.Packets, got.Bytes, pkts, bytes)
-		}
-	}
-	for k, v := range nfFlows {
-		if tcFlows[k] != v {
-			t.Errorf("flow %v: netfilter %+v, tc %+v", k, v, tcFlows[k])
-		}
-	}
-
+	tc, nf, _, _ := tp.tcBesideNetfilter(t, tcx, "", func(c *Counter, dev string) error { return c.AttachTC(nsPath(tp.node), dev) })
 	if got := tp.classicFilters("va"); got != boolToInt(!tcx) {
 		t.Errorf("%d zonetoll clsact filters on va, want %d", got, boolToInt(!tcx))
 	}
@@ -757,4 +706,59 @@ func boolToInt(b bool) int {
 		return 1
 	}
 	return 0
+}
+
+// tcBesideNetfilter loads a tc counter (tcx, or the clsact path kernels before 6.6 take) pinned in
+// dir ("" for a fresh one), attaches it to va and vb with attach, and where the kernel has BPF
+// netfilter programs a netfilter counter at the node's POST_ROUTING beside it; sends UDP and TCP over
+// IPv4 and IPv6; and checks that tc counted, to the byte, what the node forwarded between the pods and
+// every flow netfilter counted. Without netfilter programs (before 6.4, where tc mode is the one that
+// runs) tc is compared with what the node forwarded only, and nf is nil.
+func (tp *topo) tcBesideNetfilter(t *testing.T, tcx bool, dir string, attach func(c *Counter, dev string) error) (tc, nf *Counter, tcFlows, nfFlows map[Key]Value) {
+	t.Helper()
+	if tcx {
+		requireTCX(t)
+	}
+	if hasNetfilter(t) {
+		nf = loadForTest(t, Config{MaxFlows: 1024, Mode: ModeNetfilter})
+		if err := nf.AttachNetfilter(nsPath(tp.node)); err != nil {
+			t.Fatal(err)
+		}
+	} else {
+		t.Log("kernel without BPF netfilter programs: compared with the node's forwarding counters only")
+	}
+	tc = loadForTest(t, Config{MaxFlows: 1024, Mode: ModeTC, PinDir: dir, classic: !tcx})
+	if tcx && !tc.TCX() {
+		t.Fatalf("kernel without tcx links: Probe and the tcx test disagree")
+	}
+	for _, dev := range []string{"va", "vb"} {
+		if err := attach(tc, dev); err != nil {
+			t.Fatal(err)
+		}
+	}
+	before := tp.quiesce()
+	tp.sendUDP(false, 300, 64, 9001)
+	tp.sendUDP(true, 300, 1200, 9001)
+	tp.sendTCP(false, 2<<20)
+	tp.sendTCP(true, 2<<20)
+	after := tp.quiesce()
+
+	tcFlows = drainAll(t, tc)
+	nfFlows = map[Key]Value{}
+	if nf != nil {
+		nfFlows = drainAll(t, nf)
+		if got := tp.podFlows(t, nfFlows); got != tp.podFlows(t, tcFlows) {
+			t.Errorf("netfilter counted %+v between the pods, tc %+v", got, tp.podFlows(t, tcFlows))
+		}
+	}
+	pkts, bytes := forwardedBytes(t, before, after)
+	if got := tp.podFlows(t, tcFlows); got.Packets != pkts || got.Bytes != bytes {
+		t.Errorf("tc counted %d packets / %d bytes between the pods, node forwarded %d / %d", got.Packets, got.Bytes, pkts, bytes)
+	}
+	for k, v := range nfFlows {
+		if tcFlows[k] != v {
+			t.Errorf("flow %v: netfilter %+v, tc %+v", k, v, tcFlows[k])
+		}
+	}
+	return tc, nf, tcFlows, nfFlows
 }
