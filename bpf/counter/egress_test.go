@@ -23,7 +23,7 @@ func TestTCEgressCountsSameAsNetfilter(t *testing.T) {
 
 func testTCEgressCountsSameAsNetfilter(t *testing.T, tcx bool) {
 	tp := newTopo(t)
-	dir := pinDir(t)
+	dir := kerneltest.PinDir(t)
 	pinKind := tcHookKind(tcx, true)
 	tc, nf, tcFlows, nfFlows := tp.tcBesideNetfilter(t, tcx, dir, func(c *Counter, dev string) error {
 		if err := c.AttachTCEgress(nsPath(tp.node), dev); err != nil {
@@ -98,7 +98,7 @@ func testTCEgressAdoptedAfterRestart(t *testing.T, tcx bool) {
 		pinKind = hookClsEgress
 	}
 	tp := newTopo(t)
-	dir := pinDir(t)
+	dir := kerneltest.PinDir(t)
 	cfg := Config{MaxFlows: 1024, Mode: ModeTC, PinDir: dir, classic: !tcx}
 	c, err := Load(t.Context(), cfg, nil)
 	if err != nil {

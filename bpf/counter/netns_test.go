@@ -575,7 +575,7 @@ func TestFullMapCountsInsertFailures(t *testing.T) {
 func TestPinnedMapsSurviveRestart(t *testing.T) {
 	kerneltest.Require(t)
 	tp := newTopo(t)
-	dir := pinDir(t)
+	dir := kerneltest.PinDir(t)
 	load := func(maxFlows uint32) *Counter {
 		return tp.loadAttached(Config{MaxFlows: maxFlows, PinDir: dir, Mode: ModeNetfilter})
 	}

@@ -111,7 +111,7 @@ func TestRestartUnderTrafficLosesNothing(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			tp := newTopo(t)
-			dir := pinDir(t)
+			dir := kerneltest.PinDir(t)
 			load := func(prio int32) *Counter {
 				return tp.loadAttached(Config{MaxFlows: 1024, PinDir: dir, Mode: tc.mode, Priority: prio, classic: tc.classic})
 			}
@@ -211,7 +211,7 @@ func TestRestartUnderTrafficLosesNothing(t *testing.T) {
 func TestUpgradeThatDiesBeforeTakingOverChangesNothing(t *testing.T) {
 	kerneltest.Require(t)
 	tp := newTopo(t)
-	dir := pinDir(t)
+	dir := kerneltest.PinDir(t)
 	load := func(prio int32) *Counter {
 		return tp.loadAttached(Config{MaxFlows: 1024, PinDir: dir, Mode: ModeNetfilter, Priority: prio})
 	}
@@ -246,7 +246,7 @@ func TestUninstallDetachesEverything(t *testing.T) {
 	kerneltest.Require(t)
 	requireMode(t, ModeNetfilter)
 	tp := newTopo(t)
-	dir := pinDir(t)
+	dir := kerneltest.PinDir(t)
 	c, err := Load(context.Background(), Config{MaxFlows: 64, PinDir: dir, Mode: ModeNetfilter}, nil)
 	if err != nil {
 		t.Fatal(err)
@@ -284,7 +284,7 @@ func TestUninstallDetachesEverything(t *testing.T) {
 func TestClassicFiltersOutliveClose(t *testing.T) {
 	kerneltest.Require(t)
 	tp := newTopo(t)
-	dir := pinDir(t)
+	dir := kerneltest.PinDir(t)
 	cfg := Config{MaxFlows: 1024, PinDir: dir, Mode: ModeTC, classic: true}
 	before := tp.quiesce()
 	c := tp.loadAttached(cfg)
@@ -337,7 +337,7 @@ func TestClassicFiltersOutliveClose(t *testing.T) {
 func TestUninstallWhileDraining(t *testing.T) {
 	kerneltest.Require(t)
 	tp := newTopo(t)
-	c := tp.loadAttached(Config{MaxFlows: 64, PinDir: pinDir(t), Mode: ModeNetfilter})
+	c := tp.loadAttached(Config{MaxFlows: 64, PinDir: kerneltest.PinDir(t), Mode: ModeNetfilter})
 	var wg sync.WaitGroup
 	for range 4 {
 		wg.Go(func() {

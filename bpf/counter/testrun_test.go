@@ -94,7 +94,7 @@ func loadForTest(t testing.TB, cfg Config) *Counter {
 	t.Helper()
 	requireMode(t, cfg.Mode)
 	if cfg.PinDir == "" {
-		cfg.PinDir = pinDir(t)
+		cfg.PinDir = kerneltest.PinDir(t)
 	}
 	c, err := Load(context.Background(), cfg, nil)
 	if err != nil {

@@ -40,44 +40,34 @@ func Require(t testing.TB) {
 	gate.Kernel(t)
 }
 
-// Options say what Main sets up around a package's tests.
-type Options struct {
-	// Prefix names the package's network namespaces and bpffs mounts
-	// (<Prefix><pid>-…): Main removes a dead run's leftovers before the tests
-	// and this run's after them.
-	Prefix string
-	// BPFFS, if not nil, is set to a private bpffs mounted for the run
-	// (left empty when the kernel tests cannot run here).
-	BPFFS *string
-}
+// pinRoot is the private bpffs Main mounted for this test binary ("" before Main, or where kernel
+// tests cannot run).
+var pinRoot string
 
 // Main is the TestMain of every package whose tests use BPF:
 //
-//	func TestMain(m *testing.M) { kerneltest.Main(m, kerneltest.Options{Prefix: "ztx-"}) }
+//	func TestMain(m *testing.M) { kerneltest.Main(m, "ztx-") }
 //
-// Besides the set-up of opts, it fails the run when the tests leave BPF map,
-// program or link file descriptors open that were not open before them: a
-// leaked link keeps a hook attached, a leaked map its memory. It does not
-// return.
-func Main(m *testing.M, opts Options) {
-	os.Exit(run(m, opts))
+// prefix names the package's network namespaces and bpffs mounts (<prefix><pid>-…): Main removes a
+// dead run's leftovers before the tests and this run's after them, and mounts a private bpffs that
+// PinDir hands out directories of. It fails the run when the tests leave BPF map, program or link
+// file descriptors open that were not open before them: a leaked link keeps a hook attached, a leaked
+// map its memory. It does not return.
+func Main(m *testing.M, prefix string) {
+	os.Exit(run(m, prefix))
 }
 
-func run(m *testing.M, opts Options) int {
+func run(m *testing.M, prefix string) int {
 	if Unavailable() == "" {
-		if opts.Prefix != "" {
-			RemoveLeftovers(opts.Prefix)
-			defer RemoveLeftovers(opts.Prefix)
+		RemoveLeftovers(prefix)
+		defer RemoveLeftovers(prefix)
+		dir, unmount, err := MountBPFFS(prefix)
+		if err != nil {
+			fmt.Fprintln(os.Stderr, err)
+			return 1
 		}
-		if opts.BPFFS != nil {
-			dir, unmount, err := MountBPFFS(opts.Prefix)
-			if err != nil {
-				fmt.Fprintln(os.Stderr, err)
-				return 1
-			}
-			defer unmount()
-			*opts.BPFFS = dir
-		}
+		defer unmount()
+		pinRoot = dir
 	}
 	before := bpfFDs()
 	code := m.Run()
@@ -86,6 +76,21 @@ func run(m *testing.M, opts Options) int {
 		code = 1
 	}
 	return code
+}
+
+// PinDir returns a fresh directory on the private bpffs of Main, removed when t ends. Call it after
+// Require: where kernel tests cannot run there is no bpffs.
+func PinDir(t testing.TB) string {
+	t.Helper()
+	if pinRoot == "" {
+		t.Fatal("kerneltest.PinDir: no private bpffs (TestMain must call kerneltest.Main, after Require)")
+	}
+	dir, err := os.MkdirTemp(pinRoot, "pins-")
+	if err != nil {
+		t.Fatalf("creating a pin directory on the private bpffs: %v", err)
+	}
+	t.Cleanup(func() { os.RemoveAll(dir) })
+	return dir
 }
 
 // bpfFDs maps this process's open BPF map, program and link descriptors to

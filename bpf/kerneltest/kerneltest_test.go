@@ -46,7 +46,7 @@ func TestOwnerGone(t *testing.T) {
 	}
 }
 
-func TestMain(m *testing.M) { Main(m, Options{}) }
+func TestMain(m *testing.M) { Main(m, "ztkt-") }
 
 func TestLeakedFDs(t *testing.T) {
 	before := map[string]string{"3": "anon_inode:bpf-map", "4": "anon_inode:bpf-prog"}

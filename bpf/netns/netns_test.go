@@ -21,7 +21,7 @@ import (
 // crashed run are found and removed.
 const netnsPrefix = "ztnetns-"
 
-func TestMain(m *testing.M) { kerneltest.Main(m, kerneltest.Options{Prefix: netnsPrefix}) }
+func TestMain(m *testing.M) { kerneltest.Main(m, netnsPrefix) }
 
 func inode(t *testing.T, path string) uint64 {
 	t.Helper()

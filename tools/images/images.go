@@ -27,7 +27,7 @@ import (
 )
 
 // Users of the images. 65532 is distroless' "nonroot", so runAsUser in manifests reads the same
-// for images built here and with the Dockerfiles.
+// for images built here and with the Dockerfile.
 const (
 	NonRootUID = 65532
 	RootUID    = 0

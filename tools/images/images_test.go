@@ -161,38 +161,96 @@ func TestBuildZonelabelerImage(t *testing.T) {
 	}
 }
 
-// TestDockerfilesMatchImages keeps the Dockerfiles (for people with Docker) in step with the images
-// this package builds: same build flags, base, user, entrypoint and labels.
+// TestDockerfilesMatchImages keeps the Dockerfile (for people with Docker) in step with the images
+// this package builds: same build flags, base, user, entrypoint and labels, one target per service.
 func TestDockerfilesMatchImages(t *testing.T) {
-	root := repo.RootT(t)
+	data, err := os.ReadFile(filepath.Join(repo.RootT(t), "Dockerfile"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	stages := dockerStages(string(data))
+	var names []string
+	for _, svc := range Services() {
+		names = append(names, svc.Name)
+	}
+	build := stages["build"]
+	for _, w := range []string{
+		"CGO_ENABLED=0",
+		"go build -trimpath",
+		`-ldflags "` + buildinfo.LDFlags("${VERSION}", "${REVISION}") + `"`,
+		"-o /out/usr/local/bin/$s ./cmd/$s",
+	} {
+		if !strings.Contains(build.text, w) {
+			t.Errorf("the Dockerfile's build stage lacks %q", w)
+		}
+	}
+	if want := `ARG SERVICES="` + strings.Join(names, " ") + `"`; !strings.Contains(string(data), want) {
+		t.Errorf("the Dockerfile does not build every service: want %s", want)
+	}
 	for _, svc := range Services() {
 		t.Run(svc.Name, func(t *testing.T) {
-			data, err := os.ReadFile(filepath.Join(root, "services", svc.Name, "Dockerfile"))
-			if err != nil {
-				t.Fatal(err)
+			st, ok := stages[svc.Name]
+			if !ok {
+				t.Fatalf("the Dockerfile has no target %q", svc.Name)
 			}
-			df := string(data)
-			want := []string{
-				"FROM scratch",
-				fmt.Sprintf("USER %d:%d", svc.UID, svc.UID),
+			// What a stage inherits counts: walk up to scratch.
+			text := st.text
+			for parent := st.from; parent != "scratch"; parent = stages[parent].from {
+				if _, ok := stages[parent]; !ok {
+					t.Fatalf("target %q builds on unknown stage %q", svc.Name, parent)
+				}
+				text = stages[parent].text + text
+			}
+			for _, w := range []string{
+				fmt.Sprintf("COPY --from=build /out%[1]s %[1]s", BinaryPath(svc.Name)),
 				fmt.Sprintf(`ENTRYPOINT ["%s"]`, BinaryPath(svc.Name)),
-				`CMD ["run"]`,
-				"CGO_ENABLED=0",
-				"go build -trimpath",
-				`-ldflags "` + buildinfo.LDFlags("${VERSION}", "${REVISION}") + `"`,
-				"-o /out" + BinaryPath(svc.Name) + " ./cmd/" + svc.Name,
 				LabelTitle + `="` + svc.Name + `"`,
+			} {
+				if !strings.Contains(st.text, w) {
+					t.Errorf("target %q lacks %q", svc.Name, w)
+				}
+			}
+			// A new ENTRYPOINT clears an inherited CMD, so the target must set its own after it.
+			if e, c := strings.Index(st.text, "ENTRYPOINT "), strings.Index(st.text, `CMD ["run"]`); c < e {
+				t.Errorf("target %q does not set CMD [\"run\"] after its ENTRYPOINT", svc.Name)
+			}
+			for _, w := range []string{
+				"COPY --from=build /out/etc/ /etc/",
 				LabelVersion + `="${VERSION}"`,
 				LabelRevision + `="${REVISION}"`,
 				LabelSource + `="` + DefaultSource + `"`,
-			}
-			for _, w := range want {
-				if !strings.Contains(df, w) {
-					t.Errorf("services/%s/Dockerfile lacks %q", svc.Name, w)
+			} {
+				if !strings.Contains(text, w) {
+					t.Errorf("target %q (with what it inherits) lacks %q", svc.Name, w)
 				}
+			}
+			users := strings.Count(text, "\nUSER ")
+			if want := fmt.Sprintf("USER %d:%d", svc.UID, svc.UID); users == 0 || !strings.Contains(text[strings.LastIndex(text, "\nUSER "):], want) {
+				t.Errorf("target %q runs as the wrong user: the last USER it has must be %q", svc.Name, want)
 			}
 		})
 	}
+}
+
+type dockerStage struct{ from, text string }
+
+// dockerStages splits a Dockerfile into its stages by name ("FROM parent AS name").
+func dockerStages(df string) map[string]dockerStage {
+	out := map[string]dockerStage{}
+	var name string
+	for _, line := range strings.SplitAfter(df, "\n") {
+		if f := strings.Fields(line); len(f) == 4 && f[0] == "FROM" && strings.EqualFold(f[2], "AS") {
+			name = f[3]
+			out[name] = dockerStage{from: f[1], text: "\n"}
+			continue
+		}
+		if name != "" {
+			st := out[name]
+			st.text += line
+			out[name] = st
+		}
+	}
+	return out
 }
 
 func TestGitStamp(t *testing.T) {

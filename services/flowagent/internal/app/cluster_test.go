@@ -75,7 +75,7 @@ func testServiceEndToEnd(t *testing.T, mode string) {
 			"ZONETOLL_TOKEN_FILE":  tokenFile,
 			"ZONETOLL_INTERVAL":    "200ms",
 			"ZONETOLL_BPF_MODE":    mode,
-			"ZONETOLL_BPF_PIN_DIR": mkPinDir(t),
+			"ZONETOLL_BPF_PIN_DIR": kerneltest.PinDir(t),
 		}, "--kubeconfig", kc.Kubeconfig)
 	}
 	svc1 := start("node-1", c.node1)

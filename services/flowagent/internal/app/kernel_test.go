@@ -35,11 +35,8 @@ import (
 // of a crashed run are found and removed.
 const netnsPrefix = "ztfa-"
 
-// bpffsRoot is a private bpffs for this test binary (empty when kernel tests cannot run).
-var bpffsRoot string
-
 func TestMain(m *testing.M) {
-	kerneltest.Main(m, kerneltest.Options{Prefix: netnsPrefix, BPFFS: &bpffsRoot})
+	kerneltest.Main(m, netnsPrefix)
 }
 
 // cluster is two "nodes" (network namespaces) linked by a veth pair, each forwarding for one "pod":
@@ -432,8 +429,8 @@ func testTwoNodesEachByteOnceThroughOutage(t *testing.T, mode counter.Mode) {
 	srv := httptest.NewServer(fs)
 	defer srv.Close()
 
-	n1 := startNode(t, mode, "node-1", c.node1, mkPinDir(t), srv.URL, node1L, nil)
-	n2 := startNode(t, mode, "node-2", c.node2, mkPinDir(t), srv.URL, node2L, nil)
+	n1 := startNode(t, mode, "node-1", c.node1, kerneltest.PinDir(t), srv.URL, node1L, nil)
+	n2 := startNode(t, mode, "node-2", c.node2, kerneltest.PinDir(t), srv.URL, node2L, nil)
 
 	aBefore, bBefore := c.podTxL3(c.a), c.podTxL3(c.b)
 	c.send(c.a, a4, b4, 3000)
@@ -494,7 +491,7 @@ func testRestartWithPinnedMapsLosesNothing(t *testing.T, mode counter.Mode) {
 	fs := &flowserver{seen: map[string]bool{}, bytes: map[[2]netip.Addr]uint64{}}
 	srv := httptest.NewServer(fs)
 	defer srv.Close()
-	pins := mkPinDir(t)
+	pins := kerneltest.PinDir(t)
 
 	before := c.podTxL3(c.a)
 	// The first process only counts: a crash before any drain.
@@ -538,16 +535,6 @@ func testRestartWithPinnedMapsLosesNothing(t *testing.T, mode counter.Mode) {
 	}
 }
 
-func mkPinDir(t *testing.T) string {
-	t.Helper()
-	dir, err := os.MkdirTemp(bpffsRoot, "pins-")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { os.RemoveAll(dir) })
-	return dir
-}
-
 // TestOverlayEachByteOnce puts the pods' IPv4 traffic into a VXLAN tunnel between the nodes, so each
 // node sees every pod packet twice at POST_ROUTING (inner pod→pod, outer node→node UDP). With overlay
 // mode the agents report the inner flows only: the server's bytes equal what the pods sent. In tc
@@ -582,8 +569,8 @@ func testOverlayEachByteOnce(t *testing.T, mode counter.Mode) {
 	srv := httptest.NewServer(fs)
 	defer srv.Close()
 	nodeAddrs := []string{"198.18.100.1", "fd00:100::1", "198.18.100.2", "fd00:100::2", "198.18.200.1", "198.18.200.2"}
-	n1 := startNode(t, mode, "node-1", c.node1, mkPinDir(t), srv.URL, append(node1L, "198.18.200.1"), nodeAddrs)
-	n2 := startNode(t, mode, "node-2", c.node2, mkPinDir(t), srv.URL, append(node2L, "198.18.200.2"), nodeAddrs)
+	n1 := startNode(t, mode, "node-1", c.node1, kerneltest.PinDir(t), srv.URL, append(node1L, "198.18.200.1"), nodeAddrs)
+	n2 := startNode(t, mode, "node-2", c.node2, kerneltest.PinDir(t), srv.URL, append(node2L, "198.18.200.2"), nodeAddrs)
 
 	aBefore, bBefore := c.podTxL3(c.a), c.podTxL3(c.b)
 	c.send(c.a, a4, b4, 1500)
@@ -619,7 +606,7 @@ func TestUninstallCommand(t *testing.T) {
 	kerneltest.Require(t)
 	requireNetfilter(t)
 	c := newCluster(t)
-	pins := mkPinDir(t)
+	pins := kerneltest.PinDir(t)
 	run := func(args ...string) (int, string) {
 		spec := Spec()
 		var out bytes.Buffer
@@ -729,7 +716,7 @@ func TestStartLine(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Setenv("ZONETOLL_NODE_NAME", "node-1")
 			t.Setenv("ZONETOLL_NETNS", "/run/netns/"+c.node1)
-			t.Setenv("ZONETOLL_BPF_PIN_DIR", mkPinDir(t))
+			t.Setenv("ZONETOLL_BPF_PIN_DIR", kerneltest.PinDir(t))
 			for k, v := range tc.env {
 				t.Setenv(k, v)
 			}

@@ -30,11 +30,8 @@ import (
 // of a crashed run are found and removed.
 const netnsPrefix = "ztfol-"
 
-// bpffsRoot is a private bpffs for this test binary (empty when kernel tests cannot run).
-var bpffsRoot string
-
 func TestMain(m *testing.M) {
-	kerneltest.Main(m, kerneltest.Options{Prefix: netnsPrefix, BPFFS: &bpffsRoot})
+	kerneltest.Main(m, netnsPrefix)
 }
 
 // node is a "node" network namespace with an uplink to a "remote" namespace (the rest of the
@@ -324,10 +321,7 @@ func (n *node) sendTCP(podNS string, src, dst netip.Addr, total int) {
 
 func loadCounter(t testing.TB) *counter.Counter {
 	t.Helper()
-	dir, err := os.MkdirTemp(bpffsRoot, "pins-")
-	if err != nil {
-		t.Fatal(err)
-	}
+	dir := kerneltest.PinDir(t)
 	c, err := counter.Load(t.Context(), counter.Config{MaxFlows: 4096, Mode: counter.ModeTC, PinDir: dir}, nil)
 	if err != nil {
 		t.Fatalf("loading the counter in tc mode: %v", err)
