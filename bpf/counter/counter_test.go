@@ -4,13 +4,14 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"github.com/zonetoll/zonetoll/bpf/kerneltest"
 	"math"
 	"strings"
 	"testing"
 	"unsafe"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/zonetoll/zonetoll/bpf/kerneltest"
 )
 
 func TestConfigValidate(t *testing.T) {

@@ -3,10 +3,11 @@ package counter
 import (
 	"context"
 	"encoding/binary"
-	"github.com/zonetoll/zonetoll/bpf/kerneltest"
 	"testing"
 
 	"github.com/cilium/ebpf"
+
+	"github.com/zonetoll/zonetoll/bpf/kerneltest"
 )
 
 // BenchmarkDrain100k measures one Drain of 100,000 IPv4 flows (switch +

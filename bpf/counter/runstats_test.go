@@ -2,11 +2,12 @@ package counter
 
 import (
 	"errors"
-	"github.com/zonetoll/zonetoll/bpf/kerneltest"
 	"testing"
 
 	"github.com/cilium/ebpf"
 	"golang.org/x/sys/unix"
+
+	"github.com/zonetoll/zonetoll/bpf/kerneltest"
 )
 
 func TestRunStatsCountsEveryRun(t *testing.T) {

@@ -1,13 +1,14 @@
 package counter
 
 import (
-	"github.com/zonetoll/zonetoll/bpf/kerneltest"
 	"testing"
 
 	"github.com/cilium/ebpf"
 	"github.com/cilium/ebpf/asm"
 	"github.com/cilium/ebpf/link"
 	"golang.org/x/sys/unix"
+
+	"github.com/zonetoll/zonetoll/bpf/kerneltest"
 )
 
 // BenchmarkProgramRunTime measures the kernel's own run time per packet

@@ -3,12 +3,13 @@ package counter
 import (
 	"context"
 	"encoding/binary"
-	"github.com/zonetoll/zonetoll/bpf/kerneltest"
 	"math"
 	"net/netip"
 	"testing"
 
 	"github.com/cilium/ebpf"
+
+	"github.com/zonetoll/zonetoll/bpf/kerneltest"
 )
 
 const (

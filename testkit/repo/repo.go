@@ -4,9 +4,10 @@ package repo
 
 import (
 	"fmt"
-	"github.com/zonetoll/zonetoll/testkit/gate"
 	"os"
 	"path/filepath"
+
+	"github.com/zonetoll/zonetoll/testkit/gate"
 )
 
 // Root walks up from dir to the nearest directory holding go.work.

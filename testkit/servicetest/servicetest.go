@@ -7,7 +7,6 @@ import (
 	"bytes"
 	"context"
 	"fmt"
-	"github.com/zonetoll/zonetoll/testkit/gate"
 	"io"
 	"net/http"
 	"strings"
@@ -15,6 +14,7 @@ import (
 	"time"
 
 	"github.com/zonetoll/zonetoll/shared/servicecmd"
+	"github.com/zonetoll/zonetoll/testkit/gate"
 )
 
 // Service is a running service.

@@ -17,7 +17,6 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"net"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -30,6 +29,8 @@ import (
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/clientcmd"
 	clientcmdapi "k8s.io/client-go/tools/clientcmd/api"
+
+	"github.com/zonetoll/zonetoll/testkit/freeport"
 )
 
 // ServiceClusterIPRange is the default service range: inside 198.18.0.0/15
@@ -200,7 +201,7 @@ func start(ctx context.Context, opts Options, log *slog.Logger, apiserverBin, et
 	if err := os.MkdirAll(c.LogDir, 0o755); err != nil {
 		return c, fmt.Errorf("creating log dir: %w", err)
 	}
-	ports, err := freePorts(3)
+	ports, err := freeport.Ports(3)
 	if err != nil {
 		return c, err
 	}
@@ -482,25 +483,6 @@ func httpGet(ctx context.Context, client *http.Client, url, token string) (strin
 func logMentions(path, s string) bool {
 	data, err := os.ReadFile(path)
 	return err == nil && strings.Contains(string(data), s)
-}
-
-func freePorts(n int) ([]int, error) {
-	var ports []int
-	var ls []net.Listener
-	defer func() {
-		for _, l := range ls {
-			l.Close()
-		}
-	}()
-	for range n {
-		l, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			return nil, fmt.Errorf("finding a free loopback port: %w", err)
-		}
-		ls = append(ls, l)
-		ports = append(ports, l.Addr().(*net.TCPAddr).Port)
-	}
-	return ports, nil
 }
 
 func randomHex(n int) (string, error) {

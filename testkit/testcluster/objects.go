@@ -194,6 +194,13 @@ func (c *Cluster) CreatePods(ctx context.Context, specs []PodSpec, workers int) 
 
 // CreatePods creates many running pods through any client.
 func CreatePods(ctx context.Context, cs kubernetes.Interface, specs []PodSpec, workers int) error {
+	return CreatePodsPaced(ctx, cs, specs, workers, 0)
+}
+
+// CreatePodsPaced is CreatePods with pod i sent at start + i/rate seconds (rate > 0): the workers let
+// one slow create not hold back the next, and when the API server cannot keep the pace, creates go
+// out as fast as it allows. rate 0 sends them as fast as the workers take them.
+func CreatePodsPaced(ctx context.Context, cs kubernetes.Interface, specs []PodSpec, workers, rate int) error {
 	if workers < 1 {
 		workers = 1
 	}
@@ -225,8 +232,20 @@ func CreatePods(ctx context.Context, cs kubernetes.Interface, specs []PodSpec, w
 			}
 		}()
 	}
+	var interval time.Duration
+	if rate > 0 {
+		interval = time.Second / time.Duration(rate)
+	}
+	start := time.Now()
 feed:
-	for _, s := range specs {
+	for i, s := range specs {
+		if d := time.Until(start.Add(time.Duration(i) * interval)); d > 0 {
+			select {
+			case <-time.After(d):
+			case <-ctx.Done():
+				break feed
+			}
+		}
 		select {
 		case next <- s:
 		case <-ctx.Done():

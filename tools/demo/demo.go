@@ -16,6 +16,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/zonetoll/zonetoll/testkit/freeport"
 	"github.com/zonetoll/zonetoll/testkit/metricstest"
 	"github.com/zonetoll/zonetoll/testkit/testcluster"
 )
@@ -153,7 +154,7 @@ func Start(ctx context.Context, opts Options) (_ *Demo, err error) {
 func (d *Demo) bin(s string) string { return filepath.Join(d.opts.BinDir, s) }
 
 func (d *Demo) proc(name, bin string, env []string, args ...string) (*Proc, error) {
-	addr, err := freeAddr()
+	addr, err := freeport.Addr()
 	if err != nil {
 		return nil, err
 	}
@@ -300,7 +301,7 @@ func (d *Demo) startPrometheus(ctx context.Context) (*Proc, error) {
 	if err := writeFile(cfg, b.String()); err != nil {
 		return nil, err
 	}
-	addr, err := freeAddr()
+	addr, err := freeport.Addr()
 	if err != nil {
 		return nil, err
 	}

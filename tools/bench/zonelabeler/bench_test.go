@@ -7,7 +7,6 @@ import (
 	"os"
 	"path/filepath"
 	"strconv"
-	"sync"
 	"testing"
 	"time"
 
@@ -128,7 +127,7 @@ func runBench(b *testing.B, bin string, pods int, rate int) {
 		case 0, lateStart:
 			err = testcluster.CreatePods(ctx, creator, specs, fastWorkers)
 		default:
-			err = createPaced(ctx, creator, specs, rate)
+			err = testcluster.CreatePodsPaced(ctx, creator, specs, pacedWorkers, rate)
 		}
 		if err != nil {
 			b.Fatal(err)
@@ -222,51 +221,6 @@ func watchPods(ctx context.Context, b *testing.B, cs kubernetes.Interface, rec *
 		b.Fatal("benchmark pod watch did not sync")
 	}
 	b.Cleanup(f.Shutdown)
-}
-
-// createPaced creates pod i at start + i/rate seconds, with workers so one slow create does not hold
-// back the next; when the API server cannot keep the pace, creates go out as fast as it allows.
-func createPaced(ctx context.Context, cs kubernetes.Interface, specs []testcluster.PodSpec, rate int) error {
-	ctx, cancel := context.WithCancel(ctx)
-	defer cancel()
-	next := make(chan testcluster.PodSpec)
-	var (
-		wg       sync.WaitGroup
-		once     sync.Once
-		firstErr error
-	)
-	for range pacedWorkers {
-		wg.Go(func() {
-			for spec := range next {
-				if _, err := testcluster.CreatePod(ctx, cs, spec); err != nil {
-					once.Do(func() { firstErr = err; cancel() })
-				}
-			}
-		})
-	}
-	interval := time.Second / time.Duration(rate)
-	start := time.Now()
-feed:
-	for i, s := range specs {
-		if d := time.Until(start.Add(time.Duration(i) * interval)); d > 0 {
-			select {
-			case <-time.After(d):
-			case <-ctx.Done():
-				break feed
-			}
-		}
-		select {
-		case next <- s:
-		case <-ctx.Done():
-			break feed
-		}
-	}
-	close(next)
-	wg.Wait()
-	if firstErr == nil && ctx.Err() != nil {
-		return fmt.Errorf("creating pods: %w", ctx.Err())
-	}
-	return firstErr
 }
 
 // settle waits until the labeler's queue is empty and its write count has stopped moving, so a second

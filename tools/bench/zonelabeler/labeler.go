@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -15,6 +14,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/zonetoll/zonetoll/testkit/freeport"
 	"github.com/zonetoll/zonetoll/testkit/metricstest"
 )
 
@@ -49,7 +49,7 @@ type labeler struct {
 // labeler's default settings, except for extra (ZONETOLL_* assignments). Its logs (warnings and errors
 // only) go to logPath.
 func startLabeler(bin, kubeconfig, leaseNamespace, logPath string, extra []string) (*labeler, error) {
-	addr, err := freeAddr()
+	addr, err := freeport.Addr()
 	if err != nil {
 		return nil, err
 	}
@@ -94,15 +94,6 @@ func labelerSettings(env []string) []string {
 		}
 	}
 	return out
-}
-
-func freeAddr() (string, error) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return "", fmt.Errorf("finding a free port for the labeler: %w", err)
-	}
-	defer ln.Close()
-	return ln.Addr().String(), nil
 }
 
 // pid is the labeler's process id.

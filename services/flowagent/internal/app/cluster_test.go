@@ -2,7 +2,6 @@ package app
 
 import (
 	"fmt"
-	"github.com/zonetoll/zonetoll/bpf/kerneltest"
 	"net/http"
 	"net/http/httptest"
 	"net/netip"
@@ -11,6 +10,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/zonetoll/zonetoll/bpf/kerneltest"
 	"github.com/zonetoll/zonetoll/testkit/servicetest"
 	"github.com/zonetoll/zonetoll/testkit/testcluster"
 )
