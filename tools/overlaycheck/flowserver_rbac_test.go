@@ -1,9 +1,7 @@
 package overlaycheck
 
 import (
-	"bytes"
 	"crypto/rand"
-	"io"
 	"net/http"
 	"net/netip"
 	"path/filepath"
@@ -17,6 +15,7 @@ import (
 
 	"github.com/zonetoll/zonetoll/shared/report"
 	"github.com/zonetoll/zonetoll/testkit/repo"
+	"github.com/zonetoll/zonetoll/testkit/reportpost"
 	"github.com/zonetoll/zonetoll/testkit/servicebuild"
 	"github.com/zonetoll/zonetoll/testkit/testcluster"
 )
@@ -79,30 +78,6 @@ func manifestEnv(t *testing.T, root string) (env []string, audience string) {
 		t.Fatalf("the aws overlay has no flowserver env (%v) or no projected agent token audience (%q)", env, audience)
 	}
 	return env, audience
-}
-
-func postReport(t *testing.T, addr, token string, r *report.Report) (int, string) {
-	t.Helper()
-	var body bytes.Buffer
-	if err := report.WriteGzip(&body, r); err != nil {
-		t.Fatal(err)
-	}
-	req, err := http.NewRequest(http.MethodPost, "http://"+addr+"/v1/reports", &body)
-	if err != nil {
-		t.Fatal(err)
-	}
-	req.Header.Set("Content-Encoding", "gzip")
-	req.Header.Set("Authorization", "Bearer "+token)
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	b, err := io.ReadAll(resp.Body)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return resp.StatusCode, strings.TrimSpace(string(b))
 }
 
 // TestFlowserverRBAC runs the real flowserver with a token bound to exactly the ClusterRole of
@@ -169,8 +144,8 @@ func TestFlowserverRBAC(t *testing.T) {
 
 	t.Run("base rules suffice", func(t *testing.T) {
 		_, addr := run(t, "flowserver", clusterRules)
-		if code, body := postReport(t, addr, agent.Token, newReport()); code != http.StatusOK || body != "applied" {
-			t.Fatalf("report: %d %q, want 200 applied", code, body)
+		if resp := reportpost.Post(t, "http://"+addr, agent.Token, reportpost.Gzip(t, newReport()), "gzip"); resp.Status != http.StatusOK || strings.TrimSpace(resp.Body) != "applied" {
+			t.Fatalf("report: %d %q, want 200 applied", resp.Status, resp.Body)
 		}
 		code, body, err := get("http://" + addr + "/metrics")
 		if err != nil || code != http.StatusOK {
@@ -185,8 +160,8 @@ func TestFlowserverRBAC(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if code, body := postReport(t, addr, other.Token, newReport()); code != http.StatusUnauthorized {
-			t.Errorf("report with a token of the API server's audience: %d %q, want 401", code, body)
+		if resp := reportpost.Post(t, "http://"+addr, other.Token, reportpost.Gzip(t, newReport()), "gzip"); resp.Status != http.StatusUnauthorized {
+			t.Errorf("report with a token of the API server's audience: %d %q, want 401", resp.Status, resp.Body)
 		}
 	})
 
@@ -201,8 +176,8 @@ func TestFlowserverRBAC(t *testing.T) {
 			t.Fatalf("the base ClusterRole has no rule of its own for tokenreviews: %v", clusterRules)
 		}
 		_, addr := run(t, "flowserver-no-review", cut)
-		if code, body := postReport(t, addr, agent.Token, newReport()); code == http.StatusOK {
-			t.Errorf("report accepted (%q) although the server may not create TokenReviews", body)
+		if resp := reportpost.Post(t, "http://"+addr, agent.Token, reportpost.Gzip(t, newReport()), "gzip"); resp.Status == http.StatusOK {
+			t.Errorf("report accepted (%q) although the server may not create TokenReviews", resp.Body)
 		}
 	})
 }

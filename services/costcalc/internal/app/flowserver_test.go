@@ -1,15 +1,12 @@
 package app
 
 import (
-	"bytes"
 	"context"
 	"crypto/rand"
 	"encoding/json"
 	"fmt"
-	"io"
 	"math"
 	"net"
-	"net/http"
 	"net/netip"
 	"os"
 	"os/exec"
@@ -27,6 +24,7 @@ import (
 	"github.com/zonetoll/zonetoll/services/costcalc/internal/promtest"
 	"github.com/zonetoll/zonetoll/shared/report"
 	"github.com/zonetoll/zonetoll/testkit/metricstest"
+	"github.com/zonetoll/zonetoll/testkit/reportpost"
 	"github.com/zonetoll/zonetoll/testkit/servicebuild"
 	"github.com/zonetoll/zonetoll/testkit/servicetest"
 	"github.com/zonetoll/zonetoll/testkit/testcluster"
@@ -118,23 +116,7 @@ func sendReport(t *testing.T, addr, token, node string, seq uint64, flows ...rep
 	now := time.Now()
 	r := &report.Report{Node: node, Sequence: seq, WindowStart: now.Add(-10 * time.Second), WindowEnd: now, Flows: flows}
 	_, _ = rand.Read(r.BootID[:])
-	var body bytes.Buffer
-	if err := report.WriteGzip(&body, r); err != nil {
-		t.Fatal(err)
-	}
-	req, _ := http.NewRequest(http.MethodPost, "http://"+addr+"/v1/reports", &body)
-	req.Header.Set("Content-Type", "application/octet-stream")
-	req.Header.Set("Content-Encoding", "gzip")
-	req.Header.Set("Authorization", "Bearer "+token)
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	if resp.StatusCode/100 != 2 {
-		b, _ := io.ReadAll(resp.Body)
-		t.Fatalf("report from %s seq %d: %s %s", node, seq, resp.Status, b)
-	}
+	reportpost.Send(t, "http://"+addr, token, r)
 }
 
 // TestDollarsFromRealFlowserver is the integration test: a real flowserver (built from this tree,

@@ -3,7 +3,6 @@ package sender
 import (
 	"context"
 	"errors"
-	"net"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -17,6 +16,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/testutil"
 
 	"github.com/zonetoll/zonetoll/services/flowagent/internal/spool"
+	"github.com/zonetoll/zonetoll/testkit/freeport"
 )
 
 // TestPost: what each answer of the server means, what it counts, and what the request carried.
@@ -47,7 +47,11 @@ func TestPost(t *testing.T) {
 				mu   sync.Mutex
 				seen []*http.Request
 			)
-			url := "http://" + refusedAddr(t)
+			addr, err := freeport.Addr() // nobody listens there: every send is refused
+			if err != nil {
+				t.Fatal(err)
+			}
+			url := "http://" + addr
 			if tt.status != 0 {
 				srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 					mu.Lock()
@@ -113,17 +117,6 @@ func TestPost(t *testing.T) {
 	}
 }
 
-// refusedAddr is a loopback address nobody listens on.
-func refusedAddr(t *testing.T) string {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	addr := l.Addr().String()
-	l.Close()
-	return addr
-}
 
 // holdingTransport sends through a real transport but holds the first request until its context ends
 // (a flowserver that hangs), and records the most requests ever in flight at once.
