@@ -117,7 +117,6 @@ func TestPost(t *testing.T) {
 	}
 }
 
-
 // holdingTransport sends through a real transport but holds the first request until its context ends
 // (a flowserver that hangs), and records the most requests ever in flight at once.
 type holdingTransport struct {
