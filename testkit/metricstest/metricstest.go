@@ -32,6 +32,25 @@ func Scrape(t gate.TB, url string) Families {
 	return fams
 }
 
+// Gatherer is what a prometheus.Registry is to a test: the families it holds now.
+type Gatherer interface {
+	Gather() ([]*dto.MetricFamily, error)
+}
+
+// Gather reads a registry in-process, for unit tests that need no HTTP; any failure fails t.
+func Gather(t gate.TB, g Gatherer) Families {
+	t.Helper()
+	mfs, err := g.Gather()
+	if err != nil {
+		t.Fatalf("gathering metrics: %v", err)
+	}
+	f := make(Families, len(mfs))
+	for _, mf := range mfs {
+		f[mf.GetName()] = mf
+	}
+	return f
+}
+
 // ScrapeErr is Scrape for callers that poll and tolerate failures.
 func ScrapeErr(url string) (Families, error) {
 	return Fetch(context.Background(), nil, url)

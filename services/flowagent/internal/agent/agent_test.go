@@ -12,6 +12,7 @@ import (
 
 	"github.com/zonetoll/zonetoll/bpf/counter"
 	"github.com/zonetoll/zonetoll/shared/report"
+	"github.com/zonetoll/zonetoll/testkit/metricstest"
 )
 
 // fakeDrainer hands out one batch of entries per Drain, as the kernel map would: each entry once,
@@ -285,21 +286,10 @@ func TestMetrics(t *testing.T) {
 		"zonetoll_flowagent_map_insert_failed_bytes_total":   4000,
 		"zonetoll_flowagent_parse_failed_packets_total":      1,
 	} {
-		mfs, err := reg.Gather()
-		if err != nil {
-			t.Fatal(err)
-		}
-		found := false
-		for _, mf := range mfs {
-			if mf.GetName() == name {
-				found = true
-				if got := mf.GetMetric()[0].GetCounter().GetValue(); got != want {
-					t.Errorf("%s = %v, want %v", name, got, want)
-				}
-			}
-		}
-		if !found {
-			t.Errorf("%s not exposed", name)
+		if got, ok := metricstest.Gather(t, reg).Value(name, nil); !ok {
+			t.Errorf("%s not exposed (or not once)", name)
+		} else if got != want {
+			t.Errorf("%s = %v, want %v", name, got, want)
 		}
 	}
 }

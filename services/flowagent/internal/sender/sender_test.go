@@ -18,6 +18,7 @@ import (
 
 	"github.com/zonetoll/zonetoll/services/flowagent/internal/spool"
 	"github.com/zonetoll/zonetoll/shared/report"
+	"github.com/zonetoll/zonetoll/testkit/metricstest"
 )
 
 var testBoot = [16]byte{1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16}
@@ -150,28 +151,7 @@ func newTestSender(t *testing.T, url string, spool int64, reg prometheus.Registe
 // metricValue is the value of the sample of family name whose label has value, 0 if there is none.
 func metricValue(t *testing.T, g prometheus.Gatherer, name, label, value string) float64 {
 	t.Helper()
-	mfs, err := g.Gather()
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, mf := range mfs {
-		if mf.GetName() != name {
-			continue
-		}
-		for _, m := range mf.GetMetric() {
-			for _, l := range m.GetLabel() {
-				if l.GetName() == label && l.GetValue() == value {
-					switch {
-					case m.Counter != nil:
-						return m.GetCounter().GetValue()
-					case m.Gauge != nil:
-						return m.GetGauge().GetValue()
-					}
-				}
-			}
-		}
-	}
-	return 0
+	return metricstest.Gather(t, g).Sum(name, map[string]string{label: value})
 }
 
 // droppedBytes is the spool's zonetoll_flowagent_dropped_bytes_total for reason.

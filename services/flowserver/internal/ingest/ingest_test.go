@@ -151,29 +151,14 @@ func (hs *harness) post(body []byte, encoding string) *httptest.ResponseRecorder
 
 func (hs *harness) totals(tb testing.TB) (bytes, flows float64) {
 	tb.Helper()
-	mfs, err := hs.reg.Gather()
-	if err != nil {
-		tb.Fatal(err)
-	}
-	f := metricstest.Families{}
-	for _, mf := range mfs {
-		f[mf.GetName()] = mf
-	}
+	f := metricstest.Gather(tb, hs.reg)
 	return f.Sum(traffic.PairBytesName, nil), f.Sum("zonetoll_flowserver_flows_total", nil)
 }
 
 // rejected is zonetoll_flowserver_reports_total{result="rejected",reason}.
 func (hs *harness) rejected(tb testing.TB, reason string) float64 {
 	tb.Helper()
-	mfs, err := hs.reg.Gather()
-	if err != nil {
-		tb.Fatal(err)
-	}
-	f := metricstest.Families{}
-	for _, mf := range mfs {
-		f[mf.GetName()] = mf
-	}
-	v, _ := f.Value("zonetoll_flowserver_reports_total", map[string]string{"result": "rejected", "reason": reason})
+	v, _ := metricstest.Gather(tb, hs.reg).Value("zonetoll_flowserver_reports_total", map[string]string{"result": "rejected", "reason": reason})
 	return v
 }
 

@@ -21,18 +21,6 @@ func ep(name, zone string, pod bool) *resolve.Endpoint {
 	return e
 }
 
-func gather(t *testing.T, reg *prometheus.Registry) metricstest.Families {
-	t.Helper()
-	mfs, err := reg.Gather()
-	if err != nil {
-		t.Fatal(err)
-	}
-	f := metricstest.Families{}
-	for _, mf := range mfs {
-		f[mf.GetName()] = mf
-	}
-	return f
-}
 
 func TestStoreLimitOverflowAndExpiry(t *testing.T) {
 	reg := prometheus.NewRegistry()
@@ -53,7 +41,7 @@ func TestStoreLimitOverflowAndExpiry(t *testing.T) {
 	batch.Add(a, ext, 11, 1) // fourth: overflow z1 → ""
 	s.Apply(batch, t0.Add(30*time.Minute))
 
-	f := gather(t, reg)
+	f := metricstest.Gather(t, reg)
 	checks := []struct {
 		metric string
 		labels map[string]string
@@ -80,7 +68,7 @@ func TestStoreLimitOverflowAndExpiry(t *testing.T) {
 
 	// An hour after the first batch, its series expire; the second batch's and the overflow stay.
 	s.Expire(t0.Add(61 * time.Minute))
-	f = gather(t, reg)
+	f = metricstest.Gather(t, reg)
 	if n := len(f.Series(PairBytesName, map[string]string{"src_workload": "a", "dst_workload": "b"})); n != 0 {
 		t.Error("idle pair a → b did not expire")
 	}
@@ -125,7 +113,7 @@ func TestCountsSaturate(t *testing.T) {
 	batch.Reset()
 	batch.Add(a, b, 1<<63, 1)
 	s.Apply(batch, time.Now()) // wraps in the store with +=
-	f := gather(t, reg)
+	f := metricstest.Gather(t, reg)
 	for _, c := range []struct {
 		metric string
 		labels map[string]string
