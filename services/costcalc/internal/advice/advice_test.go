@@ -220,3 +220,29 @@ func TestRecommendFor(t *testing.T) {
 		}
 	}
 }
+
+// TestFormats writes the 70 % situation in every format and checks what a reader looks for.
+func TestFormats(t *testing.T) {
+	day := time.Date(2026, 12, 1, 0, 0, 0, 0, time.UTC)
+	r := Compute(Input{Start: day, End: day.Add(24 * time.Hour), Tables: tables(t), Kubernetes: "v1.37.2", KubeSource: KubernetesMetric,
+		Flows:    flows("shop", "api", za, za, 10, za, zb, 35, za, zc, 25, zb, za, 5, zb, zb, 10, zb, zc, 5, zc, za, 2, zc, zb, 3, zc, zc, 5),
+		Services: []ServiceState{state("shop", "api", "", map[string]int{za: 1, zb: 3, zc: 2})}})
+	for format, wants := range map[string][]string{
+		"table": {"Service advice, 2026-12-01T00:00:00Z to 2026-12-02T00:00:00Z (1d)", "Kubernetes v1.37.2 (from zonetoll_kubernetes_info): recommended trafficDistribution: PreferSameZone",
+			"shop/api — switch with care", "aws $45.00, azure $0.00, gcp $22.50", "us-east-1a  1 (16.7 %)", "70.0 GiB", "ratio 4.2",
+			`apply: kubectl -n shop patch service api --type=merge -p '{"spec":{"trafficDistribution":"PreferSameZone"}}'`},
+		"json": {`"saving_monthly_dollars": 45`, `"verdict": "switch_with_care"`, `"kind": "overload"`},
+		"html": {`data-service="shop/api" data-verdict="switch_with_care"`, `<tr data-cloud="aws"><td>aws</td><td class="n cross">$45.00</td><td class="n saving">$45.00</td>`,
+			`<pre class="command">kubectl -n shop patch service api --type=merge -p &#39;{&#34;spec&#34;:{&#34;trafficDistribution&#34;:&#34;PreferSameZone&#34;}}&#39;</pre>`},
+	} {
+		var b strings.Builder
+		if err := Write(&b, r, format); err != nil {
+			t.Fatal(err)
+		}
+		for _, w := range wants {
+			if !strings.Contains(b.String(), w) {
+				t.Errorf("%s lacks %q:\n%s", format, w, b.String())
+			}
+		}
+	}
+}

@@ -7,6 +7,7 @@ import (
 	"math"
 	"strconv"
 
+	"github.com/zonetoll/zonetoll/services/costcalc/internal/advice"
 	"github.com/zonetoll/zonetoll/services/costcalc/internal/pricing"
 )
 
@@ -27,6 +28,7 @@ th,td{border-bottom:1px solid #e3e7ec;padding:.3em .7em;text-align:left}
 td:last-child{white-space:nowrap}
 td.n,th.n{text-align:right;font-variant-numeric:tabular-nums}
 svg text{font-family:inherit;font-size:12px}
+{{.AdviceStyle}}
 </style></head>
 <body>
 <h1>{{.R.Title}}</h1>
@@ -60,6 +62,9 @@ svg text{font-family:inherit;font-size:12px}
 <tr><th>#</th><th>Source</th><th>Src zone</th><th>Destination</th><th>Dst zone</th><th>Class</th><th class="n">Traffic</th><th class="n">Cost</th><th class="n">Per month</th></tr>
 {{range $i, $p := .Pairs}}<tr><td>{{$p.N}}</td><td>{{$p.Src}}</td><td>{{$p.SrcZone}}</td><td>{{$p.Dst}}</td><td>{{$p.DstZone}}</td><td>{{$p.Class}}</td><td class="n">{{$p.Volume}}</td><td class="n cost">{{$p.Dollars}}</td><td class="n">{{$p.Monthly}}</td></tr>
 {{end}}</table>
+
+{{if .Services}}{{.Services}}{{else}}<h2>Services</h2>
+<p id="no-services" class="muted">{{.R.NoServices}}</p>{{end}}
 
 <h2>By class</h2>
 <table id="classes"><tr><th>Class</th><th class="n">Traffic</th><th class="n">Cost</th></tr>
@@ -119,7 +124,16 @@ func writeHTML(w io.Writer, r *Report) error {
 		Pairs, Unpriced []htmlRow
 		Classes         []htmlClass
 		Prices          []htmlPrice
-	}{R: r, Total: Dollars(r.Total), Monthly: Dollars(r.Monthly)}
+		Services        template.HTML
+		AdviceStyle     template.CSS
+	}{R: r, Total: Dollars(r.Total), Monthly: Dollars(r.Monthly), AdviceStyle: template.CSS(advice.Style)}
+	if r.Services != nil {
+		sec, err := advice.HTMLSection(r.Services)
+		if err != nil {
+			return err
+		}
+		data.Services = sec
+	}
 
 	const cw, ch, left, topMargin = 120, 48, 130, 24
 	data.Heat.Width = left + cw*len(r.Zones) + 10
