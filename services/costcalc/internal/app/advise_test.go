@@ -243,6 +243,51 @@ func TestAdviseFromRealPrometheus(t *testing.T) {
 		t.Errorf("report --format html (exit %d, %s): no advice section for shop/api", code, out)
 	}
 
+	// After "switching": a second period where zone a's clients keep 10 GiB in zone and send 1 GiB across.
+	time.Sleep(1500 * time.Millisecond)
+	start2 := time.Now().Truncate(time.Millisecond)
+	fsA.add(svcTraffic("api", "web", za, za), 10*gib)
+	fsA.add(svcTraffic("api", "web", za, zb), 1*gib)
+	fsA.add(`zonetoll_traffic_bytes_total{src_namespace="shop",src_workload="web",src_kind="deployment",src_zone="us-east-1a",dst_namespace="shop",dst_workload="api",dst_kind="deployment",dst_zone="us-east-1b"}`, 1*gib)
+	waitGeneration(t, promAPI, pages, 3)
+	end2 := time.Now().Truncate(time.Millisecond).Add(time.Millisecond)
+	code, out = costcalc(t, "compare", "--prometheus", prom.URL, "--format", "json",
+		"--before-start", start.UTC().Format(time.RFC3339Nano), "--before-end", end.UTC().Format(time.RFC3339Nano),
+		"--after-start", start2.UTC().Format(time.RFC3339Nano), "--after-end", end2.UTC().Format(time.RFC3339Nano))
+	if code != 0 {
+		t.Fatalf("compare exit %d: %s", code, out)
+	}
+	var cmp struct {
+		Services []struct {
+			Name          string
+			Before, After struct{ Bytes, Dollars float64 }
+			Change        float64 `json:"change_monthly_dollars"`
+		}
+		Pairs []struct {
+			Name          string
+			Before, After struct{ Bytes, Dollars float64 }
+		} `json:"workload_pairs"`
+	}
+	if err := json.Unmarshal([]byte(out), &cmp); err != nil {
+		t.Fatalf("compare json: %v\n%s", err, out)
+	}
+	// By hand (AWS, $0.02 per GiB crossing): api 75 GiB = $1.50 before, 1 GiB = $0.02 after; cart $0.16 then
+	// nothing; the pair web (a) → api (b) 35 GiB = $0.70, then 1 GiB = $0.02.
+	got := map[string][2]float64{}
+	for _, s := range cmp.Services {
+		got["svc "+s.Name] = [2]float64{s.Before.Dollars, s.After.Dollars}
+	}
+	for _, p := range cmp.Pairs {
+		got["pair "+p.Name] = [2]float64{p.Before.Dollars, p.After.Dollars}
+	}
+	for k, w := range map[string][2]float64{"svc shop/api": {1.50, 0.02}, "svc shop/cart": {0.16, 0},
+		"pair shop/web (us-east-1a) → shop/api (us-east-1b)": {0.70, 0.02}} {
+		g, ok := got[k]
+		if !ok || math.Abs(g[0]-w[0]) > 1e-9 || math.Abs(g[1]-w[1]) > 1e-9 {
+			t.Errorf("compare %s: before/after $%v, want $%v (%v)", k, g, w, ok)
+		}
+	}
+
 	// Before the range there was no Service traffic: a clear error naming the metric.
 	code, out = costcalc(t, "advise", "--prometheus", prom.URL, "--end", start.Add(-2*time.Hour).UTC().Format(time.RFC3339), "--range", "1h")
 	if code != 1 || !strings.Contains(out, "zonetoll_service_traffic_bytes_total") {
