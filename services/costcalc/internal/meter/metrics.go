@@ -74,7 +74,7 @@ func newMetrics(reg prometheus.Registerer, table *pricing.Table) (*metrics, erro
 	}
 	perByte := prometheus.NewGaugeVec(prometheus.GaugeOpts{
 		Name: "zonetoll_price_dollars_per_byte",
-		Help: "Active price of one byte of a traffic class charged to one side (out: the sender, in: the receiver), with the unit it is quoted in and its source.",
+		Help: "Active price of one byte of a traffic class charged to one side (out: the sender, in: the receiver), with the unit it is quoted in, its source, and read: the date a person checked it against that source (empty when nobody has).",
 	}, []string{"cloud", "class", "direction", "unit", "source", "read"})
 	perUnit := prometheus.NewGaugeVec(prometheus.GaugeOpts{
 		Name: "zonetoll_price_dollars_per_unit",

@@ -112,9 +112,9 @@ func writeTable(w io.Writer, r *Report) error {
 	}
 	fmt.Fprintln(w, "\nPrices:")
 	tw = tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "ROW\tPRICE\tSOURCE\tREAD")
+	fmt.Fprintln(tw, "ROW\tPRICE\tCHECKED\tSOURCE")
 	for _, row := range r.Prices.Rows {
-		fmt.Fprintf(tw, "%s\t$%s/%s\t%s\t%s\n", row.Key(), strconv.FormatFloat(row.Price, 'f', -1, 64), r.Prices.Unit, row.Source, row.Read)
+		fmt.Fprintf(tw, "%s\t$%s/%s\t%s\t%s\n", row.Key(), strconv.FormatFloat(row.Price, 'f', -1, 64), r.Prices.Unit, checkedOn(row), row.Source)
 	}
 	return tw.Flush()
 }
@@ -159,4 +159,12 @@ func writeServicesTable(w io.Writer, r *Report) {
 		fmt.Fprintln(tw, line+"\t"+advice.VerdictText(s.Verdict))
 	}
 	tw.Flush()
+}
+
+// checkedOn is the date a person checked a price row, or says nobody did.
+func checkedOn(row pricing.Row) string {
+	if row.Read == "" {
+		return "not checked"
+	}
+	return row.Read
 }

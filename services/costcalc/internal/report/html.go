@@ -78,8 +78,8 @@ svg text{font-family:inherit;font-size:12px}
 {{end}}</table>{{end}}
 
 <h2>Prices</h2>
-<table id="prices"><tr><th>Row</th><th class="n">Price</th><th>Source</th><th>Read</th></tr>
-{{range .Prices}}<tr><td>{{.Key}}</td><td class="n">{{.Price}}</td><td>{{if .URL}}<a href="{{.URL}}">{{.Source}}</a>{{else}}{{.Source}}{{end}}</td><td>{{.Read}}</td></tr>
+<table id="prices"><tr><th>Row</th><th class="n">Price</th><th>Source</th><th>Checked</th></tr>
+{{range .Prices}}<tr><td>{{.Key}}</td><td class="n">{{.Price}}</td><td>{{if .URL}}<a href="{{.URL}}">{{.Source}}</a>{{else}}{{.Source}}{{end}}</td><td>{{.Read}}{{if .Checked}}<div class="muted">{{.Checked}}</div>{{end}}</td></tr>
 {{end}}</table>
 </body></html>
 `))
@@ -104,7 +104,7 @@ type htmlRow struct {
 	Src, SrcZone, Dst, DstZone, Class, Volume, Dollars, Monthly string
 }
 
-type htmlPrice struct{ Key, Price, Source, URL, Read string }
+type htmlPrice struct{ Key, Price, Source, URL, Read, Checked string }
 
 type htmlClass struct{ Class, Volume, Dollars string }
 
@@ -191,7 +191,7 @@ func writeHTML(w io.Writer, r *Report) error {
 		data.Classes = append(data.Classes, htmlClass{Class: string(c.Class), Volume: r.Volume(c.Bytes), Dollars: classDollars(c)})
 	}
 	for _, row := range r.Prices.Rows {
-		data.Prices = append(data.Prices, htmlPrice{Key: row.Key(), Price: "$" + strconv.FormatFloat(row.Price, 'f', -1, 64) + "/" + string(r.Prices.Unit), Source: row.Source, URL: row.URL, Read: row.Read})
+		data.Prices = append(data.Prices, htmlPrice{Key: row.Key(), Price: "$" + strconv.FormatFloat(row.Price, 'f', -1, 64) + "/" + string(r.Prices.Unit), Source: row.Source, URL: row.URL, Read: checkedOn(row), Checked: row.Checked})
 	}
 	return page.Execute(w, data)
 }
