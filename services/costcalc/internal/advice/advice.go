@@ -357,7 +357,7 @@ func settingOf(s ServiceState) Setting {
 		td := s.TrafficDistribution
 		return Setting{Kind: KindField, Value: td, Prefers: td == "PreferSameZone" || td == "PreferClose" || td == "PreferSameNode"}
 	case s.TopologyMode != "":
-		return Setting{Kind: KindAnnotation, Value: s.TopologyMode, Prefers: strings.EqualFold(s.TopologyMode, "auto")}
+		return Setting{Kind: KindAnnotation, Value: s.TopologyMode, Prefers: s.TopologyMode == "Auto" || s.TopologyMode == "auto"} // the EndpointSlice controller accepts exactly these
 	}
 	return Setting{Kind: KindNone}
 }

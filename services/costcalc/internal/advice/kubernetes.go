@@ -31,7 +31,8 @@ const (
 		"and removes them (routing cluster-wide again) when a zone would be overloaded; the saving can silently vanish."
 )
 
-// The facts below were checked against the Kubernetes sources (see docs/costcalc.md "Advice"):
+// Checked in k8s.io/kubernetes v1.37.2 (pkg/features/kube_features.go, the trafficDistribution validation in
+// pkg/apis/core/validation) where the gate still exists; the rest from KEP-4444/KEP-3015 (docs/costcalc.md "Advice"):
 // PreferClose (ServiceTrafficDistribution gate) alpha 1.30, beta (on) 1.31, GA 1.33; PreferSameZone and
 // PreferSameNode (PreferSameTrafficDistribution gate) alpha 1.33, beta (on) 1.34, GA 1.35, PreferClose
 // then a deprecated alias of PreferSameZone; the topology-mode annotation from 1.27, before it
