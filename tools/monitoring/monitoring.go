@@ -96,6 +96,15 @@ var Exposed = map[string]string{
 	"zonetoll_costcalc_scrape_duration_seconds": "histogram",
 	"zonetoll_costcalc_counter_resets_total":    "counter",
 	"zonetoll_costcalc_target_traffic_series":   "gauge",
+
+	// Issue #18: the flowserver's per-Service metrics (costcalc reads them) and costcalc's per-Service cost.
+	"zonetoll_service_traffic_bytes_total":           "counter",
+	"zonetoll_service_ready_endpoints":               "gauge",
+	"zonetoll_service_hinted_endpoints":              "gauge",
+	"zonetoll_service_info":                          "gauge",
+	"zonetoll_kubernetes_info":                       "gauge",
+	"zonetoll_service_cross_zone_cost_dollars_total": "counter",
+	"zonetoll_service_avoidable_cost_dollars_total":  "counter",
 }
 
 // IsExposed reports whether a series name belongs to an exposed family (a histogram's _bucket, _sum

@@ -80,7 +80,7 @@ func Spec() servicecmd.Spec[Config] {
 		Usage:      "turns cross-zone bytes into dollars with each cloud's prices",
 		Run:        Run,
 		Kubernetes: false,
-		Commands:   []*cli.Command{estimateCommand(), reportCommand()},
+		Commands:   []*cli.Command{estimateCommand(), reportCommand(), adviseCommand(), compareCommand()},
 	}
 }
 

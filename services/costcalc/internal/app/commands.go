@@ -117,17 +117,12 @@ func reportCommand() *cli.Command {
 	return &cli.Command{
 		Name:  "report",
 		Usage: "top workload pairs and zone pairs by cost over a time range, read from a Prometheus-compatible query API",
-		Flags: append([]cli.Flag{
-			&cli.StringFlag{Name: "prometheus", Usage: "base URL of the Prometheus-compatible API (Prometheus, VictoriaMetrics, Thanos, Mimir), e.g. http://prometheus:9090", Required: true},
-			&cli.DurationFlag{Name: "range", Value: 24 * time.Hour, Usage: "length of the range ending at --end (ignored when --start is set)"},
-			&cli.TimestampFlag{Name: "start", Layout: time.RFC3339, Usage: "start of the range (RFC 3339, e.g. 2026-11-01T00:00:00Z)"},
-			&cli.TimestampFlag{Name: "end", Layout: time.RFC3339, Usage: "end of the range (RFC 3339; default: now)"},
+		Flags: append(append(rangeFlags(),
 			&cli.StringSliceFlag{Name: "price", Usage: "override one price row, row=dollars per unit, e.g. --price internet_out=0.05 (repeatable)"},
 			&cli.IntFlag{Name: "top", Value: 10, Usage: "workload pairs listed"},
 			&cli.StringFlag{Name: "format", Value: "table", Usage: "table, json, csv or html (a self-contained page with charts)"},
 			&cli.StringFlag{Name: "output", Usage: "write to this file instead of standard output"},
-			&cli.StringFlag{Name: "method", Value: report.MethodSamples, Usage: "samples: add up every raw sample, exact (hours to days); increase: Prometheus' increase(), extrapolated (weeks)"},
-		}, priceFlags()...),
+		), append(adviceFlags(), priceFlags()...)...),
 		Action: func(c *cli.Context) error {
 			if c.NArg() > 0 {
 				return usageError("unexpected arguments %q: report takes flags only", c.Args().Slice())
@@ -136,32 +131,17 @@ func reportCommand() *cli.Command {
 			if !slices.Contains(report.Formats, format) {
 				return usageError("flag --format %q: expected one of %s", format, strings.Join(report.Formats, ", "))
 			}
-			prices := map[string]string{}
-			for _, kv := range c.StringSlice("price") {
-				k, v, ok := strings.Cut(kv, "=")
-				if !ok {
-					return usageError("flag --price %q: expected row=price, e.g. internet_out=0.05", kv)
-				}
-				prices[strings.TrimSpace(k)] = v
+			prices, err := priceOverrides(c)
+			if err != nil {
+				return err
 			}
 			table, err := tableFromFlags(c, prices)
 			if err != nil {
 				return err
 			}
-			end := time.Now()
-			if t := c.Timestamp("end"); t != nil {
-				end = *t
-			}
-			start := end.Add(-c.Duration("range"))
-			if t := c.Timestamp("start"); t != nil {
-				start = *t
-			}
-			if !end.After(start) {
-				return usageError("range %s to %s: the end must be after the start", start.Format(time.RFC3339), end.Format(time.RFC3339))
-			}
-			src, err := report.NewSource(c.String("prometheus"), c.String("method"))
+			start, end, src, err := sourceFromFlags(c)
 			if err != nil {
-				return usageError("flag --prometheus/--method: %w", err)
+				return err
 			}
 			data, err := src.Read(c.Context, start, end)
 			if err != nil {
@@ -169,6 +149,13 @@ func reportCommand() *cli.Command {
 			}
 			r := report.Compute(data, table, start, end, c.Int("top"))
 			r.Prometheus, r.Method = src.URL, src.Method
+			adv, found, err := readAdvice(c, src, table, start, end)
+			if err != nil {
+				return err
+			}
+			if found {
+				r.Services, r.NoServices = adv, ""
+			}
 			w, closeOut, err := output(c)
 			if err != nil {
 				return usageError("%w", err)
@@ -180,4 +167,35 @@ func reportCommand() *cli.Command {
 			return closeOut()
 		},
 	}
+}
+
+// rangeFlags are the flags of every command that reads a range from a Prometheus-compatible API.
+func rangeFlags() []cli.Flag {
+	return []cli.Flag{
+		&cli.StringFlag{Name: "prometheus", Usage: "base URL of the Prometheus-compatible API (Prometheus, VictoriaMetrics, Thanos, Mimir), e.g. http://prometheus:9090", Required: true},
+		&cli.DurationFlag{Name: "range", Value: 24 * time.Hour, Usage: "length of the range ending at --end (ignored when --start is set)"},
+		&cli.TimestampFlag{Name: "start", Layout: time.RFC3339, Usage: "start of the range (RFC 3339, e.g. 2026-11-01T00:00:00Z)"},
+		&cli.TimestampFlag{Name: "end", Layout: time.RFC3339, Usage: "end of the range (RFC 3339; default: now)"},
+		&cli.StringFlag{Name: "method", Value: report.MethodSamples, Usage: "samples: add up every raw sample, exact (hours to days); increase: Prometheus' increase(), extrapolated (weeks)"},
+	}
+}
+
+// sourceFromFlags reads the range and the query API the flags of rangeFlags name.
+func sourceFromFlags(c *cli.Context) (start, end time.Time, src *report.Source, err error) {
+	end = time.Now()
+	if t := c.Timestamp("end"); t != nil {
+		end = *t
+	}
+	start = end.Add(-c.Duration("range"))
+	if t := c.Timestamp("start"); t != nil {
+		start = *t
+	}
+	if !end.After(start) {
+		return start, end, nil, usageError("range %s to %s: the end must be after the start", start.Format(time.RFC3339), end.Format(time.RFC3339))
+	}
+	src, err = report.NewSource(c.String("prometheus"), c.String("method"))
+	if err != nil {
+		return start, end, nil, usageError("flag --prometheus/--method: %w", err)
+	}
+	return start, end, src, nil
 }

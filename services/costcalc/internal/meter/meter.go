@@ -37,13 +37,25 @@ const (
 // TrafficLabels are the labels of TrafficMetric, which the cost counter carries too.
 var TrafficLabels = []string{"src_namespace", "src_workload", "src_kind", "src_zone", "dst_namespace", "dst_workload", "dst_kind", "dst_zone"}
 
-var labelIndex = func() map[string]int {
+// Names of the flowserver's per-Service metrics read (issue #18, docs/metrics.md).
+const (
+	ServiceTrafficMetric = "zonetoll_service_traffic_bytes_total"
+	ReadyMetric          = "zonetoll_service_ready_endpoints"
+	overflow             = "__overflow__"
+)
+
+// ServiceTrafficLabels are the labels of ServiceTrafficMetric, in the order addService reads them.
+var ServiceTrafficLabels = []string{"namespace", "service", "src_namespace", "src_workload", "src_kind", "src_zone", "dst_zone"}
+
+func indexOf(names []string) map[string]int {
 	m := map[string]int{}
-	for i, l := range TrafficLabels {
+	for i, l := range names {
 		m[l] = i
 	}
 	return m
-}()
+}
+
+var labelIndex, serviceLabelIndex = indexOf(TrafficLabels), indexOf(ServiceTrafficLabels)
 
 // maxBody bounds one scrape: a flowserver at its series limit writes far less, and a wrong URL pointing
 // at something huge must not take the process down.
@@ -76,6 +88,7 @@ type target struct {
 	startTime float64            // process_start_time_seconds; 0 when the target does not expose it
 	last      map[string]float64 // series key → value, for the series of the last successful scrape
 	zones     map[string]string  // zone → region from zonetoll_zone_info
+	ready     map[string]int     // namespace\xffservice\xffzone → ready endpoints, from zonetoll_service_ready_endpoints
 }
 
 // New builds a Meter and registers its metrics, price gauges included, on reg.
@@ -216,18 +229,44 @@ func (m *Meter) Apply(url string, fams map[string]*dto.MetricFamily) {
 			m.warned[url] = true
 		}
 	}
+	if rf := fams[ReadyMetric]; rf != nil || fams[ServiceTrafficMetric] != nil {
+		ready := map[string]int{}
+		for _, s := range rf.GetMetric() {
+			l := labels(s)
+			if v := s.GetGauge().GetValue(); v >= 1 {
+				ready[l["namespace"]+"\xff"+l["service"]+"\xff"+l["zone"]] = int(v)
+			}
+		}
+		t.ready = ready
+	}
 	// Only the series of this scrape are remembered: one that vanished was removed by the flowserver
 	// (its series TTL), and if it comes back it starts again from zero.
 	last := make(map[string]float64, len(f.GetMetric()))
-	values := make([]string, len(TrafficLabels))
+	m.grow(url, t, f, TrafficLabels, labelIndex, "", restarted, last, func(values []string, delta float64) { m.add(values, delta, regions) })
+	if sf := fams[ServiceTrafficMetric]; sf != nil {
+		ready := m.readyEndpoints()
+		m.grow(url, t, sf, ServiceTrafficLabels, serviceLabelIndex, "svc\xff", restarted, last, func(values []string, delta float64) {
+			m.addService(values, delta, regions, ready)
+		})
+	}
+	t.last = last
+	t.baseline = true
+	m.metrics.series.WithLabelValues(url).Set(float64(len(f.GetMetric())))
+}
+
+// grow adds the growth of every series of a counter family since the last scrape, with the baseline,
+// reset and restart rules of the package comment; keys are prefixed so families share one map.
+func (m *Meter) grow(url string, t *target, f *dto.MetricFamily, names []string, index map[string]int, prefix string, restarted bool,
+	last map[string]float64, add func(values []string, delta float64)) {
+	values := make([]string, len(names))
 	for _, s := range f.GetMetric() {
 		clear(values)
 		for _, lp := range s.GetLabel() {
-			if i, ok := labelIndex[lp.GetName()]; ok {
+			if i, ok := index[lp.GetName()]; ok {
 				values[i] = lp.GetValue()
 			}
 		}
-		key := strings.Join(values, "\xff")
+		key := prefix + strings.Join(values, "\xff")
 		cur := s.GetCounter().GetValue()
 		if s.GetCounter() == nil {
 			cur = s.GetUntyped().GetValue()
@@ -249,11 +288,46 @@ func (m *Meter) Apply(url string, fams map[string]*dto.MetricFamily) {
 		if delta == 0 {
 			continue
 		}
-		m.add(values, delta, regions)
+		add(values, delta)
 	}
-	t.last = last
-	t.baseline = true
-	m.metrics.series.WithLabelValues(url).Set(float64(len(f.GetMetric())))
+}
+
+// readyEndpoints merges the ready-endpoint gauges of every target (they all watch the whole cluster):
+// the largest count per Service and zone.
+func (m *Meter) readyEndpoints() map[string]int {
+	out := map[string]int{}
+	for _, t := range m.targets {
+		for k, n := range t.ready {
+			out[k] = max(out[k], n)
+		}
+	}
+	return out
+}
+
+// addService prices the cross-zone growth of one per-Service series. The part sent from a client zone
+// where the Service has a ready endpoint (at this scrape) is what same-zone routing would have kept in
+// zone: it is counted as avoidable too.
+func (m *Meter) addService(values []string, bytes float64, regions pricing.Regions, ready map[string]int) {
+	ns, svc, srcZone, dstZone := values[0], values[1], values[5], values[6]
+	if svc == "" || srcZone == "" || dstZone == "" || srcZone == dstZone {
+		return
+	}
+	perByte, class, _ := m.opts.Table.PerByteOf(pricing.Endpoint{Kind: "pod", Zone: srcZone}, pricing.Endpoint{Kind: "pod", Zone: dstZone}, regions)
+	if class != pricing.InterZone && class != pricing.InterRegion {
+		return // unpriced bytes are already counted by the traffic metric's unpriced counter
+	}
+	l := []string{ns, svc, srcZone, dstZone}
+	m.metrics.serviceCost.WithLabelValues(l...).Add(bytes * perByte)
+	if svc == overflow {
+		return
+	}
+	local := false
+	for _, part := range strings.Split(svc, "+") { // several Services back the pod: any of them counts
+		local = local || ready[ns+"\xff"+part+"\xff"+srcZone] > 0
+	}
+	if local {
+		m.metrics.serviceAvoidable.WithLabelValues(l...).Add(bytes * perByte)
+	}
 }
 
 func (m *Meter) add(values []string, bytes float64, regions pricing.Regions) {

@@ -27,13 +27,14 @@ type flowserver struct {
 	mu    sync.Mutex
 	start float64
 	lines map[string]float64 // label text → value
+	extra map[string]float64 // whole series (name{labels}) of other families → value
 	zones map[string]string
 	down  bool
 	srv   *httptest.Server
 }
 
 func newFlowserver(t *testing.T) *flowserver {
-	f := &flowserver{start: 1000, lines: map[string]float64{}, zones: map[string]string{}}
+	f := &flowserver{start: 1000, lines: map[string]float64{}, extra: map[string]float64{}, zones: map[string]string{}}
 	f.srv = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		f.mu.Lock()
 		defer f.mu.Unlock()
@@ -46,6 +47,21 @@ func newFlowserver(t *testing.T) *flowserver {
 			fmt.Fprintln(w, "# TYPE zonetoll_zone_info gauge")
 			for z, r := range f.zones {
 				fmt.Fprintf(w, "zonetoll_zone_info{zone=%q,region=%q} 1\n", z, r)
+			}
+		}
+		families := map[string][]string{}
+		for series := range f.extra {
+			name, _, _ := strings.Cut(series, "{")
+			families[name] = append(families[name], series)
+		}
+		for name, list := range families {
+			typ := "gauge"
+			if strings.HasSuffix(name, "_total") {
+				typ = "counter"
+			}
+			fmt.Fprintf(w, "# TYPE %s %s\n", name, typ)
+			for _, series := range list {
+				fmt.Fprintf(w, "%s %v\n", series, f.extra[series])
 			}
 		}
 		if len(f.lines) > 0 {
@@ -260,5 +276,51 @@ func TestVanishedSeriesComeBackFromZero(t *testing.T) {
 	cc.m.ScrapeOnce(context.Background())
 	if got := cc.cost(t, map[string]string{"dst_workload": "db"}); !near(got, 0.14) {
 		t.Errorf("web→db $%v, want $0.14 (2 GiB, then 5 GiB of a new series)", got)
+	}
+}
+
+func (f *flowserver) setExtra(series string, v float64) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.extra[series] = v
+}
+
+func svcSeries(srcZone, dstZone string) string {
+	return fmt.Sprintf(`zonetoll_service_traffic_bytes_total{src_namespace="shop",src_workload="web",src_kind="deployment",src_zone=%q,namespace="shop",service="api",dst_zone=%q}`, srcZone, dstZone)
+}
+
+// TestServiceCost: per-zone flowservers each count their own zone's clients of shop/api and both export
+// its ready endpoints (2 in a, 2 in b, none in c). AWS, $0.02 per GiB crossing.
+func TestServiceCost(t *testing.T) {
+	ctx := context.Background()
+	fsA, fsC := newFlowserver(t), newFlowserver(t)
+	for _, fs := range []*flowserver{fsA, fsC} {
+		fs.setExtra(`zonetoll_service_ready_endpoints{namespace="shop",service="api",zone="us-east-1a"}`, 2)
+		fs.setExtra(`zonetoll_service_ready_endpoints{namespace="shop",service="api",zone="us-east-1b"}`, 2)
+	}
+	fsA.setExtra(svcSeries("us-east-1a", "us-east-1b"), 100*gib) // history: not billed
+	cc := newCostcalc(t, "aws", fsA.srv.URL, fsC.srv.URL)
+	cc.m.ScrapeOnce(ctx)
+
+	fsA.setExtra(svcSeries("us-east-1a", "us-east-1b"), 110*gib) // +10 GiB from a, which has endpoints: $0.20, avoidable
+	fsA.setExtra(svcSeries("us-east-1a", "us-east-1a"), 5*gib)   // same zone: free, no series
+	fsC.setExtra(svcSeries("us-east-1c", "us-east-1a"), 4*gib)   // born after the baseline, from c without endpoints: $0.08
+	cc.m.ScrapeOnce(ctx)
+	fsA.setExtra(svcSeries("us-east-1a", "us-east-1b"), 2*gib) // reset: +2 GiB, $0.04
+	cc.m.ScrapeOnce(ctx)
+
+	fams := metricstest.Scrape(t, cc.url)
+	api := map[string]string{"namespace": "shop", "service": "api"}
+	if got := fams.Sum(ServiceCostMetric, api); !near(got, 0.32) {
+		t.Errorf("shop/api cross-zone cost $%v, want $0.32 (12 GiB from a + 4 GiB from c, × $0.02)", got)
+	}
+	if got := fams.Sum(ServiceAvoidableMetric, api); !near(got, 0.24) {
+		t.Errorf("shop/api avoidable cost $%v, want $0.24 (only zone a has local endpoints)", got)
+	}
+	if got := fams.Sum(ServiceAvoidableMetric, map[string]string{"src_zone": "us-east-1c"}); got != 0 {
+		t.Errorf("zone c has no endpoint, yet $%v of its traffic is avoidable", got)
+	}
+	if n := len(fams.Series(ServiceCostMetric, map[string]string{"src_zone": "us-east-1a", "dst_zone": "us-east-1a"})); n != 0 {
+		t.Errorf("same-zone traffic has %d cost series", n)
 	}
 }

@@ -11,18 +11,37 @@ import (
 // CostMetric is the product metric dashboards are built on.
 const CostMetric = "zonetoll_cross_zone_cost_dollars_total"
 
+// Per-Service cost metrics (issue #18): the product metrics of the Service dashboard panel.
+const (
+	ServiceCostMetric      = "zonetoll_service_cross_zone_cost_dollars_total"
+	ServiceAvoidableMetric = "zonetoll_service_avoidable_cost_dollars_total"
+)
+
+// ServiceCostLabels are the labels of the per-Service cost metrics: the client workload is left out.
+var ServiceCostLabels = []string{"namespace", "service", "src_zone", "dst_zone"}
+
 type metrics struct {
-	cost     *prometheus.CounterVec
-	bytes    *prometheus.CounterVec
-	unpriced *prometheus.CounterVec
-	scrapes  *prometheus.CounterVec
-	resets   *prometheus.CounterVec
-	series   *prometheus.GaugeVec
-	duration *prometheus.HistogramVec
+	serviceCost      *prometheus.CounterVec
+	serviceAvoidable *prometheus.CounterVec
+	cost             *prometheus.CounterVec
+	bytes            *prometheus.CounterVec
+	unpriced         *prometheus.CounterVec
+	scrapes          *prometheus.CounterVec
+	resets           *prometheus.CounterVec
+	series           *prometheus.GaugeVec
+	duration         *prometheus.HistogramVec
 }
 
 func newMetrics(reg prometheus.Registerer, table *pricing.Table) (*metrics, error) {
 	m := &metrics{
+		serviceCost: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: ServiceCostMetric,
+			Help: "Dollars the cross-zone traffic of clients in src_zone to a Service's endpoints in dst_zone cost since costcalc started, every billed side together (priced from zonetoll_service_traffic_bytes_total; already part of zonetoll_cross_zone_cost_dollars_total, do not add the two).",
+		}, ServiceCostLabels),
+		serviceAvoidable: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: ServiceAvoidableMetric,
+			Help: "The part of zonetoll_service_cross_zone_cost_dollars_total sent from a client zone where the Service had a ready endpoint at the scrape: what same-zone routing (trafficDistribution: PreferSameZone) would have kept in zone.",
+		}, ServiceCostLabels),
 		cost: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: CostMetric,
 			Help: "Dollars the traffic between two workloads cost since costcalc started, every billed side together (cross-zone, cross-region and internet traffic; same-zone traffic is free and has no series).",
@@ -55,7 +74,7 @@ func newMetrics(reg prometheus.Registerer, table *pricing.Table) (*metrics, erro
 	}
 	perByte := prometheus.NewGaugeVec(prometheus.GaugeOpts{
 		Name: "zonetoll_price_dollars_per_byte",
-		Help: "Active price of one byte of a traffic class charged to one side (out: the sender, in: the receiver), with the unit it is quoted in and its source.",
+		Help: "Active price of one byte of a traffic class charged to one side (out: the sender, in: the receiver), with the unit it is quoted in, its source, and read: the date a person checked it against that source (empty when nobody has).",
 	}, []string{"cloud", "class", "direction", "unit", "source", "read"})
 	perUnit := prometheus.NewGaugeVec(prometheus.GaugeOpts{
 		Name: "zonetoll_price_dollars_per_unit",
@@ -66,7 +85,7 @@ func newMetrics(reg prometheus.Registerer, table *pricing.Table) (*metrics, erro
 		perByte.WithLabelValues(l...).Set(r.Price / table.Unit.Bytes())
 		perUnit.WithLabelValues(l...).Set(r.Price)
 	}
-	for _, c := range []prometheus.Collector{m.cost, m.bytes, m.unpriced, m.scrapes, m.resets, m.series, m.duration, perByte, perUnit} {
+	for _, c := range []prometheus.Collector{m.serviceCost, m.serviceAvoidable, m.cost, m.bytes, m.unpriced, m.scrapes, m.resets, m.series, m.duration, perByte, perUnit} {
 		if err := reg.Register(c); err != nil {
 			return nil, fmt.Errorf("registering costcalc metrics: %w", err)
 		}

@@ -86,9 +86,10 @@ type Row struct {
 	Class     Class     `yaml:"class" json:"class"`
 	Direction Direction `yaml:"direction" json:"direction"`
 	Price     float64   `yaml:"price" json:"price"`
-	Source    string    `yaml:"source" json:"source"`       // the provider's pricing page title, or where an override came from
-	URL       string    `yaml:"url,omitempty" json:"url"`   // the page
-	Read      string    `yaml:"read,omitempty" json:"read"` // the date the figure was read (YYYY-MM-DD)
+	Source    string    `yaml:"source" json:"source"`             // the provider's pricing page title, or where an override came from
+	URL       string    `yaml:"url,omitempty" json:"url"`         // the page
+	Read      string    `yaml:"read,omitempty" json:"read"`       // the date a person checked the figure (YYYY-MM-DD); "" when nobody has
+	Checked   string    `yaml:"checked,omitempty" json:"checked"` // who checked it, when and against what; or that nobody did
 }
 
 // Key names the row in overrides: inter_zone_out, internet_in, ...
@@ -263,10 +264,10 @@ func (t *Table) ApplyFile(path string) error {
 		if err := t.Set(r.Key(), r.Price, source); err != nil {
 			return fmt.Errorf("price overrides %s: %w", path, err)
 		}
-		if r.URL != "" || r.Read != "" {
+		if r.URL != "" || r.Read != "" || r.Checked != "" {
 			for i := range t.Rows {
 				if t.Rows[i].Key() == r.Key() {
-					t.Rows[i].URL, t.Rows[i].Read = r.URL, r.Read
+					t.Rows[i].URL, t.Rows[i].Read, t.Rows[i].Checked = r.URL, r.Read, r.Checked
 				}
 			}
 		}

@@ -87,8 +87,18 @@ func TestPresetsDeclareUnitAndSources(t *testing.T) {
 			t.Errorf("%s: cloud %q unit %q currency %q, want %s %s USD", cloud, table.Cloud, table.Unit, table.Currency, cloud, unit)
 		}
 		for _, r := range table.Rows {
-			if r.Source == "" || r.URL == "" || len(r.Read) != len("2006-01-02") {
-				t.Errorf("%s %s: source %q url %q read %q: every preset row needs all three", cloud, r.Key(), r.Source, r.URL, r.Read)
+			if r.Source == "" || r.URL == "" || r.Checked == "" {
+				t.Errorf("%s %s: source %q url %q checked %q: every preset row needs all three", cloud, r.Key(), r.Source, r.URL, r.Checked)
+			}
+			// A row says truthfully who checked it, when and against what: a date only where a person
+			// checked the figure (the inter-zone prices, on 2026-12-06), and "not checked" elsewhere.
+			switch {
+			case r.Class == InterZone:
+				if r.Read != "2026-12-06" || !strings.HasPrefix(r.Checked, "by hand on 2026-12-06 against ") {
+					t.Errorf("%s %s: read %q checked %q; the inter-zone prices were checked by hand on 2026-12-06", cloud, r.Key(), r.Read, r.Checked)
+				}
+			case r.Read != "" || !strings.HasPrefix(r.Checked, "not checked"):
+				t.Errorf("%s %s: read %q checked %q; nobody checked this row against a page", cloud, r.Key(), r.Read, r.Checked)
 			}
 		}
 	}

@@ -4,6 +4,7 @@ import (
 	"sort"
 	"time"
 
+	"github.com/zonetoll/zonetoll/services/costcalc/internal/advice"
 	"github.com/zonetoll/zonetoll/services/costcalc/internal/estimate"
 	"github.com/zonetoll/zonetoll/services/costcalc/internal/pricing"
 )
@@ -55,12 +56,19 @@ type Report struct {
 	ZonePairs  []ZonePair     `json:"zone_pairs"` // every zone pair, same-zone included
 	Zones      []string       `json:"zones"`      // heat map axes: every zone seen, then internet
 	Unpriced   []Pair         `json:"unpriced"`
+	// Services is the Service view and advice when the range has per-Service metrics; otherwise
+	// NoServices says what was missing.
+	Services   *advice.Result `json:"services,omitempty"`
+	NoServices string         `json:"no_services,omitempty"`
 }
+
+// NoServiceData is the line shown when the range has no per-Service metrics.
+const NoServiceData = "No Service data in this range: no zonetoll_service_traffic_bytes_total series (flowservers from before issue #18, or no traffic through Services yet)."
 
 // Compute prices data. Only pairs that cross a zone, region or the cluster's edge are ranked; zone pairs
 // include same-zone traffic so the heat map shows where traffic stays.
 func Compute(data *Data, table *pricing.Table, start, end time.Time, top int) *Report {
-	r := &Report{Start: start, End: end, Prices: table, MonthDays: estimate.MonthDays}
+	r := &Report{Start: start, End: end, Prices: table, MonthDays: estimate.MonthDays, NoServices: NoServiceData}
 	regions := pricing.Regions{Known: data.Zones, Cloud: table.Cloud}
 	scale := float64(estimate.MonthDays*24*time.Hour) / float64(end.Sub(start))
 	classes := map[pricing.Class]*ClassTotal{}

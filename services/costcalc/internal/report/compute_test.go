@@ -89,7 +89,7 @@ func TestFormats(t *testing.T) {
 		t.Fatal(err)
 	}
 	for _, want := range []string{"Total:              $17.10", "Monthly projection: $513.00", "shop/web (deployment)", "shop/db (statefulset)",
-		"$10.00", "$300.00", "src_zone_unknown", "7.000 GiB", "Amazon EC2 On-Demand Pricing"} {
+		"$10.00", "$300.00", "src_zone_unknown", "7.00 GiB", "500 GiB", "(1d)", "No Service data in this range", "Amazon EC2 On-Demand Pricing"} {
 		if !strings.Contains(out.String(), want) {
 			t.Errorf("table lacks %q:\n%s", want, out.String())
 		}

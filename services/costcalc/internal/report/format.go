@@ -10,8 +10,9 @@ import (
 	"text/tabwriter"
 	"time"
 
-	"github.com/zonetoll/zonetoll/services/costcalc/internal/estimate"
+	"github.com/zonetoll/zonetoll/services/costcalc/internal/advice"
 	"github.com/zonetoll/zonetoll/services/costcalc/internal/pricing"
+	"github.com/zonetoll/zonetoll/services/costcalc/internal/readable"
 )
 
 // Formats a report is written in.
@@ -36,20 +37,11 @@ func Write(w io.Writer, r *Report, format string) error {
 
 // Dollars formats a dollar amount for people: cents, with more digits for amounts below a cent so small
 // ranges do not read as free.
-func Dollars(v float64) string {
-	switch {
-	case v == 0:
-		return "$0.00"
-	case v < 0.01 && v > -0.01:
-		return "$" + strconv.FormatFloat(v, 'f', 6, 64)
-	}
-	return "$" + estimate.Thousands(v, 2)
-}
+func Dollars(v float64) string { return readable.Dollars(v) }
 
-// Volume formats bytes in the price table's unit.
-func (r *Report) Volume(bytes float64) string {
-	return estimate.Thousands(bytes/r.Prices.Unit.Bytes(), 3) + " " + string(r.Prices.Unit)
-}
+// Volume formats bytes in the binary unit that fits (B, KiB, MiB, GiB, TiB); the exact bytes are in
+// JSON and CSV.
+func (r *Report) Volume(bytes float64) string { return readable.Size(bytes) }
 
 // classDollars shows unpriced traffic as such: $0.00 would read as free.
 func classDollars(c ClassTotal) string {
@@ -80,7 +72,7 @@ func zoneOr(z string) string {
 
 // Title is the one-line summary every format starts with.
 func (r *Report) Title() string {
-	return fmt.Sprintf("Cross-zone traffic cost, %s to %s (%s)", r.Start.UTC().Format(time.RFC3339), r.End.UTC().Format(time.RFC3339), r.End.Sub(r.Start))
+	return fmt.Sprintf("Cross-zone traffic cost, %s to %s (%s)", r.Start.UTC().Format(time.RFC3339), r.End.UTC().Format(time.RFC3339), readable.Duration(r.End.Sub(r.Start)))
 }
 
 func writeTable(w io.Writer, r *Report) error {
@@ -108,6 +100,7 @@ func writeTable(w io.Writer, r *Report) error {
 		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", z.Src, z.Dst, z.Class, r.Volume(z.Bytes), Dollars(z.Dollars), Dollars(z.Monthly))
 	}
 	tw.Flush()
+	writeServicesTable(w, r)
 	if len(r.Unpriced) > 0 {
 		fmt.Fprintln(w, "\nNot priced (an end's zone or region is unknown; not in the totals above):")
 		tw = tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
@@ -119,9 +112,9 @@ func writeTable(w io.Writer, r *Report) error {
 	}
 	fmt.Fprintln(w, "\nPrices:")
 	tw = tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "ROW\tPRICE\tSOURCE\tREAD")
+	fmt.Fprintln(tw, "ROW\tPRICE\tCHECKED\tSOURCE")
 	for _, row := range r.Prices.Rows {
-		fmt.Fprintf(tw, "%s\t$%s/%s\t%s\t%s\n", row.Key(), strconv.FormatFloat(row.Price, 'f', -1, 64), r.Prices.Unit, row.Source, row.Read)
+		fmt.Fprintf(tw, "%s\t$%s/%s\t%s\t%s\n", row.Key(), strconv.FormatFloat(row.Price, 'f', -1, 64), r.Prices.Unit, checkedOn(row), row.Source)
 	}
 	return tw.Flush()
 }
@@ -142,4 +135,36 @@ func writeCSV(w io.Writer, r *Report) error {
 	cw.Write([]string{"total", "", "", "", "", "", "", "", "", "", "", "", f(r.Total), f(r.Monthly)})
 	cw.Flush()
 	return cw.Error()
+}
+
+// writeServicesTable prints one line per Service; `costcalc advise` prints the whole advice.
+func writeServicesTable(w io.Writer, r *Report) {
+	if r.Services == nil {
+		fmt.Fprintln(w, "\n"+r.NoServices)
+		return
+	}
+	a := r.Services
+	fmt.Fprintf(w, "\nServices with cross-zone bytes (%d; the whole advice: costcalc advise):\n", len(a.Services))
+	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+	head := "SERVICE\tCROSSING"
+	for _, c := range a.Clouds {
+		head += "\t" + strings.ToUpper(c) + " SAVING/MONTH"
+	}
+	fmt.Fprintln(tw, head+"\tADVICE")
+	for _, s := range a.Services {
+		line := s.Namespace + "/" + s.Service + "\t" + readable.Size(s.CrossBytes)
+		for _, c := range s.Clouds {
+			line += "\t" + Dollars(c.SavingMonthly)
+		}
+		fmt.Fprintln(tw, line+"\t"+advice.VerdictText(s.Verdict))
+	}
+	tw.Flush()
+}
+
+// checkedOn is the date a person checked a price row, or says nobody did.
+func checkedOn(row pricing.Row) string {
+	if row.Read == "" {
+		return "not checked"
+	}
+	return row.Read
 }

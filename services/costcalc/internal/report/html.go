@@ -7,6 +7,7 @@ import (
 	"math"
 	"strconv"
 
+	"github.com/zonetoll/zonetoll/services/costcalc/internal/advice"
 	"github.com/zonetoll/zonetoll/services/costcalc/internal/pricing"
 )
 
@@ -27,6 +28,7 @@ th,td{border-bottom:1px solid #e3e7ec;padding:.3em .7em;text-align:left}
 td:last-child{white-space:nowrap}
 td.n,th.n{text-align:right;font-variant-numeric:tabular-nums}
 svg text{font-family:inherit;font-size:12px}
+{{.AdviceStyle}}
 </style></head>
 <body>
 <h1>{{.R.Title}}</h1>
@@ -61,6 +63,9 @@ svg text{font-family:inherit;font-size:12px}
 {{range $i, $p := .Pairs}}<tr><td>{{$p.N}}</td><td>{{$p.Src}}</td><td>{{$p.SrcZone}}</td><td>{{$p.Dst}}</td><td>{{$p.DstZone}}</td><td>{{$p.Class}}</td><td class="n">{{$p.Volume}}</td><td class="n cost">{{$p.Dollars}}</td><td class="n">{{$p.Monthly}}</td></tr>
 {{end}}</table>
 
+{{if .Services}}{{.Services}}{{else}}<h2>Services</h2>
+<p id="no-services" class="muted">{{.R.NoServices}}</p>{{end}}
+
 <h2>By class</h2>
 <table id="classes"><tr><th>Class</th><th class="n">Traffic</th><th class="n">Cost</th></tr>
 {{range .Classes}}<tr><td>{{.Class}}</td><td class="n">{{.Volume}}</td><td class="n">{{.Dollars}}</td></tr>
@@ -73,8 +78,8 @@ svg text{font-family:inherit;font-size:12px}
 {{end}}</table>{{end}}
 
 <h2>Prices</h2>
-<table id="prices"><tr><th>Row</th><th class="n">Price</th><th>Source</th><th>Read</th></tr>
-{{range .Prices}}<tr><td>{{.Key}}</td><td class="n">{{.Price}}</td><td>{{if .URL}}<a href="{{.URL}}">{{.Source}}</a>{{else}}{{.Source}}{{end}}</td><td>{{.Read}}</td></tr>
+<table id="prices"><tr><th>Row</th><th class="n">Price</th><th>Source</th><th>Checked</th></tr>
+{{range .Prices}}<tr><td>{{.Key}}</td><td class="n">{{.Price}}</td><td>{{if .URL}}<a href="{{.URL}}">{{.Source}}</a>{{else}}{{.Source}}{{end}}</td><td>{{.Read}}{{if .Checked}}<div class="muted">{{.Checked}}</div>{{end}}</td></tr>
 {{end}}</table>
 </body></html>
 `))
@@ -99,7 +104,7 @@ type htmlRow struct {
 	Src, SrcZone, Dst, DstZone, Class, Volume, Dollars, Monthly string
 }
 
-type htmlPrice struct{ Key, Price, Source, URL, Read string }
+type htmlPrice struct{ Key, Price, Source, URL, Read, Checked string }
 
 type htmlClass struct{ Class, Volume, Dollars string }
 
@@ -119,7 +124,16 @@ func writeHTML(w io.Writer, r *Report) error {
 		Pairs, Unpriced []htmlRow
 		Classes         []htmlClass
 		Prices          []htmlPrice
-	}{R: r, Total: Dollars(r.Total), Monthly: Dollars(r.Monthly)}
+		Services        template.HTML
+		AdviceStyle     template.CSS
+	}{R: r, Total: Dollars(r.Total), Monthly: Dollars(r.Monthly), AdviceStyle: template.CSS(advice.Style)}
+	if r.Services != nil {
+		sec, err := advice.HTMLSection(r.Services)
+		if err != nil {
+			return err
+		}
+		data.Services = sec
+	}
 
 	const cw, ch, left, topMargin = 120, 48, 130, 24
 	data.Heat.Width = left + cw*len(r.Zones) + 10
@@ -177,7 +191,7 @@ func writeHTML(w io.Writer, r *Report) error {
 		data.Classes = append(data.Classes, htmlClass{Class: string(c.Class), Volume: r.Volume(c.Bytes), Dollars: classDollars(c)})
 	}
 	for _, row := range r.Prices.Rows {
-		data.Prices = append(data.Prices, htmlPrice{Key: row.Key(), Price: "$" + strconv.FormatFloat(row.Price, 'f', -1, 64) + "/" + string(r.Prices.Unit), Source: row.Source, URL: row.URL, Read: row.Read})
+		data.Prices = append(data.Prices, htmlPrice{Key: row.Key(), Price: "$" + strconv.FormatFloat(row.Price, 'f', -1, 64) + "/" + string(r.Prices.Unit), Source: row.Source, URL: row.URL, Read: checkedOn(row), Checked: row.Checked})
 	}
 	return page.Execute(w, data)
 }

@@ -1,6 +1,7 @@
 package report
 
 import (
+	"bytes"
 	"context"
 	"os"
 	"os/exec"
@@ -10,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/zonetoll/zonetoll/services/costcalc/internal/advice"
 	"github.com/zonetoll/zonetoll/services/costcalc/internal/pricing"
 	"github.com/zonetoll/zonetoll/testkit/gate"
 )
@@ -37,8 +39,12 @@ func TestHTMLRendersInChromium(t *testing.T) {
 	gate.Need(t, "headless Chromium", err, gate.Debian("chromium"))
 	table, _ := pricing.Preset("aws")
 	start := time.Date(2026, 11, 22, 0, 0, 0, 0, time.UTC)
-	r := Compute(sample(), table, start, start.Add(24*time.Hour), 10)
+	data := sample()
+	// A small pair: 1,500 bytes read as 1.46 KiB, not "0.000 GiB".
+	data.Traffic = append(data.Traffic, traffic(1500, "shop", "cache", "deployment", "us-east-1c", "shop", "db", "statefulset", "us-east-1b"))
+	r := Compute(data, table, start, start.Add(24*time.Hour+294632898), 10)
 	r.Prometheus, r.Method = "http://prometheus:9090", MethodSamples
+	r.Services = seventyPercent(t, start)
 
 	dir := artifactsDir(t)
 	page := filepath.Join(dir, "report.html")
@@ -70,12 +76,20 @@ func TestHTMLRendersInChromium(t *testing.T) {
 	for _, want := range []string{
 		`id="total">$17.10<`,
 		`id="monthly">$513.00<`,
-		`id="pair-count">4<`,
+		`id="pair-count">5<`,
 		"shop/web (us-east-1a) → shop/db (us-east-1b)",
+		"<title>Cross-zone traffic cost, 2026-11-22T00:00:00Z to 2026-11-23T00:00:00Z (1d)</title>",
+		// The Service section: the issue's 70 % case, AWS $45.00 a month saved (75 GiB × $0.02 × 30).
+		`data-service="shop/api" data-verdict="switch_with_care"`,
+		`<tr data-cloud="aws"><td>aws</td><td class="n cross">$45.00</td><td class="n saving">$45.00</td></tr>`,
+		"would concentrate load: zone us-east-1a's clients send 70 % of the traffic onto 16.7 % of the ready endpoints (1 of 6)",
 	} {
 		if !strings.Contains(text, want) {
 			t.Errorf("rendered DOM lacks %q", want)
 		}
+	}
+	if !strings.Contains(text, ">1.46 KiB<") || strings.Contains(text, "0.000 GiB") {
+		t.Errorf("the 1,500-byte pair should read 1.46 KiB")
 	}
 	cells := map[[2]string]string{
 		{"us-east-1a", "us-east-1b"}: "$10.00",
@@ -92,8 +106,15 @@ func TestHTMLRendersInChromium(t *testing.T) {
 			t.Errorf("heat map cell %s → %s shows %v, want %q", k[0], k[1], m, want)
 		}
 	}
-	if n := strings.Count(text, `class="bar"`); n != 4 {
-		t.Errorf("top pairs chart has %d bars, want 4", n)
+	if n := strings.Count(text, `class="bar"`); n != 5 {
+		t.Errorf("top pairs chart has %d bars, want 5", n)
+	}
+
+	// Without Service metrics the page says so.
+	r.Services, r.NoServices = nil, NoServiceData
+	var b bytes.Buffer
+	if err := Write(&b, r, "html"); err != nil || !strings.Contains(b.String(), `<p id="no-services" class="muted">No Service data in this range`) {
+		t.Errorf("page without Service data lacks the no-Service line (err %v)", err)
 	}
 
 	shot := filepath.Join(dir, "report.png")
@@ -109,4 +130,26 @@ func TestHTMLRendersInChromium(t *testing.T) {
 // stripPriceLinks removes the links to the providers' pricing pages, which are meant to leave the page.
 func stripPriceLinks(b []byte) []byte {
 	return regexp.MustCompile(`<a href="https://[^"]+">`).ReplaceAll(b, nil)
+}
+
+// seventyPercent is the advice for the issue's case: zone a has 70 % of the client bytes and 1 of 6 endpoints.
+func seventyPercent(t *testing.T, start time.Time) *advice.Result {
+	var tables []*pricing.Table
+	for _, c := range pricing.Clouds() {
+		tb, err := pricing.Preset(c)
+		if err != nil {
+			t.Fatal(err)
+		}
+		tables = append(tables, tb)
+	}
+	const a, b, c = "us-east-1a", "us-east-1b", "us-east-1c"
+	var flows []advice.Flow
+	for _, f := range []struct {
+		src, dst string
+		gib      float64
+	}{{a, a, 10}, {a, b, 35}, {a, c, 25}, {b, a, 5}, {b, b, 10}, {b, c, 5}, {c, a, 2}, {c, b, 3}, {c, c, 5}} {
+		flows = append(flows, advice.Flow{Namespace: "shop", Service: "api", ClientNamespace: "shop", ClientWorkload: "web", ClientKind: "deployment", SrcZone: f.src, DstZone: f.dst, Bytes: f.gib * gib})
+	}
+	return advice.Compute(advice.Input{Start: start, End: start.Add(24 * time.Hour), Flows: flows, Tables: tables, Kubernetes: "v1.37.2",
+		Services: []advice.ServiceState{{Namespace: "shop", Name: "api", InfoKnown: true, Type: "ClusterIP", Ready: map[string]int{a: 1, b: 3, c: 2}}}})
 }

@@ -82,27 +82,30 @@ func (s *Source) Read(ctx context.Context, start, end time.Time) (*Data, error) 
 	if !end.After(start) {
 		return nil, fmt.Errorf("range %s to %s: the end must be after the start", start.Format(time.RFC3339), end.Format(time.RFC3339))
 	}
-	var traffic map[string]*Traffic
-	var err error
-	if s.Method == MethodIncrease {
-		traffic, err = s.readIncrease(ctx, start, end)
-	} else {
-		traffic, err = s.readSamples(ctx, start, end)
-	}
+	series, err := s.Increase(ctx, meter.TrafficMetric, meter.TrafficLabels, start, end)
 	if err != nil {
 		return nil, err
 	}
-	if len(traffic) == 0 {
+	if len(series) == 0 {
 		return nil, fmt.Errorf("%w: Prometheus at %s has no %s series between %s and %s: is it scraping the flowservers?",
 			ErrNoData, s.URL, meter.TrafficMetric, start.Format(time.RFC3339), end.Format(time.RFC3339))
 	}
-	d := &Data{Zones: map[string]string{}}
-	for _, t := range traffic {
-		d.Traffic = append(d.Traffic, *t)
+	d := &Data{}
+	for _, c := range series {
+		var t Traffic
+		copy(t.Labels[:], c.Labels)
+		t.Bytes = c.Value
+		d.Traffic = append(d.Traffic, t)
 	}
-	sort.Slice(d.Traffic, func(i, j int) bool {
-		return strings.Join(d.Traffic[i].Labels[:], "\xff") < strings.Join(d.Traffic[j].Labels[:], "\xff")
-	})
+	if d.Zones, err = s.ZoneRegions(ctx, start, end); err != nil {
+		return nil, err
+	}
+	return d, nil
+}
+
+// ZoneRegions reads zone → region from zonetoll_zone_info over [start, end].
+func (s *Source) ZoneRegions(ctx context.Context, start, end time.Time) (map[string]string, error) {
+	zones := map[string]string{}
 	v, err := s.query(ctx, fmt.Sprintf("group by (zone, region) (max_over_time(%s[%s]))", meter.ZoneInfoMetric, promDuration(end.Sub(start))), end)
 	if err != nil {
 		return nil, err
@@ -110,17 +113,52 @@ func (s *Source) Read(ctx context.Context, start, end time.Time) (*Data, error) 
 	if vec, ok := v.(model.Vector); ok {
 		for _, smp := range vec {
 			if z, r := string(smp.Metric["zone"]), string(smp.Metric["region"]); z != "" && r != "" {
-				d.Zones[z] = r
+				zones[z] = r
 			}
 		}
 	}
-	return d, nil
+	return zones, nil
+}
+
+// Counter is the increase of a counter over a range for one set of label values (in the order asked
+// for), summed over every Prometheus series with those values (every flowserver, every other label).
+type Counter struct {
+	Labels []string
+	Value  float64
+}
+
+// Increase reads how much metric grew over [start, end] by the labels asked for, with the Source's
+// method, sorted by label values. Every counter of the flowserver is read this way.
+func (s *Source) Increase(ctx context.Context, metric string, labels []string, start, end time.Time) ([]Counter, error) {
+	if !end.After(start) {
+		return nil, fmt.Errorf("range %s to %s: the end must be after the start", start.Format(time.RFC3339), end.Format(time.RFC3339))
+	}
+	var out map[string]*Counter
+	var err error
+	if s.Method == MethodIncrease {
+		out, err = s.readIncrease(ctx, metric, labels, start, end)
+	} else {
+		out, err = s.readSamples(ctx, metric, labels, start, end)
+	}
+	if err != nil {
+		return nil, err
+	}
+	keys := make([]string, 0, len(out))
+	for k := range out {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	list := make([]Counter, 0, len(keys))
+	for _, k := range keys {
+		list = append(list, *out[k])
+	}
+	return list, nil
 }
 
 // readSamples adds up, per Prometheus series, every increase between the value at start and the raw
 // samples up to end. A series absent at start was born in the range and starts from zero; a drop is a
 // counter reset whose new value is all new traffic.
-func (s *Source) readSamples(ctx context.Context, start, end time.Time) (map[string]*Traffic, error) {
+func (s *Source) readSamples(ctx context.Context, metric string, labels []string, start, end time.Time) (map[string]*Counter, error) {
 	type state struct {
 		labels model.Metric
 		last   float64
@@ -128,7 +166,7 @@ func (s *Source) readSamples(ctx context.Context, start, end time.Time) (map[str
 		sum    float64
 	}
 	series := map[model.Fingerprint]*state{}
-	v, err := s.query(ctx, meter.TrafficMetric, start)
+	v, err := s.query(ctx, metric, start)
 	if err != nil {
 		return nil, err
 	}
@@ -142,7 +180,7 @@ func (s *Source) readSamples(ctx context.Context, start, end time.Time) (map[str
 		if to.After(end) {
 			to = end
 		}
-		v, err := s.query(ctx, fmt.Sprintf("%s[%s]", meter.TrafficMetric, promDuration(to.Sub(from))), to)
+		v, err := s.query(ctx, fmt.Sprintf("%s[%s]", metric, promDuration(to.Sub(from))), to)
 		if err != nil {
 			return nil, err
 		}
@@ -171,40 +209,91 @@ func (s *Source) readSamples(ctx context.Context, start, end time.Time) (map[str
 			}
 		}
 	}
-	out := map[string]*Traffic{}
+	out := map[string]*Counter{}
 	for _, st := range series {
-		addTraffic(out, st.labels, st.sum)
+		addCounter(out, labels, st.labels, st.sum)
 	}
 	return out, nil
 }
 
-func (s *Source) readIncrease(ctx context.Context, start, end time.Time) (map[string]*Traffic, error) {
-	q := fmt.Sprintf("sum by (%s) (increase(%s[%s]))", strings.Join(meter.TrafficLabels, ", "), meter.TrafficMetric, promDuration(end.Sub(start)))
+func (s *Source) readIncrease(ctx context.Context, metric string, labels []string, start, end time.Time) (map[string]*Counter, error) {
+	q := fmt.Sprintf("sum by (%s) (increase(%s[%s]))", strings.Join(labels, ", "), metric, promDuration(end.Sub(start)))
 	v, err := s.query(ctx, q, end)
 	if err != nil {
 		return nil, err
 	}
-	out := map[string]*Traffic{}
+	out := map[string]*Counter{}
 	if vec, ok := v.(model.Vector); ok {
 		for _, smp := range vec {
-			addTraffic(out, smp.Metric, float64(smp.Value))
+			addCounter(out, labels, smp.Metric, float64(smp.Value))
 		}
 	}
 	return out, nil
 }
 
-func addTraffic(out map[string]*Traffic, m model.Metric, bytes float64) {
-	var l [8]string
-	for i, name := range meter.TrafficLabels {
+func addCounter(out map[string]*Counter, names []string, m model.Metric, value float64) {
+	l := make([]string, len(names))
+	for i, name := range names {
 		l[i] = string(m[model.LabelName(name)])
 	}
-	key := strings.Join(l[:], "\xff")
-	t := out[key]
-	if t == nil {
-		t = &Traffic{Labels: l}
-		out[key] = t
+	key := strings.Join(l, "\xff")
+	c := out[key]
+	if c == nil {
+		c = &Counter{Labels: l}
+		out[key] = c
 	}
-	t.Bytes += bytes
+	c.Value += value
+}
+
+// Latest reads a gauge as it last was in [start, end], by the labels asked for (max over the
+// flowservers, which all export the same gauges). A group (the values of the first groupBy labels)
+// present in the last lookback before end takes those series; a group seen only earlier in the range
+// takes its last values over the whole range, so a Service that went away mid-range still shows.
+func (s *Source) Latest(ctx context.Context, metric string, by []string, groupBy int, start, end time.Time) ([]model.Metric, []float64, error) {
+	const lookback = 5 * time.Minute
+	window := lookback
+	if end.Sub(start) < window {
+		window = end.Sub(start)
+	}
+	read := func(d time.Duration) (model.Vector, error) {
+		v, err := s.query(ctx, fmt.Sprintf("max by (%s) (last_over_time(%s[%s]))", strings.Join(by, ", "), metric, promDuration(d)), end)
+		if err != nil {
+			return nil, err
+		}
+		vec, _ := v.(model.Vector)
+		return vec, nil
+	}
+	group := func(m model.Metric) string {
+		var b strings.Builder
+		for _, l := range by[:groupBy] {
+			b.WriteString(string(m[model.LabelName(l)]))
+			b.WriteByte(0xff)
+		}
+		return b.String()
+	}
+	recent, err := read(window)
+	if err != nil {
+		return nil, nil, err
+	}
+	var metrics []model.Metric
+	var values []float64
+	seen := map[string]bool{}
+	for _, smp := range recent {
+		seen[group(smp.Metric)] = true
+		metrics, values = append(metrics, smp.Metric), append(values, float64(smp.Value))
+	}
+	if window < end.Sub(start) {
+		all, err := read(end.Sub(start))
+		if err != nil {
+			return nil, nil, err
+		}
+		for _, smp := range all {
+			if !seen[group(smp.Metric)] {
+				metrics, values = append(metrics, smp.Metric), append(values, float64(smp.Value))
+			}
+		}
+	}
+	return metrics, values, nil
 }
 
 // promDuration writes d in whole milliseconds, the finest a PromQL range takes.
