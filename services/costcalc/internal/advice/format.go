@@ -2,7 +2,6 @@ package advice
 
 import (
 	"bytes"
-	"encoding/json"
 	"fmt"
 	"html/template"
 	"io"
@@ -11,6 +10,7 @@ import (
 	"time"
 
 	"github.com/zonetoll/zonetoll/services/costcalc/internal/readable"
+	"github.com/zonetoll/zonetoll/services/costcalc/internal/render"
 )
 
 // Formats the advice is written in.
@@ -18,17 +18,10 @@ var Formats = []string{"table", "json", "html"}
 
 // Write writes r in format.
 func Write(w io.Writer, r *Result, format string) error {
-	switch format {
-	case "table", "":
-		return writeTable(w, r)
-	case "json":
-		enc := json.NewEncoder(w)
-		enc.SetIndent("", "  ")
-		return enc.Encode(r)
-	case "html":
-		return writePage(w, r)
-	}
-	return fmt.Errorf("format %q: expected one of %s", format, strings.Join(Formats, ", "))
+	return render.Write(w, format, Formats, r, render.Writers{
+		"table": func(w io.Writer) error { return writeTable(w, r) },
+		"html":  func(w io.Writer) error { return writePage(w, r) },
+	})
 }
 
 // Title is the one-line summary every format starts with.

@@ -2,7 +2,6 @@ package app
 
 import (
 	"fmt"
-	"slices"
 	"strings"
 	"time"
 
@@ -88,18 +87,7 @@ func adviseCommand() *cli.Command {
 			&cli.StringFlag{Name: "output", Usage: "write to this file instead of standard output"},
 		), adviceFlags()...), priceFlags()...),
 		Action: func(c *cli.Context) error {
-			if c.NArg() > 0 {
-				return usageError("unexpected arguments %q: advise takes flags only", c.Args().Slice())
-			}
-			format := c.String("format")
-			if !slices.Contains(advice.Formats, format) {
-				return usageError("flag --format %q: expected one of %s", format, strings.Join(advice.Formats, ", "))
-			}
-			prices, err := priceOverrides(c)
-			if err != nil {
-				return err
-			}
-			table, err := tableFromFlags(c, prices)
+			format, table, err := queryArgs(c, advice.Formats)
 			if err != nil {
 				return err
 			}

@@ -42,6 +42,27 @@ func tableFromFlags(c *cli.Context, prices map[string]string) (*pricing.Table, e
 	return t, nil
 }
 
+// queryArgs checks what every command reading a query API starts with (flags only, a --format of
+// formats) and returns the format with the price table of the flags.
+func queryArgs(c *cli.Context, formats []string) (string, *pricing.Table, error) {
+	if c.NArg() > 0 {
+		return "", nil, usageError("unexpected arguments %q: %s takes flags only", c.Args().Slice(), c.Command.Name)
+	}
+	format := c.String("format")
+	if !slices.Contains(formats, format) {
+		return "", nil, usageError("flag --format %q: expected one of %s", format, strings.Join(formats, ", "))
+	}
+	prices, err := priceOverrides(c)
+	if err != nil {
+		return "", nil, err
+	}
+	table, err := tableFromFlags(c, prices)
+	if err != nil {
+		return "", nil, err
+	}
+	return format, table, nil
+}
+
 func output(c *cli.Context) (io.Writer, func() error, error) {
 	path := c.String("output")
 	if path == "" || path == "-" {
@@ -124,18 +145,7 @@ func reportCommand() *cli.Command {
 			&cli.StringFlag{Name: "output", Usage: "write to this file instead of standard output"},
 		), append(adviceFlags(), priceFlags()...)...),
 		Action: func(c *cli.Context) error {
-			if c.NArg() > 0 {
-				return usageError("unexpected arguments %q: report takes flags only", c.Args().Slice())
-			}
-			format := c.String("format")
-			if !slices.Contains(report.Formats, format) {
-				return usageError("flag --format %q: expected one of %s", format, strings.Join(report.Formats, ", "))
-			}
-			prices, err := priceOverrides(c)
-			if err != nil {
-				return err
-			}
-			table, err := tableFromFlags(c, prices)
+			format, table, err := queryArgs(c, report.Formats)
 			if err != nil {
 				return err
 			}

@@ -2,8 +2,6 @@ package app
 
 import (
 	"fmt"
-	"slices"
-	"strings"
 	"time"
 
 	"github.com/urfave/cli/v2"
@@ -32,18 +30,7 @@ func compareCommand() *cli.Command {
 			&cli.StringFlag{Name: "output", Usage: "write to this file instead of standard output"},
 		}, priceFlags()...),
 		Action: func(c *cli.Context) error {
-			if c.NArg() > 0 {
-				return usageError("unexpected arguments %q: compare takes flags only", c.Args().Slice())
-			}
-			format := c.String("format")
-			if !slices.Contains(compare.Formats, format) {
-				return usageError("flag --format %q: expected one of %s", format, strings.Join(compare.Formats, ", "))
-			}
-			prices, err := priceOverrides(c)
-			if err != nil {
-				return err
-			}
-			table, err := tableFromFlags(c, prices)
+			format, table, err := queryArgs(c, compare.Formats)
 			if err != nil {
 				return err
 			}

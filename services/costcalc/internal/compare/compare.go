@@ -5,13 +5,11 @@ package compare
 
 import (
 	"encoding/csv"
-	"encoding/json"
 	"fmt"
 	"io"
 	"math"
 	"sort"
 	"strconv"
-	"strings"
 	"text/tabwriter"
 	"time"
 
@@ -19,6 +17,7 @@ import (
 	"github.com/zonetoll/zonetoll/services/costcalc/internal/estimate"
 	"github.com/zonetoll/zonetoll/services/costcalc/internal/pricing"
 	"github.com/zonetoll/zonetoll/services/costcalc/internal/readable"
+	"github.com/zonetoll/zonetoll/services/costcalc/internal/render"
 )
 
 // Period is what was read for one range.
@@ -178,17 +177,10 @@ var Formats = []string{"table", "json", "csv"}
 
 // Write writes r in format.
 func Write(w io.Writer, r *Result, format string) error {
-	switch format {
-	case "table", "":
-		return writeTable(w, r)
-	case "json":
-		enc := json.NewEncoder(w)
-		enc.SetIndent("", "  ")
-		return enc.Encode(r)
-	case "csv":
-		return writeCSV(w, r)
-	}
-	return fmt.Errorf("format %q: expected one of %s", format, strings.Join(Formats, ", "))
+	return render.Write(w, format, Formats, r, render.Writers{
+		"table": func(w io.Writer) error { return writeTable(w, r) },
+		"csv":   func(w io.Writer) error { return writeCSV(w, r) },
+	})
 }
 
 func period(p Period) string {

@@ -1,25 +1,24 @@
 package estimate
 
 import (
-	"encoding/json"
 	"fmt"
 	"io"
 	"strconv"
 	"strings"
 	"text/tabwriter"
+
+	"github.com/zonetoll/zonetoll/services/costcalc/internal/render"
 )
 
 // Write prints r as a table (for people) or json.
 func Write(w io.Writer, r Result, format string) error {
-	switch format {
-	case "json":
-		enc := json.NewEncoder(w)
-		enc.SetIndent("", "  ")
-		return enc.Encode(r)
-	case "table", "":
-	default:
-		return fmt.Errorf("format %q: expected table or json", format)
-	}
+	return render.Write(w, format, Formats, r, render.Writers{"table": func(w io.Writer) error { return writeTable(w, r) }})
+}
+
+// Formats an estimate is written in.
+var Formats = []string{"table", "json"}
+
+func writeTable(w io.Writer, r Result) error {
 	fmt.Fprintf(w, "Estimate: %s targets scraped every %s, %s bytes per scrape, %d zones (%s of scrapes cross zones), $%s per %s crossing (%s)\n\n",
 		Thousands(float64(r.Pods), 0), trimDuration(r.IntervalSeconds), Thousands(r.BytesPerScrape, -1), r.Zones,
 		fraction(r.CrossingFraction, r.Zones), strconv.FormatFloat(r.PricePerUnit, 'f', -1, 64), r.Unit, r.PriceSource)

@@ -2,7 +2,6 @@ package report
 
 import (
 	"encoding/csv"
-	"encoding/json"
 	"fmt"
 	"io"
 	"strconv"
@@ -13,6 +12,7 @@ import (
 	"github.com/zonetoll/zonetoll/services/costcalc/internal/advice"
 	"github.com/zonetoll/zonetoll/services/costcalc/internal/pricing"
 	"github.com/zonetoll/zonetoll/services/costcalc/internal/readable"
+	"github.com/zonetoll/zonetoll/services/costcalc/internal/render"
 )
 
 // Formats a report is written in.
@@ -20,19 +20,11 @@ var Formats = []string{"table", "json", "csv", "html"}
 
 // Write writes r in format.
 func Write(w io.Writer, r *Report, format string) error {
-	switch format {
-	case "table", "":
-		return writeTable(w, r)
-	case "json":
-		enc := json.NewEncoder(w)
-		enc.SetIndent("", "  ")
-		return enc.Encode(r)
-	case "csv":
-		return writeCSV(w, r)
-	case "html":
-		return writeHTML(w, r)
-	}
-	return fmt.Errorf("format %q: expected one of %s", format, strings.Join(Formats, ", "))
+	return render.Write(w, format, Formats, r, render.Writers{
+		"table": func(w io.Writer) error { return writeTable(w, r) },
+		"csv":   func(w io.Writer) error { return writeCSV(w, r) },
+		"html":  func(w io.Writer) error { return writeHTML(w, r) },
+	})
 }
 
 // Dollars formats a dollar amount for people: cents, with more digits for amounts below a cent so small
