@@ -251,6 +251,9 @@ static __always_inline void add6(int side, struct flow_key6 *key, __u64 bytes, _
 // qdisc's figure, an encapsulated skb (VXLAN, Geneve, GRE, IPIP with inner
 // TSO) is measured up to its inner transport header, which each segment
 // repeats with all the headers before it.
+#define IPPROTO_TCP 6
+#define IPPROTO_UDP 17
+
 struct tcp_doff {
 	__u8 pad[12];
 	__u8 doff_res; // doff in the high nibble, in 4-byte words
@@ -285,6 +288,42 @@ static __always_inline __u32 nf_gso_hdr_len(struct sk_buff *skb, struct skb_shar
 	return hdr;
 }
 
+// IPv6 BIG TCP (skbs past 64 KiB) on kernels that mark them with a
+// hop-by-hop header holding a jumbo payload option (5.19 on): the 8 bytes are
+// in skb->len and before the transport header, but segmentation
+// (ipv6_gso_segment) and drivers remove them, so no wire packet carries them.
+// Returns 8 for such an skb, as ipv6_has_hopopt_jumbo() decides, else 0.
+#define GRO_LEGACY_MAX_SIZE 65536
+#define NEXTHDR_HOP 0
+#define IPV6_TLV_JUMBO 0xc2
+
+struct jumbo_hdr {
+	__u8 nexthdr;
+	__u8 hdrlen;
+	__u8 tlv_type;
+};
+
+struct ip6_nexthdr {
+	__u8 pad[6];
+	__u8 nexthdr;
+};
+
+static __always_inline __u32 nf_jumbo_len(struct sk_buff *skb, unsigned char *nh)
+{
+	if (skb->len <= GRO_LEGACY_MAX_SIZE || skb->network_header + 40 + sizeof(struct jumbo_hdr) > skb->tail)
+		return 0;
+	struct ip6_nexthdr *ip = bpf_rdonly_cast(nh, bpf_core_type_id_kernel(struct ipv6hdr));
+
+	if (ip->nexthdr != NEXTHDR_HOP)
+		return 0;
+	// Any 20-byte kernel type will do for the cast: only its size is checked.
+	struct jumbo_hdr *j = bpf_rdonly_cast(nh + 40, bpf_core_type_id_kernel(struct tcphdr));
+
+	if (j->tlv_type != IPV6_TLV_JUMBO || j->hdrlen != 0 || j->nexthdr != IPPROTO_TCP)
+		return 0;
+	return 8;
+}
+
 // The same for tc, which has no skb fields but __sk_buff's and reads the
 // headers with bpf_skb_load_bytes (5.10 has neither kfuncs nor BTF casts). It
 // has no gso_type either, so it goes by the IP protocol: TCP adds its doff,
@@ -292,13 +331,12 @@ static __always_inline __u32 nf_gso_hdr_len(struct sk_buff *skb, struct skb_shar
 // virtio guests), anything else its IP header alone. IPv6 extension headers
 // (hop-by-hop, routing, destination options) are walked, at most four.
 // Tunnels are not looked into (see docs/bpf.md).
-#define IPPROTO_TCP 6
-#define IPPROTO_UDP 17
-
-static __always_inline __u32 tc_gso_hdr_len(struct __sk_buff *skb, int v6)
+static __always_inline __u32 tc_gso_hdr_len(struct __sk_buff *skb, int v6, __u32 *jumbo)
 {
 	__u8 b[10];
 	__u32 off, proto;
+
+	*jumbo = 0;
 
 	if (!v6) {
 		if (bpf_skb_load_bytes(skb, ETH_HLEN, b, 10))
@@ -314,14 +352,19 @@ static __always_inline __u32 tc_gso_hdr_len(struct __sk_buff *skb, int v6)
 		for (int i = 0; i < 4; i++) {
 			if (proto != 0 && proto != 43 && proto != 60)
 				break;
-			if (bpf_skb_load_bytes(skb, off, b, 2))
+			if (bpf_skb_load_bytes(skb, off, b, 3))
 				return 0;
+			// A BIG TCP jumbo header (see nf_jumbo_len) is not on the wire.
+			if (i == 0 && proto == NEXTHDR_HOP && skb->len - ETH_HLEN > GRO_LEGACY_MAX_SIZE &&
+			    b[2] == IPV6_TLV_JUMBO && b[1] == 0 && b[0] == IPPROTO_TCP)
+				*jumbo = 8;
 			proto = b[0];
 			off += (b[1] + 1) * 8;
 		}
 	}
+	off -= *jumbo;
 	if (proto == IPPROTO_TCP) {
-		if (bpf_skb_load_bytes(skb, off + 12, b, 1))
+		if (bpf_skb_load_bytes(skb, off + *jumbo + 12, b, 1))
 			return off - ETH_HLEN + 20;
 		return off - ETH_HLEN + (b[0] >> 4) * 4;
 	}
@@ -355,14 +398,14 @@ int count_nf(struct bpf_nf_ctx *ctx)
 	__u16 segs = shinfo->gso_segs;
 	__u64 len = skb->len;
 
-	// Only GSO skbs pay for the header arithmetic; one compare for the rest.
-	if (segs > 1)
-		len += (__u64)(segs - 1) * nf_gso_hdr_len(skb, shinfo);
 
 	if (pf == NFPROTO_IPV4) {
 		struct ip4_hdr *ip = bpf_rdonly_cast(nh, bpf_core_type_id_kernel(struct iphdr));
 		struct flow_key4 key = { .src = ip->saddr, .dst = ip->daddr };
 
+		// Only GSO skbs pay for the header arithmetic; one compare for the rest.
+		if (segs > 1)
+			len += (__u64)(segs - 1) * nf_gso_hdr_len(skb, shinfo);
 		add4(side, &key, len, segs ? segs : 1, 1);
 		return NF_ACCEPT;
 	}
@@ -375,6 +418,12 @@ int count_nf(struct bpf_nf_ctx *ctx)
 	// struct in6_addr.
 	for (int i = 0; i < 8; i++)
 		k[i] = ip->addrs[i];
+	if (segs > 1) {
+		__u32 hdr = nf_gso_hdr_len(skb, shinfo);
+		__u32 jumbo = nf_jumbo_len(skb, nh);
+
+		len += (__u64)(segs - 1) * (hdr - jumbo) - jumbo;
+	}
 	add6(side, &key, len, segs ? segs : 1, 1);
 	return NF_ACCEPT;
 }
@@ -401,8 +450,11 @@ int count_tc(struct __sk_buff *skb)
 			count_failure(0, 1);
 			return TCX_NEXT;
 		}
-		if (segs > 1)
-			len += (__u64)(segs - 1) * tc_gso_hdr_len(skb, 0);
+		if (segs > 1) {
+			__u32 jumbo;
+
+			len += (__u64)(segs - 1) * tc_gso_hdr_len(skb, 0, &jumbo);
+		}
 		add4(side, &key, len, segs, 0);
 	} else if (proto == bpf_htons(ETH_P_IPV6)) {
 		struct flow_key6 key;
@@ -411,8 +463,12 @@ int count_tc(struct __sk_buff *skb)
 			count_failure(0, 1);
 			return TCX_NEXT;
 		}
-		if (segs > 1)
-			len += (__u64)(segs - 1) * tc_gso_hdr_len(skb, 1);
+		if (segs > 1) {
+			__u32 jumbo;
+			__u32 hdr = tc_gso_hdr_len(skb, 1, &jumbo);
+
+			len += (__u64)(segs - 1) * hdr - jumbo;
+		}
 		add6(side, &key, len, segs, 0);
 	}
 	// ARP and other non-IP frames are not traffic we price.
