@@ -344,3 +344,63 @@ func testFragmentsCounted(t *testing.T, m Mode) {
 		})
 	}
 }
+
+// An overlay (VXLAN) with inner TSO: the node forwards pod a's GSO skbs into a VXLAN device, which
+// encapsulates them whole; the outer GSO skb (node → pod b, UDP) leaves through vb, which cuts it
+// into wire packets, each with the outer IP, UDP and VXLAN headers and the inner Ethernet, IP and
+// TCP headers. netfilter measures a tunnel skb up to its inner transport header and counts the
+// outer packets exactly. tc has no gso_type to tell a tunnel from UDP GSO and adds only the outer
+// IP and UDP headers per segment: short by VXLAN 8 + Ethernet 14 + IP 20 + TCP 32 = 74 bytes per
+// further segment, exactly (the bound docs/bpf.md states).
+func TestGSOTunnelCountedAsWireBytes(t *testing.T) {
+	kerneltest.Require(t)
+	for _, m := range egressModes(t) {
+		t.Run(string(m), func(t *testing.T) { testGSOTunnelCountedAsWireBytes(t, m) })
+	}
+}
+
+func testGSOTunnelCountedAsWireBytes(t *testing.T, m Mode) {
+	tp := newTopo(t)
+	// Room for the 50 bytes of encapsulation, so the overlay carries 1500-byte packets.
+	tp.ip("-n", tp.node, "link", "set", "vb", "mtu", "1550")
+	tp.ip("-n", tp.b, "link", "set", "eth0", "mtu", "1550")
+	nodeMAC, podMAC := "02:00:00:00:03:01", "02:00:00:00:03:02"
+	for _, e := range []struct{ ns, mac, local, remote, dev, addr, peer, peerMAC string }{
+		{tp.node, nodeMAC, "198.18.2.1", "198.18.2.2", "vb", "198.19.0.1/24", "198.19.0.2", podMAC},
+		{tp.b, podMAC, "198.18.2.2", "198.18.2.1", "eth0", "198.19.0.2/24", "198.19.0.1", nodeMAC},
+	} {
+		tp.ip("-n", e.ns, "link", "add", "vx0", "address", e.mac, "mtu", "1500", "type", "vxlan", "id", "42",
+			"local", e.local, "remote", e.remote, "dstport", "4789", "dev", e.dev)
+		tp.ip("-n", e.ns, "addr", "add", e.addr, "dev", "vx0")
+		tp.ip("-n", e.ns, "link", "set", "vx0", "up")
+		tp.ip("-n", e.ns, "neigh", "add", e.peer, "lladdr", e.peerMAC, "dev", "vx0", "nud", "permanent")
+	}
+	inner := netip.MustParseAddr("198.19.0.2")
+	tp.podAddr["b4"] = inner // sendTCP's destination; pod b answers over eth0 (not encapsulated)
+	c := tp.loadAttachedEgress(t, m)
+	drainAll(t, c)
+	before := tp.quiesce()
+	tp.sendTCP(false, 16<<20)
+	after := tp.quiesce()
+	flows := drainAll(t, c)
+	outer := flows[Key{Src: netip.MustParseAddr("198.18.2.1").As16(), Dst: netip.MustParseAddr("198.18.2.2").As16()}]
+	acks := flows[Key{Src: inner.As16(), Dst: tp.podAddr["a4"].As16()}]
+	got := addValue(outer, acks)
+	got.Packets = 0 // the node forwarded inner skbs and ACKs; the outer skbs it sent itself
+	w := forwardedWire(t, before, after)
+	w.Packets = 0
+	t.Logf("outer %+v, acks %+v; veths sent %+v", outer, acks, w)
+	if outer.Segments <= outer.Packets {
+		t.Fatalf("outer flow %+v: no GSO skbs, the test shows nothing", outer)
+	}
+	if got.Segments != w.Segments {
+		t.Errorf("counted %d wire packets (outer + ACKs), the veths sent %d", got.Segments, w.Segments)
+	}
+	short := uint64(0)
+	if m == ModeTC {
+		short = (outer.Segments - outer.Packets) * (8 + 14 + 20 + 32)
+	}
+	if got.Bytes+short != w.Bytes {
+		t.Errorf("counted %d bytes (outer + ACKs), the veths sent %d; want %d less than that", got.Bytes, w.Bytes, short)
+	}
+}
