@@ -398,7 +398,6 @@ int count_nf(struct bpf_nf_ctx *ctx)
 	__u16 segs = shinfo->gso_segs;
 	__u64 len = skb->len;
 
-
 	if (pf == NFPROTO_IPV4) {
 		struct ip4_hdr *ip = bpf_rdonly_cast(nh, bpf_core_type_id_kernel(struct iphdr));
 		struct flow_key4 key = { .src = ip->saddr, .dst = ip->daddr };
@@ -420,7 +419,8 @@ int count_nf(struct bpf_nf_ctx *ctx)
 		k[i] = ip->addrs[i];
 	if (segs > 1) {
 		__u32 hdr = nf_gso_hdr_len(skb, shinfo);
-		__u32 jumbo = nf_jumbo_len(skb, nh);
+		// A jumbo header lies before the transport header: hdr > 8 then.
+		__u32 jumbo = hdr ? nf_jumbo_len(skb, nh) : 0;
 
 		len += (__u64)(segs - 1) * (hdr - jumbo) - jumbo;
 	}
