@@ -240,6 +240,139 @@ static __always_inline void add6(int side, struct flow_key6 *key, __u64 bytes, _
 		add_to(&flows6_a, key, bytes, segs, fetch);
 }
 
+// Bytes on the wire of a GSO skb (TSO, BIG TCP, UDP GSO, GRO'd forwarded
+// traffic): one skb that leaves as gso_segs packets. skb->len holds the
+// headers once; every further segment carries its own copy of the L3 and L4
+// headers (and, for a tunnel, of the outer and inner ones), so the wire length
+// is skb->len + (gso_segs - 1) * per-segment header length. This is what the
+// kernel charges qdiscs (qdisc_pkt_len_init() in net/core/dev.c, there with
+// the MAC header): header length = transport header offset + TCP header
+// length (doff) for SKB_GSO_TCPV4/TCPV6, + 8 for SKB_GSO_UDP_L4. Unlike the
+// qdisc's figure, an encapsulated skb (VXLAN, Geneve, GRE, IPIP with inner
+// TSO) is measured up to its inner transport header, which each segment
+// repeats with all the headers before it.
+#define IPPROTO_TCP 6
+#define IPPROTO_UDP 17
+
+struct tcp_doff {
+	__u8 pad[12];
+	__u8 doff_res; // doff in the high nibble, in 4-byte words
+};
+
+#define SKB_GSO_TUNNEL_MASK                                                            \
+	(SKB_GSO_GRE | SKB_GSO_GRE_CSUM | SKB_GSO_IPXIP4 | SKB_GSO_IPXIP6 | SKB_GSO_UDP_TUNNEL | \
+	 SKB_GSO_UDP_TUNNEL_CSUM)
+
+static __always_inline __u32 nf_gso_hdr_len(struct sk_buff *skb, struct skb_shared_info *shinfo)
+{
+	__u32 type = shinfo->gso_type;
+	__u32 nh = skb->network_header;
+	__u32 th = (type & SKB_GSO_TUNNEL_MASK) ? skb->inner_transport_header : skb->transport_header;
+	__u32 hdr;
+
+	// 0xffff: transport header not set (the qdisc adds nothing then either).
+	if (th == 0xffff || th <= nh)
+		return 0;
+	hdr = th - nh;
+	if (type & (SKB_GSO_TCPV4 | SKB_GSO_TCPV6)) {
+		// GSO skbs have their headers in the linear part; if this one did
+		// not, the load would read the tailroom, so take the minimum.
+		if (th + sizeof(struct tcp_doff) > skb->tail)
+			return hdr + 20;
+		struct tcp_doff *t = bpf_rdonly_cast(skb->head + th, bpf_core_type_id_kernel(struct tcphdr));
+
+		return hdr + (t->doff_res >> 4) * 4;
+	}
+	if (type & SKB_GSO_UDP_L4)
+		return hdr + 8;
+	return hdr;
+}
+
+// IPv6 BIG TCP (skbs past 64 KiB) on kernels that mark them with a
+// hop-by-hop header holding a jumbo payload option (5.19 on): the 8 bytes are
+// in skb->len and before the transport header, but segmentation
+// (ipv6_gso_segment) and drivers remove them, so no wire packet carries them.
+// Returns 8 for such an skb, as ipv6_has_hopopt_jumbo() decides, else 0.
+#define GRO_LEGACY_MAX_SIZE 65536
+#define NEXTHDR_HOP 0
+#define IPV6_TLV_JUMBO 0xc2
+
+struct jumbo_hdr {
+	__u8 nexthdr;
+	__u8 hdrlen;
+	__u8 tlv_type;
+};
+
+struct ip6_nexthdr {
+	__u8 pad[6];
+	__u8 nexthdr;
+};
+
+static __always_inline __u32 nf_jumbo_len(struct sk_buff *skb, unsigned char *nh)
+{
+	if (skb->len <= GRO_LEGACY_MAX_SIZE || skb->network_header + 40 + sizeof(struct jumbo_hdr) > skb->tail)
+		return 0;
+	struct ip6_nexthdr *ip = bpf_rdonly_cast(nh, bpf_core_type_id_kernel(struct ipv6hdr));
+
+	if (ip->nexthdr != NEXTHDR_HOP)
+		return 0;
+	// Any 20-byte kernel type will do for the cast: only its size is checked.
+	struct jumbo_hdr *j = bpf_rdonly_cast(nh + 40, bpf_core_type_id_kernel(struct tcphdr));
+
+	if (j->tlv_type != IPV6_TLV_JUMBO || j->hdrlen != 0 || j->nexthdr != IPPROTO_TCP)
+		return 0;
+	return 8;
+}
+
+// The same for tc, which has no skb fields but __sk_buff's and reads the
+// headers with bpf_skb_load_bytes (5.10 has neither kfuncs nor BTF casts). It
+// has no gso_type either, so it goes by the IP protocol: TCP adds its doff,
+// UDP 8 (UDP GSO; the old UFO, which fragments instead, exists only for
+// virtio guests), anything else its IP header alone. IPv6 extension headers
+// (hop-by-hop, routing, destination options) are walked, at most four.
+// Tunnels are not looked into (see docs/bpf.md).
+static __always_inline __u32 tc_gso_hdr_len(struct __sk_buff *skb, int v6, __u32 *jumbo)
+{
+	__u8 b[10];
+	__u32 off, proto;
+
+	*jumbo = 0;
+
+	if (!v6) {
+		if (bpf_skb_load_bytes(skb, ETH_HLEN, b, 10))
+			return 0;
+		off = ETH_HLEN + (b[0] & 0xf) * 4;
+		proto = b[9];
+	} else {
+		if (bpf_skb_load_bytes(skb, ETH_HLEN, b, 8))
+			return 0;
+		off = ETH_HLEN + 40;
+		proto = b[6];
+#pragma unroll
+		for (int i = 0; i < 4; i++) {
+			if (proto != 0 && proto != 43 && proto != 60)
+				break;
+			if (bpf_skb_load_bytes(skb, off, b, 3))
+				return 0;
+			// A BIG TCP jumbo header (see nf_jumbo_len) is not on the wire.
+			if (i == 0 && proto == NEXTHDR_HOP && skb->len - ETH_HLEN > GRO_LEGACY_MAX_SIZE &&
+			    b[2] == IPV6_TLV_JUMBO && b[1] == 0 && b[0] == IPPROTO_TCP)
+				*jumbo = 8;
+			proto = b[0];
+			off += (b[1] + 1) * 8;
+		}
+	}
+	off -= *jumbo;
+	if (proto == IPPROTO_TCP) {
+		if (bpf_skb_load_bytes(skb, off + *jumbo + 12, b, 1))
+			return off - ETH_HLEN + 20;
+		return off - ETH_HLEN + (b[0] >> 4) * 4;
+	}
+	if (proto == IPPROTO_UDP)
+		return off - ETH_HLEN + 8;
+	return off - ETH_HLEN;
+}
+
 SEC("netfilter")
 int count_nf(struct bpf_nf_ctx *ctx)
 {
@@ -269,6 +402,9 @@ int count_nf(struct bpf_nf_ctx *ctx)
 		struct ip4_hdr *ip = bpf_rdonly_cast(nh, bpf_core_type_id_kernel(struct iphdr));
 		struct flow_key4 key = { .src = ip->saddr, .dst = ip->daddr };
 
+		// Only GSO skbs pay for the header arithmetic; one compare for the rest.
+		if (segs > 1)
+			len += (__u64)(segs - 1) * nf_gso_hdr_len(skb, shinfo);
 		add4(side, &key, len, segs ? segs : 1, 1);
 		return NF_ACCEPT;
 	}
@@ -281,6 +417,13 @@ int count_nf(struct bpf_nf_ctx *ctx)
 	// struct in6_addr.
 	for (int i = 0; i < 8; i++)
 		k[i] = ip->addrs[i];
+	if (segs > 1) {
+		__u32 hdr = nf_gso_hdr_len(skb, shinfo);
+		// A jumbo header lies before the transport header: hdr > 8 then.
+		__u32 jumbo = hdr ? nf_jumbo_len(skb, nh) : 0;
+
+		len += (__u64)(segs - 1) * (hdr - jumbo) - jumbo;
+	}
 	add6(side, &key, len, segs ? segs : 1, 1);
 	return NF_ACCEPT;
 }
@@ -307,6 +450,11 @@ int count_tc(struct __sk_buff *skb)
 			count_failure(0, 1);
 			return TCX_NEXT;
 		}
+		if (segs > 1) {
+			__u32 jumbo;
+
+			len += (__u64)(segs - 1) * tc_gso_hdr_len(skb, 0, &jumbo);
+		}
 		add4(side, &key, len, segs, 0);
 	} else if (proto == bpf_htons(ETH_P_IPV6)) {
 		struct flow_key6 key;
@@ -314,6 +462,12 @@ int count_tc(struct __sk_buff *skb)
 		if (bpf_skb_load_bytes(skb, ETH_HLEN + 8, &key, sizeof(key))) {
 			count_failure(0, 1);
 			return TCX_NEXT;
+		}
+		if (segs > 1) {
+			__u32 jumbo;
+			__u32 hdr = tc_gso_hdr_len(skb, 1, &jumbo);
+
+			len += (__u64)(segs - 1) * hdr - jumbo;
 		}
 		add6(side, &key, len, segs, 0);
 	}

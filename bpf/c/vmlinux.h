@@ -105,15 +105,33 @@ struct __sk_buff {
 
 struct sk_buff {
 	unsigned int len;
+	__u16 inner_transport_header;
+	__u16 transport_header;
 	__u16 network_header;
-	unsigned int end; /* sk_buff_data_t: an offset from head on 64-bit */
+	unsigned int tail; /* sk_buff_data_t: an offset from head on 64-bit */
+	unsigned int end;
 	unsigned char *head;
 };
 
 struct skb_shared_info {
 	unsigned short gso_size;
 	unsigned short gso_segs;
+	unsigned int gso_type;
 };
+
+/* SKB_GSO_* (include/linux/skbuff.h): an anonymous enum, so no CO-RE
+ * relocation; these bits have kept their values since 5.6 (FRAGLIST, the
+ * newest used here, was added then; checked against 6.18's BTF). */
+#define SKB_GSO_TCPV4 (1 << 0)
+#define SKB_GSO_DODGY (1 << 1)
+#define SKB_GSO_TCPV6 (1 << 4)
+#define SKB_GSO_GRE (1 << 6)
+#define SKB_GSO_GRE_CSUM (1 << 7)
+#define SKB_GSO_IPXIP4 (1 << 8)
+#define SKB_GSO_IPXIP6 (1 << 9)
+#define SKB_GSO_UDP_TUNNEL (1 << 10)
+#define SKB_GSO_UDP_TUNNEL_CSUM (1 << 11)
+#define SKB_GSO_UDP_L4 (1 << 17)
 
 /* Only named for bpf_core_type_id_kernel(); headers are read by offset. */
 struct iphdr {
@@ -122,6 +140,10 @@ struct iphdr {
 
 struct ipv6hdr {
 	__u8 priority_version;
+};
+
+struct tcphdr {
+	__be16 source;
 };
 
 struct nf_hook_state {

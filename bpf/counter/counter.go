@@ -136,7 +136,10 @@ func decode(v counterFlowValue) Value {
 
 // Value is what the program counted for a Key since the last drain.
 type Value struct {
-	// Bytes are layer-3 bytes including IP headers (skb->len at POST_ROUTING).
+	// Bytes are layer-3 bytes on the wire including IP headers: skb->len, and
+	// for a GSO skb the headers each further segment carries (docs/bpf.md,
+	// "Bytes on the wire"). IP fragments the node makes are counted as the
+	// whole datagram at netfilter and as each fragment in tc mode.
 	Bytes uint64
 	// Packets counts skbs; a GSO skb is one packet here.
 	Packets uint64
