@@ -45,6 +45,14 @@ func egressModes(t *testing.T) []Mode {
 	return []Mode{ModeTC}
 }
 
+// eachEgressMode runs test once per mode of egressModes, each as a subtest named for its mode.
+func eachEgressMode(t *testing.T, test func(*testing.T, Mode)) {
+	kerneltest.Require(t)
+	for _, m := range egressModes(t) {
+		t.Run(string(m), func(t *testing.T) { test(t, m) })
+	}
+}
+
 // bigTCPSize is the GSO/GRO limit the BIG TCP cases set: skbs up to ~127 segments of 1448 bytes.
 const bigTCPSize = 185000
 
@@ -274,10 +282,7 @@ func (tp *topo) sendUnfragmented(ns string, src, dst netip.Addr, count, size int
 // does not fragment IPv6: a pod's IPv6 datagrams arrive fragmented by the pod, one skb per
 // fragment, and are counted exactly in both modes, which the last case checks.)
 func TestFragmentsCounted(t *testing.T) {
-	kerneltest.Require(t)
-	for _, m := range egressModes(t) {
-		t.Run(string(m), func(t *testing.T) { testFragmentsCounted(t, m) })
-	}
+	eachEgressMode(t, testFragmentsCounted)
 }
 
 func testFragmentsCounted(t *testing.T, m Mode) {
@@ -353,10 +358,7 @@ func testFragmentsCounted(t *testing.T, m Mode) {
 // IP and UDP headers per segment: short by VXLAN 8 + Ethernet 14 + IP 20 + TCP 32 = 74 bytes per
 // further segment, exactly (the bound docs/bpf.md states).
 func TestGSOTunnelCountedAsWireBytes(t *testing.T) {
-	kerneltest.Require(t)
-	for _, m := range egressModes(t) {
-		t.Run(string(m), func(t *testing.T) { testGSOTunnelCountedAsWireBytes(t, m) })
-	}
+	eachEgressMode(t, testGSOTunnelCountedAsWireBytes)
 }
 
 func testGSOTunnelCountedAsWireBytes(t *testing.T, m Mode) {
