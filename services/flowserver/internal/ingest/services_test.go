@@ -106,3 +106,43 @@ func TestServiceBytesAddUpToTheTotal(t *testing.T) {
 		t.Errorf("per-Service %v + direct %v = %v, traffic total %v (the report's %v)", gotSvcSum, wantDirect, gotSvcSum+wantDirect, total, wantTotal)
 	}
 }
+
+// BenchmarkIngestServices is BenchmarkIngest's 100,000-flow plain report with and without the Service
+// index (every workload behind a Service of its own, so every pod-bound flow is looked up and found):
+// the difference is what the per-Service attribution costs per flow.
+func BenchmarkIngestServices(b *testing.B) {
+	c := newCluster(b, 10_000, 100, 1_000, 0)
+	idx := services.New()
+	for w := range c.workloads {
+		ns, name := fmt.Sprintf("ns-%d", w%20), fmt.Sprintf("app-%d", w)
+		var eps []services.EndpointState
+		for p := w; p < len(c.podIPs); p += c.workloads {
+			eps = append(eps, services.EndpointState{Addrs: []netip.Addr{c.podIPs[p].Netip()}, Ready: true})
+		}
+		idx.UpsertService(services.ServiceState{Namespace: ns, Name: name, Type: "ClusterIP"})
+		idx.UpsertSlice(services.SliceState{Namespace: ns, Name: name + "-x", Service: name, Endpoints: eps})
+	}
+	rng := rand.New(rand.NewPCG(3, 4))
+	r := &report.Report{Node: "node-001", BootID: [16]byte{9}, Sequence: 1,
+		WindowStart: time.Now().Add(-10 * time.Second), WindowEnd: time.Now(), Flows: c.flows(100_000, rng)}
+	body, err := report.Encode(r)
+	if err != nil {
+		b.Fatal(err)
+	}
+	for _, on := range []bool{false, true} {
+		b.Run(fmt.Sprintf("services=%v", on), func(b *testing.B) {
+			c.svcs = nil
+			if on {
+				c.svcs = idx
+			}
+			hs := newHarness(b, c, benchLimits, time.Nanosecond)
+			b.ReportAllocs()
+			for b.Loop() {
+				if rec := hs.post(body, ""); rec.Code != http.StatusOK {
+					b.Fatalf("%d %s", rec.Code, rec.Body)
+				}
+			}
+			b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*len(r.Flows)), "ns/flow")
+		})
+	}
+}
