@@ -250,7 +250,7 @@ func Run(ctx context.Context, cfg *Config, env servicecmd.Env) error {
 			return errors.New("pod, node, ReplicaSet and Job caches have not synced yet")
 		}
 		if !svcInf.Synced() {
-			return errors.New("Service and EndpointSlice caches have not synced yet")
+			return errors.New("the Service and EndpointSlice caches have not synced yet")
 		}
 		return nil
 	})
