@@ -207,9 +207,12 @@ func TestFlowserverRBAC(t *testing.T) {
 				t.Errorf("%s = %q, want %s", series, v, want)
 			}
 		}
-		if !strings.Contains(body, "\nzonetoll_kubernetes_info{") {
-			t.Errorf("no zonetoll_kubernetes_info on /metrics: the API server's version was not read")
-		}
+		// The version is read in the background after start (/version and the core/v1 OpenAPI schema,
+		// which every authenticated user may read).
+		waitFor(t, ctx, 90*time.Second, "zonetoll_kubernetes_info on /metrics", func() (bool, error) {
+			_, body, err := get("http://" + addr + "/metrics")
+			return strings.Contains(body, "\nzonetoll_kubernetes_info{"), err
+		})
 		// A token for the API server's own audience is refused: the audience setting is in force.
 		other, err := c.ServiceAccount(ctx, testcluster.ServiceAccountSpec{Namespace: "zonetoll", Name: "flowagent-apiserver-audience"})
 		if err != nil {
