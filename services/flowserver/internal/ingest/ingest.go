@@ -607,9 +607,9 @@ func (h *Handler) resolveFlows(wk *work, v resolve.View, sv services.View) {
 		f := &rep.Flows[i]
 		src := v.Resolve(f.Src, start, end)
 		dst := v.Resolve(f.Dst, start, end)
-		b.Add(src, dst, f.Bytes, f.Packets)
+		pair := b.Add(src, dst, f.Bytes, f.Packets)
 		if svc, listed := sv.Lookup(f.Dst); listed {
-			b.AddService(src, dst, svc, f.Bytes)
+			b.AddService(pair, svc, f.Bytes)
 		}
 		t.add(src, f.Bytes)
 		t.add(dst, f.Bytes)

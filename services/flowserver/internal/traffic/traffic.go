@@ -76,7 +76,17 @@ type Batch struct {
 	pairs  map[pairKey]int
 	counts []pairCounts
 	pods   map[unique.Handle[resolve.PodKey]]uint64
-	svcs   map[svcKey]uint64
+	// svcs sums per-Service bytes by the flow's pair (an index into counts) and Service: two words,
+	// cheap to hash per flow; Apply turns them into svcKeys.
+	svcs map[batchSvcKey]uint64
+}
+
+// Pair identifies a flow's workload pair within one Batch, for AddService.
+type Pair int32
+
+type batchSvcKey struct {
+	pair Pair
+	svc  unique.Handle[services.Target]
 }
 
 type pairCounts struct {
@@ -86,7 +96,7 @@ type pairCounts struct {
 
 // NewBatch returns an empty Batch.
 func NewBatch() *Batch {
-	return &Batch{pairs: map[pairKey]int{}, pods: map[unique.Handle[resolve.PodKey]]uint64{}, svcs: map[svcKey]uint64{}}
+	return &Batch{pairs: map[pairKey]int{}, pods: map[unique.Handle[resolve.PodKey]]uint64{}, svcs: map[batchSvcKey]uint64{}}
 }
 
 // Reset empties b for reuse.
@@ -98,8 +108,8 @@ func (b *Batch) Reset() {
 	clear(b.svcs)
 }
 
-// Add counts one flow between two endpoints.
-func (b *Batch) Add(src, dst *resolve.Endpoint, bytes, packets uint64) {
+// Add counts one flow between two endpoints and returns its pair, for AddService.
+func (b *Batch) Add(src, dst *resolve.Endpoint, bytes, packets uint64) Pair {
 	k := pairKey{src.Workload, dst.Workload}
 	i, ok := b.pairs[k]
 	if !ok {
@@ -112,14 +122,16 @@ func (b *Batch) Add(src, dst *resolve.Endpoint, bytes, packets uint64) {
 	if src.IsPod() && CrossZone(src, dst) {
 		b.pods[src.Pod] = SatAdd(b.pods[src.Pod], bytes)
 	}
+	return Pair(i)
 }
 
-// AddService counts the bytes of one flow, already counted with Add, once more by the destination's
-// Service(s): svc is what the services index attributes dst's address to. Flows to an address no
-// Service lists are not passed here, so the per-Service bytes plus those direct bytes are the traffic
-// total.
-func (b *Batch) AddService(src, dst *resolve.Endpoint, svc unique.Handle[services.Target], bytes uint64) {
-	k := svcKey{src.Workload, svc, dst.Zone()}
+// AddService counts the bytes of one flow, already counted with Add (which returned pair), once more
+// by the destination's Service(s): svc is what the services index attributes the destination address
+// to. Flows to an address no Service lists are not passed here, so the per-Service bytes plus those
+// direct bytes are the traffic total. The series takes the client and the destination's zone from the
+// pair, so both metrics split the same bytes the same way.
+func (b *Batch) AddService(pair Pair, svc unique.Handle[services.Target], bytes uint64) {
+	k := batchSvcKey{pair, svc}
 	b.svcs[k] = SatAdd(b.svcs[k], bytes)
 }
 
@@ -278,7 +290,9 @@ func (s *Store) Apply(b *Batch, now time.Time) {
 		e.Bytes = SatAdd(e.Bytes, bytes)
 		e.updated = now
 	}
-	for k, bytes := range b.svcs {
+	for bk, bytes := range b.svcs {
+		pk := b.counts[bk.pair].k
+		k := svcKey{pk.src, bk.svc, pk.dst.Value().Zone}
 		e := s.svcs[k]
 		if e == nil {
 			if len(s.svcs) >= s.opts.MaxSeries {

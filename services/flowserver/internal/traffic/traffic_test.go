@@ -110,17 +110,13 @@ func TestServiceSeriesLimitOverflowAndExpiry(t *testing.T) {
 	api := unique.Make(services.Target{Namespace: "shop", Service: "api"})
 	both := unique.Make(services.Target{Namespace: "shop", Service: "api+api-canary"})
 	batch := NewBatch()
-	batch.Add(a, b, 100, 1)
-	batch.AddService(a, b, api, 100)
-	batch.Add(a, b, 50, 1)
-	batch.AddService(a, b, api, 50) // same series: summed
-	batch.Add(a, c, 7, 1)
-	batch.AddService(a, c, both, 7) // the endpoint's zone is part of the series
-	batch.Add(b, c, 1000, 1)        // not through a Service: no per-Service series
+	batch.AddService(batch.Add(a, b, 100, 1), api, 100)
+	batch.AddService(batch.Add(a, b, 50, 1), api, 50) // same series: summed
+	batch.AddService(batch.Add(a, c, 7, 1), both, 7)  // the endpoint's zone is part of the series
+	batch.Add(b, c, 1000, 1)                          // not through a Service: no per-Service series
 	s.Apply(batch, t0)
 	batch.Reset()
-	batch.Add(c, b, 30, 1)
-	batch.AddService(c, b, api, 30) // third series: overflow, zones z3 → z2 kept
+	batch.AddService(batch.Add(c, b, 30, 1), api, 30) // third series: overflow, zones z3 → z2 kept
 	s.Apply(batch, t0.Add(30*time.Minute))
 
 	f := gather(t, reg)
