@@ -10,7 +10,10 @@ import (
 	"time"
 
 	appsv1 "k8s.io/api/apps/v1"
+	corev1 "k8s.io/api/core/v1"
+	discoveryv1 "k8s.io/api/discovery/v1"
 	rbacv1 "k8s.io/api/rbac/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"sigs.k8s.io/kustomize/kyaml/filesys"
 
 	"github.com/zonetoll/zonetoll/shared/report"
@@ -81,10 +84,11 @@ func manifestEnv(t *testing.T, root string) (env []string, audience string) {
 }
 
 // TestFlowserverRBAC runs the real flowserver with a token bound to exactly the ClusterRole of
-// kustomize/base/flowserver and the env of a zone's Deployment: it must become ready (its four informers
+// kustomize/base/flowserver and the env of a zone's Deployment: it must become ready (its six informers
 // list and watch) and accept a report sent with a token of the agent's audience, taken from the
-// DaemonSet's projected token (TokenReview create), and count it between the right workloads and zones.
-// Without the tokenreviews rule the same report must be refused, so the check can fail.
+// DaemonSet's projected token (TokenReview create), and count it between the right workloads and zones
+// and to the destination's Service. Without the tokenreviews rule the same report must be refused, and
+// without the services or endpointslices rule the server must never become ready, so each check can fail.
 func TestFlowserverRBAC(t *testing.T) {
 	testcluster.Need(t)
 	root := repo.RootT(t)
@@ -113,6 +117,21 @@ func TestFlowserverRBAC(t *testing.T) {
 		if _, err := c.CreatePod(ctx, p); err != nil {
 			t.Fatal(err)
 		}
+	}
+	// api-1 backs the Service api; there is no EndpointSlice controller, so the test writes the slice.
+	if _, err := c.Client.CoreV1().Services("shop").Create(ctx, &corev1.Service{
+		ObjectMeta: metav1.ObjectMeta{Name: "api"},
+		Spec:       corev1.ServiceSpec{Ports: []corev1.ServicePort{{Port: 80}}},
+	}, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	zone := "eu-1b"
+	if _, err := c.Client.DiscoveryV1().EndpointSlices("shop").Create(ctx, &discoveryv1.EndpointSlice{
+		ObjectMeta:  metav1.ObjectMeta{Name: "api-1", Labels: map[string]string{discoveryv1.LabelServiceName: "api"}},
+		AddressType: discoveryv1.AddressTypeIPv4,
+		Endpoints:   []discoveryv1.Endpoint{{Addresses: []string{"198.18.1.2"}, Zone: &zone}},
+	}, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
 	}
 	// The agent's account has no rules: its token is only ever reviewed.
 	agent, err := c.ServiceAccount(ctx, testcluster.ServiceAccountSpec{Namespace: "zonetoll", Name: "flowagent", Audiences: []string{audience}})
@@ -155,6 +174,20 @@ func TestFlowserverRBAC(t *testing.T) {
 		if v := metricValue(body, series); v != "4242" {
 			t.Errorf("%s = %q, want 4242", series, v)
 		}
+		for series, want := range map[string]string{
+			`zonetoll_service_traffic_bytes_total{dst_zone="eu-1b",namespace="shop",service="api",src_kind="pod",src_namespace="shop",src_workload="web-1",src_zone="eu-1a"}`: "4242",
+			`zonetoll_service_ready_endpoints{namespace="shop",service="api",zone="eu-1b"}`:                                                                                   "1",
+		} {
+			if v := metricValue(body, series); v != want {
+				t.Errorf("%s = %q, want %s", series, v, want)
+			}
+		}
+		// The version is read in the background after start (/version and the core/v1 OpenAPI schema,
+		// which every authenticated user may read).
+		waitFor(t, ctx, 90*time.Second, "zonetoll_kubernetes_info on /metrics", func() (bool, error) {
+			_, body, err := get("http://" + addr + "/metrics")
+			return strings.Contains(body, "\nzonetoll_kubernetes_info{"), err
+		})
 		// A token for the API server's own audience is refused: the audience setting is in force.
 		other, err := c.ServiceAccount(ctx, testcluster.ServiceAccountSpec{Namespace: "zonetoll", Name: "flowagent-apiserver-audience"})
 		if err != nil {
@@ -180,4 +213,50 @@ func TestFlowserverRBAC(t *testing.T) {
 			t.Errorf("report accepted (%q) although the server may not create TokenReviews", resp.Body)
 		}
 	})
+
+	// The Service caches are part of readiness: without either rule the server lists everything else,
+	// is refused on the one, and never reports ready nor applies a report.
+	for _, res := range []struct{ resource, forbidden string }{
+		{"services", "services is forbidden"},
+		{"endpointslices", "endpointslices.discovery.k8s.io is forbidden"},
+	} {
+		t.Run("without "+res.resource+" the server is never ready", func(t *testing.T) {
+			var cut []rbacv1.PolicyRule
+			removed := false
+			for _, r := range clusterRules {
+				r = *r.DeepCopy()
+				for i, name := range r.Resources {
+					if name == res.resource {
+						r.Resources = append(r.Resources[:i], r.Resources[i+1:]...)
+						removed = true
+						break
+					}
+				}
+				if len(r.Resources) > 0 {
+					cut = append(cut, r)
+				}
+			}
+			if !removed {
+				t.Fatalf("the base ClusterRole grants no %s: %v", res.resource, clusterRules)
+			}
+			sa, err := c.ServiceAccount(ctx, testcluster.ServiceAccountSpec{Namespace: "zonetoll", Name: "flowserver-no-" + res.resource, ClusterRules: cut})
+			if err != nil {
+				t.Fatal(err)
+			}
+			s := startService(t, []string{bin, "run"}, append([]string{"KUBECONFIG=" + testcluster.KubeconfigT(t, sa.Config)}, env...))
+			addr := s.httpAddr(t)
+			// The API server's refusal, logged by the informer, is the proof that the rule is needed; the
+			// readiness answer after it shows the pod and node caches synced and the Service ones not.
+			waitFor(t, ctx, 90*time.Second, "the informer's "+res.forbidden+" in the log", func() (bool, error) {
+				return strings.Contains(s.output(), res.forbidden), nil
+			})
+			code, body, err := get("http://" + addr + "/readyz")
+			if err != nil || code == http.StatusOK || !strings.Contains(body, "Service and EndpointSlice caches have not synced") {
+				t.Errorf("/readyz without %s: %d %q (%v), want not ready naming the Service caches", res.resource, code, body, err)
+			}
+			if code, body := postReport(t, addr, agent.Token, newReport()); code != http.StatusServiceUnavailable {
+				t.Errorf("report without %s: %d %q, want 503 (not ready)", res.resource, code, body)
+			}
+		})
+	}
 }

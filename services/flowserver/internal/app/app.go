@@ -14,6 +14,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	authnv1 "k8s.io/api/authentication/v1"
 	corev1 "k8s.io/api/core/v1"
+	discoveryv1 "k8s.io/api/discovery/v1"
 	"k8s.io/client-go/metadata"
 
 	"github.com/zonetoll/zonetoll/services/flowserver/internal/auth"
@@ -21,6 +22,7 @@ import (
 	"github.com/zonetoll/zonetoll/services/flowserver/internal/flowlog"
 	"github.com/zonetoll/zonetoll/services/flowserver/internal/ingest"
 	"github.com/zonetoll/zonetoll/services/flowserver/internal/resolve"
+	"github.com/zonetoll/zonetoll/services/flowserver/internal/services"
 	"github.com/zonetoll/zonetoll/services/flowserver/internal/traffic"
 	"github.com/zonetoll/zonetoll/shared/config"
 	"github.com/zonetoll/zonetoll/shared/kubeclient"
@@ -145,7 +147,7 @@ func Run(ctx context.Context, cfg *Config, env servicecmd.Env) error {
 	if err != nil {
 		return err
 	}
-	scheme, err := kubeclient.NewScheme(corev1.AddToScheme, authnv1.AddToScheme)
+	scheme, err := kubeclient.NewScheme(corev1.AddToScheme, authnv1.AddToScheme, discoveryv1.AddToScheme)
 	if err != nil {
 		return err
 	}
@@ -154,6 +156,10 @@ func Run(ctx context.Context, cfg *Config, env servicecmd.Env) error {
 		return err
 	}
 	authn1, err := kubeclient.NewRESTClient(rc, scheme, authnv1.SchemeGroupVersion)
+	if err != nil {
+		return err
+	}
+	disc, err := kubeclient.NewRESTClient(rc, scheme, discoveryv1.SchemeGroupVersion)
 	if err != nil {
 		return err
 	}
@@ -172,6 +178,18 @@ func Run(ctx context.Context, cfg *Config, env servicecmd.Env) error {
 		return fmt.Errorf("building resolver: %w", err)
 	}
 	inf, err := resolve.NewInformers(res, core, mc, time.Now)
+	if err != nil {
+		return err
+	}
+	svcs := services.New()
+	svcInf, err := services.NewInformers(svcs, core, disc)
+	if err != nil {
+		return err
+	}
+	if err := env.Registry.Register(services.NewCollector(svcs, res.NodeZones)); err != nil {
+		return fmt.Errorf("registering Service metrics: %w", err)
+	}
+	kinfo, err := newKubernetesInfo(env.Registry)
 	if err != nil {
 		return err
 	}
@@ -217,8 +235,11 @@ func Run(ctx context.Context, cfg *Config, env servicecmd.Env) error {
 			MaxStreamedBodyBytes: cfg.Ingest.MaxStreamedBodyBytes,
 			MaxClockSkew:         cfg.Ingest.MaxClockSkew, MaxWindowAge: cfg.Dedupe.Retention - cfg.Ingest.MaxClockSkew,
 		},
-		Zone: cfg.Zone, Auth: authn, Resolver: res, Store: store, Seen: seen, FlowLog: flog,
-		Logger: env.Logger.With("component", "ingest"), Synced: inf.Synced,
+		Zone: cfg.Zone, Auth: authn, Resolver: res, Services: svcs, Store: store, Seen: seen, FlowLog: flog,
+		Logger: env.Logger.With("component", "ingest"),
+		// A report applied before the Service caches synced would put bytes of Services not seen
+		// yet into no per-Service series at all.
+		Synced: func() bool { return inf.Synced() && svcInf.Synced() },
 	}, env.Registry)
 	if err != nil {
 		return err
@@ -228,12 +249,21 @@ func Run(ctx context.Context, cfg *Config, env servicecmd.Env) error {
 		if !inf.Synced() {
 			return errors.New("pod, node, ReplicaSet and Job caches have not synced yet")
 		}
+		if !svcInf.Synced() {
+			return errors.New("the Service and EndpointSlice caches have not synced yet")
+		}
 		return nil
 	})
 	env.Started()
 
 	var wg sync.WaitGroup
 	inf.Start(ctx)
+	svcInf.Start(ctx)
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		kinfo.discover(ctx, core, env.Logger.With("component", "kubeversion"))
+	}()
 	wg.Add(1)
 	go func() {
 		defer wg.Done()
@@ -242,6 +272,7 @@ func Run(ctx context.Context, cfg *Config, env servicecmd.Env) error {
 	env.Logger.Info("accepting reports", "path", ingest.Path, "zone", cfg.Zone, "accounts", accounts, "cidrs", len(cidrs))
 	<-ctx.Done()
 	inf.Shutdown()
+	svcInf.Shutdown()
 	wg.Wait()
 	return nil
 }

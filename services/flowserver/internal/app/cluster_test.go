@@ -20,6 +20,7 @@ import (
 	authnv1 "k8s.io/api/authentication/v1"
 	batchv1 "k8s.io/api/batch/v1"
 	corev1 "k8s.io/api/core/v1"
+	discoveryv1 "k8s.io/api/discovery/v1"
 	rbacv1 "k8s.io/api/rbac/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
@@ -32,7 +33,8 @@ import (
 // ClusterRules are the permissions flowserver needs; the deploy manifests grant exactly these
 // (docs/flowserver.md), and every cluster test runs the server with a token that has only them.
 var ClusterRules = []rbacv1.PolicyRule{
-	{APIGroups: []string{""}, Resources: []string{"pods", "nodes"}, Verbs: []string{"list", "watch"}},
+	{APIGroups: []string{""}, Resources: []string{"pods", "nodes", "services"}, Verbs: []string{"list", "watch"}},
+	{APIGroups: []string{"discovery.k8s.io"}, Resources: []string{"endpointslices"}, Verbs: []string{"list", "watch"}},
 	{APIGroups: []string{"apps"}, Resources: []string{"replicasets"}, Verbs: []string{"list", "watch"}},
 	{APIGroups: []string{"batch"}, Resources: []string{"jobs"}, Verbs: []string{"list", "watch"}},
 	{APIGroups: []string{"authentication.k8s.io"}, Resources: []string{"tokenreviews"}, Verbs: []string{"create"}},
@@ -713,16 +715,27 @@ func TestClusterResolvesAfterAPIServerRestart(t *testing.T) {
 		t.Fatal(err)
 	}
 	f.waitGauge(svc, "zonetoll_flowserver_pods", 9)
+	// The Service and EndpointSlice informers resume too.
+	f.createService(&corev1.Service{ObjectMeta: metav1.ObjectMeta{Namespace: "shop", Name: "after"},
+		Spec: corev1.ServiceSpec{Ports: []corev1.ServicePort{{Port: 80}}}})
+	f.createSlice(endpointSlice("shop", "after-1", "after", discoveryv1.AddressTypeIPv4, endpoint{addr: "198.18.30.1", zone: "zone-c"}))
+	f.waitFor("the Service created after the restart", func() (bool, string) {
+		v, _ := metricstest.Scrape(f.t, svc.URL+"/metrics").Value("zonetoll_service_ready_endpoints", map[string]string{"namespace": "shop", "service": "after", "zone": "zone-c"})
+		return v == 1, fmt.Sprint(v)
+	})
 	time.Sleep(3 * time.Second)
 	now := time.Now()
 	// The agent's token is reviewed again after the restart (the cache may hold it; either way it works).
-	r := newReport("n-c", 1, now.Add(-time.Second), now, flow("198.18.30.1", "198.18.10.1", 999, 1))
+	r := newReport("n-c", 1, now.Add(-time.Second), now, flow("198.18.30.1", "198.18.10.1", 999, 1), flow("198.18.10.1", "198.18.30.1", 998, 1))
 	if got := post(t, svc.URL, f.agent, gz(t, r), "gzip"); got.status != http.StatusOK {
 		t.Fatalf("report after restart: %d %s", got.status, got.body)
 	}
 	fams := metricstest.Scrape(t, svc.URL+"/metrics")
 	if v, _ := fams.Value("zonetoll_traffic_bytes_total", map[string]string{"src_workload": "after-restart", "src_zone": "zone-c", "dst_workload": "frontend", "dst_zone": "zone-a"}); v != 999 {
 		t.Errorf("after-restart → frontend = %v, want 999", v)
+	}
+	if v, _ := fams.Value("zonetoll_service_traffic_bytes_total", map[string]string{"src_workload": "frontend", "service": "after", "dst_zone": "zone-c"}); v != 998 {
+		t.Errorf("frontend → Service after = %v, want 998", v)
 	}
 }
 

@@ -28,6 +28,7 @@ import (
 	"github.com/zonetoll/zonetoll/services/flowserver/internal/dedupe"
 	"github.com/zonetoll/zonetoll/services/flowserver/internal/flowlog"
 	"github.com/zonetoll/zonetoll/services/flowserver/internal/resolve"
+	"github.com/zonetoll/zonetoll/services/flowserver/internal/services"
 	"github.com/zonetoll/zonetoll/services/flowserver/internal/traffic"
 	"github.com/zonetoll/zonetoll/shared/report"
 )
@@ -82,6 +83,7 @@ type Handler struct {
 	zone     string // this server's zone in per-zone mode, else ""
 	auth     Authenticator
 	resolver *resolve.Resolver
+	services *services.Index // nil: no per-Service attribution
 	store    *traffic.Store
 	seen     *dedupe.Window
 	flowLog  *flowlog.Logger // nil: no flow log
@@ -151,6 +153,9 @@ type Options struct {
 	Zone     string
 	Auth     Authenticator
 	Resolver *resolve.Resolver
+	// Services attributes flows to the destination's Service(s); nil leaves the per-Service metric
+	// empty.
+	Services *services.Index
 	Store    *traffic.Store
 	Seen     *dedupe.Window
 	FlowLog  *flowlog.Logger
@@ -168,7 +173,7 @@ func New(o Options, reg prometheus.Registerer) (*Handler, error) {
 		o.Now = time.Now
 	}
 	h := &Handler{
-		lim: o.Limits, zone: o.Zone, auth: o.Auth, resolver: o.Resolver, store: o.Store, seen: o.Seen,
+		lim: o.Limits, zone: o.Zone, auth: o.Auth, resolver: o.Resolver, services: o.Services, store: o.Store, seen: o.Seen,
 		flowLog: o.FlowLog, log: o.Logger, now: o.Now, synced: o.Synced,
 		inFlight: make(chan struct{}, max(1, o.Limits.MaxInFlight)),
 		budget:   budget{max: o.Limits.MaxBytesInFlight},
@@ -593,6 +598,33 @@ func (h *Handler) pruneLimiters(now time.Time) {
 	}
 }
 
+// resolveFlows resolves every flow of wk's report into its batch and tally.
+func (h *Handler) resolveFlows(wk *work, v resolve.View, sv services.View) {
+	rep, b, t := &wk.report, wk.batch, &wk.tally
+	logFlows := h.flowLog != nil
+	start, end := rep.WindowStart, rep.WindowEnd
+	for i := range rep.Flows {
+		f := &rep.Flows[i]
+		src := v.Resolve(f.Src, start, end)
+		dst := v.Resolve(f.Dst, start, end)
+		pair := b.Add(src, dst, f.Bytes, f.Packets)
+		if svc, listed := sv.Lookup(f.Dst); listed {
+			b.AddService(pair, svc, f.Bytes)
+		}
+		t.add(src, f.Bytes)
+		t.add(dst, f.Bytes)
+		t.bytes = traffic.SatAdd(t.bytes, f.Bytes)
+		if traffic.CrossZone(src, dst) {
+			t.crossBytes = traffic.SatAdd(t.crossBytes, f.Bytes)
+		}
+		if logFlows {
+			wk.srcEPs = append(wk.srcEPs, src)
+			wk.dstEPs = append(wk.dstEPs, dst)
+		}
+	}
+	t.flows = uint64(len(rep.Flows))
+}
+
 // apply resolves every flow and merges the report into the counters. It returns false, changing
 // nothing, when a concurrent copy of the same report was applied first.
 func (h *Handler) apply(wk *work, key dedupe.Key) bool {
@@ -606,25 +638,12 @@ func (h *Handler) apply(wk *work, key dedupe.Key) bool {
 	var nodeZone string
 	var nodeKnown bool
 	h.resolver.Read(func(v resolve.View) {
-		nodeZone, nodeKnown = v.NodeZone(rep.Node)
-		start, end := rep.WindowStart, rep.WindowEnd
-		for i := range rep.Flows {
-			f := &rep.Flows[i]
-			src := v.Resolve(f.Src, start, end)
-			dst := v.Resolve(f.Dst, start, end)
-			b.Add(src, dst, f.Bytes, f.Packets)
-			t.add(src, f.Bytes)
-			t.add(dst, f.Bytes)
-			t.bytes = traffic.SatAdd(t.bytes, f.Bytes)
-			if traffic.CrossZone(src, dst) {
-				t.crossBytes = traffic.SatAdd(t.crossBytes, f.Bytes)
-			}
-			if logFlows {
-				wk.srcEPs = append(wk.srcEPs, src)
-				wk.dstEPs = append(wk.dstEPs, dst)
-			}
-		}
-		t.flows = uint64(len(rep.Flows))
+		// The Service index under its own read lock, taken after the resolver's (the lock order of
+		// services.Index.Read).
+		h.services.Read(func(sv services.View) {
+			nodeZone, nodeKnown = v.NodeZone(rep.Node)
+			h.resolveFlows(wk, v, sv)
+		})
 	})
 	now := h.now()
 	if !h.seen.Mark(key, now) {

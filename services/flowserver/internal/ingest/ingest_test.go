@@ -24,6 +24,7 @@ import (
 	"github.com/zonetoll/zonetoll/services/flowserver/internal/dedupe"
 	"github.com/zonetoll/zonetoll/services/flowserver/internal/flowlog"
 	"github.com/zonetoll/zonetoll/services/flowserver/internal/resolve"
+	"github.com/zonetoll/zonetoll/services/flowserver/internal/services"
 	"github.com/zonetoll/zonetoll/services/flowserver/internal/traffic"
 	"github.com/zonetoll/zonetoll/shared/report"
 	"github.com/zonetoll/zonetoll/testkit/metricstest"
@@ -46,6 +47,7 @@ type cluster struct {
 	res       *resolve.Resolver
 	podIPs    []report.Addr
 	workloads int
+	svcs      *services.Index // nil: no per-Service attribution
 }
 
 func newCluster(tb testing.TB, pods, nodes, workloads, gone int) *cluster {
@@ -127,7 +129,7 @@ func newHarnessWith(tb testing.TB, c *cluster, lim Limits, retention time.Durati
 		}
 	}
 	hs.h, err = New(Options{
-		Limits: lim, Auth: staticAuth{}, Resolver: c.res, Store: store, FlowLog: flog,
+		Limits: lim, Auth: staticAuth{}, Resolver: c.res, Services: c.svcs, Store: store, FlowLog: flog,
 		Seen: dedupe.New(retention, 1<<20), Logger: slog.New(slog.DiscardHandler),
 		// Each call moves the clock on, so in benchmarks the dedupe window forgets reports at once.
 		Now: func() time.Time { return time.Unix(0, hs.clock.Add(int64(time.Second))) },

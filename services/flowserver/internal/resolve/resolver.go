@@ -431,6 +431,18 @@ func (r *Resolver) Zones() map[string]string {
 	return out
 }
 
+// NodeZones returns the zone of every known node ("" for a node without one), for the endpoints of
+// EndpointSlices that name their node but no zone.
+func (r *Resolver) NodeZones() map[string]string {
+	r.mu.RLock()
+	defer r.mu.RUnlock()
+	out := make(map[string]string, len(r.nodes))
+	for name, n := range r.nodes {
+		out[name] = n.zone
+	}
+	return out
+}
+
 // Stats are the sizes of the resolver's tables.
 type Stats struct {
 	LivePods, GoneAddresses, Nodes int

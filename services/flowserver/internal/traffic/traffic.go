@@ -1,6 +1,6 @@
 // Package traffic accumulates resolved flows into the flowserver's traffic counters and exposes them
-// as Prometheus metrics: workload to workload, the zone matrix, and the kubezonnet-compatible per-pod
-// cross-zone bytes. It keeps its own maps instead of CounterVecs: a report is first summed into a
+// as Prometheus metrics: workload to workload, the zone matrix, the kubezonnet-compatible per-pod
+// cross-zone bytes, and client workload to destination Service. It keeps its own maps instead of CounterVecs: a report is first summed into a
 // Batch keyed by one-word handles (cheap per flow), then merged under one lock, and each metric has
 // a series limit past which bytes go to an overflow series instead of being lost.
 package traffic
@@ -18,6 +18,7 @@ import (
 	dto "github.com/prometheus/client_model/go"
 
 	"github.com/zonetoll/zonetoll/services/flowserver/internal/resolve"
+	"github.com/zonetoll/zonetoll/services/flowserver/internal/services"
 )
 
 // Overflow is the namespace, workload and kind label value of the series that takes the bytes of
@@ -26,11 +27,12 @@ const Overflow = "__overflow__"
 
 // Metric names, as in the contract of docs/metrics.md.
 const (
-	PairBytesName   = "zonetoll_traffic_bytes_total"
-	PairPacketsName = "zonetoll_traffic_packets_total"
-	ZoneBytesName   = "zonetoll_zone_traffic_bytes_total"
-	ZonePacketsName = "zonetoll_zone_traffic_packets_total"
-	PodBytesName    = "pod_cross_zone_network_traffic_bytes_total"
+	PairBytesName    = "zonetoll_traffic_bytes_total"
+	PairPacketsName  = "zonetoll_traffic_packets_total"
+	ZoneBytesName    = "zonetoll_zone_traffic_bytes_total"
+	ZonePacketsName  = "zonetoll_zone_traffic_packets_total"
+	PodBytesName     = "pod_cross_zone_network_traffic_bytes_total"
+	ServiceBytesName = "zonetoll_service_traffic_bytes_total"
 )
 
 // Metric family identifiers for the series limit and overflow metrics.
@@ -38,6 +40,7 @@ const (
 	familyPairs = "zonetoll_traffic"
 	familyZones = "zonetoll_zone_traffic"
 	familyPods  = "pod_cross_zone_network_traffic"
+	familySvcs  = "zonetoll_service_traffic"
 )
 
 type pairKey struct {
@@ -45,6 +48,14 @@ type pairKey struct {
 }
 
 type zoneKey struct{ src, dst string }
+
+// svcKey is a series of the per-Service metric: client workload, destination Service(s), and the
+// destination's zone (as the traffic metric has it, so both split the same bytes the same way).
+type svcKey struct {
+	src     unique.Handle[resolve.Workload]
+	svc     unique.Handle[services.Target]
+	dstZone string
+}
 
 // Counts are the bytes and packets of one series.
 type Counts struct{ Bytes, Packets uint64 }
@@ -65,6 +76,17 @@ type Batch struct {
 	pairs  map[pairKey]int
 	counts []pairCounts
 	pods   map[unique.Handle[resolve.PodKey]]uint64
+	// svcs sums per-Service bytes by the flow's pair (an index into counts) and Service: two words,
+	// cheap to hash per flow; Apply turns them into svcKeys.
+	svcs map[batchSvcKey]uint64
+}
+
+// Pair identifies a flow's workload pair within one Batch, for AddService.
+type Pair int32
+
+type batchSvcKey struct {
+	pair Pair
+	svc  unique.Handle[services.Target]
 }
 
 type pairCounts struct {
@@ -74,7 +96,7 @@ type pairCounts struct {
 
 // NewBatch returns an empty Batch.
 func NewBatch() *Batch {
-	return &Batch{pairs: map[pairKey]int{}, pods: map[unique.Handle[resolve.PodKey]]uint64{}}
+	return &Batch{pairs: map[pairKey]int{}, pods: map[unique.Handle[resolve.PodKey]]uint64{}, svcs: map[batchSvcKey]uint64{}}
 }
 
 // Reset empties b for reuse.
@@ -83,10 +105,11 @@ func (b *Batch) Reset() {
 	clear(b.counts) // drop the handles, so interned workloads nobody else holds can go
 	b.counts = b.counts[:0]
 	clear(b.pods)
+	clear(b.svcs)
 }
 
-// Add counts one flow between two endpoints.
-func (b *Batch) Add(src, dst *resolve.Endpoint, bytes, packets uint64) {
+// Add counts one flow between two endpoints and returns its pair, for AddService.
+func (b *Batch) Add(src, dst *resolve.Endpoint, bytes, packets uint64) Pair {
 	k := pairKey{src.Workload, dst.Workload}
 	i, ok := b.pairs[k]
 	if !ok {
@@ -99,6 +122,17 @@ func (b *Batch) Add(src, dst *resolve.Endpoint, bytes, packets uint64) {
 	if src.IsPod() && CrossZone(src, dst) {
 		b.pods[src.Pod] = SatAdd(b.pods[src.Pod], bytes)
 	}
+	return Pair(i)
+}
+
+// AddService counts the bytes of one flow, already counted with Add (which returned pair), once more
+// by the destination's Service(s): svc is what the services index attributes the destination address
+// to. Flows to an address no Service lists are not passed here, so the per-Service bytes plus those
+// direct bytes are the traffic total. The series takes the client and the destination's zone from the
+// pair, so both metrics split the same bytes the same way.
+func (b *Batch) AddService(pair Pair, svc unique.Handle[services.Target], bytes uint64) {
+	k := batchSvcKey{pair, svc}
+	b.svcs[k] = SatAdd(b.svcs[k], bytes)
 }
 
 // SatAdd returns a+b, or the largest uint64 when the sum does not fit. A counter that wrapped would
@@ -143,12 +177,13 @@ type Store struct {
 	pairs map[pairKey]*entry
 	zones map[zoneKey]*entry
 	pods  map[unique.Handle[resolve.PodKey]]*entry
+	svcs  map[svcKey]*entry
 
 	overflowBytes *prometheus.CounterVec
 	expired       *prometheus.CounterVec
 	series        *prometheus.Desc
 
-	pairBytes, pairPackets, zoneBytes, zonePackets, podBytes *prometheus.Desc
+	pairBytes, pairPackets, zoneBytes, zonePackets, podBytes, svcBytes *prometheus.Desc
 }
 
 // NewStore returns an empty Store whose own metrics (overflow, expiry) are registered on reg.
@@ -159,6 +194,7 @@ func NewStore(opts Options, reg prometheus.Registerer) (*Store, error) {
 		pairs: map[pairKey]*entry{},
 		zones: map[zoneKey]*entry{},
 		pods:  map[unique.Handle[resolve.PodKey]]*entry{},
+		svcs:  map[svcKey]*entry{},
 		overflowBytes: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "zonetoll_flowserver_series_overflow_bytes_total",
 			Help: "Bytes counted in a metric's overflow series because the metric was at its series limit (ZONETOLL_MAX_SERIES).",
@@ -179,8 +215,11 @@ func NewStore(opts Options, reg prometheus.Registerer) (*Store, error) {
 			"Packets sent from one zone to another.", []string{"src_zone", "dst_zone"}, nil),
 		podBytes: prometheus.NewDesc(PodBytesName,
 			"Layer-3 bytes a pod sent to another zone (kubezonnet-compatible).", []string{"namespace", "pod"}, nil),
+		svcBytes: prometheus.NewDesc(ServiceBytesName,
+			"Layer-3 bytes a client workload sent to the endpoints of a Service (namespace is the Service's; several Services listing one endpoint are joined with +), by the endpoint's zone.",
+			[]string{"src_namespace", "src_workload", "src_kind", "src_zone", "namespace", "service", "dst_zone"}, nil),
 	}
-	for _, f := range []string{familyPairs, familyZones, familyPods} {
+	for _, f := range []string{familyPairs, familyZones, familyPods, familySvcs} {
 		s.overflowBytes.WithLabelValues(f)
 		s.expired.WithLabelValues(f)
 	}
@@ -251,6 +290,27 @@ func (s *Store) Apply(b *Batch, now time.Time) {
 		e.Bytes = SatAdd(e.Bytes, bytes)
 		e.updated = now
 	}
+	for bk, bytes := range b.svcs {
+		pk := b.counts[bk.pair].k
+		k := svcKey{pk.src, bk.svc, pk.dst.Value().Zone}
+		e := s.svcs[k]
+		if e == nil {
+			if len(s.svcs) >= s.opts.MaxSeries {
+				k = overflowSvc(k)
+				s.overflowBytes.WithLabelValues(familySvcs).Add(float64(bytes))
+				e = s.svcs[k]
+			}
+			if e == nil {
+				src, svc := k.src.Value(), k.svc.Value()
+				e = &entry{labels: labelPairs(
+					"src_namespace", src.Namespace, "src_workload", src.Name, "src_kind", src.Kind, "src_zone", src.Zone,
+					"namespace", svc.Namespace, "service", svc.Service, "dst_zone", k.dstZone)}
+				s.svcs[k] = e
+			}
+		}
+		e.Bytes = SatAdd(e.Bytes, bytes)
+		e.updated = now
+	}
 }
 
 var overflowPod = unique.Make(resolve.PodKey{Namespace: Overflow, Name: Overflow})
@@ -260,6 +320,19 @@ func overflowPair(k pairKey) pairKey {
 	return pairKey{
 		src: unique.Make(resolve.Workload{Namespace: Overflow, Name: Overflow, Kind: Overflow, Zone: src.Zone, Region: src.Region}),
 		dst: unique.Make(resolve.Workload{Namespace: Overflow, Name: Overflow, Kind: Overflow, Zone: dst.Zone, Region: dst.Region}),
+	}
+}
+
+var overflowTarget = unique.Make(services.Target{Namespace: Overflow, Service: Overflow})
+
+// overflowSvc is the overflow series of a per-Service key: everything but the zones is __overflow__
+// (the Service's namespace too, so the overflow is bounded by zone pairs alone).
+func overflowSvc(k svcKey) svcKey {
+	src := k.src.Value()
+	return svcKey{
+		src:     unique.Make(resolve.Workload{Namespace: Overflow, Name: Overflow, Kind: Overflow, Zone: src.Zone, Region: src.Region}),
+		svc:     overflowTarget,
+		dstZone: k.dstZone,
 	}
 }
 
@@ -292,11 +365,17 @@ func (s *Store) Expire(now time.Time) {
 			s.expired.WithLabelValues(familyPods).Inc()
 		}
 	}
+	for k, e := range s.svcs {
+		if e.updated.Before(cutoff) && k.svc != overflowTarget {
+			delete(s.svcs, k)
+			s.expired.WithLabelValues(familySvcs).Inc()
+		}
+	}
 }
 
 // Describe implements prometheus.Collector.
 func (s *Store) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{s.pairBytes, s.pairPackets, s.zoneBytes, s.zonePackets, s.podBytes, s.series} {
+	for _, d := range []*prometheus.Desc{s.pairBytes, s.pairPackets, s.zoneBytes, s.zonePackets, s.podBytes, s.svcBytes, s.series} {
 		ch <- d
 	}
 }
@@ -305,7 +384,7 @@ func (s *Store) Describe(ch chan<- *prometheus.Desc) {
 // a scrape holds up ingestion only for the copy.
 func (s *Store) Collect(ch chan<- prometheus.Metric) {
 	s.mu.Lock()
-	out := make([]series, 0, 2*len(s.pairs)+2*len(s.zones)+len(s.pods))
+	out := make([]series, 0, 2*len(s.pairs)+2*len(s.zones)+len(s.pods)+len(s.svcs))
 	for _, e := range s.pairs {
 		out = append(out, series{s.pairBytes, e.labels, float64(e.Bytes)}, series{s.pairPackets, e.labels, float64(e.Packets)})
 	}
@@ -315,7 +394,10 @@ func (s *Store) Collect(ch chan<- prometheus.Metric) {
 	for _, e := range s.pods {
 		out = append(out, series{s.podBytes, e.labels, float64(e.Bytes)})
 	}
-	np, nz, nd := len(s.pairs), len(s.zones), len(s.pods)
+	for _, e := range s.svcs {
+		out = append(out, series{s.svcBytes, e.labels, float64(e.Bytes)})
+	}
+	np, nz, nd, ns := len(s.pairs), len(s.zones), len(s.pods), len(s.svcs)
 	s.mu.Unlock()
 
 	for i := range out {
@@ -324,6 +406,7 @@ func (s *Store) Collect(ch chan<- prometheus.Metric) {
 	ch <- prometheus.MustNewConstMetric(s.series, prometheus.GaugeValue, float64(np), familyPairs)
 	ch <- prometheus.MustNewConstMetric(s.series, prometheus.GaugeValue, float64(nz), familyZones)
 	ch <- prometheus.MustNewConstMetric(s.series, prometheus.GaugeValue, float64(nd), familyPods)
+	ch <- prometheus.MustNewConstMetric(s.series, prometheus.GaugeValue, float64(ns), familySvcs)
 }
 
 // series is one counter sample with prebuilt labels; it implements prometheus.Metric.

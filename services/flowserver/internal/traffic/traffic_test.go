@@ -9,6 +9,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/zonetoll/zonetoll/services/flowserver/internal/resolve"
+	"github.com/zonetoll/zonetoll/services/flowserver/internal/services"
 	"github.com/zonetoll/zonetoll/testkit/metricstest"
 )
 
@@ -80,6 +81,65 @@ func TestStoreLimitOverflowAndExpiry(t *testing.T) {
 	}
 	if v, _ := f.Value("zonetoll_flowserver_series_expired_total", map[string]string{"metric": familyPairs}); v != 2 {
 		t.Errorf("expired pairs = %v, want 2 (a → b and b → c)", v)
+	}
+}
+
+// The per-Service metric has the same limit, overflow (everything but the zones __overflow__) and
+// expiry as the workload-pair metric.
+func TestServiceSeriesLimitOverflowAndExpiry(t *testing.T) {
+	reg := prometheus.NewRegistry()
+	s, err := NewStore(Options{MaxSeries: 2, TTL: time.Hour}, reg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	reg.MustRegister(s)
+	t0 := time.Date(2026, 11, 23, 12, 0, 0, 0, time.UTC)
+	a, b, c := ep("a", "z1", true), ep("b", "z2", true), ep("c", "z3", true)
+	api := unique.Make(services.Target{Namespace: "shop", Service: "api"})
+	both := unique.Make(services.Target{Namespace: "shop", Service: "api+api-canary"})
+	batch := NewBatch()
+	batch.AddService(batch.Add(a, b, 100, 1), api, 100)
+	batch.AddService(batch.Add(a, b, 50, 1), api, 50) // same series: summed
+	batch.AddService(batch.Add(a, c, 7, 1), both, 7)  // the endpoint's zone is part of the series
+	batch.Add(b, c, 1000, 1)                          // not through a Service: no per-Service series
+	s.Apply(batch, t0)
+	batch.Reset()
+	batch.AddService(batch.Add(c, b, 30, 1), api, 30) // third series: overflow, zones z3 → z2 kept
+	s.Apply(batch, t0.Add(30*time.Minute))
+
+	f := gather(t, reg)
+	for _, c := range []struct {
+		labels map[string]string
+		want   float64
+	}{
+		{map[string]string{"src_namespace": "ns", "src_workload": "a", "src_kind": "deployment", "src_zone": "z1", "namespace": "shop", "service": "api", "dst_zone": "z2"}, 150},
+		{map[string]string{"src_workload": "a", "service": "api+api-canary", "dst_zone": "z3"}, 7},
+		{map[string]string{"src_namespace": Overflow, "src_workload": Overflow, "src_kind": Overflow, "src_zone": "z3", "namespace": Overflow, "service": Overflow, "dst_zone": "z2"}, 30},
+	} {
+		if v, ok := f.Value(ServiceBytesName, c.labels); !ok || v != c.want {
+			t.Errorf("%s%v = %v (found %v), want %v", ServiceBytesName, c.labels, v, ok, c.want)
+		}
+	}
+	if n := len(f.Series(ServiceBytesName, nil)); n != 3 {
+		t.Errorf("%d per-Service series, want 3 (two and the overflow)", n)
+	}
+	if v, _ := f.Value("zonetoll_flowserver_series_overflow_bytes_total", map[string]string{"metric": familySvcs}); v != 30 {
+		t.Errorf("per-Service overflow bytes = %v, want 30", v)
+	}
+	if v, _ := f.Value("zonetoll_flowserver_series", map[string]string{"metric": familySvcs}); v != 3 {
+		t.Errorf("per-Service series gauge = %v, want 3", v)
+	}
+
+	s.Expire(t0.Add(61 * time.Minute))
+	f = gather(t, reg)
+	if n := len(f.Series(ServiceBytesName, map[string]string{"src_workload": "a"})); n != 0 {
+		t.Error("idle per-Service series of a did not expire")
+	}
+	if v, _ := f.Value(ServiceBytesName, map[string]string{"service": Overflow}); v != 30 {
+		t.Errorf("per-Service overflow after expiry = %v, want 30", v)
+	}
+	if v, _ := f.Value("zonetoll_flowserver_series_expired_total", map[string]string{"metric": familySvcs}); v != 2 {
+		t.Errorf("expired per-Service series = %v, want 2", v)
 	}
 }
 
