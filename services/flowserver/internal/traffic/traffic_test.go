@@ -22,7 +22,6 @@ func ep(name, zone string, pod bool) *resolve.Endpoint {
 	return e
 }
 
-
 func TestStoreLimitOverflowAndExpiry(t *testing.T) {
 	reg := prometheus.NewRegistry()
 	s, err := NewStore(Options{MaxSeries: 2, TTL: time.Hour}, reg)
@@ -107,7 +106,7 @@ func TestServiceSeriesLimitOverflowAndExpiry(t *testing.T) {
 	batch.AddService(batch.Add(c, b, 30, 1), api, 30) // third series: overflow, zones z3 → z2 kept
 	s.Apply(batch, t0.Add(30*time.Minute))
 
-	f := gather(t, reg)
+	f := metricstest.Gather(t, reg)
 	for _, c := range []struct {
 		labels map[string]string
 		want   float64
@@ -131,7 +130,7 @@ func TestServiceSeriesLimitOverflowAndExpiry(t *testing.T) {
 	}
 
 	s.Expire(t0.Add(61 * time.Minute))
-	f = gather(t, reg)
+	f = metricstest.Gather(t, reg)
 	if n := len(f.Series(ServiceBytesName, map[string]string{"src_workload": "a"})); n != 0 {
 		t.Error("idle per-Service series of a did not expire")
 	}
