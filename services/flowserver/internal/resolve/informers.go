@@ -2,9 +2,7 @@ package resolve
 
 import (
 	"context"
-	"fmt"
 	"net/netip"
-	"sync"
 	"time"
 
 	appsv1 "k8s.io/api/apps/v1"
@@ -19,6 +17,7 @@ import (
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/cache"
 
+	"github.com/zonetoll/zonetoll/services/flowserver/internal/informerset"
 	"github.com/zonetoll/zonetoll/shared/podlist"
 	"github.com/zonetoll/zonetoll/shared/topology"
 )
@@ -28,11 +27,10 @@ import (
 // informers over a core/v1 REST client and the metadata client, not client-go's informer factories:
 // those need the typed clientset, which links every API group into the binary (kubeclient/clientset).
 type Informers struct {
-	all      []cache.SharedIndexInformer
+	informerset.Set
+	podStore cache.Store // read by tests: what the cache keeps of a pod
 	rsStore  cache.Store
 	jobStore cache.Store
-	synced   []cache.InformerSynced
-	wg       sync.WaitGroup
 }
 
 // NewInformers connects r to the cluster: core is a core/v1 REST client (kubeclient.NewRESTClient), mc
@@ -56,24 +54,14 @@ func NewInformers(r *Resolver, core rest.Interface, mc metadata.Interface, now f
 	nodes := cache.NewSharedIndexInformer(cache.NewListWatchFromClient(core, "nodes", metav1.NamespaceAll, fields.Everything()), &corev1.Node{}, 0, cache.Indexers{})
 	rs := cache.NewSharedIndexInformer(metadataListWatch(mc, appsv1.SchemeGroupVersion.WithResource("replicasets")), &metav1.PartialObjectMetadata{}, 0, cache.Indexers{})
 	jobs := cache.NewSharedIndexInformer(metadataListWatch(mc, batchv1.SchemeGroupVersion.WithResource("jobs")), &metav1.PartialObjectMetadata{}, 0, cache.Indexers{})
-	for _, i := range []cache.SharedIndexInformer{pods, nodes} {
-		if err := i.SetTransform(trim); err != nil {
-			return nil, fmt.Errorf("setting cache transform: %w", err)
-		}
-	}
-	for _, i := range []cache.SharedIndexInformer{rs, jobs} {
-		if err := i.SetTransform(trimMeta); err != nil {
-			return nil, fmt.Errorf("setting owner cache transform: %w", err)
-		}
-	}
-	inf.all = []cache.SharedIndexInformer{pods, nodes, rs, jobs}
-	inf.rsStore, inf.jobStore = rs.GetStore(), jobs.GetStore()
-
-	handlers := []struct {
-		i cache.SharedIndexInformer
-		h cache.ResourceEventHandler
+	inf.podStore, inf.rsStore, inf.jobStore = pods.GetStore(), rs.GetStore(), jobs.GetStore()
+	for _, a := range []struct {
+		name      string
+		i         cache.SharedIndexInformer
+		transform cache.TransformFunc
+		h         cache.ResourceEventHandler
 	}{
-		{pods, cache.ResourceEventHandlerFuncs{
+		{"pod", pods, trim, cache.ResourceEventHandlerFuncs{
 			AddFunc:    func(obj any) { upsertPod(r, obj, now()) },
 			UpdateFunc: func(_, obj any) { upsertPod(r, obj, now()) },
 			DeleteFunc: func(obj any) {
@@ -82,7 +70,7 @@ func NewInformers(r *Resolver, core rest.Interface, mc metadata.Interface, now f
 				}
 			},
 		}},
-		{nodes, cache.ResourceEventHandlerFuncs{
+		{"node", nodes, trim, cache.ResourceEventHandlerFuncs{
 			AddFunc:    func(obj any) { upsertNode(r, obj) },
 			UpdateFunc: func(_, obj any) { upsertNode(r, obj) },
 			DeleteFunc: func(obj any) {
@@ -91,33 +79,16 @@ func NewInformers(r *Resolver, core rest.Interface, mc metadata.Interface, now f
 				}
 			},
 		}},
-		{rs, ownerChanges(r)},
-		{jobs, ownerChanges(r)},
-	}
-	for _, h := range handlers {
-		reg, err := h.i.AddEventHandler(h.h)
-		if err != nil {
-			return nil, fmt.Errorf("adding informer handler: %w", err)
+		{"ReplicaSet owner", rs, trimMeta, ownerChanges(r)},
+		{"Job owner", jobs, trimMeta, ownerChanges(r)},
+	} {
+		if err := inf.Add(a.name, a.i, a.transform, a.h); err != nil {
+			return nil, err
 		}
-		inf.synced = append(inf.synced, reg.HasSynced)
 	}
 	r.SetOwnerLookup(inf.owner)
 	return inf, nil
 }
-
-// Start starts the informers; they stop when ctx is done.
-func (inf *Informers) Start(ctx context.Context) {
-	for _, i := range inf.all {
-		inf.wg.Add(1)
-		go func() {
-			defer inf.wg.Done()
-			i.RunWithContext(ctx)
-		}()
-	}
-}
-
-// Shutdown waits for the informers' goroutines after ctx is done.
-func (inf *Informers) Shutdown() { inf.wg.Wait() }
 
 // listPageSize is how many pods one page of the initial list holds; a variable so tests can page small
 // lists (NewInformers reads it once).
@@ -134,16 +105,6 @@ func metadataListWatch(mc metadata.Interface, gvr schema.GroupVersionResource) *
 			return res.Watch(ctx, o)
 		},
 	}
-}
-
-// Synced reports whether every informer has listed and delivered its objects to the resolver.
-func (inf *Informers) Synced() bool {
-	for _, s := range inf.synced {
-		if !s() {
-			return false
-		}
-	}
-	return true
 }
 
 func (inf *Informers) owner(kind, namespace, name string) (string, string, bool) {

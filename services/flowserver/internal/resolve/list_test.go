@@ -72,7 +72,7 @@ func TestPagedInitialList(t *testing.T) {
 	if got := r.Stats().LivePods; got != 7 {
 		t.Errorf("resolver knows %d pods, want 7", got)
 	}
-	for _, obj := range inf.all[0].GetStore().List() {
+	for _, obj := range inf.podStore.List() {
 		p := obj.(*corev1.Pod)
 		if len(p.Spec.Containers) != 0 || len(p.Status.PodIPs) != 1 || p.Spec.NodeName != "n" {
 			t.Errorf("cached pod %s not trimmed as it arrived: %d containers, IPs %v, node %q", p.Name, len(p.Spec.Containers), p.Status.PodIPs, p.Spec.NodeName)

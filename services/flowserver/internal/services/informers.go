@@ -1,10 +1,7 @@
 package services
 
 import (
-	"context"
-	"fmt"
 	"net/netip"
-	"sync"
 
 	corev1 "k8s.io/api/core/v1"
 	discoveryv1 "k8s.io/api/discovery/v1"
@@ -12,6 +9,8 @@ import (
 	"k8s.io/apimachinery/pkg/fields"
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/cache"
+
+	"github.com/zonetoll/zonetoll/services/flowserver/internal/informerset"
 )
 
 // Informers keep an Index in step with the cluster: one list+watch for Services and one for
@@ -24,9 +23,7 @@ import (
 // EndpointSlice costs about as much per endpoint as the trimmed one plus its ports, far less than a
 // pod, so a one-response list of them stays small next to the pod list the flowserver already pages.
 type Informers struct {
-	all    []cache.SharedIndexInformer
-	synced []cache.InformerSynced
-	wg     sync.WaitGroup
+	informerset.Set
 }
 
 // NewInformers connects x to the cluster: core is a core/v1 REST client, disc a discovery.k8s.io/v1
@@ -34,17 +31,13 @@ type Informers struct {
 func NewInformers(x *Index, core, disc rest.Interface) (*Informers, error) {
 	svcs := cache.NewSharedIndexInformer(cache.NewListWatchFromClient(core, "services", metav1.NamespaceAll, fields.Everything()), &corev1.Service{}, 0, cache.Indexers{})
 	eps := cache.NewSharedIndexInformer(cache.NewListWatchFromClient(disc, "endpointslices", metav1.NamespaceAll, fields.Everything()), &discoveryv1.EndpointSlice{}, 0, cache.Indexers{})
-	inf := &Informers{all: []cache.SharedIndexInformer{svcs, eps}}
-	for _, i := range inf.all {
-		if err := i.SetTransform(trim); err != nil {
-			return nil, fmt.Errorf("setting Service cache transform: %w", err)
-		}
-	}
-	handlers := []struct {
-		i cache.SharedIndexInformer
-		h cache.ResourceEventHandler
+	inf := &Informers{}
+	for _, a := range []struct {
+		name string
+		i    cache.SharedIndexInformer
+		h    cache.ResourceEventHandler
 	}{
-		{svcs, cache.ResourceEventHandlerFuncs{
+		{"Service", svcs, cache.ResourceEventHandlerFuncs{
 			AddFunc:    func(obj any) { upsertService(x, obj) },
 			UpdateFunc: func(_, obj any) { upsertService(x, obj) },
 			DeleteFunc: func(obj any) {
@@ -53,7 +46,7 @@ func NewInformers(x *Index, core, disc rest.Interface) (*Informers, error) {
 				}
 			},
 		}},
-		{eps, cache.ResourceEventHandlerFuncs{
+		{"EndpointSlice", eps, cache.ResourceEventHandlerFuncs{
 			AddFunc:    func(obj any) { upsertSlice(x, obj) },
 			UpdateFunc: func(_, obj any) { upsertSlice(x, obj) },
 			DeleteFunc: func(obj any) {
@@ -62,39 +55,12 @@ func NewInformers(x *Index, core, disc rest.Interface) (*Informers, error) {
 				}
 			},
 		}},
-	}
-	for _, h := range handlers {
-		reg, err := h.i.AddEventHandler(h.h)
-		if err != nil {
-			return nil, fmt.Errorf("adding Service informer handler: %w", err)
+	} {
+		if err := inf.Add(a.name, a.i, trim, a.h); err != nil {
+			return nil, err
 		}
-		inf.synced = append(inf.synced, reg.HasSynced)
 	}
 	return inf, nil
-}
-
-// Start starts the informers; they stop when ctx is done.
-func (inf *Informers) Start(ctx context.Context) {
-	for _, i := range inf.all {
-		inf.wg.Add(1)
-		go func() {
-			defer inf.wg.Done()
-			i.RunWithContext(ctx)
-		}()
-	}
-}
-
-// Shutdown waits for the informers' goroutines after ctx is done.
-func (inf *Informers) Shutdown() { inf.wg.Wait() }
-
-// Synced reports whether both informers have listed and delivered their objects to the index.
-func (inf *Informers) Synced() bool {
-	for _, s := range inf.synced {
-		if !s() {
-			return false
-		}
-	}
-	return true
 }
 
 func metaOf(obj any) (metav1.Object, bool) {
