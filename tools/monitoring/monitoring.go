@@ -96,6 +96,8 @@ var Exposed = map[string]string{
 	"zonetoll_costcalc_scrape_duration_seconds": "histogram",
 	"zonetoll_costcalc_counter_resets_total":    "counter",
 	"zonetoll_costcalc_target_traffic_series":   "gauge",
+	"zonetoll_costcalc_cost_series":             "gauge",
+	"zonetoll_costcalc_series_expired_total":    "counter",
 }
 
 // IsExposed reports whether a series name belongs to an exposed family (a histogram's _bucket, _sum
