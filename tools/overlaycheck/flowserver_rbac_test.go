@@ -23,8 +23,8 @@ import (
 
 // manifestEnv is the env of the flowserver container of the aws overlay's first zone, with the
 // downward-API values (ZONETOLL_NAMESPACE, ZONETOLL_ZONE from the pods' zone label) resolved as the kubelet
-// would, and the audience of the agents' projected token.
-func manifestEnv(t *testing.T, root string) (env []string, audience string) {
+// would, the audience of the agents' projected token and the namespace the agents run in.
+func manifestEnv(t *testing.T, root string) (env []string, audience, agentNamespace string) {
 	t.Helper()
 	objs, err := Build(filesys.MakeFsOnDisk(), filepath.Join(root, "kustomize", "overlays", "aws"))
 	if err != nil {
@@ -59,6 +59,7 @@ func manifestEnv(t *testing.T, root string) (env []string, audience string) {
 				}
 			}
 		case o.GetKind() == "DaemonSet" && o.GetName() == "flowagent":
+			agentNamespace = o.GetNamespace()
 			d, err := convert[appsv1.DaemonSet](o)
 			if err != nil {
 				t.Fatal(err)
@@ -78,7 +79,7 @@ func manifestEnv(t *testing.T, root string) (env []string, audience string) {
 	if env == nil || audience == "" {
 		t.Fatalf("the aws overlay has no flowserver env (%v) or no projected agent token audience (%q)", env, audience)
 	}
-	return env, audience
+	return env, audience, agentNamespace
 }
 
 func postReport(t *testing.T, addr, token string, r *report.Report) (int, string) {
@@ -114,11 +115,11 @@ func TestFlowserverRBAC(t *testing.T) {
 	testcluster.Need(t)
 	root := repo.RootT(t)
 	_, clusterRules := rulesOf(t, filepath.Join(root, "kustomize", "base", "flowserver"))
-	env, audience := manifestEnv(t, root)
+	env, audience, agentNS := manifestEnv(t, root)
 	bin := servicebuild.BinaryT(t, "flowserver")
 	c := testcluster.StartT(t, testcluster.Options{})
 	ctx := t.Context()
-	for _, ns := range []string{"zonetoll", "shop"} {
+	for _, ns := range []string{"zonetoll", agentNS, "shop"} {
 		if _, err := c.CreateNamespace(ctx, ns); err != nil {
 			t.Fatal(err)
 		}
@@ -139,8 +140,9 @@ func TestFlowserverRBAC(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	// The agent's account has no rules: its token is only ever reviewed.
-	agent, err := c.ServiceAccount(ctx, testcluster.ServiceAccountSpec{Namespace: "zonetoll", Name: "flowagent", Audiences: []string{audience}})
+	// The agent's account, in the agent's namespace of the build, has no rules: its token is only ever
+	// reviewed.
+	agent, err := c.ServiceAccount(ctx, testcluster.ServiceAccountSpec{Namespace: agentNS, Name: "flowagent", Audiences: []string{audience}})
 	if err != nil {
 		t.Fatal(err)
 	}
