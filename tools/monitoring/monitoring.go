@@ -105,6 +105,8 @@ var Exposed = map[string]string{
 	"zonetoll_kubernetes_info":                       "gauge",
 	"zonetoll_service_cross_zone_cost_dollars_total": "counter",
 	"zonetoll_service_avoidable_cost_dollars_total":  "counter",
+	"zonetoll_costcalc_cost_series":                  "gauge",
+	"zonetoll_costcalc_series_expired_total":         "counter",
 }
 
 // IsExposed reports whether a series name belongs to an exposed family (a histogram's _bucket, _sum

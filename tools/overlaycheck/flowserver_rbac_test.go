@@ -25,8 +25,8 @@ import (
 
 // manifestEnv is the env of the flowserver container of the aws overlay's first zone, with the
 // downward-API values (ZONETOLL_NAMESPACE, ZONETOLL_ZONE from the pods' zone label) resolved as the kubelet
-// would, and the audience of the agents' projected token.
-func manifestEnv(t *testing.T, root string) (env []string, audience string) {
+// would, the audience of the agents' projected token and the namespace the agents run in.
+func manifestEnv(t *testing.T, root string) (env []string, audience, agentNamespace string) {
 	t.Helper()
 	objs, err := Build(filesys.MakeFsOnDisk(), filepath.Join(root, "kustomize", "overlays", "aws"))
 	if err != nil {
@@ -61,6 +61,7 @@ func manifestEnv(t *testing.T, root string) (env []string, audience string) {
 				}
 			}
 		case o.GetKind() == "DaemonSet" && o.GetName() == "flowagent":
+			agentNamespace = o.GetNamespace()
 			d, err := convert[appsv1.DaemonSet](o)
 			if err != nil {
 				t.Fatal(err)
@@ -80,7 +81,7 @@ func manifestEnv(t *testing.T, root string) (env []string, audience string) {
 	if env == nil || audience == "" {
 		t.Fatalf("the aws overlay has no flowserver env (%v) or no projected agent token audience (%q)", env, audience)
 	}
-	return env, audience
+	return env, audience, agentNamespace
 }
 
 // TestFlowserverRBAC runs the real flowserver with a token bound to exactly the ClusterRole of
@@ -93,11 +94,11 @@ func TestFlowserverRBAC(t *testing.T) {
 	testcluster.Need(t)
 	root := repo.RootT(t)
 	_, clusterRules := rulesOf(t, filepath.Join(root, "kustomize", "base", "flowserver"))
-	env, audience := manifestEnv(t, root)
+	env, audience, agentNS := manifestEnv(t, root)
 	bin := servicebuild.BinaryT(t, "flowserver")
 	c := testcluster.StartT(t, testcluster.Options{})
 	ctx := t.Context()
-	for _, ns := range []string{"zonetoll", "shop"} {
+	for _, ns := range []string{"zonetoll", agentNS, "shop"} {
 		if _, err := c.CreateNamespace(ctx, ns); err != nil {
 			t.Fatal(err)
 		}
@@ -133,8 +134,9 @@ func TestFlowserverRBAC(t *testing.T) {
 	}, metav1.CreateOptions{}); err != nil {
 		t.Fatal(err)
 	}
-	// The agent's account has no rules: its token is only ever reviewed.
-	agent, err := c.ServiceAccount(ctx, testcluster.ServiceAccountSpec{Namespace: "zonetoll", Name: "flowagent", Audiences: []string{audience}})
+	// The agent's account, in the agent's namespace of the build, has no rules: its token is only ever
+	// reviewed.
+	agent, err := c.ServiceAccount(ctx, testcluster.ServiceAccountSpec{Namespace: agentNS, Name: "flowagent", Audiences: []string{audience}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -254,8 +256,8 @@ func TestFlowserverRBAC(t *testing.T) {
 			if err != nil || code == http.StatusOK || !strings.Contains(body, "Service and EndpointSlice caches have not synced") {
 				t.Errorf("/readyz without %s: %d %q (%v), want not ready naming the Service caches", res.resource, code, body, err)
 			}
-			if code, body := postReport(t, addr, agent.Token, newReport()); code != http.StatusServiceUnavailable {
-				t.Errorf("report without %s: %d %q, want 503 (not ready)", res.resource, code, body)
+			if resp := reportpost.Post(t, "http://"+addr, agent.Token, reportpost.Gzip(t, newReport()), "gzip"); resp.Status != http.StatusServiceUnavailable {
+				t.Errorf("report without %s: %d %q, want 503 (not ready)", res.resource, resp.Status, resp.Body)
 			}
 		})
 	}

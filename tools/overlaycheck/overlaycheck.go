@@ -130,6 +130,8 @@ func Check(objs []*unstructured.Unstructured, p Policy) []Problem {
 	c.checkRBAC()
 	c.checkSelectors()
 	c.checkZones()
+	c.checkPodSecurity()
+	c.checkNetworkPolicies()
 	sortProblems(c.problems)
 	return c.problems
 }

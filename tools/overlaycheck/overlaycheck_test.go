@@ -174,7 +174,7 @@ subjects: [{kind: ServiceAccount, name: zonelabeler, namespace: zonetoll}]
 		{name: "unknown setting through envFrom", overlay: jsonPatch("DaemonSet", "flowagent", `
 - op: add
   path: /spec/template/spec/containers/0/envFrom
-  value: [{configMapRef: {name: agent-settings}}]`) + "configMapGenerator:\n  - name: agent-settings\n    namespace: zonetoll\n    literals: [ZONETOLL_INTERVALL=5s]\n    options: {disableNameSuffixHash: true, labels: {app.kubernetes.io/name: flowagent, app.kubernetes.io/part-of: zonetoll}}\n",
+  value: [{configMapRef: {name: agent-settings}}]`) + "configMapGenerator:\n  - name: agent-settings\n    namespace: zonetoll-agent\n    literals: [ZONETOLL_INTERVALL=5s]\n    options: {disableNameSuffixHash: true, labels: {app.kubernetes.io/name: flowagent, app.kubernetes.io/part-of: zonetoll}}\n",
 			wantCheck: "settings", wantText: "ZONETOLL_INTERVALL"},
 		{name: "service selects nothing", overlay: jsonPatch("Service", "zonelabeler", `
 - op: replace
@@ -206,6 +206,25 @@ subjects: [{kind: ServiceAccount, name: zonelabeler, namespace: zonetoll}]
 - op: add
   path: /spec/template/spec/containers/0/securityContext/privileged
   value: true`), wantCheck: "security", wantText: "is privileged"},
+		{name: "stack namespace not restricted", overlay: jsonPatch("Namespace", "zonetoll", `
+- op: replace
+  path: /metadata/labels/pod-security.kubernetes.io~1enforce
+  value: baseline`), wantCheck: "podsecurity", wantText: "want restricted"},
+		{name: "agent in the stack's namespace", overlay: jsonPatch("DaemonSet", "flowagent", `
+- op: replace
+  path: /metadata/namespace
+  value: zonetoll`), wantCheck: "podsecurity", wantText: "share the namespace"},
+		{name: "namespace without Pod Security level", overlay: jsonPatch("Namespace", "zonetoll-agent", `
+- op: remove
+  path: /metadata/labels/pod-security.kubernetes.io~1enforce`), wantCheck: "podsecurity", wantText: "no pod-security.kubernetes.io/enforce"},
+		{name: "no default deny", overlay: "patches:\n  - patch: |-\n      $patch: delete\n      apiVersion: networking.k8s.io/v1\n      kind: NetworkPolicy\n      metadata: {name: default-deny-ingress, namespace: zonetoll}\n",
+			wantCheck: "networkpolicy", wantText: "no default-deny"},
+		{name: "metrics port opened by no policy", overlay: "patches:\n  - patch: |-\n      $patch: delete\n      apiVersion: networking.k8s.io/v1\n      kind: NetworkPolicy\n      metadata: {name: costcalc, namespace: zonetoll}\n",
+			wantCheck: "networkpolicy", wantText: "Deployment/zonetoll/costcalc: container costcalc port 8080 (http)"},
+		{name: "policy opens another port", overlay: jsonPatch("NetworkPolicy", "zonelabeler", `
+- op: replace
+  path: /spec/ingress/0/ports/0/port
+  value: 9999`), wantCheck: "networkpolicy", wantText: "zonelabeler port 8080"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

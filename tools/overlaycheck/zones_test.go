@@ -20,7 +20,7 @@ func zoneFolder(suffix, zone string) string {
 // listed in one place and forgotten in another); the zones check must name it.
 func TestBrokenZones(t *testing.T) {
 	policy := loadPolicy(t)
-	const header = "apiVersion: kustomize.config.k8s.io/v1beta1\nkind: Kustomization\nnamespace: zonetoll\nresources:\n  - ../aws\n"
+	const header = "apiVersion: kustomize.config.k8s.io/v1beta1\nkind: Kustomization\nresources:\n  - ../aws\n"
 	zoneD := map[string]string{"zones/us-east-1d/kustomization.yaml": zoneFolder("us-east-1d", "us-east-1d")}
 	targets := func(zones ...string) string {
 		var urls []string
@@ -76,7 +76,7 @@ func TestBrokenZones(t *testing.T) {
 		{name: "agents at one server", overlay: "patches:\n  - patch: |-\n" + indent(`
 apiVersion: apps/v1
 kind: DaemonSet
-metadata: {name: flowagent, namespace: zonetoll}
+metadata: {name: flowagent, namespace: zonetoll-agent}
 spec:
   template:
     spec:

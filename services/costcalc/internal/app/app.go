@@ -25,6 +25,7 @@ type Config struct {
 	Targets        []string      `desc:"Required. URLs of the flowserver /metrics endpoints to scrape, comma-separated (e.g. http://flowserver-a.zonetoll:8080/metrics). Kubernetes endpoints discovery is not built yet: list every per-zone flowserver."`
 	ScrapeInterval time.Duration `split_words:"true" default:"30s" desc:"How often every target is scraped; the cost counters grow at this step."`
 	ScrapeTimeout  time.Duration `split_words:"true" default:"10s" desc:"Time one scrape may take, parsing included; must be below the interval."`
+	SeriesTTL      time.Duration `split_words:"true" default:"1h" desc:"A cost series that has not grown for this long is removed (its workload pair is gone or silent), as the flowserver's ZONETOLL_SERIES_TTL removes traffic series; 0 keeps series forever."`
 	Prices         Prices
 }
 
@@ -62,6 +63,9 @@ func (c *Config) Validate() error {
 	if c.ScrapeTimeout <= 0 || c.ScrapeTimeout > c.ScrapeInterval {
 		return config.Invalid("ZONETOLL_SCRAPE_TIMEOUT", c.ScrapeTimeout.String(), fmt.Sprintf("a positive duration not above ZONETOLL_SCRAPE_INTERVAL (%s)", c.ScrapeInterval))
 	}
+	if c.SeriesTTL < 0 {
+		return config.Invalid("ZONETOLL_SERIES_TTL", c.SeriesTTL.String(), "a duration, 0 to keep series")
+	}
 	if c.Prices.Unit != "" {
 		if _, err := pricing.ParseUnit(c.Prices.Unit); err != nil {
 			return config.Invalid("ZONETOLL_PRICES_UNIT", c.Prices.Unit, "GB, GiB or empty for the preset's unit")
@@ -90,7 +94,7 @@ func Run(ctx context.Context, cfg *Config, env servicecmd.Env) error {
 	if err != nil {
 		return err
 	}
-	m, err := meter.New(meter.Options{Targets: cfg.Targets, Timeout: cfg.ScrapeTimeout, Table: table}, env.Registry, env.Logger)
+	m, err := meter.New(meter.Options{Targets: cfg.Targets, Timeout: cfg.ScrapeTimeout, Table: table, SeriesTTL: cfg.SeriesTTL}, env.Registry, env.Logger)
 	if err != nil {
 		return err
 	}

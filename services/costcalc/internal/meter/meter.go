@@ -15,6 +15,7 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -67,6 +68,12 @@ type Options struct {
 	Timeout time.Duration
 	Table   *pricing.Table
 	Client  *http.Client // nil means a client with Timeout
+	// SeriesTTL removes a cost series (and what the meter remembers of it) that has not grown for this
+	// long, as the flowserver's ZONETOLL_SERIES_TTL removes its traffic series: workloads come and go,
+	// and without it every pair ever seen would stay in memory and in every scrape. 0 keeps series.
+	SeriesTTL time.Duration
+	// Now is the clock; nil means time.Now.
+	Now func() time.Time
 }
 
 // Meter scrapes targets and counts dollars.
@@ -80,6 +87,17 @@ type Meter struct {
 	targets map[string]*target
 	scraped bool // one round has finished
 	warned  map[string]bool
+	// grown is every series the meter has added to (cost or unpriced bytes), by series key: when it last
+	// grew, for SeriesTTL.
+	grown map[string]*grownSeries
+}
+
+// grownSeries is one workload pair the meter has counted.
+type grownSeries struct {
+	values  []string  // TrafficLabels values
+	updated time.Time // last time it grew
+	cost    bool      // it has a cost series
+	warned  []string  // keys of m.warned it set
 }
 
 // target is what the meter remembers of one flowserver between scrapes.
@@ -93,7 +111,11 @@ type target struct {
 
 // New builds a Meter and registers its metrics, price gauges included, on reg.
 func New(opts Options, reg prometheus.Registerer, log *slog.Logger) (*Meter, error) {
-	m := &Meter{opts: opts, client: opts.Client, log: log.With("component", "meter"), targets: map[string]*target{}, warned: map[string]bool{}}
+	if opts.Now == nil {
+		opts.Now = time.Now
+	}
+	m := &Meter{opts: opts, client: opts.Client, log: log.With("component", "meter"), targets: map[string]*target{}, warned: map[string]bool{},
+		grown: map[string]*grownSeries{}}
 	if m.client == nil {
 		m.client = &http.Client{Timeout: opts.Timeout}
 	}
@@ -160,6 +182,44 @@ func (m *Meter) ScrapeOnce(ctx context.Context) {
 	m.mu.Lock()
 	m.scraped = true
 	m.mu.Unlock()
+	m.Expire(m.opts.Now())
+}
+
+// Expire removes the cost series that have not grown since now-SeriesTTL, and what the meter remembers
+// of them. The dollars they hold were already exposed: a query of increase() or rate() over any window
+// that saw them keeps them; a pair that grows again starts a new series from its new dollars.
+func (m *Meter) Expire(now time.Time) {
+	if m.opts.SeriesTTL <= 0 {
+		return
+	}
+	cutoff := now.Add(-m.opts.SeriesTTL)
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	for key, g := range m.grown {
+		if !g.updated.Before(cutoff) {
+			continue
+		}
+		if g.cost {
+			m.metrics.cost.DeleteLabelValues(g.values...)
+			m.metrics.expired.Inc()
+		}
+		for _, w := range g.warned {
+			delete(m.warned, w)
+		}
+		delete(m.grown, key)
+	}
+	m.metrics.costSeries.Set(float64(m.costSeries()))
+}
+
+// costSeries counts the series of the cost counter; the caller holds m.mu.
+func (m *Meter) costSeries() int {
+	n := 0
+	for _, g := range m.grown {
+		if g.cost {
+			n++
+		}
+	}
+	return n
 }
 
 func (m *Meter) fetch(ctx context.Context, url string) (map[string]*dto.MetricFamily, error) {
@@ -242,10 +302,10 @@ func (m *Meter) Apply(url string, fams map[string]*dto.MetricFamily) {
 	// Only the series of this scrape are remembered: one that vanished was removed by the flowserver
 	// (its series TTL), and if it comes back it starts again from zero.
 	last := make(map[string]float64, len(f.GetMetric()))
-	m.grow(url, t, f, TrafficLabels, labelIndex, "", restarted, last, func(values []string, delta float64) { m.add(values, delta, regions) })
+	m.grow(url, t, f, TrafficLabels, labelIndex, "", restarted, last, func(key string, values []string, delta float64) { m.add(key, values, delta, regions) })
 	if sf := fams[ServiceTrafficMetric]; sf != nil {
 		ready := m.readyEndpoints()
-		m.grow(url, t, sf, ServiceTrafficLabels, serviceLabelIndex, "svc\xff", restarted, last, func(values []string, delta float64) {
+		m.grow(url, t, sf, ServiceTrafficLabels, serviceLabelIndex, "svc\xff", restarted, last, func(_ string, values []string, delta float64) {
 			m.addService(values, delta, regions, ready)
 		})
 	}
@@ -257,7 +317,7 @@ func (m *Meter) Apply(url string, fams map[string]*dto.MetricFamily) {
 // grow adds the growth of every series of a counter family since the last scrape, with the baseline,
 // reset and restart rules of the package comment; keys are prefixed so families share one map.
 func (m *Meter) grow(url string, t *target, f *dto.MetricFamily, names []string, index map[string]int, prefix string, restarted bool,
-	last map[string]float64, add func(values []string, delta float64)) {
+	last map[string]float64, add func(key string, values []string, delta float64)) {
 	values := make([]string, len(names))
 	for _, s := range f.GetMetric() {
 		clear(values)
@@ -288,7 +348,7 @@ func (m *Meter) grow(url string, t *target, f *dto.MetricFamily, names []string,
 		if delta == 0 {
 			continue
 		}
-		add(values, delta)
+		add(key, values, delta)
 	}
 }
 
@@ -330,7 +390,13 @@ func (m *Meter) addService(values []string, bytes float64, regions pricing.Regio
 	}
 }
 
-func (m *Meter) add(values []string, bytes float64, regions pricing.Regions) {
+func (m *Meter) add(key string, values []string, bytes float64, regions pricing.Regions) {
+	g := m.grown[key]
+	if g == nil {
+		g = &grownSeries{values: slices.Clone(values)}
+		m.grown[key] = g
+	}
+	g.updated = m.opts.Now()
 	src := pricing.Endpoint{Namespace: values[0], Workload: values[1], Kind: values[2], Zone: values[3]}
 	dst := pricing.Endpoint{Namespace: values[4], Workload: values[5], Kind: values[6], Zone: values[7]}
 	perByte, class, reason := m.opts.Table.PerByteOf(src, dst, regions)
@@ -338,9 +404,10 @@ func (m *Meter) add(values []string, bytes float64, regions pricing.Regions) {
 	switch class {
 	case pricing.Unpriced:
 		m.metrics.unpriced.WithLabelValues(reason).Add(bytes)
-		key := reason + "\xff" + strings.Join(values, "\xff")
-		if !m.warned[key] {
-			m.warned[key] = true
+		wkey := reason + "\xff" + key
+		if !m.warned[wkey] {
+			m.warned[wkey] = true
+			g.warned = append(g.warned, wkey)
 			m.log.Warn("traffic not priced: an end's zone or region is unknown", "reason", reason,
 				"src", src.Namespace+"/"+src.Workload, "src_kind", src.Kind, "src_zone", src.Zone,
 				"dst", dst.Namespace+"/"+dst.Workload, "dst_kind", dst.Kind, "dst_zone", dst.Zone)
@@ -348,6 +415,10 @@ func (m *Meter) add(values []string, bytes float64, regions pricing.Regions) {
 	case pricing.SameZone:
 	default:
 		m.metrics.cost.WithLabelValues(values...).Add(bytes * perByte)
+		if !g.cost {
+			g.cost = true
+			m.metrics.costSeries.Set(float64(m.costSeries()))
+		}
 	}
 }
 

@@ -15,6 +15,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"github.com/prometheus/client_golang/prometheus/testutil"
 
 	"github.com/zonetoll/zonetoll/services/costcalc/internal/pricing"
 	"github.com/zonetoll/zonetoll/testkit/metricstest"
@@ -330,5 +331,80 @@ func TestServiceCost(t *testing.T) {
 	}
 	if n := len(fams.Series(ServiceCostMetric, map[string]string{"src_zone": "us-east-1a", "dst_zone": "us-east-1a"})); n != 0 {
 		t.Errorf("same-zone traffic has %d cost series", n)
+	}
+}
+
+// TestSeriesTTL: a cost series that has not grown for the TTL is removed from the exposition and from
+// the meter's memory, and counted; one still growing stays; a removed pair that grows again is a new
+// series holding only its new dollars. With TTL 0 nothing is removed.
+func TestSeriesTTL(t *testing.T) {
+	for _, ttl := range []time.Duration{time.Hour, 0} {
+		t.Run(fmt.Sprintf("ttl=%s", ttl), func(t *testing.T) {
+			ctx := context.Background()
+			fs := newFlowserver(t)
+			busy := pair("web", "us-east-1a", "db", "statefulset", "us-east-1b")
+			quiet := pair("batch", "us-east-1a", "db", "statefulset", "us-east-1c")
+			unpriced := pair("batch", "us-east-1a", "other", "deployment", "moon-1")
+			table, err := pricing.Preset("aws")
+			if err != nil {
+				t.Fatal(err)
+			}
+			now := time.Date(2026, 12, 1, 0, 0, 0, 0, time.UTC)
+			reg := prometheus.NewPedanticRegistry()
+			m, err := New(Options{Targets: []string{fs.srv.URL}, Timeout: 5 * time.Second, Table: table, SeriesTTL: ttl, Now: func() time.Time { return now }},
+				reg, slog.New(slog.NewTextHandler(io.Discard, nil)))
+			if err != nil {
+				t.Fatal(err)
+			}
+			srv := httptest.NewServer(promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
+			t.Cleanup(srv.Close)
+			cc := &costcalc{m: m, url: srv.URL}
+
+			m.ScrapeOnce(ctx) // baseline
+			fs.set(busy, 1*gib)
+			fs.set(quiet, 1*gib)
+			fs.set(unpriced, 1*gib)
+			m.ScrapeOnce(ctx) // both grow at 00:00
+			for _, step := range []time.Duration{20 * time.Minute, 40 * time.Minute, 61 * time.Minute} {
+				now = time.Date(2026, 12, 1, 0, 0, 0, 0, time.UTC).Add(step)
+				fs.set(busy, float64(2+step/time.Minute)*gib) // only busy grows
+				m.ScrapeOnce(ctx)
+			}
+			fams := metricstest.Scrape(t, cc.url)
+			quietSeries := len(fams.Series(CostMetric, map[string]string{"src_workload": "batch"}))
+			busySeries := len(fams.Series(CostMetric, map[string]string{"src_workload": "web"}))
+			expired, _ := fams.Value("zonetoll_costcalc_series_expired_total", nil)
+			held, _ := fams.Value("zonetoll_costcalc_cost_series", nil)
+			if ttl == 0 {
+				if quietSeries != 1 || busySeries != 1 || expired != 0 || held != 2 {
+					t.Fatalf("without a TTL: quiet %d, busy %d series, %v expired, %v held; want 1, 1, 0, 2", quietSeries, busySeries, expired, held)
+				}
+				return
+			}
+			if quietSeries != 0 || busySeries != 1 || expired != 1 || held != 1 {
+				t.Fatalf("after 61 min: quiet %d, busy %d series, %v expired, %v held; want 0, 1, 1, 1", quietSeries, busySeries, expired, held)
+			}
+			m.mu.Lock()
+			grown, warned := len(m.grown), 0
+			for k := range m.warned {
+				if strings.Contains(k, "\xff") { // per series; the per-target warnings are bounded
+					warned++
+				}
+			}
+			m.mu.Unlock()
+			if grown != 1 || warned != 0 {
+				t.Errorf("meter remembers %d series and %d warnings, want 1 and 0 (the quiet and unpriced pairs forgotten)", grown, warned)
+			}
+			// The quiet pair sends 3 GiB more: a new series with $0.06 (AWS: $0.02/GiB crossing), not
+			// the $0.02 it had before it expired plus that.
+			fs.set(quiet, 4*gib)
+			m.ScrapeOnce(ctx)
+			if got := cc.cost(t, map[string]string{"src_workload": "batch"}); !near(got, 0.06) {
+				t.Errorf("quiet pair after it came back: $%v, want $0.06", got)
+			}
+			if problems, err := testutil.GatherAndLint(reg); err != nil || len(problems) > 0 {
+				t.Errorf("metrics lint: %v %v", problems, err)
+			}
+		})
 	}
 }

@@ -30,6 +30,9 @@ type metrics struct {
 	resets           *prometheus.CounterVec
 	series           *prometheus.GaugeVec
 	duration         *prometheus.HistogramVec
+	// expired and costSeries: ZONETOLL_SERIES_TTL at work.
+	expired    prometheus.Counter
+	costSeries prometheus.Gauge
 }
 
 func newMetrics(reg prometheus.Registerer, table *pricing.Table) (*metrics, error) {
@@ -71,6 +74,14 @@ func newMetrics(reg prometheus.Registerer, table *pricing.Table) (*metrics, erro
 			Help:    "Time one scrape of a flowserver took, parsing included.",
 			Buckets: prometheus.ExponentialBuckets(0.005, 2, 12),
 		}, []string{"target"}),
+		expired: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "zonetoll_costcalc_series_expired_total",
+			Help: "Cost series removed because they did not grow for ZONETOLL_SERIES_TTL.",
+		}),
+		costSeries: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "zonetoll_costcalc_cost_series",
+			Help: "Series of " + CostMetric + " held now.",
+		}),
 	}
 	perByte := prometheus.NewGaugeVec(prometheus.GaugeOpts{
 		Name: "zonetoll_price_dollars_per_byte",
@@ -85,7 +96,7 @@ func newMetrics(reg prometheus.Registerer, table *pricing.Table) (*metrics, erro
 		perByte.WithLabelValues(l...).Set(r.Price / table.Unit.Bytes())
 		perUnit.WithLabelValues(l...).Set(r.Price)
 	}
-	for _, c := range []prometheus.Collector{m.serviceCost, m.serviceAvoidable, m.cost, m.bytes, m.unpriced, m.scrapes, m.resets, m.series, m.duration, perByte, perUnit} {
+	for _, c := range []prometheus.Collector{m.serviceCost, m.serviceAvoidable, m.cost, m.bytes, m.unpriced, m.scrapes, m.resets, m.series, m.duration, m.expired, m.costSeries, perByte, perUnit} {
 		if err := reg.Register(c); err != nil {
 			return nil, fmt.Errorf("registering costcalc metrics: %w", err)
 		}

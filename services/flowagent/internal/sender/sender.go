@@ -41,7 +41,12 @@ const (
 	resultRejected     = "rejected"
 	resultServerError  = "server_error" // 5xx, 429, 408: retried
 	resultNetworkError = "network_error"
+	resultUnauthorized = "unauthorized" // 401, 403: kept and retried, see attempt
 )
+
+// errUnauthorized marks a report the server refused for its token or identity: retried, logged only
+// when the state changes.
+var errUnauthorized = errors.New("flowserver refused the agent's token")
 
 // ErrBusy is returned by Flush when the sending turn did not come free before its context ended: Run
 // was still sending. The reports stay in the spool.
@@ -79,6 +84,9 @@ type Sender struct {
 	// alone uses rng and the entry it took from the spool.
 	turn chan struct{}
 	rng  *rand.Rand
+	// unauthorized is true from a 401/403 until the next delivery, so each change is logged once. The
+	// holder of the turn alone uses it.
+	unauthorized bool
 }
 
 type metrics struct {
@@ -91,7 +99,7 @@ func newMetrics(reg prometheus.Registerer) metrics {
 	m := metrics{
 		sent: f.NewCounterVec(prometheus.CounterOpts{
 			Name: "zonetoll_flowagent_reports_sent_total",
-			Help: "POSTs of reports to the flowserver by result: delivered, rejected (4xx, dropped), server_error (5xx/429/408, retried), network_error (retried).",
+			Help: "POSTs of reports to the flowserver by result: delivered, rejected (4xx, dropped), unauthorized (401/403, kept and retried), server_error (5xx/429/408, retried), network_error (retried).",
 		}, []string{"result"}),
 		duration: f.NewHistogram(prometheus.HistogramOpts{
 			Name:    "zonetoll_flowagent_report_send_duration_seconds",
@@ -99,7 +107,7 @@ func newMetrics(reg prometheus.Registerer) metrics {
 			Buckets: prometheus.ExponentialBuckets(0.005, 3, 9),
 		}),
 	}
-	for _, r := range []string{resultDelivered, resultRejected, resultServerError, resultNetworkError} {
+	for _, r := range []string{resultDelivered, resultRejected, resultUnauthorized, resultServerError, resultNetworkError} {
 		m.sent.WithLabelValues(r)
 	}
 	return m
@@ -191,7 +199,9 @@ func (s *Sender) Run(ctx context.Context) {
 		}
 		failures++
 		wait := s.backoff(failures, retryAfter)
-		s.log.Warn("report not delivered; will retry", "sequence", e.Seq, "attempt", e.Attempts, "retry_in", wait, "error", err)
+		if !errors.Is(err, errUnauthorized) { // logged once when it began, in attempt
+			s.log.Warn("report not delivered; will retry", "sequence", e.Seq, "attempt", e.Attempts, "retry_in", wait, "error", err)
+		}
 		t := time.NewTimer(wait)
 		select {
 		case <-ctx.Done():
@@ -237,7 +247,23 @@ func (s *Sender) attempt(ctx context.Context, e *spool.Entry) (retryAfter time.D
 	switch a.result {
 	case resultDelivered:
 		s.spool.Done(e)
+		if s.unauthorized {
+			s.unauthorized = false
+			s.log.Info("flowserver accepts the agent's token again; delivering the spooled reports", "sequence", e.Seq, "pending", s.spool.Len())
+		}
 		return 0, nil
+	case resultUnauthorized:
+		// Not this report's fault: a token the server does not (yet) accept — rotated, not yet valid
+		// after a clock step, a TokenReview outage answered as 401 by a proxy, RBAC or an allowed account
+		// changed during a rollout. Every later report would get the same answer, so dropping would
+		// lose them all. Keep it, back off as for a server error; the spool's bound still applies.
+		s.spool.Return(e)
+		if !s.unauthorized {
+			s.unauthorized = true
+			s.log.Error("flowserver refuses the agent's token; keeping reports spooled and retrying", "status", a.status, "body", a.msg,
+				"sequence", e.Seq, "pending", s.spool.Len(), "spool_bytes", s.spool.Bytes())
+		}
+		return a.retryAfter, fmt.Errorf("%w: %d %s", errUnauthorized, a.status, a.msg)
 	case resultRejected:
 		// The server will refuse this exact report every time: keeping it would block the spool.
 		s.spool.Drop(e, spool.ReasonRejected)
@@ -293,6 +319,10 @@ func (s *Sender) post(ctx context.Context, body []byte) (a answer) {
 		a.result = resultDelivered
 	case code == http.StatusTooManyRequests || code == http.StatusRequestTimeout || code >= 500:
 		a.result = resultServerError
+		a.retryAfter = parseRetryAfter(resp.Header.Get("Retry-After"), time.Now())
+		a.err = fmt.Errorf("flowserver answered %d: %s", code, a.msg)
+	case code == http.StatusUnauthorized || code == http.StatusForbidden:
+		a.result = resultUnauthorized
 		a.retryAfter = parseRetryAfter(resp.Header.Get("Retry-After"), time.Now())
 		a.err = fmt.Errorf("flowserver answered %d: %s", code, a.msg)
 	default:

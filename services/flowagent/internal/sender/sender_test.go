@@ -1,7 +1,9 @@
 package sender
 
 import (
+	"bytes"
 	"context"
+	"log/slog"
 	"math/rand/v2"
 	"net"
 	"net/http"
@@ -9,6 +11,7 @@ import (
 	"net/netip"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -519,4 +522,126 @@ func TestDirectorySpoolSurvivesRestart(t *testing.T) {
 	if len(left) != 0 {
 		t.Errorf("spool directory still holds %d files after delivery", len(left))
 	}
+}
+
+// TestUnauthorizedKeepsReports: a real HTTP server refuses the agent's token (401, then 403) for a
+// while, as during a token or RBAC change, then accepts it. Nothing is dropped: every report is
+// applied once, in order, and the refusals are counted and logged once each way, not per retry.
+func TestUnauthorizedKeepsReports(t *testing.T) {
+	for _, status := range []int{http.StatusUnauthorized, http.StatusForbidden} {
+		t.Run(http.StatusText(status), func(t *testing.T) {
+			const failures, reports = 6, 5
+			fs, srv := newFakeServer(t, failures, status)
+			reg := prometheus.NewPedanticRegistry()
+			var logs syncBuffer
+			s, err := New(Config{URL: srv.URL, SpoolBytes: 1 << 20, MinBackoff: time.Millisecond, MaxBackoff: 4 * time.Millisecond, Timeout: 10 * time.Second},
+				reg, slog.New(slog.NewTextHandler(&logs, nil)))
+			if err != nil {
+				t.Fatal(err)
+			}
+			for seq := uint64(1); seq <= reports; seq++ {
+				if err := s.Enqueue(testReport(seq, 100*seq)); err != nil {
+					t.Fatal(err)
+				}
+			}
+			stop := runSender(t, s)
+			waitApplied(t, fs, reports)
+			waitDelivered(t, s, reports)
+			stop()
+			applied, order, requests, _, bad := fs.snapshot()
+			if len(bad) > 0 {
+				t.Fatalf("server saw malformed requests: %v", bad)
+			}
+			for seq := uint64(1); seq <= reports; seq++ {
+				if got := applied[reportID{"node-a", testBoot, seq}]; got != 100*seq {
+					t.Errorf("report %d applied with %d bytes, want %d", seq, got, 100*seq)
+				}
+			}
+			if len(order) != reports || order[0] != 1 || order[reports-1] != reports {
+				t.Errorf("applied order %v, want 1..%d", order, reports)
+			}
+			if got := len(requests); got != reports+failures {
+				t.Errorf("%d requests, want %d (report 1 retried through every refusal)", got, reports+failures)
+			}
+			if got := testutil.ToFloat64(s.m.sent.WithLabelValues(resultUnauthorized)); got != failures {
+				t.Errorf("reports_sent_total{result=unauthorized} = %v, want %d", got, failures)
+			}
+			for _, reason := range []string{spool.ReasonRejected, spool.ReasonSpoolFull, spool.ReasonShutdown} {
+				if got := droppedBytes(t, reg, reason); got != 0 {
+					t.Errorf("dropped bytes (%s) = %v, want 0", reason, got)
+				}
+			}
+			if got := testutil.ToFloat64(s.m.sent.WithLabelValues(resultRejected)); got != 0 {
+				t.Errorf("reports_sent_total{result=rejected} = %v, want 0", got)
+			}
+			out := logs.String()
+			if n := strings.Count(out, "flowserver refuses the agent's token"); n != 1 {
+				t.Errorf("%d lines saying the token is refused, want 1 (once per state change):\n%s", n, out)
+			}
+			if n := strings.Count(out, "flowserver accepts the agent's token again"); n != 1 {
+				t.Errorf("%d lines saying the token is accepted again, want 1:\n%s", n, out)
+			}
+			if n := strings.Count(out, "will retry"); n != 0 {
+				t.Errorf("%d per-retry lines for refused tokens, want 0:\n%s", n, out)
+			}
+			if problems, err := testutil.GatherAndLint(reg); err != nil || len(problems) > 0 {
+				t.Errorf("metrics lint: %v %v", problems, err)
+			}
+		})
+	}
+}
+
+// TestUnauthorizedBoundedBySpool: while the token is refused, the spool's byte bound still holds and
+// what it drops is counted as spool_full, as for any other outage.
+func TestUnauthorizedBoundedBySpool(t *testing.T) {
+	fs, srv := newFakeServer(t, 1<<30, http.StatusUnauthorized)
+	probe := newTestSender(t, srv.URL, 1<<20, prometheus.NewRegistry())
+	if err := probe.Enqueue(testReport(1, 100)); err != nil {
+		t.Fatal(err)
+	}
+	size := probe.SpoolBytes()
+	reg := prometheus.NewRegistry()
+	s := newTestSender(t, srv.URL, 3*size+size/2, reg)
+	stop := runSender(t, s)
+	for seq := uint64(1); seq <= 8; seq++ {
+		if err := s.Enqueue(testReport(seq, 100+seq)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	deadline := time.Now().Add(30 * time.Second)
+	for testutil.ToFloat64(s.m.sent.WithLabelValues(resultUnauthorized)) < 3 && time.Now().Before(deadline) {
+		time.Sleep(2 * time.Millisecond)
+	}
+	stop()
+	// Stopped between attempts, the report in flight is back in the spool.
+	if held := s.SpoolBytes(); held > 3*size+size/2 {
+		t.Errorf("spool holds %d bytes, over the bound %d", held, 3*size+size/2)
+	}
+	if got := droppedBytes(t, reg, spool.ReasonSpoolFull); got == 0 {
+		t.Error("nothing counted as spool_full, want the oldest reports beyond the bound")
+	}
+	if got := droppedBytes(t, reg, spool.ReasonRejected); got != 0 {
+		t.Errorf("dropped bytes (rejected) = %v, want 0", got)
+	}
+	if a, _, _, _, _ := fs.snapshot(); len(a) != 0 {
+		t.Errorf("server applied %v while refusing the token", a)
+	}
+}
+
+// syncBuffer is a bytes.Buffer safe for the sender's goroutine and the test.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
 }

@@ -32,7 +32,9 @@ func TestPost(t *testing.T) {
 		{"204 delivered", http.StatusNoContent, "", false, resultDelivered, 0},
 		{"200 delivered", http.StatusOK, "", false, resultDelivered, 0},
 		{"400 rejected", http.StatusBadRequest, "", false, resultRejected, 0},
-		{"401 rejected", http.StatusUnauthorized, "", false, resultRejected, 0},
+		{"401 kept", http.StatusUnauthorized, "", false, resultUnauthorized, 0},
+		{"403 kept", http.StatusForbidden, "", false, resultUnauthorized, 0},
+		{"404 rejected", http.StatusNotFound, "", false, resultRejected, 0},
 		{"413 rejected", http.StatusRequestEntityTooLarge, "", false, resultRejected, 0},
 		{"408 retried", http.StatusRequestTimeout, "", false, resultServerError, 0},
 		{"429 with Retry-After", http.StatusTooManyRequests, "7", false, resultServerError, 7 * time.Second},
@@ -81,11 +83,11 @@ func TestPost(t *testing.T) {
 			if a.result != tt.want || a.retryAfter != tt.wantWait {
 				t.Errorf("post = %s, Retry-After %s; want %s, %s", a.result, a.retryAfter, tt.want, tt.wantWait)
 			}
-			retried := tt.want == resultServerError || tt.want == resultNetworkError
+			retried := tt.want == resultServerError || tt.want == resultNetworkError || tt.want == resultUnauthorized
 			if (a.err != nil) != retried {
 				t.Errorf("post error %v; want one only for a retried result", a.err)
 			}
-			for _, r := range []string{resultDelivered, resultRejected, resultServerError, resultNetworkError} {
+			for _, r := range []string{resultDelivered, resultRejected, resultUnauthorized, resultServerError, resultNetworkError} {
 				want := 0.0
 				if r == tt.want {
 					want = 1
