@@ -1,14 +1,12 @@
 package sender
 
 import (
-	"bytes"
 	"context"
 	"log/slog"
 	"math/rand/v2"
 	"net"
 	"net/http"
 	"net/http/httptest"
-	"net/netip"
 	"os"
 	"path/filepath"
 	"strings"
@@ -19,25 +17,12 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
 
+	"github.com/zonetoll/zonetoll/services/flowagent/internal/reporttest"
 	"github.com/zonetoll/zonetoll/services/flowagent/internal/spool"
 	"github.com/zonetoll/zonetoll/shared/report"
 	"github.com/zonetoll/zonetoll/testkit/metricstest"
+	"github.com/zonetoll/zonetoll/testkit/servicetest"
 )
-
-var testBoot = [16]byte{1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16}
-
-func testReport(seq uint64, bytes uint64) *report.Report {
-	start := time.Date(2026, 11, 23, 12, 0, 0, 0, time.UTC).Add(time.Duration(seq) * 10 * time.Second)
-	return &report.Report{
-		Node: "node-a", BootID: testBoot, Sequence: seq,
-		WindowStart: start, WindowEnd: start.Add(10 * time.Second),
-		Flows: []report.Flow{{
-			Src:   report.AddrFrom(netip.MustParseAddr("198.18.0.2")),
-			Dst:   report.AddrFrom(netip.MustParseAddr("198.18.1.2")),
-			Bytes: bytes, Packets: 1,
-		}},
-	}
-}
 
 type reportID struct {
 	node string
@@ -190,25 +175,7 @@ func TestRetriesUntilServerReturns(t *testing.T) {
 			reg := prometheus.NewPedanticRegistry()
 			s := newTestSender(t, srv.URL, 1<<20, reg)
 			const reports = 4
-			for seq := uint64(1); seq <= reports; seq++ {
-				if err := s.Enqueue(testReport(seq, 1000*seq)); err != nil {
-					t.Fatal(err)
-				}
-			}
-			stop := runSender(t, s)
-			waitApplied(t, fs, reports)
-			// The server applies before the sender reads its answer: wait for that too.
-			waitDelivered(t, s, reports)
-			stop()
-			applied, order, requests, _, bad := fs.snapshot()
-			if len(bad) > 0 {
-				t.Fatalf("server saw malformed requests: %v", bad)
-			}
-			for seq := uint64(1); seq <= reports; seq++ {
-				if got := applied[reportID{"node-a", testBoot, seq}]; got != 1000*seq {
-					t.Errorf("report %d applied with %d bytes, want %d", seq, got, 1000*seq)
-				}
-			}
+			order, requests := deliver(t, s, fs, reports, 1000)
 			for i, seq := range order {
 				if seq != uint64(i+1) {
 					t.Errorf("applied order %v, want 1..%d", order, reports)
@@ -217,7 +184,7 @@ func TestRetriesUntilServerReturns(t *testing.T) {
 			}
 			// The oldest report is retried until it is through, always with the same identity.
 			for i := 0; i <= tt.failures; i++ {
-				if requests[i] != (reportID{"node-a", testBoot, 1}) {
+				if requests[i] != (reportID{"node-a", reporttest.Boot, 1}) {
 					t.Errorf("request %d carried %+v, want report 1 retried", i, requests[i])
 				}
 			}
@@ -253,7 +220,7 @@ func TestNetworkErrorRetried(t *testing.T) {
 	srv := httptest.NewUnstartedServer(fs)
 	t.Cleanup(srv.Close)
 	s := newTestSender(t, url, 1<<20, prometheus.NewRegistry())
-	if err := s.Enqueue(testReport(1, 500)); err != nil {
+	if err := s.Enqueue(reporttest.Report(1, 500)); err != nil {
 		t.Fatal(err)
 	}
 	stop := runSender(t, s)
@@ -270,7 +237,7 @@ func TestNetworkErrorRetried(t *testing.T) {
 	srv.Start()
 	waitApplied(t, fs, 1)
 	stop()
-	if a, _, _, _, _ := fs.snapshot(); a[reportID{"node-a", testBoot, 1}] != 500 {
+	if a, _, _, _, _ := fs.snapshot(); a[reportID{"node-a", reporttest.Boot, 1}] != 500 {
 		t.Errorf("applied %v, want report 1 with 500 bytes", a)
 	}
 }
@@ -280,14 +247,14 @@ func TestSpoolBoundDropsOldest(t *testing.T) {
 	reg := prometheus.NewRegistry()
 	// Measure one encoded report to set a bound that holds exactly three.
 	probe := newTestSender(t, srv.URL, 1<<20, prometheus.NewRegistry())
-	if err := probe.Enqueue(testReport(1, 100)); err != nil {
+	if err := probe.Enqueue(reporttest.Report(1, 100)); err != nil {
 		t.Fatal(err)
 	}
 	size := probe.SpoolBytes()
 	s := newTestSender(t, srv.URL, 3*size+size/2, reg)
 	// Same-sized reports (the flow bytes vary only in a varint of equal length).
 	for seq := uint64(1); seq <= 6; seq++ {
-		if err := s.Enqueue(testReport(seq, 100+seq)); err != nil {
+		if err := s.Enqueue(reporttest.Report(seq, 100+seq)); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -316,7 +283,7 @@ func TestRejectedReportDroppedAndCounted(t *testing.T) {
 	reg := prometheus.NewRegistry()
 	s := newTestSender(t, srv.URL, 1<<20, reg)
 	for seq := uint64(1); seq <= 3; seq++ {
-		if err := s.Enqueue(testReport(seq, 10*seq)); err != nil {
+		if err := s.Enqueue(reporttest.Report(seq, 10*seq)); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -357,14 +324,14 @@ func TestTokenFileReread(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := s.Enqueue(testReport(1, 1)); err != nil {
+	if err := s.Enqueue(reporttest.Report(1, 1)); err != nil {
 		t.Fatal(err)
 	}
 	if err := s.Flush(context.Background()); err != nil {
 		t.Fatal(err)
 	}
 	writeToken("v2", "second-token")
-	if err := s.Enqueue(testReport(2, 1)); err != nil {
+	if err := s.Enqueue(reporttest.Report(2, 1)); err != nil {
 		t.Fatal(err)
 	}
 	if err := s.Flush(context.Background()); err != nil {
@@ -382,7 +349,7 @@ func TestFlushCountsUndeliveredAsShutdown(t *testing.T) {
 	reg := prometheus.NewRegistry()
 	s := newTestSender(t, srv.URL, 1<<20, reg)
 	for seq := uint64(1); seq <= 3; seq++ {
-		if err := s.Enqueue(testReport(seq, 7)); err != nil {
+		if err := s.Enqueue(reporttest.Report(seq, 7)); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -454,7 +421,7 @@ func TestRetryAfterHonoured(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := s.Enqueue(testReport(1, 1)); err != nil {
+	if err := s.Enqueue(reporttest.Report(1, 1)); err != nil {
 		t.Fatal(err)
 	}
 	start := time.Now()
@@ -478,7 +445,7 @@ func TestDirectorySpoolSurvivesRestart(t *testing.T) {
 		t.Fatal(err)
 	}
 	for seq := uint64(1); seq <= 3; seq++ {
-		if err := first.Enqueue(testReport(seq, 10*seq)); err != nil {
+		if err := first.Enqueue(reporttest.Report(seq, 10*seq)); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -511,7 +478,7 @@ func TestDirectorySpoolSurvivesRestart(t *testing.T) {
 	}
 	applied, order, _, _, _ := fs.snapshot()
 	for seq := uint64(1); seq <= 3; seq++ {
-		if got := applied[reportID{"node-a", testBoot, seq}]; got != 10*seq {
+		if got := applied[reportID{"node-a", reporttest.Boot, seq}]; got != 10*seq {
 			t.Errorf("report %d applied with %d bytes, want %d (original identity kept)", seq, got, 10*seq)
 		}
 	}
@@ -533,30 +500,13 @@ func TestUnauthorizedKeepsReports(t *testing.T) {
 			const failures, reports = 6, 5
 			fs, srv := newFakeServer(t, failures, status)
 			reg := prometheus.NewPedanticRegistry()
-			var logs syncBuffer
+			var logs servicetest.SyncBuffer
 			s, err := New(Config{URL: srv.URL, SpoolBytes: 1 << 20, MinBackoff: time.Millisecond, MaxBackoff: 4 * time.Millisecond, Timeout: 10 * time.Second},
 				reg, slog.New(slog.NewTextHandler(&logs, nil)))
 			if err != nil {
 				t.Fatal(err)
 			}
-			for seq := uint64(1); seq <= reports; seq++ {
-				if err := s.Enqueue(testReport(seq, 100*seq)); err != nil {
-					t.Fatal(err)
-				}
-			}
-			stop := runSender(t, s)
-			waitApplied(t, fs, reports)
-			waitDelivered(t, s, reports)
-			stop()
-			applied, order, requests, _, bad := fs.snapshot()
-			if len(bad) > 0 {
-				t.Fatalf("server saw malformed requests: %v", bad)
-			}
-			for seq := uint64(1); seq <= reports; seq++ {
-				if got := applied[reportID{"node-a", testBoot, seq}]; got != 100*seq {
-					t.Errorf("report %d applied with %d bytes, want %d", seq, got, 100*seq)
-				}
-			}
+			order, requests := deliver(t, s, fs, reports, 100)
 			if len(order) != reports || order[0] != 1 || order[reports-1] != reports {
 				t.Errorf("applied order %v, want 1..%d", order, reports)
 			}
@@ -596,7 +546,7 @@ func TestUnauthorizedKeepsReports(t *testing.T) {
 func TestUnauthorizedBoundedBySpool(t *testing.T) {
 	fs, srv := newFakeServer(t, 1<<30, http.StatusUnauthorized)
 	probe := newTestSender(t, srv.URL, 1<<20, prometheus.NewRegistry())
-	if err := probe.Enqueue(testReport(1, 100)); err != nil {
+	if err := probe.Enqueue(reporttest.Report(1, 100)); err != nil {
 		t.Fatal(err)
 	}
 	size := probe.SpoolBytes()
@@ -604,7 +554,7 @@ func TestUnauthorizedBoundedBySpool(t *testing.T) {
 	s := newTestSender(t, srv.URL, 3*size+size/2, reg)
 	stop := runSender(t, s)
 	for seq := uint64(1); seq <= 8; seq++ {
-		if err := s.Enqueue(testReport(seq, 100+seq)); err != nil {
+		if err := s.Enqueue(reporttest.Report(seq, 100+seq)); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -628,20 +578,29 @@ func TestUnauthorizedBoundedBySpool(t *testing.T) {
 	}
 }
 
-// syncBuffer is a bytes.Buffer safe for the sender's goroutine and the test.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
+// deliver enqueues reports 1…n (report i with unit×i bytes), runs s until the fake server has applied
+// them and the sender has read every answer, and checks each was applied with its bytes. It returns
+// the order the server applied them in and the requests it saw.
+func deliver(t *testing.T, s *Sender, fs *fakeServer, n, unit uint64) (order []uint64, requests []reportID) {
+	t.Helper()
+	for seq := uint64(1); seq <= n; seq++ {
+		if err := s.Enqueue(reporttest.Report(seq, unit*seq)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	stop := runSender(t, s)
+	waitApplied(t, fs, int(n))
+	// The server applies before the sender reads its answer: wait for that too.
+	waitDelivered(t, s, int(n))
+	stop()
+	applied, order, requests, _, bad := fs.snapshot()
+	if len(bad) > 0 {
+		t.Fatalf("server saw malformed requests: %v", bad)
+	}
+	for seq := uint64(1); seq <= n; seq++ {
+		if got := applied[reportID{"node-a", reporttest.Boot, seq}]; got != unit*seq {
+			t.Errorf("report %d applied with %d bytes, want %d", seq, got, unit*seq)
+		}
+	}
+	return order, requests
 }

@@ -15,6 +15,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
 
+	"github.com/zonetoll/zonetoll/services/flowagent/internal/reporttest"
 	"github.com/zonetoll/zonetoll/services/flowagent/internal/spool"
 	"github.com/zonetoll/zonetoll/testkit/freeport"
 )
@@ -190,7 +191,7 @@ func TestRunAndFlushNeverOverlap(t *testing.T) {
 				t.Fatal(err)
 			}
 			for seq := uint64(1); seq <= 3; seq++ {
-				if err := s.Enqueue(testReport(seq, 10*seq)); err != nil {
+				if err := s.Enqueue(reporttest.Report(seq, 10*seq)); err != nil {
 					t.Fatal(err)
 				}
 			}

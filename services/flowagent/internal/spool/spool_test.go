@@ -2,36 +2,18 @@ package spool
 
 import (
 	"errors"
-	"net/netip"
 	"os"
 	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
 
+	"github.com/zonetoll/zonetoll/services/flowagent/internal/reporttest"
 	"github.com/zonetoll/zonetoll/shared/report"
 )
-
-var testBoot = [16]byte{1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16}
-
-// testReport is report seq carrying bytes traffic bytes; reports of equal-length byte counts encode to
-// the same size.
-func testReport(seq, bytes uint64) *report.Report {
-	start := time.Date(2026, 11, 23, 12, 0, 0, 0, time.UTC).Add(time.Duration(seq) * 10 * time.Second)
-	return &report.Report{
-		Node: "node-a", BootID: testBoot, Sequence: seq,
-		WindowStart: start, WindowEnd: start.Add(10 * time.Second),
-		Flows: []report.Flow{{
-			Src:   report.AddrFrom(netip.MustParseAddr("198.18.0.2")),
-			Dst:   report.AddrFrom(netip.MustParseAddr("198.18.1.2")),
-			Bytes: bytes, Packets: 1,
-		}},
-	}
-}
 
 // oneSize is the encoded size of one testReport with a three-digit byte count.
 func oneSize(t *testing.T) int64 {
@@ -40,7 +22,7 @@ func oneSize(t *testing.T) int64 {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := s.Add(testReport(1, 100)); err != nil {
+	if err := s.Add(reporttest.Report(1, 100)); err != nil {
 		t.Fatal(err)
 	}
 	return s.Bytes()
@@ -115,7 +97,7 @@ func TestBound(t *testing.T) {
 			}
 			var out []*Entry
 			for i, seq := range tt.add {
-				if err := s.Add(testReport(seq, 100+seq)); err != nil {
+				if err := s.Add(reporttest.Report(seq, 100+seq)); err != nil {
 					t.Fatal(err)
 				}
 				if i == 0 {
@@ -176,7 +158,7 @@ func TestEndings(t *testing.T) {
 				t.Fatal(err)
 			}
 			for seq := uint64(1); seq <= 2; seq++ {
-				if err := s.Add(testReport(seq, 10+seq)); err != nil {
+				if err := s.Add(reporttest.Report(seq, 10+seq)); err != nil {
 					t.Fatal(err)
 				}
 			}
@@ -213,7 +195,7 @@ func TestAddUnencodableCountsRejected(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	r := testReport(1, 42)
+	r := reporttest.Report(1, 42)
 	r.BootID = [16]byte{} // the wire format refuses an all-zero boot id
 	if err := s.Add(r); !errors.Is(err, report.ErrInvalid) {
 		t.Errorf("Add of an invalid report: %v, want report.ErrInvalid", err)
@@ -238,7 +220,7 @@ func TestAddedWakes(t *testing.T) {
 	default:
 	}
 	for seq := uint64(1); seq <= 3; seq++ {
-		if err := s.Add(testReport(seq, 1)); err != nil {
+		if err := s.Add(reporttest.Report(seq, 1)); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -282,7 +264,7 @@ func TestDirectoryLoad(t *testing.T) {
 				t.Fatal(err)
 			}
 			for seq := uint64(1); seq <= 4; seq++ {
-				if err := first.Add(testReport(seq, 100+seq)); err != nil {
+				if err := first.Add(reporttest.Report(seq, 100+seq)); err != nil {
 					t.Fatal(err)
 				}
 			}
@@ -299,7 +281,7 @@ func TestDirectoryLoad(t *testing.T) {
 				t.Errorf("resumed %v, want %v", got, tt.wantSeqs)
 			}
 			for _, e := range second.queue {
-				if e.Node != "node-a" || e.BootID != testBoot || e.Traffic != 100+e.Seq {
+				if e.Node != "node-a" || e.BootID != reporttest.Boot || e.Traffic != 100+e.Seq {
 					t.Errorf("resumed report %d as node %q boot %x traffic %d: identity or traffic lost", e.Seq, e.Node, e.BootID, e.Traffic)
 				}
 			}
@@ -333,7 +315,7 @@ func TestDirectoryUnwritable(t *testing.T) {
 	if err := os.RemoveAll(dir); err != nil {
 		t.Fatal(err)
 	}
-	if err := s.Add(testReport(1, 5)); err != nil {
+	if err := s.Add(reporttest.Report(1, 5)); err != nil {
 		t.Fatalf("Add with an unwritable directory: %v", err)
 	}
 	e := s.Take()
