@@ -24,6 +24,7 @@ import (
 	"k8s.io/client-go/discovery"
 	"k8s.io/client-go/discovery/cached/memory"
 	"k8s.io/client-go/dynamic"
+	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/restmapper"
 	"sigs.k8s.io/kustomize/kyaml/filesys"
@@ -431,25 +432,7 @@ func TestZonelabelerRBAC(t *testing.T) {
 			}
 			return l.Spec.HolderIdentity != nil && *l.Spec.HolderIdentity == "zonelabeler-zl-rbac", nil
 		})
-		waitFor(t, ctx, 90*time.Second, "pod shop/web-1 labelled with its node's zone and region", func() (bool, error) {
-			p, err := c.Client.CoreV1().Pods("shop").Get(ctx, "web-1", metav1.GetOptions{})
-			if err != nil {
-				return false, err
-			}
-			return p.Labels["topology.kubernetes.io/zone"] == "eu-1a" && p.Labels["topology.kubernetes.io/region"] == "eu-1", nil
-		})
-		code, body, err := get("http://" + addr + "/metrics")
-		if err != nil || code != http.StatusOK {
-			t.Fatalf("GET /metrics: %d %v", code, err)
-		}
-		if v := metricValue(body, `zonetoll_zonelabeler_label_writes_total{result="success"}`); v == "" || v == "0" {
-			t.Errorf("label_writes_total{result=success} = %q, want at least 1", v)
-		}
-		for _, r := range []string{"forbidden", "error"} {
-			if v := metricValue(body, `zonetoll_zonelabeler_label_writes_total{result="`+r+`"}`); v != "" && v != "0" {
-				t.Errorf("label_writes_total{result=%s} = %s, want 0", r, v)
-			}
-		}
+		labelledCleanly(t, ctx, c.Client, addr, "web-1")
 		if code, _, _ := get("http://" + addr + "/readyz"); code != http.StatusOK {
 			t.Errorf("/readyz = %d, want 200", code)
 		}
@@ -683,4 +666,29 @@ func daemonSetCaps(t *testing.T, dir string) []string {
 	}
 	t.Fatalf("%s has no DaemonSet", dir)
 	return nil
+}
+
+// labelledCleanly waits until the labeler serving its metrics at addr has put zone eu-1a and region
+// eu-1 on pod shop/<pod>, and checks that it wrote with success and was never refused nor failed.
+func labelledCleanly(t *testing.T, ctx context.Context, cs kubernetes.Interface, addr, pod string) {
+	t.Helper()
+	waitFor(t, ctx, 90*time.Second, "pod shop/"+pod+" labelled with its node's zone and region", func() (bool, error) {
+		p, err := cs.CoreV1().Pods("shop").Get(ctx, pod, metav1.GetOptions{})
+		if err != nil {
+			return false, err
+		}
+		return p.Labels["topology.kubernetes.io/zone"] == "eu-1a" && p.Labels["topology.kubernetes.io/region"] == "eu-1", nil
+	})
+	code, body, err := get("http://" + addr + "/metrics")
+	if err != nil || code != http.StatusOK {
+		t.Fatalf("GET /metrics: %d %v", code, err)
+	}
+	if v := metricValue(body, `zonetoll_zonelabeler_label_writes_total{result="success"}`); v == "" || v == "0" {
+		t.Errorf("label_writes_total{result=success} = %q, want at least 1", v)
+	}
+	for _, r := range []string{"forbidden", "error"} {
+		if v := metricValue(body, `zonetoll_zonelabeler_label_writes_total{result="`+r+`"}`); v != "" && v != "0" {
+			t.Errorf("label_writes_total{result=%s} = %s, want 0", r, v)
+		}
+	}
 }
