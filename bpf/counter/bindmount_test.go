@@ -21,8 +21,8 @@ func TestPinDirOnBindMountedSubdirectory(t *testing.T) {
 	kerneltest.Require(t)
 	requireMode(t, ModeNetfilter)
 	tp := newTopo(t)
-	hostDir := filepath.Join(pinDir(t), "zonetoll")  // the host's /sys/fs/bpf/zonetoll
-	if err := os.Mkdir(hostDir, 0o755); err != nil { // what hostPath type DirectoryOrCreate does
+	hostDir := filepath.Join(kerneltest.PinDir(t), "zonetoll") // the host's /sys/fs/bpf/zonetoll
+	if err := os.Mkdir(hostDir, 0o755); err != nil {           // what hostPath type DirectoryOrCreate does
 		t.Fatal(err)
 	}
 	inContainer := t.TempDir() // the container's mount point, on a file system that is not bpffs

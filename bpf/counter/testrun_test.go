@@ -3,6 +3,7 @@ package counter
 import (
 	"context"
 	"encoding/binary"
+	"maps"
 	"math"
 	"net/netip"
 	"testing"
@@ -172,7 +173,7 @@ func testCraftedPackets(t *testing.T, mode Mode, tests []craftedPacket) {
 			got := drainAll(t, c)
 			// Layer-3 bytes: the IP packet without the Ethernet header.
 			want := map[Key]Value{keyOf(tt.src, tt.dst): {Bytes: uint64(len(pkt)), Packets: 1, Segments: 1}}
-			if !equalFlows(got, want) {
+			if !maps.Equal(got, want) {
 				t.Errorf("flows = %v, want %v", got, want)
 			}
 		})
@@ -207,18 +208,6 @@ func TestTCProgramSkipsNonIP(t *testing.T) {
 	if s != (Stats{}) {
 		t.Errorf("stats = %+v, want zero: ARP is neither a flow nor a failure", s)
 	}
-}
-
-func equalFlows(a, b map[Key]Value) bool {
-	if len(a) != len(b) {
-		return false
-	}
-	for k, v := range a {
-		if w, ok := b[k]; !ok || w != v {
-			return false
-		}
-	}
-	return true
 }
 
 func (k Key) String() string {
@@ -263,7 +252,7 @@ func TestProgramCarriesPackedCounters(t *testing.T) {
 				Packets:  math.MaxUint32 - 1 + runs,
 				Segments: math.MaxUint32 + runs,
 			}}
-			if !equalFlows(got, want) {
+			if !maps.Equal(got, want) {
 				t.Errorf("flows = %v, want %v", got, want)
 			}
 		})

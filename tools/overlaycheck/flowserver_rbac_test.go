@@ -177,8 +177,8 @@ func TestFlowserverRBAC(t *testing.T) {
 			t.Errorf("%s = %q, want 4242", series, v)
 		}
 		for series, want := range map[string]string{
-			`zonetoll_service_traffic_bytes_total{dst_zone="eu-1b",namespace="shop",service="api",src_kind="pod",src_namespace="shop",src_workload="web-1",src_zone="eu-1a"}`: "4242",
-			`zonetoll_service_ready_endpoints{namespace="shop",service="api",zone="eu-1b"}`:                                                                                   "1",
+			`zonetoll_service_traffic_bytes_total{direction="request",dst_zone="eu-1b",namespace="shop",service="api",src_kind="pod",src_namespace="shop",src_workload="web-1",src_zone="eu-1a"}`: "4242",
+			`zonetoll_service_ready_endpoints{namespace="shop",service="api",zone="eu-1b"}`:                                                                                                       "1",
 		} {
 			if v := metricValue(body, series); v != want {
 				t.Errorf("%s = %q, want %s", series, v, want)

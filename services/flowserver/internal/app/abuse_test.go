@@ -15,6 +15,7 @@ import (
 	"github.com/zonetoll/zonetoll/services/flowserver/internal/abusetest"
 	"github.com/zonetoll/zonetoll/shared/report"
 	"github.com/zonetoll/zonetoll/testkit/metricstest"
+	"github.com/zonetoll/zonetoll/testkit/reportpost"
 	"github.com/zonetoll/zonetoll/testkit/testcluster"
 )
 
@@ -64,7 +65,7 @@ func TestClusterWorstAllowedMixKeepsGoodReportsFlowing(t *testing.T) {
 			}
 			flows[j] = report.Flow{Src: report.AddrFrom(netip.AddrFrom16(src)), Dst: report.AddrFrom(netip.AddrFrom16(dst)), Bytes: 1 << 20, Packets: 1 << 10}
 		}
-		heavyBodies[i] = gz(t, newReport(fmt.Sprintf("h-%d", i), 1, now.Add(-10*time.Second), now, flows...))
+		heavyBodies[i] = reportpost.Gzip(t, newReport(fmt.Sprintf("h-%d", i), 1, now.Add(-10*time.Second), now, flows...))
 	}
 
 	mix := abusetest.New(&http.Client{Timeout: 30 * time.Second}, svc.URL+"/v1/reports", 8*time.Second)
@@ -96,18 +97,18 @@ func TestClusterWorstAllowedMixKeepsGoodReportsFlowing(t *testing.T) {
 	goodStatuses := map[int]int{}
 	for seq := uint64(1); seq <= 20; seq++ {
 		r := newReport("n-a", seq, time.Now().Add(-time.Second), time.Now(), flow("198.18.10.1", "198.18.10.2", 1_000+seq, 1))
-		body := gz(t, r)
+		body := reportpost.Gzip(t, r)
 		landed := false
 		for attempt := 0; attempt < 30 && !landed; attempt++ {
-			got := post(t, svc.URL, good, body, "gzip")
-			goodStatuses[got.status]++
-			switch got.status {
+			got := reportpost.Post(t, svc.URL, good, body, "gzip")
+			goodStatuses[got.Status]++
+			switch got.Status {
 			case http.StatusOK:
 				landed = true
 			case http.StatusTooManyRequests, http.StatusServiceUnavailable:
 				time.Sleep(200 * time.Millisecond)
 			default:
-				t.Fatalf("the good agent's report %d: %d %s", seq, got.status, got.body)
+				t.Fatalf("the good agent's report %d: %d %s", seq, got.Status, got.Body)
 			}
 		}
 		if !landed {

@@ -7,7 +7,6 @@ import (
 	"crypto/rand"
 	"encoding/json"
 	"fmt"
-	"io"
 	"net/http"
 	"net/netip"
 	"os"
@@ -26,6 +25,7 @@ import (
 
 	"github.com/zonetoll/zonetoll/shared/report"
 	"github.com/zonetoll/zonetoll/testkit/metricstest"
+	"github.com/zonetoll/zonetoll/testkit/reportpost"
 	"github.com/zonetoll/zonetoll/testkit/servicetest"
 	"github.com/zonetoll/zonetoll/testkit/testcluster"
 )
@@ -129,44 +129,6 @@ func (f *fixture) waitGauge(svc *servicetest.Service, name string, want float64)
 type expected struct {
 	ns, workload, kind, zone string
 	pod                      string // for pods
-}
-
-type sent struct {
-	status int
-	body   string
-	header http.Header
-}
-
-// post sends a report the way the agent does (gzip, bearer token).
-func post(t testing.TB, url, token string, body []byte, encoding string) sent {
-	t.Helper()
-	req, err := http.NewRequest(http.MethodPost, url+"/v1/reports", bytes.NewReader(body))
-	if err != nil {
-		t.Fatal(err)
-	}
-	req.Header.Set("Content-Type", "application/octet-stream")
-	if encoding != "" {
-		req.Header.Set("Content-Encoding", encoding)
-	}
-	if token != "" {
-		req.Header.Set("Authorization", "Bearer "+token)
-	}
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	b, _ := io.ReadAll(resp.Body)
-	return sent{resp.StatusCode, string(b), resp.Header}
-}
-
-func gz(t testing.TB, r *report.Report) []byte {
-	t.Helper()
-	var buf bytes.Buffer
-	if err := report.WriteGzip(&buf, r); err != nil {
-		t.Fatal(err)
-	}
-	return buf.Bytes()
 }
 
 func newReport(node string, seq uint64, start, end time.Time, flows ...report.Flow) *report.Report {
@@ -409,13 +371,13 @@ func TestClusterIngestResolvesAndCountsEveryKind(t *testing.T) {
 	r1 := newReport("n-a", 1, now.Add(-10*time.Second), now, flows[:6]...)
 	r2 := newReport("n-b", 1, now.Add(-10*time.Second), now, flows[6:]...)
 	for _, r := range []*report.Report{r1, r2} {
-		if got := post(t, svc.URL, f.agent, gz(t, r), "gzip"); got.status != http.StatusOK || strings.TrimSpace(got.body) != "applied" {
-			t.Fatalf("report from %s: %d %q, want 200 applied", r.Node, got.status, got.body)
+		if got := reportpost.Post(t, svc.URL, f.agent, reportpost.Gzip(t, r), "gzip"); got.Status != http.StatusOK || strings.TrimSpace(got.Body) != "applied" {
+			t.Fatalf("report from %s: %d %q, want 200 applied", r.Node, got.Status, got.Body)
 		}
 	}
 	// The same report again, as an agent retries after a lost response: answered, not counted.
-	if got := post(t, svc.URL, f.agent, gz(t, r1), "gzip"); got.status != http.StatusOK || strings.TrimSpace(got.body) != "duplicate" {
-		t.Fatalf("retried report: %d %q, want 200 duplicate", got.status, got.body)
+	if got := reportpost.Post(t, svc.URL, f.agent, reportpost.Gzip(t, r1), "gzip"); got.Status != http.StatusOK || strings.TrimSpace(got.Body) != "duplicate" {
+		t.Fatalf("retried report: %d %q, want 200 duplicate", got.Status, got.Body)
 	}
 	// Uncompressed bodies are accepted as well.
 	r3 := newReport("n-c", 7, now.Add(-5*time.Second), now, flow("198.18.10.3", "198.18.10.2", 4_242, 4))
@@ -423,8 +385,8 @@ func TestClusterIngestResolvesAndCountsEveryKind(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if got := post(t, svc.URL, f.agent, enc, ""); got.status != http.StatusOK {
-		t.Fatalf("uncompressed report: %d %q", got.status, got.body)
+	if got := reportpost.Post(t, svc.URL, f.agent, enc, ""); got.Status != http.StatusOK {
+		t.Fatalf("uncompressed report: %d %q", got.Status, got.Body)
 	}
 
 	fams := metricstest.Scrape(t, svc.URL+"/metrics")
@@ -469,15 +431,15 @@ func TestClusterRejectsWhatItMustAndKeepsWhatItAccepted(t *testing.T) {
 	f.waitGauge(svc, "zonetoll_flowserver_pods", 8)
 	now := time.Now()
 	good := []report.Flow{flow("198.18.10.1", "198.18.10.2", 1_000, 1)}
-	if got := post(t, svc.URL, f.agent, gz(t, newReport("n-a", 1, now.Add(-time.Second), now, good...)), "gzip"); got.status != http.StatusOK {
-		t.Fatalf("good report: %d %s", got.status, got.body)
+	if got := reportpost.Post(t, svc.URL, f.agent, reportpost.Gzip(t, newReport("n-a", 1, now.Add(-time.Second), now, good...)), "gzip"); got.Status != http.StatusOK {
+		t.Fatalf("good report: %d %s", got.Status, got.Body)
 	}
 
 	manyFlows := make([]report.Flow, 101)
 	for i := range manyFlows {
 		manyFlows[i] = flow("198.18.10.1", fmt.Sprintf("198.18.11.%d", i), 10, 1)
 	}
-	valid := gz(t, newReport("n-a", 2, now.Add(-time.Second), now, good...))
+	valid := reportpost.Gzip(t, newReport("n-a", 2, now.Add(-time.Second), now, good...))
 	garbage := make([]byte, 70_000)
 	_, _ = rand.Read(garbage)
 	truncated, err := report.Encode(newReport("n-a", 3, now.Add(-time.Second), now, good...))
@@ -506,7 +468,7 @@ func TestClusterRejectsWhatItMustAndKeepsWhatItAccepted(t *testing.T) {
 		{"valid token of another account", f.intruder, valid, "gzip", "", http.StatusForbidden, "system:serviceaccount:zonetoll:intruder", "forbidden"},
 		{"body over the byte limit", f.agent, garbage, "", "", http.StatusRequestEntityTooLarge, "65536", "body_too_large"},
 		{"gzip bomb", f.agent, bomb.Bytes(), "gzip", "", http.StatusRequestEntityTooLarge, "too large", "body_too_large"},
-		{"too many flows", f.agent, gz(t, newReport("n-a", 4, now.Add(-time.Second), now, manyFlows...)), "gzip", "", http.StatusRequestEntityTooLarge, "101", "too_many_flows"},
+		{"too many flows", f.agent, reportpost.Gzip(t, newReport("n-a", 4, now.Add(-time.Second), now, manyFlows...)), "gzip", "", http.StatusRequestEntityTooLarge, "101", "too_many_flows"},
 		{"truncated report", f.agent, truncated, "", "", http.StatusBadRequest, "truncated", "malformed"},
 		{"not gzip", f.agent, []byte("ZTRP but not gzip"), "gzip", "", http.StatusBadRequest, "gzip", "malformed"},
 		{"unknown encoding", f.agent, valid, "br", "", http.StatusUnsupportedMediaType, "br", "unsupported_encoding"},
@@ -514,7 +476,7 @@ func TestClusterRejectsWhatItMustAndKeepsWhatItAccepted(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			var got sent
+			var got reportpost.Response
 			if tt.method == http.MethodGet {
 				req, _ := http.NewRequest(http.MethodGet, svc.URL+"/v1/reports", nil)
 				resp, err := http.DefaultClient.Do(req)
@@ -522,47 +484,47 @@ func TestClusterRejectsWhatItMustAndKeepsWhatItAccepted(t *testing.T) {
 					t.Fatal(err)
 				}
 				resp.Body.Close()
-				got.status = resp.StatusCode
+				got.Status = resp.StatusCode
 			} else {
-				got = post(t, svc.URL, tt.token, tt.body, tt.encoding)
+				got = reportpost.Post(t, svc.URL, tt.token, tt.body, tt.encoding)
 			}
-			if got.status != tt.status {
-				t.Fatalf("status %d (%s), want %d", got.status, strings.TrimSpace(got.body), tt.status)
+			if got.Status != tt.status {
+				t.Fatalf("status %d (%s), want %d", got.Status, strings.TrimSpace(got.Body), tt.status)
 			}
-			if !strings.Contains(got.body, tt.mentions) {
-				t.Errorf("error %q does not mention %q", strings.TrimSpace(got.body), tt.mentions)
+			if !strings.Contains(got.Body, tt.mentions) {
+				t.Errorf("error %q does not mention %q", strings.TrimSpace(got.Body), tt.mentions)
 			}
-			if tt.status == http.StatusUnauthorized && got.header.Get("WWW-Authenticate") == "" {
+			if tt.status == http.StatusUnauthorized && got.Header.Get("WWW-Authenticate") == "" {
 				t.Error("401 without WWW-Authenticate")
 			}
 		})
 	}
 
 	// Rate: a burst of 10, then one per 100 s. The good report and five bad ones took six tokens.
-	var limited sent
+	var limited reportpost.Response
 	for seq := uint64(10); seq < 20; seq++ {
-		got := post(t, svc.URL, f.agent, gz(t, newReport("n-b", seq, now.Add(-time.Second), now, flow("198.18.10.2", "198.18.10.1", 1, 1))), "gzip")
-		if got.status == http.StatusTooManyRequests {
+		got := reportpost.Post(t, svc.URL, f.agent, reportpost.Gzip(t, newReport("n-b", seq, now.Add(-time.Second), now, flow("198.18.10.2", "198.18.10.1", 1, 1))), "gzip")
+		if got.Status == http.StatusTooManyRequests {
 			limited = got
 			break
 		}
-		if got.status != http.StatusOK {
-			t.Fatalf("report %d: %d %s", seq, got.status, got.body)
+		if got.Status != http.StatusOK {
+			t.Fatalf("report %d: %d %s", seq, got.Status, got.Body)
 		}
 	}
-	if limited.status != http.StatusTooManyRequests {
+	if limited.Status != http.StatusTooManyRequests {
 		t.Fatal("10 reports in a row from one node were never refused with 429")
 	}
-	if ra := limited.header.Get("Retry-After"); ra == "" || ra == "0" {
+	if ra := limited.Header.Get("Retry-After"); ra == "" || ra == "0" {
 		t.Errorf("429 with Retry-After %q, want a positive number of seconds", ra)
 	}
 	// The limit is per agent, not per node named in the body: the same token naming another node is
 	// held back too, and the agent of another node (its token bound to its pod there) is not.
-	if got := post(t, svc.URL, f.agent, gz(t, newReport("n-c", 1, now.Add(-time.Second), now, good...)), "gzip"); got.status != http.StatusTooManyRequests {
-		t.Errorf("report of the limited agent naming another node: %d %s, want 429", got.status, got.body)
+	if got := reportpost.Post(t, svc.URL, f.agent, reportpost.Gzip(t, newReport("n-c", 1, now.Add(-time.Second), now, good...)), "gzip"); got.Status != http.StatusTooManyRequests {
+		t.Errorf("report of the limited agent naming another node: %d %s, want 429", got.Status, got.Body)
 	}
-	if got := post(t, svc.URL, f.boundToken("n-c"), gz(t, newReport("n-c", 1, now.Add(-time.Second), now, good...)), "gzip"); got.status != http.StatusOK {
-		t.Errorf("report of another node's agent: %d %s", got.status, got.body)
+	if got := reportpost.Post(t, svc.URL, f.boundToken("n-c"), reportpost.Gzip(t, newReport("n-c", 1, now.Add(-time.Second), now, good...)), "gzip"); got.Status != http.StatusOK {
+		t.Errorf("report of another node's agent: %d %s", got.Status, got.Body)
 	}
 
 	// What was accepted before the bad requests is all there, and nothing of theirs was counted.
@@ -588,7 +550,7 @@ func TestClusterRejectsWhatItMustAndKeepsWhatItAccepted(t *testing.T) {
 		t.Errorf("rate-limited rejections = %v, want 2", v)
 	}
 	// The forged token was reviewed once; asking again is answered from the cache.
-	post(t, svc.URL, "eyJhbGciOiJSUzI1NiJ9.e30.c2ln", valid, "gzip")
+	reportpost.Post(t, svc.URL, "eyJhbGciOiJSUzI1NiJ9.e30.c2ln", valid, "gzip")
 	fams = metricstest.Scrape(t, svc.URL+"/metrics")
 	if v, _ := fams.Value("zonetoll_flowserver_token_reviews_total", map[string]string{"result": "unauthenticated"}); v != 1 {
 		t.Errorf("TokenReviews of the forged token = %v, want 1 (the retry is a cache hit)", v)
@@ -623,8 +585,8 @@ func TestClusterLateReportsFollowPodLifetimes(t *testing.T) {
 
 	// Late: the pod is gone, the report is about its lifetime.
 	late := newReport("n-a", 1, oldStart, oldEnd, flow(reused, "198.18.10.3", 5_000, 5))
-	if got := post(t, svc.URL, f.agent, gz(t, late), "gzip"); got.status != http.StatusOK {
-		t.Fatalf("late report: %d %s", got.status, got.body)
+	if got := reportpost.Post(t, svc.URL, f.agent, reportpost.Gzip(t, late), "gzip"); got.Status != http.StatusOK {
+		t.Fatalf("late report: %d %s", got.Status, got.Body)
 	}
 	time.Sleep(5 * time.Second) // the new holder is created well after the old one died
 	if _, err := f.c.CreatePod(f.ctx, testcluster.PodSpec{Namespace: "shop", Name: "new-holder", NodeName: "n-b", IPs: []string{reused}}); err != nil {
@@ -639,8 +601,8 @@ func TestClusterLateReportsFollowPodLifetimes(t *testing.T) {
 	later := newReport("n-a", 2, oldStart, oldEnd, flow(reused, "198.18.10.3", 700, 1))
 	current := newReport("n-b", 1, newStart, newEnd, flow(reused, "198.18.10.3", 300, 1))
 	for _, r := range []*report.Report{later, current} {
-		if got := post(t, svc.URL, f.agent, gz(t, r), "gzip"); got.status != http.StatusOK {
-			t.Fatalf("report: %d %s", got.status, got.body)
+		if got := reportpost.Post(t, svc.URL, f.agent, reportpost.Gzip(t, r), "gzip"); got.Status != http.StatusOK {
+			t.Fatalf("report: %d %s", got.Status, got.Body)
 		}
 	}
 	fams := metricstest.Scrape(t, svc.URL+"/metrics")
@@ -672,8 +634,8 @@ func TestClusterSeriesLimitSendsBytesToOverflow(t *testing.T) {
 	}
 	// One flow per report, so the first two series are taken in a known order.
 	for i, fl := range flows {
-		if got := post(t, svc.URL, f.agent, gz(t, newReport("n-a", uint64(i+1), now.Add(-time.Second), now, fl)), "gzip"); got.status != http.StatusOK {
-			t.Fatalf("report %d: %d %s", i, got.status, got.body)
+		if got := reportpost.Post(t, svc.URL, f.agent, reportpost.Gzip(t, newReport("n-a", uint64(i+1), now.Add(-time.Second), now, fl)), "gzip"); got.Status != http.StatusOK {
+			t.Fatalf("report %d: %d %s", i, got.Status, got.Body)
 		}
 	}
 	fams := metricstest.Scrape(t, svc.URL+"/metrics")
@@ -727,8 +689,8 @@ func TestClusterResolvesAfterAPIServerRestart(t *testing.T) {
 	now := time.Now()
 	// The agent's token is reviewed again after the restart (the cache may hold it; either way it works).
 	r := newReport("n-c", 1, now.Add(-time.Second), now, flow("198.18.30.1", "198.18.10.1", 999, 1), flow("198.18.10.1", "198.18.30.1", 998, 1))
-	if got := post(t, svc.URL, f.agent, gz(t, r), "gzip"); got.status != http.StatusOK {
-		t.Fatalf("report after restart: %d %s", got.status, got.body)
+	if got := reportpost.Post(t, svc.URL, f.agent, reportpost.Gzip(t, r), "gzip"); got.Status != http.StatusOK {
+		t.Fatalf("report after restart: %d %s", got.Status, got.Body)
 	}
 	fams := metricstest.Scrape(t, svc.URL+"/metrics")
 	if v, _ := fams.Value("zonetoll_traffic_bytes_total", map[string]string{"src_workload": "after-restart", "src_zone": "zone-c", "dst_workload": "frontend", "dst_zone": "zone-a"}); v != 999 {
@@ -752,8 +714,8 @@ func TestClusterFlowLog(t *testing.T) {
 		flow("198.18.10.1", "198.18.10.2", 150_000, 120), // logged
 		flow("198.18.10.1", "198.18.10.4", 999, 1),       // below the threshold
 	)
-	if got := post(t, svc.URL, f.agent, gz(t, r), "gzip"); got.status != http.StatusOK {
-		t.Fatalf("report: %d %s", got.status, got.body)
+	if got := reportpost.Post(t, svc.URL, f.agent, reportpost.Gzip(t, r), "gzip"); got.Status != http.StatusOK {
+		t.Fatalf("report: %d %s", got.Status, got.Body)
 	}
 	data, err := os.ReadFile(path)
 	if err != nil {

@@ -18,6 +18,7 @@ import (
 
 	"github.com/zonetoll/zonetoll/shared/report"
 	"github.com/zonetoll/zonetoll/testkit/metricstest"
+	"github.com/zonetoll/zonetoll/testkit/reportpost"
 	"github.com/zonetoll/zonetoll/testkit/servicebuild"
 	"github.com/zonetoll/zonetoll/testkit/testcluster"
 )
@@ -121,8 +122,8 @@ func BenchmarkClusterMemory(b *testing.B) {
 				flows = append(flows, flow(fmt.Sprintf("198.18.%d.%d", src/250, src%250+1), fmt.Sprintf("198.18.%d.%d", dst/250, dst%250+1), 1000, 1))
 			}
 			rep := newReport("node-001", uint64(r+1), now.Add(-10*time.Second), now, flows...)
-			if got := post(b, url, agent.Token, gz(b, rep), "gzip"); got.status != http.StatusOK {
-				b.Fatalf("report %d: %d %s", r, got.status, got.body)
+			if got := reportpost.Post(b, url, agent.Token, reportpost.Gzip(b, rep), "gzip"); got.Status != http.StatusOK {
+				b.Fatalf("report %d: %d %s", r, got.Status, got.Body)
 			}
 		}
 		fams := metricstest.Scrape(b, url+"/metrics")

@@ -13,6 +13,7 @@ import (
 
 	"github.com/zonetoll/zonetoll/shared/report"
 	"github.com/zonetoll/zonetoll/testkit/metricstest"
+	"github.com/zonetoll/zonetoll/testkit/reportpost"
 	"github.com/zonetoll/zonetoll/testkit/testcluster"
 )
 
@@ -232,8 +233,8 @@ func TestClusterTrafficPerService(t *testing.T) {
 	r1 := newReport("n-a", 1, now.Add(-10*time.Second), now, flows[:7]...)
 	r2 := newReport("n-b", 1, now.Add(-10*time.Second), now, flows[7:]...)
 	for _, r := range []*report.Report{r1, r2} {
-		if got := post(t, svc.URL, f.agent, gz(t, r), "gzip"); got.status != http.StatusOK || strings.TrimSpace(got.body) != "applied" {
-			t.Fatalf("report from %s: %d %q, want 200 applied", r.Node, got.status, got.body)
+		if got := reportpost.Post(t, svc.URL, f.agent, reportpost.Gzip(t, r), "gzip"); got.Status != http.StatusOK || strings.TrimSpace(got.Body) != "applied" {
+			t.Fatalf("report from %s: %d %q, want 200 applied", r.Node, got.Status, got.Body)
 		}
 	}
 	fams := metricstest.Scrape(t, svc.URL+"/metrics")
@@ -308,8 +309,8 @@ func TestClusterTrafficPerService(t *testing.T) {
 		flow("198.18.10.1", "198.18.10.2", 1_000, 1),   // api+api-canary as before
 	}
 	r3 := newReport("n-a", 2, now.Add(-5*time.Second), time.Now(), later...)
-	if got := post(t, svc.URL, f.agent, gz(t, r3), "gzip"); got.status != http.StatusOK {
-		t.Fatalf("report after the slice update: %d %q", got.status, got.body)
+	if got := reportpost.Post(t, svc.URL, f.agent, reportpost.Gzip(t, r3), "gzip"); got.Status != http.StatusOK {
+		t.Fatalf("report after the slice update: %d %q", got.Status, got.Body)
 	}
 	laterWant, laterDirect := serviceWant(addrs, targets, later)
 	for k, v := range laterWant {

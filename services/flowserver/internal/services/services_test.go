@@ -1,6 +1,7 @@
 package services
 
 import (
+	"maps"
 	"net/netip"
 	"slices"
 	"strings"
@@ -272,32 +273,20 @@ func TestEndpointsPerZone(t *testing.T) {
 	}
 	api := got[Key{"shop", "api"}]
 	wantReady := map[string]int{"zone-a": 2, "zone-b": 2, "zone-c": 0}
-	if !mapsEqual(api.Ready, wantReady) {
+	if !maps.Equal(api.Ready, wantReady) {
 		t.Errorf("api ready = %v, want %v", api.Ready, wantReady)
 	}
 	wantHinted := map[ZonePair]int{{"zone-a", "zone-a"}: 2, {"zone-a", "zone-c"}: 1, {"zone-b", "zone-b"}: 1}
-	if !mapsEqual(api.Hinted, wantHinted) {
+	if !maps.Equal(api.Hinted, wantHinted) {
 		t.Errorf("api hinted = %v, want %v", api.Hinted, wantHinted)
 	}
 	web := got[Key{"shop", "web"}]
-	if !mapsEqual(web.Ready, map[string]int{"": 1}) || len(web.Hinted) != 0 {
+	if !maps.Equal(web.Ready, map[string]int{"": 1}) || len(web.Hinted) != 0 {
 		t.Errorf("web = %+v, want 1 ready endpoint in zone \"\" and no hints", web)
 	}
 	if _, ok := got[Key{"shop", "idle"}]; ok || len(got) != 2 {
 		t.Errorf("Services with endpoints = %v, want api and web only", got)
 	}
-}
-
-func mapsEqual[K comparable](a, b map[K]int) bool {
-	if len(a) != len(b) {
-		return false
-	}
-	for k, v := range a {
-		if w, ok := b[k]; !ok || w != v {
-			return false
-		}
-	}
-	return true
 }
 
 func TestStatesOfAPIObjects(t *testing.T) {
