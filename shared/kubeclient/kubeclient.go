@@ -99,3 +99,29 @@ func NewRESTClient(rc *rest.Config, scheme *runtime.Scheme, gv schema.GroupVersi
 	}
 	return client, nil
 }
+
+// Group is an API group version a service talks to, with the function that registers its types.
+type Group struct {
+	Version     schema.GroupVersion
+	AddToScheme func(*runtime.Scheme) error
+}
+
+// NewRESTClients returns a REST client per group, in their order, sharing rc and one scheme that holds
+// the types of these groups alone (NewScheme, NewRESTClient).
+func NewRESTClients(rc *rest.Config, groups ...Group) ([]*rest.RESTClient, error) {
+	adders := make([]func(*runtime.Scheme) error, len(groups))
+	for i, g := range groups {
+		adders[i] = g.AddToScheme
+	}
+	scheme, err := NewScheme(adders...)
+	if err != nil {
+		return nil, err
+	}
+	clients := make([]*rest.RESTClient, len(groups))
+	for i, g := range groups {
+		if clients[i], err = NewRESTClient(rc, scheme, g.Version); err != nil {
+			return nil, err
+		}
+	}
+	return clients, nil
+}

@@ -147,22 +147,14 @@ func Run(ctx context.Context, cfg *Config, env servicecmd.Env) error {
 	if err != nil {
 		return err
 	}
-	scheme, err := kubeclient.NewScheme(corev1.AddToScheme, authnv1.AddToScheme, discoveryv1.AddToScheme)
+	clients, err := kubeclient.NewRESTClients(rc,
+		kubeclient.Group{Version: corev1.SchemeGroupVersion, AddToScheme: corev1.AddToScheme},
+		kubeclient.Group{Version: authnv1.SchemeGroupVersion, AddToScheme: authnv1.AddToScheme},
+		kubeclient.Group{Version: discoveryv1.SchemeGroupVersion, AddToScheme: discoveryv1.AddToScheme})
 	if err != nil {
 		return err
 	}
-	core, err := kubeclient.NewRESTClient(rc, scheme, corev1.SchemeGroupVersion)
-	if err != nil {
-		return err
-	}
-	authn1, err := kubeclient.NewRESTClient(rc, scheme, authnv1.SchemeGroupVersion)
-	if err != nil {
-		return err
-	}
-	disc, err := kubeclient.NewRESTClient(rc, scheme, discoveryv1.SchemeGroupVersion)
-	if err != nil {
-		return err
-	}
+	core, authn1, disc := clients[0], clients[1], clients[2]
 	mc, err := metadata.NewForConfig(rc)
 	if err != nil {
 		return fmt.Errorf("creating metadata client: %w", err)

@@ -94,18 +94,13 @@ func Run(ctx context.Context, cfg *Config, env servicecmd.Env) error {
 	if err != nil {
 		return err
 	}
-	scheme, err := kubeclient.NewScheme(corev1.AddToScheme, coordinationv1.AddToScheme)
+	clients, err := kubeclient.NewRESTClients(rc,
+		kubeclient.Group{Version: corev1.SchemeGroupVersion, AddToScheme: corev1.AddToScheme},
+		kubeclient.Group{Version: coordinationv1.SchemeGroupVersion, AddToScheme: coordinationv1.AddToScheme})
 	if err != nil {
 		return err
 	}
-	core, err := kubeclient.NewRESTClient(rc, scheme, corev1.SchemeGroupVersion)
-	if err != nil {
-		return err
-	}
-	coordination, err := kubeclient.NewRESTClient(rc, scheme, coordinationv1.SchemeGroupVersion)
-	if err != nil {
-		return err
-	}
+	core, coordination := clients[0], clients[1]
 	ctrl, err := controller.New(core, controller.Options{
 		ZoneLabels: cfg.ZoneLabels, RegionLabels: cfg.RegionLabels,
 		Namespaces: cfg.Namespaces, ExcludeNamespaces: cfg.ExcludeNamespaces,
