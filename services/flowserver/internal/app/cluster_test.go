@@ -696,7 +696,7 @@ func TestClusterResolvesAfterAPIServerRestart(t *testing.T) {
 	if v, _ := fams.Value("zonetoll_traffic_bytes_total", map[string]string{"src_workload": "after-restart", "src_zone": "zone-c", "dst_workload": "frontend", "dst_zone": "zone-a"}); v != 999 {
 		t.Errorf("after-restart → frontend = %v, want 999", v)
 	}
-	if v, _ := fams.Value("zonetoll_service_traffic_bytes_total", map[string]string{"src_workload": "frontend", "service": "after", "dst_zone": "zone-c"}); v != 998 {
+	if v, _ := fams.Value("zonetoll_service_traffic_bytes_total", map[string]string{"src_workload": "frontend", "service": "after", "dst_zone": "zone-c", "direction": "request"}); v != 998 {
 		t.Errorf("frontend → Service after = %v, want 998", v)
 	}
 }

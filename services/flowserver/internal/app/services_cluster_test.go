@@ -155,29 +155,33 @@ func (f *fixture) serviceWorld() (addrs map[string]expected, targets map[string]
 	return addrs, targets
 }
 
-// serviceWant sums flows into per-Service series the way the contract says, from the test's tables;
-// direct is the bytes to addresses no Service lists.
+// serviceWant sums flows into per-Service series the way flowserver.md says, from the test's tables: a
+// flow to a listed address is a request to its Service; from a listed address to an unlisted one, that
+// Service's response to the client (the destination); direct is the bytes between unlisted addresses.
 func serviceWant(addrs map[string]expected, targets map[string]string, flows []report.Flow) (series map[string]float64, direct float64) {
 	series = map[string]float64{}
 	for _, fl := range flows {
+		client, endpoint, direction := addrs[fl.Src.String()], addrs[fl.Dst.String()], "request"
 		tg, ok := targets[fl.Dst.String()]
 		if !ok {
-			direct += float64(fl.Bytes)
-			continue
+			if tg, ok = targets[fl.Src.String()]; !ok {
+				direct += float64(fl.Bytes)
+				continue
+			}
+			client, endpoint, direction = endpoint, client, "response"
 		}
-		s, d := addrs[fl.Src.String()], addrs[fl.Dst.String()]
 		ns, svc, _ := strings.Cut(tg, "/")
 		series[serviceKey(map[string]string{
-			"src_namespace": s.ns, "src_workload": s.workload, "src_kind": s.kind, "src_zone": s.zone,
-			"namespace": ns, "service": svc, "dst_zone": d.zone,
+			"src_namespace": client.ns, "src_workload": client.workload, "src_kind": client.kind, "src_zone": client.zone,
+			"namespace": ns, "service": svc, "dst_zone": endpoint.zone, "direction": direction,
 		})] += float64(fl.Bytes)
 	}
 	return series, direct
 }
 
 func serviceKey(l map[string]string) string {
-	return fmt.Sprintf("src_namespace=%q,src_workload=%q,src_kind=%q,src_zone=%q,namespace=%q,service=%q,dst_zone=%q",
-		l["src_namespace"], l["src_workload"], l["src_kind"], l["src_zone"], l["namespace"], l["service"], l["dst_zone"])
+	return fmt.Sprintf("src_namespace=%q,src_workload=%q,src_kind=%q,src_zone=%q,namespace=%q,service=%q,dst_zone=%q,direction=%q",
+		l["src_namespace"], l["src_workload"], l["src_kind"], l["src_zone"], l["namespace"], l["service"], l["dst_zone"], l["direction"])
 }
 
 // checkServiceTraffic compares every per-Service series on /metrics with want, both ways, and checks
@@ -226,8 +230,8 @@ func TestClusterTrafficPerService(t *testing.T) {
 		flow("198.18.10.7", "198.18.10.6", 12_345, 10),     // pod on a zoneless node → legacy (c)
 		flow("198.18.10.2", "198.18.200.9", 40_000, 30),    // api → orders, the managed database
 		flow("198.18.10.1", "198.18.10.4", 5_000, 5),       // frontend → logs: only a stray slice lists it
-		flow("198.18.10.2", "198.18.10.1", 1_000_000, 700), // api → frontend: direct, no Service
-		flow("198.18.10.3", "198.19.77.7", 7_777, 9),       // db → external
+		flow("198.18.10.2", "198.18.10.1", 1_000_000, 700), // api → frontend: api+api-canary's response
+		flow("198.18.10.3", "198.19.77.7", 7_777, 9),       // db → external: db's "response" (the rule's known miss)
 		flow("198.18.2.1", "198.18.10.12", 3_300, 3),       // node n-b → api (a)
 	}
 	r1 := newReport("n-a", 1, now.Add(-10*time.Second), now, flows[:7]...)
