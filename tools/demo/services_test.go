@@ -353,3 +353,52 @@ func sortedSet(m map[string]bool) []string {
 	sort.Strings(out)
 	return out
 }
+
+// The test's attribution by hand: a request is counted toward the Service the destination belongs to,
+// an answer to a client no Service lists toward the sender's Service with the receiver as client, and the
+// managed cache's datagrams by nobody.
+func TestServiceLedger(t *testing.T) {
+	m := NewModel("ztdemo-1-")
+	za, zb, zc := m.Zones[0], m.Zones[1], m.Zones[2]
+	fe, api, apiA, pg := m.Pod("frontend", za), m.Pod("api", zb), m.Pod("api", za), m.Pod("postgres", za)
+	node := m.NodeByName("node-c1")
+	sent := map[[2]netip.Addr]PairCount{
+		{fe.IPv4, api.IPv4}:                   {Packets: 10, Payload: 3000}, // request
+		{api.IPv6, fe.IPv6}:                   {Packets: 2, Payload: 2400},  // answer to a client no Service lists
+		{api.IPv4, pg.IPv4}:                   {Packets: 3, Payload: 600},   // a request to the headless postgres
+		{pg.IPv4, api.IPv4}:                   {Packets: 3, Payload: 2400},  // postgres' answer goes to a listed address: a request to api
+		{api.IPv4, m.Ext.IPv4}:                {Packets: 1, Payload: 400},   // to the managed cache's Service
+		{m.Ext.IPv4, api.IPv4}:                {Packets: 5, Payload: 500},   // sent where no agent runs
+		{node.IPv4, apiA.IPv4}:                {Packets: 1, Payload: 100},   // the host-network metrics agent: its node is the client
+		{apiA.IPv6, node.IPv6}:                {Packets: 1, Payload: 1400},  // and its answer
+		{fe.IPv4, m.Pod("frontend", zb).IPv4}: {Packets: 1, Payload: 1},     // no Service on either side
+	}
+	got := serviceLedger(m, sent)
+	want := map[svcKey]uint64{
+		{za, "api", "request", "shop", "frontend", KindDeployment, za, zb}:  3000 + 10*28,
+		{zb, "api", "response", "shop", "frontend", KindDeployment, za, zb}: 2400 + 2*48,
+		{zb, "postgres", "request", "shop", "api", KindDeployment, zb, za}:  600 + 3*28,
+		{za, "api", "request", "shop", "postgres", KindStatefulSet, za, zb}: 2400 + 3*28,
+		{zb, m.Ext.Name, "request", "shop", "api", KindDeployment, zb, zc}:  400 + 28,
+		{zc, "api", "request", "", node.Name, KindNode, zc, za}:             100 + 28,
+		{za, "api", "response", "", node.Name, KindNode, zc, za}:            1400 + 48,
+	}
+	if fmt.Sprint(sortedLedger(got)) != fmt.Sprint(sortedLedger(want)) {
+		t.Errorf("serviceLedger:\n got %v\nwant %v", sortedLedger(got), sortedLedger(want))
+	}
+	e := expectAPI(m, got)
+	// Crossing: every api key above but none in one zone; all savable (an api pod in every zone).
+	cross := float64(3000 + 10*28 + 2400 + 2*48 + 2400 + 3*28 + 100 + 28 + 1400 + 48)
+	if e.Cross != cross || e.Savable != cross || e.Ready[za] != 1 || e.Ready[zb] != 1 || e.Ready[zc] != 1 {
+		t.Errorf("expectAPI: %+v, want %.0f crossing, all savable, one endpoint per zone", e, cross)
+	}
+}
+
+func sortedLedger(m map[svcKey]uint64) []string {
+	var out []string
+	for k, v := range m {
+		out = append(out, fmt.Sprintf("%+v=%d", k, v))
+	}
+	sort.Strings(out)
+	return out
+}
