@@ -45,7 +45,7 @@ const (
 )
 
 // ServiceTrafficLabels are the labels of ServiceTrafficMetric, in the order addService reads them.
-var ServiceTrafficLabels = []string{"namespace", "service", "src_namespace", "src_workload", "src_kind", "src_zone", "dst_zone"}
+var ServiceTrafficLabels = []string{"namespace", "service", "src_namespace", "src_workload", "src_kind", "src_zone", "dst_zone", "direction"}
 
 func indexOf(names []string) map[string]int {
 	m := map[string]int{}

@@ -286,7 +286,11 @@ func (f *flowserver) setExtra(series string, v float64) {
 }
 
 func svcSeries(srcZone, dstZone string) string {
-	return fmt.Sprintf(`zonetoll_service_traffic_bytes_total{src_namespace="shop",src_workload="web",src_kind="deployment",src_zone=%q,namespace="shop",service="api",dst_zone=%q}`, srcZone, dstZone)
+	return svcSeriesDir(srcZone, dstZone, "request")
+}
+
+func svcSeriesDir(srcZone, dstZone, direction string) string {
+	return fmt.Sprintf(`zonetoll_service_traffic_bytes_total{src_namespace="shop",src_workload="web",src_kind="deployment",src_zone=%q,namespace="shop",service="api",dst_zone=%q,direction=%q}`, srcZone, dstZone, direction)
 }
 
 // TestServiceCost: per-zone flowservers each count their own zone's clients of shop/api and both export
@@ -299,8 +303,12 @@ func TestServiceCost(t *testing.T) {
 		fs.setExtra(`zonetoll_service_ready_endpoints{namespace="shop",service="api",zone="us-east-1b"}`, 2)
 	}
 	fsA.setExtra(svcSeries("us-east-1a", "us-east-1b"), 100*gib) // history: not billed
+	fsA.setExtra(svcSeriesDir("us-east-1a", "us-east-1b", "response"), 50*gib)
 	cc := newCostcalc(t, "aws", fsA.srv.URL, fsC.srv.URL)
 	cc.m.ScrapeOnce(ctx)
+	// The answers are a series of their own: read as one with the requests, their counters would
+	// look like resets every scrape.
+	fsA.setExtra(svcSeriesDir("us-east-1a", "us-east-1b", "response"), 51*gib) // +1 GiB: $0.02, avoidable
 
 	fsA.setExtra(svcSeries("us-east-1a", "us-east-1b"), 110*gib) // +10 GiB from a, which has endpoints: $0.20, avoidable
 	fsA.setExtra(svcSeries("us-east-1a", "us-east-1a"), 5*gib)   // same zone: free, no series
@@ -311,11 +319,11 @@ func TestServiceCost(t *testing.T) {
 
 	fams := metricstest.Scrape(t, cc.url)
 	api := map[string]string{"namespace": "shop", "service": "api"}
-	if got := fams.Sum(ServiceCostMetric, api); !near(got, 0.32) {
-		t.Errorf("shop/api cross-zone cost $%v, want $0.32 (12 GiB from a + 4 GiB from c, × $0.02)", got)
+	if got := fams.Sum(ServiceCostMetric, api); !near(got, 0.34) {
+		t.Errorf("shop/api cross-zone cost $%v, want $0.34 (12 GiB from a + 1 GiB of answers to a + 4 GiB from c, × $0.02)", got)
 	}
-	if got := fams.Sum(ServiceAvoidableMetric, api); !near(got, 0.24) {
-		t.Errorf("shop/api avoidable cost $%v, want $0.24 (only zone a has local endpoints)", got)
+	if got := fams.Sum(ServiceAvoidableMetric, api); !near(got, 0.26) {
+		t.Errorf("shop/api avoidable cost $%v, want $0.26 (only zone a has local endpoints)", got)
 	}
 	if got := fams.Sum(ServiceAvoidableMetric, map[string]string{"src_zone": "us-east-1c"}); got != 0 {
 		t.Errorf("zone c has no endpoint, yet $%v of its traffic is avoidable", got)

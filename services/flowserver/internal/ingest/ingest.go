@@ -608,8 +608,13 @@ func (h *Handler) resolveFlows(wk *work, v resolve.View, sv services.View) {
 		src := v.Resolve(f.Src, start, end)
 		dst := v.Resolve(f.Dst, start, end)
 		pair := b.Add(src, dst, f.Bytes, f.Packets)
+		// A flow to an endpoint is a request to its Service; a flow from an endpoint to an address no
+		// Service lists is that Service's response (the counter keys on addresses, not ports, so this
+		// is the rule, not a fact: docs/flowserver.md says where it is wrong). Each flow counts once.
 		if svc, listed := sv.Lookup(f.Dst); listed {
-			b.AddService(pair, svc, f.Bytes)
+			b.AddService(pair, svc, f.Bytes, false)
+		} else if svc, listed := sv.Lookup(f.Src); listed {
+			b.AddService(pair, svc, f.Bytes, true)
 		}
 		t.add(src, f.Bytes)
 		t.add(dst, f.Bytes)

@@ -14,10 +14,11 @@ import (
 	"github.com/zonetoll/zonetoll/testkit/metricstest"
 )
 
-// TestServiceBytesAddUpToTheTotal posts a report whose destinations are pods of workloads behind one
+// TestServiceBytesAddUpToTheTotal posts a report whose flows go between pods of workloads behind one
 // Service, behind two, behind a headless Service beside a normal one, or behind none, and checks each
-// per-Service series against sums the test makes from its own table, and that the per-Service bytes
-// plus the bytes to addresses no Service lists are the traffic total: no byte lost or counted twice.
+// per-Service series against sums the test makes from its own table (a flow to a listed address is a
+// request to its Service; from a listed address to an unlisted one, that Service's response), and
+// that the per-Service bytes plus the rest are the traffic total: no byte lost or counted twice.
 func TestServiceBytesAddUpToTheTotal(t *testing.T) {
 	const workloads = 30
 	c := newCluster(t, 300, 6, workloads, 0)
@@ -62,25 +63,20 @@ func TestServiceBytesAddUpToTheTotal(t *testing.T) {
 	for _, f := range r.Flows {
 		wantTotal += float64(f.Bytes)
 		if tg, ok := target[f.Dst]; ok {
-			wantSvc[tg] += float64(f.Bytes)
+			wantSvc[tg+" request"] += float64(f.Bytes)
+		} else if tg, ok := target[f.Src]; ok {
+			wantSvc[tg+" response"] += float64(f.Bytes)
 		} else {
 			wantDirect += float64(f.Bytes)
 		}
 	}
-	if len(wantSvc) < 10 || wantDirect == 0 {
+	if len(wantSvc) < 20 || wantDirect == 0 {
 		t.Fatalf("the report reaches %d Service targets and %v direct bytes; the check needs both", len(wantSvc), wantDirect)
 	}
 	if rec := hs.post(encodeT(t, r), ""); rec.Code != http.StatusOK {
 		t.Fatalf("report: %d %s", rec.Code, rec.Body)
 	}
-	mfs, err := hs.reg.Gather()
-	if err != nil {
-		t.Fatal(err)
-	}
-	fams := metricstest.Families{}
-	for _, mf := range mfs {
-		fams[mf.GetName()] = mf
-	}
+	fams := metricstest.Gather(t, hs.reg)
 	gotSvc := map[string]float64{}
 	var gotSvcSum float64
 	for _, m := range fams.Series(traffic.ServiceBytesName, nil) {
@@ -88,7 +84,7 @@ func TestServiceBytesAddUpToTheTotal(t *testing.T) {
 		for _, lp := range m.GetLabel() {
 			l[lp.GetName()] = lp.GetValue()
 		}
-		gotSvc[l["namespace"]+"/"+l["service"]] += m.GetCounter().GetValue()
+		gotSvc[l["namespace"]+"/"+l["service"]+" "+l["direction"]] += m.GetCounter().GetValue()
 		gotSvcSum += m.GetCounter().GetValue()
 	}
 	for k, v := range wantSvc {

@@ -49,13 +49,21 @@ type pairKey struct {
 
 type zoneKey struct{ src, dst string }
 
-// svcKey is a series of the per-Service metric: client workload, destination Service(s), and the
-// destination's zone (as the traffic metric has it, so both split the same bytes the same way).
+// svcKey is a series of the per-Service metric: client workload, Service(s), the endpoint's zone
+// (as the traffic metric has it, so both split the same bytes the same way) and the direction.
 type svcKey struct {
-	src     unique.Handle[resolve.Workload]
-	svc     unique.Handle[services.Target]
-	dstZone string
+	src      unique.Handle[resolve.Workload] // the client
+	svc      unique.Handle[services.Target]
+	dstZone  string // the endpoint's zone
+	response bool
 }
+
+// Directions of the per-Service metric: a request goes from a client to a Service's endpoint, a
+// response from the endpoint back to a client.
+const (
+	DirectionRequest  = "request"
+	DirectionResponse = "response"
+)
 
 // Counts are the bytes and packets of one series.
 type Counts struct{ Bytes, Packets uint64 }
@@ -85,8 +93,9 @@ type Batch struct {
 type Pair int32
 
 type batchSvcKey struct {
-	pair Pair
-	svc  unique.Handle[services.Target]
+	pair     Pair
+	svc      unique.Handle[services.Target]
+	response bool
 }
 
 type pairCounts struct {
@@ -126,12 +135,13 @@ func (b *Batch) Add(src, dst *resolve.Endpoint, bytes, packets uint64) Pair {
 }
 
 // AddService counts the bytes of one flow, already counted with Add (which returned pair), once more
-// by the destination's Service(s): svc is what the services index attributes the destination address
-// to. Flows to an address no Service lists are not passed here, so the per-Service bytes plus those
-// direct bytes are the traffic total. The series takes the client and the destination's zone from the
-// pair, so both metrics split the same bytes the same way.
-func (b *Batch) AddService(pair Pair, svc unique.Handle[services.Target], bytes uint64) {
-	k := batchSvcKey{pair, svc}
+// by a Service: svc is what the services index attributes the destination address to (a request), or,
+// with response, the source address (the endpoint answering a client no Service lists). The caller
+// passes each flow at most once, so the per-Service bytes plus the rest (direct) are the traffic
+// total. The series takes the client and the endpoint's zone from the pair, so both metrics split the
+// same bytes the same way.
+func (b *Batch) AddService(pair Pair, svc unique.Handle[services.Target], bytes uint64, response bool) {
+	k := batchSvcKey{pair, svc, response}
 	b.svcs[k] = SatAdd(b.svcs[k], bytes)
 }
 
@@ -216,8 +226,8 @@ func NewStore(opts Options, reg prometheus.Registerer) (*Store, error) {
 		podBytes: prometheus.NewDesc(PodBytesName,
 			"Layer-3 bytes a pod sent to another zone (kubezonnet-compatible).", []string{"namespace", "pod"}, nil),
 		svcBytes: prometheus.NewDesc(ServiceBytesName,
-			"Layer-3 bytes a client workload sent to the endpoints of a Service (namespace is the Service's; several Services listing one endpoint are joined with +), by the endpoint's zone.",
-			[]string{"src_namespace", "src_workload", "src_kind", "src_zone", "namespace", "service", "dst_zone"}, nil),
+			"Layer-3 bytes between a client workload (src_*) and the endpoints of a Service (namespace is the Service's; several Services listing one endpoint are joined with +), by the endpoint's zone (dst_zone) and direction: request (client to endpoint) or response (endpoint to a client no Service lists).",
+			[]string{"src_namespace", "src_workload", "src_kind", "src_zone", "namespace", "service", "dst_zone", "direction"}, nil),
 	}
 	for _, f := range []string{familyPairs, familyZones, familyPods, familySvcs} {
 		s.overflowBytes.WithLabelValues(f)
@@ -292,7 +302,10 @@ func (s *Store) Apply(b *Batch, now time.Time) {
 	}
 	for bk, bytes := range b.svcs {
 		pk := b.counts[bk.pair].k
-		k := svcKey{pk.src, bk.svc, pk.dst.Value().Zone}
+		k := svcKey{pk.src, bk.svc, pk.dst.Value().Zone, false}
+		if bk.response {
+			k = svcKey{pk.dst, bk.svc, pk.src.Value().Zone, true}
+		}
 		e := s.svcs[k]
 		if e == nil {
 			if len(s.svcs) >= s.opts.MaxSeries {
@@ -304,7 +317,7 @@ func (s *Store) Apply(b *Batch, now time.Time) {
 				src, svc := k.src.Value(), k.svc.Value()
 				e = &entry{labels: labelPairs(
 					"src_namespace", src.Namespace, "src_workload", src.Name, "src_kind", src.Kind, "src_zone", src.Zone,
-					"namespace", svc.Namespace, "service", svc.Service, "dst_zone", k.dstZone)}
+					"namespace", svc.Namespace, "service", svc.Service, "dst_zone", k.dstZone, "direction", direction(k.response))}
 				s.svcs[k] = e
 			}
 		}
@@ -330,10 +343,18 @@ var overflowTarget = unique.Make(services.Target{Namespace: Overflow, Service: O
 func overflowSvc(k svcKey) svcKey {
 	src := k.src.Value()
 	return svcKey{
-		src:     unique.Make(resolve.Workload{Namespace: Overflow, Name: Overflow, Kind: Overflow, Zone: src.Zone, Region: src.Region}),
-		svc:     overflowTarget,
-		dstZone: k.dstZone,
+		src:      unique.Make(resolve.Workload{Namespace: Overflow, Name: Overflow, Kind: Overflow, Zone: src.Zone, Region: src.Region}),
+		svc:      overflowTarget,
+		dstZone:  k.dstZone,
+		response: k.response,
 	}
+}
+
+func direction(response bool) string {
+	if response {
+		return DirectionResponse
+	}
+	return DirectionRequest
 }
 
 func isOverflow(k pairKey) bool { return k.src.Value().Kind == Overflow }

@@ -97,13 +97,13 @@ func TestServiceSeriesLimitOverflowAndExpiry(t *testing.T) {
 	api := unique.Make(services.Target{Namespace: "shop", Service: "api"})
 	both := unique.Make(services.Target{Namespace: "shop", Service: "api+api-canary"})
 	batch := NewBatch()
-	batch.AddService(batch.Add(a, b, 100, 1), api, 100)
-	batch.AddService(batch.Add(a, b, 50, 1), api, 50) // same series: summed
-	batch.AddService(batch.Add(a, c, 7, 1), both, 7)  // the endpoint's zone is part of the series
-	batch.Add(b, c, 1000, 1)                          // not through a Service: no per-Service series
+	batch.AddService(batch.Add(a, b, 100, 1), api, 100, false)
+	batch.AddService(batch.Add(a, b, 50, 1), api, 50, false) // same series: summed
+	batch.AddService(batch.Add(a, c, 7, 1), both, 7, false)  // the endpoint's zone is part of the series
+	batch.Add(b, c, 1000, 1)                                 // not through a Service: no per-Service series
 	s.Apply(batch, t0)
 	batch.Reset()
-	batch.AddService(batch.Add(c, b, 30, 1), api, 30) // third series: overflow, zones z3 → z2 kept
+	batch.AddService(batch.Add(c, b, 30, 1), api, 30, false) // third series: overflow, zones z3 → z2 kept
 	s.Apply(batch, t0.Add(30*time.Minute))
 
 	f := metricstest.Gather(t, reg)
@@ -185,6 +185,30 @@ func TestCountsSaturate(t *testing.T) {
 	} {
 		if v, ok := f.Value(c.metric, c.labels); !ok || v != float64(top) {
 			t.Errorf("%s%v = %v, want the saturated %v", c.metric, c.labels, v, float64(top))
+		}
+	}
+}
+
+// A response (an endpoint answering a client) is the Service's series of that client, with the
+// endpoint's zone: the same labels as the request the other way, told apart by direction.
+func TestServiceResponseIsTheClientsSeries(t *testing.T) {
+	reg := prometheus.NewRegistry()
+	s, err := NewStore(Options{MaxSeries: 10, TTL: time.Hour}, reg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	reg.MustRegister(s)
+	client, endpoint := ep("frontend", "z1", true), ep("api", "z2", true)
+	api := unique.Make(services.Target{Namespace: "shop", Service: "api"})
+	batch := NewBatch()
+	batch.AddService(batch.Add(client, endpoint, 100, 1), api, 100, false)
+	batch.AddService(batch.Add(endpoint, client, 900, 1), api, 900, true)
+	s.Apply(batch, time.Now())
+	f := metricstest.Gather(t, reg)
+	for dir, want := range map[string]float64{DirectionRequest: 100, DirectionResponse: 900} {
+		l := map[string]string{"src_workload": "frontend", "src_zone": "z1", "service": "api", "dst_zone": "z2", "direction": dir}
+		if v, ok := f.Value(ServiceBytesName, l); !ok || v != want {
+			t.Errorf("%s%v = %v (found %v), want %v", ServiceBytesName, l, v, ok, want)
 		}
 	}
 }
