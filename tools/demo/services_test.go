@@ -186,6 +186,7 @@ func checkAdvice(t *testing.T, m *Model, raw []byte, ledger map[svcKey]uint64, s
 	if r.Kubernetes != kubeVersion {
 		t.Errorf("advice for Kubernetes %q, the cluster runs %q", r.Kubernetes, kubeVersion)
 	}
+	t.Logf("advice for Kubernetes %s over %s", r.Kubernetes, end.Sub(start).Round(time.Millisecond))
 	byName := map[string]int{}
 	for i, s := range r.Services {
 		if s.Namespace == m.AppNS {
