@@ -3,10 +3,13 @@ package demo
 import (
 	"context"
 	"fmt"
+	"net/netip"
 	"path/filepath"
+	"strings"
 
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
+	discoveryv1 "k8s.io/api/discovery/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
 
@@ -79,6 +82,7 @@ func populate(ctx context.Context, c *testcluster.Cluster, m *Model, repo, dir s
 			return nil, fmt.Errorf("creating replicaset %s: %w", p.OwnerName, err)
 		}
 	}
+	created := map[*Pod]*corev1.Pod{}
 	for _, p := range m.Pods {
 		spec := testcluster.PodSpec{Namespace: p.Namespace, Name: p.Name, NodeName: p.Node.Name,
 			Labels: map[string]string{"app": p.OwnerName}, HostNetwork: p.HostNetwork,
@@ -90,11 +94,79 @@ func populate(ctx context.Context, c *testcluster.Cluster, m *Model, repo, dir s
 		if !p.HostNetwork {
 			spec.IPs = []string{p.IPv4.String(), p.IPv6.String()}
 		}
-		if _, err := c.CreatePod(ctx, spec); err != nil {
+		obj, err := c.CreatePod(ctx, spec)
+		if err != nil {
 			return nil, err
 		}
+		created[p] = obj
+	}
+	if err := createServices(ctx, c, m, created); err != nil {
+		return nil, err
 	}
 	return accounts, nil
+}
+
+// createServices creates the application's Services and, since the test cluster runs no controllers,
+// their EndpointSlices as the EndpointSlice controller writes them: one slice per address family,
+// labelled with the Service's name (and as headless for a headless Service), each endpoint with its
+// pod as targetRef, its node and the node's zone, ready, and no hints (no Service asks for them yet).
+// A Service without selector gets the slices its owner writes by hand: the address and its zone.
+func createServices(ctx context.Context, c *testcluster.Cluster, m *Model, pods map[*Pod]*corev1.Pod) error {
+	udp := corev1.ProtocolUDP
+	ready := true
+	for _, s := range m.Services {
+		svc := &corev1.Service{ObjectMeta: metav1.ObjectMeta{Namespace: m.AppNS, Name: s.Name},
+			Spec: corev1.ServiceSpec{Selector: s.Selector, Ports: []corev1.ServicePort{{Name: "app", Protocol: udp, Port: s.Port}}}}
+		if s.Headless {
+			svc.Spec.ClusterIP = corev1.ClusterIPNone
+		}
+		if _, err := c.Client.CoreV1().Services(m.AppNS).Create(ctx, svc, metav1.CreateOptions{}); err != nil {
+			return fmt.Errorf("creating Service %s/%s: %w", m.AppNS, s.Name, err)
+		}
+		labels := map[string]string{discoveryv1.LabelServiceName: s.Name, discoveryv1.LabelManagedBy: "endpointslice-controller.k8s.io"}
+		if s.Selector == nil {
+			labels[discoveryv1.LabelManagedBy] = "zonetoll-demo"
+		}
+		if s.Headless {
+			labels[corev1.IsHeadlessService] = ""
+		}
+		for _, family := range []discoveryv1.AddressType{discoveryv1.AddressTypeIPv4, discoveryv1.AddressTypeIPv6} {
+			addr := func(v4, v6 netip.Addr) string {
+				if family == discoveryv1.AddressTypeIPv4 {
+					return v4.String()
+				}
+				return v6.String()
+			}
+			name, port := "app", s.Port
+			es := &discoveryv1.EndpointSlice{
+				ObjectMeta:  metav1.ObjectMeta{Namespace: m.AppNS, Name: s.Name + "-" + strings.ToLower(string(family)), Labels: labels},
+				AddressType: family,
+				Ports:       []discoveryv1.EndpointPort{{Name: &name, Protocol: &udp, Port: &port}},
+			}
+			for _, p := range s.Pods {
+				obj := pods[p]
+				if obj == nil {
+					return fmt.Errorf("Service %s: pod %s was not created", s.Name, p.Name)
+				}
+				node, zone := p.Node.Name, p.Node.Zone
+				es.Endpoints = append(es.Endpoints, discoveryv1.Endpoint{
+					Addresses:  []string{addr(p.IPv4, p.IPv6)},
+					Conditions: discoveryv1.EndpointConditions{Ready: &ready},
+					TargetRef:  &corev1.ObjectReference{Kind: "Pod", Namespace: obj.Namespace, Name: obj.Name, UID: obj.UID},
+					NodeName:   &node, Zone: &zone,
+				})
+			}
+			if x := s.Ext; x != nil {
+				zone := x.Zone
+				es.Endpoints = append(es.Endpoints, discoveryv1.Endpoint{Addresses: []string{addr(x.IPv4, x.IPv6)},
+					Conditions: discoveryv1.EndpointConditions{Ready: &ready}, Zone: &zone})
+			}
+			if _, err := c.Client.DiscoveryV1().EndpointSlices(m.AppNS).Create(ctx, es, metav1.CreateOptions{}); err != nil {
+				return fmt.Errorf("creating EndpointSlice %s/%s: %w", m.AppNS, es.Name, err)
+			}
+		}
+	}
+	return nil
 }
 
 // fakeUID is a stable UID for an owner object that no controller manages here.

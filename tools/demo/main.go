@@ -1,12 +1,14 @@
 package demo
 
 import (
+	"bytes"
 	"context"
 	"fmt"
 	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strings"
 	"time"
 )
 
@@ -52,6 +54,13 @@ func Main(ctx context.Context, o MainOptions) (err error) {
 	}
 	f1 := FiguresOf(d.Model, p1)
 	PrintPhase(o.Out, d.Model, "Phase 1: the frontend calls the api in every zone", f1)
+	advised := time.Now()
+	adv, err := d.Advise(ctx, p1.Start.At, p1.End.At, "table")
+	if err != nil {
+		return err
+	}
+	d.say("costcalc advise took %s", time.Since(advised).Round(time.Millisecond))
+	PrintAdvice(o.Out, adv)
 	p2, err := d.RunPhase(ctx, 2, o.Phase2, nil)
 	if err != nil {
 		return err
@@ -95,12 +104,26 @@ func Main(ctx context.Context, o MainOptions) (err error) {
 
 // Report runs `costcalc report` against the demo's Prometheus for [start, end] into path.
 func (d *Demo) Report(ctx context.Context, cloud string, start, end time.Time, format, path string) error {
-	cmd := exec.CommandContext(ctx, d.bin("costcalc"), "report", "--prometheus", "http://"+d.Prom.Addr,
-		"--cloud", cloud, "--format", format, "--output", path,
-		"--start", start.UTC().Format(time.RFC3339Nano), "--end", end.UTC().Format(time.RFC3339Nano))
-	out, err := cmd.CombinedOutput()
-	if err != nil {
-		return fmt.Errorf("costcalc report --cloud %s: %w\n%s", cloud, err, out)
+	_, err := d.costcalc(ctx, "report", start, end, "--cloud", cloud, "--format", format, "--output", path)
+	return err
+}
+
+// Advise runs `costcalc advise` against the demo's Prometheus for [start, end] and returns what it
+// wrote: the Service view and the advice, in format (table, json or html).
+func (d *Demo) Advise(ctx context.Context, start, end time.Time, format string) ([]byte, error) {
+	return d.costcalc(ctx, "advise", start, end, "--format", format)
+}
+
+// costcalc runs one of costcalc's commands that read a Prometheus query API, over [start, end], and
+// returns its standard output.
+func (d *Demo) costcalc(ctx context.Context, command string, start, end time.Time, args ...string) ([]byte, error) {
+	args = append([]string{command, "--prometheus", "http://" + d.Prom.Addr,
+		"--start", start.UTC().Format(time.RFC3339Nano), "--end", end.UTC().Format(time.RFC3339Nano)}, args...)
+	cmd := exec.CommandContext(ctx, d.bin("costcalc"), args...)
+	var stdout, stderr bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	if err := cmd.Run(); err != nil {
+		return nil, fmt.Errorf("costcalc %s: %w\n%s", strings.Join(args, " "), err, stderr.Bytes())
 	}
-	return nil
+	return stdout.Bytes(), nil
 }

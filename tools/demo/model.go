@@ -74,8 +74,33 @@ type Model struct {
 	Ext        External
 	Underlay   string // netns holding the bridge every node is plugged into
 	AppNS      string // Kubernetes namespace of the application
+	Services   []*Service
 	ByAddr     map[netip.Addr]Endpoint
 	byNodeName map[string]*Node
+}
+
+// Service is a Service of the application and what its EndpointSlices list. There is no EndpointSlice
+// controller in the test cluster: the demo writes the slices a real cluster's controller would (or, for a
+// Service without selector, what its owner would write by hand).
+type Service struct {
+	Name     string
+	Headless bool              // clusterIP None: clients pick endpoints from DNS
+	Selector map[string]string // nil: no selector, the slices are hand-written
+	Pods     []*Pod            // endpoints that are pods (targetRef, nodeName, the node's zone)
+	Ext      *External         // an endpoint outside the cluster (zone from its configuration)
+	Port     int32
+}
+
+// Addrs are the addresses the Service's EndpointSlices list.
+func (s *Service) Addrs() []netip.Addr {
+	var out []netip.Addr
+	for _, p := range s.Pods {
+		out = append(out, p.IPv4, p.IPv6)
+	}
+	if s.Ext != nil {
+		out = append(out, s.Ext.IPv4, s.Ext.IPv6)
+	}
+	return out
 }
 
 // Endpoint is what the flowserver should resolve an address to.
@@ -136,7 +161,32 @@ func NewModel(prefix string) *Model {
 	for _, a := range []netip.Addr{m.Ext.IPv4, m.Ext.IPv6} {
 		m.ByAddr[a] = Endpoint{Workload: m.Ext.Name, Kind: "cidr:" + m.Ext.Name, Zone: m.Ext.Zone}
 	}
+
+	// What a real cluster puts behind Services: the api Deployment behind a ClusterIP Service (no
+	// trafficDistribution: the setting the advice is about), postgres behind its StatefulSet's headless
+	// governing Service, and the managed cache behind a Service without selector whose slices name its
+	// address. The frontend has none: nothing in the cluster calls it (its callers would come through an
+	// Ingress), so its answers from the api are the api's Service traffic.
+	api := &Service{Name: "api", Selector: map[string]string{"app": "api"}, Port: Port}
+	for _, z := range m.Zones {
+		api.Pods = append(api.Pods, m.Pod("api", z))
+	}
+	m.Services = []*Service{
+		api,
+		{Name: "postgres", Headless: true, Selector: map[string]string{"app": "postgres"}, Pods: []*Pod{m.Pod("postgres", m.Zones[0])}, Port: Port},
+		{Name: m.Ext.Name, Ext: &m.Ext, Port: Port},
+	}
 	return m
+}
+
+// ServiceNamed returns the application's Service called name, or nil.
+func (m *Model) ServiceNamed(name string) *Service {
+	for _, s := range m.Services {
+		if s.Name == name {
+			return s
+		}
+	}
+	return nil
 }
 
 func (m *Model) addPod(workload, kind string, n *Node, zi int) *Pod {

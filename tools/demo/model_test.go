@@ -167,3 +167,44 @@ func TestL3Bytes(t *testing.T) {
 		t.Errorf("IPv6: %d", got)
 	}
 }
+
+// The application's Services list what a cluster would put behind them: the api's pod in every zone (so
+// same-zone routing has a local endpoint everywhere), postgres headless, the managed cache by address;
+// nothing lists the frontend, whose answers from the api are the api's Service traffic.
+func TestModelServices(t *testing.T) {
+	m := NewModel("ztdemo-1-")
+	api := m.ServiceNamed("api")
+	if api == nil || api.Headless || api.Selector["app"] != "api" {
+		t.Fatalf("api Service %+v, want a ClusterIP Service selecting app=api", api)
+	}
+	for _, z := range m.Zones {
+		found := false
+		for _, p := range api.Pods {
+			found = found || (p.Workload == "api" && p.Node.Zone == z)
+		}
+		if !found {
+			t.Errorf("the api Service has no endpoint in %s", z)
+		}
+	}
+	if pg := m.ServiceNamed("postgres"); pg == nil || !pg.Headless || len(pg.Pods) != 1 || pg.Pods[0].Kind != KindStatefulSet {
+		t.Errorf("postgres Service %+v, want headless over the StatefulSet's pod", pg)
+	}
+	if c := m.ServiceNamed(m.Ext.Name); c == nil || c.Selector != nil || c.Ext == nil || len(c.Pods) != 0 {
+		t.Errorf("%s Service %+v, want one without selector listing the cache's addresses", m.Ext.Name, c)
+	}
+	listed := map[netip.Addr]string{}
+	for _, s := range m.Services {
+		for _, a := range s.Addrs() {
+			if prev, ok := listed[a]; ok {
+				t.Errorf("%s is listed by %s and %s", a, prev, s.Name)
+			}
+			listed[a] = s.Name
+			if e := m.ByAddr[a]; e.Workload == "frontend" {
+				t.Errorf("Service %s lists the frontend's %s", s.Name, a)
+			}
+		}
+	}
+	if len(listed) != 2*(len(m.Zones)+2) {
+		t.Errorf("%d addresses listed, want %d (the api's, postgres', the cache's; both families)", len(listed), 2*(len(m.Zones)+2))
+	}
+}

@@ -205,3 +205,10 @@ func dollars(d float64) string {
 	}
 	return fmt.Sprintf("$%.2f", d)
 }
+
+// PrintAdvice writes `costcalc advise`'s table for phase 1 under a heading: which Service carries the
+// frontend's cross-zone calls, what same-zone routing would save, and its risks.
+func PrintAdvice(w io.Writer, table []byte) {
+	fmt.Fprintf(w, "\n=== Which Service to switch to same-zone routing (costcalc advise over phase 1, from Prometheus) ===\n\n")
+	w.Write(table)
+}
