@@ -2,14 +2,15 @@ package prometheus
 
 import (
 	"context"
-	"fmt"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"sort"
+	"strings"
 	"syscall"
 	"testing"
 	"time"
@@ -138,21 +139,24 @@ func perZoneVMAgentEndToEnd(t *testing.T) {
 	sink := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) { w.WriteHeader(http.StatusNoContent) }))
 	t.Cleanup(sink.Close)
 	config := examplePath(t, "vmagent.yml")
+	// What the kubelet sets in every container.
+	inCluster := []string{"KUBERNETES_SERVICE_HOST=" + api.Hostname(), "KUBERNETES_SERVICE_PORT=" + api.Port()}
 	servers := map[string]string{}
 	for _, zone := range []string{"zone-a", "zone-b", "zone-c"} {
-		servers[zone] = startVMAgent(ctx, t, vmagentBin, config, sink.URL, []string{
-			"ZONE=" + zone,
-			// What the kubelet sets in every container.
-			"KUBERNETES_SERVICE_HOST=" + api.Hostname(),
-			"KUBERNETES_SERVICE_PORT=" + api.Port(),
-		})
+		servers[zone] = startVMAgent(ctx, t, vmagentBin, config, sink.URL, "ZONE="+zone, inCluster)
 	}
+	// A Deployment that forgot ZONE: vmagent leaves %{ZONE} as it is, and
+	// the keep rule then matches no pod. It must keep nothing, never another
+	// zone's pods.
+	const noZone = "ZONE unset"
+	servers[noZone] = startVMAgent(ctx, t, vmagentBin, config, sink.URL, noZone, inCluster)
 
 	// What a user checks on each vmagent's /targets page: the pods, the
 	// URL each is scraped at, and the labels its series get.
 	type target struct{ URL, Namespace, Pod, Node, Zone string }
 	check := func(want map[string][]string, wantURLs map[string]string) {
 		t.Helper()
+		want[noZone] = nil
 		for zone, tgs := range waitForPods(ctx, t, servers, want) {
 			for _, tg := range tgs {
 				l := tg.Labels
@@ -202,10 +206,11 @@ func startLabeler(ctx context.Context, t *testing.T, bin, kubeconfig string) {
 	startProcess(ctx, t, "zonelabeler", cmd, "http://"+addr+"/readyz")
 }
 
-// startVMAgent runs vmagent with the config file as it is, env as its whole
-// environment, and a remote write sink, until the test ends; it returns the
-// base URL once vmagent is healthy.
-func startVMAgent(ctx context.Context, t *testing.T, bin, config, sink string, env []string) string {
+// startVMAgent runs vmagent with the config file as it is, a remote write
+// sink, and as its whole environment zoneEnv ("ZONE=<zone>", or a name when
+// ZONE is to be unset) and env, until the test ends; it returns the base URL
+// once vmagent is healthy.
+func startVMAgent(ctx context.Context, t *testing.T, bin, config, sink, zoneEnv string, env []string) string {
 	t.Helper()
 	addr := freeLoopbackAddr(t)
 	cmd := exec.Command(bin,
@@ -215,9 +220,12 @@ func startVMAgent(ctx context.Context, t *testing.T, bin, config, sink string, e
 		"-remoteWrite.url="+sink+"/api/v1/write",
 		"-remoteWrite.tmpDataPath="+filepath.Join(t.TempDir(), "remotewrite"),
 	)
-	cmd.Env = env
+	cmd.Env = slices.Clone(env)
+	if strings.HasPrefix(zoneEnv, "ZONE=") {
+		cmd.Env = append(cmd.Env, zoneEnv)
+	}
 	u := "http://" + addr
-	startProcess(ctx, t, fmt.Sprintf("vmagent %v", env[0]), cmd, u+"/health")
+	startProcess(ctx, t, "vmagent "+zoneEnv, cmd, u+"/health")
 	return u
 }
 
