@@ -30,6 +30,7 @@ import (
 const (
 	e2eVMAgentEnv  = "ZONETOLL_E2E_VMAGENT"
 	e2eLabelerEnv  = "ZONETOLL_E2E_ZONELABELER"
+	e2eParentMntNS = "ZONETOLL_E2E_PARENT_MNTNS" // the parent's mount namespace, which the child must not be in
 	serviceAccount = "kubernetes.io/serviceaccount"
 )
 
@@ -62,7 +63,12 @@ func TestPerZoneVMAgentEndToEnd(t *testing.T) {
 	gate.Root(t) // network and mount namespaces of its own
 	// Built here: the child's namespace cannot reach the module proxy.
 	labeler := servicebuild.BinaryT(t, "zonelabeler")
-	runInPrivateNetns(t, "TestPerZoneVMAgentEndToEnd", syscall.CLONE_NEWNS, e2eVMAgentEnv+"="+bin, e2eLabelerEnv+"="+labeler)
+	mntNS, err := os.Readlink("/proc/self/ns/mnt")
+	if err != nil {
+		t.Fatal(err)
+	}
+	runInPrivateNetns(t, "TestPerZoneVMAgentEndToEnd", syscall.CLONE_NEWNS,
+		e2eVMAgentEnv+"="+bin, e2eLabelerEnv+"="+labeler, e2eParentMntNS+"="+mntNS)
 }
 
 func perZoneVMAgentEndToEnd(t *testing.T) {
@@ -238,8 +244,8 @@ func mountServiceAccount(t *testing.T, access *testcluster.ServiceAccountAccess,
 	if err != nil {
 		t.Fatal(err)
 	}
-	if init, err := os.Readlink("/proc/1/ns/mnt"); err != nil || init == self {
-		t.Fatalf("refusing to mount over /run in the host's mount namespace (%s, %v)", self, err)
+	if parent := os.Getenv(e2eParentMntNS); parent == "" || parent == self {
+		t.Fatalf("refusing to mount over /run: this process is in %s, its parent in %q; want a mount namespace of its own", self, parent)
 	}
 	// Unshareflags already made the child's mounts private; again, so a
 	// change of that in the parent cannot make this mount reach the host.

@@ -220,7 +220,8 @@ wait:
 		}
 	}
 	churn.stop()
-	apiDelta := apiserverMetrics(ctx, b, c.Client).Minus(apiBefore)
+	apiAfter := apiserverMetrics(ctx, b, c.Client)
+	apiDelta := apiAfter.Minus(apiBefore)
 	labelMetrics := settle(ctx, b, l)
 	used, err := readUsage(l.pid())
 	if err != nil {
@@ -242,7 +243,7 @@ wait:
 	})
 	if ld != (load{}) {
 		b.Logf("load: %s; %d status patches (%d failed), %d pod events to the watchers\n%s",
-			ld, churn.patches.Load(), churn.errors.Load(), watcherEvents.Load(), flowcontrolReport(apiDelta))
+			ld, churn.patches.Load(), churn.errors.Load(), watcherEvents.Load(), flowcontrolReport(apiDelta, apiAfter))
 	}
 }
 

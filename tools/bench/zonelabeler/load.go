@@ -188,8 +188,9 @@ func apiserverMetrics(ctx context.Context, b *testing.B, cs kubernetes.Interface
 
 // flowcontrolReport describes, from the difference of two API server scrapes, where requests went
 // in API priority and fairness: per flow schema and priority level, the requests dispatched, their
-// mean wait in the queue, and those rejected; plus the server's own pod PATCH latency.
-func flowcontrolReport(delta metricstest.Samples) string {
+// mean wait in the queue, and those rejected, with each level's seats (from the later scrape, after);
+// plus the server's own pod PATCH latency.
+func flowcontrolReport(delta, after metricstest.Samples) string {
 	type key struct{ fs, pl string }
 	rows := map[key]*struct{ dispatched, waitSum, waitCount, rejected float64 }{}
 	row := func(s metricstest.Sample) *struct{ dispatched, waitSum, waitCount, rejected float64 } {
@@ -226,7 +227,8 @@ func flowcontrolReport(delta metricstest.Samples) string {
 		if r.waitCount > 0 {
 			wait = r.waitSum / r.waitCount
 		}
-		fmt.Fprintf(&sb, "    %s → %s: %.0f, %.1f ms, %.0f\n", k.fs, k.pl, r.dispatched, wait*1000, r.rejected)
+		seats := after.Sum("apiserver_flowcontrol_nominal_limit_seats", map[string]string{"priority_level": k.pl})
+		fmt.Fprintf(&sb, "    %s → %s (%.0f seats): %.0f, %.1f ms, %.0f\n", k.fs, k.pl, seats, r.dispatched, wait*1000, r.rejected)
 	}
 	const lat = "apiserver_request_duration_seconds"
 	patch := map[string]string{"verb": "PATCH", "resource": "pods", "subresource": ""}
