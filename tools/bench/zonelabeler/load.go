@@ -230,6 +230,13 @@ func flowcontrolReport(delta, after metricstest.Samples) string {
 		seats := after.Sum("apiserver_flowcontrol_nominal_limit_seats", map[string]string{"priority_level": k.pl})
 		fmt.Fprintf(&sb, "    %s → %s (%.0f seats): %.0f, %.1f ms, %.0f\n", k.fs, k.pl, seats, r.dispatched, wait*1000, r.rejected)
 	}
+	// Watches the server ended (a consumer too slow for its buffer) make informers watch again, or
+	// list everything again when their resource version is gone: the requests on pods show both.
+	sb.WriteString("  requests on pods (all clients):")
+	for _, verb := range []string{"LIST", "WATCH", "PATCH"} {
+		fmt.Fprintf(&sb, " %s %.0f", verb, delta.Sum("apiserver_request_total", map[string]string{"verb": verb, "resource": "pods", "subresource": ""}))
+	}
+	fmt.Fprintf(&sb, "; watchers terminated by the server: %.0f\n", delta.Sum("apiserver_terminated_watchers_total", nil))
 	const lat = "apiserver_request_duration_seconds"
 	patch := map[string]string{"verb": "PATCH", "resource": "pods", "subresource": ""}
 	if n := delta.Sum(lat+"_count", patch); n > 0 {
