@@ -2,6 +2,8 @@ package prometheus
 
 import (
 	"context"
+	"encoding/json"
+	"fmt"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
@@ -182,6 +184,9 @@ func perZoneVMAgentEndToEnd(t *testing.T) {
 		"c-1":    "http://198.18.3.10:9100/metrics",
 	}
 	check(map[string][]string{"zone-a": {"a-path", "a-v4", "a-v6"}, "zone-b": {"b-1"}, "zone-c": {"c-1"}}, urls)
+	// The agent without ZONE keeps nothing because its rule drops every pod, not because it
+	// discovered none: it lists the zone-labelled pods as dropped.
+	waitDropped(ctx, t, servers[noZone], []string{"a-v4", "b-1", "c-1"})
 
 	// A pod created while the agents run.
 	create(examplePod{name: "b-2", node: "node-b", ip: "198.18.2.11", annotations: scrape})
@@ -195,6 +200,48 @@ func perZoneVMAgentEndToEnd(t *testing.T) {
 		t.Fatal(err)
 	}
 	check(map[string][]string{"zone-a": {"a-path", "a-v4", "a-v6"}, "zone-b": nil, "zone-c": {"b-1", "b-2", "c-1"}}, urls)
+}
+
+// waitDropped polls a vmagent's dropped targets until every pod of want is among them.
+func waitDropped(ctx context.Context, t *testing.T, url string, want []string) {
+	t.Helper()
+	deadline := time.Now().Add(90 * time.Second)
+	for {
+		dropped, err := droppedPods(url)
+		missing := slices.DeleteFunc(slices.Clone(want), func(p string) bool { return slices.Contains(dropped, p) })
+		if err == nil && len(missing) == 0 {
+			return
+		}
+		if time.Now().After(deadline) || ctx.Err() != nil {
+			t.Fatalf("vmagent %s: dropped targets %v (error %v), want them to include %v", url, dropped, err, want)
+		}
+		time.Sleep(500 * time.Millisecond)
+	}
+}
+
+// droppedPods returns the pod names of a vmagent's dropped targets.
+func droppedPods(url string) ([]string, error) {
+	resp, err := http.Get(url + "/api/v1/targets?state=dropped")
+	if err != nil {
+		return nil, err
+	}
+	defer resp.Body.Close()
+	var body struct {
+		Data struct {
+			DroppedTargets []struct {
+				DiscoveredLabels map[string]string `json:"discoveredLabels"`
+			} `json:"droppedTargets"`
+		} `json:"data"`
+	}
+	if err := json.NewDecoder(resp.Body).Decode(&body); err != nil {
+		return nil, fmt.Errorf("decoding dropped targets: %w", err)
+	}
+	var pods []string
+	for _, d := range body.Data.DroppedTargets {
+		pods = append(pods, d.DiscoveredLabels["__meta_kubernetes_pod_name"])
+	}
+	sort.Strings(pods)
+	return pods, nil
 }
 
 // startLabeler runs the zonelabeler binary, alone (no leader election), with
