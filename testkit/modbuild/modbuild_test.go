@@ -527,3 +527,31 @@ func TestCheckVersion(t *testing.T) {
 		})
 	}
 }
+
+func TestRequiringGoMod(t *testing.T) {
+	const upstream = "module example.com/up\n\ngo 1.26.6\n\nrequire example.com/dep v1.2.3\n\nexclude example.com/bad v1.0.0\n\nreplace example.com/dep v1.2.3 => example.com/dep v1.2.2\n"
+	got, err := RequiringGoMod(upstream, "example.com/up", "v1.0.0", "zonetoll.local/up-build")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{
+		"module zonetoll.local/up-build\n", "\ngo 1.26.6\n", "require example.com/dep v1.2.3\n",
+		"exclude example.com/bad v1.0.0\n", "replace example.com/dep v1.2.3 => example.com/dep v1.2.2\n",
+		"require example.com/up v1.0.0\n",
+	} {
+		if !strings.Contains(got, want) {
+			t.Errorf("go.mod lacks %q:\n%s", want, got)
+		}
+	}
+	if strings.Contains(got, "module example.com/up\n") {
+		t.Errorf("go.mod still declares the upstream module:\n%s", got)
+	}
+	for name, bad := range map[string]string{
+		"other module": strings.Replace(upstream, "module example.com/up", "module example.com/other", 1),
+		"no go line":   strings.Replace(upstream, "\ngo 1.26.6\n", "\n", 1),
+	} {
+		if got, err := RequiringGoMod(bad, "example.com/up", "v1.0.0", "zonetoll.local/up-build"); err == nil {
+			t.Errorf("%s: want an error, got go.mod:\n%s", name, got)
+		}
+	}
+}

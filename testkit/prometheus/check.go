@@ -66,7 +66,9 @@ var envPlaceholder = regexp.MustCompile(`%\{([A-Za-z_][A-Za-z0-9_]*)\}`)
 
 // ExpandVMAgentEnv replaces vmagent's %{NAME} placeholders from env, as
 // vmagent does when it loads -promscrape.config. A placeholder without a
-// value is an error, so a test cannot silently check an unexpanded file.
+// value is an error here, so a test cannot silently check an unexpanded
+// file; vmagent itself (v1.151.0, lib/envtemplate) leaves such a placeholder
+// as it is and loads the file.
 func ExpandVMAgentEnv(data []byte, env map[string]string) ([]byte, error) {
 	var missing []string
 	out := envPlaceholder.ReplaceAllFunc(data, func(m []byte) []byte {

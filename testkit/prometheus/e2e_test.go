@@ -21,6 +21,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
 
+	"github.com/zonetoll/zonetoll/testkit/freeport"
 	"github.com/zonetoll/zonetoll/testkit/gate"
 	"github.com/zonetoll/zonetoll/testkit/testcluster"
 )
@@ -47,16 +48,27 @@ func TestPerZonePrometheusEndToEnd(t *testing.T) {
 	bins := BinariesT(t)
 	testcluster.Need(t)
 	gate.Root(t) // a network namespace of its own (CLONE_NEWNET)
+	runInPrivateNetns(t, "TestPerZonePrometheusEndToEnd", 0, EnvBinDir+"="+filepath.Dir(bins.Promtool))
+}
+
+// runInPrivateNetns re-runs the test named test in a child copy of the test
+// binary that has a network namespace of its own (CLONE_NEWNET, only
+// loopback), plus whatever unshare asks for, with env added and
+// e2eChildEnv=1. The namespaces disappear with the child process.
+func runInPrivateNetns(t *testing.T, test string, unshare uintptr, env ...string) {
+	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
 	defer cancel()
-	cmd := exec.CommandContext(ctx, os.Args[0], "-test.run=^TestPerZonePrometheusEndToEnd$", "-test.v", "-test.count=1")
-	cmd.Env = append(os.Environ(), e2eChildEnv+"=1", EnvBinDir+"="+filepath.Dir(bins.Promtool))
-	cmd.SysProcAttr = &syscall.SysProcAttr{Cloneflags: syscall.CLONE_NEWNET, Pdeathsig: syscall.SIGKILL}
+	cmd := exec.CommandContext(ctx, os.Args[0], "-test.run=^"+test+"$", "-test.v", "-test.count=1")
+	cmd.Env = append(append(os.Environ(), e2eChildEnv+"=1"), env...)
+	// Unshareflags with CLONE_NEWNS also makes the child's mounts private
+	// before it starts, so nothing it mounts reaches the host.
+	cmd.SysProcAttr = &syscall.SysProcAttr{Cloneflags: syscall.CLONE_NEWNET, Unshareflags: unshare, Pdeathsig: syscall.SIGKILL}
 	out, err := cmd.CombinedOutput()
 	if err != nil {
 		t.Fatalf("end-to-end run in a private network namespace failed: %v\n%s", err, out)
 	}
-	if !bytes.Contains(out, []byte("--- PASS: TestPerZonePrometheusEndToEnd")) {
+	if !bytes.Contains(out, []byte("--- PASS: "+test)) {
 		t.Fatalf("child run did not report a pass:\n%s", out)
 	}
 	t.Logf("child run:\n%s", tail(string(out), 15))
@@ -173,52 +185,68 @@ func onlyLoopback() error {
 // ends and returns its base URL once it is ready.
 func startPrometheus(ctx context.Context, t *testing.T, bin, config string) string {
 	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	addr := l.Addr().String()
-	l.Close()
+	addr := freeLoopbackAddr(t)
 	dir := t.TempDir()
-	logFile, err := os.Create(filepath.Join(dir, "prometheus.log"))
-	if err != nil {
-		t.Fatal(err)
-	}
 	cmd := exec.Command(bin, "--config.file="+config, "--storage.tsdb.path="+filepath.Join(dir, "data"),
 		"--web.listen-address="+addr, "--log.level=warn")
+	url := "http://" + addr
+	startProcess(ctx, t, "prometheus "+config, cmd, url+"/-/ready")
+	return url
+}
+
+func freeLoopbackAddr(t *testing.T) string {
+	t.Helper()
+	addr, err := freeport.Addr()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return addr
+}
+
+// startProcess starts cmd with its output in a log file, stops it (SIGTERM,
+// then SIGKILL after 30 s) when the test ends, printing the log's tail if
+// the test failed, and returns once readyURL answers 200.
+func startProcess(ctx context.Context, t *testing.T, name string, cmd *exec.Cmd, readyURL string) {
+	t.Helper()
+	logFile, err := os.Create(filepath.Join(t.TempDir(), "process.log"))
+	if err != nil {
+		t.Fatal(err)
+	}
 	cmd.Stdout, cmd.Stderr = logFile, logFile
 	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
 	if err := cmd.Start(); err != nil {
-		t.Fatalf("starting prometheus: %v", err)
+		t.Fatalf("starting %s: %v", name, err)
 	}
+	exited := make(chan struct{})
+	go func() { cmd.Wait(); close(exited) }()
 	t.Cleanup(func() {
 		cmd.Process.Signal(syscall.SIGTERM)
-		done := make(chan struct{})
-		go func() { cmd.Wait(); close(done) }()
 		select {
-		case <-done:
+		case <-exited:
 		case <-time.After(30 * time.Second):
 			cmd.Process.Kill()
-			<-done
+			<-exited
 		}
 		logFile.Close()
 		if t.Failed() {
 			log, _ := os.ReadFile(logFile.Name())
-			t.Logf("prometheus %s log:\n%s", config, tail(string(log), 30))
+			t.Logf("%s log:\n%s", name, tail(string(log), 30))
 		}
 	})
-	url := "http://" + addr
 	for {
-		resp, err := http.Get(url + "/-/ready")
+		resp, err := http.Get(readyURL)
 		if err == nil {
 			resp.Body.Close()
 			if resp.StatusCode == http.StatusOK {
-				return url
+				return
 			}
 		}
 		select {
+		case <-exited:
+			log, _ := os.ReadFile(logFile.Name())
+			t.Fatalf("%s exited before it was ready (%v):\n%s", name, cmd.ProcessState, tail(string(log), 30))
 		case <-ctx.Done():
-			t.Fatalf("prometheus on %s not ready: %v", addr, ctx.Err())
+			t.Fatalf("%s not ready at %s: %v", name, readyURL, ctx.Err())
 		case <-time.After(200 * time.Millisecond):
 		}
 	}
@@ -226,11 +254,13 @@ func startPrometheus(ctx context.Context, t *testing.T, bin, config string) stri
 
 type activeTarget struct {
 	Labels    map[string]string `json:"labels"`
+	ScrapeURL string            `json:"scrapeUrl"`
 	Health    string            `json:"health"`
 	LastError string            `json:"lastError"`
 }
 
-// activePods returns the pods a server actively scrapes, and their targets.
+// activePods returns the pods a server actively scrapes, and their targets,
+// from /api/v1/targets, which Prometheus and vmagent both serve.
 func activePods(url string) ([]string, []activeTarget, error) {
 	resp, err := http.Get(url + "/api/v1/targets?state=active")
 	if err != nil {
@@ -254,14 +284,16 @@ func activePods(url string) ([]string, []activeTarget, error) {
 }
 
 // waitForPods polls each server's active targets until they are exactly
-// want. Discovery and the scrape manager each batch changes on a 5 s tick,
-// so this takes 0-10 s; the bound only stops a broken run.
-func waitForPods(ctx context.Context, t *testing.T, servers map[string]string, want map[string][]string) {
+// want, and returns them per server. Prometheus' discovery and scrape manager
+// each batch changes on a 5 s tick, so this takes 0-10 s there; vmagent
+// re-reads discovery every -promscrape.kubernetesSDCheckInterval. The bound
+// only stops a broken run.
+func waitForPods(ctx context.Context, t *testing.T, servers map[string]string, want map[string][]string) map[string][]activeTarget {
 	t.Helper()
 	deadline := time.Now().Add(90 * time.Second)
 	for {
 		got := map[string][]string{}
-		var targets []activeTarget
+		targets := map[string][]activeTarget{}
 		var lastErr error
 		for zone, url := range servers {
 			names, tgs, err := activePods(url)
@@ -269,20 +301,22 @@ func waitForPods(ctx context.Context, t *testing.T, servers map[string]string, w
 				lastErr = err
 			}
 			got[zone] = names
-			targets = append(targets, tgs...)
+			targets[zone] = tgs
 		}
 		if lastErr == nil && reflect.DeepEqual(got, want) {
 			// Scrapes of the pod addresses must have failed inside the
 			// namespace, which proves they went nowhere.
-			for _, tg := range targets {
-				if tg.Health == "up" {
-					t.Errorf("target %v is up: something answered on a pod address", tg.Labels)
-				}
-				if tg.LastError != "" {
-					t.Logf("pod %s (%s): %s", tg.Labels["pod"], tg.Labels["instance"], tg.LastError)
+			for _, tgs := range targets {
+				for _, tg := range tgs {
+					if tg.Health == "up" {
+						t.Errorf("target %v is up: something answered on a pod address", tg.Labels)
+					}
+					if tg.LastError != "" {
+						t.Logf("pod %s (%s): %s", tg.Labels["pod"], tg.Labels["instance"], tg.LastError)
+					}
 				}
 			}
-			return
+			return targets
 		}
 		if time.Now().After(deadline) || ctx.Err() != nil {
 			t.Fatalf("active targets per zone: got %v (last error %v), want %v", got, lastErr, want)

@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"reflect"
 	"runtime"
@@ -23,6 +24,7 @@ import (
 	clientcmdapi "k8s.io/client-go/tools/clientcmd/api"
 
 	"github.com/zonetoll/zonetoll/testkit/testcluster"
+	"github.com/zonetoll/zonetoll/testkit/vmagent"
 )
 
 // zonePlaceholder is what prometheus.yml holds where a zone goes.
@@ -134,6 +136,8 @@ func TestPromtoolRejectsBrokenConfigs(t *testing.T) {
 	}
 }
 
+// TestVMAgentExampleNeedsZone: the example's zone comes only from ZONE. What
+// vmagent does without it (keeps no pod) is checked end to end.
 func TestVMAgentExampleNeedsZone(t *testing.T) {
 	if _, err := ExpandVMAgentEnv(readExample(t, "vmagent.yml"), nil); err == nil {
 		t.Error("vmagent.yml expands without ZONE; the zone rule would not be per zone")
@@ -371,4 +375,66 @@ func writeTokenKubeconfig(t testing.TB, access *testcluster.ServiceAccountAccess
 		t.Fatalf("writing service account kubeconfig: %v", err)
 	}
 	return path
+}
+
+// vmagentDryRun runs vmagent's own config check on config with env as its
+// whole environment: its parser in strict mode (unknown fields are errors),
+// %{ENV} expansion and every relabel rule's compilation. A job with a broken
+// rule does not fail the dry run: vmagent logs an error, skips the job and
+// exits 0, as it would when it runs. So every line at level ERROR counts as a
+// failure too.
+func vmagentDryRun(ctx context.Context, bin, config string, env []string) error {
+	ctx, cancel := context.WithTimeout(ctx, time.Minute)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, bin, "-promscrape.config="+config, "-promscrape.config.dryRun",
+		"-promscrape.config.strictParse", "-loggerLevel=ERROR")
+	cmd.Env = env
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		return fmt.Errorf("vmagent -promscrape.config.dryRun %s: %w\n%s", config, err, tail(string(out), 20))
+	}
+	if out := bytes.TrimSpace(out); len(out) > 0 {
+		return fmt.Errorf("vmagent -promscrape.config.dryRun %s exited 0 but logged errors:\n%s", config, tail(string(out), 20))
+	}
+	return nil
+}
+
+// TestVMAgentExamplePassesDryRun checks the shipped vmagent.yml, unmodified,
+// with the real vmagent's parser for each zone.
+func TestVMAgentExamplePassesDryRun(t *testing.T) {
+	bin := vmagent.BinaryT(t)
+	for _, zone := range exampleZones {
+		t.Run(zone, func(t *testing.T) {
+			if err := vmagentDryRun(t.Context(), bin, examplePath(t, "vmagent.yml"), []string{"ZONE=" + zone}); err != nil {
+				t.Fatal(err)
+			}
+		})
+	}
+}
+
+// TestVMAgentDryRunRejectsBrokenConfigs shows the dry run can fail: the
+// example with a broken rule or with a field vmagent does not know must not
+// pass. (Without ZONE it passes: vmagent leaves %{ZONE} as it is.)
+func TestVMAgentDryRunRejectsBrokenConfigs(t *testing.T) {
+	bin := vmagent.BinaryT(t)
+	good := readExample(t, "vmagent.yml")
+	zone := []string{"ZONE=us-east-1a"}
+	tests := map[string]struct {
+		config []byte
+		env    []string
+	}{
+		"invalid zone regex": {good, []string{"ZONE=us-east-1a("}},
+		"unknown action":     {bytes.Replace(good, []byte("action: keep"), []byte("action: keep_if_same"), 1), zone},
+		"unknown field":      {bytes.Replace(good, []byte("scrape_interval: 30s"), []byte("scrape_interval: 30s\n  scrape_intervall: 30s"), 1), zone},
+	}
+	for name, tt := range tests {
+		t.Run(name, func(t *testing.T) {
+			if bytes.Equal(tt.config, good) && tt.env[0] == zone[0] {
+				t.Fatal("the test's edit did not change the example")
+			}
+			if err := vmagentDryRun(t.Context(), bin, writeTemp(t, "vmagent.yml", tt.config), tt.env); err == nil {
+				t.Errorf("vmagent accepted a broken config:\n%s", tt.config)
+			}
+		})
+	}
 }

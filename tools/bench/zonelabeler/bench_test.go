@@ -57,12 +57,12 @@ func BenchmarkZonelabeler(b *testing.B) {
 	}
 	b.Run("rate=max", func(b *testing.B) {
 		for b.Loop() {
-			runBench(b, bin, pods, 0)
+			runBench(b, bin, pods, 0, load{})
 		}
 	})
 	b.Run("rate=100", func(b *testing.B) {
 		for b.Loop() {
-			runBench(b, bin, pods, 100)
+			runBench(b, bin, pods, 100, load{})
 		}
 	})
 	// The pods exist before the labeler starts (first install, or a restart): its caches fill from
@@ -70,16 +70,45 @@ func BenchmarkZonelabeler(b *testing.B) {
 	// never see because the labeler starts on an empty cluster.
 	b.Run("start=late", func(b *testing.B) {
 		for b.Loop() {
-			runBench(b, bin, pods, lateStart)
+			runBench(b, bin, pods, lateStart, load{})
 		}
 	})
+	// The labeler under its real identity (issue 17): pods created as fast as possible while their
+	// status churns and other clients watch every pod, once as the admin (exempt from API priority
+	// and fairness) and once with the deployed service account and RBAC.
+	watchers, churn := envInt(b, "ZONETOLL_BENCH_WATCHERS", 3), envInt(b, "ZONETOLL_BENCH_CHURN", 100)
+	for _, sa := range []bool{false, true} {
+		ld := load{serviceAccount: sa, watchers: watchers, churn: churn}
+		name := "load/identity=admin"
+		if sa {
+			name = "load/identity=serviceaccount"
+		}
+		b.Run(name, func(b *testing.B) {
+			for b.Loop() {
+				runBench(b, bin, pods, 0, ld)
+			}
+		})
+	}
+}
+
+// envInt reads a non-negative integer setting of the benchmark.
+func envInt(b *testing.B, name string, def int) int {
+	v := os.Getenv(name)
+	if v == "" {
+		return def
+	}
+	n, err := strconv.Atoi(v)
+	if err != nil || n < 0 {
+		b.Fatalf("%s=%q: want a non-negative integer", name, v)
+	}
+	return n
 }
 
 // lateStart as a rate: create every pod as fast as possible, then start the labeler.
 const lateStart = -1
 
 // runBench is one run on a fresh cluster; rate 0 means as fast as possible, lateStart see there.
-func runBench(b *testing.B, bin string, pods int, rate int) {
+func runBench(b *testing.B, bin string, pods int, rate int, ld load) {
 	ctx, cancel := context.WithTimeout(b.Context(), 30*time.Minute)
 	defer cancel()
 	c := testcluster.StartT(b, testcluster.Options{})
@@ -104,6 +133,8 @@ func runBench(b *testing.B, bin string, pods int, rate int) {
 		}
 	}
 
+	kubeconfig := ld.labelerKubeconfig(ctx, b, c)
+	watcherEvents := startWatchers(ctx, b, c, ld.watchers)
 	rec := newRecorder(pods, testcluster.LabelZone, testcluster.LabelRegion, nodeZone, nodeRegion)
 	watchPods(ctx, b, c.Client, rec)
 	creatorCfg := rest.CopyConfig(c.Config)
@@ -142,7 +173,7 @@ func runBench(b *testing.B, bin string, pods int, rate int) {
 
 	settings := labelerSettings(os.Environ())
 	labelerStart := time.Now()
-	l, err := startLabeler(bin, c.Kubeconfig, leaseNamespace, filepath.Join(b.TempDir(), "zonelabeler.log"), settings)
+	l, err := startLabeler(bin, kubeconfig, leaseNamespace, filepath.Join(b.TempDir(), "zonelabeler.log"), settings)
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -159,6 +190,9 @@ func runBench(b *testing.B, bin string, pods int, rate int) {
 	if err != nil {
 		b.Fatal(err)
 	}
+	apiBefore := apiserverMetrics(ctx, b, c.Client)
+	churn := startChurn(ctx, c.Client, rec, ld.churn)
+	defer churn.stop()
 	if rate != lateStart {
 		patchesBefore = podPatches(ctx, b, c.Client)
 		create()
@@ -185,6 +219,9 @@ wait:
 			}
 		}
 	}
+	churn.stop()
+	apiAfter := apiserverMetrics(ctx, b, c.Client)
+	apiDelta := apiAfter.Minus(apiBefore)
 	labelMetrics := settle(ctx, b, l)
 	used, err := readUsage(l.pid())
 	if err != nil {
@@ -204,6 +241,10 @@ wait:
 		patches: patches, labelMetrics: labelMetrics, idle: idle, used: used, settings: settings,
 		labelerStart: labelerStart,
 	})
+	if ld != (load{}) {
+		b.Logf("load: %s; %d status patches (%d failed), %d pod events to the watchers\n%s",
+			ld, churn.patches.Load(), churn.errors.Load(), watcherEvents.Load(), flowcontrolReport(apiDelta, apiAfter))
+	}
 }
 
 // watchPods runs an informer on the benchmark's pod namespace that feeds rec, and waits for its sync.

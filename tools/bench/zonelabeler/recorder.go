@@ -24,6 +24,7 @@ type recorder struct {
 
 	mu        sync.Mutex
 	pods      map[string]*podTimes
+	order     []string // pods in the order their create returned
 	labelled  int
 	want      int
 	wrong     []string // pods labelled with a location other than their node's
@@ -57,6 +58,7 @@ func (r *recorder) wrap(rt http.RoundTripper) http.RoundTripper {
 			r.mu.Lock()
 			if t := r.entry(name); t.created.IsZero() {
 				t.created = now
+				r.order = append(r.order, name)
 			}
 			r.mu.Unlock()
 		}
@@ -106,6 +108,17 @@ func (r *recorder) observe(obj any) {
 	if r.labelled >= r.want {
 		r.closeOnce.Do(func() { close(r.allDone) })
 	}
+}
+
+// createdPod returns the i-th pod (modulo how many there are) whose create has returned, and false
+// while there is none.
+func (r *recorder) createdPod(i int) (string, bool) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if len(r.order) == 0 {
+		return "", false
+	}
+	return r.order[i%len(r.order)], true
 }
 
 // progress returns how many pods have been seen labelled.

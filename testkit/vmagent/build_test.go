@@ -1,0 +1,126 @@
+package vmagent
+
+import (
+	"encoding/json"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/zonetoll/zonetoll/testkit/modbuild"
+)
+
+func TestBinDirDefault(t *testing.T) {
+	t.Setenv(EnvBinDir, "")
+	t.Setenv("XDG_CACHE_HOME", "/cache")
+	got, err := BinDir()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := "/cache/zonetoll/vmagent/" + Version; got != want {
+		t.Errorf("BinDir() = %q, want %q", got, want)
+	}
+}
+
+func TestBinDirFromEnv(t *testing.T) {
+	dir := t.TempDir()
+	t.Setenv(EnvBinDir, dir)
+	if got, err := BinDir(); err != nil || got != dir {
+		t.Errorf("BinDir() = %q, %v; want %q", got, err, dir)
+	}
+}
+
+func TestInstalled(t *testing.T) {
+	writeBin := func(t *testing.T, dir string) {
+		if err := os.WriteFile(filepath.Join(dir, Binary), []byte("#!/bin/sh\n"), 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	writeStampKey := func(t *testing.T, dir, key string) {
+		data, err := json.Marshal(Stamp{Key: key, Version: Version})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(filepath.Join(dir, modbuild.StampFile), data, 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	tests := []struct {
+		name    string
+		setup   func(t *testing.T, dir string)
+		wantErr bool
+	}{
+		{"empty dir", func(*testing.T, string) {}, true},
+		{"binary without stamp", writeBin, true},
+		{"stamp of another version", func(t *testing.T, dir string) {
+			writeBin(t, dir)
+			writeStampKey(t, dir, "vmagent=v1.150.0 recipe=1")
+		}, true},
+		{"stamp without binary", func(t *testing.T, dir string) { writeStampKey(t, dir, stampKey()) }, true},
+		{"complete", func(t *testing.T, dir string) {
+			writeBin(t, dir)
+			writeStampKey(t, dir, stampKey())
+		}, false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			dir := t.TempDir()
+			tt.setup(t, dir)
+			bin, err := Installed(dir)
+			if tt.wantErr {
+				if err == nil || !strings.Contains(err.Error(), BuildHint) {
+					t.Errorf("Installed(%s) = %q, %v; want an error naming %q", dir, bin, err, BuildHint)
+				}
+				return
+			}
+			if err != nil || bin != filepath.Join(dir, Binary) {
+				t.Errorf("Installed(%s) = %q, %v; want %q", dir, bin, err, filepath.Join(dir, Binary))
+			}
+		})
+	}
+}
+
+func TestPlan(t *testing.T) {
+	published := time.Date(2026, 8, 28, 13, 46, 29, 0, time.UTC)
+	p := plan(published)
+	want := []modbuild.Target{{
+		Name:    Binary,
+		Package: "github.com/VictoriaMetrics/VictoriaMetrics/app/vmagent",
+		LDFlags: "-s -w -X github.com/VictoriaMetrics/VictoriaMetrics/lib/buildinfo.Version=vmagent-20260828-134629-tags-v1.151.0-0-module",
+		// What -version must print, and what vmagent reads its short
+		// version (vm_app_version{short_version}) from.
+		Version:     "v1.151.0",
+		VersionArgs: "-version",
+	}}
+	if !slices.Equal(p.Targets, want) {
+		t.Errorf("targets = %+v, want %+v", p.Targets, want)
+	}
+	if !strings.Contains(toolsGo, `"`+want[0].Package+`"`) {
+		t.Errorf("tools.go does not import %s", want[0].Package)
+	}
+	got := p.Stamp(modbuild.Built{Key: stampKey(), GoVersion: "go1.26.8", BuiltAt: published, BuildSeconds: 300})
+	wantStamp := Stamp{Key: "vmagent=v1.151.0 recipe=1", Version: Version, GoVersion: "go1.26.8", BuiltAt: published, BuildSeconds: 300}
+	if *got != wantStamp {
+		t.Errorf("stamp = %+v, want %+v", *got, wantStamp)
+	}
+}
+
+func TestThrowawayGoMod(t *testing.T) {
+	upstream := "module github.com/VictoriaMetrics/VictoriaMetrics\n\ngo 1.26.6\n\nrequire github.com/prometheus/prometheus v0.313.1\n"
+	got, err := recipe().GoMod(upstream)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{
+		"module zonetoll.local/vmagent-build\n",
+		"\ngo 1.26.6\n",
+		"require github.com/prometheus/prometheus v0.313.1\n",
+		"require github.com/VictoriaMetrics/VictoriaMetrics " + Version + "\n",
+	} {
+		if !strings.Contains(got, want) {
+			t.Errorf("throwaway go.mod lacks %q:\n%s", want, got)
+		}
+	}
+}
