@@ -1,48 +1,31 @@
 package main
 
 import (
+	"context"
 	"fmt"
-	"os"
+	"io"
 
 	"github.com/urfave/cli/v2"
 
+	"github.com/zonetoll/zonetoll/testkit/internal/buildcmd"
 	"github.com/zonetoll/zonetoll/testkit/prometheus"
 )
 
 func newApp() *cli.App {
-	return &cli.App{
+	return buildcmd.App(buildcmd.Tool{
 		Name:  "prometheus",
 		Usage: "build upstream prometheus and promtool " + prometheus.Version + " for zonetoll's config checks",
-		Commands: []*cli.Command{
-			{
-				Name:  "build",
-				Usage: "build prometheus and promtool from the Go module proxy into the cache (only the first build is slow)",
-				Flags: []cli.Flag{&cli.BoolFlag{Name: "force", Usage: "rebuild even if the cache is current"}},
-				Action: func(cctx *cli.Context) error {
-					st, err := prometheus.Build(cctx.Context, prometheus.BuildOptions{Force: cctx.Bool("force"), Progress: os.Stderr})
-					if err != nil {
-						return err
-					}
-					bins, err := prometheus.Installed("")
-					if err != nil {
-						return err
-					}
-					fmt.Fprintf(cctx.App.Writer, "prometheus %s (%s) built with %s:\n%s\n%s\n", st.Version, st.ModuleVersion, st.GoVersion, bins.Prometheus, bins.Promtool)
-					return nil
-				},
-			},
-			{
-				Name:  "path",
-				Usage: "print the paths of prometheus and promtool, failing if they are not built",
-				Action: func(cctx *cli.Context) error {
-					bins, err := prometheus.Installed("")
-					if err != nil {
-						return err
-					}
-					fmt.Fprintf(cctx.App.Writer, "%s\n%s\n", bins.Prometheus, bins.Promtool)
-					return nil
-				},
-			},
+		What:  "prometheus and promtool",
+		Build: func(ctx context.Context, force bool, progress io.Writer) (string, error) {
+			st, err := prometheus.Build(ctx, prometheus.BuildOptions{Force: force, Progress: progress})
+			if err != nil {
+				return "", err
+			}
+			return fmt.Sprintf("prometheus %s (%s) built with %s", st.Version, st.ModuleVersion, st.GoVersion), nil
 		},
-	}
+		Paths: func() ([]string, error) {
+			bins, err := prometheus.Installed("")
+			return []string{bins.Prometheus, bins.Promtool}, err
+		},
+	})
 }
