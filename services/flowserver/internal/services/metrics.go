@@ -29,7 +29,9 @@ type ZonePair struct{ Zone, ForZone string }
 // Endpoints summarises the endpoints of every Service that has at least one. An endpoint's zone is
 // endpoint.zone, else the zone of its nodeName in nodeZones, else "". An endpoint listed in several
 // slices of its Service (dual-stack: one slice per address family; or during a slice update) counts
-// once, ready if any listing says so.
+// once, ready if any listing says so. Endpoints without a pod targetRef (hand-written slices of a
+// Service without selector) have nothing that ties an IPv4 listing to an IPv6 one, so they are counted
+// per address family and each zone gets the larger family's count, as one dual-stack endpoint would.
 func (x *Index) Endpoints(nodeZones map[string]string) []Endpoints {
 	type merged struct {
 		ready    bool
@@ -40,21 +42,28 @@ func (x *Index) Endpoints(nodeZones map[string]string) []Endpoints {
 	defer x.mu.RUnlock()
 	out := make([]Endpoints, 0, len(x.bySvc))
 	for svc, recs := range x.bySvc {
-		eps := map[string]*merged{}
+		// eps[0] holds the endpoints with a pod targetRef, eps[1] and eps[2] the others by address
+		// family (IPv4, IPv6).
+		eps := [3]map[string]*merged{{}, {}, {}}
+		n := 0
 		for r := range recs {
 			for i := range r.state.Endpoints {
 				ep := &r.state.Endpoints[i]
-				ref := ep.Ref
+				ref, set := ep.Ref, 0
 				if ref == "" && len(ep.Addrs) > 0 {
-					ref = ep.Addrs[0].String()
+					ref, set = ep.Addrs[0].String(), 1
+					if ep.Addrs[0].Is6() && !ep.Addrs[0].Is4In6() {
+						set = 2
+					}
 				}
 				if ref == "" {
 					continue
 				}
-				m := eps[ref]
+				m := eps[set][ref]
 				if m == nil {
 					m = &merged{}
-					eps[ref] = m
+					eps[set][ref] = m
+					n++
 				}
 				m.ready = m.ready || ep.Ready
 				if m.zone == "" {
@@ -70,18 +79,39 @@ func (x *Index) Endpoints(nodeZones map[string]string) []Endpoints {
 				}
 			}
 		}
-		if len(eps) == 0 {
+		if n == 0 {
 			continue
 		}
-		e := Endpoints{Service: svc, Ready: map[string]int{}, Hinted: map[ZonePair]int{}}
-		for _, m := range eps {
-			e.Ready[m.zone] += 0
-			if !m.ready {
-				continue
+		var ready [3]map[string]int
+		var hinted [3]map[ZonePair]int
+		for set, ms := range eps {
+			ready[set], hinted[set] = map[string]int{}, map[ZonePair]int{}
+			for _, m := range ms {
+				ready[set][m.zone] += 0
+				if !m.ready {
+					continue
+				}
+				ready[set][m.zone]++
+				for _, z := range m.forZones {
+					hinted[set][ZonePair{m.zone, z}]++
+				}
 			}
-			e.Ready[m.zone]++
-			for _, z := range m.forZones {
-				e.Hinted[ZonePair{m.zone, z}]++
+		}
+		e := Endpoints{Service: svc, Ready: ready[0], Hinted: hinted[0]}
+		for zone := range ready[1] {
+			e.Ready[zone] += max(ready[1][zone], ready[2][zone])
+		}
+		for zone := range ready[2] {
+			if _, done := ready[1][zone]; !done {
+				e.Ready[zone] += ready[2][zone]
+			}
+		}
+		for zp := range hinted[1] {
+			e.Hinted[zp] += max(hinted[1][zp], hinted[2][zp])
+		}
+		for zp := range hinted[2] {
+			if _, done := hinted[1][zp]; !done {
+				e.Hinted[zp] += hinted[2][zp]
 			}
 		}
 		out = append(out, e)

@@ -266,6 +266,11 @@ func TestEndpointsPerZone(t *testing.T) {
 		{slice: ptr(slice("shop", "web-1", "web", ep("198.18.20.1")))}, // no zone, no node, no hints
 		{svc: ptr(svc("shop", "idle", false))},
 		{slice: ptr(slice("shop", "idle-1", "idle"))}, // no endpoints: not exported
+		// A Service without selector, dual-stack by hand: no targetRef ties the two listings of its
+		// endpoint in zone-c together, so each family counts and the zone takes the larger count.
+		{svc: ptr(svc("shop", "cache", false))},
+		{slice: ptr(slice("shop", "cache-v4", "cache", hinted(ep("198.19.200.10"), "zone-c", "")))},
+		{slice: ptr(slice("shop", "cache-v6", "cache", hinted(ep("fd00:200::10"), "zone-c", ""), hinted(ep("fd00:200::11"), "zone-a", "")))},
 	})
 	got := map[Key]Endpoints{}
 	for _, e := range x.Endpoints(map[string]string{"n-b": "zone-b"}) {
@@ -280,12 +285,15 @@ func TestEndpointsPerZone(t *testing.T) {
 	if !maps.Equal(api.Hinted, wantHinted) {
 		t.Errorf("api hinted = %v, want %v", api.Hinted, wantHinted)
 	}
+	if cache := got[Key{"shop", "cache"}]; !maps.Equal(cache.Ready, map[string]int{"zone-c": 1, "zone-a": 1}) {
+		t.Errorf("cache ready = %v, want 1 in zone-c (listed once per family) and 1 in zone-a", cache.Ready)
+	}
 	web := got[Key{"shop", "web"}]
 	if !maps.Equal(web.Ready, map[string]int{"": 1}) || len(web.Hinted) != 0 {
 		t.Errorf("web = %+v, want 1 ready endpoint in zone \"\" and no hints", web)
 	}
-	if _, ok := got[Key{"shop", "idle"}]; ok || len(got) != 2 {
-		t.Errorf("Services with endpoints = %v, want api and web only", got)
+	if _, ok := got[Key{"shop", "idle"}]; ok || len(got) != 3 {
+		t.Errorf("Services with endpoints = %v, want api, cache and web only", got)
 	}
 }
 
