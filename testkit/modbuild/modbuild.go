@@ -146,6 +146,21 @@ func (r Recipe[S]) Current(dir string) (*S, error) {
 	return &st, nil
 }
 
+// Installed returns dir (the recipe's Dir() when empty) if a build of the current key is complete
+// there, and otherwise an error naming what is missing and hint, the command that builds it.
+func (r Recipe[S]) Installed(dir, hint string) (string, error) {
+	if dir == "" {
+		var err error
+		if dir, err = r.Dir(); err != nil {
+			return "", err
+		}
+	}
+	if _, err := r.Current(dir); err != nil {
+		return "", fmt.Errorf("no %s build in %s (%v): %s", r.What, dir, err, hint)
+	}
+	return dir, nil
+}
+
 // Build makes the recipe's binaries unless the bin dir already holds a
 // current build. It is safe to run concurrently, in one process or many: a file lock
 // serialises builds, and whoever waited finds the build done.

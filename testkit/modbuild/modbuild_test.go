@@ -445,6 +445,61 @@ func TestDir(t *testing.T) {
 	}
 }
 
+// TestInstalled: only a complete build of the current key is installed; anything else is an error that
+// says what is missing and how to build it.
+func TestInstalled(t *testing.T) {
+	r := testRecipe()
+	writeBins := func(t *testing.T, dir string, mode os.FileMode) {
+		for _, name := range r.Binaries {
+			if err := os.WriteFile(filepath.Join(dir, name), []byte("#!/bin/sh\n"), mode); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	writeStampKey := func(t *testing.T, dir, key string) {
+		if err := os.WriteFile(filepath.Join(dir, StampFile), []byte(`{"key":"`+key+`"}`), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	tests := []struct {
+		name    string
+		setup   func(t *testing.T, dir string)
+		wantErr bool
+	}{
+		{"empty dir", func(*testing.T, string) {}, true},
+		{"binaries without stamp", func(t *testing.T, dir string) { writeBins(t, dir, 0o755) }, true},
+		{"stamp of an older recipe", func(t *testing.T, dir string) {
+			writeBins(t, dir, 0o755)
+			writeStampKey(t, dir, "upstream=v1.2.2 recipe=1")
+		}, true},
+		{"stamp without binaries", func(t *testing.T, dir string) { writeStampKey(t, dir, testKey) }, true},
+		{"binaries not executable", func(t *testing.T, dir string) {
+			writeBins(t, dir, 0o644)
+			writeStampKey(t, dir, testKey)
+		}, true},
+		{"complete", func(t *testing.T, dir string) {
+			writeBins(t, dir, 0o755)
+			writeStampKey(t, dir, testKey)
+		}, false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			dir := t.TempDir()
+			tt.setup(t, dir)
+			got, err := r.Installed(dir, "run the build")
+			if tt.wantErr {
+				if err == nil || !strings.Contains(err.Error(), "run the build") || !strings.Contains(err.Error(), "alpha and beta") {
+					t.Errorf("Installed(%s) = %q, %v; want an error naming what and how to build", dir, got, err)
+				}
+				return
+			}
+			if err != nil || got != dir {
+				t.Errorf("Installed(%s) = %q, %v; want the dir", dir, got, err)
+			}
+		})
+	}
+}
+
 func TestCheckExecutable(t *testing.T) {
 	dir := t.TempDir()
 	write := func(name string, mode os.FileMode) string {

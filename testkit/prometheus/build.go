@@ -58,14 +58,9 @@ type Binaries struct {
 // the current version key is complete there, and an error naming BuildHint
 // otherwise.
 func Installed(dir string) (Binaries, error) {
-	if dir == "" {
-		var err error
-		if dir, err = BinDir(); err != nil {
-			return Binaries{}, err
-		}
-	}
-	if _, err := recipe().Current(dir); err != nil {
-		return Binaries{}, fmt.Errorf("no Prometheus %s build in %s (%v): %s", Version, dir, err, BuildHint)
+	dir, err := recipe().Installed(dir, BuildHint)
+	if err != nil {
+		return Binaries{}, err
 	}
 	return binariesIn(dir), nil
 }

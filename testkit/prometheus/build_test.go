@@ -77,93 +77,6 @@ func TestVersionLDFlags(t *testing.T) {
 	}
 }
 
-func TestBinDirFromEnv(t *testing.T) {
-	dir := t.TempDir()
-	t.Setenv(EnvBinDir, dir)
-	got, err := BinDir()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if got != dir {
-		t.Errorf("BinDir() = %q, want %q", got, dir)
-	}
-}
-
-func TestBinDirDefault(t *testing.T) {
-	t.Setenv(EnvBinDir, "")
-	t.Setenv("XDG_CACHE_HOME", "/cache")
-	got, err := BinDir()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if want := "/cache/zonetoll/prometheus/" + Version; got != want {
-		t.Errorf("BinDir() = %q, want %q", got, want)
-	}
-}
-
-func TestInstalled(t *testing.T) {
-	writeBins := func(t *testing.T, dir string, mode os.FileMode) {
-		for _, name := range []string{PrometheusBinary, PromtoolBinary} {
-			if err := os.WriteFile(filepath.Join(dir, name), []byte("#!/bin/sh\n"), mode); err != nil {
-				t.Fatal(err)
-			}
-		}
-	}
-	writeStampKey := func(t *testing.T, dir, key string) {
-		data, err := json.Marshal(Stamp{Key: key, Version: Version})
-		if err != nil {
-			t.Fatal(err)
-		}
-		if err := os.WriteFile(filepath.Join(dir, modbuild.StampFile), data, 0o644); err != nil {
-			t.Fatal(err)
-		}
-	}
-	tests := []struct {
-		name    string
-		setup   func(t *testing.T, dir string)
-		wantErr bool
-	}{
-		{"empty dir", func(*testing.T, string) {}, true},
-		{"binaries without stamp", func(t *testing.T, dir string) { writeBins(t, dir, 0o755) }, true},
-		{"stamp of an older recipe", func(t *testing.T, dir string) {
-			writeBins(t, dir, 0o755)
-			writeStampKey(t, dir, "prometheus=v3.4.0 module=v0.304.0 recipe=1")
-		}, true},
-		{"stamp without binaries", func(t *testing.T, dir string) { writeStampKey(t, dir, stampKey()) }, true},
-		{"binaries not executable", func(t *testing.T, dir string) {
-			writeBins(t, dir, 0o644)
-			writeStampKey(t, dir, stampKey())
-		}, true},
-		{"complete", func(t *testing.T, dir string) {
-			writeBins(t, dir, 0o755)
-			writeStampKey(t, dir, stampKey())
-		}, false},
-	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			dir := t.TempDir()
-			tt.setup(t, dir)
-			bins, err := Installed(dir)
-			if tt.wantErr {
-				if err == nil {
-					t.Fatalf("Installed(%s) = %+v, want an error", dir, bins)
-				}
-				if !strings.Contains(err.Error(), BuildHint) {
-					t.Errorf("error %q does not say how to build", err)
-				}
-				return
-			}
-			if err != nil {
-				t.Fatal(err)
-			}
-			want := Binaries{Prometheus: filepath.Join(dir, PrometheusBinary), Promtool: filepath.Join(dir, PromtoolBinary)}
-			if bins != want {
-				t.Errorf("Installed(%s) = %+v, want %+v", dir, bins, want)
-			}
-		})
-	}
-}
-
 // builtStamp is the build.json of a real build by the recipe before it moved
 // to modbuild; caches holding it must stay current.
 const builtStamp = `{
@@ -210,5 +123,26 @@ func TestPlan(t *testing.T) {
 	wantStamp := Stamp{Key: "prometheus=v3.5.0 module=v0.305.0 recipe=1", Version: "v3.5.0", ModuleVersion: "v0.305.0", GoVersion: "go1.26.0", BuiltAt: published, BuildSeconds: 19}
 	if *got != wantStamp {
 		t.Errorf("stamp = %+v, want %+v", *got, wantStamp)
+	}
+}
+
+// TestInstalled: the recipe's cache dir and key, and the paths of both binaries (modbuild tests the rest).
+func TestInstalled(t *testing.T) {
+	dir := t.TempDir()
+	t.Setenv(EnvBinDir, dir)
+	if _, err := Installed(""); err == nil || !strings.Contains(err.Error(), BuildHint) {
+		t.Errorf("Installed in an empty dir: %v, want an error naming %q", err, BuildHint)
+	}
+	for _, name := range []string{PrometheusBinary, PromtoolBinary} {
+		if err := os.WriteFile(filepath.Join(dir, name), []byte("#!/bin/sh\n"), 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := os.WriteFile(filepath.Join(dir, modbuild.StampFile), []byte(builtStamp), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	want := Binaries{Prometheus: filepath.Join(dir, PrometheusBinary), Promtool: filepath.Join(dir, PromtoolBinary)}
+	if bins, err := Installed(""); err != nil || bins != want {
+		t.Errorf("Installed = %+v, %v; want %+v", bins, err, want)
 	}
 }

@@ -42,14 +42,9 @@ func BinDir() (string, error) { return recipe().Dir() }
 // build of the current version key is complete there, and an error naming
 // BuildHint otherwise.
 func Installed(dir string) (string, error) {
-	if dir == "" {
-		var err error
-		if dir, err = BinDir(); err != nil {
-			return "", err
-		}
-	}
-	if _, err := recipe().Current(dir); err != nil {
-		return "", fmt.Errorf("no vmagent %s build in %s (%v): %s", Version, dir, err, BuildHint)
+	dir, err := recipe().Installed(dir, BuildHint)
+	if err != nil {
+		return "", err
 	}
 	return filepath.Join(dir, Binary), nil
 }

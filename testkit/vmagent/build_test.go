@@ -12,76 +12,6 @@ import (
 	"github.com/zonetoll/zonetoll/testkit/modbuild"
 )
 
-func TestBinDirDefault(t *testing.T) {
-	t.Setenv(EnvBinDir, "")
-	t.Setenv("XDG_CACHE_HOME", "/cache")
-	got, err := BinDir()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if want := "/cache/zonetoll/vmagent/" + Version; got != want {
-		t.Errorf("BinDir() = %q, want %q", got, want)
-	}
-}
-
-func TestBinDirFromEnv(t *testing.T) {
-	dir := t.TempDir()
-	t.Setenv(EnvBinDir, dir)
-	if got, err := BinDir(); err != nil || got != dir {
-		t.Errorf("BinDir() = %q, %v; want %q", got, err, dir)
-	}
-}
-
-func TestInstalled(t *testing.T) {
-	writeBin := func(t *testing.T, dir string) {
-		if err := os.WriteFile(filepath.Join(dir, Binary), []byte("#!/bin/sh\n"), 0o755); err != nil {
-			t.Fatal(err)
-		}
-	}
-	writeStampKey := func(t *testing.T, dir, key string) {
-		data, err := json.Marshal(Stamp{Key: key, Version: Version})
-		if err != nil {
-			t.Fatal(err)
-		}
-		if err := os.WriteFile(filepath.Join(dir, modbuild.StampFile), data, 0o644); err != nil {
-			t.Fatal(err)
-		}
-	}
-	tests := []struct {
-		name    string
-		setup   func(t *testing.T, dir string)
-		wantErr bool
-	}{
-		{"empty dir", func(*testing.T, string) {}, true},
-		{"binary without stamp", writeBin, true},
-		{"stamp of another version", func(t *testing.T, dir string) {
-			writeBin(t, dir)
-			writeStampKey(t, dir, "vmagent=v1.150.0 recipe=1")
-		}, true},
-		{"stamp without binary", func(t *testing.T, dir string) { writeStampKey(t, dir, stampKey()) }, true},
-		{"complete", func(t *testing.T, dir string) {
-			writeBin(t, dir)
-			writeStampKey(t, dir, stampKey())
-		}, false},
-	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			dir := t.TempDir()
-			tt.setup(t, dir)
-			bin, err := Installed(dir)
-			if tt.wantErr {
-				if err == nil || !strings.Contains(err.Error(), BuildHint) {
-					t.Errorf("Installed(%s) = %q, %v; want an error naming %q", dir, bin, err, BuildHint)
-				}
-				return
-			}
-			if err != nil || bin != filepath.Join(dir, Binary) {
-				t.Errorf("Installed(%s) = %q, %v; want %q", dir, bin, err, filepath.Join(dir, Binary))
-			}
-		})
-	}
-}
-
 func TestPlan(t *testing.T) {
 	published := time.Date(2026, 8, 28, 13, 46, 29, 0, time.UTC)
 	p := plan(published)
@@ -122,5 +52,24 @@ func TestThrowawayGoMod(t *testing.T) {
 		if !strings.Contains(got, want) {
 			t.Errorf("throwaway go.mod lacks %q:\n%s", want, got)
 		}
+	}
+}
+
+// TestInstalled: the recipe's cache dir and key, and the path of the binary (modbuild tests the rest).
+func TestInstalled(t *testing.T) {
+	dir := t.TempDir()
+	t.Setenv(EnvBinDir, dir)
+	if _, err := Installed(""); err == nil || !strings.Contains(err.Error(), BuildHint) {
+		t.Errorf("Installed in an empty dir: %v, want an error naming %q", err, BuildHint)
+	}
+	if err := os.WriteFile(filepath.Join(dir, Binary), []byte("#!/bin/sh\n"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	data, _ := json.Marshal(Stamp{Key: stampKey(), Version: Version})
+	if err := os.WriteFile(filepath.Join(dir, modbuild.StampFile), data, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if bin, err := Installed(""); err != nil || bin != filepath.Join(dir, Binary) {
+		t.Errorf("Installed = %q, %v; want %s", bin, err, filepath.Join(dir, Binary))
 	}
 }
