@@ -128,10 +128,17 @@ func TestWorstAllowedMixOverHTTP(t *testing.T) {
 			t.Errorf("bad tokens got %d %d times, want only 401", st, n)
 		}
 	}
-	for class, status := range map[string]int{"heavy": http.StatusOK, "bad_token": http.StatusUnauthorized, "streamed": http.StatusRequestEntityTooLarge, "slow": http.StatusTooManyRequests} {
+	for class, status := range map[string]int{"heavy": http.StatusOK, "bad_token": http.StatusUnauthorized, "streamed": http.StatusRequestEntityTooLarge} {
 		if answers[class][status] == 0 {
 			t.Errorf("%s senders never got %d: %v", class, status, answers[class])
 		}
+	}
+	// Four slow senders share one identity that may have two requests in flight: the server refuses the
+	// others before reading a byte (identity_busy; no other class has more workers per identity than
+	// that). Whether a trickling client reads that 429 or only sees the connection end while it is still
+	// writing is a race in the client, so the server's own count is the truth checked here.
+	if n := hs.rejected(t, "identity_busy"); n == 0 {
+		t.Errorf("the slow senders were never refused as identity_busy (they saw %v)", answers["slow"])
 	}
 	var all float64
 	for _, r := range reasons {
