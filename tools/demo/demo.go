@@ -225,6 +225,8 @@ func (d *Demo) startServices(ctx context.Context, accounts map[string]Account) e
 			"ZONETOLL_NODE_NAME=" + n.Name,
 			"ZONETOLL_NETNS=" + filepath.Join(NetnsDir, n.Netns),
 			"ZONETOLL_SERVER_URL=http://" + d.Servers[n.Zone].Addr,
+			// Everything runs on this machine, inside its own network namespaces.
+			"ZONETOLL_ALLOW_PLAINTEXT=true",
 			"ZONETOLL_TOKEN_FILE=" + accounts["flowagent"].TokenFile,
 			"ZONETOLL_INTERVAL=" + d.opts.Interval.String(),
 			"ZONETOLL_BPF_MODE=netfilter",

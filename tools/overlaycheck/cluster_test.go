@@ -595,7 +595,7 @@ func TestFlowagentRBACAndCapabilities(t *testing.T) {
 				"ZONETOLL_BPF_PIN_DIR=" + filepath.Join(bpffs, fmt.Sprintf("zonetoll-%d", i)),
 				"ZONETOLL_TOKEN_FILE=" + tokenFile,
 				// Nothing listens there; no report is due (loopback has no local pod or node source).
-				"ZONETOLL_SERVER_URL=http://127.0.0.1:9/{zone}",
+				"ZONETOLL_SERVER_URL=https://127.0.0.1:9/{zone}",
 			})
 			if !tt.wantReady {
 				select {
