@@ -54,7 +54,7 @@ func (c *Config) Validate() error {
 	for i, t := range c.Targets {
 		u, err := url.Parse(t)
 		if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
-			return config.Invalid("ZONETOLL_TARGETS", strings.Join(c.Targets, ","), "http(s) URLs such as http://flowserver:8080/metrics")
+			return config.Invalid("ZONETOLL_TARGETS", strings.Join(c.Targets, ","), "http(s) URLs such as https://flowserver:8080/metrics")
 		}
 		if slices.Contains(c.Targets[:i], t) {
 			return config.Invalid("ZONETOLL_TARGETS", strings.Join(c.Targets, ","), "each URL once (a target listed twice would be billed twice)")
