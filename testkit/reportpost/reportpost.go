@@ -25,6 +25,12 @@ type Response struct {
 // never would. A failed request fails t.
 func Post(t gate.TB, baseURL, token string, body []byte, encoding string) Response {
 	t.Helper()
+	return PostWith(t, http.DefaultClient, baseURL, token, body, encoding)
+}
+
+// PostWith is Post with a client of the test's, e.g. one that trusts an HTTPS server's CA.
+func PostWith(t gate.TB, c *http.Client, baseURL, token string, body []byte, encoding string) Response {
+	t.Helper()
 	req, err := http.NewRequestWithContext(t.Context(), http.MethodPost, baseURL+"/v1/reports", bytes.NewReader(body))
 	if err != nil {
 		t.Fatalf("building a report request to %s: %v", baseURL, err)
@@ -36,7 +42,7 @@ func Post(t gate.TB, baseURL, token string, body []byte, encoding string) Respon
 	if token != "" {
 		req.Header.Set("Authorization", "Bearer "+token)
 	}
-	resp, err := http.DefaultClient.Do(req)
+	resp, err := c.Do(req)
 	if err != nil {
 		t.Fatalf("posting a report to %s: %v", baseURL, err)
 	}

@@ -21,7 +21,11 @@ import (
 type Service struct {
 	URL  string // http://127.0.0.1:port
 	stop func() (int, string)
+	out  *SyncBuffer
 }
+
+// Output is what the service has written so far (its log).
+func (s *Service) Output() string { return s.out.String() }
 
 // Stop cancels the service as SIGTERM would and returns its exit code and output.
 func (s *Service) Stop() (int, string) { return s.stop() }
@@ -98,7 +102,7 @@ func Start[C any, PC interface {
 			t.Errorf("%s exited with %d; output:\n%s", spec.Name, c, output)
 		}
 	})
-	return &Service{URL: "http://" + addr, stop: stop}
+	return &Service{URL: "http://" + addr, stop: stop, out: out}
 }
 
 // Help returns the output of `<service> run --help`.

@@ -47,6 +47,7 @@ type Demo struct {
 	Servers   map[string]*Proc // by zone
 	Agents    map[string]*Proc // by node name
 	Costcalcs map[string]*Proc // by cloud
+	TLS       *TLS             // the flowservers' certificate and the CA everything else trusts
 	Labeler   *Proc
 	Prom      *Proc
 	Gen       *Generator
@@ -193,16 +194,21 @@ func (d *Demo) startServices(ctx context.Context, accounts map[string]Account) e
 		return err
 	}
 
-	d.say("starting a flowserver per zone")
+	d.say("starting a flowserver per zone (HTTPS, with a CA made for this run)")
+	if d.TLS, err = newTLS(filepath.Join(d.Dir, "tls")); err != nil {
+		return err
+	}
 	for _, z := range m.Zones {
 		d.FlowLogs[z] = filepath.Join(d.Dir, "flows-"+z+".jsonl")
 		p, err := d.proc("flowserver-"+z, d.bin("flowserver"), []string{
 			"ZONETOLL_ZONE=" + z, "ZONETOLL_NAMESPACE=" + ToolNamespace, "ZONETOLL_CIDRS_FILE=" + cidrs,
 			"ZONETOLL_FLOW_LOG_OUTPUT=" + d.FlowLogs[z],
+			"ZONETOLL_HTTP_TLS_CERT_FILE=" + d.TLS.CertFile, "ZONETOLL_HTTP_TLS_KEY_FILE=" + d.TLS.KeyFile,
 		}, "run", "--kubeconfig", accounts["flowserver"].Kubeconfig)
 		if err != nil {
 			return err
 		}
+		p.Client = d.TLS.Client
 		d.Servers[z] = p
 		if err := p.Start(ctx); err != nil {
 			return err
@@ -224,7 +230,8 @@ func (d *Demo) startServices(ctx context.Context, accounts map[string]Account) e
 		p, err := d.proc("flowagent-"+n.Name, d.bin("flowagent"), []string{
 			"ZONETOLL_NODE_NAME=" + n.Name,
 			"ZONETOLL_NETNS=" + filepath.Join(NetnsDir, n.Netns),
-			"ZONETOLL_SERVER_URL=http://" + d.Servers[n.Zone].Addr,
+			"ZONETOLL_SERVER_URL=" + d.Servers[n.Zone].URL(""),
+			"ZONETOLL_SERVER_CA_FILE=" + d.TLS.CAFile,
 			"ZONETOLL_TOKEN_FILE=" + accounts["flowagent"].TokenFile,
 			"ZONETOLL_INTERVAL=" + d.opts.Interval.String(),
 			"ZONETOLL_BPF_MODE=netfilter",
@@ -244,13 +251,13 @@ func (d *Demo) startServices(ctx context.Context, accounts map[string]Account) e
 
 	var targets []string
 	for _, z := range m.Zones {
-		targets = append(targets, "http://"+d.Servers[z].Addr+"/metrics")
+		targets = append(targets, d.Servers[z].URL("/metrics"))
 	}
 	d.say("starting costcalc run for %s", strings.Join(Clouds, ", "))
 	for _, cloud := range Clouds {
 		p, err := d.proc("costcalc-"+cloud, d.bin("costcalc"), []string{
 			"ZONETOLL_TARGETS=" + strings.Join(targets, ","), "ZONETOLL_PRICES_CLOUD=" + cloud,
-			"ZONETOLL_SCRAPE_INTERVAL=1s", "ZONETOLL_SCRAPE_TIMEOUT=900ms",
+			"ZONETOLL_SCRAPE_INTERVAL=1s", "ZONETOLL_SCRAPE_TIMEOUT=900ms", "ZONETOLL_SCRAPE_CA_FILE=" + d.TLS.CAFile,
 		}, "run")
 		if err != nil {
 			return err
@@ -291,7 +298,11 @@ func (d *Demo) startPrometheus(ctx context.Context) (*Proc, error) {
 	}
 	sort.Strings(names)
 	for _, j := range names {
-		fmt.Fprintf(&b, "  - job_name: %s\n    static_configs:\n      - targets: [%q", j, jobs[j][0])
+		fmt.Fprintf(&b, "  - job_name: %s\n", j)
+		if j == "flowserver" {
+			fmt.Fprintf(&b, "    scheme: https\n    tls_config:\n      ca_file: %s\n", d.TLS.CAFile)
+		}
+		fmt.Fprintf(&b, "    static_configs:\n      - targets: [%q", jobs[j][0])
 		for _, t := range jobs[j][1:] {
 			fmt.Fprintf(&b, ", %q", t)
 		}
@@ -329,14 +340,14 @@ type Snapshot struct {
 func (d *Demo) Snap(ctx context.Context) (*Snapshot, error) {
 	s := &Snapshot{At: time.Now(), Sent: d.Gen.Ledger.Snapshot(), Servers: map[string]metricstest.Samples{}, Costs: map[string]metricstest.Samples{}, AgentPID: map[string]int{}}
 	for z, p := range d.Servers {
-		sc, err := Fetch(ctx, p.Addr)
+		sc, err := p.Fetch(ctx)
 		if err != nil {
 			return nil, err
 		}
 		s.Servers[z] = d.before[z].Plus(sc)
 	}
 	for c, p := range d.Costcalcs {
-		sc, err := Fetch(ctx, p.Addr)
+		sc, err := p.Fetch(ctx)
 		if err != nil {
 			return nil, err
 		}
@@ -565,7 +576,7 @@ func (d *Demo) restartServer(ctx context.Context, zone string) error {
 	if err := d.settle(ctx); err != nil {
 		return err
 	}
-	final, err := Fetch(ctx, p.Addr)
+	final, err := p.Fetch(ctx)
 	if err != nil {
 		return err
 	}
@@ -649,9 +660,9 @@ func writeFile(path, content string) error {
 	return nil
 }
 
-// Fetch scrapes http://addr/metrics of one of the demo's processes into flat samples.
-func Fetch(ctx context.Context, addr string) (metricstest.Samples, error) {
-	fams, err := metricstest.Fetch(ctx, nil, "http://"+addr+"/metrics")
+// Fetch scrapes /metrics of one of the demo's processes (over HTTPS for a flowserver) into flat samples.
+func (p *Proc) Fetch(ctx context.Context) (metricstest.Samples, error) {
+	fams, err := metricstest.Fetch(ctx, p.Client, p.URL("/metrics"))
 	if err != nil {
 		return nil, err
 	}

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"math"
+	"net/http"
 	"net/netip"
 	"os"
 	"path/filepath"
@@ -98,7 +99,7 @@ func TestEndToEnd(t *testing.T) {
 	// The zone's agents really found their server down and retried.
 	var retried float64
 	for _, n := range m.NodesInZone(m.Zones[1]) {
-		sc, err := Fetch(t.Context(), d.Agents[n.Name].Addr)
+		sc, err := d.Agents[n.Name].Fetch(t.Context())
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -109,6 +110,32 @@ func TestEndToEnd(t *testing.T) {
 	}
 	if retried == 0 {
 		t.Errorf("no agent of %s failed to reach its flowserver: the restart did not happen under traffic", m.Zones[1])
+	}
+	// Every byte above went over TLS: the flowservers speak nothing but HTTPS (a plain request gets
+	// Go's 400 for HTTP on an HTTPS port), the agents delivered to their https:// URL with the run's
+	// CA, and nothing else is trusted (system roots refuse the server).
+	for _, z := range m.Zones {
+		s := d.Servers[z]
+		resp, err := http.Get("http://" + s.Addr + "/metrics")
+		if err != nil {
+			t.Fatalf("plain HTTP to flowserver-%s: %v", z, err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusBadRequest {
+			t.Errorf("plain HTTP to flowserver-%s answered %d, want 400 (an HTTPS-only port)", z, resp.StatusCode)
+		}
+		if _, err := http.Get(s.URL("/metrics")); err == nil || !strings.Contains(err.Error(), "certificate") {
+			t.Errorf("flowserver-%s trusted without the run's CA: %v", z, err)
+		}
+	}
+	for _, n := range m.Nodes {
+		sc, err := d.Agents[n.Name].Fetch(t.Context())
+		if err != nil {
+			t.Fatal(err)
+		}
+		if v := sc.Sum("zonetoll_flowagent_reports_sent_total", map[string]string{"result": "delivered"}); v == 0 {
+			t.Errorf("agent of %s delivered no report over HTTPS", n.Name)
+		}
 	}
 
 	// 1. Each flowserver's bytes per workload pair (over all its lives) equal what the generator sent from

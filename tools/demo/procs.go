@@ -91,6 +91,9 @@ type Proc struct {
 	Env  []string
 	Log  string // path of its log file
 	Addr string // host:port of its HTTP server
+	// Client, if set, is the HTTPS client for a process that serves HTTPS (the flowservers); nil means
+	// plain HTTP.
+	Client *http.Client
 	// ReadyPath answers 200 once the process is ready; empty means /readyz.
 	ReadyPath string
 	cmd       *exec.Cmd
@@ -122,6 +125,14 @@ func (p *Proc) Start(ctx context.Context) error {
 	return p.waitReady(ctx)
 }
 
+// URL is the address of path on the process's HTTP(S) server.
+func (p *Proc) URL(path string) string {
+	if p.Client != nil {
+		return "https://" + p.Addr + path
+	}
+	return "http://" + p.Addr + path
+}
+
 // PID is the process id of the running (or last) process.
 func (p *Proc) PID() int { return p.lastPID }
 
@@ -129,6 +140,9 @@ func (p *Proc) waitReady(ctx context.Context) error {
 	ctx, cancel := context.WithTimeout(ctx, 90*time.Second)
 	defer cancel()
 	client := &http.Client{Timeout: 2 * time.Second}
+	if p.Client != nil {
+		client = &http.Client{Transport: p.Client.Transport, Timeout: 2 * time.Second}
+	}
 	path := p.ReadyPath
 	if path == "" {
 		path = "/readyz"
@@ -142,7 +156,7 @@ func (p *Proc) waitReady(ctx context.Context) error {
 			return fmt.Errorf("%s not ready (%s; log %s):\n%s", p.Name, last, p.Log, tailFile(p.Log, 30))
 		case <-time.After(100 * time.Millisecond):
 		}
-		resp, err := client.Get("http://" + p.Addr + path)
+		resp, err := client.Get(p.URL(path))
 		if err != nil {
 			last = err.Error()
 			continue

@@ -77,12 +77,17 @@ func (a *applier) apply(ctx context.Context, o *unstructured.Unstructured, dryRu
 	return nil
 }
 
-// installCRDs creates the Prometheus Operator CRDs kept as test data and waits until they serve.
+// installCRDs creates the Prometheus Operator and cert-manager CRDs kept as test data and waits until
+// they serve.
 func installCRDs(t *testing.T, ctx context.Context, a *applier) {
 	t.Helper()
-	files, err := filepath.Glob("testdata/prometheus-operator-crds/*.yaml")
-	if err != nil || len(files) == 0 {
-		t.Fatalf("no CRDs in testdata/prometheus-operator-crds: %v", err)
+	var files []string
+	for _, dir := range []string{"testdata/prometheus-operator-crds", "testdata/cert-manager-crds"} {
+		f, err := filepath.Glob(dir + "/*.yaml")
+		if err != nil || len(f) == 0 {
+			t.Fatalf("no CRDs in %s: %v", dir, err)
+		}
+		files = append(files, f...)
 	}
 	var names []string
 	for _, f := range files {
@@ -149,15 +154,18 @@ func TestServerSideDryRun(t *testing.T) {
 	ctx := t.Context()
 	a := newApplier(t, c.Config)
 	installCRDs(t, ctx, a)
-	// Namespaced objects are only dry-run into a namespace that really exists.
-	if _, err := c.CreateNamespace(ctx, "zonetoll"); err != nil {
-		t.Fatal(err)
+	// Namespaced objects are only dry-run into a namespace that really exists: zonetoll, and
+	// cert-manager's own, where base/tls keeps the CA (cert-manager's cluster resource namespace).
+	for _, ns := range []string{"zonetoll", "cert-manager"} {
+		if _, err := c.CreateNamespace(ctx, ns); err != nil {
+			t.Fatal(err)
+		}
 	}
 	targets, err := Targets(root)
 	if err != nil {
 		t.Fatal(err)
 	}
-	var deployment, agentPod *unstructured.Unstructured
+	var deployment, agentPod, certificate *unstructured.Unstructured
 	for _, dir := range targets {
 		t.Run(filepath.Base(dir), func(t *testing.T) {
 			objs, err := Build(filesys.MakeFsOnDisk(), dir)
@@ -178,6 +186,9 @@ func TestServerSideDryRun(t *testing.T) {
 				}
 				if o.GetKind() == "Deployment" && deployment == nil {
 					deployment = o.DeepCopy()
+				}
+				if o.GetKind() == "Certificate" && certificate == nil {
+					certificate = o.DeepCopy()
 				}
 				// Pod Security admission enforces on pods, not on workloads: dry-run a pod of each.
 				if pod := podOf(t, o); pod != nil {
@@ -221,6 +232,21 @@ func TestServerSideDryRun(t *testing.T) {
 		err := a.apply(ctx, bad, true)
 		if err == nil || !strings.Contains(err.Error(), "terminationGracePeriod") {
 			t.Fatalf("dry-run of a Deployment with an unknown field: err = %v, want a strict-decoding error naming it", err)
+		}
+	})
+	// The cert-manager objects are judged by their CRDs' schemas too: a misspelt field of a Certificate
+	// is refused.
+	t.Run("misspelt Certificate field is refused", func(t *testing.T) {
+		if certificate == nil {
+			t.Fatal("no Certificate in any target")
+		}
+		bad := certificate.DeepCopy()
+		if err := unstructured.SetNestedStringSlice(bad.Object, []string{"flowserver.zonetoll.svc"}, "spec", "dnsName"); err != nil {
+			t.Fatal(err)
+		}
+		err := a.apply(ctx, bad, true)
+		if err == nil || !strings.Contains(err.Error(), "dnsName") {
+			t.Fatalf("dry-run of a Certificate with an unknown field: err = %v, want an error naming it", err)
 		}
 	})
 	// And the user's own command, with kubectl's embedded kustomize: the kubectl of the server's
@@ -595,7 +621,7 @@ func TestFlowagentRBACAndCapabilities(t *testing.T) {
 				"ZONETOLL_BPF_PIN_DIR=" + filepath.Join(bpffs, fmt.Sprintf("zonetoll-%d", i)),
 				"ZONETOLL_TOKEN_FILE=" + tokenFile,
 				// Nothing listens there; no report is due (loopback has no local pod or node source).
-				"ZONETOLL_SERVER_URL=http://127.0.0.1:9/{zone}",
+				"ZONETOLL_SERVER_URL=https://127.0.0.1:9/{zone}",
 			})
 			if !tt.wantReady {
 				select {

@@ -2,6 +2,9 @@ package overlaycheck
 
 import (
 	"crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
+	"io"
 	"net/http"
 	"net/netip"
 	"path/filepath"
@@ -14,6 +17,7 @@ import (
 	discoveryv1 "k8s.io/api/discovery/v1"
 	rbacv1 "k8s.io/api/rbac/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"sigs.k8s.io/kustomize/kyaml/filesys"
 
 	"github.com/zonetoll/zonetoll/shared/report"
@@ -21,12 +25,16 @@ import (
 	"github.com/zonetoll/zonetoll/testkit/reportpost"
 	"github.com/zonetoll/zonetoll/testkit/servicebuild"
 	"github.com/zonetoll/zonetoll/testkit/testcluster"
+	"github.com/zonetoll/zonetoll/testkit/tlstest"
 )
 
 // manifestEnv is the env of the flowserver container of the aws overlay's first zone, with the
 // downward-API values (ZONETOLL_NAMESPACE, ZONETOLL_ZONE from the pods' zone label) resolved as the kubelet
-// would, the audience of the agents' projected token and the namespace the agents run in.
-func manifestEnv(t *testing.T, root string) (env []string, audience, agentNamespace string) {
+// would, the audience of the agents' projected token and the namespace the agents run in. Files the env
+// names in the mounted TLS Secret are written to a directory of the test, as the kubelet would mount
+// what cert-manager issued: a certificate for the Certificate's names signed by a CA of the test, which
+// client (for the server's HTTPS) trusts.
+func manifestEnv(t *testing.T, root string) (env []string, audience, agentNamespace string, client *http.Client) {
 	t.Helper()
 	objs, err := Build(filesys.MakeFsOnDisk(), filepath.Join(root, "kustomize", "overlays", "aws"))
 	if err != nil {
@@ -39,7 +47,16 @@ func manifestEnv(t *testing.T, root string) (env []string, audience, agentNamesp
 			if err != nil {
 				t.Fatal(err)
 			}
+			secretDir, c := mountTLSSecret(t, objs, d)
+			client = c
 			for _, e := range d.Spec.Template.Spec.Containers[0].Env {
+				if e.Name == tlsCertSetting || e.Name == tlsKeySetting {
+					if !strings.HasPrefix(e.Value, tlsMountPath+"/") {
+						t.Fatalf("flowserver env %s=%s is not in the TLS Secret's mount %s", e.Name, e.Value, tlsMountPath)
+					}
+					env = append(env, e.Name+"="+filepath.Join(secretDir, strings.TrimPrefix(e.Value, tlsMountPath+"/")))
+					continue
+				}
 				var label string
 				var isLabel bool
 				if e.ValueFrom != nil && e.ValueFrom.FieldRef != nil {
@@ -81,7 +98,46 @@ func manifestEnv(t *testing.T, root string) (env []string, audience, agentNamesp
 	if env == nil || audience == "" {
 		t.Fatalf("the aws overlay has no flowserver env (%v) or no projected agent token audience (%q)", env, audience)
 	}
-	return env, audience, agentNamespace
+	return env, audience, agentNamespace, client
+}
+
+// tlsMountPath is where base/flowserver/zone mounts the zone's certificate Secret.
+const tlsMountPath = "/etc/zonetoll/tls"
+
+// mountTLSSecret writes what the Secret the flowserver mounts at tlsMountPath would hold once
+// cert-manager issued its Certificate (tls.crt, tls.key, ca.crt; a test CA, the Certificate's DNS names)
+// and returns the directory and a client that trusts the CA.
+func mountTLSSecret(t *testing.T, objs []*unstructured.Unstructured, d *appsv1.Deployment) (string, *http.Client) {
+	t.Helper()
+	var secret string
+	for _, m := range d.Spec.Template.Spec.Containers[0].VolumeMounts {
+		if m.MountPath != tlsMountPath {
+			continue
+		}
+		for _, v := range d.Spec.Template.Spec.Volumes {
+			if v.Name == m.Name && v.Secret != nil {
+				secret = v.Secret.SecretName
+			}
+		}
+	}
+	var names []string
+	for _, o := range objs {
+		if s, _, _ := unstructured.NestedString(o.Object, "spec", "secretName"); o.GetKind() == "Certificate" && s == secret && secret != "" {
+			names, _, _ = unstructured.NestedStringSlice(o.Object, "spec", "dnsNames")
+		}
+	}
+	if len(names) == 0 {
+		t.Fatalf("%s mounts no Secret at %s that a Certificate with DNS names writes", d.Name, tlsMountPath)
+	}
+	ca := tlstest.NewCA(t, "zonetoll-ca")
+	crt, key := ca.ServerPEM(t, names...)
+	dir := t.TempDir()
+	for name, data := range map[string][]byte{"tls.crt": crt, "tls.key": key, "ca.crt": ca.PEM()} {
+		tlstest.WriteFile(t, filepath.Join(dir, name), data)
+	}
+	pool := x509.NewCertPool()
+	pool.AddCert(ca.Cert)
+	return dir, &http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool}}}
 }
 
 // TestFlowserverRBAC runs the real flowserver with a token bound to exactly the ClusterRole of
@@ -94,7 +150,16 @@ func TestFlowserverRBAC(t *testing.T) {
 	testcluster.Need(t)
 	root := repo.RootT(t)
 	_, clusterRules := rulesOf(t, filepath.Join(root, "kustomize", "base", "flowserver"))
-	env, audience, agentNS := manifestEnv(t, root)
+	env, audience, agentNS, client := manifestEnv(t, root)
+	get := func(url string) (int, string, error) {
+		resp, err := client.Get(url)
+		if err != nil {
+			return 0, "", err
+		}
+		defer resp.Body.Close()
+		b, err := io.ReadAll(resp.Body)
+		return resp.StatusCode, string(b), err
+	}
 	bin := servicebuild.BinaryT(t, "flowserver")
 	c := testcluster.StartT(t, testcluster.Options{})
 	ctx := t.Context()
@@ -157,7 +222,7 @@ func TestFlowserverRBAC(t *testing.T) {
 		s := startService(t, []string{bin, "run"}, append([]string{"KUBECONFIG=" + testcluster.KubeconfigT(t, sa.Config)}, env...))
 		addr := s.httpAddr(t)
 		waitFor(t, ctx, 90*time.Second, "flowserver /readyz 200 (informers synced)", func() (bool, error) {
-			code, _, err := get("http://" + addr + "/readyz")
+			code, _, err := get("https://" + addr + "/readyz")
 			return code == http.StatusOK, err
 		})
 		return s, addr
@@ -165,10 +230,10 @@ func TestFlowserverRBAC(t *testing.T) {
 
 	t.Run("base rules suffice", func(t *testing.T) {
 		_, addr := run(t, "flowserver", clusterRules)
-		if resp := reportpost.Post(t, "http://"+addr, agent.Token, reportpost.Gzip(t, newReport()), "gzip"); resp.Status != http.StatusOK || strings.TrimSpace(resp.Body) != "applied" {
+		if resp := reportpost.PostWith(t, client, "https://"+addr, agent.Token, reportpost.Gzip(t, newReport()), "gzip"); resp.Status != http.StatusOK || strings.TrimSpace(resp.Body) != "applied" {
 			t.Fatalf("report: %d %q, want 200 applied", resp.Status, resp.Body)
 		}
-		code, body, err := get("http://" + addr + "/metrics")
+		code, body, err := get("https://" + addr + "/metrics")
 		if err != nil || code != http.StatusOK {
 			t.Fatalf("GET /metrics: %d %v", code, err)
 		}
@@ -187,7 +252,7 @@ func TestFlowserverRBAC(t *testing.T) {
 		// The version is read in the background after start (/version and the core/v1 OpenAPI schema,
 		// which every authenticated user may read).
 		waitFor(t, ctx, 90*time.Second, "zonetoll_kubernetes_info on /metrics", func() (bool, error) {
-			_, body, err := get("http://" + addr + "/metrics")
+			_, body, err := get("https://" + addr + "/metrics")
 			return strings.Contains(body, "\nzonetoll_kubernetes_info{"), err
 		})
 		// A token for the API server's own audience is refused: the audience setting is in force.
@@ -195,7 +260,7 @@ func TestFlowserverRBAC(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if resp := reportpost.Post(t, "http://"+addr, other.Token, reportpost.Gzip(t, newReport()), "gzip"); resp.Status != http.StatusUnauthorized {
+		if resp := reportpost.PostWith(t, client, "https://"+addr, other.Token, reportpost.Gzip(t, newReport()), "gzip"); resp.Status != http.StatusUnauthorized {
 			t.Errorf("report with a token of the API server's audience: %d %q, want 401", resp.Status, resp.Body)
 		}
 	})
@@ -211,7 +276,7 @@ func TestFlowserverRBAC(t *testing.T) {
 			t.Fatalf("the base ClusterRole has no rule of its own for tokenreviews: %v", clusterRules)
 		}
 		_, addr := run(t, "flowserver-no-review", cut)
-		if resp := reportpost.Post(t, "http://"+addr, agent.Token, reportpost.Gzip(t, newReport()), "gzip"); resp.Status == http.StatusOK {
+		if resp := reportpost.PostWith(t, client, "https://"+addr, agent.Token, reportpost.Gzip(t, newReport()), "gzip"); resp.Status == http.StatusOK {
 			t.Errorf("report accepted (%q) although the server may not create TokenReviews", resp.Body)
 		}
 	})
@@ -252,11 +317,11 @@ func TestFlowserverRBAC(t *testing.T) {
 			waitFor(t, ctx, 90*time.Second, "the informer's "+res.forbidden+" in the log", func() (bool, error) {
 				return strings.Contains(s.output(), res.forbidden), nil
 			})
-			code, body, err := get("http://" + addr + "/readyz")
+			code, body, err := get("https://" + addr + "/readyz")
 			if err != nil || code == http.StatusOK || !strings.Contains(body, "Service and EndpointSlice caches have not synced") {
 				t.Errorf("/readyz without %s: %d %q (%v), want not ready naming the Service caches", res.resource, code, body, err)
 			}
-			if resp := reportpost.Post(t, "http://"+addr, agent.Token, reportpost.Gzip(t, newReport()), "gzip"); resp.Status != http.StatusServiceUnavailable {
+			if resp := reportpost.PostWith(t, client, "https://"+addr, agent.Token, reportpost.Gzip(t, newReport()), "gzip"); resp.Status != http.StatusServiceUnavailable {
 				t.Errorf("report without %s: %d %q, want 503 (not ready)", res.resource, resp.Status, resp.Body)
 			}
 		})

@@ -82,7 +82,7 @@ func YAML(fSys filesys.FileSystem, dir string) ([]byte, error) {
 
 // Problem is one broken invariant.
 type Problem struct {
-	Check   string // images, resources, probes, security, rbac, labels, settings, disruption, zones
+	Check   string // images, resources, probes, security, rbac, labels, settings, disruption, zones, tls
 	Object  string // Kind/namespace/name
 	Message string
 }
@@ -130,6 +130,7 @@ func Check(objs []*unstructured.Unstructured, p Policy) []Problem {
 	c.checkRBAC()
 	c.checkSelectors()
 	c.checkZones()
+	c.checkTLS()
 	c.checkPodSecurity()
 	c.checkNetworkPolicies()
 	sortProblems(c.problems)

@@ -3,6 +3,7 @@ package overlaycheck
 import (
 	"bytes"
 	"io/fs"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"os"
 	"path/filepath"
 	"strings"
@@ -85,6 +86,13 @@ resources:
 
 func jsonPatch(kind, name, ops string) string {
 	return "patches:\n  - target:\n      kind: " + kind + "\n      name: " + name + "\n    patch: |-\n" + indent(ops, "      ") + "\n"
+}
+
+// smPatch is a strategic merge patch of a workload's pod spec (lists such as env merge by name).
+func smPatch(kind, name, namespace, podSpec string) string {
+	body := "apiVersion: apps/v1\nkind: " + kind + "\nmetadata:\n  name: " + name + "\n  namespace: " + namespace +
+		"\nspec:\n  template:\n    spec:\n" + indent(podSpec, "      ")
+	return "patches:\n  - target:\n      kind: " + kind + "\n      name: " + name + "\n    patch: |-\n" + indent(body, "      ") + "\n"
 }
 
 func indent(s, pre string) string {
@@ -225,6 +233,47 @@ subjects: [{kind: ServiceAccount, name: zonelabeler, namespace: zonetoll}]
 - op: replace
   path: /spec/ingress/0/ports/0/port
   value: 9999`), wantCheck: "networkpolicy", wantText: "zonelabeler port 8080"},
+		// TLS (docs/deploy.md#tls).
+		{name: "without cert-manager", overlay: "components:\n  - ../../components/tls-without-cert-manager\n"},
+		{name: "agent over plain HTTP", overlay: smPatch("DaemonSet", "flowagent", "zonetoll-agent", `
+containers:
+  - name: flowagent
+    env:
+      - {name: ZONETOLL_SERVER_URL, value: "http://flowserver-{zone}.zonetoll:8080"}`), wantCheck: "tls", wantText: "is plain HTTP: the agents' bearer tokens"},
+		{name: "agent allows plain HTTP", overlay: smPatch("DaemonSet", "flowagent", "zonetoll-agent", `
+containers:
+  - name: flowagent
+    env:
+      - {name: ZONETOLL_ALLOW_PLAINTEXT, value: "true"}`), wantCheck: "tls", wantText: "ZONETOLL_ALLOW_PLAINTEXT=true: plain HTTP is for tests"},
+		{name: "costcalc scrapes over plain HTTP", overlay: `configMapGenerator:
+  - name: costcalc-settings
+    namespace: zonetoll
+    behavior: merge
+    literals:
+      - ZONETOLL_TARGETS=http://flowserver-us-east-1a.zonetoll:8080/metrics,https://flowserver-us-east-1b.zonetoll:8080/metrics,https://flowserver-us-east-1c.zonetoll:8080/metrics
+`, wantCheck: "tls", wantText: `plain HTTP target "http://flowserver-us-east-1a.zonetoll:8080/metrics"`},
+		{name: "flowserver without TLS", overlay: smPatch("Deployment", "flowserver-us-east-1b", "zonetoll", `
+containers:
+  - name: flowserver
+    env:
+      - {name: ZONETOLL_HTTP_TLS_CERT_FILE, $patch: delete}
+      - {name: ZONETOLL_HTTP_TLS_KEY_FILE, $patch: delete}`), wantCheck: "tls", wantText: "ZONETOLL_HTTP_TLS_CERT_FILE is not set"},
+		{name: "flowserver probed over HTTP", overlay: jsonPatch("Deployment", "flowserver-us-east-1a", `
+- op: replace
+  path: /spec/template/spec/containers/0/readinessProbe/httpGet/scheme
+  value: HTTP`), wantCheck: "tls", wantText: "probe /readyz uses HTTP"},
+		{name: "CA mounted through subPath", overlay: jsonPatch("DaemonSet", "flowagent", `
+- op: add
+  path: /spec/template/spec/containers/0/volumeMounts/3/subPath
+  value: ca.crt`), wantCheck: "tls", wantText: "mounted through subPath"},
+		{name: "certificate without the Service's name", overlay: jsonPatch("Certificate", "flowserver-us-east-1c", `
+- op: replace
+  path: /spec/dnsNames
+  value: [flowserver.zonetoll.svc]`), wantCheck: "tls", wantText: "not flowserver-us-east-1c.zonetoll, the name agents and costcalc dial"},
+		{name: "CA from a Secret no Certificate writes", overlay: jsonPatch("DaemonSet", "flowagent", `
+- op: replace
+  path: /spec/template/spec/volumes/3/secret/secretName
+  value: some-ca`), wantCheck: "tls", wantText: "Secret zonetoll-agent/some-ca, which no cert-manager Certificate"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -403,7 +452,8 @@ func TestEveryBaseInStack(t *testing.T) {
 		if !strings.Contains(string(stack), "\n  - "+e.Name()+"\n") {
 			t.Errorf("kustomize/base/%s is not listed in kustomize/base/kustomization.yaml", e.Name())
 		}
-		if e.Name() == "namespace" {
+		// Not services: the namespace, and the cert-manager CA every service's certificate comes from.
+		if e.Name() == "namespace" || e.Name() == "tls" {
 			continue
 		}
 		if _, ok := policy.Settings[e.Name()]; !ok {
@@ -411,6 +461,56 @@ func TestEveryBaseInStack(t *testing.T) {
 		}
 		if _, err := images.Lookup(e.Name()); err != nil {
 			t.Errorf("kustomize/base/%s: %v", e.Name(), err)
+		}
+	}
+}
+
+// TestWithoutCertManager: components/tls-without-cert-manager leaves no cert-manager object in the
+// build (a cluster without its CRDs can apply it) and keeps every TLS mount, so the pods expect exactly
+// the Secrets docs/deploy.md tells the operator to create.
+func TestWithoutCertManager(t *testing.T) {
+	mem := memTree(t)
+	dir := "/repo/kustomize/overlays/broken"
+	if err := mem.WriteFile(dir+"/kustomization.yaml", []byte(brokenHeader+"components:\n  - ../../components/tls-without-cert-manager\n")); err != nil {
+		t.Fatal(err)
+	}
+	objs, err := Build(mem, dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	with, err := Build(mem, "/repo/kustomize/overlays/aws")
+	if err != nil {
+		t.Fatal(err)
+	}
+	certManager := func(objs []*unstructured.Unstructured) (n int) {
+		for _, o := range objs {
+			if strings.HasPrefix(o.GetAPIVersion(), certManagerGroup+"/") {
+				n++
+			}
+		}
+		return n
+	}
+	if n := certManager(with); n != 3+3+2 {
+		t.Errorf("aws has %d cert-manager objects, want 8 (issuer, CA, ClusterIssuer, three zones, agents, costcalc)", n)
+	}
+	if n := certManager(objs); n != 0 {
+		t.Errorf("%d cert-manager objects left without cert-manager", n)
+	}
+	if len(objs) != len(with)-8 {
+		t.Errorf("%d objects without cert-manager, want the %d of aws less its 8 cert-manager objects", len(objs), len(with))
+	}
+	secrets := map[string]bool{}
+	for _, o := range objs {
+		vols, _, _ := unstructured.NestedSlice(o.Object, "spec", "template", "spec", "volumes")
+		for _, v := range vols {
+			if name, ok, _ := unstructured.NestedString(v.(map[string]any), "secret", "secretName"); ok {
+				secrets[o.GetNamespace()+"/"+name] = true
+			}
+		}
+	}
+	for _, want := range []string{"zonetoll/flowserver-us-east-1a-tls", "zonetoll/flowserver-us-east-1c-tls", "zonetoll/costcalc-tls", "zonetoll-agent/flowagent-tls"} {
+		if !secrets[want] {
+			t.Errorf("no pod mounts the Secret %s (mounted: %v)", want, secrets)
 		}
 	}
 }

@@ -28,7 +28,7 @@ const (
 // (a flowserver with ZONETOLL_ZONE) every zone has exactly one flowserver-<zone> Deployment pinned to
 // that zone (nodeSelector or required node affinity on topology.kubernetes.io/zone), a Service
 // flowserver-<zone> selecting only that zone's server, and exactly one costcalc target; the agents use
-// http://flowserver-{zone}.<ns>:8080. In a build with one flowserver for all zones, the agents and
+// https://flowserver-{zone}.<ns>:8080. In a build with one flowserver for all zones, the agents and
 // costcalc name its Service. A build with agents or costcalc but no flowserver fails too. So a zone
 // listed in one place and forgotten in another fails the build instead of losing that zone's reports or
 // dollars.
@@ -59,7 +59,7 @@ func (c *checker) checkZones() {
 		}
 	}
 	ns := servers[0].obj.GetNamespace()
-	url := func(name string) string { return fmt.Sprintf("http://%s.%s:%d", name, ns, serverPort) }
+	url := func(name string) string { return fmt.Sprintf("https://%s.%s:%d", name, ns, serverPort) }
 
 	zones := map[string]*unstructured.Unstructured{}
 	perZone := false

@@ -1,19 +1,34 @@
 package overlaycheck
 
 import (
+	"os"
+	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
 
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+	"github.com/zonetoll/zonetoll/testkit/repo"
 )
 
-// zoneFolder is a zone's folder as docs/deploy.md says to write it: nameSuffix -<suffix>, label <zone>.
-func zoneFolder(suffix, zone string) string {
-	return "apiVersion: kustomize.config.k8s.io/v1beta1\nkind: Kustomization\nresources:\n  - ../../../../base/flowserver/zone\n" +
-		"nameSuffix: -" + suffix + "\nlabels:\n  - pairs:\n      topology.kubernetes.io/zone: " + zone + "\n    includeSelectors: true\n" +
-		"    fields:\n      - kind: Deployment\n        path: spec/template/spec/nodeSelector\n        create: true\n"
+// zoneFolder is the aws overlay's folder of us-east-1a copied as docs/deploy.md says to add a zone, with
+// the name suffix and the zone label set to suffix and zone.
+func zoneFolder(t *testing.T, suffix, zone string) string {
+	t.Helper()
+	b, err := os.ReadFile(filepath.Join(repo.RootT(t), "kustomize", "overlays", "aws", "zones", "us-east-1a", "kustomization.yaml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := string(b)
+	for old, repl := range map[string]string{"nameSuffix: -us-east-1a\n": "nameSuffix: -" + suffix + "\n", "topology.kubernetes.io/zone: us-east-1a\n": "topology.kubernetes.io/zone: " + zone + "\n"} {
+		if strings.Count(s, old) != 1 {
+			t.Fatalf("the us-east-1a folder has %d lines %q, want 1", strings.Count(s, old), old)
+		}
+		s = strings.Replace(s, old, repl, 1)
+	}
+	return s
 }
 
 // TestBrokenZones: each case breaks the per-zone invariant of the aws overlay in one place (a zone
@@ -21,11 +36,11 @@ func zoneFolder(suffix, zone string) string {
 func TestBrokenZones(t *testing.T) {
 	policy := loadPolicy(t)
 	const header = "apiVersion: kustomize.config.k8s.io/v1beta1\nkind: Kustomization\nresources:\n  - ../aws\n"
-	zoneD := map[string]string{"zones/us-east-1d/kustomization.yaml": zoneFolder("us-east-1d", "us-east-1d")}
+	zoneD := map[string]string{"zones/us-east-1d/kustomization.yaml": zoneFolder(t, "us-east-1d", "us-east-1d")}
 	targets := func(zones ...string) string {
 		var urls []string
 		for _, z := range zones {
-			urls = append(urls, "http://flowserver-"+z+".zonetoll:8080/metrics")
+			urls = append(urls, "https://flowserver-"+z+".zonetoll:8080/metrics")
 		}
 		return "configMapGenerator:\n  - name: costcalc-settings\n    namespace: zonetoll\n    behavior: merge\n    literals:\n      - ZONETOLL_TARGETS=" + strings.Join(urls, ",") + "\n"
 	}
@@ -47,10 +62,10 @@ func TestBrokenZones(t *testing.T) {
 		{name: "zone folder not listed", overlay: all4, files: zoneD,
 			wantText: `zones: zones/us-east-1d: no flowserver serves zone "us-east-1d": list zones/us-east-1d`},
 		{name: "folder's name suffix and label differ", overlay: "  - zones/us-east-1d\n" + all4,
-			files:    map[string]string{"zones/us-east-1d/kustomization.yaml": zoneFolder("us-east-1d", "us-east-1e")},
+			files:    map[string]string{"zones/us-east-1d/kustomization.yaml": zoneFolder(t, "us-east-1d", "us-east-1e")},
 			wantText: `the flowserver of zone "us-east-1e" must be named flowserver-us-east-1e`},
 		{name: "folder named for another zone", overlay: "  - zones/us-east-1e\n" + all4,
-			files:    map[string]string{"zones/us-east-1e/kustomization.yaml": zoneFolder("us-east-1d", "us-east-1d")},
+			files:    map[string]string{"zones/us-east-1e/kustomization.yaml": zoneFolder(t, "us-east-1d", "us-east-1d")},
 			wantText: `zones/us-east-1e: no flowserver serves zone "us-east-1e"`},
 		{name: "no zone at all", header: strings.Replace(header, "../aws", "../../base", 1),
 			wantText: "the build deploys no flowserver"},
@@ -82,7 +97,7 @@ spec:
     spec:
       containers:
         - name: flowagent
-          env: [{name: ZONETOLL_SERVER_URL, value: "http://flowserver-us-east-1a.zonetoll:8080"}]`, "      ") + "\n", wantText: "http://flowserver-{zone}.zonetoll:8080"},
+          env: [{name: ZONETOLL_SERVER_URL, value: "https://flowserver-us-east-1a.zonetoll:8080"}]`, "      ") + "\n", wantText: "https://flowserver-{zone}.zonetoll:8080"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -107,7 +122,8 @@ spec:
 			}
 			var zoneProblems []Problem
 			for _, p := range problems {
-				if p.Check == "zones" {
+				// tls too: a zone folder copied as the docs say gets a certificate of its own name.
+				if p.Check == "zones" || p.Check == "tls" {
 					zoneProblems = append(zoneProblems, p)
 				}
 			}

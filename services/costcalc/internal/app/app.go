@@ -6,6 +6,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net/http"
 	"net/url"
 	"slices"
 	"strings"
@@ -17,12 +18,14 @@ import (
 	"github.com/zonetoll/zonetoll/services/costcalc/internal/pricing"
 	"github.com/zonetoll/zonetoll/shared/config"
 	"github.com/zonetoll/zonetoll/shared/servicecmd"
+	"github.com/zonetoll/zonetoll/shared/tlsclient"
 )
 
 // Config is every setting of `costcalc run`, read from ZONETOLL_* variables.
 type Config struct {
 	servicecmd.Common
-	Targets        []string      `desc:"Required. URLs of the flowserver /metrics endpoints to scrape, comma-separated (e.g. http://flowserver-a.zonetoll:8080/metrics). Kubernetes endpoints discovery is not built yet: list every per-zone flowserver."`
+	Targets        []string      `desc:"Required. URLs of the flowserver /metrics endpoints to scrape, comma-separated (e.g. https://flowserver-a.zonetoll:8080/metrics). Kubernetes endpoints discovery is not built yet: list every per-zone flowserver."`
+	ScrapeCAFile   string        `split_words:"true" desc:"PEM CA bundle that signs the flowservers' certificates, for https targets (a mounted ca.crt); re-read when it changes, so a rotated CA needs no restart. Empty uses the system roots."`
 	ScrapeInterval time.Duration `split_words:"true" default:"30s" desc:"How often every target is scraped; the cost counters grow at this step."`
 	ScrapeTimeout  time.Duration `split_words:"true" default:"10s" desc:"Time one scrape may take, parsing included; must be below the interval."`
 	SeriesTTL      time.Duration `split_words:"true" default:"1h" desc:"A cost series that has not grown for this long is removed (its workload pair is gone or silent), as the flowserver's ZONETOLL_SERIES_TTL removes traffic series; 0 keeps series forever."`
@@ -51,7 +54,7 @@ func (c *Config) Validate() error {
 	for i, t := range c.Targets {
 		u, err := url.Parse(t)
 		if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
-			return config.Invalid("ZONETOLL_TARGETS", strings.Join(c.Targets, ","), "http(s) URLs such as http://flowserver:8080/metrics")
+			return config.Invalid("ZONETOLL_TARGETS", strings.Join(c.Targets, ","), "http(s) URLs such as https://flowserver:8080/metrics")
 		}
 		if slices.Contains(c.Targets[:i], t) {
 			return config.Invalid("ZONETOLL_TARGETS", strings.Join(c.Targets, ","), "each URL once (a target listed twice would be billed twice)")
@@ -94,7 +97,12 @@ func Run(ctx context.Context, cfg *Config, env servicecmd.Env) error {
 	if err != nil {
 		return err
 	}
-	m, err := meter.New(meter.Options{Targets: cfg.Targets, Timeout: cfg.ScrapeTimeout, Table: table, SeriesTTL: cfg.SeriesTTL}, env.Registry, env.Logger)
+	tr, err := tlsclient.New(cfg.ScrapeCAFile, "ZONETOLL_SCRAPE_CA_FILE", env.Logger)
+	if err != nil {
+		return fmt.Errorf("trusting the flowservers' CA: %w", err)
+	}
+	client := &http.Client{Transport: tr, Timeout: cfg.ScrapeTimeout}
+	m, err := meter.New(meter.Options{Targets: cfg.Targets, Timeout: cfg.ScrapeTimeout, Table: table, SeriesTTL: cfg.SeriesTTL, Client: client}, env.Registry, env.Logger)
 	if err != nil {
 		return err
 	}

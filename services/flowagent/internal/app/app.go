@@ -3,14 +3,11 @@ package app
 
 import (
 	"context"
-	"crypto/tls"
-	"crypto/x509"
 	"errors"
 	"fmt"
 	"log/slog"
 	"net/http"
 	"net/url"
-	"os"
 	"strings"
 	"sync/atomic"
 	"time"
@@ -27,6 +24,7 @@ import (
 	"github.com/zonetoll/zonetoll/shared/kubeclient/clientset"
 	"github.com/zonetoll/zonetoll/shared/report"
 	"github.com/zonetoll/zonetoll/shared/servicecmd"
+	"github.com/zonetoll/zonetoll/shared/tlsclient"
 )
 
 // Config is every setting of flowagent, read from ZONETOLL_* variables.
@@ -36,8 +34,9 @@ type Config struct {
 	NodeName        string        `split_words:"true" required:"true" desc:"This node's name (in a DaemonSet: fieldRef spec.nodeName)."`
 	Zone            string        `desc:"This node's zone; empty means the node's zone label (ZONETOLL_ZONE_LABEL)."`
 	ZoneLabel       string        `split_words:"true" default:"topology.kubernetes.io/zone" desc:"Node label that holds the zone."`
-	ServerURL       string        `split_words:"true" default:"http://flowserver-{zone}.zonetoll:8080" desc:"Base URL of the flowserver; {zone} is replaced by this node's zone, so reports stay in the zone."`
-	ServerCAFile    string        `split_words:"true" desc:"PEM CA bundle that signs the flowserver's certificate, for an https ServerURL; empty uses the system roots."`
+	ServerURL       string        `split_words:"true" default:"https://flowserver-{zone}.zonetoll:8080" desc:"Base URL of the flowserver; {zone} is replaced by this node's zone, so reports stay in the zone. https unless ZONETOLL_ALLOW_PLAINTEXT is set."`
+	ServerCAFile    string        `split_words:"true" desc:"PEM CA bundle that signs the flowserver's certificate (a mounted ca.crt); re-read when it changes, so a rotated CA needs no restart. Empty uses the system roots."`
+	AllowPlaintext  bool          `split_words:"true" desc:"Allow an http:// ZONETOLL_SERVER_URL, which sends the bearer token and the reports in clear text: for local use only (tests, a demo on one machine)."`
 	TokenFile       string        `split_words:"true" default:"/var/run/secrets/kubernetes.io/serviceaccount/token" desc:"Service-account token sent as bearer token; re-read before every report, so rotation needs no restart. Empty sends none."`
 	Interval        time.Duration `default:"10s" desc:"Time between drains of the kernel's flow map; each drain makes one report window."`
 	ReportMaxFlows  int           `split_words:"true" default:"100000" desc:"Flows per report; a window with more is split into several reports."`
@@ -87,8 +86,15 @@ func (c *Config) Validate() error {
 	if c.RetryMinBackoff <= 0 || c.RetryMaxBackoff < c.RetryMinBackoff {
 		return config.Invalid("ZONETOLL_RETRY_MAX_BACKOFF", c.RetryMaxBackoff.String(), fmt.Sprintf("a duration of at least ZONETOLL_RETRY_MIN_BACKOFF (%s), which must be positive", c.RetryMinBackoff))
 	}
-	if _, err := serverURL(c.ServerURL, "zone"); err != nil {
+	u, err := serverURL(c.ServerURL, "zone")
+	if err != nil {
 		return config.Invalid("ZONETOLL_SERVER_URL", c.ServerURL, "an http or https URL, optionally with {zone} ("+err.Error()+")")
+	}
+	if isPlainHTTP(u) && !c.AllowPlaintext {
+		// The token authenticates the agent for an hour and the reports name every flow: a network
+		// observer in the zone would read both. Plain HTTP is a choice made on purpose, never a default.
+		return config.Invalid("ZONETOLL_SERVER_URL", c.ServerURL, "an https URL: over http the agent's bearer token and its reports cross the network in clear text "+
+			"(set ZONETOLL_SERVER_CA_FILE to the CA that signs the flowserver's certificate), or ZONETOLL_ALLOW_PLAINTEXT=true for local use")
 	}
 	if err := c.BPF.counterConfig().Validate(); err != nil {
 		return config.Invalid("ZONETOLL_BPF_PRIORITY", fmt.Sprint(c.BPF.Priority), err.Error())
@@ -113,6 +119,12 @@ func serverURL(template, zone string) (string, error) {
 		return "", fmt.Errorf("%q has no http(s) scheme and host", s)
 	}
 	return s, nil
+}
+
+// isPlainHTTP says whether a URL serverURL accepted is http (any case) rather than https.
+func isPlainHTTP(s string) bool {
+	u, err := url.Parse(s)
+	return err == nil && u.Scheme == "http"
 }
 
 // Spec is the flowagent command line.
@@ -250,13 +262,16 @@ func attach(ctr *counter.Counter, cfg *Config, reg prometheus.Registerer, log *s
 
 // runReporting runs the agent loop and the sender until ctx is done, then drains once more and flushes.
 func runReporting(ctx context.Context, cfg *Config, d agent.Drainer, set, nodes agent.Locals, target string, env servicecmd.Env, ready *atomic.Bool, log *slog.Logger) error {
-	client, err := httpClient(cfg.ServerCAFile, cfg.SendTimeout)
+	tr, err := tlsclient.New(cfg.ServerCAFile, "ZONETOLL_SERVER_CA_FILE", log)
 	if err != nil {
-		return err
+		return fmt.Errorf("trusting the flowserver's CA: %w", err)
+	}
+	if cfg.ServerCAFile != "" && isPlainHTTP(target) {
+		log.Warn("ZONETOLL_SERVER_CA_FILE is set but ZONETOLL_SERVER_URL is plain http: the CA is not used")
 	}
 	snd, err := sender.New(sender.Config{
 		URL: target, TokenFile: cfg.TokenFile, SpoolBytes: cfg.SpoolBytes, Dir: cfg.SpoolDir,
-		MinBackoff: cfg.RetryMinBackoff, MaxBackoff: cfg.RetryMaxBackoff, Timeout: cfg.SendTimeout, Client: client,
+		MinBackoff: cfg.RetryMinBackoff, MaxBackoff: cfg.RetryMaxBackoff, Timeout: cfg.SendTimeout, Client: &http.Client{Transport: tr, Timeout: cfg.SendTimeout},
 	}, env.Registry, log)
 	if err != nil {
 		return err
@@ -285,22 +300,4 @@ func runReporting(ctx context.Context, cfg *Config, d agent.Drainer, set, nodes 
 		return errors.Join(runErr, err)
 	}
 	return runErr
-}
-
-// httpClient returns the client reports are sent with; caFile, if set, is the only CA it trusts.
-func httpClient(caFile string, timeout time.Duration) (*http.Client, error) {
-	if caFile == "" {
-		return &http.Client{Timeout: timeout}, nil
-	}
-	pem, err := os.ReadFile(caFile)
-	if err != nil {
-		return nil, fmt.Errorf("reading flowserver CA (ZONETOLL_SERVER_CA_FILE): %w", err)
-	}
-	pool := x509.NewCertPool()
-	if !pool.AppendCertsFromPEM(pem) {
-		return nil, fmt.Errorf("ZONETOLL_SERVER_CA_FILE %s: no PEM certificate in it", caFile)
-	}
-	tr := http.DefaultTransport.(*http.Transport).Clone()
-	tr.TLSClientConfig = &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12}
-	return &http.Client{Timeout: timeout, Transport: tr}, nil
 }

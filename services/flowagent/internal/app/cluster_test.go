@@ -69,13 +69,15 @@ func testServiceEndToEnd(t *testing.T, mode string) {
 	}
 	start := func(node, netns string) *servicetest.Service {
 		return servicetest.Start(t, Spec(), map[string]string{
-			"ZONETOLL_NODE_NAME":   node,
-			"ZONETOLL_NETNS":       "/run/netns/" + netns,
-			"ZONETOLL_SERVER_URL":  srv.URL + "/{zone}",
-			"ZONETOLL_TOKEN_FILE":  tokenFile,
-			"ZONETOLL_INTERVAL":    "200ms",
-			"ZONETOLL_BPF_MODE":    mode,
-			"ZONETOLL_BPF_PIN_DIR": kerneltest.PinDir(t),
+			"ZONETOLL_NODE_NAME":  node,
+			"ZONETOLL_NETNS":      "/run/netns/" + netns,
+			"ZONETOLL_SERVER_URL": srv.URL + "/{zone}",
+			// The test's flowserver is plain HTTP on loopback; TLS is the sender's tests'.
+			"ZONETOLL_ALLOW_PLAINTEXT": "true",
+			"ZONETOLL_TOKEN_FILE":      tokenFile,
+			"ZONETOLL_INTERVAL":        "200ms",
+			"ZONETOLL_BPF_MODE":        mode,
+			"ZONETOLL_BPF_PIN_DIR":     kerneltest.PinDir(t),
 		}, "--kubeconfig", kc.Kubeconfig)
 	}
 	svc1 := start("node-1", c.node1)
