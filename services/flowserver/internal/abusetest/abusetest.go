@@ -125,6 +125,26 @@ var reasons = map[int][]string{
 	http.StatusBadRequest:            {"read_error"},
 }
 
+// CheckDefences checks that every kind of attack of the worst mix met its defence, by what the
+// attackers of the classes "bad_token", "heavy" and "streamed" were answered: tokens are checked before
+// a slot is taken, so a bad token is answered 401 only, never 503, even while maximal reports hold every
+// slot; and maximal reports were applied (200), bad tokens refused (401) and streamed bodies cut off
+// (413) at least once each.
+func (m *Mix) CheckDefences(t gate.TB) {
+	t.Helper()
+	answers := m.Got()
+	for st, n := range answers["bad_token"] {
+		if st != http.StatusUnauthorized {
+			t.Errorf("bad tokens got %d %d times, want only 401", st, n)
+		}
+	}
+	for class, status := range map[string]int{"heavy": http.StatusOK, "bad_token": http.StatusUnauthorized, "streamed": http.StatusRequestEntityTooLarge} {
+		if answers[class][status] == 0 {
+			t.Errorf("%s senders never got %d: %v", class, status, answers[class])
+		}
+	}
+}
+
 // CheckCounted fails t unless every refusal a client saw (the attackers' and good, the well-behaved
 // agent's answers) is counted by the server under a reason of its status (rejected gives the server's
 // count of a reason), and no refusal is counted under another reason (allRejected is the server's count

@@ -121,18 +121,7 @@ func TestWorstAllowedMixOverHTTP(t *testing.T) {
 	if got, _ := hs.totals(t); got != want {
 		t.Errorf("counted %v bytes, want %v (the good agent's and each heavy report once)", got, want)
 	}
-	// Tokens are checked before a slot is taken: a bad token is answered 401 even while maximal
-	// reports hold every slot, never 503.
-	for st, n := range answers["bad_token"] {
-		if st != http.StatusUnauthorized {
-			t.Errorf("bad tokens got %d %d times, want only 401", st, n)
-		}
-	}
-	for class, status := range map[string]int{"heavy": http.StatusOK, "bad_token": http.StatusUnauthorized, "streamed": http.StatusRequestEntityTooLarge} {
-		if answers[class][status] == 0 {
-			t.Errorf("%s senders never got %d: %v", class, status, answers[class])
-		}
-	}
+	mix.CheckDefences(t)
 	// Four slow senders share one identity that may have two requests in flight: the server refuses the
 	// others before reading a byte (identity_busy; no other class has more workers per identity than
 	// that). Whether a trickling client reads that 429 or only sees the connection end while it is still
