@@ -92,11 +92,13 @@ type Meter struct {
 	grown map[string]*grownSeries
 }
 
-// grownSeries is one workload pair the meter has counted.
+// grownSeries is one workload pair the meter has counted, or one series of the per-Service cost
+// counters (service set).
 type grownSeries struct {
-	values  []string  // TrafficLabels values
+	values  []string  // TrafficLabels values; for service, the per-Service cost labels
 	updated time.Time // last time it grew
 	cost    bool      // it has a cost series
+	service bool      // it is a series of the per-Service cost counters
 	warned  []string  // keys of m.warned it set
 }
 
@@ -199,8 +201,13 @@ func (m *Meter) Expire(now time.Time) {
 		if !g.updated.Before(cutoff) {
 			continue
 		}
-		if g.cost {
+		switch {
+		case g.cost:
 			m.metrics.cost.DeleteLabelValues(g.values...)
+			m.metrics.expired.Inc()
+		case g.service:
+			m.metrics.serviceCost.DeleteLabelValues(g.values...)
+			m.metrics.serviceAvoidable.DeleteLabelValues(g.values...)
 			m.metrics.expired.Inc()
 		}
 		for _, w := range g.warned {
@@ -377,6 +384,10 @@ func (m *Meter) addService(values []string, bytes float64, regions pricing.Regio
 		return // unpriced bytes are already counted by the traffic metric's unpriced counter
 	}
 	l := []string{ns, svc, srcZone, dstZone}
+	// Keyed by these labels, not the flowserver series': several client workloads feed one series, and
+	// it expires only when none of them has grown for SeriesTTL.
+	g := m.touch("svc-cost\xff"+strings.Join(l, "\xff"), l)
+	g.service = true
 	m.metrics.serviceCost.WithLabelValues(l...).Add(bytes * perByte)
 	if svc == overflow {
 		return
@@ -390,13 +401,19 @@ func (m *Meter) addService(values []string, bytes float64, regions pricing.Regio
 	}
 }
 
-func (m *Meter) add(key string, values []string, bytes float64, regions pricing.Regions) {
+// touch returns what the meter remembers of the series key (values its labels), marked as grown now.
+func (m *Meter) touch(key string, values []string) *grownSeries {
 	g := m.grown[key]
 	if g == nil {
 		g = &grownSeries{values: slices.Clone(values)}
 		m.grown[key] = g
 	}
 	g.updated = m.opts.Now()
+	return g
+}
+
+func (m *Meter) add(key string, values []string, bytes float64, regions pricing.Regions) {
+	g := m.touch(key, values)
 	src := pricing.Endpoint{Namespace: values[0], Workload: values[1], Kind: values[2], Zone: values[3]}
 	dst := pricing.Endpoint{Namespace: values[4], Workload: values[5], Kind: values[6], Zone: values[7]}
 	perByte, class, reason := m.opts.Table.PerByteOf(src, dst, regions)

@@ -408,3 +408,56 @@ func TestSeriesTTL(t *testing.T) {
 		})
 	}
 }
+
+// TestServiceSeriesTTL: a per-Service cost series expires with the TTL like the traffic cost series, but
+// only when none of the client series feeding it has grown: two client workloads in one zone share one
+// per-Service series, and it stays while either of them grows.
+func TestServiceSeriesTTL(t *testing.T) {
+	ctx := context.Background()
+	fs := newFlowserver(t)
+	fs.setExtra(`zonetoll_service_ready_endpoints{namespace="shop",service="api",zone="us-east-1a"}`, 1)
+	web := svcSeriesDir("us-east-1a", "us-east-1b", "request")
+	cron := strings.Replace(web, `src_workload="web"`, `src_workload="cron"`, 1)
+	table, err := pricing.Preset("aws")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t0 := time.Date(2026, 12, 1, 0, 0, 0, 0, time.UTC)
+	now := t0
+	reg := prometheus.NewPedanticRegistry()
+	m, err := New(Options{Targets: []string{fs.srv.URL}, Timeout: 5 * time.Second, Table: table, SeriesTTL: time.Hour, Now: func() time.Time { return now }},
+		reg, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	m.ScrapeOnce(ctx) // baseline
+	fs.setExtra(web, 1*gib)
+	fs.setExtra(cron, 1*gib)
+	m.ScrapeOnce(ctx)
+	now = t0.Add(50 * time.Minute)
+	fs.setExtra(cron, 2*gib) // only cron grows: the shared series stays
+	m.ScrapeOnce(ctx)
+	now = t0.Add(70 * time.Minute)
+	m.ScrapeOnce(ctx)
+	series := func() int {
+		mfs, err := reg.Gather()
+		if err != nil {
+			t.Fatal(err)
+		}
+		n := 0
+		for _, mf := range mfs {
+			if mf.GetName() == ServiceCostMetric || mf.GetName() == ServiceAvoidableMetric {
+				n += len(mf.GetMetric())
+			}
+		}
+		return n
+	}
+	if n := series(); n != 2 {
+		t.Fatalf("70 min after web's last growth, 20 after cron's: %d per-Service series, want the cost and avoidable series kept", n)
+	}
+	now = t0.Add(111 * time.Minute)
+	m.ScrapeOnce(ctx)
+	if n := series(); n != 0 {
+		t.Errorf("an hour after the last growth: %d per-Service series, want none", n)
+	}
+}
