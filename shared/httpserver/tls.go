@@ -7,6 +7,8 @@ import (
 	"os"
 	"sync"
 	"time"
+
+	"github.com/zonetoll/zonetoll/shared/fileversion"
 )
 
 // keyPair serves a certificate from files and reloads it when either file changes, checked at most
@@ -17,8 +19,8 @@ type keyPair struct {
 
 	mu        sync.Mutex
 	cert      *tls.Certificate
-	modCert   time.Time
-	modKey    time.Time
+	certFile0 os.FileInfo // the files as they were when cert was loaded
+	keyFile0  os.FileInfo
 	nextCheck time.Time
 }
 
@@ -45,7 +47,7 @@ func (kp *keyPair) load() error {
 	if err != nil {
 		return fmt.Errorf("loading TLS key pair %s, %s: %w", kp.certFile, kp.keyFile, err)
 	}
-	kp.cert, kp.modCert, kp.modKey = &cert, cst.ModTime(), kst.ModTime()
+	kp.cert, kp.certFile0, kp.keyFile0 = &cert, cst, kst
 	return nil
 }
 
@@ -59,7 +61,7 @@ func (kp *keyPair) get(*tls.ClientHelloInfo) (*tls.Certificate, error) {
 	kp.nextCheck = now.Add(tlsRecheck)
 	cst, err1 := os.Stat(kp.certFile)
 	kst, err2 := os.Stat(kp.keyFile)
-	if err1 != nil || err2 != nil || (cst.ModTime().Equal(kp.modCert) && kst.ModTime().Equal(kp.modKey)) {
+	if err1 != nil || err2 != nil || (!fileversion.Changed(kp.certFile0, cst) && !fileversion.Changed(kp.keyFile0, kst)) {
 		return kp.cert, nil // keep serving the last good pair
 	}
 	if err := kp.load(); err != nil {

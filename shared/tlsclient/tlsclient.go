@@ -16,6 +16,8 @@ import (
 	"os"
 	"sync"
 	"time"
+
+	"github.com/zonetoll/zonetoll/shared/fileversion"
 )
 
 // Transport is an http.RoundTripper for servers whose certificates chain to the CAs of one PEM file.
@@ -69,19 +71,13 @@ func (t *Transport) build() (*http.Transport, error) {
 	return tr, nil
 }
 
-// changed says whether b is another version of the file than a: a Secret or ConfigMap volume swaps a
-// symlink to a new directory (another inode), an editor or cp rewrites in place (mtime, size).
-func changed(a, b os.FileInfo) bool {
-	return a == nil || !os.SameFile(a, b) || !a.ModTime().Equal(b.ModTime()) || a.Size() != b.Size()
-}
-
 // current returns the transport for the file as it is now, rebuilding it when the file changed. One stat
 // per request: requests here are one report or one scrape every few seconds.
 func (t *Transport) current() *http.Transport {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	st, err := os.Stat(t.file)
-	if err != nil || !changed(t.loaded, st) || (t.refused != nil && !changed(t.refused, st)) {
+	if err != nil || !fileversion.Changed(t.loaded, st) || (t.refused != nil && !fileversion.Changed(t.refused, st)) {
 		// A file missing for a moment (being replaced) keeps the last good bundle; its absence shows
 		// as failed handshakes only if the old CA no longer signs the server.
 		return t.cur
