@@ -23,12 +23,7 @@ func ep(name, zone string, pod bool) *resolve.Endpoint {
 }
 
 func TestStoreLimitOverflowAndExpiry(t *testing.T) {
-	reg := prometheus.NewRegistry()
-	s, err := NewStore(Options{MaxSeries: 2, TTL: time.Hour}, reg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	reg.MustRegister(s)
+	reg, s := newStore(t, Options{MaxSeries: 2, TTL: time.Hour})
 	t0 := time.Date(2026, 11, 23, 12, 0, 0, 0, time.UTC)
 	a, b, c, ext := ep("a", "z1", true), ep("b", "z2", true), ep("c", "z2", true), ep("ext", "", false)
 	batch := NewBatch()
@@ -86,12 +81,7 @@ func TestStoreLimitOverflowAndExpiry(t *testing.T) {
 // The per-Service metric has the same limit, overflow (everything but the zones __overflow__) and
 // expiry as the workload-pair metric.
 func TestServiceSeriesLimitOverflowAndExpiry(t *testing.T) {
-	reg := prometheus.NewRegistry()
-	s, err := NewStore(Options{MaxSeries: 2, TTL: time.Hour}, reg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	reg.MustRegister(s)
+	reg, s := newStore(t, Options{MaxSeries: 2, TTL: time.Hour})
 	t0 := time.Date(2026, 11, 23, 12, 0, 0, 0, time.UTC)
 	a, b, c := ep("a", "z1", true), ep("b", "z2", true), ep("c", "z3", true)
 	api := unique.Make(services.Target{Namespace: "shop", Service: "api"})
@@ -158,12 +148,7 @@ func TestCountsSaturate(t *testing.T) {
 		}
 	}
 
-	reg := prometheus.NewRegistry()
-	s, err := NewStore(Options{MaxSeries: 10}, reg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	reg.MustRegister(s)
+	reg, s := newStore(t, Options{MaxSeries: 10})
 	a, b := ep("a", "z1", true), ep("b", "z2", true)
 	batch := NewBatch()
 	batch.Add(a, b, 1<<63, 1<<63)
@@ -192,12 +177,7 @@ func TestCountsSaturate(t *testing.T) {
 // A response (an endpoint answering a client) is the Service's series of that client, with the
 // endpoint's zone: the same labels as the request the other way, told apart by direction.
 func TestServiceResponseIsTheClientsSeries(t *testing.T) {
-	reg := prometheus.NewRegistry()
-	s, err := NewStore(Options{MaxSeries: 10, TTL: time.Hour}, reg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	reg.MustRegister(s)
+	reg, s := newStore(t, Options{MaxSeries: 10, TTL: time.Hour})
 	client, endpoint := ep("frontend", "z1", true), ep("api", "z2", true)
 	api := unique.Make(services.Target{Namespace: "shop", Service: "api"})
 	batch := NewBatch()
@@ -211,4 +191,16 @@ func TestServiceResponseIsTheClientsSeries(t *testing.T) {
 			t.Errorf("%s%v = %v (found %v), want %v", ServiceBytesName, l, v, ok, want)
 		}
 	}
+}
+
+// newStore is a Store with opts, registered (its own metrics and the traffic collector) on a fresh registry.
+func newStore(t *testing.T, opts Options) (*prometheus.Registry, *Store) {
+	t.Helper()
+	reg := prometheus.NewRegistry()
+	s, err := NewStore(opts, reg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	reg.MustRegister(s)
+	return reg, s
 }
