@@ -3,13 +3,13 @@ package app
 import (
 	"fmt"
 	"net/http"
-	"net/http/httptest"
 	"net/netip"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 
+	"github.com/zonetoll/zonetoll/bpf/counter"
 	"github.com/zonetoll/zonetoll/bpf/kerneltest"
 	"github.com/zonetoll/zonetoll/testkit/servicetest"
 	"github.com/zonetoll/zonetoll/testkit/testcluster"
@@ -23,18 +23,9 @@ import (
 //
 // In tc mode (forced here; auto picks it on kernels before 6.4) no interface is configured: each
 // agent finds its node's uplink by the default route and counts at its egress.
-func TestServiceEndToEnd(t *testing.T) {
-	kerneltest.Require(t)
-	for _, mode := range []string{"netfilter", "tc"} {
-		t.Run(mode, func(t *testing.T) { testServiceEndToEnd(t, mode) })
-	}
-}
+func TestServiceEndToEnd(t *testing.T) { eachMode(t, testServiceEndToEnd) }
 
-func testServiceEndToEnd(t *testing.T, mode string) {
-	c := newCluster(t)
-	if mode == "tc" {
-		c.defaultRoutes()
-	}
+func testServiceEndToEnd(t *testing.T, mode counter.Mode, c *cluster) {
 	c.listen(c.a, "198.18.1.2", "fd00:1::2")
 	c.listen(c.b, "198.18.2.2", "fd00:2::2")
 
@@ -60,9 +51,8 @@ func testServiceEndToEnd(t *testing.T, mode string) {
 		}
 	}
 
-	fs := &flowserver{token: "agent-token", zones: map[string]string{}, seen: map[string]bool{}, bytes: map[[2]netip.Addr]uint64{}}
-	srv := httptest.NewServer(fs)
-	defer srv.Close()
+	fs := &flowserver{token: "agent-token", zones: map[string]string{}}
+	url := fs.start(t)
 	tokenFile := filepath.Join(t.TempDir(), "token")
 	if err := os.WriteFile(tokenFile, []byte("agent-token\n"), 0o600); err != nil {
 		t.Fatal(err)
@@ -71,12 +61,12 @@ func testServiceEndToEnd(t *testing.T, mode string) {
 		return servicetest.Start(t, Spec(), map[string]string{
 			"ZONETOLL_NODE_NAME":  node,
 			"ZONETOLL_NETNS":      "/run/netns/" + netns,
-			"ZONETOLL_SERVER_URL": srv.URL + "/{zone}",
+			"ZONETOLL_SERVER_URL": url + "/{zone}",
 			// The test's flowserver is plain HTTP on loopback; TLS is the sender's tests'.
 			"ZONETOLL_ALLOW_PLAINTEXT": "true",
 			"ZONETOLL_TOKEN_FILE":      tokenFile,
 			"ZONETOLL_INTERVAL":        "200ms",
-			"ZONETOLL_BPF_MODE":        mode,
+			"ZONETOLL_BPF_MODE":        string(mode),
 			"ZONETOLL_BPF_PIN_DIR":     kerneltest.PinDir(t),
 		}, "--kubeconfig", kc.Kubeconfig)
 	}
@@ -108,8 +98,8 @@ func testServiceEndToEnd(t *testing.T, mode string) {
 		}
 		// The one start line: mode, why, hooks.
 		line := startLine(t, out)
-		want := map[string]any{"mode": mode, "reason": "configured (ZONETOLL_BPF_MODE=" + mode + ")"}
-		if mode == "tc" {
+		want := map[string]any{"mode": string(mode), "reason": "configured (ZONETOLL_BPF_MODE=" + string(mode) + ")"}
+		if mode == counter.ModeTC {
 			want["hook"], want["interfaces"], want["counting_on"] = "tc egress", "follow", fmt.Sprintf("n%d(uplink)", i+1)
 		}
 		for k, v := range want {

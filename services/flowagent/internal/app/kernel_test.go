@@ -275,6 +275,14 @@ func (f *flowserver) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	w.WriteHeader(http.StatusNoContent)
 }
 
+// start serves f over HTTP until the test ends and returns its URL.
+func (f *flowserver) start(t *testing.T) string {
+	f.seen, f.bytes = map[string]bool{}, map[[2]netip.Addr]uint64{}
+	srv := httptest.NewServer(f)
+	t.Cleanup(srv.Close)
+	return srv.URL
+}
+
 func (f *flowserver) setDown(down bool) { f.mu.Lock(); f.down = down; f.mu.Unlock() }
 
 func (f *flowserver) failures() int { f.mu.Lock(); defer f.mu.Unlock(); return f.failed }
@@ -309,6 +317,23 @@ func requireMode(t *testing.T, mode counter.Mode) {
 	t.Helper()
 	if mode == counter.ModeNetfilter {
 		requireNetfilter(t)
+	}
+}
+
+// eachMode runs test once per attach mode, each a subtest on a new cluster: in tc mode the nodes get
+// default routes (tc mode follows the uplink they make); netfilter mode needs a kernel with it
+// (requireMode).
+func eachMode(t *testing.T, test func(t *testing.T, mode counter.Mode, c *cluster)) {
+	kerneltest.Require(t)
+	for _, mode := range []counter.Mode{counter.ModeNetfilter, counter.ModeTC} {
+		t.Run(string(mode), func(t *testing.T) {
+			requireMode(t, mode)
+			c := newCluster(t)
+			if mode == counter.ModeTC {
+				c.defaultRoutes()
+			}
+			test(t, mode, c)
+		})
 	}
 }
 
@@ -411,26 +436,17 @@ var (
 // it before Linux 6.4) nothing is configured: each node's follower finds its uplink by the default
 // route, whose egress sees each packet on its source node only.
 func TestTwoNodesEachByteOnceThroughOutage(t *testing.T) {
-	kerneltest.Require(t)
-	for _, mode := range []counter.Mode{counter.ModeNetfilter, counter.ModeTC} {
-		t.Run(string(mode), func(t *testing.T) { testTwoNodesEachByteOnceThroughOutage(t, mode) })
-	}
+	eachMode(t, testTwoNodesEachByteOnceThroughOutage)
 }
 
-func testTwoNodesEachByteOnceThroughOutage(t *testing.T, mode counter.Mode) {
-	requireMode(t, mode)
-	c := newCluster(t)
-	if mode == counter.ModeTC {
-		c.defaultRoutes()
-	}
+func testTwoNodesEachByteOnceThroughOutage(t *testing.T, mode counter.Mode, c *cluster) {
 	c.listen(c.a, "198.18.1.2", "fd00:1::2")
 	c.listen(c.b, "198.18.2.2", "fd00:2::2")
-	fs := &flowserver{down: true, seen: map[string]bool{}, bytes: map[[2]netip.Addr]uint64{}}
-	srv := httptest.NewServer(fs)
-	defer srv.Close()
+	fs := &flowserver{down: true}
+	url := fs.start(t)
 
-	n1 := startNode(t, mode, "node-1", c.node1, kerneltest.PinDir(t), srv.URL, node1L, nil)
-	n2 := startNode(t, mode, "node-2", c.node2, kerneltest.PinDir(t), srv.URL, node2L, nil)
+	n1 := startNode(t, mode, "node-1", c.node1, kerneltest.PinDir(t), url, node1L, nil)
+	n2 := startNode(t, mode, "node-2", c.node2, kerneltest.PinDir(t), url, node2L, nil)
 
 	aBefore, bBefore := c.podTxL3(c.a), c.podTxL3(c.b)
 	c.send(c.a, a4, b4, 3000)
@@ -475,22 +491,13 @@ func testTwoNodesEachByteOnceThroughOutage(t *testing.T, mode counter.Mode) {
 // boot id) adopts the hooks, drains and reports everything. In netfilter mode and in tc mode (tcx
 // egress links, found by the follower).
 func TestRestartWithPinnedMapsLosesNothing(t *testing.T) {
-	kerneltest.Require(t)
-	for _, mode := range []counter.Mode{counter.ModeNetfilter, counter.ModeTC} {
-		t.Run(string(mode), func(t *testing.T) { testRestartWithPinnedMapsLosesNothing(t, mode) })
-	}
+	eachMode(t, testRestartWithPinnedMapsLosesNothing)
 }
 
-func testRestartWithPinnedMapsLosesNothing(t *testing.T, mode counter.Mode) {
-	requireMode(t, mode)
-	c := newCluster(t)
-	if mode == counter.ModeTC {
-		c.defaultRoutes()
-	}
+func testRestartWithPinnedMapsLosesNothing(t *testing.T, mode counter.Mode, c *cluster) {
 	c.listen(c.b, "198.18.2.2", "fd00:2::2")
-	fs := &flowserver{seen: map[string]bool{}, bytes: map[[2]netip.Addr]uint64{}}
-	srv := httptest.NewServer(fs)
-	defer srv.Close()
+	fs := &flowserver{}
+	url := fs.start(t)
 	pins := kerneltest.PinDir(t)
 
 	before := c.podTxL3(c.a)
@@ -519,7 +526,7 @@ func testRestartWithPinnedMapsLosesNothing(t *testing.T, mode counter.Mode) {
 	c.send(c.a, a4, b4, 200) // no process runs: the pinned hooks count
 	first := c.podTxL3(c.a) - before
 
-	n := startNode(t, mode, "node-1", c.node1, pins, srv.URL, node1L, nil)
+	n := startNode(t, mode, "node-1", c.node1, pins, url, node1L, nil)
 	mid := c.podTxL3(c.a)
 	c.send(c.a, a4, b4, 400)
 	second := c.podTxL3(c.a) - mid
@@ -540,19 +547,9 @@ func testRestartWithPinnedMapsLosesNothing(t *testing.T, mode counter.Mode) {
 // mode the agents report the inner flows only: the server's bytes equal what the pods sent. In tc
 // mode the follower counts at egress of the VXLAN device (inner packets) and of the uplink (outer):
 // the same two views, so the same result.
-func TestOverlayEachByteOnce(t *testing.T) {
-	kerneltest.Require(t)
-	for _, mode := range []counter.Mode{counter.ModeNetfilter, counter.ModeTC} {
-		t.Run(string(mode), func(t *testing.T) { testOverlayEachByteOnce(t, mode) })
-	}
-}
+func TestOverlayEachByteOnce(t *testing.T) { eachMode(t, testOverlayEachByteOnce) }
 
-func testOverlayEachByteOnce(t *testing.T, mode counter.Mode) {
-	requireMode(t, mode)
-	c := newCluster(t)
-	if mode == counter.ModeTC {
-		c.defaultRoutes()
-	}
+func testOverlayEachByteOnce(t *testing.T, mode counter.Mode, c *cluster) {
 	for _, n := range []struct{ ns, dev, local, remote, addr, peer, peerMAC, mac, dst string }{
 		{c.node1, "n1", "198.18.100.1", "198.18.100.2", "198.18.200.1", "198.18.200.2", "02:00:00:00:c8:02", "02:00:00:00:c8:01", "198.18.2.0/24"},
 		{c.node2, "n2", "198.18.100.2", "198.18.100.1", "198.18.200.2", "198.18.200.1", "02:00:00:00:c8:01", "02:00:00:00:c8:02", "198.18.1.0/24"},
@@ -565,12 +562,11 @@ func testOverlayEachByteOnce(t *testing.T, mode counter.Mode) {
 	}
 	c.listen(c.a, "198.18.1.2")
 	c.listen(c.b, "198.18.2.2")
-	fs := &flowserver{seen: map[string]bool{}, bytes: map[[2]netip.Addr]uint64{}}
-	srv := httptest.NewServer(fs)
-	defer srv.Close()
+	fs := &flowserver{}
+	url := fs.start(t)
 	nodeAddrs := []string{"198.18.100.1", "fd00:100::1", "198.18.100.2", "fd00:100::2", "198.18.200.1", "198.18.200.2"}
-	n1 := startNode(t, mode, "node-1", c.node1, kerneltest.PinDir(t), srv.URL, append(node1L, "198.18.200.1"), nodeAddrs)
-	n2 := startNode(t, mode, "node-2", c.node2, kerneltest.PinDir(t), srv.URL, append(node2L, "198.18.200.2"), nodeAddrs)
+	n1 := startNode(t, mode, "node-1", c.node1, kerneltest.PinDir(t), url, append(node1L, "198.18.200.1"), nodeAddrs)
+	n2 := startNode(t, mode, "node-2", c.node2, kerneltest.PinDir(t), url, append(node2L, "198.18.200.2"), nodeAddrs)
 
 	aBefore, bBefore := c.podTxL3(c.a), c.podTxL3(c.b)
 	c.send(c.a, a4, b4, 1500)
