@@ -1,8 +1,6 @@
 package app
 
 import (
-	"bytes"
-	"context"
 	"fmt"
 	"net/http"
 	"net/http/httptest"
@@ -123,15 +121,13 @@ func TestRunRejectsBadSettings(t *testing.T) {
 			for k, v := range tt.env {
 				t.Setenv(k, v)
 			}
-			spec := Spec()
-			var out bytes.Buffer
-			spec.Stdout, spec.Stderr = &out, &out
-			if code := servicecmd.Main(context.Background(), spec, []string{"costcalc", "run"}); code != servicecmd.ExitUsage {
-				t.Errorf("exit code %d, want %d; output:\n%s", code, servicecmd.ExitUsage, out.String())
+			code, out := servicetest.Run(Spec(), "run")
+			if code != servicecmd.ExitUsage {
+				t.Errorf("exit code %d, want %d; output:\n%s", code, servicecmd.ExitUsage, out)
 			}
 			for _, w := range tt.want {
-				if !strings.Contains(out.String(), w) {
-					t.Errorf("output does not mention %q:\n%s", w, out.String())
+				if !strings.Contains(out, w) {
+					t.Errorf("output does not mention %q:\n%s", w, out)
 				}
 			}
 		})
@@ -146,11 +142,7 @@ func TestRunHelpListsSettings(t *testing.T) {
 // costcalc runs a one-shot command of the real command line and returns its exit code and output.
 func costcalc(t *testing.T, args ...string) (int, string) {
 	t.Helper()
-	spec := Spec()
-	var out bytes.Buffer
-	spec.Stdout, spec.Stderr = &out, &out
-	code := servicecmd.Main(context.Background(), spec, append([]string{"costcalc"}, args...))
-	return code, out.String()
+	return servicetest.Run(Spec(), args...)
 }
 
 func TestEstimateCommand(t *testing.T) {

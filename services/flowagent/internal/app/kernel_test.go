@@ -1,7 +1,6 @@
 package app
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -604,10 +603,7 @@ func TestUninstallCommand(t *testing.T) {
 	c := newCluster(t)
 	pins := kerneltest.PinDir(t)
 	run := func(args ...string) (int, string) {
-		spec := Spec()
-		var out bytes.Buffer
-		spec.Stdout, spec.Stderr = &out, &out
-		return servicecmd.Main(context.Background(), spec, append([]string{"flowagent", "uninstall", "--pin-dir", pins}, args...)), out.String()
+		return servicetest.Run(Spec(), append([]string{"uninstall", "--pin-dir", pins}, args...)...)
 	}
 	ctr, err := counter.Load(context.Background(), counter.Config{PinDir: pins, Mode: counter.ModeNetfilter, MaxFlows: 64}, nil)
 	if err != nil {
@@ -716,17 +712,15 @@ func TestStartLine(t *testing.T) {
 			for k, v := range tc.env {
 				t.Setenv(k, v)
 			}
-			spec := Spec()
-			var out bytes.Buffer
-			spec.Stdout, spec.Stderr = &out, &out
-			if code := servicecmd.Main(context.Background(), spec, []string{"flowagent", "run"}); code != servicecmd.ExitFailure {
+			code, out := servicetest.Run(Spec(), "run")
+			if code != servicecmd.ExitFailure {
 				t.Errorf("exit code %d, want %d (no API server)", code, servicecmd.ExitFailure)
 			}
-			line := startLine(t, out.String())
+			line := startLine(t, out)
 			tc.want["kernel"] = kernel
 			for k, v := range tc.want {
 				if line[k] != v {
-					t.Errorf("start line: %s = %v, want %v\noutput:\n%s", k, line[k], v, out.String())
+					t.Errorf("start line: %s = %v, want %v\noutput:\n%s", k, line[k], v, out)
 				}
 			}
 		})
