@@ -3,7 +3,6 @@ package app
 import (
 	"fmt"
 	"net/http"
-	"net/netip"
 	"os"
 	"path/filepath"
 	"strings"
@@ -79,12 +78,7 @@ func testServiceEndToEnd(t *testing.T, mode counter.Mode, c *cluster) {
 		})
 	}
 
-	aBefore, bBefore := c.podTxL3(c.a), c.podTxL3(c.b)
-	c.send(c.a, a4, b4, 1500)
-	c.send(c.a, a6, b6, 1000)
-	c.send(c.b, b4, a4, 800)
-	c.send(c.b, b6, a6, 400)
-	aSent, bSent := c.podTxL3(c.a)-aBefore, c.podTxL3(c.b)-bBefore
+	aSent, bSent := c.sendBothWays(1500, 1000, 800, 400)
 
 	if aSent == 0 || bSent == 0 {
 		t.Fatalf("no traffic measured (a %d, b %d)", aSent, bSent)
@@ -108,15 +102,9 @@ func testServiceEndToEnd(t *testing.T, mode counter.Mode, c *cluster) {
 			}
 		}
 	}
+	fs.checkBothWays(t, aSent, bSent)
 	fs.mu.Lock()
 	defer fs.mu.Unlock()
-	got := func(src, dst netip.Addr) uint64 { return fs.bytes[[2]netip.Addr{src, dst}] }
-	if sum := got(a4, b4) + got(a6, b6); sum != aSent {
-		t.Errorf("pod a → pod b: server has %d bytes, pod a sent %d", sum, aSent)
-	}
-	if sum := got(b4, a4) + got(b6, a6); sum != bSent {
-		t.Errorf("pod b → pod a: server has %d bytes, pod b sent %d", sum, bSent)
-	}
 	if fs.zones["node-1"] != "zone-a" || fs.zones["node-2"] != "zone-b" {
 		t.Errorf("reports arrived at zones %v, want node-1 at zone-a and node-2 at zone-b", fs.zones)
 	}

@@ -208,6 +208,18 @@ func (c *cluster) send(pod string, src, dst netip.Addr, count int) {
 	}
 }
 
+// sendBothWays has pod a send ab4 datagrams to pod b over IPv4 and ab6 over IPv6, and pod b answer
+// with ba4 and ba6, and returns the layer-3 bytes each pod sent meanwhile.
+func (c *cluster) sendBothWays(ab4, ab6, ba4, ba6 int) (aSent, bSent uint64) {
+	c.t.Helper()
+	aBefore, bBefore := c.podTxL3(c.a), c.podTxL3(c.b)
+	c.send(c.a, a4, b4, ab4)
+	c.send(c.a, a6, b6, ab6)
+	c.send(c.b, b4, a4, ba4)
+	c.send(c.b, b6, a6, ba6)
+	return c.podTxL3(c.a) - aBefore, c.podTxL3(c.b) - bBefore
+}
+
 // listen opens the UDP sink in a pod for the duration of the test.
 func (c *cluster) listen(pod string, addrs ...string) {
 	c.t.Helper()
@@ -272,6 +284,21 @@ func (f *flowserver) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		f.bytes[[2]netip.Addr{fl.Src.Netip(), fl.Dst.Netip()}] += fl.Bytes
 	}
 	w.WriteHeader(http.StatusNoContent)
+}
+
+// checkBothWays fails t unless f holds, over both families, the bytes each pod sent to the other
+// (cluster.sendBothWays).
+func (f *flowserver) checkBothWays(t *testing.T, aSent, bSent uint64) {
+	t.Helper()
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	got := func(src, dst netip.Addr) uint64 { return f.bytes[[2]netip.Addr{src, dst}] }
+	if sum := got(a4, b4) + got(a6, b6); sum != aSent {
+		t.Errorf("pod a → pod b: server has %d bytes (v4 %d, v6 %d), pod a sent %d", sum, got(a4, b4), got(a6, b6), aSent)
+	}
+	if sum := got(b4, a4) + got(b6, a6); sum != bSent {
+		t.Errorf("pod b → pod a: server has %d bytes (v4 %d, v6 %d), pod b sent %d", sum, got(b4, a4), got(b6, a6), bSent)
+	}
 }
 
 // start serves f over HTTP until the test ends and returns its URL.
@@ -447,12 +474,7 @@ func testTwoNodesEachByteOnceThroughOutage(t *testing.T, mode counter.Mode, c *c
 	n1 := startNode(t, mode, "node-1", c.node1, kerneltest.PinDir(t), url, node1L, nil)
 	n2 := startNode(t, mode, "node-2", c.node2, kerneltest.PinDir(t), url, node2L, nil)
 
-	aBefore, bBefore := c.podTxL3(c.a), c.podTxL3(c.b)
-	c.send(c.a, a4, b4, 3000)
-	c.send(c.a, a6, b6, 2000)
-	c.send(c.b, b4, a4, 1000)
-	c.send(c.b, b6, a6, 500)
-	aSent, bSent := c.podTxL3(c.a)-aBefore, c.podTxL3(c.b)-bBefore
+	aSent, bSent := c.sendBothWays(3000, 2000, 1000, 500)
 
 	waitFor(t, "failed deliveries while the server is down", func() bool { return fs.failures() >= 4 })
 	fs.setDown(false)
@@ -464,15 +486,9 @@ func testTwoNodesEachByteOnceThroughOutage(t *testing.T, mode counter.Mode, c *c
 		}
 	}
 
+	fs.checkBothWays(t, aSent, bSent)
 	fs.mu.Lock()
 	defer fs.mu.Unlock()
-	got := func(src, dst netip.Addr) uint64 { return fs.bytes[[2]netip.Addr{src, dst}] }
-	if sum := got(a4, b4) + got(a6, b6); sum != aSent {
-		t.Errorf("pod a → pod b: server has %d bytes (v4 %d, v6 %d), pod a sent %d", sum, got(a4, b4), got(a6, b6), aSent)
-	}
-	if sum := got(b4, a4) + got(b6, a6); sum != bSent {
-		t.Errorf("pod b → pod a: server has %d bytes (v4 %d, v6 %d), pod b sent %d", sum, got(b4, a4), got(b6, a6), bSent)
-	}
 	var total uint64
 	for _, v := range fs.bytes {
 		total += v
