@@ -1,11 +1,13 @@
 package app
 
 import (
+	"encoding/json"
 	"fmt"
 	"net/http"
 	"net/http/httptest"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -143,6 +145,19 @@ func TestRunHelpListsSettings(t *testing.T) {
 func costcalc(t *testing.T, args ...string) (int, string) {
 	t.Helper()
 	return servicetest.Run(Spec(), args...)
+}
+
+// costcalcJSON runs a one-shot command with --format json, fails t unless it exits 0, and decodes what
+// it printed into v.
+func costcalcJSON(t *testing.T, v any, args ...string) {
+	t.Helper()
+	code, out := costcalc(t, slices.Concat(args, []string{"--format", "json"})...)
+	if code != 0 {
+		t.Fatalf("%s exit %d: %s", args[0], code, out)
+	}
+	if err := json.Unmarshal([]byte(out), v); err != nil {
+		t.Fatalf("%s json: %v\n%s", args[0], err, out)
+	}
 }
 
 func TestEstimateCommand(t *testing.T) {
