@@ -1,13 +1,13 @@
 package app
 
 import (
-	"bytes"
-	"context"
+	"encoding/json"
 	"fmt"
 	"net/http"
 	"net/http/httptest"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -123,15 +123,13 @@ func TestRunRejectsBadSettings(t *testing.T) {
 			for k, v := range tt.env {
 				t.Setenv(k, v)
 			}
-			spec := Spec()
-			var out bytes.Buffer
-			spec.Stdout, spec.Stderr = &out, &out
-			if code := servicecmd.Main(context.Background(), spec, []string{"costcalc", "run"}); code != servicecmd.ExitUsage {
-				t.Errorf("exit code %d, want %d; output:\n%s", code, servicecmd.ExitUsage, out.String())
+			code, out := servicetest.Run(Spec(), "run")
+			if code != servicecmd.ExitUsage {
+				t.Errorf("exit code %d, want %d; output:\n%s", code, servicecmd.ExitUsage, out)
 			}
 			for _, w := range tt.want {
-				if !strings.Contains(out.String(), w) {
-					t.Errorf("output does not mention %q:\n%s", w, out.String())
+				if !strings.Contains(out, w) {
+					t.Errorf("output does not mention %q:\n%s", w, out)
 				}
 			}
 		})
@@ -146,11 +144,20 @@ func TestRunHelpListsSettings(t *testing.T) {
 // costcalc runs a one-shot command of the real command line and returns its exit code and output.
 func costcalc(t *testing.T, args ...string) (int, string) {
 	t.Helper()
-	spec := Spec()
-	var out bytes.Buffer
-	spec.Stdout, spec.Stderr = &out, &out
-	code := servicecmd.Main(context.Background(), spec, append([]string{"costcalc"}, args...))
-	return code, out.String()
+	return servicetest.Run(Spec(), args...)
+}
+
+// costcalcJSON runs a one-shot command with --format json, fails t unless it exits 0, and decodes what
+// it printed into v.
+func costcalcJSON(t *testing.T, v any, args ...string) {
+	t.Helper()
+	code, out := costcalc(t, slices.Concat(args, []string{"--format", "json"})...)
+	if code != 0 {
+		t.Fatalf("%s exit %d: %s", args[0], code, out)
+	}
+	if err := json.Unmarshal([]byte(out), v); err != nil {
+		t.Fatalf("%s json: %v\n%s", args[0], err, out)
+	}
 }
 
 func TestEstimateCommand(t *testing.T) {

@@ -3,7 +3,6 @@ package app
 import (
 	"context"
 	"crypto/rand"
-	"encoding/json"
 	"fmt"
 	"math"
 	"net"
@@ -292,11 +291,6 @@ func TestDollarsFromRealFlowserver(t *testing.T) {
 	}
 
 	// costcalc report over the range, from Prometheus.
-	code, out := costcalc(t, "report", "--prometheus", prom.URL, "--cloud", "aws", "--format", "json",
-		"--start", start.UTC().Format(time.RFC3339Nano), "--end", end.UTC().Format(time.RFC3339Nano))
-	if code != 0 {
-		t.Fatalf("report exit %d: %s", code, out)
-	}
 	var r struct {
 		Total float64 `json:"total_dollars"`
 		Pairs []struct {
@@ -305,9 +299,8 @@ func TestDollarsFromRealFlowserver(t *testing.T) {
 		} `json:"top_pairs"`
 		Unpriced []struct{ Bytes float64 } `json:"unpriced"`
 	}
-	if err := json.Unmarshal([]byte(out), &r); err != nil {
-		t.Fatalf("report json: %v\n%s", err, out)
-	}
+	costcalcJSON(t, &r, "report", "--prometheus", prom.URL, "--cloud", "aws",
+		"--start", start.UTC().Format(time.RFC3339Nano), "--end", end.UTC().Format(time.RFC3339Nano))
 	if math.Abs(r.Total-wantTotal) > 1e-9 {
 		t.Errorf("costcalc report: total $%v, want $%v", r.Total, wantTotal)
 	}

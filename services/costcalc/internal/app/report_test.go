@@ -2,7 +2,6 @@ package app
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"math"
 	"net/http"
@@ -91,11 +90,6 @@ func TestReportFromRealPrometheus(t *testing.T) {
 	// web → db: (50 - 10) + 3 + (8 - 3) = 48 GiB × $0.02 = $0.96; api → internet: 20 GiB × $0.09 = $1.80.
 	const want = 0.96 + 1.80
 
-	code, out := costcalc(t, "report", "--prometheus", prom.URL, "--cloud", "aws", "--format", "json",
-		"--start", start.UTC().Format(time.RFC3339Nano), "--end", end.UTC().Format(time.RFC3339Nano))
-	if code != 0 {
-		t.Fatalf("report exit %d: %s", code, out)
-	}
 	var r struct {
 		Total   float64 `json:"total_dollars"`
 		Monthly float64 `json:"monthly_projection_dollars"`
@@ -105,9 +99,8 @@ func TestReportFromRealPrometheus(t *testing.T) {
 			Dollars float64 `json:"dollars"`
 		} `json:"top_pairs"`
 	}
-	if err := json.Unmarshal([]byte(out), &r); err != nil {
-		t.Fatalf("report json: %v\n%s", err, out)
-	}
+	costcalcJSON(t, &r, "report", "--prometheus", prom.URL, "--cloud", "aws",
+		"--start", start.UTC().Format(time.RFC3339Nano), "--end", end.UTC().Format(time.RFC3339Nano))
 	if math.Abs(r.Total-want) > 1e-9 {
 		t.Errorf("total $%v, want $%v", r.Total, want)
 	}
@@ -120,7 +113,7 @@ func TestReportFromRealPrometheus(t *testing.T) {
 	}
 
 	page2 := filepath.Join(t.TempDir(), "report.html")
-	code, out = costcalc(t, "report", "--prometheus", prom.URL, "--format", "html", "--output", page2,
+	code, out := costcalc(t, "report", "--prometheus", prom.URL, "--format", "html", "--output", page2,
 		"--start", start.UTC().Format(time.RFC3339Nano), "--end", end.UTC().Format(time.RFC3339Nano))
 	html, _ := os.ReadFile(page2)
 	if code != 0 || out != "" || !strings.Contains(string(html), `id="total">$2.76<`) {

@@ -20,8 +20,8 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
-	"github.com/prometheus/client_golang/prometheus/promauto"
 
+	"github.com/zonetoll/zonetoll/shared/metricdef"
 	"github.com/zonetoll/zonetoll/shared/report"
 )
 
@@ -72,26 +72,16 @@ type metrics struct {
 	spoolReports prometheus.Gauge
 }
 
-func newMetrics(reg prometheus.Registerer) metrics {
-	f := promauto.With(reg)
+func newMetrics(reg prometheus.Registerer) (metrics, error) {
+	var f metricdef.Set
 	m := metrics{
-		dropped: f.NewCounterVec(prometheus.CounterOpts{
-			Name: "zonetoll_flowagent_dropped_bytes_total",
-			Help: "Traffic bytes counted by the kernel but never delivered, by reason: spool_full, rejected, shutdown.",
-		}, []string{"reason"}),
-		spoolBytes: f.NewGauge(prometheus.GaugeOpts{
-			Name: "zonetoll_flowagent_spool_bytes",
-			Help: "Gzip bytes of reports waiting for delivery.",
-		}),
-		spoolReports: f.NewGauge(prometheus.GaugeOpts{
-			Name: "zonetoll_flowagent_spool_reports",
-			Help: "Reports waiting for delivery.",
-		}),
+		dropped: f.CounterVec("zonetoll_flowagent_dropped_bytes_total",
+			"Traffic bytes counted by the kernel but never delivered, by reason: spool_full, rejected, shutdown.",
+			"reason", ReasonSpoolFull, ReasonRejected, ReasonShutdown),
+		spoolBytes:   f.Gauge("zonetoll_flowagent_spool_bytes", "Gzip bytes of reports waiting for delivery."),
+		spoolReports: f.Gauge("zonetoll_flowagent_spool_reports", "Reports waiting for delivery."),
 	}
-	for _, r := range []string{ReasonSpoolFull, ReasonRejected, ReasonShutdown} {
-		m.dropped.WithLabelValues(r)
-	}
-	return m
+	return m, f.Register(reg, "spool metrics")
 }
 
 // New returns a spool holding what an earlier process left in cfg.Dir, if any.
@@ -102,10 +92,14 @@ func New(cfg Config, reg prometheus.Registerer, log *slog.Logger) (*Spool, error
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
+	m, err := newMetrics(reg)
+	if err != nil {
+		return nil, err
+	}
 	s := &Spool{
 		cfg:   cfg,
 		log:   log.With("component", "spool"),
-		m:     newMetrics(reg),
+		m:     m,
 		added: make(chan struct{}, 1),
 	}
 	if cfg.Dir != "" {
