@@ -49,6 +49,8 @@ func TestClusterWorstAllowedMixKeepsGoodReportsFlowing(t *testing.T) {
 	good := f.boundToken("n-a")
 	heavy := []string{f.boundToken("h-0"), f.boundToken("h-1"), f.boundToken("h-2"), f.boundToken("h-3")}
 	slowToken, streamToken := f.boundToken("slow"), f.boundToken("stream")
+	// Every agent's pod in the server's cache, so none is told to retry (pod_not_seen).
+	f.waitGauge(svc, "zonetoll_flowserver_pods", 8+7)
 
 	// A maximal report per heavy agent: maxFlows flows of random pairs, as many bytes as the window
 	// allows. The first copy is applied; the rest are duplicates, which cost the server just as much.
