@@ -204,8 +204,14 @@ func (f *fixture) waitFor(what string, cond func() (bool, string)) {
 // waitGauge waits until a flowserver gauge has a value.
 func (f *fixture) waitGauge(svc *servicetest.Service, name string, want float64) {
 	f.t.Helper()
+	f.waitGaugeAt(svc.URL, name, want)
+}
+
+// waitGaugeAt is waitGauge for the flowserver at base (http://host:port).
+func (f *fixture) waitGaugeAt(base, name string, want float64) {
+	f.t.Helper()
 	f.waitFor(fmt.Sprintf("%s == %v", name, want), func() (bool, string) {
-		v, _ := metricstest.Scrape(f.t, svc.URL+"/metrics").Value(name, nil)
+		v, _ := metricstest.Scrape(f.t, base+"/metrics").Value(name, nil)
 		return v == want, fmt.Sprint(v)
 	})
 }
