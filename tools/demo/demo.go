@@ -204,6 +204,9 @@ func (d *Demo) startServices(ctx context.Context, accounts map[string]Account) e
 			"ZONETOLL_ZONE=" + z, "ZONETOLL_NAMESPACE=" + ToolNamespace, "ZONETOLL_CIDRS_FILE=" + cidrs,
 			"ZONETOLL_FLOW_LOG_OUTPUT=" + d.FlowLogs[z],
 			"ZONETOLL_HTTP_TLS_CERT_FILE=" + d.TLS.CertFile, "ZONETOLL_HTTP_TLS_KEY_FILE=" + d.TLS.KeyFile,
+			// The demo's agents are processes, not pods: they share one token bound to no pod, which
+			// the flowserver refuses by default (a pod's own projected token names its node).
+			"ZONETOLL_AUTH_ALLOW_UNBOUND_TOKENS=true",
 		}, "run", "--kubeconfig", accounts["flowserver"].Kubeconfig)
 		if err != nil {
 			return err

@@ -75,6 +75,7 @@ var Exposed = map[string]string{
 	"zonetoll_flowserver_unresolved_bytes_total":        "counter",
 	"zonetoll_flowserver_foreign_zone_reports_total":    "counter",
 	"zonetoll_flowserver_unknown_node_reports_total":    "counter",
+	"zonetoll_flowserver_foreign_source_bytes_total":    "counter",
 	"zonetoll_flowserver_token_reviews_total":           "counter",
 	"zonetoll_flowserver_token_cache_lookups_total":     "counter",
 	"zonetoll_flowserver_pods":                          "gauge",

@@ -18,6 +18,7 @@ import (
 	"k8s.io/client-go/metadata"
 
 	"github.com/zonetoll/zonetoll/services/flowserver/internal/auth"
+	"github.com/zonetoll/zonetoll/services/flowserver/internal/binding"
 	"github.com/zonetoll/zonetoll/services/flowserver/internal/dedupe"
 	"github.com/zonetoll/zonetoll/services/flowserver/internal/flowlog"
 	"github.com/zonetoll/zonetoll/services/flowserver/internal/ingest"
@@ -51,6 +52,8 @@ type Auth struct {
 	Audiences        []string      `desc:"Audiences the tokens must be issued for (TokenReview spec.audiences); empty means the API server's."`
 	CacheTTL         time.Duration `split_words:"true" default:"1m" desc:"How long an accepted token is trusted before it is reviewed again."`
 	NegativeCacheTTL time.Duration `split_words:"true" default:"10s" desc:"How long a refused token is refused without asking the API server again."`
+	// Off by default: such a token names no node, so its holder could report as any node.
+	AllowUnboundTokens bool `split_words:"true" default:"false" desc:"Accept tokens bound to no pod (kubectl create token, a legacy Secret): they name no node, so their reports may name any node. Off: refused with 403, reason unbound_token; agents send their pods' projected tokens, which are bound."`
 }
 
 // Ingest bounds what reports may cost.
@@ -227,7 +230,7 @@ func Run(ctx context.Context, cfg *Config, env servicecmd.Env) error {
 			MaxStreamedBodyBytes: cfg.Ingest.MaxStreamedBodyBytes,
 			MaxClockSkew:         cfg.Ingest.MaxClockSkew, MaxWindowAge: cfg.Dedupe.Retention - cfg.Ingest.MaxClockSkew,
 		},
-		Zone: cfg.Zone, Auth: authn, Resolver: res, Services: svcs, Store: store, Seen: seen, FlowLog: flog,
+		Zone: cfg.Zone, Auth: authn, Binder: binding.New(inf, binding.Options{AllowUnbound: cfg.Auth.AllowUnboundTokens}), Resolver: res, Services: svcs, Store: store, Seen: seen, FlowLog: flog,
 		Logger: env.Logger.With("component", "ingest"),
 		// A report applied before the Service caches synced would put bytes of Services not seen
 		// yet into no per-Service series at all.

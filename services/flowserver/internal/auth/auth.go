@@ -26,15 +26,38 @@ var (
 	ErrUnavailable     = errors.New("token review unavailable")
 )
 
-// nodeNameExtra is where the API server puts the node of a pod-bound service-account token
-// (Kubernetes 1.30+); when present, a report must come from that node.
-const nodeNameExtra = "authentication.kubernetes.io/node-name"
+// Where the API server puts what a service-account token is bound to (TokenReview status.user.extra):
+// the pod of a pod-bound token (what the kubelet mounts), and its node (Kubernetes 1.30+, feature
+// ServiceAccountTokenPodNodeInfo; absent when the pod had no node when the token was made).
+const (
+	podNameExtra  = "authentication.kubernetes.io/pod-name"
+	podUIDExtra   = "authentication.kubernetes.io/pod-uid"
+	nodeNameExtra = "authentication.kubernetes.io/node-name"
+	nodeUIDExtra  = "authentication.kubernetes.io/node-uid"
+)
 
-// Identity is an authenticated caller.
+// Identity is an authenticated caller: its service account and what its token is bound to. Pod is
+// empty for a token bound to no pod (kubectl create token, a legacy Secret).
 type Identity struct {
 	Username string // system:serviceaccount:<namespace>:<name>
-	// Node is the node the token was bound to, or empty for a token not bound to a pod on a node.
-	Node string
+	// Pod and PodUID name the pod the token is bound to, in the service account's namespace.
+	Pod, PodUID string
+	// Node and NodeUID are the node the token's pod was on when the token was made, or empty.
+	Node, NodeUID string
+}
+
+// Namespace is the service account's namespace (where a bound pod runs), Name its name.
+func (id Identity) Namespace() string { ns, _, _ := splitUser(id.Username); return ns }
+
+// ServiceAccount is the service account's name.
+func (id Identity) ServiceAccount() string { _, name, _ := splitUser(id.Username); return name }
+
+func splitUser(u string) (namespace, name string, ok bool) {
+	rest, ok := strings.CutPrefix(u, "system:serviceaccount:")
+	if !ok {
+		return "", "", false
+	}
+	return strings.Cut(rest, ":")
 }
 
 // Reviewer creates TokenReviews; client-go's AuthenticationV1().TokenReviews() is one.
@@ -171,9 +194,16 @@ func (a *Authenticator) Authenticate(ctx context.Context, token string) (Identit
 		return Identity{}, err
 	}
 	a.reviewsTotal.WithLabelValues("authenticated").Inc()
-	id := Identity{Username: res.Status.User.Username}
-	if v := res.Status.User.Extra[nodeNameExtra]; len(v) == 1 {
-		id.Node = v[0]
+	extra := func(k string) string {
+		if v := res.Status.User.Extra[k]; len(v) == 1 {
+			return v[0]
+		}
+		return ""
+	}
+	id := Identity{
+		Username: res.Status.User.Username,
+		Pod:      extra(podNameExtra), PodUID: extra(podUIDExtra),
+		Node: extra(nodeNameExtra), NodeUID: extra(nodeUIDExtra),
 	}
 	if !a.allowed[id.Username] {
 		err := fmt.Errorf("%w: %s may not send reports (allowed: ZONETOLL_AUTH_SERVICE_ACCOUNTS)", ErrForbidden, id.Username)
