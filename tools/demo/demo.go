@@ -204,6 +204,9 @@ func (d *Demo) startServices(ctx context.Context, accounts map[string]Account) e
 			"ZONETOLL_ZONE=" + z, "ZONETOLL_NAMESPACE=" + ToolNamespace, "ZONETOLL_CIDRS_FILE=" + cidrs,
 			"ZONETOLL_FLOW_LOG_OUTPUT=" + d.FlowLogs[z],
 			"ZONETOLL_HTTP_TLS_CERT_FILE=" + d.TLS.CertFile, "ZONETOLL_HTTP_TLS_KEY_FILE=" + d.TLS.KeyFile,
+			// On SIGTERM /metrics stays up this long for a last scrape: two of costcalc's 1 s intervals
+			// (the default, 30 s, is a Prometheus scrape interval and past Proc.Stop's 30 s SIGKILL).
+			"ZONETOLL_SHUTDOWN_METRICS_GRACE=2s",
 		}, "run", "--kubeconfig", accounts["flowserver"].Kubeconfig)
 		if err != nil {
 			return err
