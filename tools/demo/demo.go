@@ -207,6 +207,9 @@ func (d *Demo) startServices(ctx context.Context, accounts map[string]Account) e
 			// The demo's agents are processes, not pods: they share one token bound to no pod, which
 			// the flowserver refuses by default (a pod's own projected token names its node).
 			"ZONETOLL_AUTH_ALLOW_UNBOUND_TOKENS=true",
+			// On SIGTERM /metrics stays up this long for a last scrape: two of costcalc's 1 s intervals
+			// (the default, 30 s, is a Prometheus scrape interval and past Proc.Stop's 30 s SIGKILL).
+			"ZONETOLL_SHUTDOWN_METRICS_GRACE=2s",
 		}, "run", "--kubeconfig", accounts["flowserver"].Kubeconfig)
 		if err != nil {
 			return err

@@ -55,7 +55,7 @@ func (f *flowserverProc) start() {
 	f.log = &servicetest.SyncBuffer{}
 	f.cmd = exec.Command(f.bin, "run", "--kubeconfig", f.kubeconfig)
 	f.cmd.Env = append(os.Environ(), "ZONETOLL_HTTP_LISTEN_ADDRESS="+f.addr, "ZONETOLL_NAMESPACE=zonetoll",
-		"ZONETOLL_LOG_FORMAT=text", "ZONETOLL_SERIES_TTL=0")
+		"ZONETOLL_LOG_FORMAT=text", "ZONETOLL_SERIES_TTL=0", "ZONETOLL_SHUTDOWN_METRICS_GRACE=0s")
 	f.cmd.Stdout, f.cmd.Stderr = f.log, f.log
 	f.cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
 	if err := f.cmd.Start(); err != nil {

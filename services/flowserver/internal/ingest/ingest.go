@@ -103,6 +103,7 @@ type Handler struct {
 	now           func() time.Time
 	synced        func() bool
 
+	gate     gate // closed by Drain
 	inFlight chan struct{}
 	budget   budget
 	limMu    sync.Mutex
@@ -258,6 +259,9 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		if rej.status == http.StatusUnauthorized {
 			w.Header().Set("WWW-Authenticate", `Bearer realm="zonetoll-flowserver"`)
 		}
+		if rej.reason == "shutting_down" {
+			w.Header().Set("Connection", "close") // the retry opens a new connection, through the Service
+		}
 		if rej.status >= 500 {
 			h.log.Warn("report not applied", "status", rej.status, "reason", rej.reason, "error", rej.msg, "remote", r.RemoteAddr)
 		} else {
@@ -282,6 +286,10 @@ func (h *Handler) serve(r *http.Request) (string, *rejection) {
 	if r.Method != http.MethodPost {
 		return "", reject(http.StatusMethodNotAllowed, "method", "use POST to send reports")
 	}
+	if !h.gate.enter() {
+		return "", shuttingDown()
+	}
+	defer h.gate.leave()
 	if h.synced != nil && !h.synced() {
 		// Behind a Service the server gets no traffic before /readyz passes; a client that reaches it
 		// directly (or a Service without readiness) is told to come back.
