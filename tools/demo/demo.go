@@ -59,8 +59,8 @@ type Demo struct {
 	opts     Options
 	progress io.Writer
 	bpffs    string
-	phases int
-	began  time.Time
+	phases   int
+	began    time.Time
 	// promStarted is when Prometheus started, before any traffic: the counters' totals start there.
 	promStarted time.Time
 }
