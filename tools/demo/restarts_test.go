@@ -52,7 +52,7 @@ func checkRestarts(t *testing.T, d *Demo, p *Phase, asked []Disruption) {
 		if r.Component == "flowserver" && r.Retries <= 0 {
 			t.Errorf("%s of %s: its zone's agents failed no send while it was away: its reports did not wait in the agents", r.Signal, name)
 		}
-		t.Logf("%s of %s: pid %d → %d, ready %s after the signal, %d datagrams sent meanwhile, %.0f failed sends retried",
+		t.Logf("%s of %s: pid %d → %d, ready %s after the signal, %d datagrams sent through it meanwhile (%.0f sends of its agents failed and were retried)",
 			r.Signal, name, r.OldPID, r.NewPID, r.Ready.Sub(r.Began).Round(time.Millisecond), r.Sent, r.Retries)
 	}
 	kinds := map[string]map[string]bool{}
