@@ -40,35 +40,36 @@ var flowserverRules = []rbacv1.PolicyRule{
 	{APIGroups: []string{"discovery.k8s.io"}, Resources: []string{"endpointslices"}, Verbs: []string{"list", "watch"}},
 }
 
-// flowserverProc is the real flowserver binary, run as a child process on a fixed loopback port so
-// that it can be restarted where Prometheus and costcalc already look for it.
-type flowserverProc struct {
-	t          *testing.T
-	bin, addr  string
-	kubeconfig string
-	cmd        *exec.Cmd
-	exited     chan struct{}
-	log        *servicetest.SyncBuffer
+// serviceProc is a real service binary (flowserver, costcalc) run as a child process on a fixed
+// loopback port so that it can be restarted where Prometheus and costcalc already look for it.
+type serviceProc struct {
+	t         *testing.T
+	name      string // for messages
+	bin, addr string
+	args      []string // after "run"
+	env       []string // ZONETOLL_* settings besides the listen address and the log format
+	cmd       *exec.Cmd
+	exited    chan struct{}
+	log       *servicetest.SyncBuffer
 }
 
-func (f *flowserverProc) start() {
+func (f *serviceProc) start() {
 	f.t.Helper()
 	f.log = &servicetest.SyncBuffer{}
-	f.cmd = exec.Command(f.bin, "run", "--kubeconfig", f.kubeconfig)
-	f.cmd.Env = append(os.Environ(), "ZONETOLL_HTTP_LISTEN_ADDRESS="+f.addr, "ZONETOLL_NAMESPACE=zonetoll",
-		"ZONETOLL_LOG_FORMAT=text", "ZONETOLL_SERIES_TTL=0")
+	f.cmd = exec.Command(f.bin, append([]string{"run"}, f.args...)...)
+	f.cmd.Env = append(append(os.Environ(), "ZONETOLL_HTTP_LISTEN_ADDRESS="+f.addr, "ZONETOLL_LOG_FORMAT=text"), f.env...)
 	f.cmd.Stdout, f.cmd.Stderr = f.log, f.log
 	f.cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
 	if err := f.cmd.Start(); err != nil {
-		f.t.Fatalf("starting flowserver: %v", err)
+		f.t.Fatalf("starting %s: %v", f.name, err)
 	}
 	f.exited = make(chan struct{})
 	go func(cmd *exec.Cmd, done chan struct{}) { cmd.Wait(); close(done) }(f.cmd, f.exited)
 	ready := servicetest.Ready("http://" + f.addr)
-	servicetest.WaitFor(f.t, "flowserver ready", 90*time.Second, func() (bool, string) {
+	servicetest.WaitFor(f.t, f.name+" ready", 90*time.Second, func() (bool, string) {
 		select {
 		case <-f.exited:
-			f.t.Fatalf("flowserver exited at start:\n%s", f.log.String())
+			f.t.Fatalf("%s exited at start:\n%s", f.name, f.log.String())
 		default:
 		}
 		return ready()
@@ -76,7 +77,7 @@ func (f *flowserverProc) start() {
 }
 
 // stop ends the process by its PID (SIGTERM, then SIGKILL) and waits for it.
-func (f *flowserverProc) stop() {
+func (f *serviceProc) stop() {
 	if f.cmd == nil {
 		return
 	}
@@ -174,7 +175,8 @@ func TestDollarsFromRealFlowserver(t *testing.T) {
 		internet                             = "198.19.77.7" // no pod, node or configured CIDR: external
 	)
 
-	fs := &flowserverProc{t: t, bin: servicebuild.BinaryT(t, "flowserver"), addr: freeAddr(t), kubeconfig: testcluster.KubeconfigT(t, srvAccount.Config)}
+	fs := &serviceProc{t: t, name: "flowserver", bin: servicebuild.BinaryT(t, "flowserver"), addr: freeAddr(t),
+		args: []string{"--kubeconfig", testcluster.KubeconfigT(t, srvAccount.Config)}, env: []string{"ZONETOLL_NAMESPACE=zonetoll", "ZONETOLL_SERIES_TTL=0"}}
 	t.Cleanup(fs.stop)
 	fs.start()
 	t.Cleanup(func() {
