@@ -203,6 +203,8 @@ func (d *Demo) startServices(ctx context.Context, accounts map[string]Account) e
 			"ZONETOLL_ZONE=" + z, "ZONETOLL_NAMESPACE=" + ToolNamespace, "ZONETOLL_CIDRS_FILE=" + cidrs,
 			"ZONETOLL_FLOW_LOG_OUTPUT=" + d.FlowLogs[z],
 			"ZONETOLL_HTTP_TLS_CERT_FILE=" + d.TLS.CertFile, "ZONETOLL_HTTP_TLS_KEY_FILE=" + d.TLS.KeyFile,
+			// On SIGTERM /metrics stays up this long for a last scrape by Prometheus and costcalc (restarts.go;
+			// the default, 30 s, is a Prometheus scrape interval and past Proc.Stop's 30 s SIGKILL).
 			MetricsGraceSetting + "=" + MetricsGrace.String(),
 		}, "run", "--kubeconfig", accounts["flowserver"].Kubeconfig)
 		if err != nil {

@@ -10,11 +10,13 @@ package spool
 
 import (
 	"bytes"
+	"cmp"
 	"errors"
 	"fmt"
 	"log/slog"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -277,8 +279,36 @@ func (s *Spool) remove(e *Entry) {
 	e.file = ""
 }
 
-// load reads the reports an earlier process left in the spool directory, oldest first, and queues
-// them before anything new; the bound applies to them too. Unreadable files are removed.
+// inBootOrder puts the reports of each boot in sequence order, keeping the places the boot's reports
+// had among the others. File names begin with the wall-clock time of the enqueue, which can step back
+// (NTP, a VM resumed): sorted by name alone, a later sequence could go first, and the server, which
+// keeps the highest sequence applied per (node, boot) and answers every lower one as a duplicate,
+// would never count the earlier one. Different boots are different keys on the server, so their order
+// among each other does not matter; the names' order is kept for them.
+func inBootOrder(q []*Entry) {
+	type bootKey struct {
+		node string
+		id   [16]byte
+	}
+	places := map[bootKey][]int{}
+	for i, e := range q {
+		b := bootKey{e.Node, e.BootID}
+		places[b] = append(places[b], i)
+	}
+	for _, idx := range places {
+		es := make([]*Entry, len(idx))
+		for j, i := range idx {
+			es[j] = q[i]
+		}
+		slices.SortStableFunc(es, func(a, b *Entry) int { return cmp.Compare(a.Seq, b.Seq) })
+		for j, i := range idx {
+			q[i] = es[j]
+		}
+	}
+}
+
+// load reads the reports an earlier process left in the spool directory, oldest first (and each
+// boot's in sequence order), and queues them before anything new; the bound applies to them too. Unreadable files are removed.
 func (s *Spool) load() error {
 	if err := os.MkdirAll(s.cfg.Dir, 0o700); err != nil {
 		return fmt.Errorf("creating spool directory: %w", err)
@@ -315,6 +345,7 @@ func (s *Spool) load() error {
 		s.queue = append(s.queue, e)
 		s.bytes += int64(len(body))
 	}
+	inBootOrder(s.queue)
 	if len(s.queue) > 0 {
 		s.log.Info("resuming reports spooled by an earlier process", "reports", len(s.queue), "bytes", s.bytes, "dir", s.cfg.Dir)
 	}

@@ -91,6 +91,7 @@ type Handler struct {
 	now      func() time.Time
 	synced   func() bool
 
+	gate     gate // closed by Drain
 	inFlight chan struct{}
 	budget   budget
 	limMu    sync.Mutex
@@ -239,6 +240,10 @@ func (h *Handler) serve(r *http.Request) (string, *rejection) {
 	if r.Method != http.MethodPost {
 		return "", reject(http.StatusMethodNotAllowed, "method", "use POST to send reports")
 	}
+	if !h.gate.enter() {
+		return "", shuttingDown()
+	}
+	defer h.gate.leave()
 	if h.synced != nil && !h.synced() {
 		// Behind a Service the server gets no traffic before /readyz passes; a client that reaches it
 		// directly (or a Service without readiness) is told to come back.

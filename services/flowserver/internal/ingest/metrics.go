@@ -23,7 +23,7 @@ type metrics struct {
 
 // Rejection reasons, each a label value of zonetoll_flowserver_reports_total.
 var reasons = []string{
-	"method", "overloaded", "not_ready", "unauthenticated", "forbidden", "auth_unavailable", "body_too_large",
+	"method", "overloaded", "not_ready", "shutting_down", "unauthenticated", "forbidden", "auth_unavailable", "body_too_large",
 	"read_error", "malformed", "unsupported_encoding", "too_many_flows", "node_mismatch", "rate_limited",
 	"implausible_bytes", "window_in_future", "window_too_old", "identity_busy",
 }
