@@ -439,55 +439,66 @@ wait:
 	return &Phase{N: n, Start: start, End: end, Calls: calls, Sending: sending}, nil
 }
 
-// settle waits until Prometheus has, from the flowservers, every byte the generator sent from each zone,
-// and from each costcalc run as many bytes as the flowservers counted (or, if bytes are missing, until
-// nothing changes for a while, so the caller sees the difference).
+// settle waits until Prometheus has, from the flowservers, every byte the generator sent from each zone
+// (or, if bytes are missing, until nothing changes for a while, so the caller sees the difference), then
+// until Prometheus has from every costcalc run three more rounds of successful scrapes of the
+// flowservers: at least one of them began after the flowservers served their final counters (Prometheus'
+// last samples of costcalc and of the flowservers may be a round apart), and Prometheus has what costcalc
+// made of it.
 func (d *Demo) settle(ctx context.Context) error {
 	deadline := time.Now().Add(60 * time.Second)
 	var last string
 	stable := 0
+	var scraped map[string]float64 // costcalc's successful scrapes when the flowservers were complete
+	costScrapes := func(s *Snapshot, c string) float64 {
+		return s.Costs[c].Sum("zonetoll_costcalc_scrapes_total", map[string]string{"result": "ok"})
+	}
 	for time.Now().Before(deadline) {
 		s, err := d.Snap(ctx)
 		if err != nil {
 			return err
 		}
-		want := Expected(d.Model, s.Sent)
-		complete := true
-		var state strings.Builder
-		var all float64
-		for _, z := range d.Model.Zones {
-			got := AppBytes(s.Servers[z])
-			all += s.Servers[z].Sum("zonetoll_traffic_bytes_total", nil)
-			var w uint64
-			for _, v := range want[z] {
-				w += v
+		if scraped != nil {
+			done := true
+			for _, c := range Clouds {
+				done = done && costScrapes(s, c) >= scraped[c]+3*float64(len(d.Servers))
 			}
-			fmt.Fprintf(&state, "%s %d/%d ", z, got, w)
-			if got < w {
-				complete = false
-			}
-		}
-		for _, c := range Clouds {
-			got := s.Costs[c].Sum("zonetoll_costcalc_traffic_bytes_total", nil)
-			fmt.Fprintf(&state, "costcalc-%s %.0f/%.0f ", c, got, all)
-			if got < all {
-				complete = false
-			}
-		}
-		if complete {
-			return nil
-		}
-		if state.String() == last {
-			stable++
-			// Ten seconds without change: on a busy machine an agent can be late by a few seconds, but not ten.
-			if stable >= 20 {
-				d.say("  Prometheus' counters stopped growing short of what was sent: %s", state.String())
+			if done {
 				return nil
 			}
 		} else {
-			stable = 0
+			want := Expected(d.Model, s.Sent)
+			complete := true
+			var state strings.Builder
+			for _, z := range d.Model.Zones {
+				got := AppBytes(s.Servers[z])
+				var w uint64
+				for _, v := range want[z] {
+					w += v
+				}
+				fmt.Fprintf(&state, "%s %d/%d ", z, got, w)
+				if got < w {
+					complete = false
+				}
+			}
+			if state.String() == last {
+				stable++
+				// Ten seconds without change: on a busy machine an agent can be late by a few seconds, but not ten.
+				if stable >= 20 {
+					d.say("  Prometheus' flowserver counters stopped growing short of what was sent: %s", state.String())
+					complete = true
+				}
+			} else {
+				stable = 0
+			}
+			last = state.String()
+			if complete {
+				scraped = map[string]float64{}
+				for _, c := range Clouds {
+					scraped[c] = costScrapes(s, c)
+				}
+			}
 		}
-		last = state.String()
 		select {
 		case <-ctx.Done():
 			return ctx.Err()

@@ -184,7 +184,7 @@ func TestEndToEnd(t *testing.T) {
 	for _, cloud := range Clouds {
 		sc := end.Costs[cloud]
 		if v := sc.Sum("zonetoll_costcalc_traffic_bytes_total", map[string]string{"class": "same_zone"}); v != float64(sameZone) {
-			t.Errorf("costcalc %s: %.0f same-zone bytes, want %d", cloud, v, sameZone)
+			t.Errorf("costcalc %s (started %d times): %.0f same-zone bytes in Prometheus, want %d (a difference of %.0f)", cloud, d.Costcalcs[cloud].Starts, v, sameZone, v-float64(sameZone))
 		}
 		if v := sc.Sum("zonetoll_costcalc_unpriced_bytes_total", nil); v != 0 {
 			t.Errorf("costcalc %s: %v bytes not priced, want 0", cloud, v)
