@@ -69,7 +69,8 @@ type Spec[C any] struct {
 	Name  string // the service name: binary, metrics label, log field
 	Usage string // one line for --help
 	// Run runs the service until ctx is done, then stops its work and returns. It must return within the
-	// HTTP shutdown timeout after ctx is done. A returned error stops the process with exit code 1.
+	// HTTP shutdown timeout after ctx is done (with ServeThroughShutdown: within the pod's termination
+	// grace). A returned error stops the process with exit code 1.
 	Run func(ctx context.Context, cfg *C, env Env) error
 	// Kubernetes adds --kubeconfig to `run` and sends client-go's klog output to the service's logger.
 	Kubernetes bool

@@ -82,6 +82,8 @@ var Exposed = map[string]string{
 	"zonetoll_flowserver_gone_pod_addresses":            "gauge",
 	"zonetoll_flowserver_dedupe_keys":                   "gauge",
 	"zonetoll_flowserver_dedupe_evicted_total":          "counter",
+	"zonetoll_flowserver_dedupe_saves_total":            "counter",
+	"zonetoll_flowserver_dedupe_saved_bytes":            "gauge",
 	"zonetoll_flowserver_flow_log_lines_total":          "counter",
 	"zonetoll_flowserver_series":                        "gauge",
 	"zonetoll_flowserver_series_expired_total":          "counter",

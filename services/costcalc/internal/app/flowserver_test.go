@@ -176,7 +176,7 @@ func TestDollarsFromRealFlowserver(t *testing.T) {
 	)
 
 	fs := &serviceProc{t: t, name: "flowserver", bin: servicebuild.BinaryT(t, "flowserver"), addr: freeAddr(t),
-		args: []string{"--kubeconfig", testcluster.KubeconfigT(t, srvAccount.Config)}, env: []string{"ZONETOLL_NAMESPACE=zonetoll", "ZONETOLL_SERIES_TTL=0"}}
+		args: []string{"--kubeconfig", testcluster.KubeconfigT(t, srvAccount.Config)}, env: []string{"ZONETOLL_NAMESPACE=zonetoll", "ZONETOLL_SERIES_TTL=0", "ZONETOLL_SHUTDOWN_METRICS_GRACE=0s"}}
 	t.Cleanup(fs.stop)
 	fs.start()
 	t.Cleanup(func() {

@@ -101,7 +101,8 @@ func (f *fixture) boundToken(node string) string {
 // start runs flowserver in-process under the restricted account and waits until it is ready.
 func (f *fixture) start(env map[string]string) *servicetest.Service {
 	f.t.Helper()
-	full := map[string]string{"ZONETOLL_LOG_LEVEL": "debug", "ZONETOLL_NAMESPACE": ns}
+	// No last-scrape grace on stop: the tests scrape before they stop the server.
+	full := map[string]string{"ZONETOLL_LOG_LEVEL": "debug", "ZONETOLL_NAMESPACE": ns, "ZONETOLL_SHUTDOWN_METRICS_GRACE": "0s"}
 	for k, v := range env {
 		full[k] = v
 	}

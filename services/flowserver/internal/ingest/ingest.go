@@ -216,6 +216,9 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		if rej.status == http.StatusUnauthorized {
 			w.Header().Set("WWW-Authenticate", `Bearer realm="zonetoll-flowserver"`)
 		}
+		if rej.reason == "shutting_down" {
+			w.Header().Set("Connection", "close") // the retry opens a new connection, through the Service
+		}
 		if rej.status >= 500 {
 			h.log.Warn("report not applied", "status", rej.status, "reason", rej.reason, "error", rej.msg, "remote", r.RemoteAddr)
 		} else {
