@@ -127,9 +127,9 @@ type series struct {
 	// the cost counter's created timestamp, when its value was 0.
 	created *timestamppb.Timestamp
 	labels  []*dto.LabelPair // the cost series' labels, made once (nil: to be made)
-	updated time.Time // last time bytes changed, for SeriesTTL
-	hidden  bool      // expired by SeriesTTL while the flowserver still serves it; shown again once it grows
-	warned  bool      // the "not priced" warning was logged
+	updated time.Time        // last time bytes changed, for SeriesTTL
+	hidden  bool             // expired by SeriesTTL while the flowserver still serves it; shown again once it grows
+	warned  bool             // the "not priced" warning was logged
 }
 
 // target is what the meter remembers of one flowserver between scrapes.
