@@ -206,6 +206,7 @@ func (d *Demo) startServices(ctx context.Context, accounts map[string]Account) e
 			// On SIGTERM /metrics stays up this long for a last scrape by Prometheus and costcalc (restarts.go;
 			// the default, 30 s, is a Prometheus scrape interval and past Proc.Stop's 30 s SIGKILL).
 			MetricsGraceSetting + "=" + MetricsGrace.String(),
+			"ZONETOLL_DEDUPE_CONFIG_MAP=" + DedupeConfigMap,
 		}, "run", "--kubeconfig", accounts["flowserver"].Kubeconfig)
 		if err != nil {
 			return err

@@ -89,6 +89,7 @@ func TestEndToEnd(t *testing.T) {
 	// Every restart of phase 1 happened, while the application sent through the restarted process, and
 	// nothing was dropped by any agent in any of its lives.
 	checkRestarts(t, d, p1, d.Disruptions(phase1))
+	checkDedupeMarks(t, d, end)
 	for _, n := range m.Nodes {
 		if lost := end.Agents[n.Name].Sum("zonetoll_flowagent_dropped_bytes_total", nil); lost != 0 {
 			t.Errorf("agent of %s dropped %v bytes", n.Name, lost)

@@ -4,7 +4,16 @@ import (
 	"context"
 	"fmt"
 	"net/netip"
+	"path/filepath"
+	"strings"
 	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	rbacv1 "k8s.io/api/rbac/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+	"github.com/zonetoll/zonetoll/testkit/testcluster"
+	"github.com/zonetoll/zonetoll/tools/overlaycheck"
 )
 
 // Restarts of phase 1: every component of the pipeline is restarted twice while the application sends,
@@ -187,4 +196,34 @@ func promDuration(d time.Duration) string {
 		return fmt.Sprintf("%ds", d/time.Second)
 	}
 	return fmt.Sprintf("%dms", d/time.Millisecond)
+}
+
+// DedupeConfigMap is the flowservers' ZONETOLL_DEDUPE_CONFIG_MAP, as the manifests set it: each zone's
+// server keeps its dedupe marks (the last report sequence applied per agent process) in its own ConfigMap,
+// so a report retried across a restart is never counted twice.
+const DedupeConfigMap = "flowserver-dedupe-{zone}"
+
+// dedupeRules creates what each zone's folder of an overlay makes from base/flowserver/zone for the
+// marks — the empty ConfigMap flowserver-dedupe-<zone> — and returns the rules of that folder's Role with
+// the zone's name suffix, which the flowserver's account gets beside base/flowserver's.
+func dedupeRules(ctx context.Context, c *testcluster.Cluster, repo string, zones []string) ([]rbacv1.PolicyRule, error) {
+	rules, _, err := overlaycheck.Rules(filepath.Join(repo, "kustomize", "base", "flowserver", "zone"))
+	if err != nil {
+		return nil, fmt.Errorf("reading the RBAC of the flowserver's zone manifests: %w", err)
+	}
+	var out []rbacv1.PolicyRule
+	for _, z := range zones {
+		for _, r := range rules {
+			r = *r.DeepCopy()
+			for i := range r.ResourceNames {
+				r.ResourceNames[i] += "-" + z
+			}
+			out = append(out, r)
+		}
+		cm := &corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Name: strings.ReplaceAll(DedupeConfigMap, "{zone}", z), Namespace: ToolNamespace}}
+		if _, err := c.Client.CoreV1().ConfigMaps(ToolNamespace).Create(ctx, cm, metav1.CreateOptions{}); err != nil {
+			return nil, fmt.Errorf("creating ConfigMap %s/%s: %w", ToolNamespace, cm.Name, err)
+		}
+	}
+	return out, nil
 }

@@ -2,8 +2,11 @@ package demo
 
 import (
 	"math"
+	"strings"
 	"testing"
 	"time"
+
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 )
 
 // checkRestarts checks that every disruption asked for happened as a real restart while the application
@@ -174,5 +177,30 @@ func TestCounterTotal(t *testing.T) {
 				t.Errorf("total %v, want %v", got, c.want)
 			}
 		})
+	}
+}
+
+// checkDedupeMarks: every flowserver saved its dedupe marks to its zone's ConfigMap without an error in
+// any of its lives (as Prometheus has the counters), and each ConfigMap holds them, so the restarted
+// server's successor started from its predecessor's marks.
+func checkDedupeMarks(t *testing.T, d *Demo, end *Snapshot) {
+	t.Helper()
+	for _, z := range d.Model.Zones {
+		sc := end.Servers[z]
+		if v := sc.Sum("zonetoll_flowserver_dedupe_saves_total", map[string]string{"result": "error"}); v != 0 {
+			t.Errorf("flowserver-%s failed to save its dedupe marks %v times", z, v)
+		}
+		if v := sc.Sum("zonetoll_flowserver_dedupe_saves_total", map[string]string{"result": "ok"}); v == 0 {
+			t.Errorf("flowserver-%s never saved its dedupe marks", z)
+		}
+		name := strings.ReplaceAll(DedupeConfigMap, "{zone}", z)
+		cm, err := d.Cluster.Client.CoreV1().ConfigMaps(ToolNamespace).Get(t.Context(), name, metav1.GetOptions{})
+		if err != nil {
+			t.Errorf("reading the dedupe marks of %s: %v", z, err)
+			continue
+		}
+		if len(cm.Data)+len(cm.BinaryData) == 0 {
+			t.Errorf("ConfigMap %s holds no dedupe marks", name)
+		}
 	}
 }
