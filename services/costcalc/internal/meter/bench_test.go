@@ -101,12 +101,16 @@ func BenchmarkExpose(b *testing.B) {
 	h := promhttp.HandlerFor(reg, promhttp.HandlerOpts{})
 	req := httptest.NewRequest(http.MethodGet, "/metrics", nil)
 	b.ReportAllocs()
+	cpu0 := cpuTime(b)
+	n := 0
 	for b.Loop() {
 		w := httptest.NewRecorder()
 		h.ServeHTTP(w, req)
 		if w.Code != http.StatusOK {
 			b.Fatalf("status %d", w.Code)
 		}
+		n++
 	}
+	b.ReportMetric(float64(cpuTime(b)-cpu0)/float64(n), "cpu-ns/op")
 	b.ReportMetric(float64(series), "series")
 }

@@ -8,6 +8,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/zonetoll/zonetoll/services/costcalc/internal/pricing"
 	"github.com/zonetoll/zonetoll/testkit/metricstest"
 )
 
@@ -177,5 +178,56 @@ func TestFlowserverResetResetsOnlyItsSeries(t *testing.T) {
 	}
 	if want := (10 + 4 + 25) * 0.02; math.Abs(total-want) > 1e-9 {
 		t.Errorf("a scraper's increases add up to $%v, want $%v (39 GiB crossing)", total, want)
+	}
+}
+
+// TestPriceChangeStartsNewSeries: costcalc restarted with another price exposes its series under the new
+// price label and drops the old ones, so the dollars Prometheus already holds are not re-priced: a
+// scraper's increases are the old price's growth before the change and the new price's after it.
+func TestPriceChangeStartsNewSeries(t *testing.T) {
+	ctx := context.Background()
+	fs := newFlowserver(t)
+	cross := pair("web", "us-east-1a", "db", "statefulset", "us-east-1b")
+	fs.set(cross, 10*gib)
+	before := newCostcalc(t, "aws", fs.srv.URL) // $0.02 per GiB crossing
+	before.m.ScrapeOnce(ctx)
+	s1 := costSeries(t, before.url)
+	fs.set(cross, 12*gib)
+	before.m.ScrapeOnce(ctx)
+	s2 := costSeries(t, before.url)
+
+	table, err := pricing.Preset("aws")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := table.Set("inter_zone_in", 0, "test"); err != nil {
+		t.Fatal(err)
+	}
+	after := newCostcalcWith(t, table, fs.srv.URL) // restarted with other prices: $0.01 per GiB crossing
+	after.m.ScrapeOnce(ctx)
+	s3 := costSeries(t, after.url)
+	fs.set(cross, 15*gib)
+	after.m.ScrapeOnce(ctx)
+	s4 := costSeries(t, after.url)
+
+	if len(s3) != 1 {
+		t.Errorf("after the price change %d cost series, want 1: %v", len(s3), s3)
+	}
+	for k := range s3 {
+		if !strings.Contains(k, `price="0.01/GiB"`) {
+			t.Errorf("after the price change %s is not priced 0.01/GiB", k)
+		}
+	}
+	for k := range s2 {
+		if _, ok := s3[k]; ok {
+			t.Errorf("the series %s of the old price is still exposed after the price change", k)
+		}
+	}
+	total := 0.0
+	for _, v := range increases(s1, s2, s3, s4) {
+		total += v
+	}
+	if want := 2*0.02 + 3*0.01; math.Abs(total-want) > 1e-9 {
+		t.Errorf("a scraper's increases across the price change: $%v, want $%v (2 GiB at $0.02, then 3 GiB at $0.01)", total, want)
 	}
 }

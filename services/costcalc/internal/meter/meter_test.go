@@ -106,6 +106,10 @@ func newCostcalc(t *testing.T, cloud string, targets ...string) *costcalc {
 	if err != nil {
 		t.Fatal(err)
 	}
+	return newCostcalcWith(t, table, targets...)
+}
+
+func newCostcalcWith(t *testing.T, table *pricing.Table, targets ...string) *costcalc {
 	reg := prometheus.NewRegistry()
 	m, err := New(Options{Targets: targets, Timeout: 5 * time.Second, Table: table}, reg, slog.New(slog.NewTextHandler(io.Discard, nil)))
 	if err != nil {
