@@ -75,10 +75,10 @@ func (d *Demo) promRange(ctx context.Context, selector string, at time.Time, rng
 		return nil, fmt.Errorf("decoding Prometheus' answer to %s (HTTP %d): %w", q, resp.StatusCode, err)
 	}
 	if r.Status != "success" {
-		return nil, fmt.Errorf("Prometheus refused %s (HTTP %d): %s", q, resp.StatusCode, r.Error)
+		return nil, fmt.Errorf("querying %s: Prometheus refused it (HTTP %d): %s", q, resp.StatusCode, r.Error)
 	}
 	if r.Data.ResultType != "matrix" {
-		return nil, fmt.Errorf("Prometheus answered %s with a %s, want a matrix", q, r.Data.ResultType)
+		return nil, fmt.Errorf("querying %s: Prometheus answered a %s, want a matrix", q, r.Data.ResultType)
 	}
 	out := make([]promSeries, 0, len(r.Data.Result))
 	for _, res := range r.Data.Result {
@@ -92,11 +92,11 @@ func (d *Demo) promRange(ctx context.Context, selector string, at time.Time, rng
 			ts, ok1 := p[0].(float64)
 			vs, ok2 := p[1].(string)
 			if !ok1 || !ok2 {
-				return nil, fmt.Errorf("Prometheus answered %s with a sample %v, want [time, \"value\"]", q, p)
+				return nil, fmt.Errorf("querying %s: Prometheus answered a sample %v, want [time, \"value\"]", q, p)
 			}
 			v, err := strconv.ParseFloat(vs, 64)
 			if err != nil {
-				return nil, fmt.Errorf("Prometheus answered %s with the value %q: %w", q, vs, err)
+				return nil, fmt.Errorf("querying %s: Prometheus answered the value %q: %w", q, vs, err)
 			}
 			s.Points = append(s.Points, promPoint{T: int64(math.Round(ts * 1000)), V: v})
 		}
