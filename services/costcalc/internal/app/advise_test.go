@@ -15,7 +15,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/prometheus/client_golang/api"
 	v1 "github.com/prometheus/client_golang/api/prometheus/v1"
 	"github.com/prometheus/common/model"
 
@@ -152,11 +151,7 @@ func TestAdviseFromRealPrometheus(t *testing.T) {
 
 	hostOf := func(p *flowserverPage) string { u, _ := url.Parse(p.srv.URL); return u.Host }
 	prom := promtest.Start(t, time.Second, hostOf(fsA), hostOf(fsBC))
-	client, err := api.NewClient(api.Config{Address: prom.URL})
-	if err != nil {
-		t.Fatal(err)
-	}
-	promAPI := v1.NewAPI(client)
+	promAPI := prom.API
 	waitGeneration(t, promAPI, pages, 1)
 	time.Sleep(1500 * time.Millisecond) // the value at start is the baseline, whichever scrape the lookback finds
 	start := time.Now().Truncate(time.Millisecond)

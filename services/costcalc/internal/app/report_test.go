@@ -14,7 +14,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/prometheus/client_golang/api"
 	v1 "github.com/prometheus/client_golang/api/prometheus/v1"
 	"github.com/prometheus/common/model"
 
@@ -68,11 +67,7 @@ func TestReportFromRealPrometheus(t *testing.T) {
 	page := newCounters(t)
 	u, _ := url.Parse(page.srv.URL)
 	prom := promtest.Start(t, time.Second, u.Host)
-	client, err := api.NewClient(api.Config{Address: prom.URL})
-	if err != nil {
-		t.Fatal(err)
-	}
-	promAPI := v1.NewAPI(client)
+	promAPI := prom.API
 
 	a := `src_namespace="shop",src_workload="web",src_kind="deployment",src_zone="us-east-1a",dst_namespace="shop",dst_workload="db",dst_kind="statefulset",dst_zone="us-east-1b"`
 	b := `src_namespace="shop",src_workload="api",src_kind="deployment",src_zone="us-east-1c",dst_namespace="",dst_workload="",dst_kind="external",dst_zone=""`

@@ -7,8 +7,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/prometheus/client_golang/api"
-	v1 "github.com/prometheus/client_golang/api/prometheus/v1"
 	"github.com/prometheus/common/model"
 
 	"github.com/zonetoll/zonetoll/services/costcalc/internal/meter"
@@ -58,19 +56,8 @@ func TestRestartsLoseNoDollarsInPrometheus(t *testing.T) {
 		}
 	})
 	prom := promtest.Start(t, time.Second, cc.addr)
-	client, err := api.NewClient(api.Config{Address: prom.URL})
-	if err != nil {
-		t.Fatal(err)
-	}
-	promAPI := v1.NewAPI(client)
-	promValue := func(q string) (float64, bool) {
-		v, _, err := promAPI.Query(context.Background(), q, time.Now())
-		vec, ok := v.(model.Vector)
-		if err != nil || !ok || len(vec) != 1 {
-			return 0, false
-		}
-		return float64(vec[0].Value), true
-	}
+	promAPI := prom.API
+	promValue := prom.Value
 	// settled waits until Prometheus holds a sample of costcalc taken after costcalc scraped the page as
 	// it is now: two of costcalc's own scrapes later (one may have been under way), read from Prometheus.
 	settled := func(why string) {
