@@ -232,7 +232,10 @@ func Run(ctx context.Context, cfg *Config, env servicecmd.Env) error {
 	if cfg.Dedupe.ConfigMap != "" {
 		store = markstore.New(core, cfg.Namespace, strings.ReplaceAll(cfg.Dedupe.ConfigMap, "{zone}", cfg.Zone))
 	}
-	mk := newMarks(seen, store, env.Registry, env.Logger.With("component", "dedupe"))
+	mk, err := newMarks(seen, store, env.Registry, env.Logger.With("component", "dedupe"))
+	if err != nil {
+		return err
+	}
 	var draining atomic.Bool
 	var flog *flowlog.Logger
 	if cfg.FlowLog.Output != "" {

@@ -7,10 +7,10 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
-	"github.com/prometheus/client_golang/prometheus/promauto"
 
 	"github.com/zonetoll/zonetoll/services/flowserver/internal/dedupe"
 	"github.com/zonetoll/zonetoll/services/flowserver/internal/markstore"
+	"github.com/zonetoll/zonetoll/shared/metricdef"
 )
 
 // marks keeps the dedupe marks across processes: loaded once at start (reports wait for it), saved
@@ -26,25 +26,20 @@ type marks struct {
 	savedSize prometheus.Gauge
 }
 
-func newMarks(win *dedupe.Window, store *markstore.Store, reg prometheus.Registerer, log *slog.Logger) *marks {
-	f := promauto.With(reg)
+func newMarks(win *dedupe.Window, store *markstore.Store, reg prometheus.Registerer, log *slog.Logger) (*marks, error) {
+	var ms metricdef.Set
 	m := &marks{
 		win: win, store: store, log: log,
-		saves: f.NewCounterVec(prometheus.CounterOpts{
-			Name: "zonetoll_flowserver_dedupe_saves_total",
-			Help: "Writes of the dedupe marks to their ConfigMap (ZONETOLL_DEDUPE_CONFIG_MAP), by result: ok, error.",
-		}, []string{"result"}),
-		savedSize: f.NewGauge(prometheus.GaugeOpts{
-			Name: "zonetoll_flowserver_dedupe_saved_bytes",
-			Help: "Size of the dedupe marks last written to their ConfigMap; the API server refuses more than 1 MiB.",
-		}),
+		saves: ms.CounterVec("zonetoll_flowserver_dedupe_saves_total",
+			"Writes of the dedupe marks to their ConfigMap (ZONETOLL_DEDUPE_CONFIG_MAP), by result: ok, error.",
+			"result", "ok", "error"),
+		savedSize: ms.Gauge("zonetoll_flowserver_dedupe_saved_bytes",
+			"Size of the dedupe marks last written to their ConfigMap; the API server refuses more than 1 MiB."),
 	}
-	m.saves.WithLabelValues("ok")
-	m.saves.WithLabelValues("error")
 	if store == nil {
 		m.loaded.Store(true)
 	}
-	return m
+	return m, ms.Register(reg, "dedupe mark metrics")
 }
 
 // load reads the stored marks, retrying until it succeeds or ctx ends: until then no report is

@@ -17,6 +17,8 @@ import (
 	authnv1 "k8s.io/api/authentication/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/rest"
+
+	"github.com/zonetoll/zonetoll/shared/metricdef"
 )
 
 // Errors of Authenticate; the ingest handler maps them to 401, 403 and 503.
@@ -134,27 +136,18 @@ func New(reviews Reviewer, opts Options, reg prometheus.Registerer) (*Authentica
 		audiences: opts.Audiences,
 		ok:        expirable.NewLRU[[32]byte, Identity](opts.CacheSize, nil, opts.TTL),
 		denied:    expirable.NewLRU[[32]byte, error](opts.CacheSize, nil, opts.NegativeTTL),
-		reviewsTotal: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "zonetoll_flowserver_token_reviews_total",
-			Help: "TokenReview requests to the Kubernetes API by result: authenticated, unauthenticated, error.",
-		}, []string{"result"}),
-		cacheTotal: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "zonetoll_flowserver_token_cache_lookups_total",
-			Help: "Token cache lookups by result: hit (no TokenReview needed) or miss.",
-		}, []string{"result"}),
 	}
+	var ms metricdef.Set
+	a.reviewsTotal = ms.CounterVec("zonetoll_flowserver_token_reviews_total",
+		"TokenReview requests to the Kubernetes API by result: authenticated, unauthenticated, error.",
+		"result", "authenticated", "unauthenticated", "error")
+	a.cacheTotal = ms.CounterVec("zonetoll_flowserver_token_cache_lookups_total",
+		"Token cache lookups by result: hit (no TokenReview needed) or miss.", "result", "hit", "miss")
 	for _, u := range users {
 		a.allowed[u] = true
 	}
-	for _, r := range []string{"authenticated", "unauthenticated", "error"} {
-		a.reviewsTotal.WithLabelValues(r)
-	}
-	a.cacheTotal.WithLabelValues("hit")
-	a.cacheTotal.WithLabelValues("miss")
-	for _, c := range []prometheus.Collector{a.reviewsTotal, a.cacheTotal} {
-		if err := reg.Register(c); err != nil {
-			return nil, fmt.Errorf("registering auth metrics: %w", err)
-		}
+	if err := ms.Register(reg, "auth metrics"); err != nil {
+		return nil, err
 	}
 	return a, nil
 }
