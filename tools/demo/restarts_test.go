@@ -1,6 +1,7 @@
 package demo
 
 import (
+	"fmt"
 	"math"
 	"strings"
 	"testing"
@@ -120,27 +121,35 @@ func checkPhaseDollars(t *testing.T, m *Model, p *Phase) {
 	want := Expected(m, p.Sent())
 	for _, cloud := range Clouds {
 		got := map[PairKey]float64{}
-		var sum float64
 		for _, s := range p.Cost(cloud).Series("zonetoll_cross_zone_cost_dollars_total", nil) {
 			got[KeyOf(s.Labels)] += s.Value
-			sum += s.Value
 		}
-		var wantSum float64
-		for _, z := range m.Zones {
-			for k, b := range want[z] {
-				if !k.CrossZone() {
-					continue
-				}
-				w := float64(b) * crossZonePerByte[cloud]
-				wantSum += w
-				if g := got[k]; !sameDollars(g, w) {
-					t.Errorf("phase %d, costcalc %s: %s@%s → %s@%s $%.12g in Prometheus, independent $%.12g (%d bytes)", p.N, cloud, name(k, true), k.SrcZone, name(k, false), k.DstZone, g, w, b)
-				}
+		checkPairDollars(t, fmt.Sprintf("phase %d, costcalc %s", p.N, cloud), m, want, cloud, got)
+	}
+}
+
+// checkPairDollars compares the dollars of each cross-zone pair in got (from Prometheus) and their
+// total with want's bytes × the cloud's independent price, each with sameDollars.
+func checkPairDollars(t *testing.T, what string, m *Model, want map[string]map[PairKey]uint64, cloud string, got map[PairKey]float64) {
+	t.Helper()
+	var sum, wantSum float64
+	for _, g := range got {
+		sum += g
+	}
+	for _, z := range m.Zones {
+		for k, b := range want[z] {
+			if !k.CrossZone() {
+				continue
+			}
+			w := float64(b) * crossZonePerByte[cloud]
+			wantSum += w
+			if g := got[k]; !sameDollars(g, w) {
+				t.Errorf("%s: %s@%s → %s@%s $%.12g in Prometheus, independent $%.12g (%d bytes)", what, name(k, true), k.SrcZone, name(k, false), k.DstZone, g, w, b)
 			}
 		}
-		if !sameDollars(sum, wantSum) {
-			t.Errorf("phase %d, costcalc %s: $%.12g in Prometheus, independent $%.12g", p.N, cloud, sum, wantSum)
-		}
+	}
+	if !sameDollars(sum, wantSum) {
+		t.Errorf("%s: $%.12g in Prometheus, independent $%.12g", what, sum, wantSum)
 	}
 }
 
