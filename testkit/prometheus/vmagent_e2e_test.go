@@ -227,7 +227,9 @@ func startLabeler(ctx context.Context, t *testing.T, bin, kubeconfig string) {
 		"ZONETOLL_LOG_FORMAT=text",
 	)
 	// Ready once its pod and node caches are synced.
-	startProcess(ctx, t, "zonelabeler", cmd, "http://"+addr+"/readyz")
+	if err := StartProcess(ctx, t, "zonelabeler", cmd, "http://"+addr+"/readyz"); err != nil {
+		t.Fatal(err)
+	}
 }
 
 // startVMAgent runs vmagent with the config file as it is, a remote write
@@ -249,7 +251,9 @@ func startVMAgent(ctx context.Context, t *testing.T, bin, config, sink, zoneEnv 
 		cmd.Env = append(cmd.Env, zoneEnv)
 	}
 	u := "http://" + addr
-	startProcess(ctx, t, "vmagent "+zoneEnv, cmd, u+"/health")
+	if err := StartProcess(ctx, t, "vmagent "+zoneEnv, cmd, u+"/health"); err != nil {
+		t.Fatal(err)
+	}
 	return u
 }
 

@@ -15,11 +15,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/prometheus/client_golang/api"
 	v1 "github.com/prometheus/client_golang/api/prometheus/v1"
 	"github.com/prometheus/common/model"
-
-	"github.com/zonetoll/zonetoll/services/costcalc/internal/promtest"
 )
 
 // flowserverPage is a /metrics page in the flowserver's exposition of the per-Service metrics (the
@@ -151,12 +148,7 @@ func TestAdviseFromRealPrometheus(t *testing.T) {
 	fsBC.add(svcTraffic("cart", "web", zc, za), 100*gib)
 
 	hostOf := func(p *flowserverPage) string { u, _ := url.Parse(p.srv.URL); return u.Host }
-	prom := promtest.Start(t, time.Second, hostOf(fsA), hostOf(fsBC))
-	client, err := api.NewClient(api.Config{Address: prom.URL})
-	if err != nil {
-		t.Fatal(err)
-	}
-	promAPI := v1.NewAPI(client)
+	prom, promAPI := startPrometheus(t, hostOf(fsA), hostOf(fsBC))
 	waitGeneration(t, promAPI, pages, 1)
 	time.Sleep(1500 * time.Millisecond) // the value at start is the baseline, whichever scrape the lookback finds
 	start := time.Now().Truncate(time.Millisecond)

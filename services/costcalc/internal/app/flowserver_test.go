@@ -14,13 +14,10 @@ import (
 	"testing"
 	"time"
 
-	"github.com/prometheus/client_golang/api"
-	v1 "github.com/prometheus/client_golang/api/prometheus/v1"
 	"github.com/prometheus/common/model"
 	rbacv1 "k8s.io/api/rbac/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
-	"github.com/zonetoll/zonetoll/services/costcalc/internal/promtest"
 	"github.com/zonetoll/zonetoll/shared/report"
 	"github.com/zonetoll/zonetoll/testkit/metricstest"
 	"github.com/zonetoll/zonetoll/testkit/reportpost"
@@ -180,12 +177,7 @@ func TestDollarsFromRealFlowserver(t *testing.T) {
 		}
 	})
 
-	prom := promtest.Start(t, time.Second, fs.addr)
-	client, err := api.NewClient(api.Config{Address: prom.URL})
-	if err != nil {
-		t.Fatal(err)
-	}
-	promAPI := v1.NewAPI(client)
+	prom, promAPI := startPrometheus(t, fs.addr)
 	promValue := func(q string) (float64, bool) {
 		v, _, err := promAPI.Query(context.Background(), q, time.Now())
 		vec, ok := v.(model.Vector)

@@ -18,7 +18,7 @@ import (
 	v1 "github.com/prometheus/client_golang/api/prometheus/v1"
 	"github.com/prometheus/common/model"
 
-	"github.com/zonetoll/zonetoll/services/costcalc/internal/promtest"
+	"github.com/zonetoll/zonetoll/testkit/prometheus"
 )
 
 // counters is a /metrics page of traffic counters the test sets by hand.
@@ -48,6 +48,17 @@ func (c *counters) set(labels string, v float64) {
 	c.mu.Unlock()
 }
 
+// startPrometheus runs Debian's Prometheus scraping targets every second and returns it with its query API.
+func startPrometheus(t *testing.T, targets ...string) (*prometheus.Server, v1.API) {
+	t.Helper()
+	prom := prometheus.StartScraping(t, time.Second, targets...)
+	client, err := api.NewClient(api.Config{Address: prom.URL})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return prom, v1.NewAPI(client)
+}
+
 // waitScraped waits until Prometheus returns value for the series of workload src_workload.
 func waitScraped(t *testing.T, promAPI v1.API, srcWorkload string, value float64) {
 	t.Helper()
@@ -67,12 +78,7 @@ func waitScraped(t *testing.T, promAPI v1.API, srcWorkload string, value float64
 func TestReportFromRealPrometheus(t *testing.T) {
 	page := newCounters(t)
 	u, _ := url.Parse(page.srv.URL)
-	prom := promtest.Start(t, time.Second, u.Host)
-	client, err := api.NewClient(api.Config{Address: prom.URL})
-	if err != nil {
-		t.Fatal(err)
-	}
-	promAPI := v1.NewAPI(client)
+	prom, promAPI := startPrometheus(t, u.Host)
 
 	a := `src_namespace="shop",src_workload="web",src_kind="deployment",src_zone="us-east-1a",dst_namespace="shop",dst_workload="db",dst_kind="statefulset",dst_zone="us-east-1b"`
 	b := `src_namespace="shop",src_workload="api",src_kind="deployment",src_zone="us-east-1c",dst_namespace="",dst_workload="",dst_kind="external",dst_zone=""`

@@ -1,0 +1,142 @@
+package prometheus
+
+import (
+	"context"
+	"fmt"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/zonetoll/zonetoll/testkit/freeport"
+	"github.com/zonetoll/zonetoll/testkit/gate"
+)
+
+// DebianBinary is where Debian's prometheus package puts the server (hack/setup.sh installs it on CI).
+// It lacks Kubernetes discovery, which a static scrape configuration does not need.
+const DebianBinary = "/usr/bin/prometheus"
+
+// Server is a Prometheus run for a test.
+type Server struct {
+	URL string // http://127.0.0.1:port
+	Dir string // its configuration and data
+}
+
+// StartScraping runs Debian's Prometheus on loopback, scraping targets (host:port, path /metrics) every
+// interval, until the test ends, and returns once it is ready. Without the binary the gate decides (fail
+// under make test, skip elsewhere).
+func StartScraping(t gate.TB, interval time.Duration, targets ...string) *Server {
+	t.Helper()
+	_, err := os.Stat(DebianBinary)
+	gate.Need(t, "Debian's prometheus", err, gate.Debian("prometheus"))
+	dir := t.TempDir()
+	quoted := make([]string, len(targets))
+	for i, tg := range targets {
+		quoted[i] = fmt.Sprintf("%q", tg)
+	}
+	cfg := fmt.Sprintf(`global:
+  scrape_interval: %s
+  scrape_timeout: %s
+scrape_configs:
+  - job_name: flowserver
+    static_configs:
+      - targets: [%s]
+`, interval, interval, strings.Join(quoted, ", "))
+	cfgPath := filepath.Join(dir, "prometheus.yml")
+	if err := os.WriteFile(cfgPath, []byte(cfg), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	return &Server{URL: Start(ctx, t, DebianBinary, cfgPath), Dir: dir}
+}
+
+// Start runs the prometheus binary bin with the configuration file config on a free loopback port until
+// the test ends and returns its base URL once it is ready. A start that fails (most likely another
+// process took the port in between) is tried again on another port, three times in all.
+func Start(ctx context.Context, t gate.TB, bin, config string) string {
+	t.Helper()
+	var lastErr error
+	for range 3 {
+		addr, err := freeport.Addr()
+		if err != nil {
+			t.Fatal(err)
+		}
+		data, err := os.MkdirTemp(filepath.Dir(config), "data-")
+		if err != nil {
+			t.Fatal(err)
+		}
+		cmd := exec.Command(bin, "--config.file="+config, "--storage.tsdb.path="+data,
+			"--web.listen-address="+addr, "--storage.tsdb.retention.time=1d", "--log.level=warn")
+		url := "http://" + addr
+		if lastErr = StartProcess(ctx, t, "prometheus "+config, cmd, url+"/-/ready"); lastErr == nil {
+			return url
+		}
+	}
+	t.Fatalf("starting %s: %v", bin, lastErr)
+	return ""
+}
+
+// StartProcess starts cmd with its output in a log file and returns once readyURL answers 200. When the
+// test ends, it stops cmd (SIGTERM, then SIGKILL after 30 s) and, if the test failed, logs the log's
+// tail. If cmd exits or ctx ends first, cmd is stopped and the error says why, with the log's tail.
+// cmd gets its own process group and dies with the test binary, so nothing it starts outlives the run.
+func StartProcess(ctx context.Context, t gate.TB, name string, cmd *exec.Cmd, readyURL string) error {
+	t.Helper()
+	logFile, err := os.CreateTemp(t.TempDir(), "process-*.log")
+	if err != nil {
+		return err
+	}
+	readLog := func() string {
+		log, _ := os.ReadFile(logFile.Name())
+		return tail(string(log), 30)
+	}
+	cmd.Stdout, cmd.Stderr = logFile, logFile
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
+	if err := cmd.Start(); err != nil {
+		logFile.Close()
+		return fmt.Errorf("starting %s: %w", name, err)
+	}
+	exited := make(chan struct{})
+	go func() { cmd.Wait(); logFile.Close(); close(exited) }()
+	stop := func() {
+		select {
+		case <-exited:
+			return
+		default:
+		}
+		cmd.Process.Signal(syscall.SIGTERM)
+		select {
+		case <-exited:
+		case <-time.After(30 * time.Second):
+			cmd.Process.Kill()
+			<-exited
+		}
+	}
+	t.Cleanup(func() {
+		stop()
+		if t.Failed() {
+			t.Logf("%s log:\n%s", name, readLog())
+		}
+	})
+	for {
+		resp, err := http.Get(readyURL)
+		if err == nil {
+			resp.Body.Close()
+			if resp.StatusCode == http.StatusOK {
+				return nil
+			}
+		}
+		select {
+		case <-exited:
+			return fmt.Errorf("%s exited before it was ready (%v):\n%s", name, cmd.ProcessState, readLog())
+		case <-ctx.Done():
+			stop()
+			return fmt.Errorf("%s not ready at %s: %w:\n%s", name, readyURL, ctx.Err(), readLog())
+		case <-time.After(200 * time.Millisecond):
+		}
+	}
+}
