@@ -3,16 +3,15 @@ package prometheus
 import (
 	"context"
 	"fmt"
-	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"syscall"
 	"time"
 
 	"github.com/zonetoll/zonetoll/testkit/freeport"
 	"github.com/zonetoll/zonetoll/testkit/gate"
+	"github.com/zonetoll/zonetoll/testkit/process"
 )
 
 // DebianBinary is where Debian's prometheus package puts the server (hack/setup.sh installs it on CI).
@@ -72,71 +71,10 @@ func Start(ctx context.Context, t gate.TB, bin, config string) string {
 		cmd := exec.Command(bin, "--config.file="+config, "--storage.tsdb.path="+data,
 			"--web.listen-address="+addr, "--storage.tsdb.retention.time=1d", "--log.level=warn")
 		url := "http://" + addr
-		if lastErr = StartProcess(ctx, t, "prometheus "+config, cmd, url+"/-/ready"); lastErr == nil {
+		if lastErr = process.StartReady(ctx, t, "prometheus "+config, cmd, url+"/-/ready"); lastErr == nil {
 			return url
 		}
 	}
 	t.Fatalf("starting %s: %v", bin, lastErr)
 	return ""
-}
-
-// StartProcess starts cmd with its output in a log file and returns once readyURL answers 200. When the
-// test ends, it stops cmd (SIGTERM, then SIGKILL after 30 s) and, if the test failed, logs the log's
-// tail. If cmd exits or ctx ends first, cmd is stopped and the error says why, with the log's tail.
-// cmd gets its own process group and dies with the test binary, so nothing it starts outlives the run.
-func StartProcess(ctx context.Context, t gate.TB, name string, cmd *exec.Cmd, readyURL string) error {
-	t.Helper()
-	logFile, err := os.CreateTemp(t.TempDir(), "process-*.log")
-	if err != nil {
-		return err
-	}
-	readLog := func() string {
-		log, _ := os.ReadFile(logFile.Name())
-		return tail(string(log), 30)
-	}
-	cmd.Stdout, cmd.Stderr = logFile, logFile
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
-	if err := cmd.Start(); err != nil {
-		logFile.Close()
-		return fmt.Errorf("starting %s: %w", name, err)
-	}
-	exited := make(chan struct{})
-	go func() { cmd.Wait(); logFile.Close(); close(exited) }()
-	stop := func() {
-		select {
-		case <-exited:
-			return
-		default:
-		}
-		cmd.Process.Signal(syscall.SIGTERM)
-		select {
-		case <-exited:
-		case <-time.After(30 * time.Second):
-			cmd.Process.Kill()
-			<-exited
-		}
-	}
-	t.Cleanup(func() {
-		stop()
-		if t.Failed() {
-			t.Logf("%s log:\n%s", name, readLog())
-		}
-	})
-	for {
-		resp, err := http.Get(readyURL)
-		if err == nil {
-			resp.Body.Close()
-			if resp.StatusCode == http.StatusOK {
-				return nil
-			}
-		}
-		select {
-		case <-exited:
-			return fmt.Errorf("%s exited before it was ready (%v):\n%s", name, cmd.ProcessState, readLog())
-		case <-ctx.Done():
-			stop()
-			return fmt.Errorf("%s not ready at %s: %w:\n%s", name, readyURL, ctx.Err(), readLog())
-		case <-time.After(200 * time.Millisecond):
-		}
-	}
 }

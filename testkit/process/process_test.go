@@ -1,4 +1,4 @@
-package prometheus
+package process
 
 import (
 	"context"
@@ -10,9 +10,9 @@ import (
 	"github.com/zonetoll/zonetoll/testkit/freeport"
 )
 
-// TestStartProcessFailures: a process that never becomes ready is an error saying why, with its log,
+// TestStartReadyFailures: a process that never becomes ready is an error saying why, with its log,
 // and is not left running.
-func TestStartProcessFailures(t *testing.T) {
+func TestStartReadyFailures(t *testing.T) {
 	addr, err := freeport.Addr()
 	if err != nil {
 		t.Fatal(err)
@@ -32,7 +32,7 @@ func TestStartProcessFailures(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			ctx, cancel := context.WithTimeout(context.Background(), tt.timeout)
 			defer cancel()
-			err := StartProcess(ctx, t, tt.name, tt.cmd, "http://"+addr+"/-/ready")
+			err := StartReady(ctx, t, tt.name, tt.cmd, "http://"+addr+"/-/ready")
 			if err == nil {
 				t.Fatal("no error")
 			}
@@ -42,7 +42,7 @@ func TestStartProcessFailures(t *testing.T) {
 				}
 			}
 			if tt.cmd.ProcessState == nil {
-				t.Errorf("%s is still running after StartProcess returned", tt.name)
+				t.Errorf("%s is still running after StartReady returned", tt.name)
 			}
 		})
 	}
