@@ -394,8 +394,9 @@ func (s *service) httpAddr(t *testing.T) string {
 	return ""
 }
 
-func get(url string) (int, string, error) {
-	resp, err := http.Get(url)
+// get returns the status and body of a GET of url through client.
+func get(client *http.Client, url string) (int, string, error) {
+	resp, err := client.Get(url)
 	if err != nil {
 		return 0, "", err
 	}
@@ -459,7 +460,7 @@ func TestZonelabelerRBAC(t *testing.T) {
 			return l.Spec.HolderIdentity != nil && *l.Spec.HolderIdentity == "zonelabeler-zl-rbac", nil
 		})
 		labelledCleanly(t, ctx, c.Client, addr, "web-1")
-		if code, _, _ := get("http://" + addr + "/readyz"); code != http.StatusOK {
+		if code, _, _ := get(http.DefaultClient, "http://"+addr+"/readyz"); code != http.StatusOK {
 			t.Errorf("/readyz = %d, want 200", code)
 		}
 		if err := s.stop(t); err != nil {
@@ -494,7 +495,7 @@ func TestZonelabelerRBAC(t *testing.T) {
 		s := run(t, "zl-norbac", rules, cut)
 		addr := s.httpAddr(t)
 		waitFor(t, ctx, 90*time.Second, "a label write counted as forbidden", func() (bool, error) {
-			_, body, err := get("http://" + addr + "/metrics")
+			_, body, err := get(http.DefaultClient, "http://"+addr+"/metrics")
 			if err != nil {
 				return false, err
 			}
@@ -646,7 +647,7 @@ func TestFlowagentRBACAndCapabilities(t *testing.T) {
 					t.Fatalf("flowagent exited: %v\n%s", err, s.output())
 				default:
 				}
-				code, body, err := get("http://" + addr + "/readyz")
+				code, body, err := get(http.DefaultClient, "http://"+addr+"/readyz")
 				if err != nil {
 					return false, err
 				}
@@ -705,7 +706,7 @@ func labelledCleanly(t *testing.T, ctx context.Context, cs kubernetes.Interface,
 		}
 		return p.Labels["topology.kubernetes.io/zone"] == "eu-1a" && p.Labels["topology.kubernetes.io/region"] == "eu-1", nil
 	})
-	code, body, err := get("http://" + addr + "/metrics")
+	code, body, err := get(http.DefaultClient, "http://"+addr+"/metrics")
 	if err != nil || code != http.StatusOK {
 		t.Fatalf("GET /metrics: %d %v", code, err)
 	}

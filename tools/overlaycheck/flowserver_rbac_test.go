@@ -4,7 +4,6 @@ import (
 	"crypto/rand"
 	"crypto/tls"
 	"crypto/x509"
-	"io"
 	"net/http"
 	"net/netip"
 	"path/filepath"
@@ -151,15 +150,6 @@ func TestFlowserverRBAC(t *testing.T) {
 	root := repo.RootT(t)
 	_, clusterRules := rulesOf(t, filepath.Join(root, "kustomize", "base", "flowserver"))
 	env, audience, agentNS, client := manifestEnv(t, root)
-	get := func(url string) (int, string, error) {
-		resp, err := client.Get(url)
-		if err != nil {
-			return 0, "", err
-		}
-		defer resp.Body.Close()
-		b, err := io.ReadAll(resp.Body)
-		return resp.StatusCode, string(b), err
-	}
 	bin := servicebuild.BinaryT(t, "flowserver")
 	c := testcluster.StartT(t, testcluster.Options{})
 	ctx := t.Context()
@@ -222,7 +212,7 @@ func TestFlowserverRBAC(t *testing.T) {
 		s := startService(t, []string{bin, "run"}, append([]string{"KUBECONFIG=" + testcluster.KubeconfigT(t, sa.Config)}, env...))
 		addr := s.httpAddr(t)
 		waitFor(t, ctx, 90*time.Second, "flowserver /readyz 200 (informers synced)", func() (bool, error) {
-			code, _, err := get("https://" + addr + "/readyz")
+			code, _, err := get(client, "https://"+addr+"/readyz")
 			return code == http.StatusOK, err
 		})
 		return s, addr
@@ -233,7 +223,7 @@ func TestFlowserverRBAC(t *testing.T) {
 		if resp := reportpost.PostWith(t, client, "https://"+addr, agent.Token, reportpost.Gzip(t, newReport()), "gzip"); resp.Status != http.StatusOK || strings.TrimSpace(resp.Body) != "applied" {
 			t.Fatalf("report: %d %q, want 200 applied", resp.Status, resp.Body)
 		}
-		code, body, err := get("https://" + addr + "/metrics")
+		code, body, err := get(client, "https://"+addr+"/metrics")
 		if err != nil || code != http.StatusOK {
 			t.Fatalf("GET /metrics: %d %v", code, err)
 		}
@@ -252,7 +242,7 @@ func TestFlowserverRBAC(t *testing.T) {
 		// The version is read in the background after start (/version and the core/v1 OpenAPI schema,
 		// which every authenticated user may read).
 		waitFor(t, ctx, 90*time.Second, "zonetoll_kubernetes_info on /metrics", func() (bool, error) {
-			_, body, err := get("https://" + addr + "/metrics")
+			_, body, err := get(client, "https://"+addr+"/metrics")
 			return strings.Contains(body, "\nzonetoll_kubernetes_info{"), err
 		})
 		// A token for the API server's own audience is refused: the audience setting is in force.
@@ -317,7 +307,7 @@ func TestFlowserverRBAC(t *testing.T) {
 			waitFor(t, ctx, 90*time.Second, "the informer's "+res.forbidden+" in the log", func() (bool, error) {
 				return strings.Contains(s.output(), res.forbidden), nil
 			})
-			code, body, err := get("https://" + addr + "/readyz")
+			code, body, err := get(client, "https://"+addr+"/readyz")
 			if err != nil || code == http.StatusOK || !strings.Contains(body, "Service and EndpointSlice caches have not synced") {
 				t.Errorf("/readyz without %s: %d %q (%v), want not ready naming the Service caches", res.resource, code, body, err)
 			}
