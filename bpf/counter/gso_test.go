@@ -19,7 +19,7 @@ import (
 // loadAttachedEgress loads a counter in mode m and attaches it where it counts what leaves the
 // node: POST_ROUTING (netfilter) or tc egress of both node veths (tcx where the kernel has it,
 // else clsact).
-func (tp *topo) loadAttachedEgress(t *testing.T, m Mode) *Counter {
+func (tp *topo) loadAttachedEgress(t testing.TB, m Mode) *Counter {
 	t.Helper()
 	c := loadForTest(t, Config{MaxFlows: 1024, Mode: m})
 	if m == ModeNetfilter {

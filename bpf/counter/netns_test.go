@@ -444,10 +444,7 @@ func (tp *topo) sendTCP(v6 bool, total int) {
 func TestNetfilterCountsForwardedTraffic(t *testing.T) {
 	kerneltest.Require(t)
 	tp := newTopo(t)
-	c := loadForTest(t, Config{MaxFlows: 1024, Mode: ModeNetfilter})
-	if err := c.AttachNetfilter(nsPath(tp.node)); err != nil {
-		t.Fatal(err)
-	}
+	c := tp.loadAttachedEgress(t, ModeNetfilter)
 	tests := []struct {
 		name string
 		v6   bool
@@ -492,10 +489,7 @@ func addValue(a, b Value) Value {
 func TestDrainUnderLoadLosesNothing(t *testing.T) {
 	kerneltest.Require(t)
 	tp := newTopo(t)
-	c := loadForTest(t, Config{MaxFlows: 1024, Mode: ModeNetfilter})
-	if err := c.AttachNetfilter(nsPath(tp.node)); err != nil {
-		t.Fatal(err)
-	}
+	c := tp.loadAttachedEgress(t, ModeNetfilter)
 	before := tp.quiesce()
 
 	var (

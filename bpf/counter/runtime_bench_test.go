@@ -20,10 +20,7 @@ import (
 func BenchmarkProgramRunTime(b *testing.B) {
 	kerneltest.Require(b)
 	tp := newTopo(b)
-	c := loadForTest(b, Config{MaxFlows: 1024, Mode: ModeNetfilter})
-	if err := c.AttachNetfilter(nsPath(tp.node)); err != nil {
-		b.Fatal(err)
-	}
+	c := tp.loadAttachedEgress(b, ModeNetfilter)
 	empty, err := ebpf.NewProgram(&ebpf.ProgramSpec{
 		Name:         "empty_nf",
 		Type:         ebpf.Netfilter,
