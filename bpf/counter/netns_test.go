@@ -659,10 +659,7 @@ func TestPinnedMapsSurviveRestart(t *testing.T) {
 }
 
 func TestTCCountsSameAsNetfilter(t *testing.T) {
-	kerneltest.Require(t)
-	for _, flavor := range []string{"tcx", "clsact"} {
-		t.Run(flavor, func(t *testing.T) { testTCCountsSameAsNetfilter(t, flavor == "tcx") })
-	}
+	eachTCFlavor(t, testTCCountsSameAsNetfilter)
 }
 
 func testTCCountsSameAsNetfilter(t *testing.T, tcx bool) {
