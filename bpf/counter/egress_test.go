@@ -15,10 +15,7 @@ import (
 // 6.4: the kernels tc mode is for) tc egress is compared with what the node
 // forwarded only.
 func TestTCEgressCountsSameAsNetfilter(t *testing.T) {
-	kerneltest.Require(t)
-	for _, flavor := range []string{"tcx", "clsact"} {
-		t.Run(flavor, func(t *testing.T) { testTCEgressCountsSameAsNetfilter(t, flavor == "tcx") })
-	}
+	eachTCFlavor(t, testTCEgressCountsSameAsNetfilter)
 }
 
 func testTCEgressCountsSameAsNetfilter(t *testing.T, tcx bool) {
@@ -83,10 +80,7 @@ func testTCEgressCountsSameAsNetfilter(t *testing.T, tcx bool) {
 // clsact egress filters: attaching again keeps them, so the same program
 // counts throughout.
 func TestTCEgressAdoptedAfterRestart(t *testing.T) {
-	kerneltest.Require(t)
-	for _, flavor := range []string{"tcx", "clsact"} {
-		t.Run(flavor, func(t *testing.T) { testTCEgressAdoptedAfterRestart(t, flavor == "tcx") })
-	}
+	eachTCFlavor(t, testTCEgressAdoptedAfterRestart)
 }
 
 func testTCEgressAdoptedAfterRestart(t *testing.T, tcx bool) {

@@ -7,6 +7,7 @@ import (
 	"net"
 	"net/netip"
 	"os"
+	"strconv"
 	"syscall"
 	"testing"
 
@@ -19,7 +20,7 @@ import (
 // loadAttachedEgress loads a counter in mode m and attaches it where it counts what leaves the
 // node: POST_ROUTING (netfilter) or tc egress of both node veths (tcx where the kernel has it,
 // else clsact).
-func (tp *topo) loadAttachedEgress(t *testing.T, m Mode) *Counter {
+func (tp *topo) loadAttachedEgress(t testing.TB, m Mode) *Counter {
 	t.Helper()
 	c := loadForTest(t, Config{MaxFlows: 1024, Mode: m})
 	if m == ModeNetfilter {
@@ -53,6 +54,13 @@ func eachEgressMode(t *testing.T, test func(*testing.T, Mode)) {
 	}
 }
 
+// setPodBMTU sets the MTU of pod b's link, both ends (the node's vb and the pod's eth0).
+func (tp *topo) setPodBMTU(mtu int) {
+	tp.t.Helper()
+	tp.ip("-n", tp.node, "link", "set", "vb", "mtu", strconv.Itoa(mtu))
+	tp.ip("-n", tp.b, "link", "set", "eth0", "mtu", strconv.Itoa(mtu))
+}
+
 // bigTCPSize is the GSO/GRO limit the BIG TCP cases set: skbs up to ~127 segments of 1448 bytes.
 const bigTCPSize = 185000
 
@@ -68,8 +76,7 @@ func (tp *topo) setBigTCP(t *testing.T) (v4, v6 bool) {
 	for _, ns := range []string{tp.a, tp.b} {
 		tp.sh("ip", "netns", "exec", ns, "sysctl", "-qw", "net.ipv4.tcp_rmem=4096 4194304 8388608", "net.ipv4.tcp_wmem=4096 4194304 8388608")
 	}
-	tp.ip("-n", tp.node, "link", "set", "vb", "mtu", "9000")
-	tp.ip("-n", tp.b, "link", "set", "eth0", "mtu", "9000")
+	tp.setPodBMTU(9000)
 	for _, e := range []struct{ ns, dev string }{{tp.a, "eth0"}, {tp.node, "va"}, {tp.node, "vb"}, {tp.b, "eth0"}} {
 		tp.inNS(e.ns, func() error {
 			l, err := netlink.LinkByName(e.dev)
@@ -292,8 +299,7 @@ func TestFragmentsCounted(t *testing.T) {
 func testFragmentsCounted(t *testing.T, m Mode) {
 	tp := newTopo(t)
 	// pod b's link is narrower than pod a's: the node fragments what a sends to b without DF.
-	tp.ip("-n", tp.node, "link", "set", "vb", "mtu", "1280")
-	tp.ip("-n", tp.b, "link", "set", "eth0", "mtu", "1280")
+	tp.setPodBMTU(1280)
 	// Pod a fragments its IPv6 datagrams to b to that MTU itself (a router does not fragment IPv6).
 	tp.ip("-n", tp.a, "-6", "route", "add", "fd00:2::2/128", "via", "fd00:1::1", "mtu", "1280")
 	c := tp.loadAttachedEgress(t, m)
@@ -368,8 +374,7 @@ func TestGSOTunnelCountedAsWireBytes(t *testing.T) {
 func testGSOTunnelCountedAsWireBytes(t *testing.T, m Mode) {
 	tp := newTopo(t)
 	// Room for the 50 bytes of encapsulation, so the overlay carries 1500-byte packets.
-	tp.ip("-n", tp.node, "link", "set", "vb", "mtu", "1550")
-	tp.ip("-n", tp.b, "link", "set", "eth0", "mtu", "1550")
+	tp.setPodBMTU(1550)
 	nodeMAC, podMAC := "02:00:00:00:03:01", "02:00:00:00:03:02"
 	for _, e := range []struct{ ns, mac, local, remote, dev, addr, peer, peerMAC string }{
 		{tp.node, nodeMAC, "198.18.2.1", "198.18.2.2", "vb", "198.19.0.1/24", "198.19.0.2", podMAC},

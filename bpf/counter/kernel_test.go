@@ -43,6 +43,15 @@ func hasNetfilter(t testing.TB) bool {
 	return f.Netfilter && f.BTF
 }
 
+// eachTCFlavor runs test once with tcx links and once with clsact filters, as subtests named tcx and
+// clsact; test (or tcBesideNetfilter) skips the tcx one through requireTCX where the kernel lacks tcx.
+func eachTCFlavor(t *testing.T, test func(t *testing.T, tcx bool)) {
+	kerneltest.Require(t)
+	for _, flavor := range []string{"tcx", "clsact"} {
+		t.Run(flavor, func(t *testing.T) { test(t, flavor == "tcx") })
+	}
+}
+
 // requireTCX skips t when the kernel reports no tcx links (Linux 6.6), by the probe of Probe;
 // TestProbeMatchesKernelVersion fails where the probe denies what the kernel has.
 func requireTCX(t testing.TB) {

@@ -534,10 +534,7 @@ func (tp *topo) sendTCP(v6 bool, total int) {
 func TestNetfilterCountsForwardedTraffic(t *testing.T) {
 	kerneltest.Require(t)
 	tp := newTopo(t)
-	c := loadForTest(t, Config{MaxFlows: 1024, Mode: ModeNetfilter})
-	if err := c.AttachNetfilter(nsPath(tp.node)); err != nil {
-		t.Fatal(err)
-	}
+	c := tp.loadAttachedEgress(t, ModeNetfilter)
 	tests := []struct {
 		name string
 		v6   bool
@@ -582,10 +579,7 @@ func addValue(a, b Value) Value {
 func TestDrainUnderLoadLosesNothing(t *testing.T) {
 	kerneltest.Require(t)
 	tp := newTopo(t)
-	c := loadForTest(t, Config{MaxFlows: 1024, Mode: ModeNetfilter})
-	if err := c.AttachNetfilter(nsPath(tp.node)); err != nil {
-		t.Fatal(err)
-	}
+	c := tp.loadAttachedEgress(t, ModeNetfilter)
 	before := tp.quiesce()
 
 	var (
@@ -755,10 +749,7 @@ func TestPinnedMapsSurviveRestart(t *testing.T) {
 }
 
 func TestTCCountsSameAsNetfilter(t *testing.T) {
-	kerneltest.Require(t)
-	for _, flavor := range []string{"tcx", "clsact"} {
-		t.Run(flavor, func(t *testing.T) { testTCCountsSameAsNetfilter(t, flavor == "tcx") })
-	}
+	eachTCFlavor(t, testTCCountsSameAsNetfilter)
 }
 
 func testTCCountsSameAsNetfilter(t *testing.T, tcx bool) {

@@ -13,10 +13,7 @@ import (
 func TestRunStatsCountsEveryRun(t *testing.T) {
 	kerneltest.Require(t)
 	tp := newTopo(t)
-	c := loadForTest(t, Config{MaxFlows: 1024, Mode: ModeNetfilter})
-	if err := c.AttachNetfilter(nsPath(tp.node)); err != nil {
-		t.Fatal(err)
-	}
+	c := tp.loadAttachedEgress(t, ModeNetfilter)
 	// Whether the kernel accounts with statistics off is not checked: any
 	// other process holding a BPF_ENABLE_STATS fd turns them on machine-wide.
 	stats, err := ebpf.EnableStats(uint32(unix.BPF_STATS_RUN_TIME))

@@ -3,6 +3,7 @@ package config
 import (
 	"bytes"
 	"errors"
+	"io"
 	"slices"
 	"strings"
 	"testing"
@@ -111,42 +112,44 @@ func TestLoad(t *testing.T) {
 	}
 }
 
-func TestWriteUsageListsEverySetting(t *testing.T) {
-	var buf bytes.Buffer
-	if err := WriteUsage(&buf, &testConfig{}); err != nil {
-		t.Fatal(err)
+// TestWriters: the help text and the docs/settings page list every setting with its default, its
+// accepted values and its description.
+func TestWriters(t *testing.T) {
+	tests := []struct {
+		name     string
+		write    func(io.Writer, any) error
+		want     []string
+		settings int // how many settings the output names, when checked
+	}{
+		{"usage", WriteUsage, []string{
+			"ZONETOLL_HTTP_LISTEN_ADDRESS", ":8080", "Address to listen on.",
+			"ZONETOLL_HTTP_READ_TIMEOUT", "5s",
+			"ZONETOLL_FORMAT", "one of json, text",
+			"ZONETOLL_TOKEN", "(required)",
+			"ZONETOLL_MAX_FLOWS", "100000",
+			"ZONETOLL_ZONES", "comma-separated list of strings",
+		}, 8},
+		{"markdown", WriteMarkdown, []string{
+			"| `ZONETOLL_HTTP_READ_TIMEOUT` | `5s` | a duration such as 500ms, 10s or 1m30s | Read timeout. |",
+			"| `ZONETOLL_TOKEN` | (required) |",
+			"| `ZONETOLL_ZONES` | (empty) |",
+		}, 0},
 	}
-	out := buf.String()
-	for _, want := range []string{
-		"ZONETOLL_HTTP_LISTEN_ADDRESS", ":8080", "Address to listen on.",
-		"ZONETOLL_HTTP_READ_TIMEOUT", "5s",
-		"ZONETOLL_FORMAT", "one of json, text",
-		"ZONETOLL_TOKEN", "(required)",
-		"ZONETOLL_MAX_FLOWS", "100000",
-		"ZONETOLL_ZONES", "comma-separated list of strings",
-	} {
-		if !strings.Contains(out, want) {
-			t.Errorf("usage lacks %q:\n%s", want, out)
-		}
-	}
-	if n := strings.Count(out, "ZONETOLL_"); n != 8 {
-		t.Errorf("usage lists %d settings, want 8:\n%s", n, out)
-	}
-}
-
-func TestWriteMarkdown(t *testing.T) {
-	var buf bytes.Buffer
-	if err := WriteMarkdown(&buf, &testConfig{}); err != nil {
-		t.Fatal(err)
-	}
-	out := buf.String()
-	for _, want := range []string{
-		"| `ZONETOLL_HTTP_READ_TIMEOUT` | `5s` | a duration such as 500ms, 10s or 1m30s | Read timeout. |",
-		"| `ZONETOLL_TOKEN` | (required) |",
-		"| `ZONETOLL_ZONES` | (empty) |",
-	} {
-		if !strings.Contains(out, want) {
-			t.Errorf("markdown lacks %q:\n%s", want, out)
-		}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			var buf bytes.Buffer
+			if err := tt.write(&buf, &testConfig{}); err != nil {
+				t.Fatal(err)
+			}
+			out := buf.String()
+			for _, want := range tt.want {
+				if !strings.Contains(out, want) {
+					t.Errorf("%s lacks %q:\n%s", tt.name, want, out)
+				}
+			}
+			if n := strings.Count(out, "ZONETOLL_"); tt.settings > 0 && n != tt.settings {
+				t.Errorf("%s lists %d settings, want %d:\n%s", tt.name, n, tt.settings, out)
+			}
+		})
 	}
 }

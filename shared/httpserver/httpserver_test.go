@@ -73,9 +73,19 @@ func start(t *testing.T, cfg Config, setup func(*Server, *prometheus.Registry)) 
 
 func get(t *testing.T, url string) (int, string) {
 	t.Helper()
-	resp, err := http.Get(url)
+	req, err := http.NewRequest(http.MethodGet, url, nil)
 	if err != nil {
-		t.Fatalf("GET %s: %v", url, err)
+		t.Fatal(err)
+	}
+	return do(t, req)
+}
+
+// do sends req and returns the status code and body of the response.
+func do(t *testing.T, req *http.Request) (int, string) {
+	t.Helper()
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatalf("%s %s: %v", req.Method, req.URL, err)
 	}
 	defer resp.Body.Close()
 	body, _ := io.ReadAll(resp.Body)
@@ -231,23 +241,14 @@ func TestLimits(t *testing.T) {
 	t.Run("header too large gets 431", func(t *testing.T) {
 		req, _ := http.NewRequest(http.MethodGet, base+"/healthz", nil)
 		req.Header.Set("X-Big", strings.Repeat("a", 8192))
-		resp, err := http.DefaultClient.Do(req)
-		if err != nil {
-			t.Fatal(err)
-		}
-		resp.Body.Close()
-		if resp.StatusCode != http.StatusRequestHeaderFieldsTooLarge {
-			t.Errorf("status = %d, want 431", resp.StatusCode)
+		if code, _ := do(t, req); code != http.StatusRequestHeaderFieldsTooLarge {
+			t.Errorf("status = %d, want 431", code)
 		}
 	})
 	t.Run("wrong method gets 405", func(t *testing.T) {
-		resp, err := http.Post(base+"/metrics", "text/plain", strings.NewReader("x"))
-		if err != nil {
-			t.Fatal(err)
-		}
-		resp.Body.Close()
-		if resp.StatusCode != http.StatusMethodNotAllowed {
-			t.Errorf("status = %d, want 405", resp.StatusCode)
+		req, _ := http.NewRequest(http.MethodPost, base+"/metrics", strings.NewReader("x"))
+		if code, _ := do(t, req); code != http.StatusMethodNotAllowed {
+			t.Errorf("status = %d, want 405", code)
 		}
 	})
 	t.Run("slow headers are cut off", func(t *testing.T) {

@@ -105,14 +105,11 @@ func TestList(t *testing.T) {
 			rec := &listRecorder{failContinue: tt.failContinue}
 			rc := rest.CopyConfig(c.Config)
 			rc.WrapTransport = rec.wrap
-			scheme, err := kubeclient.NewScheme(corev1.AddToScheme)
+			clients, err := kubeclient.NewRESTClients(rc, kubeclient.Group{Version: corev1.SchemeGroupVersion, AddToScheme: corev1.AddToScheme})
 			if err != nil {
 				t.Fatal(err)
 			}
-			core, err := kubeclient.NewRESTClient(rc, scheme, corev1.SchemeGroupVersion)
-			if err != nil {
-				t.Fatal(err)
-			}
+			core := clients[0]
 			items, rv, err := List(ctx, core, tt.namespace, tt.opts, tt.pageSize, func(p *corev1.Pod) trimmedPod {
 				rec.mu.Lock()
 				rec.trimmed++

@@ -103,7 +103,7 @@ func perZoneEndToEnd(t *testing.T) {
 	servers := map[string]string{}
 	for _, zone := range []string{"zone-a", "zone-b"} {
 		cfg := writeTemp(t, "prometheus-"+zone+".yml", withKubeconfig(t, renderPrometheus(t, zone), kubeconfig))
-		servers[zone] = startPrometheus(ctx, t, bins.Prometheus, cfg)
+		servers[zone] = Start(ctx, t, bins.Prometheus, cfg)
 	}
 
 	waitForPods(ctx, t, servers, map[string][]string{"zone-a": {"a-1", "a-2"}, "zone-b": {"b-1"}})
@@ -202,19 +202,6 @@ func onlyLoopback() error {
 	return nil
 }
 
-// startPrometheus runs prometheus on a free loopback port until the test
-// ends and returns its base URL once it is ready.
-func startPrometheus(ctx context.Context, t *testing.T, bin, config string) string {
-	t.Helper()
-	addr := freeLoopbackAddr(t)
-	dir := t.TempDir()
-	cmd := exec.Command(bin, "--config.file="+config, "--storage.tsdb.path="+filepath.Join(dir, "data"),
-		"--web.listen-address="+addr, "--log.level=warn")
-	url := "http://" + addr
-	startProcess(ctx, t, "prometheus "+config, cmd, url+"/-/ready")
-	return url
-}
-
 func freeLoopbackAddr(t *testing.T) string {
 	t.Helper()
 	addr, err := freeport.Addr()
@@ -222,55 +209,6 @@ func freeLoopbackAddr(t *testing.T) string {
 		t.Fatal(err)
 	}
 	return addr
-}
-
-// startProcess starts cmd with its output in a log file, stops it (SIGTERM,
-// then SIGKILL after 30 s) when the test ends, printing the log's tail if
-// the test failed, and returns once readyURL answers 200.
-func startProcess(ctx context.Context, t *testing.T, name string, cmd *exec.Cmd, readyURL string) {
-	t.Helper()
-	logFile, err := os.Create(filepath.Join(t.TempDir(), "process.log"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	cmd.Stdout, cmd.Stderr = logFile, logFile
-	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
-	if err := cmd.Start(); err != nil {
-		t.Fatalf("starting %s: %v", name, err)
-	}
-	exited := make(chan struct{})
-	go func() { cmd.Wait(); close(exited) }()
-	t.Cleanup(func() {
-		cmd.Process.Signal(syscall.SIGTERM)
-		select {
-		case <-exited:
-		case <-time.After(30 * time.Second):
-			cmd.Process.Kill()
-			<-exited
-		}
-		logFile.Close()
-		if t.Failed() {
-			log, _ := os.ReadFile(logFile.Name())
-			t.Logf("%s log:\n%s", name, tail(string(log), 30))
-		}
-	})
-	for {
-		resp, err := http.Get(readyURL)
-		if err == nil {
-			resp.Body.Close()
-			if resp.StatusCode == http.StatusOK {
-				return
-			}
-		}
-		select {
-		case <-exited:
-			log, _ := os.ReadFile(logFile.Name())
-			t.Fatalf("%s exited before it was ready (%v):\n%s", name, cmd.ProcessState, tail(string(log), 30))
-		case <-ctx.Done():
-			t.Fatalf("%s not ready at %s: %v", name, readyURL, ctx.Err())
-		case <-time.After(200 * time.Millisecond):
-		}
-	}
 }
 
 type activeTarget struct {

@@ -21,6 +21,7 @@ import (
 	"k8s.io/apimachinery/pkg/types"
 
 	"github.com/zonetoll/zonetoll/testkit/gate"
+	"github.com/zonetoll/zonetoll/testkit/process"
 	"github.com/zonetoll/zonetoll/testkit/servicebuild"
 	"github.com/zonetoll/zonetoll/testkit/testcluster"
 	"github.com/zonetoll/zonetoll/testkit/vmagent"
@@ -227,7 +228,9 @@ func startLabeler(ctx context.Context, t *testing.T, bin, kubeconfig string) {
 		"ZONETOLL_LOG_FORMAT=text",
 	)
 	// Ready once its pod and node caches are synced.
-	startProcess(ctx, t, "zonelabeler", cmd, "http://"+addr+"/readyz")
+	if err := process.StartReady(ctx, t, "zonelabeler", cmd, "http://"+addr+"/readyz"); err != nil {
+		t.Fatal(err)
+	}
 }
 
 // startVMAgent runs vmagent with the config file as it is, a remote write
@@ -249,7 +252,9 @@ func startVMAgent(ctx context.Context, t *testing.T, bin, config, sink, zoneEnv 
 		cmd.Env = append(cmd.Env, zoneEnv)
 	}
 	u := "http://" + addr
-	startProcess(ctx, t, "vmagent "+zoneEnv, cmd, u+"/health")
+	if err := process.StartReady(ctx, t, "vmagent "+zoneEnv, cmd, u+"/health"); err != nil {
+		t.Fatal(err)
+	}
 	return u
 }
 

@@ -220,35 +220,31 @@ func TestServerSideDryRun(t *testing.T) {
 			t.Fatalf("dry-run of the agent's pod in a restricted namespace: err = %v, want a PodSecurity refusal", err)
 		}
 	})
-	// The dry-run must be able to fail: a misspelt field is refused by strict decoding.
-	t.Run("misspelt field is refused", func(t *testing.T) {
-		if deployment == nil {
-			t.Fatal("no Deployment in any target")
-		}
-		bad := deployment.DeepCopy()
-		if err := unstructured.SetNestedField(bad.Object, int64(5), "spec", "template", "spec", "terminationGracePeriod"); err != nil {
-			t.Fatal(err)
-		}
-		err := a.apply(ctx, bad, true)
-		if err == nil || !strings.Contains(err.Error(), "terminationGracePeriod") {
-			t.Fatalf("dry-run of a Deployment with an unknown field: err = %v, want a strict-decoding error naming it", err)
-		}
-	})
-	// The cert-manager objects are judged by their CRDs' schemas too: a misspelt field of a Certificate
-	// is refused.
-	t.Run("misspelt Certificate field is refused", func(t *testing.T) {
-		if certificate == nil {
-			t.Fatal("no Certificate in any target")
-		}
-		bad := certificate.DeepCopy()
-		if err := unstructured.SetNestedStringSlice(bad.Object, []string{"flowserver.zonetoll.svc"}, "spec", "dnsName"); err != nil {
-			t.Fatal(err)
-		}
-		err := a.apply(ctx, bad, true)
-		if err == nil || !strings.Contains(err.Error(), "dnsName") {
-			t.Fatalf("dry-run of a Certificate with an unknown field: err = %v, want an error naming it", err)
-		}
-	})
+	// The dry-run must be able to fail: a misspelt field is refused by strict decoding, and the
+	// cert-manager objects are judged by their CRDs' schemas too.
+	for _, tt := range []struct {
+		kind  string
+		obj   *unstructured.Unstructured
+		field []string // path of the misspelt field
+		value any
+	}{
+		{"Deployment", deployment, []string{"spec", "template", "spec", "terminationGracePeriod"}, int64(5)},
+		{"Certificate", certificate, []string{"spec", "dnsName"}, []any{"flowserver.zonetoll.svc"}},
+	} {
+		t.Run("misspelt "+tt.kind+" field is refused", func(t *testing.T) {
+			if tt.obj == nil {
+				t.Fatalf("no %s in any target", tt.kind)
+			}
+			bad := tt.obj.DeepCopy()
+			if err := unstructured.SetNestedField(bad.Object, tt.value, tt.field...); err != nil {
+				t.Fatal(err)
+			}
+			misspelt := tt.field[len(tt.field)-1]
+			if err := a.apply(ctx, bad, true); err == nil || !strings.Contains(err.Error(), misspelt) {
+				t.Fatalf("dry-run of a %s with the unknown field %s: err = %v, want an error naming it", tt.kind, misspelt, err)
+			}
+		})
+	}
 	// And the user's own command, with kubectl's embedded kustomize: the kubectl of the server's
 	// release, built beside it.
 	kubectl := c.Kubectl()
@@ -394,8 +390,9 @@ func (s *service) httpAddr(t *testing.T) string {
 	return ""
 }
 
-func get(url string) (int, string, error) {
-	resp, err := http.Get(url)
+// get returns the status and body of a GET of url through client.
+func get(client *http.Client, url string) (int, string, error) {
+	resp, err := client.Get(url)
 	if err != nil {
 		return 0, "", err
 	}
@@ -459,7 +456,7 @@ func TestZonelabelerRBAC(t *testing.T) {
 			return l.Spec.HolderIdentity != nil && *l.Spec.HolderIdentity == "zonelabeler-zl-rbac", nil
 		})
 		labelledCleanly(t, ctx, c.Client, addr, "web-1")
-		if code, _, _ := get("http://" + addr + "/readyz"); code != http.StatusOK {
+		if code, _, _ := get(http.DefaultClient, "http://"+addr+"/readyz"); code != http.StatusOK {
 			t.Errorf("/readyz = %d, want 200", code)
 		}
 		if err := s.stop(t); err != nil {
@@ -494,7 +491,7 @@ func TestZonelabelerRBAC(t *testing.T) {
 		s := run(t, "zl-norbac", rules, cut)
 		addr := s.httpAddr(t)
 		waitFor(t, ctx, 90*time.Second, "a label write counted as forbidden", func() (bool, error) {
-			_, body, err := get("http://" + addr + "/metrics")
+			_, body, err := get(http.DefaultClient, "http://"+addr+"/metrics")
 			if err != nil {
 				return false, err
 			}
@@ -646,7 +643,7 @@ func TestFlowagentRBACAndCapabilities(t *testing.T) {
 					t.Fatalf("flowagent exited: %v\n%s", err, s.output())
 				default:
 				}
-				code, body, err := get("http://" + addr + "/readyz")
+				code, body, err := get(http.DefaultClient, "http://"+addr+"/readyz")
 				if err != nil {
 					return false, err
 				}
@@ -705,7 +702,7 @@ func labelledCleanly(t *testing.T, ctx context.Context, cs kubernetes.Interface,
 		}
 		return p.Labels["topology.kubernetes.io/zone"] == "eu-1a" && p.Labels["topology.kubernetes.io/region"] == "eu-1", nil
 	})
-	code, body, err := get("http://" + addr + "/metrics")
+	code, body, err := get(http.DefaultClient, "http://"+addr+"/metrics")
 	if err != nil || code != http.StatusOK {
 		t.Fatalf("GET /metrics: %d %v", code, err)
 	}

@@ -4,7 +4,6 @@ import (
 	"crypto/rand"
 	"crypto/tls"
 	"crypto/x509"
-	"io"
 	"net/http"
 	"net/netip"
 	"path/filepath"
@@ -165,15 +164,6 @@ func TestFlowserverRBAC(t *testing.T) {
 	marksConfigMap := zoneRules[0].ResourceNames[0]
 	// The tests stop the server without waiting for a last scrape.
 	env = append(env, "ZONETOLL_SHUTDOWN_METRICS_GRACE=0s")
-	get := func(url string) (int, string, error) {
-		resp, err := client.Get(url)
-		if err != nil {
-			return 0, "", err
-		}
-		defer resp.Body.Close()
-		b, err := io.ReadAll(resp.Body)
-		return resp.StatusCode, string(b), err
-	}
 	bin := servicebuild.BinaryT(t, "flowserver")
 	c := testcluster.StartT(t, testcluster.Options{})
 	ctx := t.Context()
@@ -240,7 +230,7 @@ func TestFlowserverRBAC(t *testing.T) {
 		s := startService(t, []string{bin, "run"}, append([]string{"KUBECONFIG=" + testcluster.KubeconfigT(t, sa.Config)}, env...))
 		addr := s.httpAddr(t)
 		waitFor(t, ctx, 90*time.Second, "flowserver /readyz 200 (informers synced)", func() (bool, error) {
-			code, _, err := get("https://" + addr + "/readyz")
+			code, _, err := get(client, "https://"+addr+"/readyz")
 			return code == http.StatusOK, err
 		})
 		return s, addr
@@ -251,7 +241,7 @@ func TestFlowserverRBAC(t *testing.T) {
 		if resp := reportpost.PostWith(t, client, "https://"+addr, agent.Token, reportpost.Gzip(t, newReport()), "gzip"); resp.Status != http.StatusOK || strings.TrimSpace(resp.Body) != "applied" {
 			t.Fatalf("report: %d %q, want 200 applied", resp.Status, resp.Body)
 		}
-		code, body, err := get("https://" + addr + "/metrics")
+		code, body, err := get(client, "https://"+addr+"/metrics")
 		if err != nil || code != http.StatusOK {
 			t.Fatalf("GET /metrics: %d %v", code, err)
 		}
@@ -270,7 +260,7 @@ func TestFlowserverRBAC(t *testing.T) {
 		// The version is read in the background after start (/version and the core/v1 OpenAPI schema,
 		// which every authenticated user may read).
 		waitFor(t, ctx, 90*time.Second, "zonetoll_kubernetes_info on /metrics", func() (bool, error) {
-			_, body, err := get("https://" + addr + "/metrics")
+			_, body, err := get(client, "https://"+addr+"/metrics")
 			return strings.Contains(body, "\nzonetoll_kubernetes_info{"), err
 		})
 		// The applied report's mark reaches the zone's ConfigMap (the periodic save, every 10 s): the
@@ -317,7 +307,7 @@ func TestFlowserverRBAC(t *testing.T) {
 			out := s.output()
 			return strings.Contains(out, "loading dedupe marks") && strings.Contains(out, "forbidden"), nil
 		})
-		code, body, err := get("https://" + addr + "/readyz")
+		code, body, err := get(client, "https://"+addr+"/readyz")
 		if err != nil || code == http.StatusOK || !strings.Contains(body, "dedupe marks have not been read") {
 			t.Errorf("/readyz without the Role: %d %q (%v), want not ready naming the dedupe marks", code, body, err)
 		}
@@ -362,7 +352,7 @@ func TestFlowserverRBAC(t *testing.T) {
 			waitFor(t, ctx, 90*time.Second, "the informer's "+res.forbidden+" in the log", func() (bool, error) {
 				return strings.Contains(s.output(), res.forbidden), nil
 			})
-			code, body, err := get("https://" + addr + "/readyz")
+			code, body, err := get(client, "https://"+addr+"/readyz")
 			if err != nil || code == http.StatusOK || !strings.Contains(body, "Service and EndpointSlice caches have not synced") {
 				t.Errorf("/readyz without %s: %d %q (%v), want not ready naming the Service caches", res.resource, code, body, err)
 			}

@@ -149,25 +149,66 @@ func Rules(dir string) (rules, clusterRules []rbacv1.PolicyRule, err error) {
 		return nil, nil, err
 	}
 	for _, o := range objs {
-		switch o.GetKind() {
-		case "Role":
-			r, err := convert[rbacv1.Role](o)
-			if err != nil {
-				return nil, nil, fmt.Errorf("reading Role %s: %w", o.GetName(), err)
-			}
-			rules = append(rules, r.Rules...)
-		case "ClusterRole":
-			r, err := convert[rbacv1.ClusterRole](o)
-			if err != nil {
-				return nil, nil, fmt.Errorf("reading ClusterRole %s: %w", o.GetName(), err)
-			}
-			clusterRules = append(clusterRules, r.Rules...)
+		r, _, ok, err := roleRules(o)
+		switch {
+		case !ok:
+		case err != nil:
+			return nil, nil, fmt.Errorf("reading %s %s: %w", o.GetKind(), o.GetName(), err)
+		case o.GetKind() == "Role":
+			rules = append(rules, r...)
+		default:
+			clusterRules = append(clusterRules, r...)
 		}
 	}
 	if len(rules)+len(clusterRules) == 0 {
 		return nil, nil, fmt.Errorf("%s defines no Role or ClusterRole", dir)
 	}
 	return rules, clusterRules, nil
+}
+
+// roleRules returns the rules of a Role or ClusterRole and whether it is an aggregated ClusterRole;
+// ok is false for any other kind.
+func roleRules(o *unstructured.Unstructured) (rules []rbacv1.PolicyRule, aggregated, ok bool, err error) {
+	switch o.GetKind() {
+	case "Role":
+		r, err := convert[rbacv1.Role](o)
+		if err != nil {
+			return nil, false, true, err
+		}
+		return r.Rules, false, true, nil
+	case "ClusterRole":
+		r, err := convert[rbacv1.ClusterRole](o)
+		if err != nil {
+			return nil, false, true, err
+		}
+		return r.Rules, r.AggregationRule != nil, true, nil
+	}
+	return nil, false, false, nil
+}
+
+// boundRole returns the key (kind/namespace/name, as checkRBAC keys roles) of the role a RoleBinding
+// or ClusterRoleBinding binds; ok is false for any other kind.
+func boundRole(o *unstructured.Unstructured) (key string, ref rbacv1.RoleRef, ok bool, err error) {
+	ns := ""
+	switch o.GetKind() {
+	case "RoleBinding":
+		b, err := convert[rbacv1.RoleBinding](o)
+		if err != nil {
+			return "", ref, true, err
+		}
+		if ref = b.RoleRef; ref.Kind != "ClusterRole" {
+			ns = o.GetNamespace()
+		}
+	case "ClusterRoleBinding":
+		b, err := convert[rbacv1.ClusterRoleBinding](o)
+		if err != nil {
+			return "", ref, true, err
+		}
+		ref = b.RoleRef
+	default:
+		return "", ref, false, nil
+	}
+	return ref.Kind + "/" + ns + "/" + ref.Name, ref, true, nil
 }
 
 func convert[T any](o *unstructured.Unstructured) (*T, error) {
@@ -461,27 +502,16 @@ func (c *checker) configMapKeys(ns, name, prefix string) []string {
 func (c *checker) checkRBAC() {
 	roles := map[string]bool{}
 	for _, o := range c.objs {
-		var rules []rbacv1.PolicyRule
-		switch o.GetKind() {
-		case "Role":
-			r, err := convert[rbacv1.Role](o)
-			if err != nil {
-				c.add("parse", o, "%v", err)
-				continue
-			}
-			rules = r.Rules
-		case "ClusterRole":
-			r, err := convert[rbacv1.ClusterRole](o)
-			if err != nil {
-				c.add("parse", o, "%v", err)
-				continue
-			}
-			if r.AggregationRule != nil {
-				c.add("rbac", o, "aggregated ClusterRoles take rules from elsewhere: not allowed")
-			}
-			rules = r.Rules
-		default:
+		rules, aggregated, ok, err := roleRules(o)
+		if !ok {
 			continue
+		}
+		if err != nil {
+			c.add("parse", o, "%v", err)
+			continue
+		}
+		if aggregated {
+			c.add("rbac", o, "aggregated ClusterRoles take rules from elsewhere: not allowed")
 		}
 		roles[o.GetKind()+"/"+o.GetNamespace()+"/"+o.GetName()] = true
 		svc := o.GetLabels()[LabelName]
@@ -517,32 +547,13 @@ func (c *checker) checkRBAC() {
 		}
 	}
 	for _, o := range c.objs {
-		var ref rbacv1.RoleRef
-		switch o.GetKind() {
-		case "RoleBinding":
-			b, err := convert[rbacv1.RoleBinding](o)
-			if err != nil {
-				c.add("parse", o, "%v", err)
-				continue
-			}
-			ref = b.RoleRef
-			ns := o.GetNamespace()
-			if ref.Kind == "ClusterRole" {
-				ns = ""
-			}
-			if !roles[ref.Kind+"/"+ns+"/"+ref.Name] {
-				c.add("rbac", o, "binds %s %s, which this build does not define", ref.Kind, ref.Name)
-			}
-		case "ClusterRoleBinding":
-			b, err := convert[rbacv1.ClusterRoleBinding](o)
-			if err != nil {
-				c.add("parse", o, "%v", err)
-				continue
-			}
-			ref = b.RoleRef
-			if !roles[ref.Kind+"//"+ref.Name] {
-				c.add("rbac", o, "binds %s %s, which this build does not define", ref.Kind, ref.Name)
-			}
+		key, ref, ok, err := boundRole(o)
+		switch {
+		case !ok:
+		case err != nil:
+			c.add("parse", o, "%v", err)
+		case !roles[key]:
+			c.add("rbac", o, "binds %s %s, which this build does not define", ref.Kind, ref.Name)
 		}
 	}
 }

@@ -171,6 +171,26 @@ metadata:
 roleRef: {apiGroup: rbac.authorization.k8s.io, kind: ClusterRole, name: cluster-admin}
 subjects: [{kind: ServiceAccount, name: zonelabeler, namespace: zonetoll}]
 `}, wantCheck: "rbac", wantText: "binds ClusterRole cluster-admin"},
+		// The overlay lists one more resource after the header's ../aws, whose Role zonelabeler is in zonetoll.
+		{name: "binding to a Role of another namespace", overlay: "  - binding.yaml\n", files: map[string]string{"binding.yaml": `
+apiVersion: rbac.authorization.k8s.io/v1
+kind: RoleBinding
+metadata:
+  name: zonelabeler-elsewhere
+  namespace: kube-system
+  labels: {app.kubernetes.io/name: zonelabeler, app.kubernetes.io/part-of: zonetoll}
+roleRef: {apiGroup: rbac.authorization.k8s.io, kind: Role, name: zonelabeler}
+subjects: [{kind: ServiceAccount, name: zonelabeler, namespace: zonetoll}]
+`}, wantCheck: "rbac", wantText: "binds Role zonelabeler, which this build does not define"},
+		{name: "aggregated ClusterRole", overlay: "  - role.yaml\n", files: map[string]string{"role.yaml": `
+apiVersion: rbac.authorization.k8s.io/v1
+kind: ClusterRole
+metadata:
+  name: zonelabeler-aggregated
+  labels: {app.kubernetes.io/name: zonelabeler, app.kubernetes.io/part-of: zonetoll}
+aggregationRule:
+  clusterRoleSelectors: [{matchLabels: {rbac.example.com/aggregate-to-zonelabeler: "true"}}]
+`}, wantCheck: "rbac", wantText: "aggregated ClusterRoles take rules from elsewhere"},
 		{name: "unknown setting", overlay: jsonPatch("Deployment", "zonelabeler", `
 - op: add
   path: /spec/template/spec/containers/0/env/-

@@ -88,28 +88,16 @@ func newApp() *cli.App {
 				Action: clusterAction(serve),
 			},
 			{
-				Name:  "down",
-				Usage: "stop the cluster `up` started",
-				Flags: []cli.Flag{stateDirFlag},
-				Action: func(cctx *cli.Context) error {
-					dir, err := stateDir(cctx.String("state-dir"))
-					if err != nil {
-						return err
-					}
-					return down(cctx.Context, dir)
-				},
+				Name:   "down",
+				Usage:  "stop the cluster `up` started",
+				Flags:  []cli.Flag{stateDirFlag},
+				Action: stateAction(down),
 			},
 			{
-				Name:  "status",
-				Usage: "say whether the cluster `up` started is running and ready",
-				Flags: []cli.Flag{stateDirFlag},
-				Action: func(cctx *cli.Context) error {
-					dir, err := stateDir(cctx.String("state-dir"))
-					if err != nil {
-						return err
-					}
-					return status(cctx.Context, dir)
-				},
+				Name:   "status",
+				Usage:  "say whether the cluster `up` started is running and ready",
+				Flags:  []cli.Flag{stateDirFlag},
+				Action: stateAction(status),
 			},
 		},
 	}
@@ -346,14 +334,23 @@ func status(ctx context.Context, dir string) error {
 // API server flags the command line names.
 func clusterAction(run func(ctx context.Context, dir, version string, apiserverArgs []string) error) cli.ActionFunc {
 	return func(cctx *cli.Context) error {
-		dir, err := stateDir(cctx.String("state-dir"))
-		if err != nil {
-			return err
-		}
 		version, err := testcluster.ResolveVersion(cctx.String("kubernetes-version"))
 		if err != nil {
 			return err
 		}
-		return run(cctx.Context, dir, version, cctx.StringSlice("apiserver-arg"))
+		return stateAction(func(ctx context.Context, dir string) error {
+			return run(ctx, dir, version, cctx.StringSlice("apiserver-arg"))
+		})(cctx)
+	}
+}
+
+// stateAction is the action of a command that works on the state dir --state-dir names.
+func stateAction(run func(ctx context.Context, dir string) error) cli.ActionFunc {
+	return func(cctx *cli.Context) error {
+		dir, err := stateDir(cctx.String("state-dir"))
+		if err != nil {
+			return err
+		}
+		return run(cctx.Context, dir)
 	}
 }

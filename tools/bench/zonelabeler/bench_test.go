@@ -177,7 +177,7 @@ func runBench(b *testing.B, bin string, pods int, rate int, ld load) {
 		b.Fatal(err)
 	}
 	defer func() {
-		if err := l.stop(15 * time.Second); err != nil {
+		if err := l.Stop(15 * time.Second); err != nil {
 			b.Error(err)
 		}
 	}()
@@ -185,7 +185,7 @@ func runBench(b *testing.B, bin string, pods int, rate int, ld load) {
 		b.Fatal(err)
 	}
 	// With a late start this is after the initial list: the caches hold every pod already.
-	idle, err := readUsage(l.pid())
+	idle, err := readUsage(l.PID())
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -209,12 +209,12 @@ wait:
 		case <-rec.allDone:
 			break wait
 		case <-deadline:
-			b.Fatalf("%d of %d pods labelled %s after the last create; labeler log:\n%s", rec.progress(), pods, limit, l.logTail())
+			b.Fatalf("%d of %d pods labelled %s after the last create; labeler log:\n%s", rec.progress(), pods, limit, l.LogTail(logLines))
 		case <-ctx.Done():
 			b.Fatalf("%d of %d pods labelled: %v", rec.progress(), pods, ctx.Err())
 		case <-tick.C:
-			if done, err := l.exited(); done {
-				b.Fatalf("zonelabeler exited (%v) with %d of %d pods labelled; log:\n%s", err, rec.progress(), pods, l.logTail())
+			if done, err := l.Exited(); done {
+				b.Fatalf("zonelabeler exited (%v) with %d of %d pods labelled; log:\n%s", err, rec.progress(), pods, l.LogTail(logLines))
 			}
 		}
 	}
@@ -222,7 +222,7 @@ wait:
 	apiAfter := apiserverMetrics(ctx, b, c.Client)
 	apiDelta := apiAfter.Minus(apiBefore)
 	labelMetrics := settle(ctx, b, l)
-	used, err := readUsage(l.pid())
+	used, err := readUsage(l.PID())
 	if err != nil {
 		b.Fatal(err)
 	}

@@ -11,11 +11,11 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"syscall"
 	"time"
 
 	"github.com/zonetoll/zonetoll/testkit/freeport"
 	"github.com/zonetoll/zonetoll/testkit/metricstest"
+	"github.com/zonetoll/zonetoll/testkit/process"
 )
 
 // buildFlags are those of `make build` (Makefile), so the benchmark measures the binary users run: a
@@ -36,13 +36,13 @@ func buildLabeler(ctx context.Context, srcDir, dir string) (string, error) {
 	return bin, nil
 }
 
+// logLines is how much of the labeler's log an error shows.
+const logLines = 40
+
 // labeler is a running zonelabeler process.
 type labeler struct {
-	cmd     *exec.Cmd
-	addr    string // its HTTP server (metrics, readiness)
-	logPath string
-	done    chan struct{}
-	waitErr error
+	*process.Process
+	addr string // its HTTP server (metrics, readiness)
 }
 
 // startLabeler runs `zonelabeler run` against kubeconfig with its lease in leaseNamespace and the
@@ -53,10 +53,6 @@ func startLabeler(bin, kubeconfig, leaseNamespace, logPath string, extra []strin
 	if err != nil {
 		return nil, err
 	}
-	logFile, err := os.Create(logPath)
-	if err != nil {
-		return nil, fmt.Errorf("creating labeler log: %w", err)
-	}
 	cmd := exec.Command(bin, "run", "--kubeconfig", kubeconfig)
 	cmd.Env = []string{
 		"PATH=" + os.Getenv("PATH"),
@@ -66,21 +62,11 @@ func startLabeler(bin, kubeconfig, leaseNamespace, logPath string, extra []strin
 		"ZONETOLL_LOG_LEVEL=warn",
 	}
 	cmd.Env = append(cmd.Env, extra...)
-	cmd.Stdout, cmd.Stderr = logFile, logFile
-	// If the benchmark binary dies, the labeler must not live on. Go never ends the OS threads it forks
-	// from (outside LockOSThread), so the parent-death signal fires only when this process exits.
-	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL, Setpgid: true}
-	if err := cmd.Start(); err != nil {
-		logFile.Close()
-		return nil, fmt.Errorf("starting zonelabeler: %w", err)
+	p, err := process.Start("zonelabeler", cmd, logPath)
+	if err != nil {
+		return nil, err
 	}
-	l := &labeler{cmd: cmd, addr: addr, logPath: logPath, done: make(chan struct{})}
-	go func() {
-		l.waitErr = cmd.Wait()
-		logFile.Close()
-		close(l.done)
-	}()
-	return l, nil
+	return &labeler{Process: p, addr: addr}, nil
 }
 
 // labelerSettings turns ZONETOLL_BENCH_LABELER_<X>=v in env into ZONETOLL_<X>=v, so a run can change a
@@ -96,27 +82,14 @@ func labelerSettings(env []string) []string {
 	return out
 }
 
-// pid is the labeler's process id.
-func (l *labeler) pid() int { return l.cmd.Process.Pid }
-
-// exited reports whether the process has ended, and how.
-func (l *labeler) exited() (bool, error) {
-	select {
-	case <-l.done:
-		return true, l.waitErr
-	default:
-		return false, nil
-	}
-}
-
 // waitLeading waits until the labeler is ready (caches synced) and holds the lease, i.e. writes labels.
 func (l *labeler) waitLeading(ctx context.Context, timeout time.Duration) error {
 	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
 	var last error
 	for {
-		if done, err := l.exited(); done {
-			return fmt.Errorf("zonelabeler exited before leading (%v); log:\n%s", err, l.logTail())
+		if done, err := l.Exited(); done {
+			return fmt.Errorf("zonelabeler exited before leading (%v); log:\n%s", err, l.LogTail(logLines))
 		}
 		last = l.leading(ctx)
 		if last == nil {
@@ -124,7 +97,7 @@ func (l *labeler) waitLeading(ctx context.Context, timeout time.Duration) error 
 		}
 		select {
 		case <-ctx.Done():
-			return fmt.Errorf("zonelabeler not leading after %s: %w; log:\n%s", timeout, last, l.logTail())
+			return fmt.Errorf("zonelabeler not leading after %s: %w; log:\n%s", timeout, last, l.LogTail(logLines))
 		case <-time.After(100 * time.Millisecond):
 		}
 	}
@@ -163,35 +136,4 @@ func (l *labeler) metrics(ctx context.Context) (metricstest.Samples, error) {
 		return nil, err
 	}
 	return fams.Samples(), nil
-}
-
-// stop sends SIGTERM, and SIGKILL if the labeler has not exited after grace.
-func (l *labeler) stop(grace time.Duration) error {
-	if done, _ := l.exited(); done {
-		return nil
-	}
-	if err := l.cmd.Process.Signal(syscall.SIGTERM); err != nil && !errors.Is(err, os.ErrProcessDone) {
-		return fmt.Errorf("stopping zonelabeler: %w", err)
-	}
-	select {
-	case <-l.done:
-		return nil
-	case <-time.After(grace):
-		_ = l.cmd.Process.Kill()
-		<-l.done
-		return fmt.Errorf("zonelabeler did not stop within %s of SIGTERM; killed", grace)
-	}
-}
-
-// logTail returns the end of the labeler's log for error messages.
-func (l *labeler) logTail() string {
-	b, err := os.ReadFile(l.logPath)
-	if err != nil {
-		return "(no log: " + err.Error() + ")"
-	}
-	const keep = 4000
-	if len(b) > keep {
-		b = b[len(b)-keep:]
-	}
-	return string(b)
 }

@@ -52,14 +52,14 @@ func adviceFlags() []cli.Flag {
 }
 
 // readAdvice reads the Service metrics and computes the advice; found is false when the range has none.
-func readAdvice(c *cli.Context, src *report.Source, table *pricing.Table, start, end time.Time) (*advice.Result, bool, error) {
+func readAdvice(c *cli.Context, q rangeQuery) (*advice.Result, bool, error) {
 	if c.Float64("overload-ratio") <= 0 {
 		return nil, false, usageError("flag --overload-ratio %v: expected a number above 0", c.Float64("overload-ratio"))
 	}
 	if c.Int("min-endpoints") < 1 {
 		return nil, false, usageError("flag --min-endpoints %d: expected at least 1", c.Int("min-endpoints"))
 	}
-	in, found, err := src.ReadServices(c.Context, start, end)
+	in, found, err := q.src.ReadServices(c.Context, q.start, q.end)
 	if err != nil || !found {
 		return nil, false, err
 	}
@@ -69,7 +69,7 @@ func readAdvice(c *cli.Context, src *report.Source, table *pricing.Table, start,
 		}
 		in.Kubernetes, in.KubeSource = v, "flag --kubernetes-version"
 	}
-	if in.Tables, err = everyCloud(table); err != nil {
+	if in.Tables, err = everyCloud(q.table); err != nil {
 		return nil, false, err
 	}
 	in.Options = advice.Options{OverloadRatio: c.Float64("overload-ratio"), MinEndpoints: c.Int("min-endpoints")}
@@ -88,23 +88,19 @@ func adviseCommand() *cli.Command {
 			&cli.StringFlag{Name: "output", Usage: "write to this file instead of standard output"},
 		), adviceFlags()...), priceFlags()...),
 		Action: func(c *cli.Context) error {
-			format, table, err := queryArgs(c, advice.Formats)
+			q, err := rangeQueryArgs(c, advice.Formats)
 			if err != nil {
 				return err
 			}
-			start, end, src, err := sourceFromFlags(c)
-			if err != nil {
-				return err
-			}
-			r, found, err := readAdvice(c, src, table, start, end)
+			r, found, err := readAdvice(c, q)
 			if err != nil {
 				return err
 			}
 			if !found {
 				return fmt.Errorf("%w: Prometheus at %s has no %s series between %s and %s: are the flowservers new enough (issue #18) and scraped?",
-					report.ErrNoData, src.URL, advice.TrafficMetric, start.UTC().Format(time.RFC3339), end.UTC().Format(time.RFC3339))
+					report.ErrNoData, q.src.URL, advice.TrafficMetric, q.start.UTC().Format(time.RFC3339), q.end.UTC().Format(time.RFC3339))
 			}
-			return writeOutput(c, "the advice", func(w io.Writer) error { return advice.Write(w, r, format) })
+			return writeOutput(c, "the advice", func(w io.Writer) error { return advice.Write(w, r, q.format) })
 		},
 	}
 }

@@ -4,74 +4,17 @@ import (
 	"context"
 	"fmt"
 	"math"
-	"net/http"
-	"net/http/httptest"
-	"net/url"
 	"os"
 	"path/filepath"
-	"sort"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	v1 "github.com/prometheus/client_golang/api/prometheus/v1"
 	"github.com/prometheus/common/model"
 
-	"github.com/zonetoll/zonetoll/services/costcalc/internal/promtest"
+	"github.com/zonetoll/zonetoll/testkit/prometheus"
 )
-
-// flowserverPage is a /metrics page in the flowserver's exposition of the per-Service metrics (the
-// contract of issue #18), with values the test sets; generation tells when Prometheus has scraped a change.
-type flowserverPage struct {
-	mu     sync.Mutex
-	types  map[string]string  // metric → counter|gauge
-	series map[string]float64 // metric{labels} → value
-	srv    *httptest.Server
-}
-
-func newFlowserverPage(t *testing.T) *flowserverPage {
-	p := &flowserverPage{types: map[string]string{"test_generation": "gauge"}, series: map[string]float64{}}
-	p.srv = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		p.mu.Lock()
-		defer p.mu.Unlock()
-		byMetric := map[string][]string{}
-		for s := range p.series {
-			name, _, _ := strings.Cut(s, "{")
-			byMetric[name] = append(byMetric[name], s)
-		}
-		names := make([]string, 0, len(byMetric))
-		for n := range byMetric {
-			names = append(names, n)
-		}
-		sort.Strings(names)
-		for _, n := range names {
-			fmt.Fprintf(w, "# TYPE %s %s\n", n, p.types[n])
-			for _, s := range byMetric[n] {
-				fmt.Fprintf(w, "%s %v\n", s, p.series[s])
-			}
-		}
-	}))
-	t.Cleanup(p.srv.Close)
-	return p
-}
-
-func (p *flowserverPage) set(typ, series string, v float64) {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	name, _, _ := strings.Cut(series, "{")
-	p.types[name] = typ
-	p.series[series] = v
-}
-
-// add grows a counter series by v.
-func (p *flowserverPage) add(series string, v float64) {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	name, _, _ := strings.Cut(series, "{")
-	p.types[name] = "counter"
-	p.series[series] += v
-}
 
 // svcTraffic is one series of zonetoll_service_traffic_bytes_total.
 func svcTraffic(service, client, srcZone, dstZone string) string {
@@ -80,7 +23,7 @@ func svcTraffic(service, client, srcZone, dstZone string) string {
 }
 
 // waitGeneration waits until Prometheus has scraped generation gen from every page.
-func waitGeneration(t *testing.T, promAPI v1.API, pages []*flowserverPage, gen float64) {
+func waitGeneration(t *testing.T, promAPI v1.API, pages []*metricsPage, gen float64) {
 	t.Helper()
 	for _, p := range pages {
 		p.set("gauge", "test_generation", gen)
@@ -128,8 +71,8 @@ type adviceJSON struct {
 // must give the dollars a person computes by hand from the bytes the test added, to the cent.
 func TestAdviseFromRealPrometheus(t *testing.T) {
 	const za, zb, zc = "us-east-1a", "us-east-1b", "us-east-1c"
-	fsA, fsBC := newFlowserverPage(t), newFlowserverPage(t)
-	pages := []*flowserverPage{fsA, fsBC}
+	fsA, fsBC := newMetricsPage(t), newMetricsPage(t)
+	pages := []*metricsPage{fsA, fsBC}
 	for _, p := range pages {
 		for zone, n := range map[string]float64{za: 1, zb: 3, zc: 2} { // api: 1 of 6 endpoints in a
 			p.set("gauge", fmt.Sprintf(`zonetoll_service_ready_endpoints{namespace="shop",service="api",zone=%q}`, zone), n)
@@ -149,8 +92,7 @@ func TestAdviseFromRealPrometheus(t *testing.T) {
 	fsA.add(svcTraffic("api", "web", za, zb), 100*gib)
 	fsBC.add(svcTraffic("cart", "web", zc, za), 100*gib)
 
-	hostOf := func(p *flowserverPage) string { u, _ := url.Parse(p.srv.URL); return u.Host }
-	prom := promtest.Start(t, time.Second, hostOf(fsA), hostOf(fsBC))
+	prom := prometheus.StartScraping(t, time.Second, fsA.host(), fsBC.host())
 	promAPI := prom.API
 	waitGeneration(t, promAPI, pages, 1)
 	time.Sleep(1500 * time.Millisecond) // the value at start is the baseline, whichever scrape the lookback finds

@@ -3,6 +3,7 @@ package app
 import (
 	"encoding/json"
 	"fmt"
+	"maps"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -20,34 +21,68 @@ import (
 
 const gib = 1 << 30
 
-// fakeFlowserver serves a traffic counter the test sets; the real flowserver is in the integration test.
-type fakeFlowserver struct {
-	mu    sync.Mutex
-	bytes float64
-	srv   *httptest.Server
+// metricsPage is a /metrics page of series the test sets by hand, one TYPE line per metric, as a
+// flowserver exposes them; the real flowserver is in the integration test.
+type metricsPage struct {
+	mu     sync.Mutex
+	types  map[string]string  // metric → counter|gauge
+	series map[string]float64 // metric{labels} → value
+	srv    *httptest.Server   // set by newMetricsPage
 }
 
-func newFakeFlowserver(t *testing.T) *fakeFlowserver {
-	f := &fakeFlowserver{}
-	f.srv = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		f.mu.Lock()
-		defer f.mu.Unlock()
-		fmt.Fprintf(w, "# TYPE zonetoll_traffic_bytes_total counter\n"+
-			`zonetoll_traffic_bytes_total{src_namespace="shop",src_workload="web",src_kind="deployment",src_zone="europe-west1-b",dst_namespace="shop",dst_workload="db",dst_kind="statefulset",dst_zone="europe-west1-c"} %v`+"\n", f.bytes)
-	}))
-	t.Cleanup(f.srv.Close)
-	return f
+// newMetricsPage serves a page over plain HTTP until the test ends.
+func newMetricsPage(t *testing.T) *metricsPage {
+	p := &metricsPage{}
+	p.srv = httptest.NewServer(p)
+	t.Cleanup(p.srv.Close)
+	return p
 }
 
-func (f *fakeFlowserver) set(v float64) {
-	f.mu.Lock()
-	f.bytes = v
-	f.mu.Unlock()
+func (p *metricsPage) ServeHTTP(w http.ResponseWriter, _ *http.Request) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	byMetric := map[string][]string{}
+	for s := range p.series {
+		name, _, _ := strings.Cut(s, "{")
+		byMetric[name] = append(byMetric[name], s)
+	}
+	for _, n := range slices.Sorted(maps.Keys(byMetric)) {
+		fmt.Fprintf(w, "# TYPE %s %s\n", n, p.types[n])
+		for _, s := range byMetric[n] {
+			fmt.Fprintf(w, "%s %v\n", s, p.series[s])
+		}
+	}
 }
+
+// set sets series (metric{labels}) of a metric of type typ to v.
+func (p *metricsPage) set(typ, series string, v float64) { p.put(typ, series, v, false) }
+
+// add grows a counter series by v.
+func (p *metricsPage) add(series string, v float64) { p.put("counter", series, v, true) }
+
+func (p *metricsPage) put(typ, series string, v float64, grow bool) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.series == nil {
+		p.types, p.series = map[string]string{}, map[string]float64{}
+	}
+	name, _, _ := strings.Cut(series, "{")
+	p.types[name] = typ
+	if grow {
+		v += p.series[series]
+	}
+	p.series[series] = v
+}
+
+// host is the page's host:port, a Prometheus target.
+func (p *metricsPage) host() string { return strings.TrimPrefix(p.srv.URL, "http://") }
+
+// webToDB is the traffic counter series the settings and TLS tests move.
+const webToDB = `zonetoll_traffic_bytes_total{src_namespace="shop",src_workload="web",src_kind="deployment",src_zone="europe-west1-b",dst_namespace="shop",dst_workload="db",dst_kind="statefulset",dst_zone="europe-west1-c"}`
 
 func TestRunPricesScrapedTraffic(t *testing.T) {
-	fs := newFakeFlowserver(t)
-	fs.set(7 * gib)
+	fs := newMetricsPage(t)
+	fs.set("counter", webToDB, 7*gib)
 	svc := servicetest.Start(t, Spec(), map[string]string{
 		"ZONETOLL_TARGETS":          fs.srv.URL + "/metrics",
 		"ZONETOLL_SCRAPE_INTERVAL":  "100ms",
@@ -64,7 +99,7 @@ func TestRunPricesScrapedTraffic(t *testing.T) {
 	if v, _ := fams.Value("zonetoll_price_dollars_per_unit", map[string]string{"class": "inter_zone", "direction": "in", "source": "ZONETOLL_PRICES_OVERRIDES"}); v != 0.005 {
 		t.Errorf("overridden inter_zone_in price = %v, want 0.005", v)
 	}
-	fs.set(17 * gib) // the cost series is derived from the flowserver's counter: all 17 GiB
+	fs.set("counter", webToDB, 17*gib) // the cost series is derived from the flowserver's counter: all 17 GiB
 	want := 17 * (0.01 + 0.005)
 	deadline := time.Now().Add(30 * time.Second)
 	for {

@@ -151,28 +151,24 @@ func reportCommand() *cli.Command {
 			&cli.StringFlag{Name: "output", Usage: "write to this file instead of standard output"},
 		), append(adviceFlags(), priceFlags()...)...),
 		Action: func(c *cli.Context) error {
-			format, table, err := queryArgs(c, report.Formats)
+			q, err := rangeQueryArgs(c, report.Formats)
 			if err != nil {
 				return err
 			}
-			start, end, src, err := sourceFromFlags(c)
+			data, err := q.src.Read(c.Context, q.start, q.end)
 			if err != nil {
 				return err
 			}
-			data, err := src.Read(c.Context, start, end)
-			if err != nil {
-				return err
-			}
-			r := report.Compute(data, table, start, end, c.Int("top"))
-			r.Prometheus, r.Method = src.URL, src.Method
-			adv, found, err := readAdvice(c, src, table, start, end)
+			r := report.Compute(data, q.table, q.start, q.end, c.Int("top"))
+			r.Prometheus, r.Method = q.src.URL, q.src.Method
+			adv, found, err := readAdvice(c, q)
 			if err != nil {
 				return err
 			}
 			if found {
 				r.Services, r.NoServices = adv, ""
 			}
-			return writeOutput(c, "the report", func(w io.Writer) error { return report.Write(w, r, format) })
+			return writeOutput(c, "the report", func(w io.Writer) error { return report.Write(w, r, q.format) })
 		},
 	}
 }
@@ -188,22 +184,32 @@ func rangeFlags() []cli.Flag {
 	}
 }
 
-// sourceFromFlags reads the range and the query API the flags of rangeFlags name.
-func sourceFromFlags(c *cli.Context) (start, end time.Time, src *report.Source, err error) {
-	end = time.Now()
+// rangeQuery is what report and advise read from their flags: the output format and the prices
+// (queryArgs), the range and the query API (rangeFlags).
+type rangeQuery struct {
+	format     string
+	table      *pricing.Table
+	start, end time.Time
+	src        *report.Source
+}
+
+func rangeQueryArgs(c *cli.Context, formats []string) (q rangeQuery, err error) {
+	if q.format, q.table, err = queryArgs(c, formats); err != nil {
+		return q, err
+	}
+	q.end = time.Now()
 	if t := c.Timestamp("end"); t != nil {
-		end = *t
+		q.end = *t
 	}
-	start = end.Add(-c.Duration("range"))
+	q.start = q.end.Add(-c.Duration("range"))
 	if t := c.Timestamp("start"); t != nil {
-		start = *t
+		q.start = *t
 	}
-	if !end.After(start) {
-		return start, end, nil, usageError("range %s to %s: the end must be after the start", start.Format(time.RFC3339), end.Format(time.RFC3339))
+	if !q.end.After(q.start) {
+		return q, usageError("range %s to %s: the end must be after the start", q.start.Format(time.RFC3339), q.end.Format(time.RFC3339))
 	}
-	src, err = report.NewSource(c.String("prometheus"), c.String("method"))
-	if err != nil {
-		return start, end, nil, usageError("flag --prometheus/--method: %w", err)
+	if q.src, err = report.NewSource(c.String("prometheus"), c.String("method")); err != nil {
+		return q, usageError("flag --prometheus/--method: %w", err)
 	}
-	return start, end, src, nil
+	return q, nil
 }

@@ -13,10 +13,11 @@ import (
 	"testing"
 	"time"
 
+	"github.com/zonetoll/zonetoll/testkit/prometheus"
+
 	rbacv1 "k8s.io/api/rbac/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
-	"github.com/zonetoll/zonetoll/services/costcalc/internal/promtest"
 	"github.com/zonetoll/zonetoll/shared/report"
 	"github.com/zonetoll/zonetoll/testkit/metricstest"
 	"github.com/zonetoll/zonetoll/testkit/reportpost"
@@ -182,7 +183,7 @@ func TestDollarsFromRealFlowserver(t *testing.T) {
 		}
 	})
 
-	prom := promtest.Start(t, time.Second, fs.addr)
+	prom := prometheus.StartScraping(t, time.Second, fs.addr)
 	promValue := prom.Value
 	servicetest.WaitFor(t, "Prometheus scraping flowserver", 90*time.Second, func() (bool, string) {
 		v, ok := promValue(`up{job="flowserver"}`)

@@ -4,49 +4,19 @@ import (
 	"context"
 	"fmt"
 	"math"
-	"net/http"
-	"net/http/httptest"
-	"net/url"
 	"os"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	v1 "github.com/prometheus/client_golang/api/prometheus/v1"
 	"github.com/prometheus/common/model"
 
-	"github.com/zonetoll/zonetoll/services/costcalc/internal/promtest"
+	"github.com/zonetoll/zonetoll/testkit/prometheus"
 )
 
-// counters is a /metrics page of traffic counters the test sets by hand.
-type counters struct {
-	mu     sync.Mutex
-	series map[string]float64
-	srv    *httptest.Server
-}
-
-func newCounters(t *testing.T) *counters {
-	c := &counters{series: map[string]float64{}}
-	c.srv = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		c.mu.Lock()
-		defer c.mu.Unlock()
-		fmt.Fprintln(w, "# TYPE zonetoll_traffic_bytes_total counter")
-		for l, v := range c.series {
-			fmt.Fprintf(w, "zonetoll_traffic_bytes_total{%s} %v\n", l, v)
-		}
-	}))
-	t.Cleanup(c.srv.Close)
-	return c
-}
-
-func (c *counters) set(labels string, v float64) {
-	c.mu.Lock()
-	c.series[labels] = v
-	c.mu.Unlock()
-}
-
+// startPrometheus runs Debian's Prometheus scraping targets every second and returns it with its query API.
 // waitScraped waits until Prometheus returns value for the series of workload src_workload.
 func waitScraped(t *testing.T, promAPI v1.API, srcWorkload string, value float64) {
 	t.Helper()
@@ -64,22 +34,21 @@ func waitScraped(t *testing.T, promAPI v1.API, srcWorkload string, value float64
 // TestReportFromRealPrometheus drives `costcalc report` against Debian's Prometheus scraping a page of
 // counters the test moves through growth, a reset and a new series; the dollars are computed by hand.
 func TestReportFromRealPrometheus(t *testing.T) {
-	page := newCounters(t)
-	u, _ := url.Parse(page.srv.URL)
-	prom := promtest.Start(t, time.Second, u.Host)
+	page := newMetricsPage(t)
+	prom := prometheus.StartScraping(t, time.Second, page.host())
 	promAPI := prom.API
 
-	a := `src_namespace="shop",src_workload="web",src_kind="deployment",src_zone="us-east-1a",dst_namespace="shop",dst_workload="db",dst_kind="statefulset",dst_zone="us-east-1b"`
-	b := `src_namespace="shop",src_workload="api",src_kind="deployment",src_zone="us-east-1c",dst_namespace="",dst_workload="",dst_kind="external",dst_zone=""`
-	page.set(a, 10*gib)
+	a := `zonetoll_traffic_bytes_total{src_namespace="shop",src_workload="web",src_kind="deployment",src_zone="us-east-1a",dst_namespace="shop",dst_workload="db",dst_kind="statefulset",dst_zone="us-east-1b"}`
+	b := `zonetoll_traffic_bytes_total{src_namespace="shop",src_workload="api",src_kind="deployment",src_zone="us-east-1c",dst_namespace="",dst_workload="",dst_kind="external",dst_zone=""}`
+	page.set("counter", a, 10*gib)
 	waitScraped(t, promAPI, "web", 10*gib)
 	time.Sleep(1500 * time.Millisecond) // the value at start is 10 GiB, whichever scrape the lookback finds
 	start := time.Now().Truncate(time.Millisecond)
 	for _, v := range []float64{50 * gib, 3 * gib /* reset */, 8 * gib} {
-		page.set(a, v)
+		page.set("counter", a, v)
 		waitScraped(t, promAPI, "web", v)
 	}
-	page.set(b, 20*gib) // born inside the range: all of it counts
+	page.set("counter", b, 20*gib) // born inside the range: all of it counts
 	waitScraped(t, promAPI, "api", 20*gib)
 	end := time.Now().Truncate(time.Millisecond).Add(time.Millisecond)
 	// web → db: (50 - 10) + 3 + (8 - 3) = 48 GiB × $0.02 = $0.96; api → internet: 20 GiB × $0.09 = $1.80.

@@ -10,8 +10,8 @@ import (
 	"github.com/prometheus/common/model"
 
 	"github.com/zonetoll/zonetoll/services/costcalc/internal/meter"
-	"github.com/zonetoll/zonetoll/services/costcalc/internal/promtest"
 	"github.com/zonetoll/zonetoll/testkit/metricstest"
+	"github.com/zonetoll/zonetoll/testkit/prometheus"
 	"github.com/zonetoll/zonetoll/testkit/servicebuild"
 	"github.com/zonetoll/zonetoll/testkit/servicetest"
 )
@@ -24,7 +24,7 @@ import (
 // dollars of every cost series equal the price × the bytes counted since costcalc first started, to the
 // cent: no gap at a costcalc restart, and the flowserver's reset counted once.
 func TestRestartsLoseNoDollarsInPrometheus(t *testing.T) {
-	page := newFlowserverPage(t)
+	page := newMetricsPage(t)
 	const (
 		cross    = `zonetoll_traffic_bytes_total{src_namespace="shop",src_workload="web",src_kind="deployment",src_zone="us-east-1a",dst_namespace="shop",dst_workload="db",dst_kind="statefulset",dst_zone="us-east-1b"}`
 		internet = `zonetoll_traffic_bytes_total{src_namespace="shop",src_workload="web",src_kind="deployment",src_zone="us-east-1a",dst_namespace="",dst_workload="",dst_kind="external",dst_zone=""}`
@@ -55,7 +55,7 @@ func TestRestartsLoseNoDollarsInPrometheus(t *testing.T) {
 			t.Logf("costcalc log:\n%s", cc.log.String())
 		}
 	})
-	prom := promtest.Start(t, time.Second, cc.addr)
+	prom := prometheus.StartScraping(t, time.Second, cc.addr)
 	promAPI := prom.API
 	promValue := prom.Value
 	// settled waits until Prometheus holds a sample of costcalc taken after costcalc scraped the page as

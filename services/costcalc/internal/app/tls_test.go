@@ -2,7 +2,6 @@ package app
 
 import (
 	"fmt"
-	"net/http"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -19,16 +18,11 @@ import (
 // same process scrapes again and its cost series holds the bytes of the whole gap.
 func TestRunScrapesHTTPSWithTheCAFile(t *testing.T) {
 	ca1, ca2 := tlstest.NewCA(t, "zonetoll-ca one"), tlstest.NewCA(t, "zonetoll-ca two")
-	fs := &fakeFlowserver{}
-	srv := tlstest.NewServer(t, http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
-		fs.mu.Lock()
-		defer fs.mu.Unlock()
-		fmt.Fprintf(w, "# TYPE zonetoll_traffic_bytes_total counter\n"+
-			`zonetoll_traffic_bytes_total{src_namespace="shop",src_workload="web",src_kind="deployment",src_zone="europe-west1-b",dst_namespace="shop",dst_workload="db",dst_kind="statefulset",dst_zone="europe-west1-c"} %v`+"\n", fs.bytes)
-	}), ca1.Server(t))
+	fs := &metricsPage{}
+	srv := tlstest.NewServer(t, fs, ca1.Server(t))
 	caFile := filepath.Join(t.TempDir(), "ca.crt")
 	tlstest.WriteFile(t, caFile, ca1.PEM())
-	fs.set(1 * gib)
+	fs.set("counter", webToDB, 1*gib)
 	target := srv.URL + "/metrics"
 	svc := servicetest.Start(t, Spec(), map[string]string{
 		"ZONETOLL_TARGETS":         target,
@@ -55,12 +49,12 @@ func TestRunScrapesHTTPSWithTheCAFile(t *testing.T) {
 			time.Sleep(20 * time.Millisecond)
 		}
 	}
-	fs.set(3 * gib) // gcp's $0.01 per GiB sent between zones (nothing for receiving)
+	fs.set("counter", webToDB, 3*gib) // gcp's $0.01 per GiB sent between zones (nothing for receiving)
 	waitCost(3*0.01, "over TLS with the CA")
 
 	srv.SetCertificate(ca2.Server(t))
 	errorsBefore := scrapes("error")
-	fs.set(8 * gib)
+	fs.set("counter", webToDB, 8*gib)
 	servicetest.WaitFor(t, "scrapes failing on a certificate of another CA", 30*time.Second, func() (bool, string) {
 		v := scrapes("error")
 		return v >= errorsBefore+3, fmt.Sprintf("%v failed scrapes", v)

@@ -30,17 +30,14 @@ func TestPagedInitialList(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	scheme, err := kubeclient.NewScheme(corev1.AddToScheme)
-	if err != nil {
-		t.Fatal(err)
-	}
 	rc := rest.CopyConfig(c.Config)
 	var lists atomic.Int32
 	rc.WrapTransport = countLists(&lists)
-	core, err := kubeclient.NewRESTClient(rc, scheme, corev1.SchemeGroupVersion)
+	clients, err := kubeclient.NewRESTClients(rc, kubeclient.Group{Version: corev1.SchemeGroupVersion, AddToScheme: corev1.AddToScheme})
 	if err != nil {
 		t.Fatal(err)
 	}
+	core := clients[0]
 	mc, err := metadata.NewForConfig(c.Config)
 	if err != nil {
 		t.Fatal(err)

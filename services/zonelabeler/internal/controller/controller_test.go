@@ -10,7 +10,6 @@ import (
 	"github.com/prometheus/client_golang/prometheus/testutil"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/cache"
 
@@ -131,15 +130,12 @@ func TestTrimKeepsOnlyWhatTheLabelerReads(t *testing.T) {
 // A scrape can come before the informers start; it once hit a nil node lister.
 func TestMetricsBeforeStart(t *testing.T) {
 	reg := prometheus.NewPedanticRegistry()
-	scheme := runtime.NewScheme()
-	if err := corev1.AddToScheme(scheme); err != nil {
-		t.Fatal(err)
-	}
 	// Nothing may be requested before Start: the client points at a port where nothing listens.
-	core, err := kubeclient.NewRESTClient(&rest.Config{Host: "http://127.0.0.1:1"}, scheme, corev1.SchemeGroupVersion)
+	clients, err := kubeclient.NewRESTClients(&rest.Config{Host: "http://127.0.0.1:1"}, kubeclient.Group{Version: corev1.SchemeGroupVersion, AddToScheme: corev1.AddToScheme})
 	if err != nil {
 		t.Fatal(err)
 	}
+	core := clients[0]
 	if _, err := New(core, Options{ZoneLabels: []string{topology.ZoneLabel}}, reg, logging.Discard()); err != nil {
 		t.Fatal(err)
 	}

@@ -8,7 +8,6 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	corev1 "k8s.io/api/core/v1"
-	"k8s.io/apimachinery/pkg/runtime"
 
 	"github.com/zonetoll/zonetoll/shared/kubeclient"
 	"github.com/zonetoll/zonetoll/shared/logging"
@@ -43,14 +42,11 @@ func TestPagedInitialList(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	scheme := runtime.NewScheme()
-	if err := corev1.AddToScheme(scheme); err != nil {
-		t.Fatal(err)
-	}
-	core, err := kubeclient.NewRESTClient(c.Config, scheme, corev1.SchemeGroupVersion)
+	clients, err := kubeclient.NewRESTClients(c.Config, kubeclient.Group{Version: corev1.SchemeGroupVersion, AddToScheme: corev1.AddToScheme})
 	if err != nil {
 		t.Fatal(err)
 	}
+	core := clients[0]
 	ctrl, err := New(core, Options{ZoneLabels: []string{topology.ZoneLabel}, RegionLabels: []string{topology.RegionLabel}, PodSelector: "app=web"},
 		prometheus.NewRegistry(), logging.Discard())
 	if err != nil {

@@ -71,14 +71,11 @@ func newSyncController(t *testing.T, rec *recorder, opts Options) (*Controller, 
 	t.Helper()
 	srv := httptest.NewServer(rec)
 	t.Cleanup(srv.Close)
-	scheme, err := kubeclient.NewScheme(corev1.AddToScheme)
+	clients, err := kubeclient.NewRESTClients(&rest.Config{Host: srv.URL}, kubeclient.Group{Version: corev1.SchemeGroupVersion, AddToScheme: corev1.AddToScheme})
 	if err != nil {
 		t.Fatal(err)
 	}
-	core, err := kubeclient.NewRESTClient(&rest.Config{Host: srv.URL}, scheme, corev1.SchemeGroupVersion)
-	if err != nil {
-		t.Fatal(err)
-	}
+	core := clients[0]
 	reg := prometheus.NewPedanticRegistry()
 	c, err := New(core, opts, reg, logging.Discard())
 	if err != nil {

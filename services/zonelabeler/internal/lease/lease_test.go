@@ -10,7 +10,6 @@ import (
 
 	coordinationv1 "k8s.io/api/coordination/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/leaderelection"
 	"k8s.io/client-go/tools/leaderelection/resourcelock"
@@ -34,14 +33,11 @@ func newFixture(t *testing.T) *fixture {
 	if _, err := c.CreateNamespace(t.Context(), ns); err != nil {
 		t.Fatal(err)
 	}
-	scheme := runtime.NewScheme()
-	if err := coordinationv1.AddToScheme(scheme); err != nil {
-		t.Fatal(err)
-	}
-	client, err := kubeclient.NewRESTClient(c.Config, scheme, coordinationv1.SchemeGroupVersion)
+	clients, err := kubeclient.NewRESTClients(c.Config, kubeclient.Group{Version: coordinationv1.SchemeGroupVersion, AddToScheme: coordinationv1.AddToScheme})
 	if err != nil {
 		t.Fatal(err)
 	}
+	client := clients[0]
 	return &fixture{t: t, c: c, cfg: Config{
 		Client: client, Namespace: ns, Name: "labeler",
 		LeaseDuration: 3 * time.Second, RenewDeadline: 2 * time.Second, RetryPeriod: 200 * time.Millisecond,
@@ -266,9 +262,10 @@ func TestInvalidConfig(t *testing.T) {
 // fakeClient points nowhere: with an invalid config nothing may be requested.
 func fakeClient(t *testing.T) rest.Interface {
 	t.Helper()
-	c, err := kubeclient.NewRESTClient(&rest.Config{Host: "http://127.0.0.1:1"}, runtime.NewScheme(), coordinationv1.SchemeGroupVersion)
+	clients, err := kubeclient.NewRESTClients(&rest.Config{Host: "http://127.0.0.1:1"}, kubeclient.Group{Version: coordinationv1.SchemeGroupVersion, AddToScheme: coordinationv1.AddToScheme})
 	if err != nil {
 		t.Fatal(err)
 	}
+	c := clients[0]
 	return c
 }

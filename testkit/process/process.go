@@ -1,0 +1,135 @@
+// Package process runs the child processes of tests and benchmarks (Prometheus, vmagent, a service's
+// binary): output to a log file, a process group of its own, killed if the parent dies, ready when a
+// URL answers 200, stopped with SIGTERM and then SIGKILL after a grace period.
+package process
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"syscall"
+	"time"
+
+	"github.com/zonetoll/zonetoll/testkit/gate"
+	"github.com/zonetoll/zonetoll/testkit/modbuild"
+)
+
+// Process is a started child process.
+type Process struct {
+	name    string
+	cmd     *exec.Cmd
+	logPath string
+	done    chan struct{}
+	waitErr error
+}
+
+// Start starts cmd with its standard output and error appended to logPath. If the parent dies, cmd
+// dies too: Go never ends the OS threads it forks from (outside LockOSThread), so the parent-death
+// signal fires only when this process exits.
+func Start(name string, cmd *exec.Cmd, logPath string) (*Process, error) {
+	logFile, err := os.OpenFile(logPath, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
+	if err != nil {
+		return nil, fmt.Errorf("creating the log of %s: %w", name, err)
+	}
+	cmd.Stdout, cmd.Stderr = logFile, logFile
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
+	if err := cmd.Start(); err != nil {
+		logFile.Close()
+		return nil, fmt.Errorf("starting %s: %w", name, err)
+	}
+	p := &Process{name: name, cmd: cmd, logPath: logPath, done: make(chan struct{})}
+	go func() {
+		p.waitErr = cmd.Wait()
+		logFile.Close()
+		close(p.done)
+	}()
+	return p, nil
+}
+
+// PID is the process id.
+func (p *Process) PID() int { return p.cmd.Process.Pid }
+
+// Exited reports whether the process has ended, and how.
+func (p *Process) Exited() (bool, error) {
+	select {
+	case <-p.done:
+		return true, p.waitErr
+	default:
+		return false, nil
+	}
+}
+
+// WaitReady returns once readyURL answers 200, or an error with the log's tail if the process exits or
+// ctx ends first.
+func (p *Process) WaitReady(ctx context.Context, readyURL string) error {
+	for {
+		resp, err := http.Get(readyURL)
+		if err == nil {
+			resp.Body.Close()
+			if resp.StatusCode == http.StatusOK {
+				return nil
+			}
+		}
+		select {
+		case <-p.done:
+			return fmt.Errorf("%s exited before it was ready (%v):\n%s", p.name, p.waitErr, p.LogTail(30))
+		case <-ctx.Done():
+			return fmt.Errorf("%s not ready at %s: %w:\n%s", p.name, readyURL, ctx.Err(), p.LogTail(30))
+		case <-time.After(200 * time.Millisecond):
+		}
+	}
+}
+
+// Stop sends SIGTERM, and SIGKILL if the process has not exited after grace (an error then). A process
+// that has exited already is left as it is.
+func (p *Process) Stop(grace time.Duration) error {
+	if done, _ := p.Exited(); done {
+		return nil
+	}
+	if err := p.cmd.Process.Signal(syscall.SIGTERM); err != nil && !errors.Is(err, os.ErrProcessDone) {
+		return fmt.Errorf("stopping %s: %w", p.name, err)
+	}
+	select {
+	case <-p.done:
+		return nil
+	case <-time.After(grace):
+		_ = p.cmd.Process.Kill()
+		<-p.done
+		return fmt.Errorf("%s did not stop within %s of SIGTERM; killed", p.name, grace)
+	}
+}
+
+// LogTail returns the last n lines of the process' log.
+func (p *Process) LogTail(n int) string {
+	b, err := os.ReadFile(p.logPath)
+	if err != nil {
+		return "(no log: " + err.Error() + ")"
+	}
+	return modbuild.Tail(string(b), n)
+}
+
+// StartReady starts cmd for a test and returns once readyURL answers 200. When the test ends, it stops
+// cmd (SIGTERM, then SIGKILL after 30 s) and, if the test failed, logs the log's tail. If cmd exits or
+// ctx ends first, cmd is stopped and the error says why, with the log's tail.
+func StartReady(ctx context.Context, t gate.TB, name string, cmd *exec.Cmd, readyURL string) error {
+	t.Helper()
+	p, err := Start(name, cmd, filepath.Join(t.TempDir(), "process.log"))
+	if err != nil {
+		return err
+	}
+	t.Cleanup(func() {
+		p.Stop(30 * time.Second)
+		if t.Failed() {
+			t.Logf("%s log:\n%s", name, p.LogTail(30))
+		}
+	})
+	if err := p.WaitReady(ctx, readyURL); err != nil {
+		p.Stop(30 * time.Second)
+		return err
+	}
+	return nil
+}
