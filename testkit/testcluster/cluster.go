@@ -117,6 +117,7 @@ type Cluster struct {
 	routingMu         sync.Mutex
 	controllerManager *process
 	kubeProxies       []*process
+	relays            []*apiRelay // the API server's address inside kube-proxies' namespaces
 
 	stopOnce sync.Once
 	stopErr  error
@@ -371,6 +372,14 @@ func (c *Cluster) Stop() error {
 				errs = append(errs, err)
 			}
 		}
+		c.routingMu.Lock()
+		for _, r := range c.relays {
+			if err := r.close(); err != nil {
+				errs = append(errs, err)
+			}
+		}
+		c.relays = nil
+		c.routingMu.Unlock()
 		c.launcher.close()
 		if !c.opts.KeepDir {
 			if err := os.RemoveAll(c.Dir); err != nil {

@@ -26,7 +26,9 @@ type KubeProxyOptions struct {
 	// cannot touch the host's nftables ruleset.
 	Netns string
 	// Kubeconfig is the identity kube-proxy uses; empty means the cluster's
-	// admin kubeconfig.
+	// admin kubeconfig. Its server must be the cluster's own address
+	// (https://127.0.0.1:<port>): inside the namespace that address is a relay
+	// to the API server (relay.go).
 	Kubeconfig string
 	// Mode is --proxy-mode; empty means nftables.
 	Mode string
@@ -104,7 +106,14 @@ func (c *Cluster) StartKubeProxy(ctx context.Context, opts KubeProxyOptions) (*K
 		"--v=2",
 	}, opts.ExtraArgs...)
 	logPath := filepath.Join(c.LogDir, "kube-proxy-"+opts.NodeName+".log")
+	// The API server listens on the host's loopback, which the namespace cannot reach.
+	apiAddr := strings.TrimPrefix(c.apiserverHost, "https://")
+	relay, err := startAPIRelay(filepath.Join(NetnsDir, opts.Netns), apiAddr, apiAddr)
+	if err != nil {
+		return nil, err
+	}
 	c.routingMu.Lock()
+	c.relays = append(c.relays, relay)
 	p, err := startProcess(c.launcher, "kube-proxy "+opts.NodeName, ipBin, logPath, args)
 	if err == nil {
 		c.kubeProxies = append(c.kubeProxies, p)
