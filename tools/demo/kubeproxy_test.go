@@ -28,85 +28,10 @@ import (
 // controller writes zone hints, kube-proxy routes by them, and every call stays in the caller's zone.
 // The host's nftables ruleset is the same before and after.
 func TestKubeProxyRoutesServiceByZone(t *testing.T) {
-	gate.Root(t)
-	gate.Command(t, "ip", gate.Debian("iproute2"))
-	gate.Command(t, "nft", gate.Debian("nftables"))
-	testcluster.Need(t)
-	testcluster.NeedRouting(t, "")
-	hostBefore := hostRuleset(t)
-	ctx := t.Context()
-
-	m := NewModel(fmt.Sprintf("ztkp-%d-", os.Getpid()))
-	t.Cleanup(func() {
-		if err := RemoveNetwork(m); err != nil {
-			t.Errorf("removing the network: %v", err)
-		}
-	})
-	if err := BuildNetwork(ctx, m); err != nil {
-		t.Fatal(err)
-	}
-	c := testcluster.StartT(t, testcluster.Options{ExtraAPIServerArgs: RoutingAPIServerArgs()})
-	if _, err := c.CreateNamespace(ctx, m.AppNS); err != nil {
-		t.Fatal(err)
-	}
-	for _, n := range m.Nodes {
-		if _, err := c.CreateNode(ctx, testcluster.NodeSpec{Name: n.Name, Zone: n.Zone, Region: m.Region,
-			InternalIPs: []string{n.IPv4.String(), n.IPv6.String()}}); err != nil {
-			t.Fatal(err)
-		}
-	}
-	var fronts, apis []*Pod
-	for _, z := range m.Zones {
-		fronts = append(fronts, m.Pod("frontend", z))
-		apis = append(apis, m.Pod("api", z))
-	}
-	for _, p := range append(slices.Clone(fronts), apis...) {
-		if _, err := c.CreatePod(ctx, testcluster.PodSpec{Namespace: p.Namespace, Name: p.Name, NodeName: p.Node.Name,
-			IPs: []string{p.IPv4.String(), p.IPv6.String()}, Labels: map[string]string{"app": p.Workload}}); err != nil {
-			t.Fatal(err)
-		}
-	}
-	routing, err := StartRouting(ctx, c, m)
-	if err != nil {
-		t.Fatal(err)
-	}
-	dual := corev1.IPFamilyPolicyRequireDualStack
-	svc, err := c.Client.CoreV1().Services(m.AppNS).Create(ctx, &corev1.Service{
-		ObjectMeta: metav1.ObjectMeta{Namespace: m.AppNS, Name: "api"},
-		Spec: corev1.ServiceSpec{Selector: map[string]string{"app": "api"}, IPFamilyPolicy: &dual,
-			IPFamilies: []corev1.IPFamily{corev1.IPv4Protocol, corev1.IPv6Protocol},
-			Ports:      []corev1.ServicePort{{Name: "app", Protocol: corev1.ProtocolUDP, Port: Port}}},
-	}, metav1.CreateOptions{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	var clusterIPs []netip.Addr
-	for _, s := range svc.Spec.ClusterIPs {
-		clusterIPs = append(clusterIPs, netip.MustParseAddr(s))
-	}
-	if len(clusterIPs) != 2 {
-		t.Fatalf("Service api has ClusterIPs %v, want one IPv4 and one IPv6", clusterIPs)
-	}
+	r := startRoutedAPI(t)
+	ctx, m, c, fronts, apis, clusterIPs, routing := t.Context(), r.m, r.c, r.fronts, r.apis, r.clusterIPs, r.routing
 	stop := echoServers(t, apis)
 	defer stop()
-
-	const key = "shop/api/udp/app"
-	wait := func(want func(front *Pod) []netip.Addr) {
-		t.Helper()
-		for _, f := range fronts {
-			wctx, cancel := context.WithTimeout(ctx, time.Minute)
-			err := WaitProgrammed(wctx, routing.Proxies[f.Node.Name], key, want(f))
-			cancel()
-			if err != nil {
-				t.Fatalf("%v\n%s", err, routing.Proxies[f.Node.Name].LogTail())
-			}
-		}
-	}
-	var all []netip.Addr
-	for _, a := range apis {
-		all = append(all, a.IPv4, a.IPv6)
-	}
-	wait(func(*Pod) []netip.Addr { return all })
 
 	// 60 calls per frontend and family, each from a fresh socket (a fresh conntrack entry, so kube-proxy
 	// picks an endpoint anew). Spread uniformly over 3 endpoints, the chance that one endpoint gets none
@@ -131,7 +56,7 @@ func TestKubeProxyRoutesServiceByZone(t *testing.T) {
 	if _, err := c.Client.CoreV1().Services(m.AppNS).Patch(ctx, "api", types.MergePatchType, patch, metav1.PatchOptions{}); err != nil {
 		t.Fatalf("patching the Service: %v", err)
 	}
-	wait(func(f *Pod) []netip.Addr {
+	r.waitProgrammed(t, func(f *Pod) []netip.Addr {
 		a := m.Pod("api", f.Node.Zone)
 		return []netip.Addr{a.IPv4, a.IPv6}
 	})
@@ -154,8 +79,107 @@ func TestKubeProxyRoutesServiceByZone(t *testing.T) {
 			t.Errorf("kube-proxy of %s exited:\n%s", kp.NodeName, kp.LogTail())
 		}
 	}
-	if after := hostRuleset(t); after != hostBefore {
-		t.Errorf("the host's nftables ruleset changed:\nbefore:\n%s\nafter:\n%s", hostBefore, after)
+	if after := hostRuleset(t); after != r.hostBefore {
+		t.Errorf("the host's nftables ruleset changed:\nbefore:\n%s\nafter:\n%s", r.hostBefore, after)
+	}
+}
+
+// routedAPI is the api Service of the demo's model on its network, routed by the real EndpointSlice
+// controller and a kube-proxy (nftables mode) in every node's namespace.
+type routedAPI struct {
+	m            *Model
+	c            *testcluster.Cluster
+	fronts, apis []*Pod // by zone
+	clusterIPs   []netip.Addr
+	routing      *Routing
+	hostBefore   string // the host's nftables ruleset before anything started
+}
+
+// startRoutedAPI builds the demo's network and a test cluster with its Nodes, one frontend and one api
+// pod per zone, the routing parts and the dual-stack api Service (UDP Port, no trafficDistribution), and
+// waits until every node's kube-proxy routes the Service to all api pods. Everything goes when t ends.
+func startRoutedAPI(t *testing.T) *routedAPI {
+	t.Helper()
+	gate.Root(t)
+	gate.Command(t, "ip", gate.Debian("iproute2"))
+	gate.Command(t, "nft", gate.Debian("nftables"))
+	testcluster.Need(t)
+	testcluster.NeedRouting(t, "")
+	ctx := t.Context()
+	hostBefore := hostRuleset(t)
+
+	m := NewModel(fmt.Sprintf("ztkp-%d-", os.Getpid()))
+	t.Cleanup(func() {
+		if err := RemoveNetwork(m); err != nil {
+			t.Errorf("removing the network: %v", err)
+		}
+	})
+	if err := BuildNetwork(ctx, m); err != nil {
+		t.Fatal(err)
+	}
+	c := testcluster.StartT(t, testcluster.Options{ExtraAPIServerArgs: RoutingAPIServerArgs()})
+	if _, err := c.CreateNamespace(ctx, m.AppNS); err != nil {
+		t.Fatal(err)
+	}
+	for _, n := range m.Nodes {
+		if _, err := c.CreateNode(ctx, testcluster.NodeSpec{Name: n.Name, Zone: n.Zone, Region: m.Region,
+			InternalIPs: []string{n.IPv4.String(), n.IPv6.String()}}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	r := &routedAPI{m: m, c: c, hostBefore: hostBefore}
+	for _, z := range m.Zones {
+		r.fronts = append(r.fronts, m.Pod("frontend", z))
+		r.apis = append(r.apis, m.Pod("api", z))
+	}
+	for _, p := range append(slices.Clone(r.fronts), r.apis...) {
+		if _, err := c.CreatePod(ctx, testcluster.PodSpec{Namespace: p.Namespace, Name: p.Name, NodeName: p.Node.Name,
+			IPs: []string{p.IPv4.String(), p.IPv6.String()}, Labels: map[string]string{"app": p.Workload}}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	var err error
+	r.routing, err = StartRouting(ctx, c, m)
+	if err != nil {
+		t.Fatal(err)
+	}
+	dual := corev1.IPFamilyPolicyRequireDualStack
+	svc, err := c.Client.CoreV1().Services(m.AppNS).Create(ctx, &corev1.Service{
+		ObjectMeta: metav1.ObjectMeta{Namespace: m.AppNS, Name: "api"},
+		Spec: corev1.ServiceSpec{Selector: map[string]string{"app": "api"}, IPFamilyPolicy: &dual,
+			IPFamilies: []corev1.IPFamily{corev1.IPv4Protocol, corev1.IPv6Protocol},
+			Ports:      []corev1.ServicePort{{Name: "app", Protocol: corev1.ProtocolUDP, Port: Port}}},
+	}, metav1.CreateOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, s := range svc.Spec.ClusterIPs {
+		r.clusterIPs = append(r.clusterIPs, netip.MustParseAddr(s))
+	}
+	if len(r.clusterIPs) != 2 {
+		t.Fatalf("Service api has ClusterIPs %v, want one IPv4 and one IPv6", r.clusterIPs)
+	}
+	var all []netip.Addr
+	for _, a := range r.apis {
+		all = append(all, a.IPv4, a.IPv6)
+	}
+	r.waitProgrammed(t, func(*Pod) []netip.Addr { return all })
+	return r
+}
+
+// apiKey is the api Service port in kube-proxy's chain names.
+const apiKey = "shop/api/udp/app"
+
+// waitProgrammed waits until the kube-proxy of every frontend's node routes the api Service to want(frontend).
+func (r *routedAPI) waitProgrammed(t *testing.T, want func(front *Pod) []netip.Addr) {
+	t.Helper()
+	for _, f := range r.fronts {
+		ctx, cancel := context.WithTimeout(t.Context(), time.Minute)
+		err := WaitProgrammed(ctx, r.routing.Proxies[f.Node.Name], apiKey, want(f))
+		cancel()
+		if err != nil {
+			t.Fatalf("%v\n%s", err, r.routing.Proxies[f.Node.Name].LogTail())
+		}
 	}
 }
 
@@ -210,6 +234,9 @@ func echoServers(t *testing.T, pods []*Pod) (stop func()) {
 	}
 }
 
+// callRequest is the payload of callService's requests.
+const callRequest = "which endpoint?"
+
 // callService makes n calls from pod p to vip:Port, each from a new socket, and counts the answers by the
 // endpoint address they name. A call without an answer fails the test.
 func callService(t *testing.T, p *Pod, vip netip.Addr, n int) map[netip.Addr]int {
@@ -230,7 +257,7 @@ func callService(t *testing.T, p *Pod, vip netip.Addr, n int) map[netip.Addr]int
 		}
 		buf := make([]byte, 64)
 		c.SetDeadline(time.Now().Add(5 * time.Second))
-		_, err = c.Write([]byte("which endpoint?"))
+		_, err = c.Write([]byte(callRequest))
 		var k int
 		if err == nil {
 			k, err = c.Read(buf)
