@@ -93,7 +93,7 @@ func routingRecipe(version string) modbuild.Recipe[RoutingStamp] {
 		Version:  version,
 		What:     "kube-controller-manager and kube-proxy " + version,
 		// Measured: docs/testcluster.md, Figures.
-		FirstBuild: "first build takes ~10 minutes on 2 cores after the API server's",
+		FirstBuild: "first build takes 1–5 minutes after the API server's (docs/testcluster.md, Figures)",
 		Download:   "nothing new when the API server was built",
 		Key:        routingStampKey(version),
 		Binaries:   []string{ControllerManagerBinary, KubeProxyBinary},
