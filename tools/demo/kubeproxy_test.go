@@ -237,7 +237,8 @@ func echoServers(t *testing.T, pods []*Pod) (stop func()) {
 // callRequest is the payload of callService's requests.
 const callRequest = "which endpoint?"
 
-// callService makes n calls from pod p to vip:Port, each from a new socket, and counts the answers by the
+// callService makes n calls from pod p to vip:Port, each from a new socket on a port not used recently
+// (dialFresh: a fresh conntrack entry, so kube-proxy picks anew), and counts the answers by the
 // endpoint address they name. A call without an answer fails the test.
 func callService(t *testing.T, p *Pod, vip netip.Addr, n int) map[netip.Addr]int {
 	t.Helper()
@@ -247,11 +248,7 @@ func callService(t *testing.T, p *Pod, vip netip.Addr, n int) map[netip.Addr]int
 		src = p.IPv6
 	}
 	for i := 0; i < n; i++ {
-		var c *net.UDPConn
-		err := InNetns(p.Netns, func() (err error) {
-			c, err = net.DialUDP("udp", net.UDPAddrFromAddrPort(netip.AddrPortFrom(src, 0)), net.UDPAddrFromAddrPort(netip.AddrPortFrom(vip, Port)))
-			return err
-		})
+		c, err := dialFresh(p.Netns, src, vip)
 		if err != nil {
 			t.Fatalf("dialling %s from %s: %v", vip, p.Name, err)
 		}

@@ -2,6 +2,7 @@ package demo
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"net/netip"
@@ -9,6 +10,9 @@ import (
 	"slices"
 	"strings"
 	"time"
+
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
 
 	"github.com/zonetoll/zonetoll/testkit/testcluster"
 )
@@ -153,4 +157,104 @@ func serviceChains(ruleset, key string) string {
 		}
 	}
 	return strings.Join(out, "\n")
+}
+
+// APIServicePort is the api Service's port in kube-proxy's chain names (<ns>/<svc>/<proto>/<port name>).
+func (m *Model) APIServicePort() string { return m.AppNS + "/api/udp/app" }
+
+// startRouting starts the EndpointSlice controller and a kube-proxy per node, reads the api Service's
+// ClusterIPs, and waits until the kube-proxy of every node with a frontend routes them to all api pods.
+func (d *Demo) startRouting(ctx context.Context) error {
+	d.say("starting kube-controller-manager (EndpointSlice controllers) and a kube-proxy (nftables) in each node's namespace")
+	r, err := StartRouting(ctx, d.Cluster, d.Model)
+	if err != nil {
+		return err
+	}
+	d.Routing = r
+	svc, err := d.Cluster.Client.CoreV1().Services(d.Model.AppNS).Get(ctx, "api", metav1.GetOptions{})
+	if err != nil {
+		return fmt.Errorf("reading the api Service: %w", err)
+	}
+	for _, s := range svc.Spec.ClusterIPs {
+		a, err := netip.ParseAddr(s)
+		if err != nil {
+			return fmt.Errorf("the api Service's ClusterIP %q: %w", s, err)
+		}
+		if a.Is4() {
+			d.APIClusterIPs[0] = a
+		} else {
+			d.APIClusterIPs[1] = a
+		}
+	}
+	if !d.APIClusterIPs[0].IsValid() || !d.APIClusterIPs[1].IsValid() {
+		return fmt.Errorf("the api Service has ClusterIPs %v, want an IPv4 and an IPv6 one", svc.Spec.ClusterIPs)
+	}
+	var all []netip.Addr
+	for _, z := range d.Model.Zones {
+		a := d.Model.Pod("api", z)
+		all = append(all, a.IPv4, a.IPv6)
+	}
+	return d.waitRouted(ctx, func(string) []netip.Addr { return all })
+}
+
+// waitRouted waits (at most a minute) until the kube-proxy of every frontend's node routes the api
+// Service to want(the frontend's zone).
+func (d *Demo) waitRouted(ctx context.Context, want func(zone string) []netip.Addr) error {
+	for _, z := range d.Model.Zones {
+		n := d.Model.Pod("frontend", z).Node
+		wctx, cancel := context.WithTimeout(ctx, time.Minute)
+		err := WaitProgrammed(wctx, d.Routing.Proxies[n.Name], d.Model.APIServicePort(), want(z))
+		cancel()
+		if err != nil {
+			return fmt.Errorf("waiting for kube-proxy of %s: %w\n%s", n.Name, err, d.Routing.Proxies[n.Name].LogTail())
+		}
+	}
+	return nil
+}
+
+// SameZonePatch is the merge patch of the advice's recommendation `trafficDistribution: PreferSameZone`.
+const SameZonePatch = `{"spec":{"trafficDistribution":"PreferSameZone"}}`
+
+// ApplyAdvice applies the advice (`costcalc advise --format json`) for the api Service through the API,
+// as its user would run the command it prints, and waits until every frontend node's kube-proxy routes
+// the Service only to the api pod of its own zone. It refuses advice that does not recommend
+// PreferSameZone for the api Service.
+func (d *Demo) ApplyAdvice(ctx context.Context, adviceJSON []byte) error {
+	if d.Routing == nil {
+		return errors.New("applying the advice: the demo runs without routing (Options.Routing)")
+	}
+	var adv struct {
+		Services []struct {
+			Namespace      string `json:"namespace"`
+			Service        string `json:"service"`
+			Recommendation *struct {
+				Setting string `json:"setting"`
+			} `json:"recommendation"`
+		} `json:"services"`
+	}
+	if err := json.Unmarshal(adviceJSON, &adv); err != nil {
+		return fmt.Errorf("reading the advice: %w", err)
+	}
+	var setting string
+	for _, s := range adv.Services {
+		if s.Namespace == d.Model.AppNS && s.Service == "api" && s.Recommendation != nil {
+			setting = s.Recommendation.Setting
+		}
+	}
+	if !strings.Contains(setting, "PreferSameZone") {
+		return fmt.Errorf("applying the advice: it recommends %q for %s/api, not trafficDistribution: PreferSameZone", setting, d.Model.AppNS)
+	}
+	d.say("applying the advice: kubectl patch service api -n %s --type merge -p '%s'", d.Model.AppNS, SameZonePatch)
+	if _, err := d.Cluster.Client.CoreV1().Services(d.Model.AppNS).Patch(ctx, "api", types.MergePatchType, []byte(SameZonePatch), metav1.PatchOptions{}); err != nil {
+		return fmt.Errorf("patching Service %s/api: %w", d.Model.AppNS, err)
+	}
+	began := time.Now()
+	if err := d.waitRouted(ctx, func(z string) []netip.Addr {
+		a := d.Model.Pod("api", z)
+		return []netip.Addr{a.IPv4, a.IPv6}
+	}); err != nil {
+		return err
+	}
+	d.say("the api Service was patched to PreferSameZone; %s later every frontend node's kube-proxy routed it in zone", time.Since(began).Round(time.Millisecond))
+	return nil
 }
