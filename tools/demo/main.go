@@ -53,7 +53,11 @@ func Main(ctx context.Context, o MainOptions) (err error) {
 		return err
 	}
 	f1 := FiguresOf(d.Model, p1)
-	PrintPhase(o.Out, d.Model, "Phase 1: the frontend calls the api in every zone", f1)
+	title1 := "Phase 1: the frontend calls the api in every zone"
+	if d.Routing != nil {
+		title1 = "Phase 1: the frontend calls the api Service; kube-proxy spreads the calls over every zone"
+	}
+	PrintPhase(o.Out, d.Model, title1, f1)
 	advised := time.Now()
 	adv, err := d.Advise(ctx, p1.Start.At, p1.End.At, "table")
 	if err != nil {

@@ -206,7 +206,10 @@ func (g *Generator) serve(local netip.Addr, c *net.UDPConn) {
 		if err != nil {
 			return // closed
 		}
-		if n < 2 || g.silent(local) {
+		// While paused, servers stay silent, except to a call through a Service (from a port other than
+		// Port) that was in flight when the pause began: its caller waits for the answer to learn the
+		// endpoint, and at most one such call per caller is ever in flight.
+		if n < 2 || (g.silent(local) && from.Port() == Port) {
 			continue
 		}
 		size := int(binary.BigEndian.Uint16(buf[:2]))
