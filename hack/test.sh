@@ -7,7 +7,9 @@ cd "$(dirname "$0")/.."
 root=$PWD
 mapfile -t mods < <(hack/modules.sh)
 
-step() { printf '\n==> %s\n' "$*"; }
+# Each step's start is stamped with the seconds since the suite began, so a slow step shows in CI's log.
+began=$SECONDS
+step() { printf '\n==> [%4ds] %s\n' "$((SECONDS - began))" "$*"; }
 
 step "gofmt"
 unformatted=$(git ls-files -co --exclude-standard '*.go' | grep -v '_bpfe[lb]\.go$' | xargs -r gofmt -l)
@@ -49,4 +51,5 @@ step "the oldest supported Kubernetes (testcluster.OldestKubernetesVersion): end
 
 step "kernel tests in qemu VMs of Debian's 5.10, 6.1 and 6.12 kernels (docs/kernels.md)"
 hack/kernels.sh || status=1
+step "done (status $status)"
 exit $status

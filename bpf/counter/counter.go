@@ -16,6 +16,7 @@ import (
 	"math"
 	"os"
 	"path/filepath"
+	"runtime"
 	"sync"
 
 	"github.com/cilium/ebpf"
@@ -188,9 +189,9 @@ type Counter struct {
 	settled  bool          // the first Drain took over; leftovers are gone
 	attached bool          // an Attach call succeeded: adopted links it did not claim are leftovers
 	tcx      bool          // tc mode uses tcx links, else clsact filters
-	keys4    []key4
-	keys6    []Key
-	values   []counterFlowValue
+	keys4    [][]key4      // per drain walker (drainMap)
+	keys6    [][]Key
+	values   [][]counterFlowValue
 	closed   bool
 }
 
@@ -352,10 +353,15 @@ func load(cfg Config, log *slog.Logger, mode Mode, tcx bool, spec *ebpf.Collecti
 		lock:     pins.lock,
 		active:   int(cur & 1),
 	}
-	batch := min(cfg.MaxFlows, maxBatch)
-	c.keys4 = make([]key4, batch)
-	c.keys6 = make([]Key, batch)
-	c.values = make([]counterFlowValue, batch)
+	// Drain walks each map with up to maxWalkers threads; together their
+	// buffers hold maxBatch entries, as one walker's did.
+	walkers := min(runtime.GOMAXPROCS(0), maxWalkers)
+	batch := min(int(cfg.MaxFlows), maxBatch/walkers)
+	for range walkers {
+		c.keys4 = append(c.keys4, make([]key4, batch))
+		c.keys6 = append(c.keys6, make([]Key, batch))
+		c.values = append(c.values, make([]counterFlowValue, batch))
+	}
 
 	if !pins.reuse {
 		if err := c.pin(); err != nil {

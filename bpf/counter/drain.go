@@ -4,14 +4,21 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"runtime"
+	"sync"
+	"unsafe"
 
 	"github.com/cilium/ebpf"
+	"golang.org/x/sys/unix"
 )
 
 // maxBatch bounds the entries read per syscall. It must be at least the
 // largest hash bucket (else ENOSPC) and is large enough that syscall overhead
 // is small next to copying entries.
 const maxBatch = 8192
+
+// maxWalkers bounds the threads that read and delete one flow map at once.
+const maxWalkers = 4
 
 // Drain hands every counted flow to fn and removes it from the kernel.
 //
@@ -133,26 +140,105 @@ func (c *Counter) drainReplaced(ctx context.Context, l replacedMap, fn func(Key,
 	}, st)
 }
 
-// drainMap reads and deletes m in batches of len(keys), handing each entry
-// to emit.
-func drainMap[K, V any](ctx context.Context, m *ebpf.Map, keys []K, values []V, emit func(K, V), st *DrainStats) error {
-	var cursor ebpf.MapBatchCursor
+// drainMap reads and deletes m, handing each entry to emit. It splits the
+// map's buckets into len(keys) ranges and walks them at once, one walker per
+// range with its own buffers (keys[i], values[i]), each reading and deleting
+// in batches of len(keys[i]): a batch costs the kernel a bucket lock and two
+// copies per non-empty bucket, which walkers on different CPUs pay in parallel.
+//
+// Each entry is read and deleted in one step under its bucket's lock, so
+// walkers that meet in a bucket cannot both return an entry, and since nothing
+// writes m any more (Drain waited for the programs to leave it), a bucket a
+// walker has passed stays empty: every entry is emitted exactly once. emit is
+// never called concurrently.
+func drainMap[K any](ctx context.Context, m *ebpf.Map, keys [][]K, values [][]counterFlowValue, emit func(K, counterFlowValue), st *DrainStats) error {
+	// A hash map has max_entries rounded up to a power of two buckets
+	// (htab_map_alloc). Were that ever not so, the ranges would only be
+	// uneven: the last walker goes on to the end of the map.
+	buckets := uint64(1)
+	for buckets < uint64(m.MaxEntries()) {
+		buckets <<= 1
+	}
+	walkers := min(len(keys), len(values))
+	var mu sync.Mutex
+	walk := func(i int) error {
+		from := uint32(buckets * uint64(i) / uint64(walkers))
+		to := uint32(buckets * uint64(i+1) / uint64(walkers))
+		last := i == walkers-1
+		return walkBuckets(ctx, m, from, to, last, keys[i], values[i], func(ks []K, vs []counterFlowValue) {
+			mu.Lock()
+			defer mu.Unlock()
+			st.Batches++
+			st.Flows += len(ks)
+			for j := range ks {
+				emit(ks[j], vs[j])
+			}
+		})
+	}
+	if walkers == 1 {
+		return walk(0)
+	}
+	errs := make([]error, walkers)
+	var wg sync.WaitGroup
+	for i := range walkers {
+		wg.Go(func() { errs[i] = walk(i) })
+	}
+	wg.Wait()
+	return errors.Join(errs...)
+}
+
+// batchAttr is the part of union bpf_attr that the BPF_MAP_*_BATCH commands
+// read.
+type batchAttr struct {
+	InBatch, OutBatch uint64 // pointers to the cursor: a hash map's bucket index (u32)
+	Keys, Values      uint64
+	Count, MapFd      uint32
+	ElemFlags, Flags  uint64
+}
+
+// walkBuckets reads and deletes m's entries from bucket from on, in batches
+// of len(keys), until a batch ends at or past bucket to (or, for the last
+// range, at the end of the map). cilium/ebpf's BatchLookupAndDelete cannot
+// start at a bucket (its cursor is opaque), so this is the system call itself.
+func walkBuckets[K any](ctx context.Context, m *ebpf.Map, from, to uint32, last bool, keys []K, values []counterFlowValue, got func([]K, []counterFlowValue)) error {
+	if len(keys) == 0 || len(values) < len(keys) {
+		return fmt.Errorf("walking map buckets: %d keys and %d values of buffer", len(keys), len(values))
+	}
+	if want := uintptr(m.KeySize()); unsafe.Sizeof(keys[0]) != want {
+		return fmt.Errorf("walking map buckets: key of %d bytes, the map's are %d", unsafe.Sizeof(keys[0]), want)
+	}
+	if want := uintptr(m.ValueSize()); unsafe.Sizeof(values[0]) != want {
+		return fmt.Errorf("walking map buckets: value of %d bytes, the map's are %d", unsafe.Sizeof(values[0]), want)
+	}
+	in, out := from, uint32(0)
 	for {
 		if err := ctx.Err(); err != nil {
 			return err
 		}
-		n, err := m.BatchLookupAndDelete(&cursor, keys, values, nil)
-		st.Batches++
-		for i := range n {
-			emit(keys[i], values[i])
+		attr := batchAttr{
+			InBatch:  uint64(uintptr(unsafe.Pointer(&in))),
+			OutBatch: uint64(uintptr(unsafe.Pointer(&out))),
+			Keys:     uint64(uintptr(unsafe.Pointer(&keys[0]))),
+			Values:   uint64(uintptr(unsafe.Pointer(&values[0]))),
+			Count:    uint32(len(keys)),
+			MapFd:    uint32(m.FD()),
 		}
-		st.Flows += n
-		// The last batch reports ErrKeyNotExist and may still carry entries.
-		if errors.Is(err, ebpf.ErrKeyNotExist) {
+		_, _, errno := unix.Syscall(unix.SYS_BPF, unix.BPF_MAP_LOOKUP_AND_DELETE_BATCH, uintptr(unsafe.Pointer(&attr)), unsafe.Sizeof(attr))
+		runtime.KeepAlive(keys)
+		runtime.KeepAlive(values)
+		runtime.KeepAlive(m)
+		n := int(attr.Count) // the kernel writes back how many it filled
+		if n > 0 {
+			got(keys[:n], values[:n])
+		}
+		switch {
+		case errno == unix.ENOENT: // the end of the map; the last batch may still carry entries
+			return nil
+		case errno != 0:
+			return fmt.Errorf("batch lookup and delete from bucket %d: %w", in, errno)
+		case !last && out >= to:
 			return nil
 		}
-		if err != nil {
-			return fmt.Errorf("batch lookup and delete: %w", err)
-		}
+		in = out
 	}
 }

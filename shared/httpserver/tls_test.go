@@ -1,17 +1,9 @@
 package httpserver
 
 import (
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
 	"crypto/tls"
 	"crypto/x509"
-	"crypto/x509/pkix"
-	"encoding/pem"
-	"math/big"
-	"net"
 	"net/http"
-	"os"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -20,39 +12,20 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/zonetoll/zonetoll/shared/logging"
+	"github.com/zonetoll/zonetoll/testkit/tlstest"
 )
 
-// writeCert writes a self-signed certificate for 127.0.0.1 named cn, and returns its pool.
+// writeCert writes a server certificate for 127.0.0.1 signed by a new CA named cn, as tls.crt and
+// tls.key in dir, and returns the pool of that CA.
 func writeCert(t *testing.T, dir, cn string) (certFile, keyFile string, pool *x509.CertPool) {
 	t.Helper()
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	tmpl := &x509.Certificate{
-		SerialNumber: big.NewInt(time.Now().UnixNano()), Subject: pkix.Name{CommonName: cn},
-		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour),
-		IPAddresses: []net.IP{net.ParseIP("127.0.0.1")}, IsCA: true, BasicConstraintsValid: true,
-		KeyUsage: x509.KeyUsageDigitalSignature | x509.KeyUsageCertSign, ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
-	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	kder, err := x509.MarshalECPrivateKey(key)
-	if err != nil {
-		t.Fatal(err)
-	}
+	ca := tlstest.NewCA(t, cn)
+	certPEM, keyPEM := ca.ServerPEM(t)
 	certFile, keyFile = filepath.Join(dir, "tls.crt"), filepath.Join(dir, "tls.key")
-	if err := os.WriteFile(certFile, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(keyFile, pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: kder}), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	cert, _ := x509.ParseCertificate(der)
+	tlstest.WriteFile(t, certFile, certPEM)
+	tlstest.WriteFile(t, keyFile, keyPEM)
 	pool = x509.NewCertPool()
-	pool.AddCert(cert)
+	pool.AddCert(ca.Cert)
 	return certFile, keyFile, pool
 }
 
@@ -74,7 +47,7 @@ func TestTLSServesAndReloadsCertificate(t *testing.T) {
 		if resp.StatusCode != http.StatusOK {
 			t.Fatalf("GET /healthz over TLS: %d", resp.StatusCode)
 		}
-		return resp.TLS.PeerCertificates[0].Subject.CommonName, nil
+		return resp.TLS.PeerCertificates[0].Issuer.CommonName, nil
 	}
 	if cn, err := peer(pool1); err != nil || cn != "first" {
 		t.Fatalf("TLS with the first certificate: %q, %v", cn, err)

@@ -69,10 +69,17 @@ type Spec[C any] struct {
 	Name  string // the service name: binary, metrics label, log field
 	Usage string // one line for --help
 	// Run runs the service until ctx is done, then stops its work and returns. It must return within the
-	// HTTP shutdown timeout after ctx is done. A returned error stops the process with exit code 1.
+	// HTTP shutdown timeout after ctx is done (with ServeThroughShutdown: within the pod's termination
+	// grace). A returned error stops the process with exit code 1.
 	Run func(ctx context.Context, cfg *C, env Env) error
 	// Kubernetes adds --kubeconfig to `run` and sends client-go's klog output to the service's logger.
 	Kubernetes bool
+	// ServeThroughShutdown keeps the HTTP server (/metrics, /healthz, the service's routes) serving
+	// after SIGTERM until Run returns, instead of shutting it down at once: Run then owns the order of
+	// its shutdown (the flowserver stops taking reports, saves its state, and serves a last scrape).
+	// Run should fail /readyz itself when it begins, and its whole shutdown must fit the pod's
+	// terminationGracePeriodSeconds.
+	ServeThroughShutdown bool
 	// Commands are further one-shot subcommands (costcalc's estimate and report).
 	Commands []*cli.Command
 	// Stdout and Stderr default to the process's; tests set them.
@@ -222,8 +229,14 @@ func runService[C any, PC interface {
 		return nil
 	})
 	env := Env{Info: info, Logger: log, Registry: reg, Server: srv, Kubeconfig: kubeconfig, Started: func() { started.Store(true) }}
+	serveCtx, stopServing := ctx, cancel
+	if spec.ServeThroughShutdown {
+		// Ended when Run returns (or fails), not by the signal.
+		serveCtx, stopServing = context.WithCancel(context.WithoutCancel(ctx))
+		defer stopServing()
+	}
 	serveErr := make(chan error, 1)
-	go func() { serveErr <- srv.Serve(ctx) }()
+	go func() { serveErr <- srv.Serve(serveCtx) }()
 	runErr := make(chan error, 1)
 	go func() { runErr <- spec.Run(ctx, (*C)(cfg), env) }()
 
@@ -234,6 +247,7 @@ func runService[C any, PC interface {
 			errs = append(errs, fmt.Errorf("running %s: %w", spec.Name, err))
 		}
 		cancel()
+		stopServing()
 		if err := <-serveErr; err != nil {
 			errs = append(errs, err)
 		}

@@ -185,3 +185,46 @@ func TestSIGTERM(t *testing.T) {
 		t.Errorf("child log lacks a clean stop:\n%s", log.String())
 	}
 }
+
+// TestServeThroughShutdown: with ServeThroughShutdown, the HTTP server keeps answering after the
+// service's context ends, until Run returns (without it, it shuts down at once and the later GETs
+// fail: checked by hand when written).
+func TestServeThroughShutdown(t *testing.T) {
+	t.Setenv("ZONETOLL_HTTP_LISTEN_ADDRESS", "127.0.0.1:0")
+	var out bytes.Buffer
+	afterCancel := make(chan error, 1)
+	spec := Spec[testConfig]{
+		Name: "testsvc", Stdout: &out, Stderr: &out, ServeThroughShutdown: true,
+		Run: func(ctx context.Context, cfg *testConfig, env Env) error {
+			env.Started()
+			<-ctx.Done()
+			// What scrapes during the service's own shutdown get.
+			var err error
+			for range 10 {
+				time.Sleep(20 * time.Millisecond)
+				var resp *http.Response
+				if resp, err = http.Get("http://" + env.Server.Addr().String() + "/healthz"); err != nil {
+					break
+				}
+				resp.Body.Close()
+				if resp.StatusCode != http.StatusOK {
+					err = fmt.Errorf("/healthz = %d", resp.StatusCode)
+					break
+				}
+			}
+			afterCancel <- err
+			return nil
+		},
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	code := make(chan int, 1)
+	go func() { code <- Main(ctx, spec, []string{"testsvc", "run"}) }()
+	time.Sleep(50 * time.Millisecond) // not an assertion: lets Run reach its wait
+	cancel()
+	if err := <-afterCancel; err != nil {
+		t.Errorf("/healthz after the context ended: %v", err)
+	}
+	if c := <-code; c != ExitOK {
+		t.Errorf("exit %d: %s", c, out.String())
+	}
+}

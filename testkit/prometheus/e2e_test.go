@@ -80,22 +80,8 @@ func perZoneEndToEnd(t *testing.T) {
 		t.Fatalf("refusing to run Prometheus outside a loopback-only namespace: %v", err)
 	}
 	bins := BinariesT(t)
-	c := testcluster.StartT(t, testcluster.Options{})
-	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
-	t.Cleanup(cancel)
-
 	const ns = "apps"
-	if _, err := c.CreateNamespace(ctx, ns); err != nil {
-		t.Fatal(err)
-	}
-	for _, n := range []testcluster.NodeSpec{
-		{Name: "node-a", Zone: "zone-a", Region: "region-1", InternalIPs: []string{"198.18.1.1"}},
-		{Name: "node-b", Zone: "zone-b", Region: "region-1", InternalIPs: []string{"198.18.2.1"}},
-	} {
-		if _, err := c.CreateNode(ctx, n); err != nil {
-			t.Fatal(err)
-		}
-	}
+	c, ctx := zonedCluster(t, []string{ns}, nodeA, nodeB)
 	// Pods created already labelled, as zonelabeler leaves them.
 	pods := map[string]struct{ node, zone, ip string }{
 		"a-1": {"node-a", "zone-a", "198.18.1.10"},
@@ -111,13 +97,7 @@ func perZoneEndToEnd(t *testing.T) {
 		}
 		annotate(ctx, t, c, ns, name, map[string]string{"prometheus.io/scrape": "true", "prometheus.io/port": "9100"})
 	}
-	access, err := c.ServiceAccount(ctx, testcluster.ServiceAccountSpec{
-		Namespace: ns, Name: "prometheus-zone",
-		ClusterRules: []rbacv1.PolicyRule{{APIGroups: []string{""}, Resources: []string{"pods"}, Verbs: []string{"get", "list", "watch"}}},
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
+	access := podReader(ctx, t, c, ns, "prometheus-zone")
 	kubeconfig := writeTokenKubeconfig(t, access)
 
 	servers := map[string]string{}
@@ -136,6 +116,47 @@ func perZoneEndToEnd(t *testing.T) {
 		t.Fatal(err)
 	}
 	waitForPods(ctx, t, servers, map[string][]string{"zone-a": {"a-1", "a-2", "b-1"}, "zone-b": nil})
+}
+
+// Nodes of the zone tests.
+var (
+	nodeA = testcluster.NodeSpec{Name: "node-a", Zone: "zone-a", Region: "region-1", InternalIPs: []string{"198.18.1.1"}}
+	nodeB = testcluster.NodeSpec{Name: "node-b", Zone: "zone-b", Region: "region-1", InternalIPs: []string{"198.18.2.1"}}
+)
+
+// zonedCluster starts a test cluster holding namespaces and nodes, and returns it with a context that
+// ends with the test (3 minutes at most).
+func zonedCluster(t *testing.T, namespaces []string, nodes ...testcluster.NodeSpec) (*testcluster.Cluster, context.Context) {
+	t.Helper()
+	c := testcluster.StartT(t, testcluster.Options{})
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	// Not deferred: parallel subtests run after the test function returns.
+	t.Cleanup(cancel)
+	for _, ns := range namespaces {
+		if _, err := c.CreateNamespace(ctx, ns); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, n := range nodes {
+		if _, err := c.CreateNode(ctx, n); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return c, ctx
+}
+
+// podReader is the service account ns/name of a per-zone server, with exactly the RBAC
+// docs/zonelabeler.md tells users to grant it.
+func podReader(ctx context.Context, t *testing.T, c *testcluster.Cluster, ns, name string) *testcluster.ServiceAccountAccess {
+	t.Helper()
+	access, err := c.ServiceAccount(ctx, testcluster.ServiceAccountSpec{
+		Namespace: ns, Name: name,
+		ClusterRules: []rbacv1.PolicyRule{{APIGroups: []string{""}, Resources: []string{"pods"}, Verbs: []string{"get", "list", "watch"}}},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return access
 }
 
 func annotate(ctx context.Context, t *testing.T, c *testcluster.Cluster, ns, name string, annotations map[string]string) {

@@ -16,9 +16,6 @@ import (
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
-	rbacv1 "k8s.io/api/rbac/v1"
-	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/apimachinery/pkg/util/yaml"
 	"k8s.io/client-go/tools/clientcmd"
 	clientcmdapi "k8s.io/client-go/tools/clientcmd/api"
@@ -223,6 +220,18 @@ type examplePod struct {
 	phase          corev1.PodPhase
 }
 
+// zoneAPods are the pods on node-a each example must sort out: scraped over IPv4 and over IPv6, on a
+// path of its own, not opted in, failed.
+func zoneAPods(scrape map[string]string) []examplePod {
+	return []examplePod{
+		{name: "a-v4", node: "node-a", ip: "198.18.1.10", annotations: scrape},
+		{name: "a-v6", node: "node-a", ip: "fd00:0:0:1::10", annotations: scrape},
+		{name: "a-path", node: "node-a", ip: "198.18.1.11", annotations: map[string]string{"prometheus.io/scrape": "true", "prometheus.io/path": "/stats"}},
+		{name: "a-no-optin", node: "node-a", ip: "198.18.1.12"},
+		{name: "a-failed", node: "node-a", ip: "198.18.1.13", annotations: scrape, phase: corev1.PodFailed},
+	}
+}
+
 // TestExamplesKeepOnlyOwnZone runs the real Kubernetes service discovery of
 // both examples against a real API server (promtool check service-discovery
 // discovers and relabels without scraping, so no traffic goes to pod IPs)
@@ -230,39 +239,20 @@ type examplePod struct {
 // zone, with the right address and labels.
 func TestExamplesKeepOnlyOwnZone(t *testing.T) {
 	bins := BinariesT(t)
-	c := testcluster.StartT(t, testcluster.Options{})
-	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
-	// Not deferred: the parallel subtests run after this function returns.
-	t.Cleanup(cancel)
-
 	const ns = "apps"
-	if _, err := c.CreateNamespace(ctx, ns); err != nil {
-		t.Fatal(err)
-	}
-	nodes := []testcluster.NodeSpec{
-		{Name: "node-a", Zone: "zone-a", Region: "region-1", InternalIPs: []string{"198.18.1.1"}},
-		{Name: "node-b", Zone: "zone-b", Region: "region-1", InternalIPs: []string{"198.18.2.1"}},
-		// A node without zone label: its pods get none either.
-		{Name: "node-x", InternalIPs: []string{"198.18.3.1"}},
-	}
+	// A node without zone label: its pods get none either.
+	nodeX := testcluster.NodeSpec{Name: "node-x", InternalIPs: []string{"198.18.3.1"}}
+	c, ctx := zonedCluster(t, []string{ns}, nodeA, nodeB, nodeX)
 	zoneOf := map[string]string{}
-	for _, n := range nodes {
-		if _, err := c.CreateNode(ctx, n); err != nil {
-			t.Fatal(err)
-		}
+	for _, n := range []testcluster.NodeSpec{nodeA, nodeB, nodeX} {
 		zoneOf[n.Name] = n.Zone
 	}
 	scrape := map[string]string{"prometheus.io/scrape": "true", "prometheus.io/port": "9100"}
-	pods := []examplePod{
-		{name: "a-v4", node: "node-a", ip: "198.18.1.10", annotations: scrape},
-		{name: "a-v6", node: "node-a", ip: "fd00:0:0:1::10", annotations: scrape},
-		{name: "a-path", node: "node-a", ip: "198.18.1.11", annotations: map[string]string{"prometheus.io/scrape": "true", "prometheus.io/path": "/stats"}},
-		{name: "a-no-optin", node: "node-a", ip: "198.18.1.12"},
-		{name: "a-failed", node: "node-a", ip: "198.18.1.13", annotations: scrape, phase: corev1.PodFailed},
-		{name: "b-v4", node: "node-b", ip: "198.18.2.10", annotations: scrape},
-		{name: "b-v6", node: "node-b", ip: "fd00:0:0:2::10", annotations: scrape},
-		{name: "x-unlabelled", node: "node-x", ip: "198.18.3.10", annotations: scrape},
-	}
+	pods := append(zoneAPods(scrape),
+		examplePod{name: "b-v4", node: "node-b", ip: "198.18.2.10", annotations: scrape},
+		examplePod{name: "b-v6", node: "node-b", ip: "fd00:0:0:2::10", annotations: scrape},
+		examplePod{name: "x-unlabelled", node: "node-x", ip: "198.18.3.10", annotations: scrape},
+	)
 	for _, p := range pods {
 		labels := map[string]string{"app": p.name}
 		if z := zoneOf[p.node]; z != "" {
@@ -275,26 +265,13 @@ func TestExamplesKeepOnlyOwnZone(t *testing.T) {
 			t.Fatal(err)
 		}
 		if len(p.annotations) > 0 {
-			patch, err := json.Marshal(map[string]any{"metadata": map[string]any{"annotations": p.annotations}})
-			if err != nil {
-				t.Fatal(err)
-			}
-			if _, err := c.Client.CoreV1().Pods(ns).Patch(ctx, p.name, types.MergePatchType, patch,
-				metav1.PatchOptions{FieldManager: testcluster.FieldManager}); err != nil {
-				t.Fatalf("annotating pod %s: %v", p.name, err)
-			}
+			annotate(ctx, t, c, ns, p.name, p.annotations)
 		}
 	}
 
 	// Discovery runs with exactly the permissions docs/zonelabeler.md tells
 	// users to grant a per-zone server, not as an admin.
-	access, err := c.ServiceAccount(ctx, testcluster.ServiceAccountSpec{
-		Namespace: ns, Name: "prometheus-zone",
-		ClusterRules: []rbacv1.PolicyRule{{APIGroups: []string{""}, Resources: []string{"pods"}, Verbs: []string{"get", "list", "watch"}}},
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
+	access := podReader(ctx, t, c, ns, "prometheus-zone")
 	kubeconfig := writeTokenKubeconfig(t, access)
 
 	// What a user checks on each server's /targets page: pod -> address,

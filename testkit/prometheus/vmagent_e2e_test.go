@@ -17,8 +17,6 @@ import (
 	"testing"
 	"time"
 
-	corev1 "k8s.io/api/core/v1"
-	rbacv1 "k8s.io/api/rbac/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
 
@@ -81,27 +79,11 @@ func perZoneVMAgentEndToEnd(t *testing.T) {
 	if vmagentBin == "" || labelerBin == "" {
 		t.Fatalf("child run without %s or %s", e2eVMAgentEnv, e2eLabelerEnv)
 	}
-	c := testcluster.StartT(t, testcluster.Options{})
-	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
-	t.Cleanup(cancel)
-
 	const ns = "apps"
-	for _, name := range []string{ns, "monitoring"} {
-		if _, err := c.CreateNamespace(ctx, name); err != nil {
-			t.Fatal(err)
-		}
-	}
-	for _, n := range []testcluster.NodeSpec{
-		{Name: "node-a", Zone: "zone-a", Region: "region-1", InternalIPs: []string{"198.18.1.1"}},
-		{Name: "node-b", Zone: "zone-b", Region: "region-1", InternalIPs: []string{"198.18.2.1"}},
-		{Name: "node-c", Zone: "zone-c", Region: "region-1", InternalIPs: []string{"198.18.3.1"}},
+	c, ctx := zonedCluster(t, []string{ns, "monitoring"}, nodeA, nodeB,
+		testcluster.NodeSpec{Name: "node-c", Zone: "zone-c", Region: "region-1", InternalIPs: []string{"198.18.3.1"}},
 		// A node without zone label: the labeler gives its pods none.
-		{Name: "node-x", InternalIPs: []string{"198.18.4.1"}},
-	} {
-		if _, err := c.CreateNode(ctx, n); err != nil {
-			t.Fatal(err)
-		}
-	}
+		testcluster.NodeSpec{Name: "node-x", InternalIPs: []string{"198.18.4.1"}})
 	startLabeler(ctx, t, labelerBin, c.Kubeconfig)
 
 	scrape := map[string]string{"prometheus.io/scrape": "true", "prometheus.io/port": "9100"}
@@ -117,28 +99,17 @@ func perZoneVMAgentEndToEnd(t *testing.T) {
 			annotate(ctx, t, c, ns, p.name, p.annotations)
 		}
 	}
-	for _, p := range []examplePod{
-		{name: "a-v4", node: "node-a", ip: "198.18.1.10", annotations: scrape},
-		{name: "a-v6", node: "node-a", ip: "fd00:0:0:1::10", annotations: scrape},
-		{name: "a-path", node: "node-a", ip: "198.18.1.11", annotations: map[string]string{"prometheus.io/scrape": "true", "prometheus.io/path": "/stats"}},
-		{name: "a-no-optin", node: "node-a", ip: "198.18.1.12"},
-		{name: "a-failed", node: "node-a", ip: "198.18.1.13", annotations: scrape, phase: corev1.PodFailed},
-		{name: "b-1", node: "node-b", ip: "198.18.2.10", annotations: scrape},
-		{name: "c-1", node: "node-c", ip: "198.18.3.10", annotations: scrape},
-		{name: "x-unlabelled", node: "node-x", ip: "198.18.4.10", annotations: scrape},
-	} {
+	for _, p := range append(zoneAPods(scrape),
+		examplePod{name: "b-1", node: "node-b", ip: "198.18.2.10", annotations: scrape},
+		examplePod{name: "c-1", node: "node-c", ip: "198.18.3.10", annotations: scrape},
+		examplePod{name: "x-unlabelled", node: "node-x", ip: "198.18.4.10", annotations: scrape},
+	) {
 		create(p)
 	}
 
 	// vmagent runs as a per-zone server's service account with exactly the
 	// RBAC docs/zonelabeler.md lists, found where a pod would have it.
-	access, err := c.ServiceAccount(ctx, testcluster.ServiceAccountSpec{
-		Namespace: "monitoring", Name: "vmagent-zone",
-		ClusterRules: []rbacv1.PolicyRule{{APIGroups: []string{""}, Resources: []string{"pods"}, Verbs: []string{"get", "list", "watch"}}},
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
+	access := podReader(ctx, t, c, "monitoring", "vmagent-zone")
 	mountServiceAccount(t, access, "monitoring")
 	api, err := url.Parse(access.Config.Host)
 	if err != nil {

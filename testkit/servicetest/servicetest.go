@@ -105,18 +105,29 @@ func Start[C any, PC interface {
 	return &Service{URL: "http://" + addr, stop: stop, out: out}
 }
 
+// Run runs the command line of spec with args (what follows the command's name) to its end, as
+// `<service> args...` would, and returns its exit code and what it wrote to standard output and error.
+func Run[C any, PC interface {
+	*C
+	servicecmd.Configurer
+}](spec servicecmd.Spec[C], args ...string) (int, string) {
+	var out bytes.Buffer
+	spec.Stdout, spec.Stderr = &out, &out
+	code := servicecmd.Main[C, PC](context.Background(), spec, append([]string{spec.Name}, args...))
+	return code, out.String()
+}
+
 // Help returns the output of `<service> run --help`.
 func Help[C any, PC interface {
 	*C
 	servicecmd.Configurer
 }](t gate.TB, spec servicecmd.Spec[C]) string {
 	t.Helper()
-	var out bytes.Buffer
-	spec.Stdout, spec.Stderr = &out, &out
-	if code := servicecmd.Main[C, PC](context.Background(), spec, []string{spec.Name, "run", "--help"}); code != servicecmd.ExitOK {
-		t.Fatalf("%s run --help exited %d: %s", spec.Name, code, out.String())
+	code, out := Run[C, PC](spec, "run", "--help")
+	if code != servicecmd.ExitOK {
+		t.Fatalf("%s run --help exited %d: %s", spec.Name, code, out)
 	}
-	return out.String()
+	return out
 }
 
 // HelpLists fails t for every variable of want that `run --help` does not list.

@@ -40,6 +40,13 @@ func populate(ctx context.Context, c *testcluster.Cluster, m *Model, repo, dir s
 		if err != nil {
 			return nil, fmt.Errorf("reading the RBAC of %s's manifests: %w", name, err)
 		}
+		if name == "flowserver" {
+			zoneRules, err := dedupeRules(ctx, c, repo, m.Zones)
+			if err != nil {
+				return nil, err
+			}
+			rules = append(rules, zoneRules...)
+		}
 		spec := testcluster.ServiceAccountSpec{Namespace: ToolNamespace, Name: name, Rules: rules, ClusterRules: clusterRules}
 		spec.ExpirationSeconds = 24 * 3600
 		sa, err := c.ServiceAccount(ctx, spec)

@@ -61,17 +61,16 @@ type Demo struct {
 	Routing       *Routing
 	APIClusterIPs [2]netip.Addr
 	Events        []string // what happened, for the output and the test
-	// RestartSent is, per node whose agent was restarted, the datagrams its pods and the node sent
-	// between the kill and the new agent's readiness: what only the pinned program could count.
-	RestartSent map[string]uint64
+	// Restarts is every restart of a service during the phases, in order (restarts.go).
+	Restarts []Restart
 
 	opts     Options
 	progress io.Writer
 	bpffs    string
-	// before holds, per zone, the flowserver's counters from its earlier lives (it keeps them in memory only).
-	before map[string]metricstest.Samples
-	phases int
-	began  time.Time
+	phases   int
+	began    time.Time
+	// promStarted is when Prometheus started, before any traffic: the counters' totals start there.
+	promStarted time.Time
 }
 
 func (d *Demo) say(format string, args ...any) {
@@ -103,7 +102,7 @@ func Start(ctx context.Context, opts Options) (_ *Demo, err error) {
 		opts.OutDir = filepath.Join(cache, "zonetoll", "demo")
 	}
 	d := &Demo{opts: opts, progress: opts.Progress, Servers: map[string]*Proc{}, Agents: map[string]*Proc{},
-		Costcalcs: map[string]*Proc{}, FlowLogs: map[string]string{}, before: map[string]metricstest.Samples{}, began: time.Now()}
+		Costcalcs: map[string]*Proc{}, FlowLogs: map[string]string{}, began: time.Now()}
 	if left := RemoveLeftovers(NameBase); len(left) > 0 {
 		d.say("removed %d leftovers of an earlier run that was killed: %s", len(left), strings.Join(left, ", "))
 	}
@@ -237,6 +236,13 @@ func (d *Demo) startServices(ctx context.Context, accounts map[string]Account) e
 			"ZONETOLL_ZONE=" + z, "ZONETOLL_NAMESPACE=" + ToolNamespace, "ZONETOLL_CIDRS_FILE=" + cidrs,
 			"ZONETOLL_FLOW_LOG_OUTPUT=" + d.FlowLogs[z],
 			"ZONETOLL_HTTP_TLS_CERT_FILE=" + d.TLS.CertFile, "ZONETOLL_HTTP_TLS_KEY_FILE=" + d.TLS.KeyFile,
+			// The demo's agents are processes, not pods: they share one token bound to no pod, which
+			// the flowserver refuses by default (a pod's own projected token names its node).
+			"ZONETOLL_AUTH_ALLOW_UNBOUND_TOKENS=true",
+			// On SIGTERM /metrics stays up this long for a last scrape by Prometheus and costcalc (restarts.go;
+			// the default, 30 s, is a Prometheus scrape interval and past Proc.Stop's 30 s SIGKILL).
+			MetricsGraceSetting + "=" + MetricsGrace.String(),
+			"ZONETOLL_DEDUPE_CONFIG_MAP=" + DedupeConfigMap,
 		}, "run", "--kubeconfig", accounts["flowserver"].Kubeconfig)
 		if err != nil {
 			return err
@@ -290,7 +296,7 @@ func (d *Demo) startServices(ctx context.Context, accounts map[string]Account) e
 	for _, cloud := range Clouds {
 		p, err := d.proc("costcalc-"+cloud, d.bin("costcalc"), []string{
 			"ZONETOLL_TARGETS=" + strings.Join(targets, ","), "ZONETOLL_PRICES_CLOUD=" + cloud,
-			"ZONETOLL_SCRAPE_INTERVAL=1s", "ZONETOLL_SCRAPE_TIMEOUT=900ms", "ZONETOLL_SCRAPE_CA_FILE=" + d.TLS.CAFile,
+			"ZONETOLL_SCRAPE_INTERVAL=" + ScrapeInterval.String(), "ZONETOLL_SCRAPE_TIMEOUT=" + ScrapeTimeout.String(), "ZONETOLL_SCRAPE_CA_FILE=" + d.TLS.CAFile,
 		}, "run")
 		if err != nil {
 			return err
@@ -302,6 +308,7 @@ func (d *Demo) startServices(ctx context.Context, accounts map[string]Account) e
 	}
 
 	d.say("starting Prometheus (%s)", PrometheusBinary)
+	d.promStarted = time.Now()
 	if d.Prom, err = d.startPrometheus(ctx); err != nil {
 		return err
 	}
@@ -324,7 +331,7 @@ func (d *Demo) startPrometheus(ctx context.Context) (*Proc, error) {
 	}
 	jobs["zonelabeler"] = []string{d.Labeler.Addr}
 	var b strings.Builder
-	b.WriteString("global:\n  scrape_interval: 1s\n  scrape_timeout: 900ms\nscrape_configs:\n")
+	fmt.Fprintf(&b, "global:\n  scrape_interval: %s\n  scrape_timeout: %s\nscrape_configs:\n", promDuration(ScrapeInterval), promDuration(ScrapeTimeout))
 	names := make([]string, 0, len(jobs))
 	for j := range jobs {
 		names = append(names, j)
@@ -359,33 +366,26 @@ func (d *Demo) startPrometheus(ctx context.Context) (*Proc, error) {
 	return p, nil
 }
 
-// Snapshot is the cumulative state at one moment: what the generator sent, what each flowserver counted
-// over all its lives, and what each costcalc run counted.
+// Snapshot is the cumulative state at one moment: what the generator sent, and what each flowserver,
+// costcalc run and agent counted over all its lives as Prometheus has it (promread.go).
 type Snapshot struct {
 	At       time.Time
 	Sent     map[[2]netip.Addr]PairCount
 	Servers  map[string]metricstest.Samples // by zone
 	Costs    map[string]metricstest.Samples // by cloud
+	Agents   map[string]metricstest.Samples // by node
 	AgentPID map[string]int
 }
 
-// Snap scrapes every flowserver and costcalc.
+// Snap reads the ledger and the counters in Prometheus.
 func (d *Demo) Snap(ctx context.Context) (*Snapshot, error) {
-	s := &Snapshot{At: time.Now(), Sent: d.Gen.Ledger.Snapshot(), Servers: map[string]metricstest.Samples{}, Costs: map[string]metricstest.Samples{}, AgentPID: map[string]int{}}
-	for z, p := range d.Servers {
-		sc, err := p.Fetch(ctx)
-		if err != nil {
-			return nil, err
-		}
-		s.Servers[z] = d.before[z].Plus(sc)
+	at := time.Now()
+	s := &Snapshot{At: at, Sent: d.Gen.Ledger.Snapshot(), AgentPID: map[string]int{}}
+	c, err := d.PromCounters(ctx, at)
+	if err != nil {
+		return nil, err
 	}
-	for c, p := range d.Costcalcs {
-		sc, err := p.Fetch(ctx)
-		if err != nil {
-			return nil, err
-		}
-		s.Costs[c] = sc
-	}
+	s.Servers, s.Costs, s.Agents = c.Servers, c.Costs, c.Agents
 	for n, p := range d.Agents {
 		s.AgentPID[n] = p.PID()
 	}
@@ -426,14 +426,6 @@ func (p *Phase) Cost(cloud string) metricstest.Samples {
 	return p.End.Costs[cloud].Minus(p.Start.Costs[cloud])
 }
 
-// Disruption is something done to the services while traffic flows.
-type Disruption struct {
-	At   time.Duration // into the phase
-	What string        // "restart-agent" or "restart-flowserver"
-	Node string        // agent's node
-	Zone string        // flowserver's zone
-}
-
 // RunPhase drives phase n's calls for dur (disrupting the services as asked), then waits until every
 // report is in and every costcalc has scraped it, and returns the phase's snapshots.
 func (d *Demo) RunPhase(ctx context.Context, n int, dur time.Duration, disrupt []Disruption) (*Phase, error) {
@@ -456,16 +448,7 @@ func (d *Demo) RunPhase(ctx context.Context, n int, dur time.Duration, disrupt [
 		case <-ctx.Done():
 			return nil, ctx.Err()
 		}
-		var err error
-		switch x.What {
-		case "restart-agent":
-			err = d.restartAgent(ctx, x.Node)
-		case "restart-flowserver":
-			err = d.restartServer(ctx, x.Zone)
-		default:
-			err = fmt.Errorf("unknown disruption %q", x.What)
-		}
-		if err != nil {
+		if err := d.disrupt(ctx, x); err != nil {
 			return nil, err
 		}
 	}
@@ -496,56 +479,71 @@ wait:
 	return &Phase{N: n, Start: start, End: end, Calls: calls, Sending: sending}, nil
 }
 
-// settle waits until each flowserver counted every byte the generator sent from its zone (or, if bytes
-// are missing, until nothing changes for a while, so the caller sees the difference), then for two more
-// costcalc and Prometheus scrapes.
+// settle waits until Prometheus has, from the flowservers, every byte the generator sent from each zone
+// (or, if bytes are missing, until nothing changes for a while, so the caller sees the difference), then
+// until Prometheus has from every costcalc run three more rounds of successful scrapes of the
+// flowservers: at least one of them began after the flowservers served their final counters (Prometheus'
+// last samples of costcalc and of the flowservers may be a round apart), and Prometheus has what costcalc
+// made of it.
 func (d *Demo) settle(ctx context.Context) error {
 	deadline := time.Now().Add(60 * time.Second)
 	var last string
 	stable := 0
+	var scraped map[string]float64 // costcalc's successful scrapes when the flowservers were complete
+	costScrapes := func(s *Snapshot, c string) float64 {
+		return s.Costs[c].Sum("zonetoll_costcalc_scrapes_total", map[string]string{"result": "ok"})
+	}
 	for time.Now().Before(deadline) {
 		s, err := d.Snap(ctx)
 		if err != nil {
 			return err
 		}
-		want := Expected(d.Model, s.Sent)
-		complete := true
-		var state strings.Builder
-		for _, z := range d.Model.Zones {
-			got := AppBytes(s.Servers[z])
-			var w uint64
-			for _, v := range want[z] {
-				w += v
+		if scraped != nil {
+			done := true
+			for _, c := range Clouds {
+				done = done && costScrapes(s, c) >= scraped[c]+3*float64(len(d.Servers))
 			}
-			fmt.Fprintf(&state, "%s %d/%d ", z, got, w)
-			if got < w {
-				complete = false
-			}
-		}
-		if complete {
-			break
-		}
-		if state.String() == last {
-			stable++
-			// Ten seconds without change: on a busy machine an agent can be late by a few seconds, but not ten.
-			if stable >= 20 {
-				d.say("  flowservers stopped growing short of what was sent: %s", state.String())
-				break
+			if done {
+				return nil
 			}
 		} else {
-			stable = 0
+			want := Expected(d.Model, s.Sent)
+			complete := true
+			var state strings.Builder
+			for _, z := range d.Model.Zones {
+				got := AppBytes(s.Servers[z])
+				var w uint64
+				for _, v := range want[z] {
+					w += v
+				}
+				fmt.Fprintf(&state, "%s %d/%d ", z, got, w)
+				if got < w {
+					complete = false
+				}
+			}
+			if state.String() == last {
+				stable++
+				// Ten seconds without change: on a busy machine an agent can be late by a few seconds, but not ten.
+				if stable >= 20 {
+					d.say("  Prometheus' flowserver counters stopped growing short of what was sent: %s", state.String())
+					complete = true
+				}
+			} else {
+				stable = 0
+			}
+			last = state.String()
+			if complete {
+				scraped = map[string]float64{}
+				for _, c := range Clouds {
+					scraped[c] = costScrapes(s, c)
+				}
+			}
 		}
-		last = state.String()
 		select {
 		case <-ctx.Done():
 			return ctx.Err()
 		case <-time.After(500 * time.Millisecond):
 		}
-	}
-	select {
-	case <-ctx.Done():
-		return ctx.Err()
-	case <-time.After(2500 * time.Millisecond):
 	}
 	return nil
 }
@@ -559,78 +557,6 @@ func AppBytes(sc metricstest.Samples) uint64 {
 		}
 	}
 	return uint64(t)
-}
-
-// restartAgent kills a node's agent with SIGKILL, as a crash or an OOM kill would, and starts a new
-// process on the same pins and spool directory while the whole cluster keeps sending: the pinned program
-// counts on while no agent runs, the new process adopts it and drains what it counted, and the reports
-// not yet delivered come from the spool. Every byte must arrive exactly once.
-func (d *Demo) restartAgent(ctx context.Context, node string) error {
-	p := d.Agents[node]
-	n := d.Model.NodeByName(node)
-	local := map[netip.Addr]bool{n.IPv4: true, n.IPv6: true}
-	for _, pod := range d.Model.Pods {
-		if pod.Node == n {
-			local[pod.IPv4], local[pod.IPv6] = true, true
-		}
-	}
-	sent := func() uint64 {
-		var pkts uint64
-		for k, c := range d.Gen.Ledger.Snapshot() {
-			if local[k[0]] {
-				pkts += c.Packets
-			}
-		}
-		return pkts
-	}
-	old, before := p.PID(), sent()
-	if err := p.Kill(); err != nil {
-		return err
-	}
-	start := time.Now()
-	if err := p.Start(ctx); err != nil {
-		return fmt.Errorf("restarting the agent of %s: %w", node, err)
-	}
-	if d.RestartSent == nil {
-		d.RestartSent = map[string]uint64{}
-	}
-	during := sent() - before
-	d.RestartSent[node] += during
-	d.event("killed flowagent on %s (pid %d, SIGKILL) and started a new one on its pins and spool (pid %d, ready after %s); the node's pods sent %d datagrams meanwhile",
-		node, old, p.PID(), time.Since(start).Round(time.Millisecond), during)
-	return nil
-}
-
-// restartServer restarts a zone's flowserver. Its counters live in memory, so the demo first lets the
-// zone's last reports arrive (the application pauses for a moment), keeps the old process's final
-// counters, stops it, lets the application send for a few seconds with the server down (its agents keep
-// the reports and retry), and starts a new process on the same address.
-func (d *Demo) restartServer(ctx context.Context, zone string) error {
-	p := d.Servers[zone]
-	d.Gen.Pause()
-	defer d.Gen.Resume()
-	if err := d.settle(ctx); err != nil {
-		return err
-	}
-	final, err := p.Fetch(ctx)
-	if err != nil {
-		return err
-	}
-	old := p.PID()
-	code := p.Stop()
-	d.before[zone] = d.before[zone].Plus(final)
-	d.Gen.Resume()
-	down := 4 * d.opts.Interval
-	select {
-	case <-time.After(down):
-	case <-ctx.Done():
-		return ctx.Err()
-	}
-	if err := p.Start(ctx); err != nil {
-		return fmt.Errorf("restarting flowserver %s: %w", zone, err)
-	}
-	d.event("restarted flowserver-%s (pid %d exited %d, down %s while its zone kept sending, new pid %d)", zone, old, code, down, p.PID())
-	return nil
 }
 
 func (d *Demo) event(format string, args ...any) {

@@ -16,18 +16,9 @@ import (
 type MainOptions struct {
 	Options
 	Phase1, Phase2 time.Duration
-	Restarts       bool      // restart an agent and a flowserver during phase 1
+	Restarts       bool      // restart agents, a flowserver and a costcalc run twice each during phase 1 (Disruptions)
 	Hold           bool      // keep running after the summary until ctx ends
 	Out            io.Writer // the summary
-}
-
-// Disruptions is the restarts of phase 1: an agent at a third of it, the second zone's flowserver at
-// two thirds.
-func (d *Demo) Disruptions(phase time.Duration) []Disruption {
-	return []Disruption{
-		{At: phase / 3, What: "restart-agent", Node: d.Model.Pod("api", d.Model.Zones[0]).Node.Name},
-		{At: 2 * phase / 3, What: "restart-flowserver", Zone: d.Model.Zones[1]},
-	}
 }
 
 // Main is `make demo`: start, two phases, the summary, the HTML reports, clean-up (also on Ctrl-C).

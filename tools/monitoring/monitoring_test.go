@@ -153,7 +153,8 @@ func TestEveryAlertTested(t *testing.T) {
 	}
 	want := []string{"ZonetollCrossZoneSpendUp", "ZonetollAgentNotReporting", "ZonetollMapInsertFailures", "ZonetollReportsRejected", "ZonetollUnresolvedBytesRising",
 		// issue #20
-		"ZonetollAgentDroppingBytes", "ZonetollAgentUnauthorized", "ZonetollReportsThrottled", "ZonetollDedupeEvictions", "ZonetollSeriesOverflow"}
+		"ZonetollAgentDroppingBytes", "ZonetollAgentUnauthorized", "ZonetollReportsThrottled", "ZonetollDedupeEvictions", "ZonetollSeriesOverflow",
+		"ZonetollForeignSourceFlows", "ZonetollDedupeNotSaved"}
 	var alerts []string
 	for _, g := range r.Groups {
 		for _, rule := range g.Rules {

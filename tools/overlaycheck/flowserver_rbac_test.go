@@ -151,6 +151,20 @@ func TestFlowserverRBAC(t *testing.T) {
 	root := repo.RootT(t)
 	_, clusterRules := rulesOf(t, filepath.Join(root, "kustomize", "base", "flowserver"))
 	env, audience, agentNS, client := manifestEnv(t, root)
+	// The zone's Role (get and update of its dedupe ConfigMap) comes from the zone's folder.
+	var serverZone string
+	for _, e := range env {
+		if v, ok := strings.CutPrefix(e, "ZONETOLL_ZONE="); ok {
+			serverZone = v
+		}
+	}
+	zoneRules, _ := rulesOf(t, filepath.Join(root, "kustomize", "overlays", "aws", "zones", serverZone))
+	if len(zoneRules) != 1 || len(zoneRules[0].ResourceNames) != 1 {
+		t.Fatalf("zone %s: want one Role rule naming its dedupe ConfigMap, got %v", serverZone, zoneRules)
+	}
+	marksConfigMap := zoneRules[0].ResourceNames[0]
+	// The tests stop the server without waiting for a last scrape.
+	env = append(env, "ZONETOLL_SHUTDOWN_METRICS_GRACE=0s")
 	get := func(url string) (int, string, error) {
 		resp, err := client.Get(url)
 		if err != nil {
@@ -167,6 +181,10 @@ func TestFlowserverRBAC(t *testing.T) {
 		if _, err := c.CreateNamespace(ctx, ns); err != nil {
 			t.Fatal(err)
 		}
+	}
+	// As the zone's folder ships it: empty.
+	if _, err := c.Client.CoreV1().ConfigMaps("zonetoll").Create(ctx, &corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Name: marksConfigMap}}, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
 	}
 	for _, n := range []testcluster.NodeSpec{
 		{Name: "n1", Zone: "eu-1a", Region: "eu-1", InternalIPs: []string{"198.18.0.1"}},
@@ -215,7 +233,7 @@ func TestFlowserverRBAC(t *testing.T) {
 		return r
 	}
 	run := func(t *testing.T, account string, rules []rbacv1.PolicyRule) (*service, string) {
-		sa, err := c.ServiceAccount(ctx, testcluster.ServiceAccountSpec{Namespace: "zonetoll", Name: account, ClusterRules: rules})
+		sa, err := c.ServiceAccount(ctx, testcluster.ServiceAccountSpec{Namespace: "zonetoll", Name: account, ClusterRules: rules, Rules: zoneRules})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -255,6 +273,12 @@ func TestFlowserverRBAC(t *testing.T) {
 			_, body, err := get("https://" + addr + "/metrics")
 			return strings.Contains(body, "\nzonetoll_kubernetes_info{"), err
 		})
+		// The applied report's mark reaches the zone's ConfigMap (the periodic save, every 10 s): the
+		// Role's get and update suffice.
+		waitFor(t, ctx, 90*time.Second, "the dedupe marks in ConfigMap "+marksConfigMap, func() (bool, error) {
+			cm, err := c.Client.CoreV1().ConfigMaps("zonetoll").Get(ctx, marksConfigMap, metav1.GetOptions{})
+			return err == nil && strings.Contains(cm.Data["marks.json"], `"n1"`), err
+		})
 		// A token for the API server's own audience is refused: the audience setting is in force.
 		other, err := c.ServiceAccount(ctx, testcluster.ServiceAccountSpec{Namespace: "zonetoll", Name: "flowagent-apiserver-audience"})
 		if err != nil {
@@ -278,6 +302,27 @@ func TestFlowserverRBAC(t *testing.T) {
 		_, addr := run(t, "flowserver-no-review", cut)
 		if resp := reportpost.PostWith(t, client, "https://"+addr, agent.Token, reportpost.Gzip(t, newReport()), "gzip"); resp.Status == http.StatusOK {
 			t.Errorf("report accepted (%q) although the server may not create TokenReviews", resp.Body)
+		}
+	})
+
+	// The marks are read before the server takes reports: without the zone's Role it never does.
+	t.Run("without the dedupe ConfigMap rule the server is never ready", func(t *testing.T) {
+		sa, err := c.ServiceAccount(ctx, testcluster.ServiceAccountSpec{Namespace: "zonetoll", Name: "flowserver-no-marks", ClusterRules: clusterRules})
+		if err != nil {
+			t.Fatal(err)
+		}
+		s := startService(t, []string{bin, "run"}, append([]string{"KUBECONFIG=" + testcluster.KubeconfigT(t, sa.Config)}, env...))
+		addr := s.httpAddr(t)
+		waitFor(t, ctx, 90*time.Second, "the refused ConfigMap read in the log", func() (bool, error) {
+			out := s.output()
+			return strings.Contains(out, "loading dedupe marks") && strings.Contains(out, "forbidden"), nil
+		})
+		code, body, err := get("https://" + addr + "/readyz")
+		if err != nil || code == http.StatusOK || !strings.Contains(body, "dedupe marks have not been read") {
+			t.Errorf("/readyz without the Role: %d %q (%v), want not ready naming the dedupe marks", code, body, err)
+		}
+		if resp := reportpost.PostWith(t, client, "https://"+addr, agent.Token, reportpost.Gzip(t, newReport()), "gzip"); resp.Status != http.StatusServiceUnavailable {
+			t.Errorf("report without the Role: %d %q, want 503 (not ready)", resp.Status, resp.Body)
 		}
 	})
 
@@ -306,7 +351,7 @@ func TestFlowserverRBAC(t *testing.T) {
 			if !removed {
 				t.Fatalf("the base ClusterRole grants no %s: %v", res.resource, clusterRules)
 			}
-			sa, err := c.ServiceAccount(ctx, testcluster.ServiceAccountSpec{Namespace: "zonetoll", Name: "flowserver-no-" + res.resource, ClusterRules: cut})
+			sa, err := c.ServiceAccount(ctx, testcluster.ServiceAccountSpec{Namespace: "zonetoll", Name: "flowserver-no-" + res.resource, ClusterRules: cut, Rules: zoneRules})
 			if err != nil {
 				t.Fatal(err)
 			}

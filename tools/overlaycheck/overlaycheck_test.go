@@ -364,6 +364,7 @@ func TestParseRBACTable(t *testing.T) {
 func TestAllows(t *testing.T) {
 	named := RBACRow{Service: "s", APIGroup: "g", Resource: "r", Verbs: []string{"get"}, ResourceNames: []string{"a", "b"}}
 	open := RBACRow{Service: "s", APIGroup: "", Resource: "pods", Verbs: []string{"list"}, Cluster: true}
+	zoned := RBACRow{Service: "s", APIGroup: "", Resource: "configmaps", Verbs: []string{"get"}, ResourceNames: []string{"cm-<zone>"}}
 	tests := []struct {
 		name    string
 		row     RBACRow
@@ -383,6 +384,10 @@ func TestAllows(t *testing.T) {
 		{"named row, names subset", named, "s", "g", "r", "get", false, []string{"b"}, true},
 		{"named row, no names", named, "s", "g", "r", "get", false, nil, false},
 		{"named row, other name", named, "s", "g", "r", "get", false, []string{"a", "c"}, false},
+		{"zone pattern", zoned, "s", "", "configmaps", "get", false, []string{"cm-us-east-1a"}, true},
+		{"zone pattern, empty zone", zoned, "s", "", "configmaps", "get", false, []string{"cm-"}, false},
+		{"zone pattern, other prefix", zoned, "s", "", "configmaps", "get", false, []string{"other-us-east-1a"}, false},
+		{"zone pattern, not a zone", zoned, "s", "", "configmaps", "get", false, []string{"cm-a/b"}, false},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

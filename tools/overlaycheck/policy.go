@@ -210,7 +210,25 @@ func (r RBACRow) allows(service, group, resource, verb string, cluster bool, nam
 		return false
 	}
 	for _, n := range names {
-		if !slices.Contains(r.ResourceNames, n) {
+		if !slices.ContainsFunc(r.ResourceNames, func(pattern string) bool { return nameMatches(pattern, n) }) {
+			return false
+		}
+	}
+	return true
+}
+
+// nameMatches reports whether name is pattern, where a "<zone>" in pattern stands for one zone's name
+// (the per-zone objects' name suffix): letters, digits and dashes.
+func nameMatches(pattern, name string) bool {
+	before, after, ok := strings.Cut(pattern, "<zone>")
+	if !ok {
+		return pattern == name
+	}
+	if len(name) <= len(before)+len(after) || !strings.HasPrefix(name, before) || !strings.HasSuffix(name, after) {
+		return false
+	}
+	for _, c := range name[len(before) : len(name)-len(after)] {
+		if !(c == '-' || c >= 'a' && c <= 'z' || c >= '0' && c <= '9') {
 			return false
 		}
 	}

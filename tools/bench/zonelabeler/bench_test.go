@@ -1,7 +1,6 @@
 package zonelabeler
 
 import (
-	"bytes"
 	"context"
 	"fmt"
 	"os"
@@ -288,16 +287,7 @@ func settle(ctx context.Context, b *testing.B, l *labeler) metricstest.Samples {
 // podPatches is the API server's count of PATCH requests on pods themselves; the helpers' status
 // updates go to the status subresource and are not in it.
 func podPatches(ctx context.Context, b *testing.B, cs kubernetes.Interface) float64 {
-	raw, err := cs.CoreV1().RESTClient().Get().AbsPath("/metrics").DoRaw(ctx)
-	if err != nil {
-		b.Fatalf("scraping kube-apiserver metrics: %v", err)
-	}
-	fams, err := metricstest.Parse(bytes.NewReader(raw))
-	if err != nil {
-		b.Fatal(err)
-	}
-	m := fams.Samples()
-	return m.Sum("apiserver_request_total", map[string]string{"verb": "PATCH", "group": "", "resource": "pods", "subresource": ""})
+	return apiserverMetrics(ctx, b, cs).Sum("apiserver_request_total", map[string]string{"verb": "PATCH", "group": "", "resource": "pods", "subresource": ""})
 }
 
 type figures struct {

@@ -2,6 +2,7 @@ package app
 
 import (
 	"fmt"
+	"io"
 	"strings"
 	"time"
 
@@ -103,15 +104,7 @@ func adviseCommand() *cli.Command {
 				return fmt.Errorf("%w: Prometheus at %s has no %s series between %s and %s: are the flowservers new enough (issue #18) and scraped?",
 					report.ErrNoData, src.URL, advice.TrafficMetric, start.UTC().Format(time.RFC3339), end.UTC().Format(time.RFC3339))
 			}
-			w, closeOut, err := output(c)
-			if err != nil {
-				return usageError("%w", err)
-			}
-			if err := advice.Write(w, r, format); err != nil {
-				closeOut()
-				return fmt.Errorf("writing the advice: %w", err)
-			}
-			return closeOut()
+			return writeOutput(c, "the advice", func(w io.Writer) error { return advice.Write(w, r, format) })
 		},
 	}
 }

@@ -2,7 +2,6 @@ package app
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"math"
 	"net/http"
@@ -16,7 +15,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/prometheus/client_golang/api"
 	v1 "github.com/prometheus/client_golang/api/prometheus/v1"
 	"github.com/prometheus/common/model"
 
@@ -153,11 +151,7 @@ func TestAdviseFromRealPrometheus(t *testing.T) {
 
 	hostOf := func(p *flowserverPage) string { u, _ := url.Parse(p.srv.URL); return u.Host }
 	prom := promtest.Start(t, time.Second, hostOf(fsA), hostOf(fsBC))
-	client, err := api.NewClient(api.Config{Address: prom.URL})
-	if err != nil {
-		t.Fatal(err)
-	}
-	promAPI := v1.NewAPI(client)
+	promAPI := prom.API
 	waitGeneration(t, promAPI, pages, 1)
 	time.Sleep(1500 * time.Millisecond) // the value at start is the baseline, whichever scrape the lookback finds
 	start := time.Now().Truncate(time.Millisecond)
@@ -184,17 +178,11 @@ func TestAdviseFromRealPrometheus(t *testing.T) {
 	end := time.Now().Truncate(time.Millisecond).Add(time.Millisecond)
 	scale := float64(30*24*time.Hour) / float64(end.Sub(start))
 
-	code, out := costcalc(t, "advise", "--prometheus", prom.URL, "--format", "json",
-		"--start", start.UTC().Format(time.RFC3339Nano), "--end", end.UTC().Format(time.RFC3339Nano))
-	if code != 0 {
-		t.Fatalf("advise exit %d: %s", code, out)
-	}
 	var r adviceJSON
-	if err := json.Unmarshal([]byte(out), &r); err != nil {
-		t.Fatalf("advise json: %v\n%s", err, out)
-	}
+	costcalcJSON(t, &r, "advise", "--prometheus", prom.URL,
+		"--start", start.UTC().Format(time.RFC3339Nano), "--end", end.UTC().Format(time.RFC3339Nano))
 	if r.Kubernetes != "v1.34.2" || len(r.Services) != 2 {
-		t.Fatalf("kubernetes %q, %d services; want v1.34.2 and api, cart:\n%s", r.Kubernetes, len(r.Services), out)
+		t.Fatalf("kubernetes %q, %d services; want v1.34.2 and api, cart:\n%+v", r.Kubernetes, len(r.Services), r.Services)
 	}
 	apiSvc, cart := r.Services[0], r.Services[1]
 	if apiSvc.Service != "api" || cart.Service != "cart" {
@@ -227,7 +215,7 @@ func TestAdviseFromRealPrometheus(t *testing.T) {
 		t.Errorf("cart: %+v; want already_prefers, 8 GiB, $0.16 on AWS, and zone c's missing endpoint as a reason", cart)
 	}
 
-	code, out = costcalc(t, "advise", "--prometheus", prom.URL, "--kubernetes-version", "v1.30.1",
+	code, out := costcalc(t, "advise", "--prometheus", prom.URL, "--kubernetes-version", "v1.30.1",
 		"--start", start.UTC().Format(time.RFC3339Nano), "--end", end.UTC().Format(time.RFC3339Nano))
 	if code != 0 || !strings.Contains(out, "kubectl -n shop annotate service api service.kubernetes.io/topology-mode=Auto") ||
 		!strings.Contains(out, "aws $1.50") && !strings.Contains(out, "shop/api — switch with care") {
@@ -251,12 +239,6 @@ func TestAdviseFromRealPrometheus(t *testing.T) {
 	fsA.add(`zonetoll_traffic_bytes_total{src_namespace="shop",src_workload="web",src_kind="deployment",src_zone="us-east-1a",dst_namespace="shop",dst_workload="api",dst_kind="deployment",dst_zone="us-east-1b"}`, 1*gib)
 	waitGeneration(t, promAPI, pages, 3)
 	end2 := time.Now().Truncate(time.Millisecond).Add(time.Millisecond)
-	code, out = costcalc(t, "compare", "--prometheus", prom.URL, "--format", "json",
-		"--before-start", start.UTC().Format(time.RFC3339Nano), "--before-end", end.UTC().Format(time.RFC3339Nano),
-		"--after-start", start2.UTC().Format(time.RFC3339Nano), "--after-end", end2.UTC().Format(time.RFC3339Nano))
-	if code != 0 {
-		t.Fatalf("compare exit %d: %s", code, out)
-	}
 	var cmp struct {
 		Services []struct {
 			Name          string
@@ -268,9 +250,9 @@ func TestAdviseFromRealPrometheus(t *testing.T) {
 			Before, After struct{ Bytes, Dollars float64 }
 		} `json:"workload_pairs"`
 	}
-	if err := json.Unmarshal([]byte(out), &cmp); err != nil {
-		t.Fatalf("compare json: %v\n%s", err, out)
-	}
+	costcalcJSON(t, &cmp, "compare", "--prometheus", prom.URL,
+		"--before-start", start.UTC().Format(time.RFC3339Nano), "--before-end", end.UTC().Format(time.RFC3339Nano),
+		"--after-start", start2.UTC().Format(time.RFC3339Nano), "--after-end", end2.UTC().Format(time.RFC3339Nano))
 	// By hand (AWS, $0.02 per GiB crossing): api 75 GiB = $1.50 before, 1 GiB = $0.02 after; cart $0.16 then
 	// nothing; the pair web (a) → api (b) 35 GiB = $0.70, then 1 GiB = $0.02.
 	got := map[string][2]float64{}

@@ -1,13 +1,13 @@
 package app
 
 import (
-	"bytes"
-	"context"
+	"encoding/json"
 	"fmt"
 	"net/http"
 	"net/http/httptest"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -64,8 +64,8 @@ func TestRunPricesScrapedTraffic(t *testing.T) {
 	if v, _ := fams.Value("zonetoll_price_dollars_per_unit", map[string]string{"class": "inter_zone", "direction": "in", "source": "ZONETOLL_PRICES_OVERRIDES"}); v != 0.005 {
 		t.Errorf("overridden inter_zone_in price = %v, want 0.005", v)
 	}
-	fs.set(17 * gib) // 10 GiB more than the baseline
-	want := 10 * (0.01 + 0.005)
+	fs.set(17 * gib) // the cost series is derived from the flowserver's counter: all 17 GiB
+	want := 17 * (0.01 + 0.005)
 	deadline := time.Now().Add(30 * time.Second)
 	for {
 		got := metricstest.Scrape(t, svc.URL+"/metrics").Sum("zonetoll_cross_zone_cost_dollars_total", map[string]string{"src_workload": "web", "dst_workload": "db"})
@@ -73,7 +73,7 @@ func TestRunPricesScrapedTraffic(t *testing.T) {
 			break
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("web→db cost $%v, want $%v (gcp sender $0.01/GiB + overridden receiver $0.005/GiB, 10 GiB)", got, want)
+			t.Fatalf("web→db cost $%v, want $%v (gcp sender $0.01/GiB + overridden receiver $0.005/GiB, 17 GiB)", got, want)
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
@@ -123,15 +123,13 @@ func TestRunRejectsBadSettings(t *testing.T) {
 			for k, v := range tt.env {
 				t.Setenv(k, v)
 			}
-			spec := Spec()
-			var out bytes.Buffer
-			spec.Stdout, spec.Stderr = &out, &out
-			if code := servicecmd.Main(context.Background(), spec, []string{"costcalc", "run"}); code != servicecmd.ExitUsage {
-				t.Errorf("exit code %d, want %d; output:\n%s", code, servicecmd.ExitUsage, out.String())
+			code, out := servicetest.Run(Spec(), "run")
+			if code != servicecmd.ExitUsage {
+				t.Errorf("exit code %d, want %d; output:\n%s", code, servicecmd.ExitUsage, out)
 			}
 			for _, w := range tt.want {
-				if !strings.Contains(out.String(), w) {
-					t.Errorf("output does not mention %q:\n%s", w, out.String())
+				if !strings.Contains(out, w) {
+					t.Errorf("output does not mention %q:\n%s", w, out)
 				}
 			}
 		})
@@ -146,11 +144,20 @@ func TestRunHelpListsSettings(t *testing.T) {
 // costcalc runs a one-shot command of the real command line and returns its exit code and output.
 func costcalc(t *testing.T, args ...string) (int, string) {
 	t.Helper()
-	spec := Spec()
-	var out bytes.Buffer
-	spec.Stdout, spec.Stderr = &out, &out
-	code := servicecmd.Main(context.Background(), spec, append([]string{"costcalc"}, args...))
-	return code, out.String()
+	return servicetest.Run(Spec(), args...)
+}
+
+// costcalcJSON runs a one-shot command with --format json, fails t unless it exits 0, and decodes what
+// it printed into v.
+func costcalcJSON(t *testing.T, v any, args ...string) {
+	t.Helper()
+	code, out := costcalc(t, slices.Concat(args, []string{"--format", "json"})...)
+	if code != 0 {
+		t.Fatalf("%s exit %d: %s", args[0], code, out)
+	}
+	if err := json.Unmarshal([]byte(out), v); err != nil {
+		t.Fatalf("%s json: %v\n%s", args[0], err, out)
+	}
 }
 
 func TestEstimateCommand(t *testing.T) {

@@ -63,16 +63,22 @@ func queryArgs(c *cli.Context, formats []string) (string, *pricing.Table, error)
 	return format, table, nil
 }
 
-func output(c *cli.Context) (io.Writer, func() error, error) {
-	path := c.String("output")
-	if path == "" || path == "-" {
-		return c.App.Writer, func() error { return nil }, nil
+// writeOutput writes what (the report, the advice…) with write to the file --output names, or to
+// standard output when it is empty or "-". A file that cannot be created is a usage error.
+func writeOutput(c *cli.Context, what string, write func(io.Writer) error) error {
+	w, closeOut := c.App.Writer, func() error { return nil }
+	if path := c.String("output"); path != "" && path != "-" {
+		f, err := os.Create(path)
+		if err != nil {
+			return usageError("flag --output: %w", err)
+		}
+		w, closeOut = f, f.Close
 	}
-	f, err := os.Create(path)
-	if err != nil {
-		return nil, nil, fmt.Errorf("flag --output: %w", err)
+	if err := write(w); err != nil {
+		closeOut()
+		return fmt.Errorf("writing %s: %w", what, err)
 	}
-	return f, f.Close, nil
+	return closeOut()
 }
 
 func estimateCommand() *cli.Command {
@@ -166,15 +172,7 @@ func reportCommand() *cli.Command {
 			if found {
 				r.Services, r.NoServices = adv, ""
 			}
-			w, closeOut, err := output(c)
-			if err != nil {
-				return usageError("%w", err)
-			}
-			if err := report.Write(w, r, format); err != nil {
-				closeOut()
-				return fmt.Errorf("writing the report: %w", err)
-			}
-			return closeOut()
+			return writeOutput(c, "the report", func(w io.Writer) error { return report.Write(w, r, format) })
 		},
 	}
 }

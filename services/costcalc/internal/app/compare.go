@@ -2,6 +2,7 @@ package app
 
 import (
 	"fmt"
+	"io"
 	"time"
 
 	"github.com/urfave/cli/v2"
@@ -61,15 +62,7 @@ func compareCommand() *cli.Command {
 				return fmt.Errorf("%w: Prometheus at %s has no %s series in either period: is it scraping the flowservers?", report.ErrNoData, src.URL, meter.TrafficMetric)
 			}
 			r := compare.Compute(before, after, table, c.Int("top"))
-			w, closeOut, err := output(c)
-			if err != nil {
-				return usageError("%w", err)
-			}
-			if err := compare.Write(w, r, format); err != nil {
-				closeOut()
-				return fmt.Errorf("writing the comparison: %w", err)
-			}
-			return closeOut()
+			return writeOutput(c, "the comparison", func(w io.Writer) error { return compare.Write(w, r, format) })
 		},
 	}
 }

@@ -2,7 +2,6 @@ package app
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"math"
 	"net/http"
@@ -15,7 +14,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/prometheus/client_golang/api"
 	v1 "github.com/prometheus/client_golang/api/prometheus/v1"
 	"github.com/prometheus/common/model"
 
@@ -69,11 +67,7 @@ func TestReportFromRealPrometheus(t *testing.T) {
 	page := newCounters(t)
 	u, _ := url.Parse(page.srv.URL)
 	prom := promtest.Start(t, time.Second, u.Host)
-	client, err := api.NewClient(api.Config{Address: prom.URL})
-	if err != nil {
-		t.Fatal(err)
-	}
-	promAPI := v1.NewAPI(client)
+	promAPI := prom.API
 
 	a := `src_namespace="shop",src_workload="web",src_kind="deployment",src_zone="us-east-1a",dst_namespace="shop",dst_workload="db",dst_kind="statefulset",dst_zone="us-east-1b"`
 	b := `src_namespace="shop",src_workload="api",src_kind="deployment",src_zone="us-east-1c",dst_namespace="",dst_workload="",dst_kind="external",dst_zone=""`
@@ -91,11 +85,6 @@ func TestReportFromRealPrometheus(t *testing.T) {
 	// web → db: (50 - 10) + 3 + (8 - 3) = 48 GiB × $0.02 = $0.96; api → internet: 20 GiB × $0.09 = $1.80.
 	const want = 0.96 + 1.80
 
-	code, out := costcalc(t, "report", "--prometheus", prom.URL, "--cloud", "aws", "--format", "json",
-		"--start", start.UTC().Format(time.RFC3339Nano), "--end", end.UTC().Format(time.RFC3339Nano))
-	if code != 0 {
-		t.Fatalf("report exit %d: %s", code, out)
-	}
 	var r struct {
 		Total   float64 `json:"total_dollars"`
 		Monthly float64 `json:"monthly_projection_dollars"`
@@ -105,9 +94,8 @@ func TestReportFromRealPrometheus(t *testing.T) {
 			Dollars float64 `json:"dollars"`
 		} `json:"top_pairs"`
 	}
-	if err := json.Unmarshal([]byte(out), &r); err != nil {
-		t.Fatalf("report json: %v\n%s", err, out)
-	}
+	costcalcJSON(t, &r, "report", "--prometheus", prom.URL, "--cloud", "aws",
+		"--start", start.UTC().Format(time.RFC3339Nano), "--end", end.UTC().Format(time.RFC3339Nano))
 	if math.Abs(r.Total-want) > 1e-9 {
 		t.Errorf("total $%v, want $%v", r.Total, want)
 	}
@@ -120,7 +108,7 @@ func TestReportFromRealPrometheus(t *testing.T) {
 	}
 
 	page2 := filepath.Join(t.TempDir(), "report.html")
-	code, out = costcalc(t, "report", "--prometheus", prom.URL, "--format", "html", "--output", page2,
+	code, out := costcalc(t, "report", "--prometheus", prom.URL, "--format", "html", "--output", page2,
 		"--start", start.UTC().Format(time.RFC3339Nano), "--end", end.UTC().Format(time.RFC3339Nano))
 	html, _ := os.ReadFile(page2)
 	if code != 0 || out != "" || !strings.Contains(string(html), `id="total">$2.76<`) {

@@ -89,6 +89,16 @@ func Compute(before, after Period, table *pricing.Table, top int) *Result {
 		}
 		return rows[k]
 	}
+	// add counts bytes at perByte into row's side of period i (0 before, 1 after).
+	add := func(row *Row, i int, p Period, bytes, perByte float64) {
+		s := &row.Before
+		if i == 1 {
+			s = &row.After
+		}
+		s.Bytes += bytes
+		s.Dollars += bytes * perByte
+		s.Monthly += bytes * perByte * scale(p)
+	}
 	r.Total = Row{Kind: "total", Name: "every crossing workload pair"}
 	for i, p := range []Period{before, after} {
 		for _, pb := range p.Pairs {
@@ -99,15 +109,8 @@ func Compute(before, after Period, table *pricing.Table, top int) *Result {
 			row := get("workload_pair", name(pb.Src)+" → "+name(pb.Dst))
 			src, dst := pb.Src, pb.Dst
 			row.Src, row.Dst = &src, &dst
-			for _, side := range []*Row{row, &r.Total} {
-				s := &side.Before
-				if i == 1 {
-					s = &side.After
-				}
-				s.Bytes += pb.Bytes
-				s.Dollars += pb.Bytes * perByte
-				s.Monthly += pb.Bytes * perByte * scale(p)
-			}
+			add(row, i, p, pb.Bytes, perByte)
+			add(&r.Total, i, p, pb.Bytes, perByte)
 		}
 		for _, f := range p.Services {
 			if f.SrcZone == "" || f.DstZone == "" || f.SrcZone == f.DstZone || f.Bytes == 0 {
@@ -117,14 +120,7 @@ func Compute(before, after Period, table *pricing.Table, top int) *Result {
 			if class == pricing.Unpriced {
 				continue
 			}
-			row := get("service", f.Namespace+"/"+f.Service)
-			s := &row.Before
-			if i == 1 {
-				s = &row.After
-			}
-			s.Bytes += f.Bytes
-			s.Dollars += f.Bytes * perByte
-			s.Monthly += f.Bytes * perByte * scale(p)
+			add(get("service", f.Namespace+"/"+f.Service), i, p, f.Bytes, perByte)
 		}
 	}
 	finish := func(row *Row) {

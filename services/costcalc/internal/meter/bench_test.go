@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/zonetoll/zonetoll/services/costcalc/internal/pricing"
 )
@@ -65,6 +66,51 @@ func BenchmarkScrape(b *testing.B) {
 	}
 	// CPU time of the whole process (the in-process server's writes included) says more than wall time
 	// on a shared machine, where the wall clock also counts other jobs' turns.
+	b.ReportMetric(float64(cpuTime(b)-cpu0)/float64(n), "cpu-ns/op")
+	b.ReportMetric(float64(series), "series")
+}
+
+// BenchmarkExpose measures one read of costcalc's /metrics (text format, what a Prometheus scrape costs
+// costcalc) after two scrapes of a flowserver at its default series limit: 20,000 cost series.
+func BenchmarkExpose(b *testing.B) {
+	const series = 20000
+	zones := []string{"us-east-1a", "us-east-1b", "us-east-1c"}
+	var page bytes.Buffer
+	page.WriteString("# TYPE zonetoll_traffic_bytes_total counter\n")
+	for i := 0; i < series; i++ {
+		fmt.Fprintf(&page, `zonetoll_traffic_bytes_total{src_namespace="ns%d",src_workload="w%d",src_kind="deployment",src_zone=%q,dst_namespace="ns%d",dst_workload="w%d",dst_kind="statefulset",dst_zone=%q} %d`+"\n",
+			i%50, i, zones[i%3], (i+7)%50, i+1, zones[(i/3)%3], 1000+i)
+	}
+	var round atomic.Int64
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if round.Add(1) == 1 {
+			w.Write([]byte("# TYPE zonetoll_traffic_bytes_total counter\n")) // an empty first page: every series grows after it
+			return
+		}
+		w.Write(page.Bytes())
+	}))
+	defer srv.Close()
+	table, _ := pricing.Preset("aws")
+	reg := prometheus.NewRegistry()
+	m, err := New(Options{Targets: []string{srv.URL}, Timeout: time.Minute, Table: table}, reg, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	if err != nil {
+		b.Fatal(err)
+	}
+	m.ScrapeOnce(context.Background())
+	m.ScrapeOnce(context.Background())
+	h := promhttp.HandlerFor(reg, promhttp.HandlerOpts{})
+	req := httptest.NewRequest(http.MethodGet, "/metrics", nil)
+	b.ReportAllocs()
+	cpu0 := cpuTime(b)
+	n := 0
+	for b.Loop() {
+		w := httptest.NewRecorder()
+		h.ServeHTTP(w, req)
+		if w.Code != http.StatusOK {
+			b.Fatalf("status %d", w.Code)
+		}
+		n++
+	}
 	b.ReportMetric(float64(cpuTime(b)-cpu0)/float64(n), "cpu-ns/op")
 	b.ReportMetric(float64(series), "series")
 }

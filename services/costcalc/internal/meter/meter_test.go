@@ -97,6 +97,7 @@ func pair(srcWorkload, srcZone, dstWorkload, dstKind, dstZone string) string {
 // costcalc is a meter with its registry served over HTTP, read back the way a user's Prometheus would.
 type costcalc struct {
 	m   *Meter
+	reg *prometheus.Registry
 	url string
 }
 
@@ -105,6 +106,10 @@ func newCostcalc(t *testing.T, cloud string, targets ...string) *costcalc {
 	if err != nil {
 		t.Fatal(err)
 	}
+	return newCostcalcWith(t, table, targets...)
+}
+
+func newCostcalcWith(t *testing.T, table *pricing.Table, targets ...string) *costcalc {
 	reg := prometheus.NewRegistry()
 	m, err := New(Options{Targets: targets, Timeout: 5 * time.Second, Table: table}, reg, slog.New(slog.NewTextHandler(io.Discard, nil)))
 	if err != nil {
@@ -112,7 +117,7 @@ func newCostcalc(t *testing.T, cloud string, targets ...string) *costcalc {
 	}
 	srv := httptest.NewServer(promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
 	t.Cleanup(srv.Close)
-	return &costcalc{m: m, url: srv.URL}
+	return &costcalc{m: m, reg: reg, url: srv.URL}
 }
 
 func (c *costcalc) cost(t *testing.T, labels map[string]string) float64 {
@@ -135,28 +140,28 @@ func TestCounterResetsAndRestarts(t *testing.T) {
 	steps := []struct {
 		name string
 		do   func()
-		want float64 // cumulative dollars of web → db, AWS: $0.02 per GiB crossing
+		want float64 // dollars of web → db: the flowserver's bytes × AWS's $0.02 per GiB crossing
 	}{
-		{"baseline: history is not billed", func() {}, 0},
-		{"growth of 10 GiB", func() { fs.set(cross, 110*gib) }, 0.20},
-		{"no growth", func() {}, 0.20},
-		{"series reset: the new value is new traffic", func() { fs.set(cross, 3*gib) }, 0.26},
-		{"growth after the reset", func() { fs.set(cross, 5*gib) }, 0.30},
-		{"restart with a higher value than before: all of it is new", func() {
+		{"first scrape: the series' dollars since the flowserver started", func() {}, 2.00},
+		{"growth of 10 GiB", func() { fs.set(cross, 110*gib) }, 2.20},
+		{"no growth", func() {}, 2.20},
+		{"series reset: the cost series resets with it", func() { fs.set(cross, 3*gib) }, 0.06},
+		{"growth after the reset", func() { fs.set(cross, 5*gib) }, 0.10},
+		{"restart with a higher value than before", func() {
 			fs.restart(2000)
 			fs.set(cross, 50*gib)
-		}, 1.30},
+		}, 1.00},
 		{"a scrape failure changes nothing", func() {
 			fs.mu.Lock()
 			fs.down = true
 			fs.mu.Unlock()
-		}, 1.30},
-		{"back: growth across the failed scrape counts once", func() {
+		}, 1.00},
+		{"back: the value read across the failed scrape", func() {
 			fs.mu.Lock()
 			fs.down = false
 			fs.mu.Unlock()
 			fs.set(cross, 60*gib)
-		}, 1.50},
+		}, 1.20},
 	}
 	for _, s := range steps {
 		s.do()
@@ -178,8 +183,22 @@ func TestCounterResetsAndRestarts(t *testing.T) {
 	if v, _ := fams.Value("zonetoll_costcalc_scrapes_total", map[string]string{"result": "error"}); v != 1 {
 		t.Errorf("failed scrapes = %v, want 1", v)
 	}
+	// The bytes by class are accumulated: history from before costcalc started is not counted there.
 	if v, _ := fams.Value("zonetoll_costcalc_traffic_bytes_total", map[string]string{"class": "inter_zone"}); v != 75*gib {
 		t.Errorf("inter-zone bytes = %v GiB, want 75", v/gib)
+	}
+	// The flowserver's start is the cost series' created timestamp, when it was 0: with Prometheus'
+	// created-timestamp ingestion a restart is a reset even when the new value is above the old one.
+	mfs, err := cc.reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, mf := range mfs {
+		if mf.GetName() == CostMetric {
+			if ct := mf.GetMetric()[0].GetCounter().GetCreatedTimestamp().AsTime(); !ct.Equal(time.Unix(2000, 0)) {
+				t.Errorf("created timestamp %v, want the flowserver's restart at %v", ct, time.Unix(2000, 0))
+			}
+		}
 	}
 }
 
@@ -231,7 +250,12 @@ func TestTargetsAddUp(t *testing.T) {
 	if got := cc.cost(t, map[string]string{"dst_workload": "db"}); !near(got, 0.06) {
 		t.Errorf("two flowservers' web→db $%v, want $0.06", got)
 	}
-	b.restart(5000) // one server restarting does not disturb the other's series
+	for target, want := range map[string]float64{a.srv.URL: 0.02, b.srv.URL: 0.04} {
+		if got := cc.cost(t, map[string]string{"dst_workload": "db", "target": target}); !near(got, want) {
+			t.Errorf("web→db of %s: $%v, want $%v (a series per flowserver)", target, got, want)
+		}
+	}
+	b.restart(5000) // b restarts and has not seen the pair again: its series keeps its dollars
 	a.set(p, 2*gib)
 	cc.m.ScrapeOnce(context.Background())
 	if got := cc.cost(t, map[string]string{"dst_workload": "db"}); !near(got, 0.08) {
@@ -260,8 +284,9 @@ func TestPriceGaugesAndLint(t *testing.T) {
 	}
 }
 
-// A series the flowserver dropped (its series TTL) and brings back later starts again from zero, even
-// when its new value is above the old one.
+// A series the flowserver dropped (its series TTL) keeps its cost series as it was; when the flowserver
+// brings it back from zero, its cost is price × its new bytes, and the accumulated bytes count it from
+// zero even when its new value is above the old one.
 func TestVanishedSeriesComeBackFromZero(t *testing.T) {
 	fs := newFlowserver(t)
 	p := pair("web", "us-east-1a", "db", "statefulset", "us-east-1b")
@@ -273,10 +298,16 @@ func TestVanishedSeriesComeBackFromZero(t *testing.T) {
 	delete(fs.lines, p)
 	fs.mu.Unlock()
 	cc.m.ScrapeOnce(context.Background())
+	if got := cc.cost(t, map[string]string{"dst_workload": "db"}); !near(got, 0.04) {
+		t.Errorf("web→db after the flowserver dropped it: $%v, want $0.04 kept", got)
+	}
 	fs.set(p, 5*gib) // new traffic after the series was dropped: 5 GiB, not 5 - 2
 	cc.m.ScrapeOnce(context.Background())
-	if got := cc.cost(t, map[string]string{"dst_workload": "db"}); !near(got, 0.14) {
-		t.Errorf("web→db $%v, want $0.14 (2 GiB, then 5 GiB of a new series)", got)
+	if got := cc.cost(t, map[string]string{"dst_workload": "db"}); !near(got, 0.10) {
+		t.Errorf("web→db $%v, want $0.10 (the 5 GiB of the series brought back)", got)
+	}
+	if v, _ := metricstest.Scrape(t, cc.url).Value("zonetoll_costcalc_traffic_bytes_total", map[string]string{"class": "inter_zone"}); v != 7*gib {
+		t.Errorf("inter-zone bytes = %v GiB, want 7 (2, then 5 of the series brought back)", v/gib)
 	}
 }
 
@@ -320,9 +351,16 @@ func TestServiceCost(t *testing.T) {
 
 	fams := metricstest.Scrape(t, cc.url)
 	api := map[string]string{"namespace": "shop", "service": "api"}
-	if got := fams.Sum(ServiceCostMetric, api); !near(got, 0.34) {
-		t.Errorf("shop/api cross-zone cost $%v, want $0.34 (12 GiB from a + 1 GiB of answers to a + 4 GiB from c, × $0.02)", got)
+	// The cost series are derived from the flowservers' series: requests a→b 2 GiB (after the reset),
+	// answers 51 GiB, c→a 4 GiB.
+	if got := fams.Sum(ServiceCostMetric, api); !near(got, 1.14) {
+		t.Errorf("shop/api cross-zone cost $%v, want $1.14 ((2 + 51 + 4) GiB × $0.02)", got)
 	}
+	if got := fams.Sum(ServiceCostMetric, map[string]string{"direction": "response", "target": fsA.srv.URL, "src_workload": "web"}); !near(got, 1.02) {
+		t.Errorf("shop/api answers to web in a, from flowserver a: $%v, want $1.02", got)
+	}
+	// The avoidable part is accumulated from costcalc's start: 1 GiB of answers, 10 GiB, then 2 GiB after
+	// the reset, all from zone a, which has endpoints.
 	if got := fams.Sum(ServiceAvoidableMetric, api); !near(got, 0.26) {
 		t.Errorf("shop/api avoidable cost $%v, want $0.26 (only zone a has local endpoints)", got)
 	}
@@ -334,9 +372,10 @@ func TestServiceCost(t *testing.T) {
 	}
 }
 
-// TestSeriesTTL: a cost series that has not grown for the TTL is removed from the exposition and from
-// the meter's memory, and counted; one still growing stays; a removed pair that grows again is a new
-// series holding only its new dollars. With TTL 0 nothing is removed.
+// TestSeriesTTL: a cost series that has not grown for the TTL is taken off /metrics and counted; one
+// still growing stays; an expired pair that grows again shows again with all its dollars (the same series
+// continuing, for Prometheus); a series the flowserver no longer serves is forgotten. With TTL 0 nothing
+// is removed.
 func TestSeriesTTL(t *testing.T) {
 	for _, ttl := range []time.Duration{time.Hour, 0} {
 		t.Run(fmt.Sprintf("ttl=%s", ttl), func(t *testing.T) {
@@ -384,23 +423,23 @@ func TestSeriesTTL(t *testing.T) {
 			if quietSeries != 0 || busySeries != 1 || expired != 1 || held != 1 {
 				t.Fatalf("after 61 min: quiet %d, busy %d series, %v expired, %v held; want 0, 1, 1, 1", quietSeries, busySeries, expired, held)
 			}
-			m.mu.Lock()
-			grown, warned := len(m.grown), 0
-			for k := range m.warned {
-				if strings.Contains(k, "\xff") { // per series; the per-target warnings are bounded
-					warned++
-				}
-			}
-			m.mu.Unlock()
-			if grown != 1 || warned != 0 {
-				t.Errorf("meter remembers %d series and %d warnings, want 1 and 0 (the quiet and unpriced pairs forgotten)", grown, warned)
-			}
-			// The quiet pair sends 3 GiB more: a new series with $0.06 (AWS: $0.02/GiB crossing), not
-			// the $0.02 it had before it expired plus that.
+			// The quiet pair sends 3 GiB more: its series shows again with $0.08 (AWS: $0.02/GiB crossing),
+			// which Prometheus reads as $0.06 more on the series it stored before.
 			fs.set(quiet, 4*gib)
 			m.ScrapeOnce(ctx)
-			if got := cc.cost(t, map[string]string{"src_workload": "batch"}); !near(got, 0.06) {
-				t.Errorf("quiet pair after it came back: $%v, want $0.06", got)
+			if got := cc.cost(t, map[string]string{"src_workload": "batch"}); !near(got, 0.08) {
+				t.Errorf("quiet pair after it came back: $%v, want $0.08", got)
+			}
+			// The flowserver drops the unpriced pair (its own TTL): the meter forgets it.
+			fs.mu.Lock()
+			delete(fs.lines, unpriced)
+			fs.mu.Unlock()
+			m.ScrapeOnce(ctx)
+			m.mu.Lock()
+			remembered := len(m.targets[fs.srv.URL].traffic)
+			m.mu.Unlock()
+			if remembered != 2 {
+				t.Errorf("meter remembers %d series, want 2 (the unpriced pair the flowserver dropped is forgotten)", remembered)
 			}
 			if problems, err := testutil.GatherAndLint(reg); err != nil || len(problems) > 0 {
 				t.Errorf("metrics lint: %v %v", problems, err)
@@ -409,9 +448,9 @@ func TestSeriesTTL(t *testing.T) {
 	}
 }
 
-// TestServiceSeriesTTL: a per-Service cost series expires with the TTL like the traffic cost series, but
-// only when none of the client series feeding it has grown: two client workloads in one zone share one
-// per-Service series, and it stays while either of them grows.
+// TestServiceSeriesTTL: per-Service cost series expire with the TTL like the traffic cost series, one per
+// client series; the avoidable-cost series, which two client workloads in one zone share, stays while
+// either of them grows.
 func TestServiceSeriesTTL(t *testing.T) {
 	ctx := context.Background()
 	fs := newFlowserver(t)
@@ -435,29 +474,28 @@ func TestServiceSeriesTTL(t *testing.T) {
 	fs.setExtra(cron, 1*gib)
 	m.ScrapeOnce(ctx)
 	now = t0.Add(50 * time.Minute)
-	fs.setExtra(cron, 2*gib) // only cron grows: the shared series stays
+	fs.setExtra(cron, 2*gib) // only cron grows: the shared avoidable series stays
 	m.ScrapeOnce(ctx)
 	now = t0.Add(70 * time.Minute)
 	m.ScrapeOnce(ctx)
-	series := func() int {
+	series := func() map[string]int {
 		mfs, err := reg.Gather()
 		if err != nil {
 			t.Fatal(err)
 		}
-		n := 0
+		n := map[string]int{}
 		for _, mf := range mfs {
-			if mf.GetName() == ServiceCostMetric || mf.GetName() == ServiceAvoidableMetric {
-				n += len(mf.GetMetric())
-			}
+			n[mf.GetName()] = len(mf.GetMetric())
 		}
 		return n
 	}
-	if n := series(); n != 2 {
-		t.Fatalf("70 min after web's last growth, 20 after cron's: %d per-Service series, want the cost and avoidable series kept", n)
+	if n := series(); n[ServiceCostMetric] != 1 || n[ServiceAvoidableMetric] != 1 {
+		t.Fatalf("70 min after web's last growth, 20 after cron's: %d per-Service cost and %d avoidable series, want cron's cost series and the shared avoidable one",
+			n[ServiceCostMetric], n[ServiceAvoidableMetric])
 	}
 	now = t0.Add(111 * time.Minute)
 	m.ScrapeOnce(ctx)
-	if n := series(); n != 0 {
-		t.Errorf("an hour after the last growth: %d per-Service series, want none", n)
+	if n := series(); n[ServiceCostMetric] != 0 || n[ServiceAvoidableMetric] != 0 {
+		t.Errorf("an hour after the last growth: %d per-Service cost and %d avoidable series, want none", n[ServiceCostMetric], n[ServiceAvoidableMetric])
 	}
 }

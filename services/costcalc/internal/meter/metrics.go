@@ -2,6 +2,7 @@ package meter
 
 import (
 	"fmt"
+	"slices"
 
 	"github.com/prometheus/client_golang/prometheus"
 
@@ -17,13 +18,25 @@ const (
 	ServiceAvoidableMetric = "zonetoll_service_avoidable_cost_dollars_total"
 )
 
-// ServiceCostLabels are the labels of the per-Service cost metrics: the client workload is left out.
-var ServiceCostLabels = []string{"namespace", "service", "src_zone", "dst_zone"}
+// Labels the cost series add to their flowserver series' labels: the flowserver's URL (one of
+// ZONETOLL_TARGETS, so a bounded set) and the price of the series' bytes, in dollars per unit ("0.02/GiB").
+const (
+	TargetLabel = "target"
+	PriceLabel  = "price"
+)
+
+// CostLabels are the labels of CostMetric: the traffic metric's, the target and the price.
+var CostLabels = append(slices.Clone(TrafficLabels), TargetLabel, PriceLabel)
+
+// ServiceCostLabels are the labels of ServiceCostMetric: the per-Service traffic metric's, the target and
+// the price.
+var ServiceCostLabels = append(slices.Clone(ServiceTrafficLabels), TargetLabel, PriceLabel)
+
+// AvoidableLabels are the labels of ServiceAvoidableMetric: the client workload is left out (fewer series).
+var AvoidableLabels = []string{"namespace", "service", "src_zone", "dst_zone"}
 
 type metrics struct {
-	serviceCost      *prometheus.CounterVec
 	serviceAvoidable *prometheus.CounterVec
-	cost             *prometheus.CounterVec
 	bytes            *prometheus.CounterVec
 	unpriced         *prometheus.CounterVec
 	scrapes          *prometheus.CounterVec
@@ -35,20 +48,20 @@ type metrics struct {
 	costSeries prometheus.Gauge
 }
 
-func newMetrics(reg prometheus.Registerer, table *pricing.Table) (*metrics, error) {
+func newMetrics(reg prometheus.Registerer, table *pricing.Table, meter *Meter) (*metrics, error) {
+	costs := costCollector{m: meter,
+		cost: prometheus.NewDesc(CostMetric,
+			"Dollars of the bytes of one zonetoll_traffic_bytes_total series of the flowserver target: price × its bytes, every billed side together (cross-zone, cross-region and internet traffic; same-zone traffic is free and has no series). Derived from the flowserver's counter, so it resets when that counter resets and not when costcalc restarts.",
+			CostLabels, nil),
+		service: prometheus.NewDesc(ServiceCostMetric,
+			"Dollars of the cross-zone bytes of one zonetoll_service_traffic_bytes_total series of the flowserver target (clients in src_zone, the Service's endpoints in dst_zone): price × its bytes, every billed side together. Already part of zonetoll_cross_zone_cost_dollars_total: do not add the two.",
+			ServiceCostLabels, nil),
+	}
 	m := &metrics{
-		serviceCost: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: ServiceCostMetric,
-			Help: "Dollars the cross-zone traffic of clients in src_zone to a Service's endpoints in dst_zone cost since costcalc started, every billed side together (priced from zonetoll_service_traffic_bytes_total; already part of zonetoll_cross_zone_cost_dollars_total, do not add the two).",
-		}, ServiceCostLabels),
 		serviceAvoidable: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: ServiceAvoidableMetric,
-			Help: "The part of zonetoll_service_cross_zone_cost_dollars_total sent from a client zone where the Service had a ready endpoint at the scrape: what same-zone routing (trafficDistribution: PreferSameZone) would have kept in zone.",
-		}, ServiceCostLabels),
-		cost: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: CostMetric,
-			Help: "Dollars the traffic between two workloads cost since costcalc started, every billed side together (cross-zone, cross-region and internet traffic; same-zone traffic is free and has no series).",
-		}, TrafficLabels),
+			Help: "The part of zonetoll_service_cross_zone_cost_dollars_total sent from a client zone where the Service had a ready endpoint at the scrape, counted since costcalc started: what same-zone routing (trafficDistribution: PreferSameZone) would have kept in zone.",
+		}, AvoidableLabels),
 		bytes: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "zonetoll_costcalc_traffic_bytes_total",
 			Help: "Bytes of traffic costcalc has read from flowservers, by pricing class (same_zone, inter_zone, inter_region, internet, unpriced).",
@@ -76,7 +89,7 @@ func newMetrics(reg prometheus.Registerer, table *pricing.Table) (*metrics, erro
 		}, []string{"target"}),
 		expired: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "zonetoll_costcalc_series_expired_total",
-			Help: "Cost series removed because they did not grow for ZONETOLL_SERIES_TTL.",
+			Help: "Cost series (traffic, per-Service and avoidable) taken off /metrics because they did not grow for ZONETOLL_SERIES_TTL.",
 		}),
 		costSeries: prometheus.NewGauge(prometheus.GaugeOpts{
 			Name: "zonetoll_costcalc_cost_series",
@@ -96,7 +109,7 @@ func newMetrics(reg prometheus.Registerer, table *pricing.Table) (*metrics, erro
 		perByte.WithLabelValues(l...).Set(r.Price / table.Unit.Bytes())
 		perUnit.WithLabelValues(l...).Set(r.Price)
 	}
-	for _, c := range []prometheus.Collector{m.serviceCost, m.serviceAvoidable, m.cost, m.bytes, m.unpriced, m.scrapes, m.resets, m.series, m.duration, m.expired, m.costSeries, perByte, perUnit} {
+	for _, c := range []prometheus.Collector{costs, m.serviceAvoidable, m.bytes, m.unpriced, m.scrapes, m.resets, m.series, m.duration, m.expired, m.costSeries, perByte, perUnit} {
 		if err := reg.Register(c); err != nil {
 			return nil, fmt.Errorf("registering costcalc metrics: %w", err)
 		}

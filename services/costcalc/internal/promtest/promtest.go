@@ -16,6 +16,10 @@ import (
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/api"
+	v1 "github.com/prometheus/client_golang/api/prometheus/v1"
+	"github.com/prometheus/common/model"
+
 	"github.com/zonetoll/zonetoll/testkit/gate"
 	"github.com/zonetoll/zonetoll/testkit/servicetest"
 )
@@ -27,6 +31,18 @@ const Binary = "/usr/bin/prometheus"
 type Prometheus struct {
 	URL string // http://127.0.0.1:port
 	Dir string
+	API v1.API // its HTTP API
+}
+
+// Value is the value of an instant query now, and false unless the query answered exactly one sample
+// (not yet scraped, or an error): the tests poll it until it is what they wait for.
+func (p *Prometheus) Value(q string) (float64, bool) {
+	v, _, err := p.API.Query(context.Background(), q, time.Now())
+	vec, ok := v.(model.Vector)
+	if err != nil || !ok || len(vec) != 1 {
+		return 0, false
+	}
+	return float64(vec[0].Value), true
 }
 
 // Start runs Prometheus scraping targets (host:port, path /metrics) every interval and returns once it
@@ -126,5 +142,10 @@ func start(t testing.TB, dir, cfgPath string) (*Prometheus, error) {
 			t.Logf("prometheus log:\n%s", log.String())
 		}
 	})
-	return &Prometheus{URL: url, Dir: dir}, nil
+	client, err := api.NewClient(api.Config{Address: url})
+	if err != nil {
+		stop()
+		return nil, fmt.Errorf("making a client of prometheus at %s: %w", url, err)
+	}
+	return &Prometheus{URL: url, Dir: dir, API: v1.NewAPI(client)}, nil
 }

@@ -18,9 +18,9 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
-	"github.com/prometheus/client_golang/prometheus/promauto"
 
 	"github.com/zonetoll/zonetoll/bpf/counter"
+	"github.com/zonetoll/zonetoll/shared/metricdef"
 	"github.com/zonetoll/zonetoll/shared/report"
 )
 
@@ -96,41 +96,25 @@ type metrics struct {
 	drainDuration              prometheus.Histogram
 }
 
-func newMetrics(reg prometheus.Registerer, d Drainer) metrics {
-	f := promauto.With(reg)
+func newMetrics(reg prometheus.Registerer, d Drainer) (metrics, error) {
+	var f metricdef.Set
 	m := metrics{
-		drainedBytes: f.NewCounter(prometheus.CounterOpts{
-			Name: "zonetoll_flowagent_drained_bytes_total",
-			Help: "Layer-3 bytes read from the kernel's flow map, before filtering.",
-		}),
-		drainedFlows: f.NewCounter(prometheus.CounterOpts{
-			Name: "zonetoll_flowagent_drained_flows_total",
-			Help: "Flow map entries read from the kernel, before filtering.",
-		}),
-		reportedBytes: f.NewCounter(prometheus.CounterOpts{
-			Name: "zonetoll_flowagent_reported_bytes_total",
-			Help: "Bytes put into reports (flows whose source is on this node).",
-		}),
-		skippedBytes: f.NewCounterVec(prometheus.CounterOpts{
-			Name: "zonetoll_flowagent_skipped_bytes_total",
-			Help: "Drained bytes not reported because another node reports them, by reason.",
-		}, []string{"reason"}),
-		reports: f.NewCounter(prometheus.CounterOpts{
-			Name: "zonetoll_flowagent_reports_built_total",
-			Help: "Reports built and handed to the sender.",
-		}),
-		drainErrors: f.NewCounter(prometheus.CounterOpts{
-			Name: "zonetoll_flowagent_drain_errors_total",
-			Help: "Drains that failed part-way; what was read is still reported, the rest stays in the kernel.",
-		}),
-		drainDuration: f.NewHistogram(prometheus.HistogramOpts{
-			Name:    "zonetoll_flowagent_drain_duration_seconds",
-			Help:    "Time to drain the kernel's flow map and build the reports.",
-			Buckets: prometheus.ExponentialBuckets(0.001, 3, 9),
-		}),
+		drainedBytes: f.Counter("zonetoll_flowagent_drained_bytes_total",
+			"Layer-3 bytes read from the kernel's flow map, before filtering."),
+		drainedFlows: f.Counter("zonetoll_flowagent_drained_flows_total",
+			"Flow map entries read from the kernel, before filtering."),
+		reportedBytes: f.Counter("zonetoll_flowagent_reported_bytes_total",
+			"Bytes put into reports (flows whose source is on this node)."),
+		skippedBytes: f.CounterVec("zonetoll_flowagent_skipped_bytes_total",
+			"Drained bytes not reported because another node reports them, by reason.",
+			"reason", ReasonNotLocalSource, ReasonOverlayOuter),
+		reports: f.Counter("zonetoll_flowagent_reports_built_total",
+			"Reports built and handed to the sender."),
+		drainErrors: f.Counter("zonetoll_flowagent_drain_errors_total",
+			"Drains that failed part-way; what was read is still reported, the rest stays in the kernel."),
+		drainDuration: f.Histogram("zonetoll_flowagent_drain_duration_seconds",
+			"Time to drain the kernel's flow map and build the reports.", prometheus.ExponentialBuckets(0.001, 3, 9)),
 	}
-	m.skippedBytes.WithLabelValues(ReasonNotLocalSource)
-	m.skippedBytes.WithLabelValues(ReasonOverlayOuter)
 	// The kernel keeps these cumulatively (they survive restarts with the pinned maps), so they are
 	// read at scrape time.
 	stat := func(pick func(counter.Stats) uint64) func() float64 {
@@ -142,19 +126,16 @@ func newMetrics(reg prometheus.Registerer, d Drainer) metrics {
 			return float64(pick(s))
 		}
 	}
-	f.NewCounterFunc(prometheus.CounterOpts{
-		Name: "zonetoll_flowagent_map_insert_failed_packets_total",
-		Help: "Packets not counted because the flow map was full (raise ZONETOLL_BPF_MAX_FLOWS or shorten the interval).",
-	}, stat(func(s counter.Stats) uint64 { return s.InsertFailedPackets }))
-	f.NewCounterFunc(prometheus.CounterOpts{
-		Name: "zonetoll_flowagent_map_insert_failed_bytes_total",
-		Help: "Bytes not counted because the flow map was full.",
-	}, stat(func(s counter.Stats) uint64 { return s.InsertFailedBytes }))
-	f.NewCounterFunc(prometheus.CounterOpts{
-		Name: "zonetoll_flowagent_parse_failed_packets_total",
-		Help: "Packets whose IP header the program could not read (tc mode only).",
-	}, stat(func(s counter.Stats) uint64 { return s.ParseFailedPackets }))
-	return m
+	f.CounterFunc("zonetoll_flowagent_map_insert_failed_packets_total",
+		"Packets not counted because the flow map was full (raise ZONETOLL_BPF_MAX_FLOWS or shorten the interval).",
+		stat(func(s counter.Stats) uint64 { return s.InsertFailedPackets }))
+	f.CounterFunc("zonetoll_flowagent_map_insert_failed_bytes_total",
+		"Bytes not counted because the flow map was full.",
+		stat(func(s counter.Stats) uint64 { return s.InsertFailedBytes }))
+	f.CounterFunc("zonetoll_flowagent_parse_failed_packets_total",
+		"Packets whose IP header the program could not read (tc mode only).",
+		stat(func(s counter.Stats) uint64 { return s.ParseFailedPackets }))
+	return m, f.Register(reg, "agent metrics")
 }
 
 // NewBootID returns a random version-4 UUID. It is made per process start, not read from
@@ -192,10 +173,14 @@ func New(cfg Config, d Drainer, locals Locals, out Enqueuer, reg prometheus.Regi
 	if err != nil {
 		return nil, err
 	}
+	m, err := newMetrics(reg, d)
+	if err != nil {
+		return nil, err
+	}
 	a := &Agent{
 		cfg: cfg, drain: d, locals: locals, out: out,
 		log:    log.With("component", "agent"),
-		m:      newMetrics(reg, d),
+		m:      m,
 		now:    time.Now,
 		BootID: boot,
 		flows:  map[counter.Key]counter.Value{},

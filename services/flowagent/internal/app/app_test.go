@@ -1,8 +1,6 @@
 package app
 
 import (
-	"bytes"
-	"context"
 	"strings"
 	"testing"
 
@@ -37,14 +35,12 @@ func TestSettingsRejected(t *testing.T) {
 			for k, v := range tt.env {
 				t.Setenv(k, v)
 			}
-			spec := Spec()
-			var out bytes.Buffer
-			spec.Stdout, spec.Stderr = &out, &out
-			if code := servicecmd.Main(context.Background(), spec, []string{"flowagent", "run"}); code != servicecmd.ExitUsage {
-				t.Errorf("exit code %d, want %d; output:\n%s", code, servicecmd.ExitUsage, out.String())
+			code, out := servicetest.Run(Spec(), "run")
+			if code != servicecmd.ExitUsage {
+				t.Errorf("exit code %d, want %d; output:\n%s", code, servicecmd.ExitUsage, out)
 			}
-			if !strings.Contains(out.String(), tt.want) {
-				t.Errorf("output lacks %q:\n%s", tt.want, out.String())
+			if !strings.Contains(out, tt.want) {
+				t.Errorf("output lacks %q:\n%s", tt.want, out)
 			}
 		})
 	}

@@ -3,13 +3,12 @@ package app
 import (
 	"fmt"
 	"net/http"
-	"net/http/httptest"
-	"net/netip"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 
+	"github.com/zonetoll/zonetoll/bpf/counter"
 	"github.com/zonetoll/zonetoll/bpf/kerneltest"
 	"github.com/zonetoll/zonetoll/testkit/servicetest"
 	"github.com/zonetoll/zonetoll/testkit/testcluster"
@@ -23,18 +22,9 @@ import (
 //
 // In tc mode (forced here; auto picks it on kernels before 6.4) no interface is configured: each
 // agent finds its node's uplink by the default route and counts at its egress.
-func TestServiceEndToEnd(t *testing.T) {
-	kerneltest.Require(t)
-	for _, mode := range []string{"netfilter", "tc"} {
-		t.Run(mode, func(t *testing.T) { testServiceEndToEnd(t, mode) })
-	}
-}
+func TestServiceEndToEnd(t *testing.T) { eachMode(t, testServiceEndToEnd) }
 
-func testServiceEndToEnd(t *testing.T, mode string) {
-	c := newCluster(t)
-	if mode == "tc" {
-		c.defaultRoutes()
-	}
+func testServiceEndToEnd(t *testing.T, mode counter.Mode, c *cluster) {
 	c.listen(c.a, "198.18.1.2", "fd00:1::2")
 	c.listen(c.b, "198.18.2.2", "fd00:2::2")
 
@@ -60,9 +50,8 @@ func testServiceEndToEnd(t *testing.T, mode string) {
 		}
 	}
 
-	fs := &flowserver{token: "agent-token", zones: map[string]string{}, seen: map[string]bool{}, bytes: map[[2]netip.Addr]uint64{}}
-	srv := httptest.NewServer(fs)
-	defer srv.Close()
+	fs := &flowserver{token: "agent-token", zones: map[string]string{}}
+	url := fs.start(t)
 	tokenFile := filepath.Join(t.TempDir(), "token")
 	if err := os.WriteFile(tokenFile, []byte("agent-token\n"), 0o600); err != nil {
 		t.Fatal(err)
@@ -71,12 +60,12 @@ func testServiceEndToEnd(t *testing.T, mode string) {
 		return servicetest.Start(t, Spec(), map[string]string{
 			"ZONETOLL_NODE_NAME":  node,
 			"ZONETOLL_NETNS":      "/run/netns/" + netns,
-			"ZONETOLL_SERVER_URL": srv.URL + "/{zone}",
+			"ZONETOLL_SERVER_URL": url + "/{zone}",
 			// The test's flowserver is plain HTTP on loopback; TLS is the sender's tests'.
 			"ZONETOLL_ALLOW_PLAINTEXT": "true",
 			"ZONETOLL_TOKEN_FILE":      tokenFile,
 			"ZONETOLL_INTERVAL":        "200ms",
-			"ZONETOLL_BPF_MODE":        mode,
+			"ZONETOLL_BPF_MODE":        string(mode),
 			"ZONETOLL_BPF_PIN_DIR":     kerneltest.PinDir(t),
 		}, "--kubeconfig", kc.Kubeconfig)
 	}
@@ -89,12 +78,7 @@ func testServiceEndToEnd(t *testing.T, mode string) {
 		})
 	}
 
-	aBefore, bBefore := c.podTxL3(c.a), c.podTxL3(c.b)
-	c.send(c.a, a4, b4, 1500)
-	c.send(c.a, a6, b6, 1000)
-	c.send(c.b, b4, a4, 800)
-	c.send(c.b, b6, a6, 400)
-	aSent, bSent := c.podTxL3(c.a)-aBefore, c.podTxL3(c.b)-bBefore
+	aSent, bSent := c.sendBothWays(1500, 1000, 800, 400)
 
 	if aSent == 0 || bSent == 0 {
 		t.Fatalf("no traffic measured (a %d, b %d)", aSent, bSent)
@@ -108,8 +92,8 @@ func testServiceEndToEnd(t *testing.T, mode string) {
 		}
 		// The one start line: mode, why, hooks.
 		line := startLine(t, out)
-		want := map[string]any{"mode": mode, "reason": "configured (ZONETOLL_BPF_MODE=" + mode + ")"}
-		if mode == "tc" {
+		want := map[string]any{"mode": string(mode), "reason": "configured (ZONETOLL_BPF_MODE=" + string(mode) + ")"}
+		if mode == counter.ModeTC {
 			want["hook"], want["interfaces"], want["counting_on"] = "tc egress", "follow", fmt.Sprintf("n%d(uplink)", i+1)
 		}
 		for k, v := range want {
@@ -118,15 +102,9 @@ func testServiceEndToEnd(t *testing.T, mode string) {
 			}
 		}
 	}
+	fs.checkBothWays(t, aSent, bSent)
 	fs.mu.Lock()
 	defer fs.mu.Unlock()
-	got := func(src, dst netip.Addr) uint64 { return fs.bytes[[2]netip.Addr{src, dst}] }
-	if sum := got(a4, b4) + got(a6, b6); sum != aSent {
-		t.Errorf("pod a → pod b: server has %d bytes, pod a sent %d", sum, aSent)
-	}
-	if sum := got(b4, a4) + got(b6, a6); sum != bSent {
-		t.Errorf("pod b → pod a: server has %d bytes, pod b sent %d", sum, bSent)
-	}
 	if fs.zones["node-1"] != "zone-a" || fs.zones["node-2"] != "zone-b" {
 		t.Errorf("reports arrived at zones %v, want node-1 at zone-a and node-2 at zone-b", fs.zones)
 	}

@@ -1,7 +1,6 @@
 package app
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -209,6 +208,18 @@ func (c *cluster) send(pod string, src, dst netip.Addr, count int) {
 	}
 }
 
+// sendBothWays has pod a send ab4 datagrams to pod b over IPv4 and ab6 over IPv6, and pod b answer
+// with ba4 and ba6, and returns the layer-3 bytes each pod sent meanwhile.
+func (c *cluster) sendBothWays(ab4, ab6, ba4, ba6 int) (aSent, bSent uint64) {
+	c.t.Helper()
+	aBefore, bBefore := c.podTxL3(c.a), c.podTxL3(c.b)
+	c.send(c.a, a4, b4, ab4)
+	c.send(c.a, a6, b6, ab6)
+	c.send(c.b, b4, a4, ba4)
+	c.send(c.b, b6, a6, ba6)
+	return c.podTxL3(c.a) - aBefore, c.podTxL3(c.b) - bBefore
+}
+
 // listen opens the UDP sink in a pod for the duration of the test.
 func (c *cluster) listen(pod string, addrs ...string) {
 	c.t.Helper()
@@ -275,6 +286,29 @@ func (f *flowserver) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	w.WriteHeader(http.StatusNoContent)
 }
 
+// checkBothWays fails t unless f holds, over both families, the bytes each pod sent to the other
+// (cluster.sendBothWays).
+func (f *flowserver) checkBothWays(t *testing.T, aSent, bSent uint64) {
+	t.Helper()
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	got := func(src, dst netip.Addr) uint64 { return f.bytes[[2]netip.Addr{src, dst}] }
+	if sum := got(a4, b4) + got(a6, b6); sum != aSent {
+		t.Errorf("pod a → pod b: server has %d bytes (v4 %d, v6 %d), pod a sent %d", sum, got(a4, b4), got(a6, b6), aSent)
+	}
+	if sum := got(b4, a4) + got(b6, a6); sum != bSent {
+		t.Errorf("pod b → pod a: server has %d bytes (v4 %d, v6 %d), pod b sent %d", sum, got(b4, a4), got(b6, a6), bSent)
+	}
+}
+
+// start serves f over HTTP until the test ends and returns its URL.
+func (f *flowserver) start(t *testing.T) string {
+	f.seen, f.bytes = map[string]bool{}, map[[2]netip.Addr]uint64{}
+	srv := httptest.NewServer(f)
+	t.Cleanup(srv.Close)
+	return srv.URL
+}
+
 func (f *flowserver) setDown(down bool) { f.mu.Lock(); f.down = down; f.mu.Unlock() }
 
 func (f *flowserver) failures() int { f.mu.Lock(); defer f.mu.Unlock(); return f.failed }
@@ -309,6 +343,23 @@ func requireMode(t *testing.T, mode counter.Mode) {
 	t.Helper()
 	if mode == counter.ModeNetfilter {
 		requireNetfilter(t)
+	}
+}
+
+// eachMode runs test once per attach mode, each a subtest on a new cluster: in tc mode the nodes get
+// default routes (tc mode follows the uplink they make); netfilter mode needs a kernel with it
+// (requireMode).
+func eachMode(t *testing.T, test func(t *testing.T, mode counter.Mode, c *cluster)) {
+	kerneltest.Require(t)
+	for _, mode := range []counter.Mode{counter.ModeNetfilter, counter.ModeTC} {
+		t.Run(string(mode), func(t *testing.T) {
+			requireMode(t, mode)
+			c := newCluster(t)
+			if mode == counter.ModeTC {
+				c.defaultRoutes()
+			}
+			test(t, mode, c)
+		})
 	}
 }
 
@@ -411,33 +462,19 @@ var (
 // it before Linux 6.4) nothing is configured: each node's follower finds its uplink by the default
 // route, whose egress sees each packet on its source node only.
 func TestTwoNodesEachByteOnceThroughOutage(t *testing.T) {
-	kerneltest.Require(t)
-	for _, mode := range []counter.Mode{counter.ModeNetfilter, counter.ModeTC} {
-		t.Run(string(mode), func(t *testing.T) { testTwoNodesEachByteOnceThroughOutage(t, mode) })
-	}
+	eachMode(t, testTwoNodesEachByteOnceThroughOutage)
 }
 
-func testTwoNodesEachByteOnceThroughOutage(t *testing.T, mode counter.Mode) {
-	requireMode(t, mode)
-	c := newCluster(t)
-	if mode == counter.ModeTC {
-		c.defaultRoutes()
-	}
+func testTwoNodesEachByteOnceThroughOutage(t *testing.T, mode counter.Mode, c *cluster) {
 	c.listen(c.a, "198.18.1.2", "fd00:1::2")
 	c.listen(c.b, "198.18.2.2", "fd00:2::2")
-	fs := &flowserver{down: true, seen: map[string]bool{}, bytes: map[[2]netip.Addr]uint64{}}
-	srv := httptest.NewServer(fs)
-	defer srv.Close()
+	fs := &flowserver{down: true}
+	url := fs.start(t)
 
-	n1 := startNode(t, mode, "node-1", c.node1, kerneltest.PinDir(t), srv.URL, node1L, nil)
-	n2 := startNode(t, mode, "node-2", c.node2, kerneltest.PinDir(t), srv.URL, node2L, nil)
+	n1 := startNode(t, mode, "node-1", c.node1, kerneltest.PinDir(t), url, node1L, nil)
+	n2 := startNode(t, mode, "node-2", c.node2, kerneltest.PinDir(t), url, node2L, nil)
 
-	aBefore, bBefore := c.podTxL3(c.a), c.podTxL3(c.b)
-	c.send(c.a, a4, b4, 3000)
-	c.send(c.a, a6, b6, 2000)
-	c.send(c.b, b4, a4, 1000)
-	c.send(c.b, b6, a6, 500)
-	aSent, bSent := c.podTxL3(c.a)-aBefore, c.podTxL3(c.b)-bBefore
+	aSent, bSent := c.sendBothWays(3000, 2000, 1000, 500)
 
 	waitFor(t, "failed deliveries while the server is down", func() bool { return fs.failures() >= 4 })
 	fs.setDown(false)
@@ -449,15 +486,9 @@ func testTwoNodesEachByteOnceThroughOutage(t *testing.T, mode counter.Mode) {
 		}
 	}
 
+	fs.checkBothWays(t, aSent, bSent)
 	fs.mu.Lock()
 	defer fs.mu.Unlock()
-	got := func(src, dst netip.Addr) uint64 { return fs.bytes[[2]netip.Addr{src, dst}] }
-	if sum := got(a4, b4) + got(a6, b6); sum != aSent {
-		t.Errorf("pod a → pod b: server has %d bytes (v4 %d, v6 %d), pod a sent %d", sum, got(a4, b4), got(a6, b6), aSent)
-	}
-	if sum := got(b4, a4) + got(b6, a6); sum != bSent {
-		t.Errorf("pod b → pod a: server has %d bytes (v4 %d, v6 %d), pod b sent %d", sum, got(b4, a4), got(b6, a6), bSent)
-	}
 	var total uint64
 	for _, v := range fs.bytes {
 		total += v
@@ -475,22 +506,13 @@ func testTwoNodesEachByteOnceThroughOutage(t *testing.T, mode counter.Mode) {
 // boot id) adopts the hooks, drains and reports everything. In netfilter mode and in tc mode (tcx
 // egress links, found by the follower).
 func TestRestartWithPinnedMapsLosesNothing(t *testing.T) {
-	kerneltest.Require(t)
-	for _, mode := range []counter.Mode{counter.ModeNetfilter, counter.ModeTC} {
-		t.Run(string(mode), func(t *testing.T) { testRestartWithPinnedMapsLosesNothing(t, mode) })
-	}
+	eachMode(t, testRestartWithPinnedMapsLosesNothing)
 }
 
-func testRestartWithPinnedMapsLosesNothing(t *testing.T, mode counter.Mode) {
-	requireMode(t, mode)
-	c := newCluster(t)
-	if mode == counter.ModeTC {
-		c.defaultRoutes()
-	}
+func testRestartWithPinnedMapsLosesNothing(t *testing.T, mode counter.Mode, c *cluster) {
 	c.listen(c.b, "198.18.2.2", "fd00:2::2")
-	fs := &flowserver{seen: map[string]bool{}, bytes: map[[2]netip.Addr]uint64{}}
-	srv := httptest.NewServer(fs)
-	defer srv.Close()
+	fs := &flowserver{}
+	url := fs.start(t)
 	pins := kerneltest.PinDir(t)
 
 	before := c.podTxL3(c.a)
@@ -519,7 +541,7 @@ func testRestartWithPinnedMapsLosesNothing(t *testing.T, mode counter.Mode) {
 	c.send(c.a, a4, b4, 200) // no process runs: the pinned hooks count
 	first := c.podTxL3(c.a) - before
 
-	n := startNode(t, mode, "node-1", c.node1, pins, srv.URL, node1L, nil)
+	n := startNode(t, mode, "node-1", c.node1, pins, url, node1L, nil)
 	mid := c.podTxL3(c.a)
 	c.send(c.a, a4, b4, 400)
 	second := c.podTxL3(c.a) - mid
@@ -540,19 +562,9 @@ func testRestartWithPinnedMapsLosesNothing(t *testing.T, mode counter.Mode) {
 // mode the agents report the inner flows only: the server's bytes equal what the pods sent. In tc
 // mode the follower counts at egress of the VXLAN device (inner packets) and of the uplink (outer):
 // the same two views, so the same result.
-func TestOverlayEachByteOnce(t *testing.T) {
-	kerneltest.Require(t)
-	for _, mode := range []counter.Mode{counter.ModeNetfilter, counter.ModeTC} {
-		t.Run(string(mode), func(t *testing.T) { testOverlayEachByteOnce(t, mode) })
-	}
-}
+func TestOverlayEachByteOnce(t *testing.T) { eachMode(t, testOverlayEachByteOnce) }
 
-func testOverlayEachByteOnce(t *testing.T, mode counter.Mode) {
-	requireMode(t, mode)
-	c := newCluster(t)
-	if mode == counter.ModeTC {
-		c.defaultRoutes()
-	}
+func testOverlayEachByteOnce(t *testing.T, mode counter.Mode, c *cluster) {
 	for _, n := range []struct{ ns, dev, local, remote, addr, peer, peerMAC, mac, dst string }{
 		{c.node1, "n1", "198.18.100.1", "198.18.100.2", "198.18.200.1", "198.18.200.2", "02:00:00:00:c8:02", "02:00:00:00:c8:01", "198.18.2.0/24"},
 		{c.node2, "n2", "198.18.100.2", "198.18.100.1", "198.18.200.2", "198.18.200.1", "02:00:00:00:c8:01", "02:00:00:00:c8:02", "198.18.1.0/24"},
@@ -565,12 +577,11 @@ func testOverlayEachByteOnce(t *testing.T, mode counter.Mode) {
 	}
 	c.listen(c.a, "198.18.1.2")
 	c.listen(c.b, "198.18.2.2")
-	fs := &flowserver{seen: map[string]bool{}, bytes: map[[2]netip.Addr]uint64{}}
-	srv := httptest.NewServer(fs)
-	defer srv.Close()
+	fs := &flowserver{}
+	url := fs.start(t)
 	nodeAddrs := []string{"198.18.100.1", "fd00:100::1", "198.18.100.2", "fd00:100::2", "198.18.200.1", "198.18.200.2"}
-	n1 := startNode(t, mode, "node-1", c.node1, kerneltest.PinDir(t), srv.URL, append(node1L, "198.18.200.1"), nodeAddrs)
-	n2 := startNode(t, mode, "node-2", c.node2, kerneltest.PinDir(t), srv.URL, append(node2L, "198.18.200.2"), nodeAddrs)
+	n1 := startNode(t, mode, "node-1", c.node1, kerneltest.PinDir(t), url, append(node1L, "198.18.200.1"), nodeAddrs)
+	n2 := startNode(t, mode, "node-2", c.node2, kerneltest.PinDir(t), url, append(node2L, "198.18.200.2"), nodeAddrs)
 
 	aBefore, bBefore := c.podTxL3(c.a), c.podTxL3(c.b)
 	c.send(c.a, a4, b4, 1500)
@@ -608,10 +619,7 @@ func TestUninstallCommand(t *testing.T) {
 	c := newCluster(t)
 	pins := kerneltest.PinDir(t)
 	run := func(args ...string) (int, string) {
-		spec := Spec()
-		var out bytes.Buffer
-		spec.Stdout, spec.Stderr = &out, &out
-		return servicecmd.Main(context.Background(), spec, append([]string{"flowagent", "uninstall", "--pin-dir", pins}, args...)), out.String()
+		return servicetest.Run(Spec(), append([]string{"uninstall", "--pin-dir", pins}, args...)...)
 	}
 	ctr, err := counter.Load(context.Background(), counter.Config{PinDir: pins, Mode: counter.ModeNetfilter, MaxFlows: 64}, nil)
 	if err != nil {
@@ -720,17 +728,15 @@ func TestStartLine(t *testing.T) {
 			for k, v := range tc.env {
 				t.Setenv(k, v)
 			}
-			spec := Spec()
-			var out bytes.Buffer
-			spec.Stdout, spec.Stderr = &out, &out
-			if code := servicecmd.Main(context.Background(), spec, []string{"flowagent", "run"}); code != servicecmd.ExitFailure {
+			code, out := servicetest.Run(Spec(), "run")
+			if code != servicecmd.ExitFailure {
 				t.Errorf("exit code %d, want %d (no API server)", code, servicecmd.ExitFailure)
 			}
-			line := startLine(t, out.String())
+			line := startLine(t, out)
 			tc.want["kernel"] = kernel
 			for k, v := range tc.want {
 				if line[k] != v {
-					t.Errorf("start line: %s = %v, want %v\noutput:\n%s", k, line[k], v, out.String())
+					t.Errorf("start line: %s = %v, want %v\noutput:\n%s", k, line[k], v, out)
 				}
 			}
 		})

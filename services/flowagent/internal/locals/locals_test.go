@@ -8,6 +8,7 @@ import (
 
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/kubernetes/fake"
 
 	"github.com/zonetoll/zonetoll/shared/report"
@@ -84,24 +85,31 @@ func TestSetGrace(t *testing.T) {
 	}
 }
 
-func TestWatcherFollowsPods(t *testing.T) {
-	cs := fake.NewClientset(testNode(), pod("web", false, "198.18.0.10"))
-	set := NewSet(0)
-	w, err := NewWatcher(cs, "node-a", set, nil, nil)
+// startWatcher starts a watcher of node-a on cs until the test ends; Start must succeed.
+func startWatcher(t *testing.T, cs kubernetes.Interface, set, nodes *Set) *Watcher {
+	t.Helper()
+	w, err := NewWatcher(cs, "node-a", set, nodes, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
-	defer func() { cancel(); w.Shutdown() }()
+	t.Cleanup(func() { cancel(); w.Shutdown() })
 	if err := w.Start(ctx); err != nil {
 		t.Fatal(err)
 	}
+	return w
+}
+
+func TestWatcherFollowsPods(t *testing.T) {
+	cs := fake.NewClientset(testNode(), pod("web", false, "198.18.0.10"))
+	set := NewSet(0)
+	w := startWatcher(t, cs, set, nil)
 	for _, a := range []string{"198.18.0.1", "fd00::1", "198.18.0.10"} {
 		if !set.Contains(ra(a)) {
 			t.Errorf("%s not local after sync", a)
 		}
 	}
-	if _, err := cs.CoreV1().Pods("default").Create(ctx, pod("db", false, "198.18.0.20"), metav1.CreateOptions{}); err != nil {
+	if _, err := cs.CoreV1().Pods("default").Create(t.Context(), pod("db", false, "198.18.0.20"), metav1.CreateOptions{}); err != nil {
 		t.Fatal(err)
 	}
 	deadline := time.Now().Add(30 * time.Second)
@@ -135,15 +143,7 @@ func TestWatcherKnowsAllNodes(t *testing.T) {
 	}
 	cs := fake.NewClientset(testNode(), other, pod("web", false, "198.18.0.10"))
 	set, nodes := NewSet(0), NewSet(0)
-	w, err := NewWatcher(cs, "node-a", set, nodes, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	defer func() { cancel(); w.Shutdown() }()
-	if err := w.Start(ctx); err != nil {
-		t.Fatal(err)
-	}
+	startWatcher(t, cs, set, nodes)
 	for a, want := range map[string][2]bool{ // local, node
 		"198.18.0.1":  {true, true},
 		"198.18.9.1":  {false, true},

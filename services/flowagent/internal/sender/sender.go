@@ -26,9 +26,9 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
-	"github.com/prometheus/client_golang/prometheus/promauto"
 
 	"github.com/zonetoll/zonetoll/services/flowagent/internal/spool"
+	"github.com/zonetoll/zonetoll/shared/metricdef"
 	"github.com/zonetoll/zonetoll/shared/report"
 )
 
@@ -94,23 +94,16 @@ type metrics struct {
 	duration prometheus.Histogram
 }
 
-func newMetrics(reg prometheus.Registerer) metrics {
-	f := promauto.With(reg)
+func newMetrics(reg prometheus.Registerer) (metrics, error) {
+	var f metricdef.Set
 	m := metrics{
-		sent: f.NewCounterVec(prometheus.CounterOpts{
-			Name: "zonetoll_flowagent_reports_sent_total",
-			Help: "POSTs of reports to the flowserver by result: delivered, rejected (4xx, dropped), unauthorized (401/403, kept and retried), server_error (5xx/429/408, retried), network_error (retried).",
-		}, []string{"result"}),
-		duration: f.NewHistogram(prometheus.HistogramOpts{
-			Name:    "zonetoll_flowagent_report_send_duration_seconds",
-			Help:    "Time of one POST of a report, whatever its result.",
-			Buckets: prometheus.ExponentialBuckets(0.005, 3, 9),
-		}),
+		sent: f.CounterVec("zonetoll_flowagent_reports_sent_total",
+			"POSTs of reports to the flowserver by result: delivered, rejected (4xx, dropped), unauthorized (401/403, kept and retried), server_error (5xx/429/408, retried), network_error (retried).",
+			"result", resultDelivered, resultRejected, resultUnauthorized, resultServerError, resultNetworkError),
+		duration: f.Histogram("zonetoll_flowagent_report_send_duration_seconds",
+			"Time of one POST of a report, whatever its result.", prometheus.ExponentialBuckets(0.005, 3, 9)),
 	}
-	for _, r := range []string{resultDelivered, resultRejected, resultUnauthorized, resultServerError, resultNetworkError} {
-		m.sent.WithLabelValues(r)
-	}
-	return m
+	return m, f.Register(reg, "sender metrics")
 }
 
 // New returns a Sender over a new spool (which holds what an earlier process left in cfg.Dir).
@@ -138,12 +131,16 @@ func New(cfg Config, reg prometheus.Registerer, log *slog.Logger) (*Sender, erro
 	if err != nil {
 		return nil, fmt.Errorf("creating sender: %w", err)
 	}
+	m, err := newMetrics(reg)
+	if err != nil {
+		return nil, err
+	}
 	return &Sender{
 		cfg:    cfg,
 		client: client,
 		url:    strings.TrimRight(cfg.URL, "/") + Path,
 		log:    log.With("component", "sender"),
-		m:      newMetrics(reg),
+		m:      m,
 		spool:  sp,
 		turn:   make(chan struct{}, 1),
 		rng:    rand.New(rand.NewPCG(rand.Uint64(), rand.Uint64())),

@@ -10,18 +10,20 @@ package spool
 
 import (
 	"bytes"
+	"cmp"
 	"errors"
 	"fmt"
 	"log/slog"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
-	"github.com/prometheus/client_golang/prometheus/promauto"
 
+	"github.com/zonetoll/zonetoll/shared/metricdef"
 	"github.com/zonetoll/zonetoll/shared/report"
 )
 
@@ -72,26 +74,16 @@ type metrics struct {
 	spoolReports prometheus.Gauge
 }
 
-func newMetrics(reg prometheus.Registerer) metrics {
-	f := promauto.With(reg)
+func newMetrics(reg prometheus.Registerer) (metrics, error) {
+	var f metricdef.Set
 	m := metrics{
-		dropped: f.NewCounterVec(prometheus.CounterOpts{
-			Name: "zonetoll_flowagent_dropped_bytes_total",
-			Help: "Traffic bytes counted by the kernel but never delivered, by reason: spool_full, rejected, shutdown.",
-		}, []string{"reason"}),
-		spoolBytes: f.NewGauge(prometheus.GaugeOpts{
-			Name: "zonetoll_flowagent_spool_bytes",
-			Help: "Gzip bytes of reports waiting for delivery.",
-		}),
-		spoolReports: f.NewGauge(prometheus.GaugeOpts{
-			Name: "zonetoll_flowagent_spool_reports",
-			Help: "Reports waiting for delivery.",
-		}),
+		dropped: f.CounterVec("zonetoll_flowagent_dropped_bytes_total",
+			"Traffic bytes counted by the kernel but never delivered, by reason: spool_full, rejected, shutdown.",
+			"reason", ReasonSpoolFull, ReasonRejected, ReasonShutdown),
+		spoolBytes:   f.Gauge("zonetoll_flowagent_spool_bytes", "Gzip bytes of reports waiting for delivery."),
+		spoolReports: f.Gauge("zonetoll_flowagent_spool_reports", "Reports waiting for delivery."),
 	}
-	for _, r := range []string{ReasonSpoolFull, ReasonRejected, ReasonShutdown} {
-		m.dropped.WithLabelValues(r)
-	}
-	return m
+	return m, f.Register(reg, "spool metrics")
 }
 
 // New returns a spool holding what an earlier process left in cfg.Dir, if any.
@@ -102,10 +94,14 @@ func New(cfg Config, reg prometheus.Registerer, log *slog.Logger) (*Spool, error
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
+	m, err := newMetrics(reg)
+	if err != nil {
+		return nil, err
+	}
 	s := &Spool{
 		cfg:   cfg,
 		log:   log.With("component", "spool"),
-		m:     newMetrics(reg),
+		m:     m,
 		added: make(chan struct{}, 1),
 	}
 	if cfg.Dir != "" {
@@ -277,8 +273,36 @@ func (s *Spool) remove(e *Entry) {
 	e.file = ""
 }
 
-// load reads the reports an earlier process left in the spool directory, oldest first, and queues
-// them before anything new; the bound applies to them too. Unreadable files are removed.
+// inBootOrder puts the reports of each boot in sequence order, keeping the places the boot's reports
+// had among the others. File names begin with the wall-clock time of the enqueue, which can step back
+// (NTP, a VM resumed): sorted by name alone, a later sequence could go first, and the server, which
+// keeps the highest sequence applied per (node, boot) and answers every lower one as a duplicate,
+// would never count the earlier one. Different boots are different keys on the server, so their order
+// among each other does not matter; the names' order is kept for them.
+func inBootOrder(q []*Entry) {
+	type bootKey struct {
+		node string
+		id   [16]byte
+	}
+	places := map[bootKey][]int{}
+	for i, e := range q {
+		b := bootKey{e.Node, e.BootID}
+		places[b] = append(places[b], i)
+	}
+	for _, idx := range places {
+		es := make([]*Entry, len(idx))
+		for j, i := range idx {
+			es[j] = q[i]
+		}
+		slices.SortStableFunc(es, func(a, b *Entry) int { return cmp.Compare(a.Seq, b.Seq) })
+		for j, i := range idx {
+			q[i] = es[j]
+		}
+	}
+}
+
+// load reads the reports an earlier process left in the spool directory, oldest first (and each
+// boot's in sequence order), and queues them before anything new; the bound applies to them too. Unreadable files are removed.
 func (s *Spool) load() error {
 	if err := os.MkdirAll(s.cfg.Dir, 0o700); err != nil {
 		return fmt.Errorf("creating spool directory: %w", err)
@@ -315,6 +339,7 @@ func (s *Spool) load() error {
 		s.queue = append(s.queue, e)
 		s.bytes += int64(len(body))
 	}
+	inBootOrder(s.queue)
 	if len(s.queue) > 0 {
 		s.log.Info("resuming reports spooled by an earlier process", "reports", len(s.queue), "bytes", s.bytes, "dir", s.cfg.Dir)
 	}

@@ -324,3 +324,70 @@ func TestDirectoryUnwritable(t *testing.T) {
 	}
 	s.Done(e)
 }
+
+// TestDirectoryLoadKeepsSequenceOrder: the wall clock stepped back while a process spooled (its file
+// names, which begin with the time, sort its later reports first). The next process must still send
+// each boot's reports in sequence order: the server keeps the highest sequence applied per (node,
+// boot) and answers every lower one as a duplicate, so a later report sent first would make the
+// earlier ones count for nothing.
+func TestDirectoryLoadKeepsSequenceOrder(t *testing.T) {
+	dir := t.TempDir()
+	first, err := New(Config{Bytes: 1 << 20, Dir: dir}, prometheus.NewRegistry(), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	other := [16]byte{9}
+	add := func(boot [16]byte, seq uint64) {
+		r := reporttest.Report(seq, 100+seq)
+		r.BootID = boot
+		if err := first.Add(r); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// An earlier boot's reports (left by the process before), then this boot's.
+	add(other, 7)
+	add(other, 8)
+	for seq := uint64(1); seq <= 4; seq++ {
+		add(reporttest.Boot, seq)
+	}
+	// The clock stepped back before this boot's 3 and 4 were spooled: give them earlier times than
+	// 1 and 2, as the names would have had.
+	files, err := os.ReadDir(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, f := range files {
+		name := f.Name()
+		_, rest, _ := strings.Cut(name, "-")
+		var prefix string
+		switch {
+		case strings.HasSuffix(rest, "-00000000000000000003"+fileSuffix):
+			prefix = "00000000000000000001"
+		case strings.HasSuffix(rest, "-00000000000000000004"+fileSuffix):
+			prefix = "00000000000000000002"
+		default:
+			continue
+		}
+		if strings.HasPrefix(rest, "090000") { // the other boot keeps its names
+			continue
+		}
+		if err := os.Rename(filepath.Join(dir, name), filepath.Join(dir, prefix+"-"+rest)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	second, err := New(Config{Bytes: 1 << 20, Dir: dir}, prometheus.NewRegistry(), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	perBoot := map[[16]byte][]uint64{}
+	for e := second.Take(); e != nil; e = second.Take() {
+		perBoot[e.BootID] = append(perBoot[e.BootID], e.Seq)
+		second.Done(e)
+	}
+	if got := perBoot[reporttest.Boot]; !slices.Equal(got, []uint64{1, 2, 3, 4}) {
+		t.Errorf("this boot's reports resumed as %v, want [1 2 3 4]", got)
+	}
+	if got := perBoot[other]; !slices.Equal(got, []uint64{7, 8}) {
+		t.Errorf("the earlier boot's reports resumed as %v, want [7 8]", got)
+	}
+}

@@ -56,9 +56,12 @@ func Start(netnsPath string, rules Rules, att Attacher, reg prometheus.Registere
 	if err := rules.Validate(); err != nil {
 		return nil, err
 	}
+	m, err := newMetrics(reg)
+	if err != nil {
+		return nil, err
+	}
 	f := &Follower{netnsPath: netnsPath, rules: rules, att: att, log: log.With("component", "tcfollow"),
-		metrics: newMetrics(reg), attached: map[string]Target{}, nsh: netns.None()}
-	var err error
+		metrics: m, attached: map[string]Target{}, nsh: netns.None()}
 	if netnsPath != "" {
 		if f.nsh, err = netns.GetFromPath(netnsPath); err != nil {
 			return nil, fmt.Errorf("opening netns %s: %w", netnsPath, err)

@@ -2,7 +2,8 @@ package tcfollow
 
 import (
 	"github.com/prometheus/client_golang/prometheus"
-	"github.com/prometheus/client_golang/prometheus/promauto"
+
+	"github.com/zonetoll/zonetoll/shared/metricdef"
 )
 
 type metrics struct {
@@ -11,22 +12,20 @@ type metrics struct {
 	overruns   prometheus.Counter
 }
 
-func newMetrics(reg prometheus.Registerer) *metrics {
-	f := promauto.With(reg)
-	return &metrics{
-		interfaces: f.NewGaugeVec(prometheus.GaugeOpts{
-			Name: "zonetoll_flowagent_tc_interfaces",
-			Help: "Interfaces the tc counter is attached to at egress, by why they are counted (uplink, overlay, pattern, listed).",
-		}, []string{"role"}),
-		errors: f.NewCounter(prometheus.CounterOpts{
-			Name: "zonetoll_flowagent_tc_attach_errors_total",
-			Help: "Failed attempts to attach the tc counter to an interface or let go of one; retried at the next link or route event.",
-		}),
-		overruns: f.NewCounter(prometheus.CounterOpts{
-			Name: "zonetoll_flowagent_tc_event_overruns_total",
-			Help: "Times the kernel dropped link and route events (socket buffer full); the next listing catches up.",
-		}),
+func newMetrics(reg prometheus.Registerer) (*metrics, error) {
+	var ms metricdef.Set
+	m := &metrics{
+		interfaces: ms.GaugeVec("zonetoll_flowagent_tc_interfaces",
+			"Interfaces the tc counter is attached to at egress, by why they are counted (uplink, overlay, pattern, listed).", "role"),
+		errors: ms.Counter("zonetoll_flowagent_tc_attach_errors_total",
+			"Failed attempts to attach the tc counter to an interface or let go of one; retried at the next link or route event."),
+		overruns: ms.Counter("zonetoll_flowagent_tc_event_overruns_total",
+			"Times the kernel dropped link and route events (socket buffer full); the next listing catches up."),
 	}
+	if reg == nil { // Start's caller keeps no metrics
+		return m, nil
+	}
+	return m, ms.Register(reg, "tc follower metrics")
 }
 
 // set publishes how many interfaces are counted per role; every role is always present.

@@ -8,7 +8,9 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -18,9 +20,11 @@ import (
 	"k8s.io/client-go/metadata"
 
 	"github.com/zonetoll/zonetoll/services/flowserver/internal/auth"
+	"github.com/zonetoll/zonetoll/services/flowserver/internal/binding"
 	"github.com/zonetoll/zonetoll/services/flowserver/internal/dedupe"
 	"github.com/zonetoll/zonetoll/services/flowserver/internal/flowlog"
 	"github.com/zonetoll/zonetoll/services/flowserver/internal/ingest"
+	"github.com/zonetoll/zonetoll/services/flowserver/internal/markstore"
 	"github.com/zonetoll/zonetoll/services/flowserver/internal/resolve"
 	"github.com/zonetoll/zonetoll/services/flowserver/internal/services"
 	"github.com/zonetoll/zonetoll/services/flowserver/internal/traffic"
@@ -42,7 +46,14 @@ type Config struct {
 	SeriesTTL time.Duration `split_words:"true" default:"1h" desc:"A traffic series not updated for this long is removed (its workload is gone or silent); 0 keeps series forever."`
 	GonePods  int           `split_words:"true" default:"65536" desc:"Addresses of deleted or finished pods remembered (LRU), so late reports and reused IPs are attributed to the right pod."`
 	Dedupe    Dedupe
-	FlowLog   FlowLog `split_words:"true"`
+	FlowLog   FlowLog  `split_words:"true"`
+	Shutdown  Shutdown `split_words:"true"`
+}
+
+// Shutdown orders the end of a process on SIGTERM.
+type Shutdown struct {
+	// One scrape interval: components/monitoring's PodMonitor and costcalc scrape every 30 s.
+	MetricsGrace time.Duration `split_words:"true" default:"30s" desc:"On SIGTERM, after reports stop being taken (503, /readyz failing) and the dedupe marks are saved, how long /metrics and /healthz are still served, so a last scrape sees the final counters. Set it to the longest scrape interval of what scrapes this server; the pod's terminationGracePeriodSeconds must cover it."`
 }
 
 // Auth configures who may send reports.
@@ -51,6 +62,8 @@ type Auth struct {
 	Audiences        []string      `desc:"Audiences the tokens must be issued for (TokenReview spec.audiences); empty means the API server's."`
 	CacheTTL         time.Duration `split_words:"true" default:"1m" desc:"How long an accepted token is trusted before it is reviewed again."`
 	NegativeCacheTTL time.Duration `split_words:"true" default:"10s" desc:"How long a refused token is refused without asking the API server again."`
+	// Off by default: such a token names no node, so its holder could report as any node.
+	AllowUnboundTokens bool `split_words:"true" default:"false" desc:"Accept tokens bound to no pod (kubectl create token, a legacy Secret): they name no node, so their reports may name any node. Off: refused with 403, reason unbound_token; agents send their pods' projected tokens, which are bound."`
 }
 
 // Ingest bounds what reports may cost.
@@ -74,10 +87,13 @@ type Ingest struct {
 	MaxBytesPerSecond uint64        `split_words:"true" default:"50000000000" desc:"Most layer-3 bytes one report may claim per second of its window (422, reason implausible_bytes, beyond); the default is 400 Gbit/s. Windows shorter than 1s count as 1s. 0 turns the check off."`
 }
 
-// Dedupe configures the exactly-once window.
+// Dedupe configures exactly-once: one high-water mark (highest sequence applied) per agent process.
 type Dedupe struct {
-	Retention time.Duration `default:"1h" desc:"How long a report's (node, boot id, sequence) is remembered; a retry later than this would be counted again, so keep it above the agents' longest outage."`
-	MaxKeys   int           `split_words:"true" default:"1048576" desc:"Most remembered reports; the oldest are forgotten first (zonetoll_flowserver_dedupe_evicted_total)."`
+	Retention time.Duration `default:"24h" desc:"How long an agent process's mark (the highest sequence applied for its node and boot id) is remembered after its last report; reports whose window started longer ago than this minus ZONETOLL_INGEST_MAX_CLOCK_SKEW are refused (window_too_old). Keep it above the agents' longest outage."`
+	// 8,000 marks of nodes with 41-byte names take ~820 kB, under the ConfigMap's 1 MiB.
+	MaxKeys      int           `split_words:"true" default:"8000" desc:"Most remembered marks (one per agent process that had a report applied within the retention); the least recently updated are forgotten first (zonetoll_flowserver_dedupe_evicted_total). Must fit in the ConfigMap: ~100 bytes a mark."`
+	ConfigMap    string        `split_words:"true" desc:"ConfigMap in ZONETOLL_NAMESPACE that keeps the marks across restarts ({zone} is replaced by ZONETOLL_ZONE): read before the server takes reports, written every SAVE_INTERVAL when changed and on shutdown. Empty: kept in memory only, and a restart forgets them."`
+	SaveInterval time.Duration `split_words:"true" default:"10s" desc:"How often changed marks are written to CONFIG_MAP. A crash loses the marks of the last interval: a report applied then whose answer was lost is counted again (docs/flowserver.md)."`
 }
 
 // FlowLog configures the JSON flow log.
@@ -114,6 +130,9 @@ func (c *Config) Validate() error {
 		{c.Dedupe.Retention > 0, "ZONETOLL_DEDUPE_RETENTION", c.Dedupe.Retention.String(), "a positive duration"},
 		{c.Ingest.MaxClockSkew >= 0 && c.Ingest.MaxClockSkew < c.Dedupe.Retention, "ZONETOLL_INGEST_MAX_CLOCK_SKEW", c.Ingest.MaxClockSkew.String(), "a duration of at least 0 and below ZONETOLL_DEDUPE_RETENTION"},
 		{c.Dedupe.MaxKeys >= 1, "ZONETOLL_DEDUPE_MAX_KEYS", fmt.Sprint(c.Dedupe.MaxKeys), "an integer of at least 1"},
+		{c.Dedupe.SaveInterval > 0, "ZONETOLL_DEDUPE_SAVE_INTERVAL", c.Dedupe.SaveInterval.String(), "a positive duration"},
+		{!strings.Contains(c.Dedupe.ConfigMap, "{zone}") || c.Zone != "", "ZONETOLL_DEDUPE_CONFIG_MAP", c.Dedupe.ConfigMap, "a ConfigMap name; {zone} only with ZONETOLL_ZONE set"},
+		{c.Shutdown.MetricsGrace >= 0, "ZONETOLL_SHUTDOWN_METRICS_GRACE", c.Shutdown.MetricsGrace.String(), "a duration of at least 0"},
 		{c.FlowLog.SampleRate > 0 && c.FlowLog.SampleRate <= 1, "ZONETOLL_FLOW_LOG_SAMPLE_RATE", fmt.Sprint(c.FlowLog.SampleRate), "a fraction in (0, 1]"},
 		{c.Auth.CacheTTL > 0, "ZONETOLL_AUTH_CACHE_TTL", c.Auth.CacheTTL.String(), "a positive duration"},
 		{c.Auth.NegativeCacheTTL > 0, "ZONETOLL_AUTH_NEGATIVE_CACHE_TTL", c.Auth.NegativeCacheTTL.String(), "a positive duration"},
@@ -138,6 +157,8 @@ func Spec() servicecmd.Spec[Config] {
 		Usage:      "authenticates agent reports, resolves addresses to workloads and zones, and exposes traffic metrics",
 		Run:        Run,
 		Kubernetes: true,
+		// Run stops taking reports, saves the dedupe marks and serves a last scrape before it returns.
+		ServeThroughShutdown: true,
 	}
 }
 
@@ -196,17 +217,26 @@ func Run(ctx context.Context, cfg *Config, env servicecmd.Env) error {
 	if err != nil {
 		return fmt.Errorf("configuring authentication: %w", err)
 	}
-	store, err := traffic.NewStore(traffic.Options{MaxSeries: cfg.MaxSeries, TTL: cfg.SeriesTTL}, env.Registry)
+	tstore, err := traffic.NewStore(traffic.Options{MaxSeries: cfg.MaxSeries, TTL: cfg.SeriesTTL}, env.Registry)
 	if err != nil {
 		return fmt.Errorf("registering traffic metrics: %w", err)
 	}
-	if err := env.Registry.Register(store); err != nil {
+	if err := env.Registry.Register(tstore); err != nil {
 		return fmt.Errorf("registering traffic metrics: %w", err)
 	}
 	seen := dedupe.New(cfg.Dedupe.Retention, cfg.Dedupe.MaxKeys)
 	if err := registerStateMetrics(env.Registry, res, seen); err != nil {
 		return err
 	}
+	var store *markstore.Store
+	if cfg.Dedupe.ConfigMap != "" {
+		store = markstore.New(core, cfg.Namespace, strings.ReplaceAll(cfg.Dedupe.ConfigMap, "{zone}", cfg.Zone))
+	}
+	mk, err := newMarks(seen, store, env.Registry, env.Logger.With("component", "dedupe"))
+	if err != nil {
+		return err
+	}
+	var draining atomic.Bool
 	var flog *flowlog.Logger
 	if cfg.FlowLog.Output != "" {
 		w, closeLog, err := openFlowLog(cfg.FlowLog.Output)
@@ -227,11 +257,12 @@ func Run(ctx context.Context, cfg *Config, env servicecmd.Env) error {
 			MaxStreamedBodyBytes: cfg.Ingest.MaxStreamedBodyBytes,
 			MaxClockSkew:         cfg.Ingest.MaxClockSkew, MaxWindowAge: cfg.Dedupe.Retention - cfg.Ingest.MaxClockSkew,
 		},
-		Zone: cfg.Zone, Auth: authn, Resolver: res, Services: svcs, Store: store, Seen: seen, FlowLog: flog,
+		Zone: cfg.Zone, Auth: authn, Binder: binding.New(inf, binding.Options{AllowUnbound: cfg.Auth.AllowUnboundTokens}), Resolver: res, Services: svcs, Store: tstore, Seen: seen, FlowLog: flog,
 		Logger: env.Logger.With("component", "ingest"),
 		// A report applied before the Service caches synced would put bytes of Services not seen
-		// yet into no per-Service series at all.
-		Synced: func() bool { return inf.Synced() && svcInf.Synced() },
+		// yet into no per-Service series at all; one applied before the dedupe marks are loaded
+		// could be the retry of a report the previous process applied.
+		Synced: func() bool { return inf.Synced() && svcInf.Synced() && mk.loaded.Load() },
 	}, env.Registry)
 	if err != nil {
 		return err
@@ -243,6 +274,18 @@ func Run(ctx context.Context, cfg *Config, env servicecmd.Env) error {
 		}
 		if !svcInf.Synced() {
 			return errors.New("the Service and EndpointSlice caches have not synced yet")
+		}
+		return nil
+	})
+	env.Server.AddReadinessCheck("dedupe-marks-loaded", func(context.Context) error {
+		if !mk.loaded.Load() {
+			return fmt.Errorf("the dedupe marks have not been read from ConfigMap %s yet", store.Name())
+		}
+		return nil
+	})
+	env.Server.AddReadinessCheck("taking-reports", func(context.Context) error {
+		if draining.Load() {
+			return errors.New("shutting down: reports go to the next server")
 		}
 		return nil
 	})
@@ -259,10 +302,32 @@ func Run(ctx context.Context, cfg *Config, env servicecmd.Env) error {
 	wg.Add(1)
 	go func() {
 		defer wg.Done()
-		housekeeping(ctx, store, seen)
+		housekeeping(ctx, tstore, seen)
 	}()
-	env.Logger.Info("accepting reports", "path", ingest.Path, "zone", cfg.Zone, "accounts", accounts, "cidrs", len(cidrs))
+	saverDone := make(chan struct{})
+	go func() {
+		defer close(saverDone)
+		mk.run(ctx, cfg.Dedupe.SaveInterval)
+	}()
+	env.Logger.Info("accepting reports", "path", ingest.Path, "zone", cfg.Zone, "accounts", accounts, "cidrs", len(cidrs), "dedupe_configmap", cfg.Dedupe.ConfigMap)
 	<-ctx.Done()
+
+	// Shutdown, in order: stop taking reports (the agents keep them spooled for the next server),
+	// let those in progress finish, save the marks they raised, then serve /metrics with the final
+	// counters for one scrape interval.
+	draining.Store(true)
+	env.Logger.Info("shutting down: no more reports; finishing those in progress")
+	dctx, cancel := context.WithTimeout(context.Background(), cfg.HTTP.ShutdownTimeout)
+	if err := h.Drain(dctx); err != nil {
+		env.Logger.Warn("reports still in progress at shutdown; saving the marks anyway", "error", err)
+	}
+	cancel()
+	<-saverDone
+	sctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	mk.save(sctx)
+	cancel()
+	env.Logger.Info("serving the final counters until the last scrape", "grace", cfg.Shutdown.MetricsGrace)
+	time.Sleep(cfg.Shutdown.MetricsGrace)
 	inf.Shutdown()
 	svcInf.Shutdown()
 	wg.Wait()
@@ -306,9 +371,9 @@ func registerStateMetrics(reg prometheus.Registerer, res *resolve.Resolver, seen
 			func() float64 { return float64(res.Stats().Nodes) }),
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "zonetoll_flowserver_gone_pod_addresses", Help: "Addresses of deleted or finished pods remembered for late reports (ZONETOLL_GONE_PODS)."},
 			func() float64 { return float64(res.Stats().GoneAddresses) }),
-		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "zonetoll_flowserver_dedupe_keys", Help: "Reports remembered to answer retries without counting them again."},
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "zonetoll_flowserver_dedupe_keys", Help: "Dedupe marks remembered (one per agent process: the highest sequence applied for its node and boot id)."},
 			func() float64 { return float64(seen.Len()) }),
-		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "zonetoll_flowserver_dedupe_evicted_total", Help: "Remembered reports forgotten before ZONETOLL_DEDUPE_RETENTION because ZONETOLL_DEDUPE_MAX_KEYS was reached."},
+		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "zonetoll_flowserver_dedupe_evicted_total", Help: "Dedupe marks forgotten before ZONETOLL_DEDUPE_RETENTION because ZONETOLL_DEDUPE_MAX_KEYS was reached."},
 			func() float64 { return float64(seen.Evicted()) }),
 		collectorFunc{desc: zoneInfo, collect: func(ch chan<- prometheus.Metric) {
 			for zone, region := range res.Zones() {

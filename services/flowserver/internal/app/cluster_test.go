@@ -47,7 +47,7 @@ type fixture struct {
 	c        *testcluster.Cluster
 	ctx      context.Context
 	server   string // kubeconfig with only ClusterRules
-	agent    string // token of zonetoll/flowagent
+	agent    string // token of zonetoll/flowagent bound to no pod, as kubectl create token makes it
 	intruder string // token of zonetoll/intruder, valid but not allowed
 }
 
@@ -75,12 +75,44 @@ func (f *fixture) account(name string, rules []rbacv1.PolicyRule) *testcluster.S
 	return sa
 }
 
+// allowUnbound is the setting the tests that post with f.agent (a token bound to no pod) run with;
+// TestClusterReportsCountOnlyForTheirNode runs without it.
+var allowUnbound = map[string]string{"ZONETOLL_AUTH_ALLOW_UNBOUND_TOKENS": "true"}
+
+// with returns env plus more.
+func with(env map[string]string, more map[string]string) map[string]string {
+	out := map[string]string{}
+	for _, m := range []map[string]string{env, more} {
+		for k, v := range m {
+			out[k] = v
+		}
+	}
+	return out
+}
+
 // boundToken returns a flowagent token bound to an agent pod on node, as the kubelet mounts it: the
 // API server puts the node's name in the token (authentication.kubernetes.io/node-name).
 func (f *fixture) boundToken(node string) string {
 	f.t.Helper()
+	tok, _ := f.podToken("flowagent-"+node, node)
+	return tok
+}
+
+// agentToken is boundToken, and waits until svc's pod cache has the agent's pod, so its first report
+// is not told to retry (pod_not_seen).
+func (f *fixture) agentToken(svc *servicetest.Service, node string) string {
+	f.t.Helper()
+	before, _ := metricstest.Scrape(f.t, svc.URL+"/metrics").Value("zonetoll_flowserver_pods", nil)
+	tok := f.boundToken(node)
+	f.waitGauge(svc, "zonetoll_flowserver_pods", before+1)
+	return tok
+}
+
+// podToken creates a flowagent pod of that name on node and returns a token bound to it.
+func (f *fixture) podToken(name, node string) (string, *corev1.Pod) {
+	f.t.Helper()
 	pod, err := f.c.Client.CoreV1().Pods(ns).Create(f.ctx, &corev1.Pod{
-		ObjectMeta: metav1.ObjectMeta{Name: "flowagent-" + node},
+		ObjectMeta: metav1.ObjectMeta{Name: name},
 		Spec: corev1.PodSpec{ServiceAccountName: "flowagent", NodeName: node,
 			Containers: []corev1.Container{{Name: "agent", Image: testcluster.PauseImage}}},
 	}, metav1.CreateOptions{})
@@ -95,13 +127,67 @@ func (f *fixture) boundToken(node string) string {
 	if err != nil {
 		f.t.Fatalf("creating a token bound to %s: %v", pod.Name, err)
 	}
-	return tr.Status.Token
+	return tr.Status.Token, pod
+}
+
+// sourceNodes maps every pod and node address in the cluster to its node.
+func (f *fixture) sourceNodes() map[report.Addr]string {
+	f.t.Helper()
+	out := map[report.Addr]string{}
+	pods, err := f.c.Client.CoreV1().Pods("").List(f.ctx, metav1.ListOptions{})
+	if err != nil {
+		f.t.Fatal(err)
+	}
+	for _, p := range pods.Items {
+		for _, ip := range p.Status.PodIPs {
+			if a, err := netip.ParseAddr(ip.IP); err == nil && !p.Spec.HostNetwork {
+				out[report.AddrFrom(a)] = p.Spec.NodeName
+			}
+		}
+	}
+	nodes, err := f.c.Client.CoreV1().Nodes().List(f.ctx, metav1.ListOptions{})
+	if err != nil {
+		f.t.Fatal(err)
+	}
+	for _, n := range nodes.Items {
+		for _, na := range n.Status.Addresses {
+			if a, err := netip.ParseAddr(na.Address); err == nil {
+				out[report.AddrFrom(a)] = n.Name
+			}
+		}
+	}
+	return out
+}
+
+// perNode splits flows into one report per node, each flow in the report of the node its source is on,
+// as the agents send them (an agent reports only flows with a local source); flows whose source is on
+// no node go to n-a's. The reports come in the order of their nodes' first flows.
+func (f *fixture) perNode(seq uint64, start, end time.Time, flows []report.Flow) []*report.Report {
+	f.t.Helper()
+	nodes := f.sourceNodes()
+	var out []*report.Report
+	byNode := map[string]*report.Report{}
+	for _, fl := range flows {
+		n := nodes[fl.Src]
+		if n == "" {
+			n = "n-a"
+		}
+		r := byNode[n]
+		if r == nil {
+			r = newReport(n, seq, start, end)
+			byNode[n] = r
+			out = append(out, r)
+		}
+		r.Flows = append(r.Flows, fl)
+	}
+	return out
 }
 
 // start runs flowserver in-process under the restricted account and waits until it is ready.
 func (f *fixture) start(env map[string]string) *servicetest.Service {
 	f.t.Helper()
-	full := map[string]string{"ZONETOLL_LOG_LEVEL": "debug", "ZONETOLL_NAMESPACE": ns}
+	// No last-scrape grace on stop: the tests scrape before they stop the server.
+	full := map[string]string{"ZONETOLL_LOG_LEVEL": "debug", "ZONETOLL_NAMESPACE": ns, "ZONETOLL_SHUTDOWN_METRICS_GRACE": "0s"}
 	for k, v := range env {
 		full[k] = v
 	}
@@ -119,8 +205,14 @@ func (f *fixture) waitFor(what string, cond func() (bool, string)) {
 // waitGauge waits until a flowserver gauge has a value.
 func (f *fixture) waitGauge(svc *servicetest.Service, name string, want float64) {
 	f.t.Helper()
+	f.waitGaugeAt(svc.URL, name, want)
+}
+
+// waitGaugeAt is waitGauge for the flowserver at base (http://host:port).
+func (f *fixture) waitGaugeAt(base, name string, want float64) {
+	f.t.Helper()
 	f.waitFor(fmt.Sprintf("%s == %v", name, want), func() (bool, string) {
-		v, _ := metricstest.Scrape(f.t, svc.URL+"/metrics").Value(name, nil)
+		v, _ := metricstest.Scrape(f.t, base+"/metrics").Value(name, nil)
 		return v == want, fmt.Sprint(v)
 	})
 }
@@ -348,7 +440,7 @@ func TestClusterIngestResolvesAndCountsEveryKind(t *testing.T) {
 	testcluster.Need(t)
 	f := newFixture(t)
 	addrs := f.world()
-	svc := f.start(map[string]string{"ZONETOLL_CIDRS_FILE": f.cidrs(), "ZONETOLL_ZONE": "zone-a"})
+	svc := f.start(with(allowUnbound, map[string]string{"ZONETOLL_CIDRS_FILE": f.cidrs(), "ZONETOLL_ZONE": "zone-a"}))
 	f.waitGauge(svc, "zonetoll_flowserver_pods", 8)
 	f.waitGauge(svc, "zonetoll_flowserver_nodes", 4)
 
@@ -367,14 +459,18 @@ func TestClusterIngestResolvesAndCountsEveryKind(t *testing.T) {
 		flow("198.18.4.1", "198.18.10.3", 99, 1),           // zoneless node → db
 		flow("198.18.10.2", "198.18.10.1", 1_000_000, 700), // api → frontend
 	}
-	// Reports from two nodes; the one from n-b is from another zone than the server's.
-	r1 := newReport("n-a", 1, now.Add(-10*time.Second), now, flows[:6]...)
-	r2 := newReport("n-b", 1, now.Add(-10*time.Second), now, flows[6:]...)
-	for _, r := range []*report.Report{r1, r2} {
+	// Each source's node reports its flows: n-a, n-b, n-c and n-x; all but n-a's are from another
+	// zone than the server's (n-x's from no zone).
+	reports := f.perNode(1, now.Add(-10*time.Second), now, flows)
+	if len(reports) != 4 {
+		t.Fatalf("%d reports, want one per node of the world's 4", len(reports))
+	}
+	for _, r := range reports {
 		if got := reportpost.Post(t, svc.URL, f.agent, reportpost.Gzip(t, r), "gzip"); got.Status != http.StatusOK || strings.TrimSpace(got.Body) != "applied" {
 			t.Fatalf("report from %s: %d %q, want 200 applied", r.Node, got.Status, got.Body)
 		}
 	}
+	r1 := reports[0]
 	// The same report again, as an agent retries after a lost response: answered, not counted.
 	if got := reportpost.Post(t, svc.URL, f.agent, reportpost.Gzip(t, r1), "gzip"); got.Status != http.StatusOK || strings.TrimSpace(got.Body) != "duplicate" {
 		t.Fatalf("retried report: %d %q, want 200 duplicate", got.Status, got.Body)
@@ -392,8 +488,8 @@ func TestClusterIngestResolvesAndCountsEveryKind(t *testing.T) {
 	fams := metricstest.Scrape(t, svc.URL+"/metrics")
 	checkTraffic(t, fams, want(addrs, append(append([]report.Flow{}, flows...), r3.Flows...)))
 
-	if v, _ := fams.Value("zonetoll_flowserver_reports_total", map[string]string{"result": "applied", "reason": ""}); v != 3 {
-		t.Errorf("reports applied = %v, want 3", v)
+	if v, _ := fams.Value("zonetoll_flowserver_reports_total", map[string]string{"result": "applied", "reason": ""}); v != 5 {
+		t.Errorf("reports applied = %v, want 5", v)
 	}
 	if v, _ := fams.Value("zonetoll_flowserver_reports_total", map[string]string{"result": "duplicate", "reason": ""}); v != 1 {
 		t.Errorf("reports answered as duplicates = %v, want 1", v)
@@ -401,8 +497,14 @@ func TestClusterIngestResolvesAndCountsEveryKind(t *testing.T) {
 	if v, _ := fams.Value("zonetoll_flowserver_foreign_zone_reports_total", map[string]string{"node_zone": "zone-b"}); v != 1 {
 		t.Errorf("foreign-zone reports from zone-b = %v, want 1", v)
 	}
-	if v, _ := fams.Value("zonetoll_flowserver_foreign_zone_reports_total", map[string]string{"node_zone": "zone-c"}); v != 1 {
-		t.Errorf("foreign-zone reports from zone-c = %v, want 1", v)
+	if v, _ := fams.Value("zonetoll_flowserver_foreign_zone_reports_total", map[string]string{"node_zone": "zone-c"}); v != 2 {
+		t.Errorf("foreign-zone reports from zone-c = %v, want 2", v)
+	}
+	if v, _ := fams.Value("zonetoll_flowserver_foreign_zone_reports_total", map[string]string{"node_zone": ""}); v != 1 {
+		t.Errorf("foreign-zone reports from the node without zone = %v, want 1", v)
+	}
+	if v := fams.Sum("zonetoll_flowserver_foreign_source_bytes_total", nil); v != 0 {
+		t.Errorf("foreign source bytes = %v, want 0 (every report from its sources' node)", v)
 	}
 	// Unresolved bytes by reason, counted per address.
 	for reason, wantBytes := range map[string]float64{"external": 7_777, "no_zone_label": 12_345 + 99} {
@@ -429,9 +531,10 @@ func TestClusterRejectsWhatItMustAndKeepsWhatItAccepted(t *testing.T) {
 		"ZONETOLL_INGEST_NODE_BURST": "10",
 	})
 	f.waitGauge(svc, "zonetoll_flowserver_pods", 8)
+	agent := f.agentToken(svc, "n-a") // the agent of n-a, its token bound to its pod there
 	now := time.Now()
 	good := []report.Flow{flow("198.18.10.1", "198.18.10.2", 1_000, 1)}
-	if got := reportpost.Post(t, svc.URL, f.agent, reportpost.Gzip(t, newReport("n-a", 1, now.Add(-time.Second), now, good...)), "gzip"); got.Status != http.StatusOK {
+	if got := reportpost.Post(t, svc.URL, agent, reportpost.Gzip(t, newReport("n-a", 1, now.Add(-time.Second), now, good...)), "gzip"); got.Status != http.StatusOK {
 		t.Fatalf("good report: %d %s", got.Status, got.Body)
 	}
 
@@ -466,13 +569,15 @@ func TestClusterRejectsWhatItMustAndKeepsWhatItAccepted(t *testing.T) {
 		{"no token", "", valid, "gzip", "", http.StatusUnauthorized, "bearer token", "unauthenticated"},
 		{"forged token", "eyJhbGciOiJSUzI1NiJ9.e30.c2ln", valid, "gzip", "", http.StatusUnauthorized, "unauthenticated", "unauthenticated"},
 		{"valid token of another account", f.intruder, valid, "gzip", "", http.StatusForbidden, "system:serviceaccount:zonetoll:intruder", "forbidden"},
-		{"body over the byte limit", f.agent, garbage, "", "", http.StatusRequestEntityTooLarge, "65536", "body_too_large"},
-		{"gzip bomb", f.agent, bomb.Bytes(), "gzip", "", http.StatusRequestEntityTooLarge, "too large", "body_too_large"},
-		{"too many flows", f.agent, reportpost.Gzip(t, newReport("n-a", 4, now.Add(-time.Second), now, manyFlows...)), "gzip", "", http.StatusRequestEntityTooLarge, "101", "too_many_flows"},
-		{"truncated report", f.agent, truncated, "", "", http.StatusBadRequest, "truncated", "malformed"},
-		{"not gzip", f.agent, []byte("ZTRP but not gzip"), "gzip", "", http.StatusBadRequest, "gzip", "malformed"},
-		{"unknown encoding", f.agent, valid, "br", "", http.StatusUnsupportedMediaType, "br", "unsupported_encoding"},
-		{"GET", f.agent, nil, "", http.MethodGet, http.StatusMethodNotAllowed, "", ""},
+		{"valid agent token bound to no pod", f.agent, valid, "gzip", "", http.StatusForbidden, "ZONETOLL_AUTH_ALLOW_UNBOUND_TOKENS", "unbound_token"},
+		{"n-a's agent reporting as n-b", agent, reportpost.Gzip(t, newReport("n-b", 5, now.Add(-time.Second), now, flow("198.18.10.2", "198.18.10.1", 1, 1))), "gzip", "", http.StatusForbidden, `report names node "n-b" but the token is bound to a pod on node "n-a"`, "node_mismatch"},
+		{"body over the byte limit", agent, garbage, "", "", http.StatusRequestEntityTooLarge, "65536", "body_too_large"},
+		{"gzip bomb", agent, bomb.Bytes(), "gzip", "", http.StatusRequestEntityTooLarge, "too large", "body_too_large"},
+		{"too many flows", agent, reportpost.Gzip(t, newReport("n-a", 4, now.Add(-time.Second), now, manyFlows...)), "gzip", "", http.StatusRequestEntityTooLarge, "101", "too_many_flows"},
+		{"truncated report", agent, truncated, "", "", http.StatusBadRequest, "truncated", "malformed"},
+		{"not gzip", agent, []byte("ZTRP but not gzip"), "gzip", "", http.StatusBadRequest, "gzip", "malformed"},
+		{"unknown encoding", agent, valid, "br", "", http.StatusUnsupportedMediaType, "br", "unsupported_encoding"},
+		{"GET", agent, nil, "", http.MethodGet, http.StatusMethodNotAllowed, "", ""},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -500,10 +605,10 @@ func TestClusterRejectsWhatItMustAndKeepsWhatItAccepted(t *testing.T) {
 		})
 	}
 
-	// Rate: a burst of 10, then one per 100 s. The good report and five bad ones took six tokens.
+	// Rate: a burst of 10, then one per 100 s. The good report and six bad ones took seven tokens.
 	var limited reportpost.Response
 	for seq := uint64(10); seq < 20; seq++ {
-		got := reportpost.Post(t, svc.URL, f.agent, reportpost.Gzip(t, newReport("n-b", seq, now.Add(-time.Second), now, flow("198.18.10.2", "198.18.10.1", 1, 1))), "gzip")
+		got := reportpost.Post(t, svc.URL, agent, reportpost.Gzip(t, newReport("n-a", seq, now.Add(-time.Second), now, flow("198.18.10.4", "198.18.10.1", 1, 1))), "gzip")
 		if got.Status == http.StatusTooManyRequests {
 			limited = got
 			break
@@ -519,24 +624,32 @@ func TestClusterRejectsWhatItMustAndKeepsWhatItAccepted(t *testing.T) {
 		t.Errorf("429 with Retry-After %q, want a positive number of seconds", ra)
 	}
 	// The limit is per agent, not per node named in the body: the same token naming another node is
-	// held back too, and the agent of another node (its token bound to its pod there) is not.
-	if got := reportpost.Post(t, svc.URL, f.agent, reportpost.Gzip(t, newReport("n-c", 1, now.Add(-time.Second), now, good...)), "gzip"); got.Status != http.StatusTooManyRequests {
+	// held back too (before its body is read, so before the node is compared), and the agent of
+	// another node (its token bound to its pod there) is not.
+	fromC := []report.Flow{flow("198.18.10.3", "198.18.10.2", 1_000, 1)} // db on n-c → api
+	if got := reportpost.Post(t, svc.URL, agent, reportpost.Gzip(t, newReport("n-c", 1, now.Add(-time.Second), now, fromC...)), "gzip"); got.Status != http.StatusTooManyRequests {
 		t.Errorf("report of the limited agent naming another node: %d %s, want 429", got.Status, got.Body)
 	}
-	if got := reportpost.Post(t, svc.URL, f.boundToken("n-c"), reportpost.Gzip(t, newReport("n-c", 1, now.Add(-time.Second), now, good...)), "gzip"); got.Status != http.StatusOK {
+	if got := reportpost.Post(t, svc.URL, f.agentToken(svc, "n-c"), reportpost.Gzip(t, newReport("n-c", 1, now.Add(-time.Second), now, fromC...)), "gzip"); got.Status != http.StatusOK {
 		t.Errorf("report of another node's agent: %d %s", got.Status, got.Body)
 	}
 
 	// What was accepted before the bad requests is all there, and nothing of theirs was counted.
 	fams := metricstest.Scrape(t, svc.URL+"/metrics")
-	api := addrs["198.18.10.2"]
-	fe := addrs["198.18.10.1"]
-	gotBytes := fams.Sum("zonetoll_traffic_bytes_total", map[string]string{"src_workload": "frontend", "dst_workload": "api"})
-	if gotBytes != 2_000 { // the good report from n-a and the same flow from n-c
-		t.Errorf("frontend → api bytes = %v, want 2000 (only accepted reports)", gotBytes)
+	for _, w := range []struct {
+		src, dst string
+		want     float64
+	}{
+		{"frontend", "api", 1_000}, // the good report from n-a
+		{"db", "api", 1_000},       // n-c's agent
+		{"api", "frontend", 0},     // only in the refused report that named n-b
+	} {
+		if v := fams.Sum("zonetoll_traffic_bytes_total", map[string]string{"src_workload": w.src, "dst_workload": w.dst}); v != w.want {
+			t.Errorf("%s → %s bytes = %v, want %v (only accepted reports)", w.src, w.dst, v, w.want)
+		}
 	}
-	if v := fams.Sum("zonetoll_traffic_bytes_total", map[string]string{"src_workload": api.workload, "dst_workload": fe.workload}); v < 1 {
-		t.Errorf("api → frontend bytes = %v, want the reports accepted before the limit", v)
+	if v := fams.Sum("zonetoll_traffic_bytes_total", map[string]string{"src_workload": addrs["198.18.10.4"].workload, "dst_workload": addrs["198.18.10.1"].workload}); v < 1 {
+		t.Errorf("logs → frontend bytes = %v, want the reports accepted before the limit", v)
 	}
 	for _, tt := range tests {
 		if tt.reasonTag == "" {
@@ -555,8 +668,8 @@ func TestClusterRejectsWhatItMustAndKeepsWhatItAccepted(t *testing.T) {
 	if v, _ := fams.Value("zonetoll_flowserver_token_reviews_total", map[string]string{"result": "unauthenticated"}); v != 1 {
 		t.Errorf("TokenReviews of the forged token = %v, want 1 (the retry is a cache hit)", v)
 	}
-	if v, _ := fams.Value("zonetoll_flowserver_token_reviews_total", map[string]string{"result": "authenticated"}); v != 3 {
-		t.Errorf("TokenReviews of valid tokens = %v, want 3 (agent, n-c's agent and intruder once each)", v)
+	if v, _ := fams.Value("zonetoll_flowserver_token_reviews_total", map[string]string{"result": "authenticated"}); v != 4 {
+		t.Errorf("TokenReviews of valid tokens = %v, want 4 (n-a's agent, n-c's agent, the unbound agent token and intruder once each)", v)
 	}
 	metricstest.Promtool(t, svc.URL+"/metrics")
 }
@@ -567,7 +680,7 @@ func TestClusterLateReportsFollowPodLifetimes(t *testing.T) {
 	testcluster.Need(t)
 	f := newFixture(t)
 	f.world()
-	svc := f.start(nil)
+	svc := f.start(allowUnbound)
 	f.waitGauge(svc, "zonetoll_flowserver_pods", 8)
 	const reused = "198.18.20.1"
 	if _, err := f.c.CreatePod(f.ctx, testcluster.PodSpec{Namespace: "shop", Name: "old-holder", NodeName: "n-a", IPs: []string{reused}}); err != nil {
@@ -623,7 +736,7 @@ func TestClusterSeriesLimitSendsBytesToOverflow(t *testing.T) {
 	testcluster.Need(t)
 	f := newFixture(t)
 	addrs := f.world()
-	svc := f.start(map[string]string{"ZONETOLL_MAX_SERIES": "2"})
+	svc := f.start(with(allowUnbound, map[string]string{"ZONETOLL_MAX_SERIES": "2"}))
 	f.waitGauge(svc, "zonetoll_flowserver_pods", 8)
 	now := time.Now()
 	flows := []report.Flow{
@@ -632,9 +745,10 @@ func TestClusterSeriesLimitSendsBytesToOverflow(t *testing.T) {
 		flow("198.18.10.3", "198.18.10.6", 400, 4), // db(c) → debug(c): over the limit
 		flow("198.18.10.4", "198.18.10.2", 800, 8), // logs(a) → api(b): over the limit
 	}
-	// One flow per report, so the first two series are taken in a known order.
+	// One flow per report, each from its source's node, so the first two series are taken in a known order.
 	for i, fl := range flows {
-		if got := reportpost.Post(t, svc.URL, f.agent, reportpost.Gzip(t, newReport("n-a", uint64(i+1), now.Add(-time.Second), now, fl)), "gzip"); got.Status != http.StatusOK {
+		r := f.perNode(uint64(i+1), now.Add(-time.Second), now, []report.Flow{fl})[0]
+		if got := reportpost.Post(t, svc.URL, f.agent, reportpost.Gzip(t, r), "gzip"); got.Status != http.StatusOK {
 			t.Fatalf("report %d: %d %s", i, got.Status, got.Body)
 		}
 	}
@@ -668,7 +782,7 @@ func TestClusterResolvesAfterAPIServerRestart(t *testing.T) {
 	testcluster.Need(t)
 	f := newFixture(t)
 	f.world()
-	svc := f.start(nil)
+	svc := f.start(allowUnbound)
 	f.waitGauge(svc, "zonetoll_flowserver_pods", 8)
 	if err := f.c.RestartAPIServer(f.ctx, 3*time.Second); err != nil {
 		t.Fatal(err)
@@ -688,9 +802,10 @@ func TestClusterResolvesAfterAPIServerRestart(t *testing.T) {
 	time.Sleep(3 * time.Second)
 	now := time.Now()
 	// The agent's token is reviewed again after the restart (the cache may hold it; either way it works).
-	r := newReport("n-c", 1, now.Add(-time.Second), now, flow("198.18.30.1", "198.18.10.1", 999, 1), flow("198.18.10.1", "198.18.30.1", 998, 1))
-	if got := reportpost.Post(t, svc.URL, f.agent, reportpost.Gzip(t, r), "gzip"); got.Status != http.StatusOK {
-		t.Fatalf("report after restart: %d %s", got.Status, got.Body)
+	for _, r := range f.perNode(1, now.Add(-time.Second), now, []report.Flow{flow("198.18.30.1", "198.18.10.1", 999, 1), flow("198.18.10.1", "198.18.30.1", 998, 1)}) {
+		if got := reportpost.Post(t, svc.URL, f.agent, reportpost.Gzip(t, r), "gzip"); got.Status != http.StatusOK {
+			t.Fatalf("report from %s after restart: %d %s", r.Node, got.Status, got.Body)
+		}
 	}
 	fams := metricstest.Scrape(t, svc.URL+"/metrics")
 	if v, _ := fams.Value("zonetoll_traffic_bytes_total", map[string]string{"src_workload": "after-restart", "src_zone": "zone-c", "dst_workload": "frontend", "dst_zone": "zone-a"}); v != 999 {
@@ -706,7 +821,7 @@ func TestClusterFlowLog(t *testing.T) {
 	f := newFixture(t)
 	f.world()
 	path := filepath.Join(t.TempDir(), "flows.jsonl")
-	svc := f.start(map[string]string{"ZONETOLL_FLOW_LOG_OUTPUT": path, "ZONETOLL_FLOW_LOG_MIN_BYTES": "1000"})
+	svc := f.start(with(allowUnbound, map[string]string{"ZONETOLL_FLOW_LOG_OUTPUT": path, "ZONETOLL_FLOW_LOG_MIN_BYTES": "1000"}))
 	f.waitGauge(svc, "zonetoll_flowserver_pods", 8)
 	start := time.Now().Add(-10 * time.Second).UTC().Truncate(time.Millisecond)
 	end := start.Add(10 * time.Second)

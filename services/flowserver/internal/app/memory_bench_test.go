@@ -85,7 +85,9 @@ func BenchmarkClusterMemory(b *testing.B) {
 		port := freePort(b)
 		url := fmt.Sprintf("http://127.0.0.1:%d", port)
 		cmd := exec.Command(bin, "run", "--kubeconfig", testcluster.KubeconfigT(b, srv.Config))
-		cmd.Env = append(os.Environ(), "ZONETOLL_HTTP_LISTEN_ADDRESS=127.0.0.1:"+fmt.Sprint(port), "ZONETOLL_LOG_LEVEL=warn", "ZONETOLL_NAMESPACE="+ns)
+		// The agent's token here is bound to no pod, and one client sends every node's reports.
+		cmd.Env = append(os.Environ(), "ZONETOLL_HTTP_LISTEN_ADDRESS=127.0.0.1:"+fmt.Sprint(port), "ZONETOLL_LOG_LEVEL=warn", "ZONETOLL_NAMESPACE="+ns,
+			"ZONETOLL_AUTH_ALLOW_UNBOUND_TOKENS=true", "ZONETOLL_INGEST_NODE_RATE=0")
 		// ZONETOLL_BENCH_SERVER_ENV="K=V,K=V" passes extra variables to the server, to compare settings
 		// such as GOMEMLIMIT.
 		if extra := os.Getenv("ZONETOLL_BENCH_SERVER_ENV"); extra != "" {
@@ -112,18 +114,21 @@ func BenchmarkClusterMemory(b *testing.B) {
 		waitMetric(b, url, "zonetoll_flowserver_gone_pod_addresses", churn)
 		waitMetric(b, url, "zonetoll_flowserver_pods", pods)
 
-		// Traffic: every pod talks to pods of five other workloads.
+		// Traffic: every pod talks to pods of five other workloads; each node reports its pods' flows
+		// (a flow whose source is on another node would not be counted).
 		now := time.Now()
 		for r := range 10 {
-			var flows []report.Flow
+			flows := make([][]report.Flow, nodes)
 			for i := range 20_000 {
 				src := (r*20_000 + i) % pods
 				dst := (src%workloads + 1 + (i/7)%5) % workloads
-				flows = append(flows, flow(fmt.Sprintf("198.18.%d.%d", src/250, src%250+1), fmt.Sprintf("198.18.%d.%d", dst/250, dst%250+1), 1000, 1))
+				flows[src%nodes] = append(flows[src%nodes], flow(fmt.Sprintf("198.18.%d.%d", src/250, src%250+1), fmt.Sprintf("198.18.%d.%d", dst/250, dst%250+1), 1000, 1))
 			}
-			rep := newReport("node-001", uint64(r+1), now.Add(-10*time.Second), now, flows...)
-			if got := reportpost.Post(b, url, agent.Token, reportpost.Gzip(b, rep), "gzip"); got.Status != http.StatusOK {
-				b.Fatalf("report %d: %d %s", r, got.Status, got.Body)
+			for n, fl := range flows {
+				rep := newReport(fmt.Sprintf("node-%03d", n), uint64(r+1), now.Add(-10*time.Second), now, fl...)
+				if got := reportpost.Post(b, url, agent.Token, reportpost.Gzip(b, rep), "gzip"); got.Status != http.StatusOK {
+					b.Fatalf("report %d of node-%03d: %d %s", r, n, got.Status, got.Body)
+				}
 			}
 		}
 		fams := metricstest.Scrape(b, url+"/metrics")
@@ -163,7 +168,7 @@ func waitMetric(b *testing.B, url, name string, want float64) {
 }
 
 // procMemory returns a process's peak and current resident set, in bytes.
-func procMemory(b *testing.B, pid int) (peak, now int64) {
+func procMemory(b testing.TB, pid int) (peak, now int64) {
 	b.Helper()
 	data, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
 	if err != nil {
@@ -177,6 +182,9 @@ func procMemory(b *testing.B, pid int) (peak, now int64) {
 		if n, _ := fmt.Sscanf(line, "VmRSS: %d kB", &v); n == 1 {
 			now = v << 10
 		}
+	}
+	if peak == 0 {
+		b.Fatalf("/proc/%d/status has no VmHWM", pid)
 	}
 	return peak, now
 }

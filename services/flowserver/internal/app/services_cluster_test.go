@@ -210,7 +210,7 @@ func TestClusterTrafficPerService(t *testing.T) {
 	testcluster.Need(t)
 	f := newFixture(t)
 	addrs, targets := f.serviceWorld()
-	svc := f.start(map[string]string{"ZONETOLL_CIDRS_FILE": f.cidrs()})
+	svc := f.start(with(allowUnbound, map[string]string{"ZONETOLL_CIDRS_FILE": f.cidrs()}))
 	f.waitGauge(svc, "zonetoll_flowserver_pods", 11)
 	// The version is read in the background after start.
 	f.waitFor("zonetoll_kubernetes_info", func() (bool, string) {
@@ -234,9 +234,7 @@ func TestClusterTrafficPerService(t *testing.T) {
 		flow("198.18.10.3", "198.19.77.7", 7_777, 9),       // db → external: db's "response" (the rule's known miss)
 		flow("198.18.2.1", "198.18.10.12", 3_300, 3),       // node n-b → api (a)
 	}
-	r1 := newReport("n-a", 1, now.Add(-10*time.Second), now, flows[:7]...)
-	r2 := newReport("n-b", 1, now.Add(-10*time.Second), now, flows[7:]...)
-	for _, r := range []*report.Report{r1, r2} {
+	for _, r := range f.perNode(1, now.Add(-10*time.Second), now, flows) {
 		if got := reportpost.Post(t, svc.URL, f.agent, reportpost.Gzip(t, r), "gzip"); got.Status != http.StatusOK || strings.TrimSpace(got.Body) != "applied" {
 			t.Fatalf("report from %s: %d %q, want 200 applied", r.Node, got.Status, got.Body)
 		}
@@ -312,9 +310,10 @@ func TestClusterTrafficPerService(t *testing.T) {
 		flow("fd00:10::1", "fd00:10::12", 500, 1),      // its IPv6 address is still only in api's slice
 		flow("198.18.10.1", "198.18.10.2", 1_000, 1),   // api+api-canary as before
 	}
-	r3 := newReport("n-a", 2, now.Add(-5*time.Second), time.Now(), later...)
-	if got := reportpost.Post(t, svc.URL, f.agent, reportpost.Gzip(t, r3), "gzip"); got.Status != http.StatusOK {
-		t.Fatalf("report after the slice update: %d %q", got.Status, got.Body)
+	for _, r3 := range f.perNode(2, now.Add(-5*time.Second), time.Now(), later) {
+		if got := reportpost.Post(t, svc.URL, f.agent, reportpost.Gzip(t, r3), "gzip"); got.Status != http.StatusOK {
+			t.Fatalf("report from %s after the slice update: %d %q", r3.Node, got.Status, got.Body)
+		}
 	}
 	laterWant, laterDirect := serviceWant(addrs, targets, later)
 	for k, v := range laterWant {

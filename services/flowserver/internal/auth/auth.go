@@ -17,6 +17,8 @@ import (
 	authnv1 "k8s.io/api/authentication/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/rest"
+
+	"github.com/zonetoll/zonetoll/shared/metricdef"
 )
 
 // Errors of Authenticate; the ingest handler maps them to 401, 403 and 503.
@@ -26,15 +28,38 @@ var (
 	ErrUnavailable     = errors.New("token review unavailable")
 )
 
-// nodeNameExtra is where the API server puts the node of a pod-bound service-account token
-// (Kubernetes 1.30+); when present, a report must come from that node.
-const nodeNameExtra = "authentication.kubernetes.io/node-name"
+// Where the API server puts what a service-account token is bound to (TokenReview status.user.extra):
+// the pod of a pod-bound token (what the kubelet mounts), and its node (Kubernetes 1.30+, feature
+// ServiceAccountTokenPodNodeInfo; absent when the pod had no node when the token was made).
+const (
+	podNameExtra  = "authentication.kubernetes.io/pod-name"
+	podUIDExtra   = "authentication.kubernetes.io/pod-uid"
+	nodeNameExtra = "authentication.kubernetes.io/node-name"
+	nodeUIDExtra  = "authentication.kubernetes.io/node-uid"
+)
 
-// Identity is an authenticated caller.
+// Identity is an authenticated caller: its service account and what its token is bound to. Pod is
+// empty for a token bound to no pod (kubectl create token, a legacy Secret).
 type Identity struct {
 	Username string // system:serviceaccount:<namespace>:<name>
-	// Node is the node the token was bound to, or empty for a token not bound to a pod on a node.
-	Node string
+	// Pod and PodUID name the pod the token is bound to, in the service account's namespace.
+	Pod, PodUID string
+	// Node and NodeUID are the node the token's pod was on when the token was made, or empty.
+	Node, NodeUID string
+}
+
+// Namespace is the service account's namespace (where a bound pod runs), Name its name.
+func (id Identity) Namespace() string { ns, _, _ := splitUser(id.Username); return ns }
+
+// ServiceAccount is the service account's name.
+func (id Identity) ServiceAccount() string { _, name, _ := splitUser(id.Username); return name }
+
+func splitUser(u string) (namespace, name string, ok bool) {
+	rest, ok := strings.CutPrefix(u, "system:serviceaccount:")
+	if !ok {
+		return "", "", false
+	}
+	return strings.Cut(rest, ":")
 }
 
 // Reviewer creates TokenReviews; client-go's AuthenticationV1().TokenReviews() is one.
@@ -111,27 +136,18 @@ func New(reviews Reviewer, opts Options, reg prometheus.Registerer) (*Authentica
 		audiences: opts.Audiences,
 		ok:        expirable.NewLRU[[32]byte, Identity](opts.CacheSize, nil, opts.TTL),
 		denied:    expirable.NewLRU[[32]byte, error](opts.CacheSize, nil, opts.NegativeTTL),
-		reviewsTotal: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "zonetoll_flowserver_token_reviews_total",
-			Help: "TokenReview requests to the Kubernetes API by result: authenticated, unauthenticated, error.",
-		}, []string{"result"}),
-		cacheTotal: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "zonetoll_flowserver_token_cache_lookups_total",
-			Help: "Token cache lookups by result: hit (no TokenReview needed) or miss.",
-		}, []string{"result"}),
 	}
+	var ms metricdef.Set
+	a.reviewsTotal = ms.CounterVec("zonetoll_flowserver_token_reviews_total",
+		"TokenReview requests to the Kubernetes API by result: authenticated, unauthenticated, error.",
+		"result", "authenticated", "unauthenticated", "error")
+	a.cacheTotal = ms.CounterVec("zonetoll_flowserver_token_cache_lookups_total",
+		"Token cache lookups by result: hit (no TokenReview needed) or miss.", "result", "hit", "miss")
 	for _, u := range users {
 		a.allowed[u] = true
 	}
-	for _, r := range []string{"authenticated", "unauthenticated", "error"} {
-		a.reviewsTotal.WithLabelValues(r)
-	}
-	a.cacheTotal.WithLabelValues("hit")
-	a.cacheTotal.WithLabelValues("miss")
-	for _, c := range []prometheus.Collector{a.reviewsTotal, a.cacheTotal} {
-		if err := reg.Register(c); err != nil {
-			return nil, fmt.Errorf("registering auth metrics: %w", err)
-		}
+	if err := ms.Register(reg, "auth metrics"); err != nil {
+		return nil, err
 	}
 	return a, nil
 }
@@ -171,9 +187,16 @@ func (a *Authenticator) Authenticate(ctx context.Context, token string) (Identit
 		return Identity{}, err
 	}
 	a.reviewsTotal.WithLabelValues("authenticated").Inc()
-	id := Identity{Username: res.Status.User.Username}
-	if v := res.Status.User.Extra[nodeNameExtra]; len(v) == 1 {
-		id.Node = v[0]
+	extra := func(k string) string {
+		if v := res.Status.User.Extra[k]; len(v) == 1 {
+			return v[0]
+		}
+		return ""
+	}
+	id := Identity{
+		Username: res.Status.User.Username,
+		Pod:      extra(podNameExtra), PodUID: extra(podUIDExtra),
+		Node: extra(nodeNameExtra), NodeUID: extra(nodeUIDExtra),
 	}
 	if !a.allowed[id.Username] {
 		err := fmt.Errorf("%w: %s may not send reports (allowed: ZONETOLL_AUTH_SERVICE_ACCOUNTS)", ErrForbidden, id.Username)

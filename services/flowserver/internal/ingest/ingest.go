@@ -25,6 +25,7 @@ import (
 	"golang.org/x/time/rate"
 
 	"github.com/zonetoll/zonetoll/services/flowserver/internal/auth"
+	"github.com/zonetoll/zonetoll/services/flowserver/internal/binding"
 	"github.com/zonetoll/zonetoll/services/flowserver/internal/dedupe"
 	"github.com/zonetoll/zonetoll/services/flowserver/internal/flowlog"
 	"github.com/zonetoll/zonetoll/services/flowserver/internal/resolve"
@@ -77,20 +78,32 @@ type Authenticator interface {
 	Authenticate(ctx context.Context, token string) (auth.Identity, error)
 }
 
+// Binder ties an authenticated caller to the node it may report for; *binding.Binder is one. It
+// returns "" for a caller bound to no node (an unbound token the operator allows), or an error, a
+// *binding.Refusal when the caller may not report.
+type Binder interface {
+	Bind(id auth.Identity) (node string, err error)
+}
+
 // Handler serves POST /v1/reports.
 type Handler struct {
-	lim      Limits
-	zone     string // this server's zone in per-zone mode, else ""
-	auth     Authenticator
-	resolver *resolve.Resolver
-	services *services.Index // nil: no per-Service attribution
-	store    *traffic.Store
-	seen     *dedupe.Window
-	flowLog  *flowlog.Logger // nil: no flow log
-	log      *slog.Logger
-	now      func() time.Time
-	synced   func() bool
+	lim    Limits
+	zone   string // this server's zone in per-zone mode, else ""
+	auth   Authenticator
+	binder Binder // nil: the token's node-name extra, if any, is the binding
+	// anySourceNode turns off the foreign-source check (Options.AnySourceNode).
+	anySourceNode bool
+	foreignLog    rate.Sometimes
+	resolver      *resolve.Resolver
+	services      *services.Index // nil: no per-Service attribution
+	store         *traffic.Store
+	seen          *dedupe.Window
+	flowLog       *flowlog.Logger // nil: no flow log
+	log           *slog.Logger
+	now           func() time.Time
+	synced        func() bool
 
+	gate     gate // closed by Drain
 	inFlight chan struct{}
 	budget   budget
 	limMu    sync.Mutex
@@ -112,7 +125,7 @@ type work struct {
 	plain   []byte
 	report  report.Report
 	batch   *traffic.Batch
-	srcEPs  []*resolve.Endpoint
+	srcEPs  []*resolve.Endpoint // nil for a flow not counted (foreign source)
 	dstEPs  []*resolve.Endpoint
 	readBuf bytes.Buffer
 	tally   tally
@@ -126,6 +139,29 @@ type tally struct {
 	flows      uint64
 	bytes      uint64
 	crossBytes uint64
+	// foreign are the bytes of flows whose source is on another node than the report's, by
+	// foreignReason; foreignFlows counts those flows and foreignExample is one of them, for the log.
+	foreign        [numForeignReasons]uint64
+	foreignFlows   int
+	foreignExample foreignFlow
+}
+
+// Why a flow's source is not the reporting node's: a pod on another node (live or gone), or another
+// node's address (a host-network pod there included).
+const (
+	foreignPod = iota
+	foreignNode
+	numForeignReasons
+)
+
+var foreignReasons = [numForeignReasons]string{"pod", "node"}
+
+// foreignFlow is a flow not counted because its source is on another node, as the log names it.
+type foreignFlow struct {
+	src, dst report.Addr
+	srcNode  string
+	srcName  string // the pod (namespace/name) or node the source address resolved to
+	bytes    uint64
 }
 
 func (t *tally) reset() {
@@ -149,10 +185,16 @@ func (t *tally) add(ep *resolve.Endpoint, bytes uint64) {
 
 // Options are the parts a Handler is made of.
 type Options struct {
-	Limits   Limits
-	Zone     string
-	Auth     Authenticator
-	Resolver *resolve.Resolver
+	Limits Limits
+	Zone   string
+	Auth   Authenticator
+	// Binder binds each caller to its node before its body is read; nil takes the node from the
+	// token's node-name extra (if any) without checking it against the cluster.
+	Binder Binder
+	// AnySourceNode counts flows whatever node their source is on. Only for tests and benchmarks
+	// whose synthetic reports mix nodes: the service never sets it.
+	AnySourceNode bool
+	Resolver      *resolve.Resolver
 	// Services attributes flows to the destination's Service(s); nil leaves the per-Service metric
 	// empty.
 	Services *services.Index
@@ -173,11 +215,13 @@ func New(o Options, reg prometheus.Registerer) (*Handler, error) {
 		o.Now = time.Now
 	}
 	h := &Handler{
-		lim: o.Limits, zone: o.Zone, auth: o.Auth, resolver: o.Resolver, services: o.Services, store: o.Store, seen: o.Seen,
+		lim: o.Limits, zone: o.Zone, auth: o.Auth, binder: o.Binder, anySourceNode: o.AnySourceNode, resolver: o.Resolver, services: o.Services, store: o.Store, seen: o.Seen,
 		flowLog: o.FlowLog, log: o.Logger, now: o.Now, synced: o.Synced,
-		inFlight: make(chan struct{}, max(1, o.Limits.MaxInFlight)),
-		budget:   budget{max: o.Limits.MaxBytesInFlight},
-		limiters: map[string]*nodeLimiter{},
+		// A forging or misconfigured agent sends such flows in every report: log a few, then one a minute.
+		foreignLog: rate.Sometimes{First: 3, Interval: time.Minute},
+		inFlight:   make(chan struct{}, max(1, o.Limits.MaxInFlight)),
+		budget:     budget{max: o.Limits.MaxBytesInFlight},
+		limiters:   map[string]*nodeLimiter{},
 	}
 	if h.lim.MaxStreamedBodyBytes <= 0 || h.lim.MaxStreamedBodyBytes > h.lim.MaxBodyBytes {
 		h.lim.MaxStreamedBodyBytes = h.lim.MaxBodyBytes
@@ -215,6 +259,9 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		if rej.status == http.StatusUnauthorized {
 			w.Header().Set("WWW-Authenticate", `Bearer realm="zonetoll-flowserver"`)
 		}
+		if rej.reason == "shutting_down" {
+			w.Header().Set("Connection", "close") // the retry opens a new connection, through the Service
+		}
 		if rej.status >= 500 {
 			h.log.Warn("report not applied", "status", rej.status, "reason", rej.reason, "error", rej.msg, "remote", r.RemoteAddr)
 		} else {
@@ -239,6 +286,10 @@ func (h *Handler) serve(r *http.Request) (string, *rejection) {
 	if r.Method != http.MethodPost {
 		return "", reject(http.StatusMethodNotAllowed, "method", "use POST to send reports")
 	}
+	if !h.gate.enter() {
+		return "", shuttingDown()
+	}
+	defer h.gate.leave()
 	if h.synced != nil && !h.synced() {
 		// Behind a Service the server gets no traffic before /readyz passes; a client that reaches it
 		// directly (or a Service without readiness) is told to come back.
@@ -261,10 +312,14 @@ func (h *Handler) serve(r *http.Request) (string, *rejection) {
 		rej.retryAfter = 5 * time.Second
 		return "", rej
 	}
+	boundNode, rej := h.bind(id)
+	if rej != nil {
+		return "", rej
+	}
 	if r.ContentLength > h.lim.MaxBodyBytes {
 		return "", reject(http.StatusRequestEntityTooLarge, "body_too_large", "body of %d bytes is over the limit of %d bytes (ZONETOLL_INGEST_MAX_BODY_BYTES)", r.ContentLength, h.lim.MaxBodyBytes)
 	}
-	ident := identityKey(id, r.RemoteAddr)
+	ident := identityKey(id.Username, boundNode, r.RemoteAddr)
 	release, rej := h.admitIdentity(ident)
 	if rej != nil {
 		return "", rej
@@ -329,8 +384,8 @@ func (h *Handler) serve(r *http.Request) (string, *rejection) {
 	if rej := h.plausible(rep); rej != nil {
 		return "", rej
 	}
-	if id.Node != "" && id.Node != rep.Node {
-		return "", reject(http.StatusForbidden, "node_mismatch", "report names node %q but the token is bound to a pod on node %q", rep.Node, id.Node)
+	if boundNode != "" && boundNode != rep.Node {
+		return "", reject(http.StatusForbidden, binding.ReasonNodeMismatch, "report names node %q but the token is bound to a pod on node %q", rep.Node, boundNode)
 	}
 	key := dedupe.Key{Node: rep.Node, BootID: rep.BootID, Sequence: rep.Sequence}
 	if h.seen.Seen(key, h.now()) {
@@ -348,20 +403,45 @@ func overloaded(msg string) *rejection {
 	return rej
 }
 
+// bind returns the node the caller may report for ("" for none: an allowed unbound token), or why
+// it may not report: 403 with the binding's reason, or 503 with Retry-After when the cause passes by
+// itself (the pod informer has not seen a brand-new agent pod yet).
+func (h *Handler) bind(id auth.Identity) (string, *rejection) {
+	if h.binder == nil {
+		return id.Node, nil
+	}
+	node, err := h.binder.Bind(id)
+	if err == nil {
+		return node, nil
+	}
+	var ref *binding.Refusal
+	if !errors.As(err, &ref) {
+		rej := reject(http.StatusServiceUnavailable, "auth_unavailable", "binding the token to its pod: %v", err)
+		rej.retryAfter = 5 * time.Second
+		return "", rej
+	}
+	if ref.Retry {
+		rej := reject(http.StatusServiceUnavailable, ref.Reason, "%v", ref)
+		rej.retryAfter = 2 * time.Second
+		return "", rej
+	}
+	return "", reject(http.StatusForbidden, ref.Reason, "%v", ref)
+}
+
 // identityKey is who a rate limit and the per-identity slot count apply to: the service account and
-// the node its token is bound to. A token bound to no pod (kubectl create token, a legacy Secret)
-// says nothing about its node, and the node named in the body is the sender's word, so such a
-// caller is keyed by its address instead (the agent's pod or node IP). Behind a proxy that hides
-// client addresses, those callers share one key: use pod-bound tokens (the default for pods).
-func identityKey(id auth.Identity, remoteAddr string) string {
-	if id.Node != "" {
-		return id.Username + " node " + id.Node
+// the node its token is bound to. A token bound to no pod (kubectl create token, a legacy Secret,
+// accepted only with ZONETOLL_AUTH_ALLOW_UNBOUND_TOKENS) says nothing about its node, and the node
+// named in the body is the sender's word, so such a caller is keyed by its address instead (the
+// agent's pod or node IP). Behind a proxy that hides client addresses, those callers share one key.
+func identityKey(username, boundNode, remoteAddr string) string {
+	if boundNode != "" {
+		return username + " node " + boundNode
 	}
 	host, _, err := net.SplitHostPort(remoteAddr)
 	if err != nil {
 		host = remoteAddr
 	}
-	return id.Username + " address " + host
+	return username + " address " + host
 }
 
 // Memory a report may take beyond its body, per decoded flow: the Flow itself (48 bytes), its
@@ -606,6 +686,18 @@ func (h *Handler) resolveFlows(wk *work, v resolve.View, sv services.View) {
 	for i := range rep.Flows {
 		f := &rep.Flows[i]
 		src := v.Resolve(f.Src, start, end)
+		// A report counts only for its own node: the agent reports a flow only when its source is
+		// local (docs/flowagent.md), so a source that resolves to a pod or an address of another node
+		// is a forgery or a broken agent, and counted apart. Sources that resolve to no node
+		// (external, configured CIDRs, unknown) cannot be checked and count as before.
+		if src.Node != "" && src.Node != rep.Node && !h.anySourceNode {
+			t.addForeign(f, src)
+			if logFlows {
+				wk.srcEPs = append(wk.srcEPs, nil)
+				wk.dstEPs = append(wk.dstEPs, nil)
+			}
+			continue
+		}
 		dst := v.Resolve(f.Dst, start, end)
 		pair := b.Add(src, dst, f.Bytes, f.Packets)
 		// A flow to an endpoint is a request to its Service; a flow from an endpoint to an address no
@@ -627,7 +719,22 @@ func (h *Handler) resolveFlows(wk *work, v resolve.View, sv services.View) {
 			wk.dstEPs = append(wk.dstEPs, dst)
 		}
 	}
-	t.flows = uint64(len(rep.Flows))
+	t.flows = uint64(len(rep.Flows) - t.foreignFlows)
+}
+
+func (t *tally) addForeign(f *report.Flow, src *resolve.Endpoint) {
+	reason := foreignNode
+	name := src.Node
+	if src.IsPod() {
+		reason = foreignPod
+		pk := src.Pod.Value()
+		name = pk.Namespace + "/" + pk.Name
+	}
+	t.foreign[reason] = traffic.SatAdd(t.foreign[reason], f.Bytes)
+	if t.foreignFlows == 0 {
+		t.foreignExample = foreignFlow{src: f.Src, dst: f.Dst, srcNode: src.Node, srcName: name, bytes: f.Bytes}
+	}
+	t.foreignFlows++
 }
 
 // apply resolves every flow and merges the report into the counters. It returns false, changing
@@ -656,10 +763,21 @@ func (h *Handler) apply(wk *work, key dedupe.Key) bool {
 	}
 	h.store.Apply(b, now)
 	h.m.observe(t, h.zone, nodeZone, nodeKnown)
+	if t.foreignFlows > 0 {
+		h.foreignLog.Do(func() {
+			ex := t.foreignExample
+			h.log.Warn("flows whose source is on another node were not counted (zonetoll_flowserver_foreign_source_bytes_total); the agent forges them or its locality filter is broken (this is logged at most once a minute)",
+				"node", rep.Node, "flows", t.foreignFlows, "example_src", ex.src.String(), "example_dst", ex.dst.String(),
+				"example_src_is", ex.srcName, "example_src_node", ex.srcNode, "example_bytes", ex.bytes)
+		})
+	}
 	if logFlows {
 		for i := range rep.Flows {
 			f := &rep.Flows[i]
 			src, dst := wk.srcEPs[i], wk.dstEPs[i]
+			if src == nil {
+				continue // not counted: its source is on another node
+			}
 			h.flowLog.Write(flowlog.Flow{
 				Src: f.Src.Netip(), Dst: f.Dst.Netip(), SrcEP: src, DstEP: dst,
 				Bytes: f.Bytes, Packets: f.Packets, CrossZone: traffic.CrossZone(src, dst),

@@ -111,8 +111,21 @@ func newHarness(tb testing.TB, c *cluster, lim Limits, retention time.Duration) 
 	return newHarnessWith(tb, c, lim, retention, nil)
 }
 
-// newHarnessWith is newHarness with a flow log written to flowLog (nil: no flow log).
+// newHarnessWith is newHarness with a flow log written to flowLog (nil: no flow log). Its reports
+// take sources from random pods of every node (cluster.flows), so the check that a flow's source is
+// on the reporting node is off; newStrictHarness has it on.
 func newHarnessWith(tb testing.TB, c *cluster, lim Limits, retention time.Duration, flowLog io.Writer) *harness {
+	tb.Helper()
+	return newHarnessOpts(tb, c, lim, retention, flowLog, true)
+}
+
+// newStrictHarness is newHarness with the foreign-source check on, as the service runs.
+func newStrictHarness(tb testing.TB, c *cluster, lim Limits, retention time.Duration, flowLog io.Writer) *harness {
+	tb.Helper()
+	return newHarnessOpts(tb, c, lim, retention, flowLog, false)
+}
+
+func newHarnessOpts(tb testing.TB, c *cluster, lim Limits, retention time.Duration, flowLog io.Writer, anySourceNode bool) *harness {
 	tb.Helper()
 	reg := prometheus.NewRegistry()
 	store, err := traffic.NewStore(traffic.Options{MaxSeries: 1 << 20}, reg)
@@ -130,7 +143,7 @@ func newHarnessWith(tb testing.TB, c *cluster, lim Limits, retention time.Durati
 	}
 	hs.h, err = New(Options{
 		Limits: lim, Auth: staticAuth{}, Resolver: c.res, Services: c.svcs, Store: store, FlowLog: flog,
-		Seen: dedupe.New(retention, 1<<20), Logger: slog.New(slog.DiscardHandler),
+		Seen: dedupe.New(retention, 1<<20), Logger: slog.New(slog.DiscardHandler), AnySourceNode: anySourceNode,
 		// Each call moves the clock on, so in benchmarks the dedupe window forgets reports at once.
 		Now: func() time.Time { return time.Unix(0, hs.clock.Add(int64(time.Second))) },
 	}, reg)

@@ -5,6 +5,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/zonetoll/zonetoll/services/flowserver/internal/binding"
 	"github.com/zonetoll/zonetoll/services/flowserver/internal/resolve"
 )
 
@@ -19,13 +20,16 @@ type metrics struct {
 	unresolved   *prometheus.CounterVec
 	foreign      *prometheus.CounterVec
 	unknownNode  prometheus.Counter
+	foreignSrc   *prometheus.CounterVec
 }
 
 // Rejection reasons, each a label value of zonetoll_flowserver_reports_total.
 var reasons = []string{
-	"method", "overloaded", "not_ready", "unauthenticated", "forbidden", "auth_unavailable", "body_too_large",
+	"method", "overloaded", "not_ready", "shutting_down", "unauthenticated", "forbidden", "auth_unavailable", "body_too_large",
 	"read_error", "malformed", "unsupported_encoding", "too_many_flows", "node_mismatch", "rate_limited",
 	"implausible_bytes", "window_in_future", "window_too_old", "identity_busy",
+	// node_mismatch above, and the other reasons of internal/binding:
+	binding.ReasonUnbound, binding.ReasonPodNotSeen, binding.ReasonPodMismatch, binding.ReasonPodTerminated,
 }
 
 func (m *metrics) register(reg prometheus.Registerer) error {
@@ -66,6 +70,13 @@ func (m *metrics) register(reg prometheus.Registerer) error {
 		Name: "zonetoll_flowserver_unknown_node_reports_total",
 		Help: "Reports applied from a node name the node cache does not know.",
 	})
+	m.foreignSrc = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "zonetoll_flowserver_foreign_source_bytes_total",
+		Help: "Bytes of flows not counted because their source is on another node than the report's, by what the source is: pod (a pod on another node) or node (another node's address, host-network pods there included).",
+	}, []string{"reason"})
+	for _, r := range foreignReasons {
+		m.foreignSrc.WithLabelValues(r)
+	}
 	for _, r := range reasons {
 		m.reports.WithLabelValues("rejected", r)
 	}
@@ -77,7 +88,7 @@ func (m *metrics) register(reg prometheus.Registerer) error {
 	for _, r := range []string{"external", "node_unknown", "no_zone_label"} {
 		m.unresolved.WithLabelValues(r)
 	}
-	for _, c := range []prometheus.Collector{m.reports, m.applySeconds, m.flows, m.bytes, m.crossBytes, m.resolved, m.unresolved, m.foreign, m.unknownNode} {
+	for _, c := range []prometheus.Collector{m.reports, m.applySeconds, m.flows, m.bytes, m.crossBytes, m.resolved, m.unresolved, m.foreign, m.unknownNode, m.foreignSrc} {
 		if err := reg.Register(c); err != nil {
 			return fmt.Errorf("registering ingest metrics: %w", err)
 		}
@@ -92,6 +103,11 @@ func (m *metrics) observe(t *tally, serverZone, nodeZone string, nodeKnown bool)
 	for s, n := range t.bySource {
 		if n > 0 {
 			m.resolved.WithLabelValues(resolve.Source(s).String()).Add(float64(n))
+		}
+	}
+	for r, b := range t.foreign {
+		if b > 0 {
+			m.foreignSrc.WithLabelValues(foreignReasons[r]).Add(float64(b))
 		}
 	}
 	if t.external > 0 {

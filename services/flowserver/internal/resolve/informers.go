@@ -28,9 +28,10 @@ import (
 // those need the typed clientset, which links every API group into the binary (kubeclient/clientset).
 type Informers struct {
 	informerset.Set
-	podStore cache.Store // read by tests: what the cache keeps of a pod
-	rsStore  cache.Store
-	jobStore cache.Store
+	podStore  cache.Store // what the cache keeps of a pod: read by Pod (binding) and tests
+	nodeStore cache.Store
+	rsStore   cache.Store
+	jobStore  cache.Store
 }
 
 // NewInformers connects r to the cluster: core is a core/v1 REST client (kubeclient.NewRESTClient), mc
@@ -54,7 +55,7 @@ func NewInformers(r *Resolver, core rest.Interface, mc metadata.Interface, now f
 	nodes := cache.NewSharedIndexInformer(cache.NewListWatchFromClient(core, "nodes", metav1.NamespaceAll, fields.Everything()), &corev1.Node{}, 0, cache.Indexers{})
 	rs := cache.NewSharedIndexInformer(metadataListWatch(mc, appsv1.SchemeGroupVersion.WithResource("replicasets")), &metav1.PartialObjectMetadata{}, 0, cache.Indexers{})
 	jobs := cache.NewSharedIndexInformer(metadataListWatch(mc, batchv1.SchemeGroupVersion.WithResource("jobs")), &metav1.PartialObjectMetadata{}, 0, cache.Indexers{})
-	inf.podStore, inf.rsStore, inf.jobStore = pods.GetStore(), rs.GetStore(), jobs.GetStore()
+	inf.podStore, inf.nodeStore, inf.rsStore, inf.jobStore = pods.GetStore(), nodes.GetStore(), rs.GetStore(), jobs.GetStore()
 	for _, a := range []struct {
 		name      string
 		i         cache.SharedIndexInformer
@@ -105,6 +106,27 @@ func metadataListWatch(mc metadata.Interface, gvr schema.GroupVersionResource) *
 			return res.Watch(ctx, o)
 		},
 	}
+}
+
+// Pod returns the cached (trimmed) pod namespace/name, for binding agents' tokens to their pods. The
+// pod is shared: do not modify it.
+func (inf *Informers) Pod(namespace, name string) (*corev1.Pod, bool) {
+	obj, ok, err := inf.podStore.GetByKey(namespace + "/" + name)
+	if err != nil || !ok {
+		return nil, false
+	}
+	p, ok := obj.(*corev1.Pod)
+	return p, ok
+}
+
+// Node returns the cached (trimmed) node; shared, do not modify it.
+func (inf *Informers) Node(name string) (*corev1.Node, bool) {
+	obj, ok, err := inf.nodeStore.GetByKey(name)
+	if err != nil || !ok {
+		return nil, false
+	}
+	n, ok := obj.(*corev1.Node)
+	return n, ok
 }
 
 func (inf *Informers) owner(kind, namespace, name string) (string, string, bool) {
@@ -203,16 +225,18 @@ func upsertNode(r *Resolver, obj any) {
 	r.UpsertNode(s)
 }
 
-// trim keeps only what the resolver reads of pods and nodes, so 10,000 cached pods stay small.
+// trim keeps only what the resolver and the token binding (internal/binding: UID, service account,
+// deletion time, phase, node) read of pods and nodes, so 10,000 cached pods stay small.
 func trim(obj any) (any, error) {
 	switch o := obj.(type) {
 	case *corev1.Pod:
 		t := &corev1.Pod{
 			ObjectMeta: metav1.ObjectMeta{
 				Name: o.Name, Namespace: o.Namespace, UID: o.UID, ResourceVersion: o.ResourceVersion,
-				CreationTimestamp: o.CreationTimestamp, OwnerReferences: controllerOnly(o.OwnerReferences),
+				CreationTimestamp: o.CreationTimestamp, DeletionTimestamp: o.DeletionTimestamp,
+				OwnerReferences: controllerOnly(o.OwnerReferences),
 			},
-			Spec: corev1.PodSpec{NodeName: o.Spec.NodeName, HostNetwork: o.Spec.HostNetwork},
+			Spec: corev1.PodSpec{NodeName: o.Spec.NodeName, HostNetwork: o.Spec.HostNetwork, ServiceAccountName: o.Spec.ServiceAccountName},
 			Status: corev1.PodStatus{
 				Phase: o.Status.Phase, PodIP: o.Status.PodIP, PodIPs: o.Status.PodIPs,
 			},

@@ -19,6 +19,7 @@ import (
 
 	"github.com/zonetoll/zonetoll/services/flowserver/internal/resolve"
 	"github.com/zonetoll/zonetoll/services/flowserver/internal/services"
+	"github.com/zonetoll/zonetoll/shared/metricdef"
 )
 
 // Overflow is the namespace, workload and kind label value of the series that takes the bytes of
@@ -199,20 +200,20 @@ type Store struct {
 // NewStore returns an empty Store whose own metrics (overflow, expiry) are registered on reg.
 func NewStore(opts Options, reg prometheus.Registerer) (*Store, error) {
 	pairLabels := []string{"src_namespace", "src_workload", "src_kind", "src_zone", "dst_namespace", "dst_workload", "dst_kind", "dst_zone"}
+	families := []string{familyPairs, familyZones, familyPods, familySvcs}
+	var own metricdef.Set
 	s := &Store{
 		opts:  opts,
 		pairs: map[pairKey]*entry{},
 		zones: map[zoneKey]*entry{},
 		pods:  map[unique.Handle[resolve.PodKey]]*entry{},
 		svcs:  map[svcKey]*entry{},
-		overflowBytes: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "zonetoll_flowserver_series_overflow_bytes_total",
-			Help: "Bytes counted in a metric's overflow series because the metric was at its series limit (ZONETOLL_MAX_SERIES).",
-		}, []string{"metric"}),
-		expired: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "zonetoll_flowserver_series_expired_total",
-			Help: "Series removed because they were not updated for ZONETOLL_SERIES_TTL.",
-		}, []string{"metric"}),
+		overflowBytes: own.CounterVec("zonetoll_flowserver_series_overflow_bytes_total",
+			"Bytes counted in a metric's overflow series because the metric was at its series limit (ZONETOLL_MAX_SERIES).",
+			"metric", families...),
+		expired: own.CounterVec("zonetoll_flowserver_series_expired_total",
+			"Series removed because they were not updated for ZONETOLL_SERIES_TTL.",
+			"metric", families...),
 		series: prometheus.NewDesc("zonetoll_flowserver_series",
 			"Series a traffic metric has now, against the limit ZONETOLL_MAX_SERIES.", []string{"metric"}, nil),
 		pairBytes: prometheus.NewDesc(PairBytesName,
@@ -229,14 +230,8 @@ func NewStore(opts Options, reg prometheus.Registerer) (*Store, error) {
 			"Layer-3 bytes between a client workload (src_*) and the endpoints of a Service (namespace is the Service's; several Services listing one endpoint are joined with +), by the endpoint's zone (dst_zone) and direction: request (client to endpoint) or response (endpoint to a client no Service lists).",
 			[]string{"src_namespace", "src_workload", "src_kind", "src_zone", "namespace", "service", "dst_zone", "direction"}, nil),
 	}
-	for _, f := range []string{familyPairs, familyZones, familyPods, familySvcs} {
-		s.overflowBytes.WithLabelValues(f)
-		s.expired.WithLabelValues(f)
-	}
-	for _, c := range []prometheus.Collector{s.overflowBytes, s.expired} {
-		if err := reg.Register(c); err != nil {
-			return nil, err
-		}
+	if err := own.Register(reg, "traffic store metrics"); err != nil {
+		return nil, err
 	}
 	return s, nil
 }
@@ -368,28 +363,19 @@ func (s *Store) Expire(now time.Time) {
 	cutoff := now.Add(-s.opts.TTL)
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	for k, e := range s.pairs {
-		if e.updated.Before(cutoff) && !isOverflow(k) {
-			delete(s.pairs, k)
-			s.expired.WithLabelValues(familyPairs).Inc()
-		}
-	}
-	for k, e := range s.zones {
-		if e.updated.Before(cutoff) && k.src != Overflow {
-			delete(s.zones, k)
-			s.expired.WithLabelValues(familyZones).Inc()
-		}
-	}
-	for k, e := range s.pods {
-		if e.updated.Before(cutoff) && k != overflowPod {
-			delete(s.pods, k)
-			s.expired.WithLabelValues(familyPods).Inc()
-		}
-	}
-	for k, e := range s.svcs {
-		if e.updated.Before(cutoff) && k.svc != overflowTarget {
-			delete(s.svcs, k)
-			s.expired.WithLabelValues(familySvcs).Inc()
+	expire(s.pairs, cutoff, isOverflow, s.expired.WithLabelValues(familyPairs))
+	expire(s.zones, cutoff, func(k zoneKey) bool { return k.src == Overflow }, s.expired.WithLabelValues(familyZones))
+	expire(s.pods, cutoff, func(k unique.Handle[resolve.PodKey]) bool { return k == overflowPod }, s.expired.WithLabelValues(familyPods))
+	expire(s.svcs, cutoff, func(k svcKey) bool { return k.svc == overflowTarget }, s.expired.WithLabelValues(familySvcs))
+}
+
+// expire removes from series those not updated since cutoff, except the overflow one, counting each
+// on expired.
+func expire[K comparable](series map[K]*entry, cutoff time.Time, overflow func(K) bool, expired prometheus.Counter) {
+	for k, e := range series {
+		if e.updated.Before(cutoff) && !overflow(k) {
+			delete(series, k)
+			expired.Inc()
 		}
 	}
 }

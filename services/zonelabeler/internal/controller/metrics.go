@@ -1,10 +1,10 @@
 package controller
 
 import (
-	"fmt"
-
 	"github.com/prometheus/client_golang/prometheus"
 	"k8s.io/client-go/util/workqueue"
+
+	"github.com/zonetoll/zonetoll/shared/metricdef"
 )
 
 type metrics struct {
@@ -14,40 +14,34 @@ type metrics struct {
 }
 
 func newMetrics(reg prometheus.Registerer, c *Controller) (*metrics, error) {
+	var d metricdef.Set
 	m := &metrics{
-		writes: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "zonetoll_zonelabeler_label_writes_total",
-			Help: "Label patches sent to pods, by result (success, not_found, forbidden, conflict, throttled, error).",
-		}, []string{"result"}),
-		latency: prometheus.NewHistogram(prometheus.HistogramOpts{
-			Name:    "zonetoll_zonelabeler_binding_to_label_seconds",
-			Help:    "Time from a pod's binding to a node (PodScheduled) to its zone label being written; pods bound after start only.",
-			Buckets: []float64{.01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10, 30, 60},
-		}),
+		writes: d.CounterVec("zonetoll_zonelabeler_label_writes_total",
+			"Label patches sent to pods, by result (success, not_found, forbidden, conflict, throttled, error).", "result"),
+		latency: d.Histogram("zonetoll_zonelabeler_binding_to_label_seconds",
+			"Time from a pod's binding to a node (PodScheduled) to its zone label being written; pods bound after start only.",
+			[]float64{.01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10, 30, 60}),
 	}
-	waiting := prometheus.NewGaugeFunc(prometheus.GaugeOpts{
-		Name: "zonetoll_zonelabeler_pods_waiting_for_zone",
-		Help: "Bound pods that cannot be labelled because their node has no zone label (or is unknown).",
-	}, func() float64 { return float64(c.waitingCount()) })
-	queue := &queueMetrics{
-		depth: prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "zonetoll_zonelabeler_workqueue_depth", Help: "Pod keys waiting in the work queue."}, []string{"name"}),
-		adds:  prometheus.NewCounterVec(prometheus.CounterOpts{Name: "zonetoll_zonelabeler_workqueue_adds_total", Help: "Pod keys added to the work queue."}, []string{"name"}),
-		latency: prometheus.NewHistogramVec(prometheus.HistogramOpts{Name: "zonetoll_zonelabeler_workqueue_queue_duration_seconds",
-			Help: "Time a pod key waits in the queue before a worker takes it.", Buckets: prometheus.ExponentialBuckets(0.0001, 4, 10)}, []string{"name"}),
-		work: prometheus.NewHistogramVec(prometheus.HistogramOpts{Name: "zonetoll_zonelabeler_workqueue_work_duration_seconds",
-			Help: "Time a worker spends on one pod key.", Buckets: prometheus.ExponentialBuckets(0.0001, 4, 10)}, []string{"name"}),
-		unfinished: prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "zonetoll_zonelabeler_workqueue_unfinished_work_seconds",
-			Help: "Seconds of work in progress not yet finished; growth means stuck workers."}, []string{"name"}),
-		longest: prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "zonetoll_zonelabeler_workqueue_longest_running_processor_seconds",
-			Help: "Age of the longest running work item."}, []string{"name"}),
-		retries: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "zonetoll_zonelabeler_workqueue_retries_total", Help: "Pod keys requeued after a failure."}, []string{"name"}),
+	d.GaugeFunc("zonetoll_zonelabeler_pods_waiting_for_zone",
+		"Bound pods that cannot be labelled because their node has no zone label (or is unknown).",
+		func() float64 { return float64(c.waitingCount()) })
+	d.Collector(nodesCollector{c})
+	buckets := prometheus.ExponentialBuckets(0.0001, 4, 10)
+	m.queueProvider = &queueMetrics{
+		depth: d.GaugeVec("zonetoll_zonelabeler_workqueue_depth", "Pod keys waiting in the work queue.", "name"),
+		adds:  d.CounterVec("zonetoll_zonelabeler_workqueue_adds_total", "Pod keys added to the work queue.", "name"),
+		latency: d.HistogramVec("zonetoll_zonelabeler_workqueue_queue_duration_seconds",
+			"Time a pod key waits in the queue before a worker takes it.", buckets, "name"),
+		work: d.HistogramVec("zonetoll_zonelabeler_workqueue_work_duration_seconds",
+			"Time a worker spends on one pod key.", buckets, "name"),
+		unfinished: d.GaugeVec("zonetoll_zonelabeler_workqueue_unfinished_work_seconds",
+			"Seconds of work in progress not yet finished; growth means stuck workers.", "name"),
+		longest: d.GaugeVec("zonetoll_zonelabeler_workqueue_longest_running_processor_seconds",
+			"Age of the longest running work item.", "name"),
+		retries: d.CounterVec("zonetoll_zonelabeler_workqueue_retries_total", "Pod keys requeued after a failure.", "name"),
 	}
-	m.queueProvider = queue
-	for _, col := range []prometheus.Collector{m.writes, m.latency, waiting, nodesCollector{c},
-		queue.depth, queue.adds, queue.latency, queue.work, queue.unfinished, queue.longest, queue.retries} {
-		if err := reg.Register(col); err != nil {
-			return nil, fmt.Errorf("registering zonelabeler metrics: %w", err)
-		}
+	if err := d.Register(reg, "zonelabeler metrics"); err != nil {
+		return nil, err
 	}
 	return m, nil
 }
