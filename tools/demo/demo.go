@@ -2,6 +2,8 @@ package demo
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
@@ -96,7 +98,7 @@ func Start(ctx context.Context, opts Options) (_ *Demo, err error) {
 		return nil, fmt.Errorf("finding the cache dir: %w", err)
 	}
 	if opts.BinDir == "" {
-		opts.BinDir = filepath.Join(cache, "zonetoll", "demo", "bin")
+		opts.BinDir = CheckoutBinDir(cache, opts.Repo, "bin")
 	}
 	if opts.OutDir == "" {
 		opts.OutDir = filepath.Join(cache, "zonetoll", "demo")
@@ -629,4 +631,14 @@ func (p *Proc) Fetch(ctx context.Context) (metricstest.Samples, error) {
 		return nil, err
 	}
 	return fams.Samples(), nil
+}
+
+// CheckoutBinDir is the directory under the cache where the demo of the checkout at repo keeps the
+// binaries it builds (name: "bin" for make demo, another for a test), kept between runs so go build
+// relinks only what changed. It is one per checkout because the demo's restarts exec the binary file
+// again: a run in another checkout (a git worktree) rebuilding the same path would have them start its
+// code instead.
+func CheckoutBinDir(cache, repo, name string) string {
+	h := sha256.Sum256([]byte(filepath.Clean(repo)))
+	return filepath.Join(cache, "zonetoll", "demo", name+"-"+hex.EncodeToString(h[:6]))
 }

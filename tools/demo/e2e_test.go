@@ -45,7 +45,7 @@ func TestEndToEnd(t *testing.T) {
 		t.Fatal(err)
 	}
 	// Its own binary dir (not make demo's), kept between runs: go build relinks only what changed.
-	d, err := Start(t.Context(), Options{Repo: repo, BinDir: filepath.Join(cache, "zonetoll", "demo", "test-bin"), OutDir: t.TempDir(),
+	d, err := Start(t.Context(), Options{Repo: repo, BinDir: CheckoutBinDir(cache, repo, "test-bin"), OutDir: t.TempDir(),
 		Progress: progress})
 	if err != nil {
 		t.Fatalf("starting the demo: %v\n%s", err, progress.String())
@@ -183,8 +183,17 @@ func TestEndToEnd(t *testing.T) {
 	// 4. costcalc: same-zone traffic never billed; each pair's dollars equal bytes × the cloud's rule.
 	for _, cloud := range Clouds {
 		sc := end.Costs[cloud]
-		if v := sc.Sum("zonetoll_costcalc_traffic_bytes_total", map[string]string{"class": "same_zone"}); v != float64(sameZone) {
-			t.Errorf("costcalc %s (started %d times): %.0f same-zone bytes in Prometheus, want %d (a difference of %.0f)", cloud, d.Costcalcs[cloud].Starts, v, sameZone, v-float64(sameZone))
+		// The bytes by class are accumulated (docs/costcalc.md): a restarted run misses what grew between
+		// its last scrape and its successor's first, and never counts a byte twice. The dollars below are
+		// derived and exact whatever restarted.
+		v := sc.Sum("zonetoll_costcalc_traffic_bytes_total", map[string]string{"class": "same_zone"})
+		switch starts := d.Costcalcs[cloud].Starts; {
+		case starts == 1 && v != float64(sameZone):
+			t.Errorf("costcalc %s: %.0f same-zone bytes in Prometheus, want %d (a difference of %.0f)", cloud, v, sameZone, v-float64(sameZone))
+		case starts > 1 && (v <= 0 || v > float64(sameZone)):
+			t.Errorf("costcalc %s (started %d times): %.0f same-zone bytes in Prometheus, want more than 0 and at most the %d sent", cloud, starts, v, sameZone)
+		case starts > 1:
+			t.Logf("costcalc %s (started %d times): %.0f same-zone bytes of the %d sent (the accumulated counter's restart gaps)", cloud, starts, v, sameZone)
 		}
 		if v := sc.Sum("zonetoll_costcalc_unpriced_bytes_total", nil); v != 0 {
 			t.Errorf("costcalc %s: %v bytes not priced, want 0", cloud, v)
