@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"math"
 	"os"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -38,7 +37,7 @@ func TestEndToEndRouting(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	d, err := Start(t.Context(), Options{Repo: root, BinDir: filepath.Join(cache, "zonetoll", "demo", "test-bin"), OutDir: t.TempDir(),
+	d, err := Start(t.Context(), Options{Repo: root, BinDir: CheckoutBinDir(cache, root, "test-bin"), OutDir: t.TempDir(),
 		Progress: progress, Routing: true})
 	if err != nil {
 		t.Fatalf("starting the demo: %v\n%s", err, progress.String())
