@@ -52,9 +52,9 @@ generate-check:
 bench: setup
 	hack/bench.sh
 
-## testcluster: build (once, cached) the kube-apiserver and etcd the cluster tests run, upstream prometheus/promtool and vmagent
+## testcluster: build (once, cached) the kube-apiserver and etcd the cluster tests run (and kube-controller-manager, kube-proxy), upstream prometheus/promtool and vmagent
 testcluster:
-	cd testkit && go run ./cmd/testcluster build && go run ./cmd/testcluster build --kubernetes-version oldest && go run ./cmd/prometheus build && go run ./cmd/vmagent build
+	cd testkit && go run ./cmd/testcluster build && go run ./cmd/testcluster build --routing && go run ./cmd/testcluster build --kubernetes-version oldest && go run ./cmd/testcluster build --routing --kubernetes-version oldest && go run ./cmd/prometheus build && go run ./cmd/vmagent build
 
 ## demo: the local three-zone end-to-end demo
 demo: setup

@@ -4,6 +4,7 @@ set -euo pipefail
 packages=(
   clang-14 llvm-14 libbpf-dev bpftool # BPF program build (make generate)
   iproute2                            # network namespaces and veths in kernel tests
+  nftables                            # nft, which kube-proxy's nftables mode runs (testcluster routing tests, the demo)
   prometheus                          # promtool check metrics/rules, and the Prometheus costcalc's tests scrape with
   chromium                            # headless rendering test of costcalc's HTML report
   qemu-system-x86 busybox-static kmod # kernel matrix in VMs (make test-kernels, hack/kernels.sh)

@@ -31,8 +31,9 @@ for m in "${mods[@]}"; do
   (cd "$m" && go vet ./... && "$staticcheck" ./...)
 done
 
-step "test cluster binaries (kube-apiserver, etcd), upstream prometheus/promtool and vmagent, built once and cached"
+step "test cluster binaries (kube-apiserver, etcd, kube-controller-manager, kube-proxy), upstream prometheus/promtool and vmagent, built once and cached"
 (cd testkit && go run ./cmd/testcluster build && go run ./cmd/testcluster build --kubernetes-version oldest &&
+  go run ./cmd/testcluster build --routing && go run ./cmd/testcluster build --routing --kubernetes-version oldest &&
   go run ./cmd/prometheus build && go run ./cmd/vmagent build)
 
 # A test that needs root, a BTF kernel, the test cluster, Prometheus or Chromium fails here when that is

@@ -113,6 +113,12 @@ type Cluster struct {
 	apiserverArgs                           []string
 	restartMu                               sync.Mutex
 
+	// The routing parts (controllermanager.go, kubeproxy.go), started on request.
+	routingMu         sync.Mutex
+	controllerManager *process
+	kubeProxies       []*process
+	relays            []*apiRelay // the API server's address inside kube-proxies' namespaces
+
 	stopOnce sync.Once
 	stopErr  error
 }
@@ -354,7 +360,11 @@ func (c *Cluster) Kubectl() string { return filepath.Join(c.BinDir, KubectlBinar
 func (c *Cluster) Stop() error {
 	c.stopOnce.Do(func() {
 		var errs []error
-		for _, p := range []*process{c.apiserver, c.etcd} {
+		// The API server's clients first: stopping it under them only makes them log.
+		c.routingMu.Lock()
+		procs := append(append([]*process{}, c.kubeProxies...), c.controllerManager, c.apiserver, c.etcd)
+		c.routingMu.Unlock()
+		for _, p := range procs {
 			if p == nil {
 				continue
 			}
@@ -362,6 +372,14 @@ func (c *Cluster) Stop() error {
 				errs = append(errs, err)
 			}
 		}
+		c.routingMu.Lock()
+		for _, r := range c.relays {
+			if err := r.close(); err != nil {
+				errs = append(errs, err)
+			}
+		}
+		c.relays = nil
+		c.routingMu.Unlock()
 		c.launcher.close()
 		if !c.opts.KeepDir {
 			if err := os.RemoveAll(c.Dir); err != nil {
@@ -387,8 +405,11 @@ func (c *Cluster) PIDs() (apiserver, etcd int) {
 // LogTails returns the last lines of both logs, for failure messages.
 func (c *Cluster) LogTails() string {
 	var sb strings.Builder
-	for _, name := range []string{"etcd.log", "kube-apiserver.log"} {
+	for _, name := range []string{"etcd.log", "kube-apiserver.log", "kube-controller-manager.log"} {
 		path := filepath.Join(c.LogDir, name)
+		if name == "kube-controller-manager.log" && c.ControllerManagerPID() == 0 {
+			continue
+		}
 		data, err := os.ReadFile(path)
 		if err != nil {
 			fmt.Fprintf(&sb, "--- %s: %v\n", path, err)

@@ -95,3 +95,21 @@ func installed(version string) error {
 	}
 	return nil
 }
+
+// NeedRouting lets a test that needs kube-controller-manager and kube-proxy of the cluster's release
+// (version "" is Version()) go on, or skips/fails it through the gate with the command that builds them.
+func NeedRouting(t gate.TB, version string) {
+	t.Helper()
+	v, err := ResolveVersion(version)
+	if version == "" {
+		v, err = Version()
+	}
+	if err != nil {
+		t.Fatalf("%v", err)
+	}
+	install := "make testcluster"
+	if v != KubernetesVersion {
+		install = buildCommand(v) + " --routing"
+	}
+	gate.Need(t, "kube-controller-manager and kube-proxy "+v+" of the test cluster", routingInstalled(v), install)
+}

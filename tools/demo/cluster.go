@@ -27,7 +27,7 @@ type Account struct {
 
 // populate creates the namespaces, service accounts, nodes, the Deployments' ReplicaSets and the pods of
 // m through the API, and writes each account's kubeconfig and token into dir.
-func populate(ctx context.Context, c *testcluster.Cluster, m *Model, repo, dir string) (map[string]Account, error) {
+func populate(ctx context.Context, c *testcluster.Cluster, m *Model, repo, dir string, routing bool) (map[string]Account, error) {
 	for _, ns := range []string{ToolNamespace, m.AppNS} {
 		if _, err := c.CreateNamespace(ctx, ns); err != nil {
 			return nil, err
@@ -107,7 +107,7 @@ func populate(ctx context.Context, c *testcluster.Cluster, m *Model, repo, dir s
 		}
 		created[p] = obj
 	}
-	if err := createServices(ctx, c, m, created); err != nil {
+	if err := createServices(ctx, c, m, created, routing); err != nil {
 		return nil, err
 	}
 	return accounts, nil
@@ -118,7 +118,9 @@ func populate(ctx context.Context, c *testcluster.Cluster, m *Model, repo, dir s
 // labelled with the Service's name (and as headless for a headless Service), each endpoint with its
 // pod as targetRef, its node and the node's zone, ready, and no hints (no Service asks for them yet).
 // A Service without selector gets the slices its owner writes by hand: the address and its zone.
-func createServices(ctx context.Context, c *testcluster.Cluster, m *Model, pods map[*Pod]*corev1.Pod) error {
+// With routing, the EndpointSlice controller runs and writes the slices of Services with a selector
+// itself, and those Services are dual-stack (the api one's ClusterIPs are what the frontend calls).
+func createServices(ctx context.Context, c *testcluster.Cluster, m *Model, pods map[*Pod]*corev1.Pod, routing bool) error {
 	udp := corev1.ProtocolUDP
 	ready := true
 	for _, s := range m.Services {
@@ -127,8 +129,16 @@ func createServices(ctx context.Context, c *testcluster.Cluster, m *Model, pods 
 		if s.Headless {
 			svc.Spec.ClusterIP = corev1.ClusterIPNone
 		}
+		if routing && s.Selector != nil {
+			dual := corev1.IPFamilyPolicyRequireDualStack
+			svc.Spec.IPFamilyPolicy = &dual
+			svc.Spec.IPFamilies = []corev1.IPFamily{corev1.IPv4Protocol, corev1.IPv6Protocol}
+		}
 		if _, err := c.Client.CoreV1().Services(m.AppNS).Create(ctx, svc, metav1.CreateOptions{}); err != nil {
 			return fmt.Errorf("creating Service %s/%s: %w", m.AppNS, s.Name, err)
+		}
+		if routing && s.Selector != nil {
+			continue // the EndpointSlice controller writes them
 		}
 		labels := map[string]string{discoveryv1.LabelServiceName: s.Name, discoveryv1.LabelManagedBy: "endpointslice-controller.k8s.io"}
 		if s.Selector == nil {

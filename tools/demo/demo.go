@@ -37,8 +37,12 @@ type Options struct {
 	OutDir   string        // where the HTML reports are written (kept after the run); empty: <user cache>/zonetoll/demo
 	Interval time.Duration // the agents' drain interval; 0 means 1s
 	KeepDir  bool          // keep the run directory (logs, flow logs) after Close, for debugging
-	Progress io.Writer     // progress lines; nil discards them
-	Logger   *slog.Logger  // nil discards
+	// Routing runs the routing parts of a control plane (the EndpointSlice controller, a kube-proxy in
+	// every node's namespace): the api Service is dual-stack, its slices are the controller's, the
+	// frontend calls it by its ClusterIPs (RoutedCalls), and ApplyAdvice switches its routing.
+	Routing  bool
+	Progress io.Writer    // progress lines; nil discards them
+	Logger   *slog.Logger // nil discards
 }
 
 // Demo is a running demo cluster.
@@ -54,7 +58,11 @@ type Demo struct {
 	Prom      *Proc
 	Gen       *Generator
 	FlowLogs  map[string]string // flow log path by zone
-	Events    []string          // what happened, for the output and the test
+	// With Options.Routing: the EndpointSlice controller and kube-proxies, and the api Service's
+	// ClusterIPs (IPv4, IPv6).
+	Routing       *Routing
+	APIClusterIPs [2]netip.Addr
+	Events        []string // what happened, for the output and the test
 	// Restarts is every restart of a service during the phases, in order (restarts.go).
 	Restarts []Restart
 
@@ -113,6 +121,22 @@ func Start(ctx context.Context, opts Options) (_ *Demo, err error) {
 	if err != nil {
 		return nil, fmt.Errorf("building the test cluster binaries: %w", err)
 	}
+	if opts.Routing {
+		v, err := testcluster.Version()
+		if err != nil {
+			return nil, err
+		}
+		d.say("building kube-controller-manager and kube-proxy %s (the first build takes minutes)", v)
+		done := stillRunning(d.progress, "building kube-controller-manager and kube-proxy")
+		_, err = testcluster.BuildRoutingVersion(ctx, v, testcluster.BuildOptions{Progress: d.progress})
+		done()
+		if err != nil {
+			return nil, fmt.Errorf("building the test cluster's routing parts: %w", err)
+		}
+		if _, err := exec.LookPath("nft"); err != nil {
+			return nil, fmt.Errorf("nft not found (kube-proxy's nftables mode runs it; hack/setup.sh installs nftables): %w", err)
+		}
+	}
 	d.say("building the services into %s", opts.BinDir)
 	if err := BuildServices(ctx, opts.Repo, opts.BinDir, d.progress); err != nil {
 		return nil, err
@@ -130,7 +154,11 @@ func Start(ctx context.Context, opts Options) (_ *Demo, err error) {
 	}()
 
 	d.say("starting kube-apiserver and etcd")
-	d.Cluster, err = testcluster.Start(ctx, testcluster.Options{Logger: opts.Logger})
+	copts := testcluster.Options{Logger: opts.Logger}
+	if opts.Routing {
+		copts.ExtraAPIServerArgs = RoutingAPIServerArgs()
+	}
+	d.Cluster, err = testcluster.Start(ctx, copts)
 	if err != nil {
 		return nil, fmt.Errorf("starting the test cluster: %w", err)
 	}
@@ -139,9 +167,14 @@ func Start(ctx context.Context, opts Options) (_ *Demo, err error) {
 		return nil, err
 	}
 	d.say("registering nodes, replicasets and pods through the API")
-	accounts, err := populate(ctx, d.Cluster, d.Model, d.opts.Repo, d.Dir)
+	accounts, err := populate(ctx, d.Cluster, d.Model, d.opts.Repo, d.Dir, opts.Routing)
 	if err != nil {
 		return nil, err
+	}
+	if opts.Routing {
+		if err := d.startRouting(ctx); err != nil {
+			return nil, err
+		}
 	}
 	if err := d.startServices(ctx, accounts); err != nil {
 		return nil, err
@@ -403,6 +436,9 @@ func (d *Demo) RunPhase(ctx context.Context, n int, dur time.Duration, disrupt [
 		return nil, err
 	}
 	calls := d.Model.Calls(n)
+	if d.Routing != nil {
+		calls = d.Model.RoutedCalls(d.APIClusterIPs)
+	}
 	d.say("phase %d: %d callers for %s", n, len(calls), dur)
 	runErr := make(chan error, 1)
 	phaseStart := time.Now()

@@ -44,7 +44,11 @@ func Main(ctx context.Context, o MainOptions) (err error) {
 		return err
 	}
 	f1 := FiguresOf(d.Model, p1)
-	PrintPhase(o.Out, d.Model, "Phase 1: the frontend calls the api in every zone", f1)
+	title1 := "Phase 1: the frontend calls the api in every zone"
+	if d.Routing != nil {
+		title1 = "Phase 1: the frontend calls the api Service; kube-proxy spreads the calls over every zone"
+	}
+	PrintPhase(o.Out, d.Model, title1, f1)
 	advised := time.Now()
 	adv, err := d.Advise(ctx, p1.Start.At, p1.End.At, "table")
 	if err != nil {
@@ -52,13 +56,30 @@ func Main(ctx context.Context, o MainOptions) (err error) {
 	}
 	d.say("costcalc advise took %s", time.Since(advised).Round(time.Millisecond))
 	PrintAdvice(o.Out, adv)
+	var advJSON []byte
+	if d.Routing != nil {
+		if advJSON, err = d.Advise(ctx, p1.Start.At, p1.End.At, "json"); err != nil {
+			return err
+		}
+		if err := d.ApplyAdvice(ctx, advJSON); err != nil {
+			return err
+		}
+	}
 	p2, err := d.RunPhase(ctx, 2, o.Phase2, nil)
 	if err != nil {
 		return err
 	}
 	f2 := FiguresOf(d.Model, p2)
-	PrintPhase(o.Out, d.Model, "Phase 2: the frontend calls only its own zone's api (topology-aware routing)", f2)
-	PrintDrop(o.Out, f1, f2)
+	if d.Routing != nil {
+		PrintPhase(o.Out, d.Model, "Phase 2: the same calls, the api Service patched to PreferSameZone (kube-proxy routes in zone)", f2)
+		PrintDrop(o.Out, f1, f2)
+		if err := PrintSaving(o.Out, d.Model, f1, f2, advJSON); err != nil {
+			return err
+		}
+	} else {
+		PrintPhase(o.Out, d.Model, "Phase 2: the frontend calls only its own zone's api (topology-aware routing)", f2)
+		PrintDrop(o.Out, f1, f2)
+	}
 
 	if err := os.MkdirAll(d.opts.OutDir, 0o755); err != nil {
 		return fmt.Errorf("creating %s: %w", d.opts.OutDir, err)

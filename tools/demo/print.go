@@ -1,6 +1,7 @@
 package demo
 
 import (
+	"encoding/json"
 	"fmt"
 	"io"
 	"sort"
@@ -211,4 +212,48 @@ func dollars(d float64) string {
 func PrintAdvice(w io.Writer, table []byte) {
 	fmt.Fprintf(w, "\n=== Which Service to switch to same-zone routing (costcalc advise over phase 1, from Prometheus) ===\n\n")
 	w.Write(table)
+}
+
+// PrintSaving sets the advice's predicted saving for the api Service (costcalc advise --format json over
+// phase 1) beside the measured one (phase 1's monthly cross-zone cost minus phase 2's), per cloud. The
+// advice prices its whole range (the phase and the wait for its last reports); here its dollars are put
+// on the phases' time base (their sending time), as the measured figures are.
+func PrintSaving(w io.Writer, m *Model, before, after *Figures, adviceJSON []byte) error {
+	var adv struct {
+		Services []struct {
+			Namespace string `json:"namespace"`
+			Service   string `json:"service"`
+			Clouds    []struct {
+				Cloud         string  `json:"cloud"`
+				SavingDollars float64 `json:"saving_dollars"`
+			} `json:"clouds"`
+		} `json:"services"`
+	}
+	if err := json.Unmarshal(adviceJSON, &adv); err != nil {
+		return fmt.Errorf("reading the advice: %w", err)
+	}
+	predicted := map[string]float64{}
+	for _, s := range adv.Services {
+		if s.Namespace == m.AppNS && s.Service == "api" {
+			for _, c := range s.Clouds {
+				predicted[c.Cloud] = c.SavingDollars * float64(month) / float64(before.Duration)
+			}
+		}
+	}
+	fmt.Fprintf(w, "\n=== Predicted and measured saving of the api Service's patch (per month at the phases' rates) ===\n")
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+	fmt.Fprintf(tw, "\tBEFORE\tAFTER\tPREDICTED SAVING\tMEASURED SAVING\tMEASURED/PREDICTED\n")
+	for _, c := range Clouds {
+		measured := before.MonthDollars[c] - after.MonthDollars[c]
+		ratio := "-"
+		if predicted[c] > 0 {
+			ratio = fmt.Sprintf("%.0f%%", 100*measured/predicted[c])
+		}
+		fmt.Fprintf(tw, "%s $/month\t%s\t%s\t%s\t%s\t%s\n", strings.ToUpper(c), dollars(before.MonthDollars[c]), dollars(after.MonthDollars[c]), dollars(predicted[c]), dollars(measured), ratio)
+	}
+	tw.Flush()
+	fmt.Fprintf(w, "The prediction counts every cross-zone byte to and from the api pods whose client zone has an api pod;\n"+
+		"the patch moves only the calls made through the Service (the frontend's). Traffic that reaches the api\n"+
+		"pods by their own addresses (the metrics agent's scrapes, postgres' answers, on the same port) keeps crossing.\n")
+	return nil
 }

@@ -9,6 +9,7 @@ import (
 	"net/netip"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 )
 
@@ -25,11 +26,14 @@ const (
 // Call is one caller of the application: Src calls Dst Rate times a second, alternating IPv4 and IPv6,
 // with a Request-byte datagram asking for a Response-byte answer (0: no answer).
 type Call struct {
-	Src, Dst          *Pod      // Dst nil means the managed cache
-	Ext               *External // set when Dst is nil
-	Rate              float64   // calls per second
-	Request, Response int       // UDP payload bytes
-	name              string    //
+	Src, Dst *Pod      // Dst nil means the managed cache, or a Service when VIPs is set
+	Ext      *External // the managed cache
+	// VIPs are a Service's ClusterIPs (IPv4, IPv6) that Src calls instead of a pod: kube-proxy picks the
+	// endpoint, and the generator learns it from the answer (see callService).
+	VIPs              [2]netip.Addr
+	Rate              float64 // calls per second
+	Request, Response int     // UDP payload bytes
+	name              string  //
 	addrs             [2][2]netip.Addr
 }
 
@@ -72,6 +76,28 @@ func (m *Model) Calls(phase int) []Call {
 		if p.HostNetwork {
 			add(p, m.Pod("api", m.Zones[0]), 5, 100, 1400)
 		}
+	}
+	return calls
+}
+
+// RoutedCalls are the calls when a real kube-proxy routes the api Service (Options.Routing): the same as
+// phase 1's, except that each frontend calls the api Service's ClusterIPs (vips: IPv4, IPv6) as often as
+// it called all api pods together, and kube-proxy picks the endpoint of each call. The same calls run in
+// both phases: what changes between them is the Service's routing, not the application.
+func (m *Model) RoutedCalls(vips [2]netip.Addr) []Call {
+	var calls []Call
+	for _, c := range m.Calls(1) {
+		if c.Src.Workload == "frontend" && c.Dst != nil && c.Dst.Workload == "api" {
+			if c.Dst.Node.Zone != c.Src.Node.Zone {
+				continue
+			}
+			rc := Call{Src: c.Src, VIPs: vips, Rate: c.Rate * float64(len(m.Zones)), Request: c.Request, Response: c.Response,
+				name: "frontend(" + c.Src.Node.Zone + ") → api Service"}
+			rc.addrs = [2][2]netip.Addr{{c.Src.IPv4, vips[0]}, {c.Src.IPv6, vips[1]}}
+			calls = append(calls, rc)
+			continue
+		}
+		calls = append(calls, c)
 	}
 	return calls
 }
@@ -180,18 +206,33 @@ func (g *Generator) serve(local netip.Addr, c *net.UDPConn) {
 		if err != nil {
 			return // closed
 		}
-		if n < 2 || g.silent(local) {
+		// While paused, servers stay silent, except to a call through a Service (from a port other than
+		// Port) that was in flight when the pause began: its caller waits for the answer to learn the
+		// endpoint, and at most one such call per caller is ever in flight.
+		if n < 2 || (g.silent(local) && from.Port() == Port) {
 			continue
 		}
 		size := int(binary.BigEndian.Uint16(buf[:2]))
-		if size == 0 || size > len(answer) || from.Port() != Port {
+		// Any source port: a call through a Service comes from a socket of its own (one per call, so
+		// kube-proxy picks an endpoint per call). An answer arriving here is never taken for a request:
+		// its first two bytes are 0.
+		if size == 0 || size > len(answer) {
 			continue
+		}
+		// The answer names the address that received the request (after bytes 0-1, which stay 0 so an
+		// answer is never taken for a request): the endpoint kube-proxy picked.
+		if size >= answerNamesEndpoint {
+			a16 := local.As16()
+			copy(answer[2:answerNamesEndpoint], a16[:])
 		}
 		if _, err := c.WriteToUDPAddrPort(answer[:size], from); err == nil {
 			g.Ledger.add(local, from.Addr().Unmap(), size)
 		}
 	}
 }
+
+// answerNamesEndpoint is the smallest answer that names the endpoint: 2 zero bytes and 16 address bytes.
+const answerNamesEndpoint = 18
 
 // Pause stops every caller and server from sending (they skip their turns) until Resume.
 func (g *Generator) Pause() {
@@ -263,6 +304,15 @@ func (g *Generator) call(ctx context.Context, c Call, d time.Duration) error {
 		if g.silent(pair[0]) {
 			continue
 		}
+		if c.VIPs[0].IsValid() {
+			if err := g.callService(c, pair[0], pair[1], req); err != nil {
+				if g.closing.Load() {
+					return nil
+				}
+				return err
+			}
+			continue
+		}
 		sock := g.socks[pair[0]]
 		if sock == nil {
 			return fmt.Errorf("%s: no socket for %s", c.name, pair[0])
@@ -276,6 +326,74 @@ func (g *Generator) call(ctx context.Context, c Call, d time.Duration) error {
 		g.Ledger.add(pair[0], pair[1], len(req))
 	}
 	return nil
+}
+
+// callService makes one call to a Service's ClusterIP from a fresh socket of src in the caller's
+// namespace (a new conntrack entry, so kube-proxy picks an endpoint for this call alone) and records the
+// request under the endpoint the answer names: the address pair the request really had on the wire after
+// kube-proxy's DNAT. The answer itself is recorded by the endpoint's server, which sent it.
+func (g *Generator) callService(c Call, src, vip netip.Addr, req []byte) error {
+	if c.Response < answerNamesEndpoint {
+		return fmt.Errorf("%s: an answer of %d bytes cannot name the endpoint (at least %d)", c.name, c.Response, answerNamesEndpoint)
+	}
+	conn, err := dialFresh(c.Src.Netns, src, vip)
+	if err != nil {
+		return fmt.Errorf("%s: opening a socket for %s: %w", c.name, vip, err)
+	}
+	defer conn.Close()
+	// Bounded: an answer on these veths takes microseconds; 5 s is only for a machine under load.
+	conn.SetDeadline(time.Now().Add(5 * time.Second))
+	if _, err := conn.Write(req); err != nil {
+		return fmt.Errorf("%s: sending to %s: %w", c.name, vip, err)
+	}
+	buf := make([]byte, 2048)
+	n, err := conn.Read(buf)
+	if err != nil {
+		return fmt.Errorf("%s: no answer from %s (the request's endpoint is unknown, so the ledger would be wrong): %w", c.name, vip, err)
+	}
+	if n < answerNamesEndpoint {
+		return fmt.Errorf("%s: an answer of %d bytes from %s names no endpoint", c.name, n, vip)
+	}
+	ep := netip.AddrFrom16([16]byte(buf[2:answerNamesEndpoint])).Unmap()
+	g.Ledger.add(src, ep, len(req))
+	return nil
+}
+
+// Source ports of calls through a Service: each source address walks this range in order, so a call
+// never reuses the port, and so the conntrack entry, of a recent call. A reused entry would send the call
+// to the endpoint kube-proxy picked for the earlier one: kube-proxy leaves existing UDP flows where they
+// are when a Service's routing changes (it flushes conntrack only for endpoints that went away). At the
+// demo's 60 calls a second per source the range lasts 11 minutes, far beyond conntrack's UDP timeouts
+// (30 s, 120 s once answered); the kernel's random ephemeral ports would collide within seconds.
+const (
+	callPortFirst = 20000
+	callPortCount = 40000
+)
+
+var callPorts = struct {
+	sync.Mutex
+	next map[netip.Addr]int
+}{next: map[netip.Addr]int{}}
+
+// dialFresh opens a UDP socket in netns from src, on the next call port of src that is free, connected
+// to dst:Port.
+func dialFresh(netns string, src, dst netip.Addr) (*net.UDPConn, error) {
+	var conn *net.UDPConn
+	err := InNetns(netns, func() error {
+		var err error
+		for range 100 { // a port still held by a socket is skipped; 100 in a row never are
+			callPorts.Lock()
+			port := callPortFirst + callPorts.next[src]%callPortCount
+			callPorts.next[src]++
+			callPorts.Unlock()
+			conn, err = net.DialUDP("udp", net.UDPAddrFromAddrPort(netip.AddrPortFrom(src, uint16(port))), net.UDPAddrFromAddrPort(netip.AddrPortFrom(dst, Port)))
+			if err == nil || !errors.Is(err, syscall.EADDRINUSE) {
+				return err
+			}
+		}
+		return err
+	})
+	return conn, err
 }
 
 // Close closes every socket and waits for the answering loops.

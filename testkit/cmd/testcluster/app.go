@@ -56,11 +56,15 @@ func newApp() *cli.App {
 			{
 				Name:  "build",
 				Usage: "build kube-apiserver, etcd and kubectl from the Go module proxy into the cache (only the first build is slow)",
-				Flags: []cli.Flag{versionFlag, &cli.BoolFlag{Name: "force", Usage: "rebuild even if the cache is current"}},
+				Flags: []cli.Flag{versionFlag, &cli.BoolFlag{Name: "force", Usage: "rebuild even if the cache is current"},
+					&cli.BoolFlag{Name: "routing", Usage: "build kube-controller-manager and kube-proxy of the release instead (for tests that route through Services)"}},
 				Action: func(cctx *cli.Context) error {
 					version, err := testcluster.ResolveVersion(cctx.String("kubernetes-version"))
 					if err != nil {
 						return err
+					}
+					if cctx.Bool("routing") {
+						return buildRouting(cctx, version)
 					}
 					st, err := testcluster.BuildVersion(cctx.Context, version, testcluster.BuildOptions{Force: cctx.Bool("force"), Progress: os.Stderr})
 					if err != nil {
@@ -353,4 +357,18 @@ func stateAction(run func(ctx context.Context, dir string) error) cli.ActionFunc
 		}
 		return run(cctx.Context, dir)
 	}
+}
+
+// buildRouting builds kube-controller-manager and kube-proxy of version.
+func buildRouting(cctx *cli.Context, version string) error {
+	st, err := testcluster.BuildRoutingVersion(cctx.Context, version, testcluster.BuildOptions{Force: cctx.Bool("force"), Progress: os.Stderr})
+	if err != nil {
+		return err
+	}
+	dir, err := testcluster.RoutingBinDirFor(version)
+	if err != nil {
+		return err
+	}
+	fmt.Printf("kube-controller-manager and kube-proxy %s in %s\n", st.KubernetesVersion, dir)
+	return nil
 }

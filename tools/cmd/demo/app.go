@@ -22,6 +22,7 @@ func newApp(stdout, stderr io.Writer) *cli.App {
 			&cli.DurationFlag{Name: "phase1", Value: 40 * time.Second, Usage: "how long the application sends with the frontend calling every zone"},
 			&cli.DurationFlag{Name: "phase2", Value: 20 * time.Second, Usage: "how long it sends with the frontend calling only its own zone"},
 			&cli.BoolFlag{Name: "no-restarts", Usage: "do not restart the agents, a flowserver and a costcalc run during phase 1"},
+			&cli.BoolFlag{Name: "routing", Usage: "route the frontend's calls through the api Service with a real kube-proxy per node; phase 2 applies the advice's patch (docs/demo.md)"},
 			&cli.BoolFlag{Name: "hold", Usage: "keep everything running after the summary until Ctrl-C (to browse Prometheus)"},
 			&cli.BoolFlag{Name: "keep", Usage: "keep the run directory (logs of every process, flow logs) after the run"},
 			&cli.StringFlag{Name: "out", Usage: "directory for the HTML reports (default <user cache dir>/zonetoll/demo)"},
@@ -35,7 +36,7 @@ func newApp(stdout, stderr io.Writer) *cli.App {
 				return fmt.Errorf("%w: run the demo inside the zonetoll repository", err)
 			}
 			return demo.Main(c.Context, demo.MainOptions{
-				Options:  demo.Options{Repo: root, OutDir: c.String("out"), KeepDir: c.Bool("keep"), Progress: stderr},
+				Options:  demo.Options{Repo: root, OutDir: c.String("out"), KeepDir: c.Bool("keep"), Progress: stderr, Routing: c.Bool("routing")},
 				Phase1:   c.Duration("phase1"),
 				Phase2:   c.Duration("phase2"),
 				Restarts: !c.Bool("no-restarts"),
