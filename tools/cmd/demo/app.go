@@ -22,7 +22,7 @@ func newApp(stdout, stderr io.Writer) *cli.App {
 			&cli.DurationFlag{Name: "phase1", Value: 40 * time.Second, Usage: "how long the application sends with the frontend calling every zone"},
 			&cli.DurationFlag{Name: "phase2", Value: 20 * time.Second, Usage: "how long it sends with the frontend calling only its own zone"},
 			&cli.BoolFlag{Name: "no-restarts", Usage: "do not restart the agents, a flowserver and a costcalc run during phase 1"},
-			&cli.BoolFlag{Name: "routing", Usage: "route the frontend's calls through the api Service with a real kube-proxy per node; phase 2 applies the advice's patch (docs/demo.md)"},
+			&cli.BoolFlag{Name: "routing", Value: true, Usage: "route the frontend's calls through the api Service with a real kube-proxy per node; phase 2 applies the advice's patch (docs/demo.md); --routing=false: phase 2 changes the traffic generator instead"},
 			&cli.BoolFlag{Name: "hold", Usage: "keep everything running after the summary until Ctrl-C (to browse Prometheus)"},
 			&cli.BoolFlag{Name: "keep", Usage: "keep the run directory (logs of every process, flow logs) after the run"},
 			&cli.StringFlag{Name: "out", Usage: "directory for the HTML reports (default <user cache dir>/zonetoll/demo)"},
