@@ -382,6 +382,10 @@ func testGSOTunnelCountedAsWireBytes(t *testing.T, m Mode) {
 	} {
 		tp.ip("-n", e.ns, "link", "add", "vx0", "address", e.mac, "mtu", "1500", "type", "vxlan", "id", "42",
 			"local", e.local, "remote", e.remote, "dstport", "4789", "dev", e.dev)
+		// No IPv6 on the tunnel: its MLD reports (the node's, at a time of the kernel's choosing) would leave
+		// encapsulated in the outer flow, while forwardedWire takes the node's multicast out of the truth.
+		// CI saw one: 166 bytes, one packet more counted than the veths sent beyond it.
+		tp.sh("ip", "netns", "exec", e.ns, "sysctl", "-qw", "net.ipv6.conf.vx0.disable_ipv6=1")
 		tp.ip("-n", e.ns, "addr", "add", e.addr, "dev", "vx0")
 		tp.ip("-n", e.ns, "link", "set", "vx0", "up")
 		tp.ip("-n", e.ns, "neigh", "add", e.peer, "lladdr", e.peerMAC, "dev", "vx0", "nud", "permanent")
