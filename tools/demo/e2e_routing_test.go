@@ -10,8 +10,6 @@ import (
 	"time"
 
 	"github.com/zonetoll/zonetoll/testkit/gate"
-	"github.com/zonetoll/zonetoll/testkit/repo"
-	"github.com/zonetoll/zonetoll/testkit/servicetest"
 	"github.com/zonetoll/zonetoll/testkit/testcluster"
 )
 
@@ -28,20 +26,7 @@ func TestEndToEndRouting(t *testing.T) {
 	testcluster.Need(t)
 	testcluster.NeedRouting(t, "")
 	gate.Command(t, "nft", gate.Debian("nftables"))
-	root, err := repo.Root(".")
-	if err != nil {
-		t.Fatal(err)
-	}
-	progress := &servicetest.SyncBuffer{}
-	cache, err := os.UserCacheDir()
-	if err != nil {
-		t.Fatal(err)
-	}
-	d, err := Start(t.Context(), Options{Repo: root, BinDir: CheckoutBinDir(cache, root, "test-bin"), OutDir: t.TempDir(),
-		Progress: progress, Routing: true})
-	if err != nil {
-		t.Fatalf("starting the demo: %v\n%s", err, progress.String())
-	}
+	d, progress := startTestDemo(t, true)
 	t.Cleanup(func() {
 		if t.Failed() {
 			t.Logf("demo progress:\n%s", progress.String())

@@ -29,27 +29,36 @@ var crossZonePerByte = map[string]float64{
 	"azure": 0,
 }
 
+// startTestDemo starts the demo as make demo does (routing: with kube-proxy and the EndpointSlice
+// controller), with its binaries in this checkout's test-bin directory (not make demo's; kept between
+// runs, so go build relinks only what changed) and its files in the test's temporary directory. Its
+// progress lines go to the buffer returned, and into the failure if it cannot start.
+func startTestDemo(t *testing.T, routing bool) (*Demo, *servicetest.SyncBuffer) {
+	t.Helper()
+	root, err := repo.Root(".")
+	if err != nil {
+		t.Fatal(err)
+	}
+	cache, err := os.UserCacheDir()
+	if err != nil {
+		t.Fatal(err)
+	}
+	progress := &servicetest.SyncBuffer{}
+	d, err := Start(t.Context(), Options{Repo: root, BinDir: CheckoutBinDir(cache, root, "test-bin"), OutDir: t.TempDir(),
+		Progress: progress, Routing: routing})
+	if err != nil {
+		t.Fatalf("starting the demo: %v\n%s", err, progress.String())
+	}
+	return d, progress
+}
+
 // TestEndToEnd is the demo as a test: the same Start and RunPhase as `make demo`, with every agent,
 // flowserver and costcalc restart of Disruptions while the application sends. Every figure is read from
 // Prometheus, as a user reads it, and checked against the generator's own counts.
 func TestEndToEnd(t *testing.T) {
 	gate.Kernel(t)
 	testcluster.Need(t)
-	repo, err := repo.Root(".")
-	if err != nil {
-		t.Fatal(err)
-	}
-	progress := &servicetest.SyncBuffer{}
-	cache, err := os.UserCacheDir()
-	if err != nil {
-		t.Fatal(err)
-	}
-	// Its own binary dir (not make demo's), kept between runs: go build relinks only what changed.
-	d, err := Start(t.Context(), Options{Repo: repo, BinDir: CheckoutBinDir(cache, repo, "test-bin"), OutDir: t.TempDir(),
-		Progress: progress})
-	if err != nil {
-		t.Fatalf("starting the demo: %v\n%s", err, progress.String())
-	}
+	d, progress := startTestDemo(t, false)
 	dir, netnsPrefix := d.Dir, d.Model.Prefix
 	var pids []int
 	closed := false
