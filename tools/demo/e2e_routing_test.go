@@ -35,7 +35,7 @@ func TestEndToEndRouting(t *testing.T) {
 	})
 	m := d.Model
 
-	const phase1, phase2 = 12 * time.Second, 12 * time.Second
+	const phase1, phase2, phase3 = 12 * time.Second, 12 * time.Second, 8 * time.Second
 	p1, err := d.RunPhase(t.Context(), 1, phase1, nil)
 	if err != nil {
 		t.Fatal(err)
@@ -53,22 +53,12 @@ func TestEndToEndRouting(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	// 1. Every byte accounted for: each flowserver's bytes per workload pair equal the ledger's, to the
-	// byte, with kube-proxy's DNAT in the path (the agents never see a ClusterIP, or the pairs would differ).
-	want := Expected(m, p2.End.Sent)
-	for _, z := range m.Zones {
-		got := Pairs(p2.End.Servers[z])
-		for k, w := range want[z] {
-			if g := got[k]; g != float64(w) {
-				t.Errorf("flowserver-%s: %s@%s → %s@%s: %.0f bytes, generator sent %d (L3)", z, name(k, true), k.SrcZone, name(k, false), k.DstZone, g, w)
-			}
-		}
-		for k, g := range got {
-			if _, ok := want[z][k]; !ok && g != 0 {
-				t.Errorf("flowserver-%s has %.0f bytes for %+v, which the generator never sent from %s", z, g, k, z)
-			}
-		}
-	}
+	// 1. Every byte accounted for: each flowserver's bytes per workload pair in each phase equal the
+	// ledger's, to the byte, with kube-proxy's DNAT in the path (the agents never see a ClusterIP, or the
+	// pairs would differ).
+	checkPhaseBytes(t, m, p1)
+	checkPhaseBytes(t, m, p2)
+
 	for k := range p2.End.Sent {
 		if k[1] == d.APIClusterIPs[0] || k[1] == d.APIClusterIPs[1] {
 			t.Errorf("the ledger names a ClusterIP (%s → %s): the generator did not learn the endpoint", k[0], k[1])
@@ -181,7 +171,82 @@ func TestEndToEndRouting(t *testing.T) {
 	}
 	t.Logf("summary:\n%s", out.String())
 
-	// 6. Clean-up: the kube-proxies and kube-controller-manager go with the cluster, their rules with the
+	// 6. The advice's risk, played: the last zone's only api pod turns not ready. The advice named that
+	// zone's single endpoint a risk and said a zone without a ready endpoint falls back to every endpoint:
+	// so in phase 3 every call of that zone's frontend crosses, spread uniformly over the other zones' api
+	// pods, the other zones' calls stay in zone, and zonetoll still counts every byte.
+	riskZone := m.Zones[len(m.Zones)-1]
+	named := false
+	for _, s := range adv.Services {
+		for _, r := range s.Risks {
+			named = named || s.Namespace == m.AppNS && s.Service == "api" && r.Kind == "single_endpoint" && r.Zone == riskZone
+		}
+	}
+	if !named {
+		t.Errorf("the advice names no single_endpoint risk for %s in the api Service:\n%s", riskZone, raw)
+	}
+	if err := d.LoseEndpoint(t.Context(), riskZone); err != nil {
+		t.Fatal(err)
+	}
+	p3, err := d.RunPhase(t.Context(), 3, phase3, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	checkPhaseBytes(t, m, p3)
+	checkServiceTraffic(t, m, p3, serviceLedger(m, p3.Sent()))
+	to := map[string]map[string]uint64{} // frontend zone → answering api pod's zone → calls
+	for k, c := range p3.Sent() {
+		src, dst := m.ByAddr[k[0]], m.ByAddr[k[1]]
+		if src.Workload == "frontend" && dst.Workload == "api" {
+			if to[src.Zone] == nil {
+				to[src.Zone] = map[string]uint64{}
+			}
+			to[src.Zone][dst.Zone] += c.Packets
+		}
+	}
+	for _, z := range m.Zones {
+		var n uint64
+		for _, c := range to[z] {
+			n += c
+		}
+		if n == 0 {
+			t.Errorf("phase 3: the frontend of %s made no call", z)
+			continue
+		}
+		if z != riskZone {
+			if to[z][z] != n {
+				t.Errorf("phase 3: %d of the %d calls of %s's frontend crossed zones, want 0 (its api pod is ready)", n-to[z][z], n, z)
+			}
+			continue
+		}
+		if to[z][z] != 0 {
+			t.Errorf("phase 3: %d calls of %s's frontend reached its not-ready api pod", to[z][z], z)
+		}
+		// Uniform over the other zones' pods: binomial (n, 1/k) per zone, within 6 standard deviations.
+		k := float64(len(m.Zones) - 1)
+		sd := math.Sqrt(float64(n) * (1 / k) * (1 - 1/k))
+		for _, z2 := range m.Zones {
+			if z2 == z {
+				continue
+			}
+			t.Logf("phase 3: %d of the %d calls of %s's frontend went to %s (uniform: %.0f ± %.0f)", to[z][z2], n, z, z2, float64(n)/k, 6*sd)
+			if math.Abs(float64(to[z][z2])-float64(n)/k) > 6*sd {
+				t.Errorf("phase 3: %d of the %d calls of %s's frontend went to %s; falling back to every ready endpoint predicts %.0f ± %.0f", to[z][z2], n, z, z2, float64(n)/k, 6*sd)
+			}
+		}
+	}
+	out.Reset()
+	if err := PrintRisk(&out, m, p3, FiguresOf(m, p3), riskZone, raw); err != nil {
+		t.Fatal(err)
+	}
+	for _, s := range []string{"The advice said: zone " + riskZone + " has a single ready endpoint", "falls back to every endpoint", "CROSSED ZONES"} {
+		if !strings.Contains(out.String(), s) {
+			t.Errorf("risk summary lacks %q:\n%s", s, out.String())
+		}
+	}
+	t.Logf("risk summary:\n%s", out.String())
+
+	// 7. Clean-up: the kube-proxies and kube-controller-manager go with the cluster, their rules with the
 	// node namespaces.
 	var pids []int
 	for _, kp := range d.Routing.Proxies {

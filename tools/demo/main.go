@@ -16,9 +16,12 @@ import (
 type MainOptions struct {
 	Options
 	Phase1, Phase2 time.Duration
-	Restarts       bool      // restart agents, a flowserver and a costcalc run twice each during phase 1 (Disruptions)
-	Hold           bool      // keep running after the summary until ctx ends
-	Out            io.Writer // the summary
+	// Phase3 is the advice's risk played out (routing only; 0 skips it): the last zone's only api pod
+	// turns not ready and its frontend's calls fall back to the other zones' api pods.
+	Phase3   time.Duration
+	Restarts bool      // restart agents, a flowserver and a costcalc run twice each during phase 1 (Disruptions)
+	Hold     bool      // keep running after the summary until ctx ends
+	Out      io.Writer // the summary
 }
 
 // Main is `make demo`: start, two phases, the summary, the HTML reports, clean-up (also on Ctrl-C).
@@ -70,11 +73,24 @@ func Main(ctx context.Context, o MainOptions) (err error) {
 		return err
 	}
 	f2 := FiguresOf(d.Model, p2)
+	last := p2
 	if d.Routing != nil {
 		PrintPhase(o.Out, d.Model, "Phase 2: the same calls, the api Service patched to PreferSameZone (kube-proxy routes in zone)", f2)
 		PrintDrop(o.Out, f1, f2)
 		if err := PrintSaving(o.Out, d.Model, f1, f2, advJSON); err != nil {
 			return err
+		}
+		if o.Phase3 > 0 {
+			zone := d.Model.Zones[len(d.Model.Zones)-1]
+			if err := d.LoseEndpoint(ctx, zone); err != nil {
+				return err
+			}
+			if last, err = d.RunPhase(ctx, 3, o.Phase3, nil); err != nil {
+				return err
+			}
+			if err := PrintRisk(o.Out, d.Model, last, FiguresOf(d.Model, last), zone, advJSON); err != nil {
+				return err
+			}
 		}
 	} else {
 		PrintPhase(o.Out, d.Model, "Phase 2: the frontend calls only its own zone's api (topology-aware routing)", f2)
@@ -84,10 +100,10 @@ func Main(ctx context.Context, o MainOptions) (err error) {
 	if err := os.MkdirAll(d.opts.OutDir, 0o755); err != nil {
 		return fmt.Errorf("creating %s: %w", d.opts.OutDir, err)
 	}
-	fmt.Fprintf(o.Out, "\nReports by costcalc report over both phases (from Prometheus):\n")
+	fmt.Fprintf(o.Out, "\nReports by costcalc report over every phase (from Prometheus):\n")
 	for _, cloud := range Clouds {
 		path := filepath.Join(d.opts.OutDir, "report-"+cloud+".html")
-		if err := d.Report(ctx, cloud, p1.Start.At, p2.End.At, "html", path); err != nil {
+		if err := d.Report(ctx, cloud, p1.Start.At, last.End.At, "html", path); err != nil {
 			return err
 		}
 		fmt.Fprintf(o.Out, "  %-5s file://%s\n", cloud, path)

@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"net/netip"
 	"sort"
 	"strings"
 	"text/tabwriter"
@@ -255,5 +256,100 @@ func PrintSaving(w io.Writer, m *Model, before, after *Figures, adviceJSON []byt
 	fmt.Fprintf(w, "The prediction counts every cross-zone byte to and from the api pods whose client zone has an api pod;\n"+
 		"the patch moves only the calls made through the Service (the frontend's). Traffic that reaches the api\n"+
 		"pods by their own addresses (the metrics agent's scrapes, postgres' answers, on the same port) keeps crossing.\n")
+	return nil
+}
+
+// RoutedTo counts, from a phase's ledger, the frontend's calls through the api Service by the frontend's
+// zone and the zone of the api pod that answered (the generator records the endpoint each call reached).
+func RoutedTo(m *Model, sent map[[2]netip.Addr]PairCount) map[string]map[string]uint64 {
+	out := map[string]map[string]uint64{}
+	for k, c := range sent {
+		src, dst := m.ByAddr[k[0]], m.ByAddr[k[1]]
+		if src.Workload != "frontend" || dst.Workload != "api" {
+			continue
+		}
+		if out[src.Zone] == nil {
+			out[src.Zone] = map[string]uint64{}
+		}
+		out[src.Zone][dst.Zone] += c.Packets
+	}
+	return out
+}
+
+// PrintRisk sets what the advice said of zone's single api endpoint beside what happened when that
+// endpoint turned not ready (phase p): where each zone's frontend calls went, by the generator's ledger,
+// and what zonetoll counted and priced of the zone's frontend crossing zones again.
+func PrintRisk(w io.Writer, m *Model, p *Phase, f *Figures, zone string, adviceJSON []byte) error {
+	var adv struct {
+		Services []struct {
+			Namespace      string `json:"namespace"`
+			Service        string `json:"service"`
+			Recommendation *struct {
+				Safeguard string `json:"safeguard"`
+			} `json:"recommendation"`
+			Risks []struct {
+				Kind    string `json:"kind"`
+				Zone    string `json:"zone"`
+				Message string `json:"message"`
+			} `json:"risks"`
+		} `json:"services"`
+	}
+	if err := json.Unmarshal(adviceJSON, &adv); err != nil {
+		return fmt.Errorf("reading the advice: %w", err)
+	}
+	fmt.Fprintf(w, "\n=== The advice's risk, played: the only api pod of %s turned not ready ===\n", zone)
+	for _, s := range adv.Services {
+		if s.Namespace != m.AppNS || s.Service != "api" {
+			continue
+		}
+		for _, r := range s.Risks {
+			if r.Zone == zone {
+				fmt.Fprintf(w, "The advice said: %s\n", r.Message)
+			}
+		}
+		if s.Recommendation != nil {
+			fmt.Fprintf(w, "and: %s\n", s.Recommendation.Safeguard)
+		}
+	}
+	routed := RoutedTo(m, p.Sent())
+	fmt.Fprintf(w, "\nThe frontend's calls through the api Service (generator's ledger: the api pod that answered):\n")
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+	fmt.Fprintf(tw, "FRONTEND IN\tCALLS")
+	for _, z := range m.Zones {
+		fmt.Fprintf(tw, "\tTO %s", z)
+	}
+	fmt.Fprintf(tw, "\tCROSSED ZONES\n")
+	for _, z := range m.Zones {
+		var calls, cross uint64
+		for z2, n := range routed[z] {
+			calls += n
+			if z2 != z {
+				cross += n
+			}
+		}
+		fmt.Fprintf(tw, "%s\t%d", z, calls)
+		for _, z2 := range m.Zones {
+			fmt.Fprintf(tw, "\t%d", routed[z][z2])
+		}
+		share := "-"
+		if calls > 0 {
+			share = fmt.Sprintf("%d (%.0f%%)", cross, 100*float64(cross)/float64(calls))
+		}
+		fmt.Fprintf(tw, "\t%s\n", share)
+	}
+	tw.Flush()
+	var bytes float64
+	dollarsOf := map[string]float64{}
+	for _, pf := range f.Pairs {
+		k := pf.Key
+		if k.CrossZone() && (k.SrcWorkload == "frontend" && k.SrcZone == zone && k.DstWorkload == "api" || k.SrcWorkload == "api" && k.DstWorkload == "frontend" && k.DstZone == zone) {
+			bytes += pf.Bytes
+			for c, d := range pf.MonthDollars {
+				dollarsOf[c] += d
+			}
+		}
+	}
+	fmt.Fprintf(w, "zonetoll counted %s of %s's frontend calls and their answers crossing zones again: AWS %s, GCP %s per month at this rate.\n",
+		human(bytes), zone, dollars(dollarsOf["aws"]), dollars(dollarsOf["gcp"]))
 	return nil
 }

@@ -258,3 +258,42 @@ func (d *Demo) ApplyAdvice(ctx context.Context, adviceJSON []byte) error {
 	d.say("the api Service was patched to PreferSameZone; %s later every frontend node's kube-proxy routed it in zone", time.Since(began).Round(time.Millisecond))
 	return nil
 }
+
+// LoseEndpoint plays the risk the advice names for a zone served by a single api endpoint: that pod turns
+// not ready, as the kubelet reports a failing readiness probe (Ready and ContainersReady False on the
+// pod's status); the EndpointSlice controller marks the endpoint not ready; and kube-proxy, finding no
+// ready endpoint hinted for that zone, falls back to every ready endpoint for the zone's clients (the
+// safeguard the advice states), while the other zones keep routing in zone. The pod keeps running and
+// sending its own calls. It waits until every frontend node's kube-proxy routes so.
+func (d *Demo) LoseEndpoint(ctx context.Context, zone string) error {
+	if d.Routing == nil {
+		return errors.New("losing an endpoint: the demo runs without routing (Options.Routing)")
+	}
+	p := d.Model.Pod("api", zone)
+	if p == nil {
+		return fmt.Errorf("losing an endpoint: no api pod in zone %q", zone)
+	}
+	now := time.Now().UTC().Format(time.RFC3339)
+	patch := fmt.Sprintf(`{"status":{"conditions":[`+
+		`{"type":"Ready","status":"False","reason":"ContainersNotReady","lastTransitionTime":%[1]q},`+
+		`{"type":"ContainersReady","status":"False","reason":"ContainersNotReady","lastTransitionTime":%[1]q}]}}`, now)
+	d.say("the risk: the only api pod of %s (%s) turns not ready", zone, p.Name)
+	if _, err := d.Cluster.Client.CoreV1().Pods(d.Model.AppNS).Patch(ctx, p.Name, types.StrategicMergePatchType, []byte(patch), metav1.PatchOptions{}, "status"); err != nil {
+		return fmt.Errorf("marking pod %s/%s not ready: %w", d.Model.AppNS, p.Name, err)
+	}
+	began := time.Now()
+	if err := d.waitRouted(ctx, func(z string) []netip.Addr {
+		var out []netip.Addr
+		for _, z2 := range d.Model.Zones {
+			if (z2 == z) != (z == zone) { // the own zone's pod, or for the zone that lost it every other's
+				a := d.Model.Pod("api", z2)
+				out = append(out, a.IPv4, a.IPv6)
+			}
+		}
+		return out
+	}); err != nil {
+		return err
+	}
+	d.say("%s later kube-proxy routed %s's frontend to the other zones' api pods, and the other zones still in zone", time.Since(began).Round(time.Millisecond), zone)
+	return nil
+}

@@ -21,6 +21,7 @@ func newApp(stdout, stderr io.Writer) *cli.App {
 		Flags: []cli.Flag{
 			&cli.DurationFlag{Name: "phase1", Value: 40 * time.Second, Usage: "how long the application sends with the frontend calling every zone"},
 			&cli.DurationFlag{Name: "phase2", Value: 20 * time.Second, Usage: "how long it sends with the frontend calling only its own zone"},
+			&cli.DurationFlag{Name: "phase3", Value: 15 * time.Second, Usage: "with --routing: how long it sends after the last zone's only api pod turns not ready (the advice's risk); 0 skips it"},
 			&cli.BoolFlag{Name: "no-restarts", Usage: "do not restart the agents, a flowserver and a costcalc run during phase 1"},
 			&cli.BoolFlag{Name: "routing", Value: true, Usage: "route the frontend's calls through the api Service with a real kube-proxy per node; phase 2 applies the advice's patch (docs/demo.md); --routing=false: phase 2 changes the traffic generator instead"},
 			&cli.BoolFlag{Name: "hold", Usage: "keep everything running after the summary until Ctrl-C (to browse Prometheus)"},
@@ -39,6 +40,7 @@ func newApp(stdout, stderr io.Writer) *cli.App {
 				Options:  demo.Options{Repo: root, OutDir: c.String("out"), KeepDir: c.Bool("keep"), Progress: stderr, Routing: c.Bool("routing")},
 				Phase1:   c.Duration("phase1"),
 				Phase2:   c.Duration("phase2"),
+				Phase3:   c.Duration("phase3"),
 				Restarts: !c.Bool("no-restarts"),
 				Hold:     c.Bool("hold"),
 				Out:      stdout,
