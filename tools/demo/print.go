@@ -1,7 +1,6 @@
 package demo
 
 import (
-	"encoding/json"
 	"fmt"
 	"io"
 	"net/netip"
@@ -220,26 +219,13 @@ func PrintAdvice(w io.Writer, table []byte) {
 // advice prices its whole range (the phase and the wait for its last reports); here its dollars are put
 // on the phases' time base (their sending time), as the measured figures are.
 func PrintSaving(w io.Writer, m *Model, before, after *Figures, adviceJSON []byte) error {
-	var adv struct {
-		Services []struct {
-			Namespace string `json:"namespace"`
-			Service   string `json:"service"`
-			Clouds    []struct {
-				Cloud         string  `json:"cloud"`
-				SavingDollars float64 `json:"saving_dollars"`
-			} `json:"clouds"`
-		} `json:"services"`
-	}
-	if err := json.Unmarshal(adviceJSON, &adv); err != nil {
-		return fmt.Errorf("reading the advice: %w", err)
+	api, err := apiAdvice(m, adviceJSON)
+	if err != nil {
+		return err
 	}
 	predicted := map[string]float64{}
-	for _, s := range adv.Services {
-		if s.Namespace == m.AppNS && s.Service == "api" {
-			for _, c := range s.Clouds {
-				predicted[c.Cloud] = c.SavingDollars * float64(month) / float64(before.Duration)
-			}
-		}
+	for _, c := range api.Clouds {
+		predicted[c.Cloud] = c.SavingDollars * float64(month) / float64(before.Duration)
 	}
 	fmt.Fprintf(w, "\n=== Predicted and measured saving of the api Service's patch (per month at the phases' rates) ===\n")
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
@@ -280,36 +266,18 @@ func RoutedTo(m *Model, sent map[[2]netip.Addr]PairCount) map[string]map[string]
 // endpoint turned not ready (phase p): where each zone's frontend calls went, by the generator's ledger,
 // and what zonetoll counted and priced of the zone's frontend crossing zones again.
 func PrintRisk(w io.Writer, m *Model, p *Phase, f *Figures, zone string, adviceJSON []byte) error {
-	var adv struct {
-		Services []struct {
-			Namespace      string `json:"namespace"`
-			Service        string `json:"service"`
-			Recommendation *struct {
-				Safeguard string `json:"safeguard"`
-			} `json:"recommendation"`
-			Risks []struct {
-				Kind    string `json:"kind"`
-				Zone    string `json:"zone"`
-				Message string `json:"message"`
-			} `json:"risks"`
-		} `json:"services"`
-	}
-	if err := json.Unmarshal(adviceJSON, &adv); err != nil {
-		return fmt.Errorf("reading the advice: %w", err)
+	api, err := apiAdvice(m, adviceJSON)
+	if err != nil {
+		return err
 	}
 	fmt.Fprintf(w, "\n=== The advice's risk, played: the only api pod of %s turned not ready ===\n", zone)
-	for _, s := range adv.Services {
-		if s.Namespace != m.AppNS || s.Service != "api" {
-			continue
+	for _, r := range api.Risks {
+		if r.Zone == zone {
+			fmt.Fprintf(w, "The advice said: %s\n", r.Message)
 		}
-		for _, r := range s.Risks {
-			if r.Zone == zone {
-				fmt.Fprintf(w, "The advice said: %s\n", r.Message)
-			}
-		}
-		if s.Recommendation != nil {
-			fmt.Fprintf(w, "and: %s\n", s.Recommendation.Safeguard)
-		}
+	}
+	if api.Recommendation != nil {
+		fmt.Fprintf(w, "and: %s\n", api.Recommendation.Safeguard)
 	}
 	routed := RoutedTo(m, p.Sent())
 	fmt.Fprintf(w, "\nThe frontend's calls through the api Service (generator's ledger: the api pod that answered):\n")

@@ -2,7 +2,6 @@ package demo
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"net/netip"
@@ -223,26 +222,16 @@ func (d *Demo) ApplyAdvice(ctx context.Context, adviceJSON []byte) error {
 	if d.Routing == nil {
 		return errors.New("applying the advice: the demo runs without routing (Options.Routing)")
 	}
-	var adv struct {
-		Services []struct {
-			Namespace      string `json:"namespace"`
-			Service        string `json:"service"`
-			Recommendation *struct {
-				Setting string `json:"setting"`
-			} `json:"recommendation"`
-		} `json:"services"`
+	api, err := apiAdvice(d.Model, adviceJSON)
+	if err != nil {
+		return err
 	}
-	if err := json.Unmarshal(adviceJSON, &adv); err != nil {
-		return fmt.Errorf("reading the advice: %w", err)
-	}
-	var setting string
-	for _, s := range adv.Services {
-		if s.Namespace == d.Model.AppNS && s.Service == "api" && s.Recommendation != nil {
-			setting = s.Recommendation.Setting
-		}
+	setting := "nothing"
+	if api.Recommendation != nil {
+		setting = api.Recommendation.Setting
 	}
 	if !strings.Contains(setting, "PreferSameZone") {
-		return fmt.Errorf("applying the advice: it recommends %q for %s/api, not trafficDistribution: PreferSameZone", setting, d.Model.AppNS)
+		return fmt.Errorf("applying the advice: it recommends %s for %s/api, not trafficDistribution: PreferSameZone", setting, d.Model.AppNS)
 	}
 	d.say("applying the advice: kubectl patch service api -n %s --type merge -p '%s'", d.Model.AppNS, SameZonePatch)
 	if _, err := d.Cluster.Client.CoreV1().Services(d.Model.AppNS).Patch(ctx, "api", types.MergePatchType, []byte(SameZonePatch), metav1.PatchOptions{}); err != nil {
