@@ -10,7 +10,7 @@ func TestAPIAdvice(t *testing.T) {
 	m := NewModel("ztdemo-1-")
 	for _, tt := range []struct {
 		name, json, err string
-		setting        string
+		setting         string
 	}{
 		{name: "api listed", json: `{"services":[{"namespace":"shop","service":"postgres"},{"namespace":"shop","service":"api","recommendation":{"setting":"trafficDistribution: PreferSameZone"}}]}`,
 			setting: "trafficDistribution: PreferSameZone"},
