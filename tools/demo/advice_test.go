@@ -41,7 +41,7 @@ func TestPrintRisk(t *testing.T) {
 	m := NewModel("ztdemo-1-")
 	a, b, c := m.Zones[0], m.Zones[1], m.Zones[2]
 	fe := func(z string) netip.Addr { return m.Pod("frontend", z).IPv4 }
-	api := func(z string) netip.Addr { return m.Pod("api", z).IPv6 }
+	api := func(z string) netip.Addr { return m.Pod("api", z).IPv4 }
 	start := map[[2]netip.Addr]PairCount{{fe(c), api(c)}: {Packets: 50, Payload: 15000}}
 	end := map[[2]netip.Addr]PairCount{
 		{fe(a), api(a)}: {Packets: 100, Payload: 30000},
@@ -54,9 +54,20 @@ func TestPrintRisk(t *testing.T) {
 	adv := `{"services":[{"namespace":"shop","service":"api",
 		"recommendation":{"setting":"trafficDistribution: PreferSameZone","safeguard":"a client zone without a ready endpoint falls back to every endpoint"},
 		"risks":[{"kind":"single_endpoint","zone":"us-east-1a","message":"zone us-east-1a has a single ready endpoint"},
+		         {"kind":"overload","zone":"us-east-1c","message":"would concentrate load"},
 		         {"kind":"single_endpoint","zone":"us-east-1c","message":"zone us-east-1c has a single ready endpoint, which alone would serve its clients (30.3 % of the traffic)"}]}]}`
 	var out strings.Builder
-	if err := PrintRisk(&out, m, p, &Figures{}, c, []byte(adv)); err != nil {
+	key := func(src, srcZone, dst, dstZone string) PairKey {
+		return PairKey{SrcNamespace: "shop", SrcWorkload: src, SrcKind: KindDeployment, SrcZone: srcZone,
+			DstNamespace: "shop", DstWorkload: dst, DstKind: KindDeployment, DstZone: dstZone}
+	}
+	f := &Figures{Pairs: []PairFigures{
+		{Key: key("frontend", c, "api", a), Bytes: 1000, MonthDollars: map[string]float64{"aws": 1.5, "gcp": 0.75}},
+		{Key: key("api", b, "frontend", c), Bytes: 3000, MonthDollars: map[string]float64{"aws": 4.5, "gcp": 2.25}},
+		{Key: key("frontend", a, "api", b), Bytes: 7000, MonthDollars: map[string]float64{"aws": 10, "gcp": 5}}, // another zone's
+		{Key: key("frontend", c, "api", c), Bytes: 9000, MonthDollars: map[string]float64{}},                    // in zone
+	}}
+	if err := PrintRisk(&out, m, p, f, c, []byte(adv)); err != nil {
 		t.Fatal(err)
 	}
 	got := out.String()
@@ -66,12 +77,15 @@ func TestPrintRisk(t *testing.T) {
 		"us-east-1a   100    100            0              0              0 (0%)\n",
 		"us-east-1b   0      0              0              0              -\n",
 		"us-east-1c   100    47             53             0              100 (100%)\n",
+		"zonetoll counted 3.9 KiB of us-east-1c's frontend calls and their answers crossing zones again: AWS $6.00, GCP $3.00 per month at this rate.\n",
 	} {
 		if !strings.Contains(got, want) {
 			t.Errorf("lacks %q:\n%s", want, got)
 		}
 	}
-	if strings.Contains(got, "zone us-east-1a has a single") {
-		t.Errorf("quotes another zone's risk:\n%s", got)
+	for _, not := range []string{"zone us-east-1a has a single", "would concentrate load"} {
+		if strings.Contains(got, not) {
+			t.Errorf("quotes %q, not the zone's single_endpoint risk:\n%s", not, got)
+		}
 	}
 }

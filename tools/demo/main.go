@@ -24,7 +24,8 @@ type MainOptions struct {
 	Out      io.Writer // the summary
 }
 
-// Main is `make demo`: start, two phases, the summary, the HTML reports, clean-up (also on Ctrl-C).
+// Main is `make demo`: start, two phases (three with routing: the last plays the advice's risk), the
+// summary, the HTML reports, clean-up (also on Ctrl-C).
 func Main(ctx context.Context, o MainOptions) (err error) {
 	began := time.Now()
 	d, err := Start(ctx, o.Options)

@@ -272,11 +272,11 @@ func PrintRisk(w io.Writer, m *Model, p *Phase, f *Figures, zone string, adviceJ
 	}
 	fmt.Fprintf(w, "\n=== The advice's risk, played: the only api pod of %s turned not ready ===\n", zone)
 	for _, r := range api.Risks {
-		if r.Zone == zone {
+		if r.Zone == zone && r.Kind == "single_endpoint" {
 			fmt.Fprintf(w, "The advice said: %s\n", r.Message)
 		}
 	}
-	if api.Recommendation != nil {
+	if api.Recommendation != nil && api.Recommendation.Safeguard != "" {
 		fmt.Fprintf(w, "and: %s\n", api.Recommendation.Safeguard)
 	}
 	routed := RoutedTo(m, p.Sent())

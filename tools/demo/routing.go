@@ -242,7 +242,7 @@ func (d *Demo) ApplyAdvice(ctx context.Context, adviceJSON []byte) error {
 		a := d.Model.Pod("api", z)
 		return []netip.Addr{a.IPv4, a.IPv6}
 	}); err != nil {
-		return err
+		return fmt.Errorf("after patching Service %s/api to PreferSameZone: %w", d.Model.AppNS, err)
 	}
 	d.say("the api Service was patched to PreferSameZone; %s later every frontend node's kube-proxy routed it in zone", time.Since(began).Round(time.Millisecond))
 	return nil
@@ -281,7 +281,7 @@ func (d *Demo) LoseEndpoint(ctx context.Context, zone string) error {
 		}
 		return out
 	}); err != nil {
-		return err
+		return fmt.Errorf("after marking pod %s/%s not ready: %w", d.Model.AppNS, p.Name, err)
 	}
 	d.say("%s later kube-proxy routed %s's frontend to the other zones' api pods, and the other zones still in zone", time.Since(began).Round(time.Millisecond), zone)
 	return nil
