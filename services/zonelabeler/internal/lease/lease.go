@@ -219,21 +219,38 @@ func (e *elector) release() {
 	if e.observed == nil || holder(e.observed) != e.cfg.Identity {
 		return
 	}
-	// ctx is done when we release: the write gets its own bounded time.
+	// ctx is done when we release: the writes get their own bounded time.
 	ctx, cancel := context.WithTimeout(context.Background(), e.cfg.RenewDeadline)
 	defer cancel()
-	now := time.Now()
-	next := e.observed.DeepCopy()
-	empty := ""
-	next.Spec = e.spec(now, now, int32Or(e.observed.Spec.LeaseTransitions))
-	next.Spec.HolderIdentity = &empty
-	one := int32(1)
-	next.Spec.LeaseDurationSeconds = &one
-	if err := e.update(ctx, next, now); err != nil {
+	for {
+		now := time.Now()
+		next := e.observed.DeepCopy()
+		empty := ""
+		next.Spec = e.spec(now, now, int32Or(e.observed.Spec.LeaseTransitions))
+		next.Spec.HolderIdentity = &empty
+		one := int32(1)
+		next.Spec.LeaseDurationSeconds = &one
+		err := e.update(ctx, next, now)
+		if err == nil {
+			e.log.Info("released the lease")
+			return
+		}
+		// A renewal whose request the ending context cut off on our side may still have been written:
+		// our record is then a version behind and the release conflicts. Read the Lease again and
+		// release it while it still names us.
+		if apierrors.IsConflict(err) {
+			current := &coordinationv1.Lease{}
+			if gerr := e.cfg.Client.Get().Namespace(e.cfg.Namespace).Resource("leases").Name(e.cfg.Name).Do(ctx).Into(current); gerr == nil {
+				if holder(current) != e.cfg.Identity {
+					return // another replica took it after it expired: nothing of ours to release
+				}
+				e.observed = current
+				continue
+			}
+		}
 		e.log.Warn("releasing the lease failed; a standby takes over when it expires", "error", err)
 		return
 	}
-	e.log.Info("released the lease")
 }
 
 func (e *elector) spec(acquired, renewed time.Time, transitions int32) coordinationv1.LeaseSpec {

@@ -2,6 +2,7 @@ package lease
 
 import (
 	"context"
+	"log/slog"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -15,7 +16,6 @@ import (
 	"k8s.io/client-go/tools/leaderelection/resourcelock"
 
 	"github.com/zonetoll/zonetoll/shared/kubeclient"
-	"github.com/zonetoll/zonetoll/shared/logging"
 	"github.com/zonetoll/zonetoll/testkit/servicetest"
 	"github.com/zonetoll/zonetoll/testkit/testcluster"
 )
@@ -38,10 +38,17 @@ func newFixture(t *testing.T) *fixture {
 		t.Fatal(err)
 	}
 	client := clients[0]
+	// What the electors log is shown when a test fails (a release that failed says so there).
+	var logs servicetest.SyncBuffer
+	t.Cleanup(func() {
+		if t.Failed() {
+			t.Logf("electors' log:\n%s", logs.String())
+		}
+	})
 	return &fixture{t: t, c: c, cfg: Config{
 		Client: client, Namespace: ns, Name: "labeler",
 		LeaseDuration: 3 * time.Second, RenewDeadline: 2 * time.Second, RetryPeriod: 200 * time.Millisecond,
-		Log: logging.Discard(),
+		Log: slog.New(slog.NewTextHandler(&logs, nil)),
 	}}
 }
 
@@ -149,6 +156,47 @@ func TestOneLeaderAndHandOverAfterWorkStopped(t *testing.T) {
 }
 
 // A leader that cannot renew (another holder wrote the lease) stops working, and campaigns again.
+// A renewal that the ending context cut off on the client's side may still have been written by the
+// API server; the leader's record is then a version behind. Its release must still hand the Lease back
+// (CI once found the holder unchanged after the first replica stopped, under heavy load).
+func TestReleaseFromAStaleRecord(t *testing.T) {
+	f := newFixture(t)
+	cfg := f.cfg
+	cfg.Identity = "first"
+	e := &elector{cfg: cfg, log: cfg.Log}
+	if !e.tryAcquireOrRenew(t.Context()) {
+		t.Fatal("could not take the lease")
+	}
+	stale := e.observed
+	if !e.tryAcquireOrRenew(t.Context()) {
+		t.Fatal("could not renew the lease")
+	}
+	if stale.ResourceVersion == e.observed.ResourceVersion {
+		t.Fatal("the renewal did not change the Lease's resourceVersion: the test proves nothing")
+	}
+	e.observed = stale
+	e.release()
+	if h := f.holder(); h != "" {
+		t.Errorf("after releasing from a stale record the holder is %q, want released", h)
+	}
+	// A Lease another replica took meanwhile is left alone.
+	e.observed = stale
+	other := cfg
+	other.Identity = "second"
+	l, err := f.c.Client.CoordinationV1().Leases(ns).Get(t.Context(), cfg.Name, metav1.GetOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	o := &elector{cfg: other, log: other.Log, observed: l, seenAt: time.Now().Add(-time.Hour)}
+	if !o.tryAcquireOrRenew(t.Context()) {
+		t.Fatal("second could not take the released lease")
+	}
+	e.release()
+	if h := f.holder(); h != "second" {
+		t.Errorf("first's release from a stale record changed the holder to %q; second holds it", h)
+	}
+}
+
 func TestLostLeaseStopsWorkAndCampaignsAgain(t *testing.T) {
 	f := newFixture(t)
 	var active atomic.Int32
