@@ -11,6 +11,8 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime"
+	"sync"
 	"syscall"
 	"time"
 
@@ -27,9 +29,38 @@ type Process struct {
 	waitErr error
 }
 
-// Start starts cmd with its standard output and error appended to logPath. If the parent dies, cmd
-// dies too: Go never ends the OS threads it forks from (outside LockOSThread), so the parent-death
-// signal fires only when this process exits.
+// Launch starts cmd from one OS thread that never ends, for children that ask for a parent-death
+// signal: the kernel sends it when the *thread* that forked the child ends, not the process, and Go
+// ends a thread when a goroutine locked to it returns without unlocking (bpf/netns.Do does so when it
+// cannot switch a thread back; bpfbench pins CPUs that way). A child forked from a thread that later
+// served such a goroutine would be killed mid-test.
+func Launch(cmd *exec.Cmd) error {
+	launcherOnce.Do(func() {
+		launches = make(chan launchRequest)
+		go func() {
+			runtime.LockOSThread() // never unlocked: this thread must outlive every child
+			for r := range launches {
+				r.errc <- r.cmd.Start()
+			}
+		}()
+	})
+	errc := make(chan error, 1)
+	launches <- launchRequest{cmd: cmd, errc: errc}
+	return <-errc
+}
+
+type launchRequest struct {
+	cmd  *exec.Cmd
+	errc chan error
+}
+
+var (
+	launcherOnce sync.Once
+	launches     chan launchRequest
+)
+
+// Start starts cmd (through Launch) with its standard output and error appended to logPath, in a
+// process group of its own; if the parent dies, cmd dies too.
 func Start(name string, cmd *exec.Cmd, logPath string) (*Process, error) {
 	logFile, err := os.OpenFile(logPath, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
 	if err != nil {
@@ -37,7 +68,7 @@ func Start(name string, cmd *exec.Cmd, logPath string) (*Process, error) {
 	}
 	cmd.Stdout, cmd.Stderr = logFile, logFile
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
-	if err := cmd.Start(); err != nil {
+	if err := Launch(cmd); err != nil {
 		logFile.Close()
 		return nil, fmt.Errorf("starting %s: %w", name, err)
 	}

@@ -105,7 +105,6 @@ type Cluster struct {
 
 	opts      Options
 	log       *slog.Logger
-	launcher  *launcher
 	etcd      *process
 	apiserver *process
 	// What RestartAPIServer needs to start the same kube-apiserver again.
@@ -193,7 +192,7 @@ func start(ctx context.Context, opts Options, log *slog.Logger, apiserverBin, et
 	if err != nil {
 		return nil, fmt.Errorf("creating cluster dir: %w", err)
 	}
-	c := &Cluster{Dir: dir, LogDir: opts.LogDir, BinDir: opts.BinDir, opts: opts, log: log, launcher: newLauncher()}
+	c := &Cluster{Dir: dir, LogDir: opts.LogDir, BinDir: opts.BinDir, opts: opts, log: log}
 	if c.LogDir == "" {
 		c.LogDir = dir
 	}
@@ -228,7 +227,7 @@ func start(ctx context.Context, opts Options, log *slog.Logger, apiserverBin, et
 		"--unsafe-no-fsync",
 		"--log-level=warn",
 	}, opts.ExtraEtcdArgs...)
-	c.etcd, err = startProcess(c.launcher, "etcd", etcdBin, filepath.Join(c.LogDir, "etcd.log"), etcdArgs)
+	c.etcd, err = startProcess("etcd", etcdBin, filepath.Join(c.LogDir, "etcd.log"), etcdArgs)
 	if err != nil {
 		return c, err
 	}
@@ -317,7 +316,7 @@ func start(ctx context.Context, opts Options, log *slog.Logger, apiserverBin, et
 }
 
 func (c *Cluster) startAPIServer(ctx context.Context) error {
-	p, err := startProcess(c.launcher, "kube-apiserver", c.apiserverBin, filepath.Join(c.LogDir, "kube-apiserver.log"), c.apiserverArgs)
+	p, err := startProcess("kube-apiserver", c.apiserverBin, filepath.Join(c.LogDir, "kube-apiserver.log"), c.apiserverArgs)
 	if err != nil {
 		return err
 	}
@@ -380,7 +379,6 @@ func (c *Cluster) Stop() error {
 		}
 		c.relays = nil
 		c.routingMu.Unlock()
-		c.launcher.close()
 		if !c.opts.KeepDir {
 			if err := os.RemoveAll(c.Dir); err != nil {
 				errs = append(errs, fmt.Errorf("removing cluster dir: %w", err))

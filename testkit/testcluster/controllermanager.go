@@ -73,7 +73,7 @@ func (c *Cluster) StartControllerManager(ctx context.Context, opts ControllerMan
 			"--profiling=false",
 			"--v=2",
 		}, opts.ExtraArgs...)
-		p, err := startProcess(c.launcher, "kube-controller-manager", bin, filepath.Join(c.LogDir, "kube-controller-manager.log"), args)
+		p, err := startProcess("kube-controller-manager", bin, filepath.Join(c.LogDir, "kube-controller-manager.log"), args)
 		if err != nil {
 			return err
 		}

@@ -114,7 +114,7 @@ func (c *Cluster) StartKubeProxy(ctx context.Context, opts KubeProxyOptions) (*K
 	}
 	c.routingMu.Lock()
 	c.relays = append(c.relays, relay)
-	p, err := startProcess(c.launcher, "kube-proxy "+opts.NodeName, ipBin, logPath, args)
+	p, err := startProcess("kube-proxy "+opts.NodeName, ipBin, logPath, args)
 	if err == nil {
 		c.kubeProxies = append(c.kubeProxies, p)
 	}

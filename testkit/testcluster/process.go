@@ -5,47 +5,11 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
-	"runtime"
 	"syscall"
 	"time"
+
+	childproc "github.com/zonetoll/zonetoll/testkit/process"
 )
-
-// launcher starts child processes from one goroutine locked to its OS thread.
-// The kernel's parent-death signal fires when the *thread* that forked a child
-// exits, not the process; Go may retire an unlocked thread at any time, which
-// would SIGKILL a healthy etcd mid-test. The locked goroutine only returns
-// after every child it started has been stopped; its thread then exits, which
-// is harmless.
-type launcher struct {
-	reqs chan launchRequest
-}
-
-type launchRequest struct {
-	cmd  *exec.Cmd
-	errc chan error
-}
-
-func newLauncher() *launcher {
-	l := &launcher{reqs: make(chan launchRequest)}
-	go func() {
-		// Never unlocked: see the type comment.
-		runtime.LockOSThread()
-		for r := range l.reqs {
-			r.errc <- r.cmd.Start()
-		}
-	}()
-	return l
-}
-
-func (l *launcher) start(cmd *exec.Cmd) error {
-	errc := make(chan error, 1)
-	l.reqs <- launchRequest{cmd: cmd, errc: errc}
-	return <-errc
-}
-
-// close lets the launcher goroutine (and its thread) end. Call it only when
-// all children are gone.
-func (l *launcher) close() { close(l.reqs) }
 
 // process is one child (etcd or kube-apiserver) with its log file.
 type process struct {
@@ -56,7 +20,9 @@ type process struct {
 	waitErr error
 }
 
-func startProcess(l *launcher, name, bin, logPath string, args []string) (*process, error) {
+// startProcess starts a child through childproc.Launch (testkit/process), so its parent-death signal cannot fire while the
+// test process lives.
+func startProcess(name, bin, logPath string, args []string) (*process, error) {
 	logf, err := os.OpenFile(logPath, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
 	if err != nil {
 		return nil, fmt.Errorf("opening %s log: %w", name, err)
@@ -71,7 +37,7 @@ func startProcess(l *launcher, name, bin, logPath string, args []string) (*proce
 		Setpgid:   true,
 		Pdeathsig: syscall.SIGKILL,
 	}
-	if err := l.start(cmd); err != nil {
+	if err := childproc.Launch(cmd); err != nil {
 		logf.Close()
 		return nil, fmt.Errorf("starting %s (%s): %w", name, bin, err)
 	}
