@@ -198,7 +198,6 @@ func TestLoadAutoFollowsProbe(t *testing.T) {
 }
 
 func TestAttachErrors(t *testing.T) {
-	kerneltest.Require(t)
 	tp := newTopo(t)
 	c := loadForTest(t, Config{MaxFlows: 16, Mode: ModeNetfilter})
 	if err := c.AttachNetfilter("/run/netns/" + netnsPrefix + "does-not-exist"); err == nil || !strings.Contains(err.Error(), "opening netns") {

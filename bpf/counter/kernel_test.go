@@ -14,11 +14,13 @@ func TestMain(m *testing.M) {
 	kerneltest.Main(m, netnsPrefix)
 }
 
-// requireMode skips t when the kernel reports, through the feature probes of Probe, that it lacks
-// what mode needs: BPF netfilter programs (Linux 6.4) and BTF for ModeNetfilter. It never skips on
-// a guess: TestProbeMatchesKernelVersion fails where the probes deny a feature the kernel has.
+// requireMode gates on what every kernel test needs (kerneltest.Require), then skips t when the
+// kernel reports, through the feature probes of Probe, that it lacks what mode needs: BPF netfilter
+// programs (Linux 6.4) and BTF for ModeNetfilter. It never skips on a guess:
+// TestProbeMatchesKernelVersion fails where the probes deny a feature the kernel has.
 func requireMode(t testing.TB, m Mode) {
 	t.Helper()
+	kerneltest.Require(t)
 	if m != ModeNetfilter {
 		return
 	}

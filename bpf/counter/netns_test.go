@@ -43,8 +43,11 @@ type topo struct {
 
 var topoSeq atomic.Int32
 
+// newTopo builds a node namespace routing between pods a and b; it gates on the kernel itself
+// (kerneltest.Require), so a test that starts with it needs no gate of its own.
 func newTopo(t testing.TB) *topo {
 	t.Helper()
+	kerneltest.Require(t)
 	base := fmt.Sprintf("%s%d-%d-", netnsPrefix, os.Getpid(), topoSeq.Add(1))
 	tp := &topo{t: t, node: base + "node", a: base + "a", b: base + "b", podAddr: map[string]netip.Addr{
 		"a4": netip.MustParseAddr("198.18.1.2"), "a6": netip.MustParseAddr("fd00:1::2"),
@@ -532,7 +535,6 @@ func (tp *topo) sendTCP(v6 bool, total int) {
 }
 
 func TestNetfilterCountsForwardedTraffic(t *testing.T) {
-	kerneltest.Require(t)
 	tp := newTopo(t)
 	c := tp.loadAttachedEgress(t, ModeNetfilter)
 	tests := []struct {
@@ -577,7 +579,6 @@ func addValue(a, b Value) Value {
 }
 
 func TestDrainUnderLoadLosesNothing(t *testing.T) {
-	kerneltest.Require(t)
 	tp := newTopo(t)
 	c := tp.loadAttachedEgress(t, ModeNetfilter)
 	before := tp.quiesce()
@@ -647,7 +648,6 @@ func TestDrainUnderLoadLosesNothing(t *testing.T) {
 }
 
 func TestFullMapCountsInsertFailures(t *testing.T) {
-	kerneltest.Require(t)
 	tp := newTopo(t)
 	const maxFlows = 16
 	c := loadForTest(t, Config{MaxFlows: maxFlows, Mode: ModeNetfilter})
@@ -683,7 +683,6 @@ func TestFullMapCountsInsertFailures(t *testing.T) {
 }
 
 func TestPinnedMapsSurviveRestart(t *testing.T) {
-	kerneltest.Require(t)
 	tp := newTopo(t)
 	dir := kerneltest.PinDir(t)
 	load := func(maxFlows uint32) *Counter {

@@ -209,7 +209,6 @@ func TestRestartUnderTrafficLosesNothing(t *testing.T) {
 // attached but never drains (its process died) counts nothing, and the next
 // start removes it and adopts the program that kept counting.
 func TestUpgradeThatDiesBeforeTakingOverChangesNothing(t *testing.T) {
-	kerneltest.Require(t)
 	tp := newTopo(t)
 	dir := kerneltest.PinDir(t)
 	load := func(prio int32) *Counter {
@@ -282,7 +281,6 @@ func TestUninstallDetachesEverything(t *testing.T) {
 // pin, stays after Close like a pinned link, keeps counting while no process
 // runs, and is found again by DetachTC of the next process and by Uninstall.
 func TestClassicFiltersOutliveClose(t *testing.T) {
-	kerneltest.Require(t)
 	tp := newTopo(t)
 	dir := kerneltest.PinDir(t)
 	cfg := Config{MaxFlows: 1024, PinDir: dir, Mode: ModeTC, classic: true}
@@ -335,7 +333,6 @@ func TestClassicFiltersOutliveClose(t *testing.T) {
 // DetachTC from other goroutines; those return ErrClosed, never touch a
 // half-removed counter.
 func TestUninstallWhileDraining(t *testing.T) {
-	kerneltest.Require(t)
 	tp := newTopo(t)
 	c := tp.loadAttached(Config{MaxFlows: 64, PinDir: kerneltest.PinDir(t), Mode: ModeNetfilter})
 	var wg sync.WaitGroup

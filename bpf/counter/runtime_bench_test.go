@@ -9,8 +9,6 @@ import (
 	"github.com/cilium/ebpf/link"
 	"github.com/vishvananda/netlink"
 	"golang.org/x/sys/unix"
-
-	"github.com/zonetoll/zonetoll/bpf/kerneltest"
 )
 
 // BenchmarkProgramRunTime measures the kernel's own run time per packet
@@ -25,7 +23,6 @@ import (
 // after it on the same interfaces, so the ratio means the same in both modes. The kernel matrix
 // (hack/kernels.sh) runs it in every VM.
 func BenchmarkProgramRunTime(b *testing.B) {
-	kerneltest.Require(b)
 	tp := newTopo(b)
 	var c *Counter
 	var empty *ebpf.Program

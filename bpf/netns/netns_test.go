@@ -32,9 +32,11 @@ func inode(t *testing.T, path string) uint64 {
 	return st.Ino
 }
 
-// newNetns makes a network namespace for one test and returns its path.
+// newNetns makes a network namespace for one test (gating on the kernel tests' needs) and returns
+// its path.
 func newNetns(t *testing.T) string {
 	t.Helper()
+	kerneltest.Require(t)
 	name := fmt.Sprintf("%s%d-%s", netnsPrefix, os.Getpid(), t.Name())
 	if out, err := exec.Command("ip", "netns", "add", name).CombinedOutput(); err != nil {
 		t.Fatalf("ip netns add %s: %v: %s", name, err, out)
@@ -87,7 +89,6 @@ func TestDoMissingNamespace(t *testing.T) {
 // Do runs fn in the namespace and leaves no thread of the process there,
 // however fn ends, with many calls at once.
 func TestDoSwitchesAndReturns(t *testing.T) {
-	kerneltest.Require(t)
 	path := newNetns(t)
 	want := inode(t, path)
 	fnErr := errors.New("from fn")
@@ -146,7 +147,6 @@ func TestDoSwitchesAndReturns(t *testing.T) {
 // A thread fn locked again (it changed something it cannot undo) ends after
 // Do instead of serving other goroutines.
 func TestDoDiscardsALockedThread(t *testing.T) {
-	kerneltest.Require(t)
 	path := newNetns(t)
 	// A goroutine that ends locked to the process's main thread wedges that thread instead of ending
 	// it (the runtime never exits the main thread); it is never used again either, but there is no

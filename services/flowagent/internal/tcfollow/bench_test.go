@@ -9,8 +9,6 @@ import (
 	"github.com/vishvananda/netlink"
 	"github.com/vishvananda/netns"
 	"golang.org/x/sys/unix"
-
-	"github.com/zonetoll/zonetoll/bpf/kerneltest"
 )
 
 // BenchmarkFollowLatency: the time from adding a default route (in a table of its own, as the
@@ -19,7 +17,6 @@ import (
 //
 //	sudo go test -run XXX -bench FollowLatency -benchtime 50x ./internal/tcfollow
 func BenchmarkFollowLatency(b *testing.B) {
-	kerneltest.Require(b)
 	n := newNode(b)
 	c := loadCounter(b)
 	f := startFollower(b, n, c, prometheus.NewRegistry())

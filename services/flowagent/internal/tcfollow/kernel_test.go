@@ -53,8 +53,11 @@ type node struct {
 	listeners    []*net.UDPConn
 }
 
+// newNode builds a node namespace with a remote host beside it; it gates on the kernel itself
+// (kerneltest.Require), so a test that starts with it needs no gate of its own.
 func newNode(t testing.TB) *node {
 	t.Helper()
+	kerneltest.Require(t)
 	base := fmt.Sprintf("%s%d-", netnsPrefix, os.Getpid())
 	n := &node{t: t, node: base + "node", remote: base + "remote", pods: map[string]string{},
 		remote4: netip.MustParseAddr("198.18.100.2"), remote6: netip.MustParseAddr("fd00:100::2")}
@@ -486,7 +489,6 @@ func waitFor(t testing.TB, f *Follower, changed <-chan struct{}, names ...string
 // what leaves through it is counted to the byte, IPv4 and IPv6, UDP and TCP, checked against the
 // uplink's own transmit counter; pod-to-pod traffic on the node is not counted.
 func TestFollowerCountsWhatLeavesTheNode(t *testing.T) {
-	kerneltest.Require(t)
 	n := newNode(t)
 	p1v4, p1v6 := n.addPod(1, true)
 	p2v4, p2v6 := n.addPod(2, true)
@@ -602,7 +604,6 @@ func (r *recordingAttacher) AttachTCEgress(netnsPath, ifname string) error {
 // deleting it under traffic is no error and leaks no link. A pod sends throughout on the first
 // uplink and is counted to the packet.
 func TestFollowerFollowsInterfacesUnderTraffic(t *testing.T) {
-	kerneltest.Require(t)
 	n := newNode(t)
 	p1v4, _ := n.addPod(1, false)
 	c := loadCounter(t)
@@ -780,7 +781,6 @@ func (refusingAttacher) DetachTCEgress(string, string) error { return nil }
 // A node where every qualifying interface refuses the program cannot count: Start says so. A node
 // with no uplink yet starts and waits for one.
 func TestStartFailsOnlyWhenNothingCanCount(t *testing.T) {
-	kerneltest.Require(t)
 	n := newNode(t)
 	log := slog.New(slog.DiscardHandler)
 	_, err := Start("/run/netns/"+n.node, Rules{}, refusingAttacher{}, nil, log)

@@ -40,7 +40,6 @@ import (
 // the budget still admits only two of them at a time. TestClusterWorstAllowedMixStaysUnderTheMemoryLimit
 // fires the same mix at the defaults against the real binary and measures its memory.
 func TestClusterWorstAllowedMixKeepsGoodReportsFlowing(t *testing.T) {
-	testcluster.Need(t)
 	f := newFixture(t)
 	f.world()
 	const maxFlows = 20_000

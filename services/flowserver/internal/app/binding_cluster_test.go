@@ -26,7 +26,6 @@ import (
 // traffic from its own node counts. With ZONETOLL_AUTH_ALLOW_UNBOUND_TOKENS the unbound token is
 // accepted.
 func TestClusterReportsCountOnlyForTheirNode(t *testing.T) {
-	testcluster.Need(t)
 	f := newFixture(t)
 	addrs := f.world()
 	svc := f.start(nil)

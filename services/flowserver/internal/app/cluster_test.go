@@ -437,7 +437,6 @@ func compare(t *testing.T, name string, got, want map[string]float64) {
 }
 
 func TestClusterIngestResolvesAndCountsEveryKind(t *testing.T) {
-	testcluster.Need(t)
 	f := newFixture(t)
 	addrs := f.world()
 	svc := f.start(with(allowUnbound, map[string]string{"ZONETOLL_CIDRS_FILE": f.cidrs(), "ZONETOLL_ZONE": "zone-a"}))
@@ -519,7 +518,6 @@ func TestClusterIngestResolvesAndCountsEveryKind(t *testing.T) {
 }
 
 func TestClusterRejectsWhatItMustAndKeepsWhatItAccepted(t *testing.T) {
-	testcluster.Need(t)
 	f := newFixture(t)
 	addrs := f.world()
 	svc := f.start(map[string]string{
@@ -677,7 +675,6 @@ func TestClusterRejectsWhatItMustAndKeepsWhatItAccepted(t *testing.T) {
 // A report that arrives after its pod is gone, or after the pod's IP went to another pod, is
 // attributed by its window to the pod that had the address then.
 func TestClusterLateReportsFollowPodLifetimes(t *testing.T) {
-	testcluster.Need(t)
 	f := newFixture(t)
 	f.world()
 	svc := f.start(allowUnbound)
@@ -733,7 +730,6 @@ func TestClusterLateReportsFollowPodLifetimes(t *testing.T) {
 }
 
 func TestClusterSeriesLimitSendsBytesToOverflow(t *testing.T) {
-	testcluster.Need(t)
 	f := newFixture(t)
 	addrs := f.world()
 	svc := f.start(with(allowUnbound, map[string]string{"ZONETOLL_MAX_SERIES": "2"}))
@@ -779,7 +775,6 @@ func TestClusterSeriesLimitSendsBytesToOverflow(t *testing.T) {
 
 // After the API server restarts, the informers resume: pods created afterwards resolve.
 func TestClusterResolvesAfterAPIServerRestart(t *testing.T) {
-	testcluster.Need(t)
 	f := newFixture(t)
 	f.world()
 	svc := f.start(allowUnbound)
@@ -817,7 +812,6 @@ func TestClusterResolvesAfterAPIServerRestart(t *testing.T) {
 }
 
 func TestClusterFlowLog(t *testing.T) {
-	testcluster.Need(t)
 	f := newFixture(t)
 	f.world()
 	path := filepath.Join(t.TempDir(), "flows.jsonl")

@@ -207,7 +207,6 @@ func checkServiceTraffic(t *testing.T, fams metricstest.Families, want map[strin
 // endpoint gauges, the Service info and the API server's version; then moves an address from one
 // Service to another with a slice update and checks that later bytes follow it.
 func TestClusterTrafficPerService(t *testing.T) {
-	testcluster.Need(t)
 	f := newFixture(t)
 	addrs, targets := f.serviceWorld()
 	svc := f.start(with(allowUnbound, map[string]string{"ZONETOLL_CIDRS_FILE": f.cidrs()}))
