@@ -51,7 +51,9 @@ type Recipe[S any] struct {
 	Key string
 	// Binaries are the files a complete build leaves in the cache dir.
 	Binaries []string
-	// GoMod derives the throwaway module's go.mod from the upstream one.
+	// GoMod derives the throwaway module's go.mod from the upstream one; nil
+	// means RequiringGoMod under the name zonetoll.local/<Name>-build, which
+	// is what a module that builds with its own go.mod needs.
 	GoMod func(upstream string) (string, error)
 	// ToolsGo pins the built commands in the throwaway module.
 	ToolsGo string
@@ -223,6 +225,14 @@ func (r Recipe[S]) Build(ctx context.Context, opts Options) (*S, error) {
 	return st, nil
 }
 
+// goMod is GoMod, or RequiringGoMod where the recipe sets none.
+func (r Recipe[S]) goMod(upstream string) (string, error) {
+	if r.GoMod != nil {
+		return r.GoMod(upstream)
+	}
+	return RequiringGoMod(upstream, r.Module, r.Version, "zonetoll.local/"+r.Name+"-build")
+}
+
 // run writes the throwaway module, resolves it and puts every target in
 // place, returning the plan's stamp maker.
 func (r Recipe[S]) run(ctx context.Context, dir string, g *Go, progress io.Writer) (func(Built) *S, error) {
@@ -234,7 +244,7 @@ func (r Recipe[S]) run(ctx context.Context, dir string, g *Go, progress io.Write
 	if err != nil {
 		return nil, err
 	}
-	gomod, err := r.GoMod(upstream)
+	gomod, err := r.goMod(upstream)
 	if err != nil {
 		return nil, err
 	}

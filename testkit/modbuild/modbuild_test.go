@@ -609,4 +609,9 @@ func TestRequiringGoMod(t *testing.T) {
 			t.Errorf("%s: want an error, got go.mod:\n%s", name, got)
 		}
 	}
+	// A recipe without GoMod (prometheus, vmagent) gets the same under zonetoll.local/<Name>-build.
+	r := Recipe[struct{}]{Name: "up", Module: "example.com/up", Version: "v1.0.0"}
+	if byDefault, err := r.goMod(upstream); err != nil || byDefault != got {
+		t.Errorf("a recipe without GoMod makes %q, %v; want RequiringGoMod's\n%s", byDefault, err, got)
+	}
 }

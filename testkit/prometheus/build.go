@@ -100,7 +100,9 @@ func Build(ctx context.Context, opts BuildOptions) (*Stamp, error) {
 }
 
 // recipe is how prometheus and promtool are built: from a throwaway module
-// that repeats prometheus' own go.mod and requires the prometheus module.
+// that repeats prometheus' own go.mod and requires the prometheus module
+// (modbuild.RequiringGoMod: prometheus pins fsnotify back by a replace, for
+// instance, which applies only in the main module).
 func recipe() modbuild.Recipe[Stamp] {
 	return modbuild.Recipe[Stamp]{
 		Name:       "prometheus",
@@ -113,7 +115,6 @@ func recipe() modbuild.Recipe[Stamp] {
 		Download:   "several hundred MB when the module cache is cold",
 		Key:        stampKey(),
 		Binaries:   []string{PrometheusBinary, PromtoolBinary},
-		GoMod:      throwawayGoMod,
 		ToolsGo:    toolsGo,
 		Plan: func(_ context.Context, _ *modbuild.Go, published time.Time) (*modbuild.Plan[Stamp], error) {
 			return plan(published), nil
@@ -147,13 +148,6 @@ func plan(published time.Time) *modbuild.Plan[Stamp] {
 			}
 		},
 	}
-}
-
-// throwawayGoMod makes the build module's go.mod from prometheus' own
-// (modbuild.RequiringGoMod): prometheus pins fsnotify back by a replace, for
-// instance, which applies only in the main module.
-func throwawayGoMod(promMod string) (string, error) {
-	return modbuild.RequiringGoMod(promMod, modulePath, ModuleVersion, "zonetoll.local/prometheus-build")
 }
 
 const toolsGo = `//go:build tools

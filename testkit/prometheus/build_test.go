@@ -12,56 +12,6 @@ import (
 	"github.com/zonetoll/zonetoll/testkit/modbuild"
 )
 
-const fixtureGoMod = `module github.com/prometheus/prometheus
-
-go 1.23.0
-
-require (
-	github.com/fsnotify/fsnotify v1.8.0
-	k8s.io/client-go v0.32.3
-)
-
-// Exclude linodego v1.0.0 as it is no longer published on github.
-exclude github.com/linode/linodego v1.0.0
-
-replace github.com/fsnotify/fsnotify v1.8.0 => github.com/fsnotify/fsnotify v1.7.0
-`
-
-func TestThrowawayGoMod(t *testing.T) {
-	got, err := throwawayGoMod(fixtureGoMod)
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, want := range []string{
-		"module zonetoll.local/prometheus-build\n",
-		"\ngo 1.23.0\n",
-		"\tk8s.io/client-go v0.32.3\n",
-		"exclude github.com/linode/linodego v1.0.0\n",
-		"replace github.com/fsnotify/fsnotify v1.8.0 => github.com/fsnotify/fsnotify v1.7.0\n",
-		"require github.com/prometheus/prometheus " + ModuleVersion + "\n",
-	} {
-		if !strings.Contains(got, want) {
-			t.Errorf("throwaway go.mod lacks %q:\n%s", want, got)
-		}
-	}
-	if strings.Contains(got, "module github.com/prometheus/prometheus") {
-		t.Errorf("throwaway go.mod still declares the prometheus module:\n%s", got)
-	}
-}
-
-func TestThrowawayGoModRejectsOtherModules(t *testing.T) {
-	for name, mod := range map[string]string{
-		"other module": strings.Replace(fixtureGoMod, "module github.com/prometheus/prometheus", "module example.com/other", 1),
-		"no go line":   strings.Replace(fixtureGoMod, "\ngo 1.23.0\n", "\n", 1),
-	} {
-		t.Run(name, func(t *testing.T) {
-			if got, err := throwawayGoMod(mod); err == nil {
-				t.Errorf("want an error, got go.mod:\n%s", got)
-			}
-		})
-	}
-}
-
 func TestVersionLDFlags(t *testing.T) {
 	published := time.Date(2025, 7, 14, 16, 17, 9, 0, time.UTC)
 	got := versionLDFlags("v3.5.0", published)

@@ -88,10 +88,7 @@ func recipe() modbuild.Recipe[Stamp] {
 		Download:   "20 modules, about 200 MB unpacked, when the module cache is cold",
 		Key:        stampKey(),
 		Binaries:   []string{Binary},
-		GoMod: func(upstream string) (string, error) {
-			return modbuild.RequiringGoMod(upstream, modulePath, Version, "zonetoll.local/vmagent-build")
-		},
-		ToolsGo: toolsGo,
+		ToolsGo:    toolsGo,
 		Plan: func(_ context.Context, _ *modbuild.Go, published time.Time) (*modbuild.Plan[Stamp], error) {
 			return plan(published), nil
 		},

@@ -37,24 +37,6 @@ func TestPlan(t *testing.T) {
 	}
 }
 
-func TestThrowawayGoMod(t *testing.T) {
-	upstream := "module github.com/VictoriaMetrics/VictoriaMetrics\n\ngo 1.26.6\n\nrequire github.com/prometheus/prometheus v0.313.1\n"
-	got, err := recipe().GoMod(upstream)
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, want := range []string{
-		"module zonetoll.local/vmagent-build\n",
-		"\ngo 1.26.6\n",
-		"require github.com/prometheus/prometheus v0.313.1\n",
-		"require github.com/VictoriaMetrics/VictoriaMetrics " + Version + "\n",
-	} {
-		if !strings.Contains(got, want) {
-			t.Errorf("throwaway go.mod lacks %q:\n%s", want, got)
-		}
-	}
-}
-
 // TestInstalled: the recipe's cache dir and key, and the path of the binary (modbuild tests the rest).
 func TestInstalled(t *testing.T) {
 	dir := t.TempDir()
