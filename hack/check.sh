@@ -13,9 +13,11 @@ if [ -n "$unformatted" ]; then
   echo "$unformatted" >&2
   exit 1
 fi
+# One go vet and one go test over every module's packages (the workspace lets one command name them
+# all), so the packages of all modules share go's parallel slots.
+pkgs=()
+for m in "${mods[@]}"; do pkgs+=("./${m#"$root"/}/..."); done
 status=0
-for m in "${mods[@]}"; do
-  printf '==> %s\n' "${m#"$root"/}"
-  (cd "$m" && go vet ./... && go test -short -count=1 ./...) || status=1
-done
+go vet "${pkgs[@]}" || status=1
+go test -short -count=1 "${pkgs[@]}" || status=1
 exit $status
