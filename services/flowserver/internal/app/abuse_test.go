@@ -41,16 +41,14 @@ import (
 // fires the same mix at the defaults against the real binary and measures its memory.
 func TestClusterWorstAllowedMixKeepsGoodReportsFlowing(t *testing.T) {
 	f := newFixture(t)
-	f.world()
 	const maxFlows = 20_000
-	svc := f.start(map[string]string{
+	svc, _ := f.startInWorld(map[string]string{
 		"ZONETOLL_INGEST_MAX_FLOWS":               fmt.Sprint(maxFlows),
 		"ZONETOLL_INGEST_MAX_BYTES_IN_FLIGHT":     fmt.Sprint(8 << 20),
 		"ZONETOLL_INGEST_MAX_STREAMED_BODY_BYTES": "65536",
 		"ZONETOLL_HTTP_READ_TIMEOUT":              "3s",
 		"ZONETOLL_LOG_LEVEL":                      "warn",
 	})
-	f.waitGauge(svc, "zonetoll_flowserver_pods", 8)
 	worstMix{maxFlows: maxFlows, streamedBody: 1 << 20}.fire(t, f, svc.URL)
 }
 
@@ -73,7 +71,7 @@ func TestClusterWorstAllowedMixStaysUnderTheMemoryLimit(t *testing.T) {
 	f := newFixture(t)
 	f.world()
 	base, pid := startProcess(t, bin, f.server, append(env, "ZONETOLL_NAMESPACE="+ns, "ZONETOLL_LOG_LEVEL=warn"))
-	f.waitGaugeAt(base, "zonetoll_flowserver_pods", 8)
+	f.waitGaugeAt(base, "zonetoll_flowserver_pods", worldPods)
 	worstMix{maxFlows: report.DefaultMaxFlows, streamedBody: 2 << 20}.fire(t, f, base)
 
 	hwm, rss := procMemory(t, pid)

@@ -27,9 +27,7 @@ import (
 // accepted.
 func TestClusterReportsCountOnlyForTheirNode(t *testing.T) {
 	f := newFixture(t)
-	addrs := f.world()
-	svc := f.start(nil)
-	f.waitGauge(svc, "zonetoll_flowserver_pods", 8)
+	svc, addrs := f.startInWorld(nil)
 	agentA := f.agentToken(svc, "n-a")
 	agentB := f.agentToken(svc, "n-b")
 

@@ -245,8 +245,22 @@ func ctrl(kind, name string) []metav1.OwnerReference {
 	return []metav1.OwnerReference{{APIVersion: api, Kind: kind, Name: name, UID: "00000000-0000-0000-0000-000000000001", Controller: &yes}}
 }
 
-// world creates nodes in three zones (and one without a zone), and pods of every workload kind.
-// It returns what each address is, written out by hand.
+// worldPods is the number of pods world creates, which a server watching the world has once its
+// informers caught up (zonetoll_flowserver_pods).
+const worldPods = 8
+
+// startInWorld creates the world, starts the server with env and waits until it has the world's
+// pods; it returns the server and what each address of the world is.
+func (f *fixture) startInWorld(env map[string]string) (*servicetest.Service, map[string]expected) {
+	f.t.Helper()
+	addrs := f.world()
+	svc := f.start(env)
+	f.waitGauge(svc, "zonetoll_flowserver_pods", worldPods)
+	return svc, addrs
+}
+
+// world creates nodes in three zones (and one without a zone), and pods of every workload kind
+// (worldPods). It returns what each address is, written out by hand.
 func (f *fixture) world() map[string]expected {
 	t := f.t
 	for _, n := range []testcluster.NodeSpec{
@@ -438,9 +452,7 @@ func compare(t *testing.T, name string, got, want map[string]float64) {
 
 func TestClusterIngestResolvesAndCountsEveryKind(t *testing.T) {
 	f := newFixture(t)
-	addrs := f.world()
-	svc := f.start(with(allowUnbound, map[string]string{"ZONETOLL_CIDRS_FILE": f.cidrs(), "ZONETOLL_ZONE": "zone-a"}))
-	f.waitGauge(svc, "zonetoll_flowserver_pods", 8)
+	svc, addrs := f.startInWorld(with(allowUnbound, map[string]string{"ZONETOLL_CIDRS_FILE": f.cidrs(), "ZONETOLL_ZONE": "zone-a"}))
 	f.waitGauge(svc, "zonetoll_flowserver_nodes", 4)
 
 	now := time.Now()
@@ -519,8 +531,7 @@ func TestClusterIngestResolvesAndCountsEveryKind(t *testing.T) {
 
 func TestClusterRejectsWhatItMustAndKeepsWhatItAccepted(t *testing.T) {
 	f := newFixture(t)
-	addrs := f.world()
-	svc := f.start(map[string]string{
+	svc, addrs := f.startInWorld(map[string]string{
 		"ZONETOLL_INGEST_MAX_BODY_BYTES": "65536",
 		"ZONETOLL_INGEST_MAX_FLOWS":      "100",
 		// Slow enough that no token comes back during the test; the burst covers the good report
@@ -528,7 +539,6 @@ func TestClusterRejectsWhatItMustAndKeepsWhatItAccepted(t *testing.T) {
 		"ZONETOLL_INGEST_NODE_RATE":  "0.01",
 		"ZONETOLL_INGEST_NODE_BURST": "10",
 	})
-	f.waitGauge(svc, "zonetoll_flowserver_pods", 8)
 	agent := f.agentToken(svc, "n-a") // the agent of n-a, its token bound to its pod there
 	now := time.Now()
 	good := []report.Flow{flow("198.18.10.1", "198.18.10.2", 1_000, 1)}
@@ -676,14 +686,12 @@ func TestClusterRejectsWhatItMustAndKeepsWhatItAccepted(t *testing.T) {
 // attributed by its window to the pod that had the address then.
 func TestClusterLateReportsFollowPodLifetimes(t *testing.T) {
 	f := newFixture(t)
-	f.world()
-	svc := f.start(allowUnbound)
-	f.waitGauge(svc, "zonetoll_flowserver_pods", 8)
+	svc, _ := f.startInWorld(allowUnbound)
 	const reused = "198.18.20.1"
 	if _, err := f.c.CreatePod(f.ctx, testcluster.PodSpec{Namespace: "shop", Name: "old-holder", NodeName: "n-a", IPs: []string{reused}}); err != nil {
 		t.Fatal(err)
 	}
-	f.waitGauge(svc, "zonetoll_flowserver_pods", 9)
+	f.waitGauge(svc, "zonetoll_flowserver_pods", worldPods+1)
 	time.Sleep(3 * time.Second) // past the creation timestamp's second and the clock slack
 	oldStart := time.Now()
 	time.Sleep(time.Second)
@@ -702,7 +710,7 @@ func TestClusterLateReportsFollowPodLifetimes(t *testing.T) {
 	if _, err := f.c.CreatePod(f.ctx, testcluster.PodSpec{Namespace: "shop", Name: "new-holder", NodeName: "n-b", IPs: []string{reused}}); err != nil {
 		t.Fatal(err)
 	}
-	f.waitGauge(svc, "zonetoll_flowserver_pods", 9)
+	f.waitGauge(svc, "zonetoll_flowserver_pods", worldPods+1)
 	time.Sleep(3 * time.Second)
 	newStart := time.Now()
 	time.Sleep(time.Second)
@@ -731,9 +739,7 @@ func TestClusterLateReportsFollowPodLifetimes(t *testing.T) {
 
 func TestClusterSeriesLimitSendsBytesToOverflow(t *testing.T) {
 	f := newFixture(t)
-	addrs := f.world()
-	svc := f.start(with(allowUnbound, map[string]string{"ZONETOLL_MAX_SERIES": "2"}))
-	f.waitGauge(svc, "zonetoll_flowserver_pods", 8)
+	svc, addrs := f.startInWorld(with(allowUnbound, map[string]string{"ZONETOLL_MAX_SERIES": "2"}))
 	now := time.Now()
 	flows := []report.Flow{
 		flow("198.18.10.1", "198.18.10.2", 100, 1), // frontend(a) → api(b)
@@ -776,16 +782,14 @@ func TestClusterSeriesLimitSendsBytesToOverflow(t *testing.T) {
 // After the API server restarts, the informers resume: pods created afterwards resolve.
 func TestClusterResolvesAfterAPIServerRestart(t *testing.T) {
 	f := newFixture(t)
-	f.world()
-	svc := f.start(allowUnbound)
-	f.waitGauge(svc, "zonetoll_flowserver_pods", 8)
+	svc, _ := f.startInWorld(allowUnbound)
 	if err := f.c.RestartAPIServer(f.ctx, 3*time.Second); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := f.c.CreatePod(f.ctx, testcluster.PodSpec{Namespace: "shop", Name: "after-restart", NodeName: "n-c", IPs: []string{"198.18.30.1"}}); err != nil {
 		t.Fatal(err)
 	}
-	f.waitGauge(svc, "zonetoll_flowserver_pods", 9)
+	f.waitGauge(svc, "zonetoll_flowserver_pods", worldPods+1)
 	// The Service and EndpointSlice informers resume too.
 	f.createService(&corev1.Service{ObjectMeta: metav1.ObjectMeta{Namespace: "shop", Name: "after"},
 		Spec: corev1.ServiceSpec{Ports: []corev1.ServicePort{{Port: 80}}}})
@@ -813,10 +817,8 @@ func TestClusterResolvesAfterAPIServerRestart(t *testing.T) {
 
 func TestClusterFlowLog(t *testing.T) {
 	f := newFixture(t)
-	f.world()
 	path := filepath.Join(t.TempDir(), "flows.jsonl")
-	svc := f.start(with(allowUnbound, map[string]string{"ZONETOLL_FLOW_LOG_OUTPUT": path, "ZONETOLL_FLOW_LOG_MIN_BYTES": "1000"}))
-	f.waitGauge(svc, "zonetoll_flowserver_pods", 8)
+	svc, _ := f.startInWorld(with(allowUnbound, map[string]string{"ZONETOLL_FLOW_LOG_OUTPUT": path, "ZONETOLL_FLOW_LOG_MIN_BYTES": "1000"}))
 	start := time.Now().Add(-10 * time.Second).UTC().Truncate(time.Millisecond)
 	end := start.Add(10 * time.Second)
 	r := newReport("n-a", 1, start, end,

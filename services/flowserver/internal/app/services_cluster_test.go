@@ -210,7 +210,7 @@ func TestClusterTrafficPerService(t *testing.T) {
 	f := newFixture(t)
 	addrs, targets := f.serviceWorld()
 	svc := f.start(with(allowUnbound, map[string]string{"ZONETOLL_CIDRS_FILE": f.cidrs()}))
-	f.waitGauge(svc, "zonetoll_flowserver_pods", 11)
+	f.waitGauge(svc, "zonetoll_flowserver_pods", worldPods+3)
 	// The version is read in the background after start.
 	f.waitFor("zonetoll_kubernetes_info", func() (bool, string) {
 		n := len(metricstest.Scrape(t, svc.URL+"/metrics").Series("zonetoll_kubernetes_info", nil))
