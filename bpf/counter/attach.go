@@ -13,7 +13,7 @@ import (
 	"github.com/cilium/ebpf/link"
 	"github.com/vishvananda/netlink"
 
-	"github.com/zonetoll/zonetoll/bpf/netns"
+	"github.com/zonetoll/zonetoll/shared/netns"
 	"golang.org/x/sys/unix"
 )
 

@@ -23,7 +23,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/zonetoll/zonetoll/bpf/kerneltest"
-	"github.com/zonetoll/zonetoll/bpf/netns"
+	"github.com/zonetoll/zonetoll/shared/netns"
 )
 
 // topo is a "node" network namespace forwarding between two "pod"

@@ -3,13 +3,10 @@
 package kerneltest
 
 import (
-	"errors"
 	"fmt"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"slices"
-	"strconv"
 	"strings"
 	"testing"
 
@@ -18,7 +15,7 @@ import (
 	"github.com/cilium/ebpf/link"
 	"golang.org/x/sys/unix"
 
-	"github.com/zonetoll/zonetoll/bpf/netns"
+	"github.com/zonetoll/zonetoll/shared/netns"
 	"github.com/zonetoll/zonetoll/testkit/gate"
 )
 
@@ -143,38 +140,15 @@ func MountBPFFS(prefix string) (dir string, unmount func(), err error) {
 // (<prefix>bpffs-<pid>-…) of test runs whose process is gone, and this process's own. A crashed run
 // leaves them behind; a run still going in parallel (its pid alive) keeps them.
 func RemoveLeftovers(prefix string) {
-	ents, _ := os.ReadDir("/run/netns")
+	netns.RemoveStale(prefix, true)
+	ents, _ := os.ReadDir(os.TempDir())
 	for _, e := range ents {
-		if ownerGone(e.Name(), prefix) {
-			_ = exec.Command("ip", "netns", "del", e.Name()).Run()
-		}
-	}
-	ents, _ = os.ReadDir(os.TempDir())
-	for _, e := range ents {
-		if ownerGone(e.Name(), prefix+"bpffs-") {
+		if netns.Stale(e.Name(), prefix+"bpffs-", true) {
 			dir := filepath.Join(os.TempDir(), e.Name())
 			_ = unix.Unmount(dir, unix.MNT_DETACH)
 			_ = os.Remove(dir)
 		}
 	}
-}
-
-// ownerGone reports whether name is <prefix><pid>-… of a dead process or of this one.
-func ownerGone(name, prefix string) bool {
-	rest, ok := strings.CutPrefix(name, prefix)
-	if !ok {
-		return false
-	}
-	pidText, _, ok := strings.Cut(rest, "-")
-	pid, err := strconv.Atoi(pidText)
-	if !ok || err != nil {
-		return false
-	}
-	if pid == os.Getpid() {
-		return true
-	}
-	_, err = os.Stat(fmt.Sprintf("/proc/%d", pid))
-	return errors.Is(err, os.ErrNotExist)
 }
 
 // NetfilterHookFree reports whether a BPF program can attach at IPv4 NF_INET_POST_ROUTING with

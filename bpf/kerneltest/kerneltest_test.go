@@ -2,7 +2,6 @@ package kerneltest
 
 import (
 	"errors"
-	"fmt"
 	"os"
 	"os/exec"
 	"slices"
@@ -23,26 +22,6 @@ func TestUnavailable(t *testing.T) {
 	}
 	if why != "" {
 		gate.Need(t, "root and a BTF kernel", errors.New(why), "run as root on a kernel with BTF")
-	}
-}
-
-func TestOwnerGone(t *testing.T) {
-	self := os.Getpid()
-	tests := []struct {
-		name string
-		want bool
-	}{
-		{fmt.Sprintf("zt-%d-a", self), true},          // this process: cleaned after its run
-		{fmt.Sprintf("zt-%d-a", os.Getppid()), false}, // a live process: keep
-		{"zt-999999999-a", true},                      // no such process
-		{"zt-abc-a", false},                           // not ours
-		{"other-1-a", false},
-		{"zt-12", false},
-	}
-	for _, tt := range tests {
-		if got := ownerGone(tt.name, "zt-"); got != tt.want {
-			t.Errorf("ownerGone(%q) = %v, want %v", tt.name, got, tt.want)
-		}
 	}
 }
 

@@ -10,10 +10,9 @@ import (
 	"regexp"
 	"strings"
 	"time"
-)
 
-// NetnsDir is where iproute2 keeps named network namespaces.
-const NetnsDir = "/run/netns"
+	"github.com/zonetoll/zonetoll/shared/netns"
+)
 
 // KubeProxyOptions configures StartKubeProxy.
 type KubeProxyOptions struct {
@@ -62,9 +61,9 @@ func (c *Cluster) StartKubeProxy(ctx context.Context, opts KubeProxyOptions) (*K
 		return nil, errors.New("starting kube-proxy: NodeName is required")
 	}
 	if !netnsName.MatchString(opts.Netns) {
-		return nil, fmt.Errorf("starting kube-proxy for node %s: Netns %q is not the name of a namespace in %s (kube-proxy never runs in the caller's own namespace)", opts.NodeName, opts.Netns, NetnsDir)
+		return nil, fmt.Errorf("starting kube-proxy for node %s: Netns %q is not the name of a namespace in %s (kube-proxy never runs in the caller's own namespace)", opts.NodeName, opts.Netns, netns.Dir)
 	}
-	if _, err := os.Stat(filepath.Join(NetnsDir, opts.Netns)); err != nil {
+	if _, err := os.Stat(filepath.Join(netns.Dir, opts.Netns)); err != nil {
 		return nil, fmt.Errorf("starting kube-proxy for node %s: network namespace %s: %w", opts.NodeName, opts.Netns, err)
 	}
 	bin, err := c.routingBinary(KubeProxyBinary)
@@ -108,7 +107,7 @@ func (c *Cluster) StartKubeProxy(ctx context.Context, opts KubeProxyOptions) (*K
 	logPath := filepath.Join(c.LogDir, "kube-proxy-"+opts.NodeName+".log")
 	// The API server listens on the host's loopback, which the namespace cannot reach.
 	apiAddr := strings.TrimPrefix(c.apiserverHost, "https://")
-	relay, err := startAPIRelay(filepath.Join(NetnsDir, opts.Netns), apiAddr, apiAddr)
+	relay, err := startAPIRelay(filepath.Join(netns.Dir, opts.Netns), apiAddr, apiAddr)
 	if err != nil {
 		return nil, err
 	}

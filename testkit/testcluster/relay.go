@@ -5,10 +5,9 @@ import (
 	"fmt"
 	"io"
 	"net"
-	"runtime"
 	"sync"
 
-	"golang.org/x/sys/unix"
+	"github.com/zonetoll/zonetoll/shared/netns"
 )
 
 // apiRelay makes the API server, which listens on the host's loopback, reachable from inside a network
@@ -23,37 +22,13 @@ type apiRelay struct {
 	wg    sync.WaitGroup
 }
 
-// listenInNetns opens a TCP listener inside the network namespace at path. The socket stays in that
-// namespace for its life, whichever thread later accepts on it.
-func listenInNetns(path, addr string) (net.Listener, error) {
-	type result struct {
-		ln  net.Listener
-		err error
-	}
-	done := make(chan result, 1)
-	go func() {
-		// Never unlocked: the thread, switched into the namespace, ends with this goroutine instead of
-		// going back to the scheduler in the wrong namespace.
-		runtime.LockOSThread()
-		fd, err := unix.Open(path, unix.O_RDONLY|unix.O_CLOEXEC, 0)
-		if err != nil {
-			done <- result{err: fmt.Errorf("opening netns %s: %w", path, err)}
-			return
-		}
-		defer unix.Close(fd)
-		if err := unix.Setns(fd, unix.CLONE_NEWNET); err != nil {
-			done <- result{err: fmt.Errorf("entering netns %s: %w", path, err)}
-			return
-		}
-		ln, err := net.Listen("tcp", addr)
-		done <- result{ln, err}
-	}()
-	r := <-done
-	return r.ln, r.err
-}
-
 func startAPIRelay(netnsPath, listen, target string) (*apiRelay, error) {
-	ln, err := listenInNetns(netnsPath, listen)
+	// The socket stays in the node's namespace for its life, whichever thread later accepts on it.
+	var ln net.Listener
+	err := netns.Do(netnsPath, func() (err error) {
+		ln, err = net.Listen("tcp", listen)
+		return err
+	})
 	if err != nil {
 		return nil, fmt.Errorf("relaying the API server into %s: %w", netnsPath, err)
 	}

@@ -18,6 +18,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/zonetoll/zonetoll/shared/netns"
 	"github.com/zonetoll/zonetoll/testkit/freeport"
 	"github.com/zonetoll/zonetoll/testkit/metricstest"
 	"github.com/zonetoll/zonetoll/testkit/testcluster"
@@ -270,7 +271,7 @@ func (d *Demo) startServices(ctx context.Context, accounts map[string]Account) e
 		}
 		p, err := d.proc("flowagent-"+n.Name, d.bin("flowagent"), []string{
 			"ZONETOLL_NODE_NAME=" + n.Name,
-			"ZONETOLL_NETNS=" + filepath.Join(NetnsDir, n.Netns),
+			"ZONETOLL_NETNS=" + filepath.Join(netns.Dir, n.Netns),
 			"ZONETOLL_SERVER_URL=" + d.Servers[n.Zone].URL(""),
 			"ZONETOLL_SERVER_CA_FILE=" + d.TLS.CAFile,
 			"ZONETOLL_TOKEN_FILE=" + accounts["flowagent"].TokenFile,

@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/zonetoll/zonetoll/shared/netns"
 	"github.com/zonetoll/zonetoll/testkit/gate"
 	"github.com/zonetoll/zonetoll/testkit/testcluster"
 )
@@ -269,7 +270,7 @@ func TestEndToEndRouting(t *testing.T) {
 			t.Errorf("kube-proxy %d still runs after Close", pid)
 		}
 	}
-	if ents, _ := os.ReadDir(NetnsDir); len(ents) > 0 {
+	if ents, _ := os.ReadDir(netns.Dir); len(ents) > 0 {
 		for _, e := range ents {
 			if strings.HasPrefix(e.Name(), m.Prefix) {
 				t.Errorf("network namespace %s left after Close", e.Name())

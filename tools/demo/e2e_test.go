@@ -14,6 +14,7 @@ import (
 
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
+	"github.com/zonetoll/zonetoll/shared/netns"
 	"github.com/zonetoll/zonetoll/testkit/gate"
 	"github.com/zonetoll/zonetoll/testkit/repo"
 	"github.com/zonetoll/zonetoll/testkit/servicetest"
@@ -304,7 +305,7 @@ func TestEndToEnd(t *testing.T) {
 			}
 		}
 	}
-	if ents, _ := os.ReadDir(NetnsDir); len(ents) > 0 {
+	if ents, _ := os.ReadDir(netns.Dir); len(ents) > 0 {
 		for _, e := range ents {
 			if strings.HasPrefix(e.Name(), netnsPrefix) {
 				t.Errorf("network namespace %s left after Close", e.Name())

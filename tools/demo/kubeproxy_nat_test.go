@@ -9,6 +9,7 @@ import (
 
 	"github.com/zonetoll/zonetoll/bpf/counter"
 	"github.com/zonetoll/zonetoll/bpf/kerneltest"
+	"github.com/zonetoll/zonetoll/shared/netns"
 )
 
 // TestCounterSeesKubeProxyNATExactly proves that the agent's counts stay byte-exact with kube-proxy's
@@ -42,7 +43,7 @@ func TestCounterSeesKubeProxyNATExactly(t *testing.T) {
 			}
 			c.Close()
 		})
-		if err := c.AttachNetfilter(filepath.Join(NetnsDir, n.Netns)); err != nil {
+		if err := c.AttachNetfilter(filepath.Join(netns.Dir, n.Netns)); err != nil {
 			t.Fatalf("attaching the counter in %s: %v", n.Netns, err)
 		}
 		counters[n.Name] = c

@@ -3,7 +3,6 @@ package demo
 import (
 	"fmt"
 	"net/netip"
-	"os"
 	"strings"
 	"testing"
 )
@@ -136,25 +135,6 @@ func TestExpected(t *testing.T) {
 	}
 	if k := key(m.ByAddr[api.IPv6], m.ByAddr[m.Ext.IPv6]); k.DstKind != "cidr:managed-cache" || k.DstZone != zc {
 		t.Errorf("the managed cache resolves to %+v, want cidr:managed-cache in %s", k, zc)
-	}
-}
-
-func TestOwnerGone(t *testing.T) {
-	tests := []struct {
-		name string
-		want bool
-	}{
-		{fmt.Sprintf("ztdemo-%d-a1", os.Getpid()), false},  // this run: Close removes it, not the leftover sweep
-		{fmt.Sprintf("ztdemo-%d-a1", os.Getppid()), false}, // a live run
-		{"ztdemo-999999999-a1", true},                      // no such process
-		{"ztdemo-abc-a1", false},
-		{"other-1-a1", false},
-		{"ztdemo-12", false},
-	}
-	for _, tt := range tests {
-		if got := ownerGone(tt.name, NameBase); got != tt.want {
-			t.Errorf("ownerGone(%q) = %v, want %v", tt.name, got, tt.want)
-		}
 	}
 }
 

@@ -8,16 +8,12 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"strconv"
 	"strings"
 
 	"golang.org/x/sys/unix"
 
-	"github.com/zonetoll/zonetoll/bpf/netns"
+	"github.com/zonetoll/zonetoll/shared/netns"
 )
-
-// NetnsDir is where iproute2 keeps named network namespaces.
-const NetnsDir = "/run/netns"
 
 // The network, all inside 198.18.0.0/15 and fd00::/8 and with no route out of the machine:
 //
@@ -168,12 +164,12 @@ func gateway6(n *Node) string { return fmt.Sprintf("fd00:1:%d::1", n.Index) }
 // RemoveNetwork deletes every namespace whose name starts with m.Prefix; deleting a namespace removes
 // its links (and their peers) with it.
 func RemoveNetwork(m *Model) error {
-	ents, err := os.ReadDir(NetnsDir)
+	ents, err := os.ReadDir(netns.Dir)
 	if err != nil {
 		if errors.Is(err, os.ErrNotExist) {
 			return nil
 		}
-		return fmt.Errorf("listing %s: %w", NetnsDir, err)
+		return fmt.Errorf("listing %s: %w", netns.Dir, err)
 	}
 	var errs []error
 	for _, e := range ents {
@@ -188,20 +184,13 @@ func RemoveNetwork(m *Model) error {
 
 // RemoveLeftovers deletes the network namespaces (<base><pid>-…) and run directories
 // (<tmp>/<base><pid>-…, with the bpffs mounted in them) of demo runs whose process is gone. A run killed
-// with SIGKILL leaves them behind; its child processes died with it (parent-death signal).
+// with SIGKILL leaves them behind; its child processes died with it (parent-death signal). This run's
+// own are Close's to remove.
 func RemoveLeftovers(base string) []string {
-	var removed []string
-	ents, _ := os.ReadDir(NetnsDir)
+	removed := netns.RemoveStale(base, false)
+	ents, _ := os.ReadDir(os.TempDir())
 	for _, e := range ents {
-		if ownerGone(e.Name(), base) {
-			if run(context.Background(), "ip", "netns", "del", e.Name()) == nil {
-				removed = append(removed, filepath.Join(NetnsDir, e.Name()))
-			}
-		}
-	}
-	ents, _ = os.ReadDir(os.TempDir())
-	for _, e := range ents {
-		if ownerGone(e.Name(), base) {
+		if netns.Stale(e.Name(), base, false) {
 			dir := filepath.Join(os.TempDir(), e.Name())
 			unmountBelow(dir)
 			if os.RemoveAll(dir) == nil {
@@ -224,24 +213,6 @@ func unmountBelow(dir string) {
 			_ = unix.Unmount(f[1], unix.MNT_DETACH)
 		}
 	}
-}
-
-// ownerGone reports whether name is <base><pid>-… of a process that no longer exists.
-func ownerGone(name, base string) bool {
-	rest, ok := strings.CutPrefix(name, base)
-	if !ok {
-		return false
-	}
-	pidText, _, ok := strings.Cut(rest, "-")
-	pid, err := strconv.Atoi(pidText)
-	if !ok || err != nil || pid <= 0 {
-		return false
-	}
-	if pid == os.Getpid() {
-		return false
-	}
-	_, err = os.Stat(fmt.Sprintf("/proc/%d", pid))
-	return errors.Is(err, os.ErrNotExist)
 }
 
 // ipBatch runs iproute2 commands, one per line, in a namespace ("" is the caller's).
@@ -271,5 +242,5 @@ func run(ctx context.Context, name string, args ...string) error {
 // InNetns runs fn on an OS thread switched into the named network namespace. Sockets fn opens stay in
 // that namespace for their whole life, whichever thread uses them later; the process does not move.
 func InNetns(name string, fn func() error) error {
-	return netns.Do(filepath.Join(NetnsDir, name), fn)
+	return netns.Do(filepath.Join(netns.Dir, name), fn)
 }

@@ -20,6 +20,8 @@ import (
 	"os"
 	"os/signal"
 	"syscall"
+
+	"github.com/zonetoll/zonetoll/shared/netns"
 )
 
 type options struct {
@@ -64,7 +66,8 @@ func run(ctx context.Context, o options, log *slog.Logger) error {
 	if on, _ := os.ReadFile("/proc/sys/kernel/bpf_stats_enabled"); len(on) > 0 && on[0] != '0' {
 		log.Warn("kernel.bpf_stats_enabled=1: throughput of the empty and counter modes includes the statistics' own cost")
 	}
-	removeLeftovers()
+	// Namespaces of earlier runs whose process is gone (killed before their cleanup).
+	netns.RemoveStale(netnsPrefix, true)
 	tp, err := newTopo(ctx)
 	if err != nil {
 		return err

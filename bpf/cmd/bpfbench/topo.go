@@ -5,12 +5,13 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"runtime"
 	"strings"
 
 	"golang.org/x/sys/unix"
 
-	"github.com/zonetoll/zonetoll/bpf/netns"
+	"github.com/zonetoll/zonetoll/shared/netns"
 )
 
 // netnsPrefix names every namespace bpfbench makes, so leftovers of a killed
@@ -82,30 +83,7 @@ func (tp *topo) close() {
 	}
 }
 
-// removeLeftovers deletes namespaces of earlier bpfbench runs whose process
-// is gone.
-func removeLeftovers() {
-	out, err := exec.Command("ip", "netns", "list").Output()
-	if err != nil {
-		return
-	}
-	for line := range strings.Lines(string(out)) {
-		f := strings.Fields(line)
-		if len(f) == 0 || !strings.HasPrefix(f[0], netnsPrefix) {
-			continue
-		}
-		var pid int
-		if _, err := fmt.Sscanf(strings.TrimPrefix(f[0], netnsPrefix), "%d-", &pid); err != nil {
-			continue
-		}
-		if unix.Kill(pid, 0) == nil && pid != os.Getpid() {
-			continue
-		}
-		_ = exec.Command("ip", "netns", "del", f[0]).Run()
-	}
-}
-
-func nsPath(name string) string { return "/run/netns/" + name }
+func nsPath(name string) string { return filepath.Join(netns.Dir, name) }
 
 // inNetns runs fn on an OS thread in namespace path, pinned to cpu if
 // cpu >= 0. Sockets fn makes belong to that namespace. A pinned thread stays

@@ -21,10 +21,10 @@ import (
 
 	"github.com/zonetoll/zonetoll/bpf/counter"
 	"github.com/zonetoll/zonetoll/bpf/kerneltest"
-	"github.com/zonetoll/zonetoll/bpf/netns"
 	"github.com/zonetoll/zonetoll/services/flowagent/internal/agent"
 	"github.com/zonetoll/zonetoll/services/flowagent/internal/locals"
 	"github.com/zonetoll/zonetoll/services/flowagent/internal/sender"
+	"github.com/zonetoll/zonetoll/shared/netns"
 	"github.com/zonetoll/zonetoll/shared/report"
 	"github.com/zonetoll/zonetoll/shared/servicecmd"
 	"github.com/zonetoll/zonetoll/testkit/servicetest"

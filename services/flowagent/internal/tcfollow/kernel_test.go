@@ -24,7 +24,7 @@ import (
 
 	"github.com/zonetoll/zonetoll/bpf/counter"
 	"github.com/zonetoll/zonetoll/bpf/kerneltest"
-	"github.com/zonetoll/zonetoll/bpf/netns"
+	"github.com/zonetoll/zonetoll/shared/netns"
 )
 
 // netnsPrefix names every network namespace these tests create, with the pid after it, so leftovers

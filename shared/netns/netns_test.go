@@ -13,15 +13,13 @@ import (
 
 	"golang.org/x/sys/unix"
 
-	"github.com/zonetoll/zonetoll/bpf/kerneltest"
-	"github.com/zonetoll/zonetoll/bpf/netns"
+	"github.com/zonetoll/zonetoll/shared/netns"
+	"github.com/zonetoll/zonetoll/testkit/gate"
 )
 
 // netnsPrefix names the namespaces these tests create, so leftovers of a
 // crashed run are found and removed.
 const netnsPrefix = "ztnetns-"
-
-func TestMain(m *testing.M) { kerneltest.Main(m, netnsPrefix) }
 
 func inode(t *testing.T, path string) uint64 {
 	t.Helper()
@@ -32,17 +30,23 @@ func inode(t *testing.T, path string) uint64 {
 	return st.Ino
 }
 
-// newNetns makes a network namespace for one test (gating on the kernel tests' needs) and returns
-// its path.
+// newNetns makes a network namespace for one test (gating on root) and returns its path.
 func newNetns(t *testing.T) string {
 	t.Helper()
-	kerneltest.Require(t)
-	name := fmt.Sprintf("%s%d-%s", netnsPrefix, os.Getpid(), t.Name())
+	return addNetns(t, fmt.Sprintf("%s%d-%s", netnsPrefix, os.Getpid(), t.Name()))
+}
+
+// addNetns makes the named namespace, deleted when t ends, and returns its path. What a killed run
+// of these tests left goes first.
+func addNetns(t *testing.T, name string) string {
+	t.Helper()
+	gate.Root(t)
+	netns.RemoveStale(netnsPrefix, false)
 	if out, err := exec.Command("ip", "netns", "add", name).CombinedOutput(); err != nil {
 		t.Fatalf("ip netns add %s: %v: %s", name, err, out)
 	}
 	t.Cleanup(func() { _ = exec.Command("ip", "netns", "del", name).Run() })
-	return "/run/netns/" + name
+	return filepath.Join(netns.Dir, name)
 }
 
 // threadsOutside lists the process's threads whose network namespace is not
@@ -173,4 +177,59 @@ func TestDoDiscardsALockedThread(t *testing.T) {
 		time.Sleep(10 * time.Millisecond)
 	}
 	t.Errorf("thread %d still exists after its goroutine ended locked", tid)
+}
+
+// deadPid is the pid of a process that has ended (a child reaped here; the kernel hands pids out in
+// rising order, so it is not reused within a test).
+func deadPid(t *testing.T) int {
+	t.Helper()
+	cmd := exec.Command("true")
+	if err := cmd.Run(); err != nil {
+		t.Fatal(err)
+	}
+	return cmd.Process.Pid
+}
+
+func TestStale(t *testing.T) {
+	self, dead := os.Getpid(), deadPid(t)
+	tests := []struct {
+		name string
+		ours bool
+		want bool
+	}{
+		{fmt.Sprintf("zt-%d-a", self), true, true},          // this run, at its end
+		{fmt.Sprintf("zt-%d-a", self), false, false},        // this run, still using it
+		{fmt.Sprintf("zt-%d-a", os.Getppid()), true, false}, // a live run
+		{fmt.Sprintf("zt-%d-a", dead), false, true},         // a run that is gone
+		{fmt.Sprintf("zt-%d", dead), false, false},          // not <prefix><pid>-…
+		{"zt-abc-a", false, false},
+		{"zt-0-a", false, false},
+		{"zt--1-a", false, false},
+		{fmt.Sprintf("other-%d-a", dead), false, false},
+	}
+	for _, tt := range tests {
+		if got := netns.Stale(tt.name, "zt-", tt.ours); got != tt.want {
+			t.Errorf("Stale(%q, ours %v) = %v, want %v", tt.name, tt.ours, got, tt.want)
+		}
+	}
+}
+
+// RemoveStale deletes a namespace of a run that is gone and keeps those of live runs, this one's
+// included unless asked.
+func TestRemoveStale(t *testing.T) {
+	prefix := netnsPrefix + "stale-"
+	gone := addNetns(t, fmt.Sprintf("%s%d-a", prefix, deadPid(t)))
+	live := addNetns(t, fmt.Sprintf("%s%d-a", prefix, os.Getppid()))
+	ours := addNetns(t, fmt.Sprintf("%s%d-a", prefix, os.Getpid()))
+	if got := netns.RemoveStale(prefix, false); len(got) != 1 || got[0] != gone {
+		t.Errorf("RemoveStale(ours false) removed %v, want only %s", got, gone)
+	}
+	if got := netns.RemoveStale(prefix, true); len(got) != 1 || got[0] != ours {
+		t.Errorf("RemoveStale(ours true) removed %v, want only %s", got, ours)
+	}
+	for path, want := range map[string]bool{gone: false, live: true, ours: false} {
+		if _, err := os.Stat(path); (err == nil) != want {
+			t.Errorf("%s exists: %v, want %v", path, err == nil, want)
+		}
+	}
 }

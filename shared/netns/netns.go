@@ -7,10 +7,18 @@ package netns
 import (
 	"errors"
 	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
 	"runtime"
+	"strconv"
+	"strings"
 
 	"golang.org/x/sys/unix"
 )
+
+// Dir is where `ip netns` keeps the namespaces it names.
+const Dir = "/run/netns"
 
 // ErrGoexit is returned by Do when fn called runtime.Goexit (for example
 // t.FailNow from a goroutine other than the test's, which testing forbids).
@@ -101,4 +109,39 @@ func QuietSysctls() []string {
 		"net.ipv4.conf.default.igmpv2_unsolicited_report_interval=0",
 		"net.ipv4.conf.default.igmpv3_unsolicited_report_interval=0",
 	}
+}
+
+// Stale reports whether name is <prefix><pid>-… of a process that no longer exists, or of this
+// process when ours is true. Tests, benchmarks and the demo name what they make that way, so what a
+// run killed before its cleanup left behind is found by the next run, and a run still going beside it
+// (its pid alive) keeps its own.
+func Stale(name, prefix string, ours bool) bool {
+	rest, ok := strings.CutPrefix(name, prefix)
+	if !ok {
+		return false
+	}
+	pidText, _, ok := strings.Cut(rest, "-")
+	pid, err := strconv.Atoi(pidText)
+	if !ok || err != nil || pid <= 0 {
+		return false
+	}
+	if pid == os.Getpid() {
+		return ours
+	}
+	_, err = os.Stat(fmt.Sprintf("/proc/%d", pid))
+	return errors.Is(err, os.ErrNotExist)
+}
+
+// RemoveStale deletes the named namespaces (in Dir) that are Stale(name, prefix, ours), with `ip
+// netns del`, and returns the paths it deleted. Deleting a namespace removes its links, and their
+// peers, with it.
+func RemoveStale(prefix string, ours bool) []string {
+	var removed []string
+	ents, _ := os.ReadDir(Dir)
+	for _, e := range ents {
+		if Stale(e.Name(), prefix, ours) && exec.Command("ip", "netns", "del", e.Name()).Run() == nil {
+			removed = append(removed, filepath.Join(Dir, e.Name()))
+		}
+	}
+	return removed
 }
