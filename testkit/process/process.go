@@ -31,7 +31,7 @@ type Process struct {
 
 // Launch starts cmd from one OS thread that never ends, for children that ask for a parent-death
 // signal: the kernel sends it when the *thread* that forked the child ends, not the process, and Go
-// ends a thread when a goroutine locked to it returns without unlocking (bpf/netns.Do does so when it
+// ends a thread when a goroutine locked to it returns without unlocking (shared/netns.Do does so when it
 // cannot switch a thread back; bpfbench pins CPUs that way). A child forked from a thread that later
 // served such a goroutine would be killed mid-test.
 func Launch(cmd *exec.Cmd) error {
