@@ -1,12 +1,12 @@
 package meter
 
 import (
-	"fmt"
 	"slices"
 
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/zonetoll/zonetoll/services/costcalc/internal/pricing"
+	"github.com/zonetoll/zonetoll/shared/metricdef"
 )
 
 // CostMetric is the product metric dashboards are built on.
@@ -57,19 +57,14 @@ func newMetrics(reg prometheus.Registerer, table *pricing.Table, meter *Meter) (
 			"Dollars of the cross-zone bytes of one zonetoll_service_traffic_bytes_total series of the flowserver target (clients in src_zone, the Service's endpoints in dst_zone): price × its bytes, every billed side together. Already part of zonetoll_cross_zone_cost_dollars_total: do not add the two.",
 			ServiceCostLabels, nil),
 	}
+	var s metricdef.Set
+	s.Collector(costs)
 	m := &metrics{
+		// Labels of several names, which metricdef's vectors do not take.
 		serviceAvoidable: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: ServiceAvoidableMetric,
 			Help: "The part of zonetoll_service_cross_zone_cost_dollars_total sent from a client zone where the Service had a ready endpoint at the scrape, counted since costcalc started: what same-zone routing (trafficDistribution: PreferSameZone) would have kept in zone.",
 		}, AvoidableLabels),
-		bytes: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "zonetoll_costcalc_traffic_bytes_total",
-			Help: "Bytes of traffic costcalc has read from flowservers, by pricing class (same_zone, inter_zone, inter_region, internet, unpriced).",
-		}, []string{"class"}),
-		unpriced: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "zonetoll_costcalc_unpriced_bytes_total",
-			Help: "Bytes not priced because an end's zone or region is unknown; they are not in the cost metric, which would otherwise understate spend silently.",
-		}, []string{"reason"}),
 		scrapes: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "zonetoll_costcalc_scrapes_total",
 			Help: "Scrapes of flowserver /metrics endpoints, by target and result (ok, error).",
@@ -78,24 +73,20 @@ func newMetrics(reg prometheus.Registerer, table *pricing.Table, meter *Meter) (
 			Name: "zonetoll_costcalc_counter_resets_total",
 			Help: "Counter resets seen: a flowserver restart (kind=restart) or one series dropping (kind=series).",
 		}, []string{"target", "kind"}),
-		series: prometheus.NewGaugeVec(prometheus.GaugeOpts{
-			Name: "zonetoll_costcalc_target_traffic_series",
-			Help: "Traffic series in the last successful scrape of each target.",
-		}, []string{"target"}),
-		duration: prometheus.NewHistogramVec(prometheus.HistogramOpts{
-			Name:    "zonetoll_costcalc_scrape_duration_seconds",
-			Help:    "Time one scrape of a flowserver took, parsing included.",
-			Buckets: prometheus.ExponentialBuckets(0.005, 2, 12),
-		}, []string{"target"}),
-		expired: prometheus.NewCounter(prometheus.CounterOpts{
-			Name: "zonetoll_costcalc_series_expired_total",
-			Help: "Cost series (traffic, per-Service and avoidable) taken off /metrics because they did not grow for ZONETOLL_SERIES_TTL.",
-		}),
-		costSeries: prometheus.NewGauge(prometheus.GaugeOpts{
-			Name: "zonetoll_costcalc_cost_series",
-			Help: "Series of " + CostMetric + " held now.",
-		}),
 	}
+	s.Collector(m.serviceAvoidable)
+	m.bytes = s.CounterVec("zonetoll_costcalc_traffic_bytes_total",
+		"Bytes of traffic costcalc has read from flowservers, by pricing class (same_zone, inter_zone, inter_region, internet, unpriced).", "class")
+	m.unpriced = s.CounterVec("zonetoll_costcalc_unpriced_bytes_total",
+		"Bytes not priced because an end's zone or region is unknown; they are not in the cost metric, which would otherwise understate spend silently.", "reason")
+	s.Collector(m.scrapes)
+	s.Collector(m.resets)
+	m.series = s.GaugeVec("zonetoll_costcalc_target_traffic_series", "Traffic series in the last successful scrape of each target.", "target")
+	m.duration = s.HistogramVec("zonetoll_costcalc_scrape_duration_seconds", "Time one scrape of a flowserver took, parsing included.",
+		prometheus.ExponentialBuckets(0.005, 2, 12), "target")
+	m.expired = s.Counter("zonetoll_costcalc_series_expired_total",
+		"Cost series (traffic, per-Service and avoidable) taken off /metrics because they did not grow for ZONETOLL_SERIES_TTL.")
+	m.costSeries = s.Gauge("zonetoll_costcalc_cost_series", "Series of "+CostMetric+" held now.")
 	perByte := prometheus.NewGaugeVec(prometheus.GaugeOpts{
 		Name: "zonetoll_price_dollars_per_byte",
 		Help: "Active price of one byte of a traffic class charged to one side (out: the sender, in: the receiver), with the unit it is quoted in, its source, and read: the date a person checked it against that source (empty when nobody has).",
@@ -109,10 +100,10 @@ func newMetrics(reg prometheus.Registerer, table *pricing.Table, meter *Meter) (
 		perByte.WithLabelValues(l...).Set(r.Price / table.Unit.Bytes())
 		perUnit.WithLabelValues(l...).Set(r.Price)
 	}
-	for _, c := range []prometheus.Collector{costs, m.serviceAvoidable, m.bytes, m.unpriced, m.scrapes, m.resets, m.series, m.duration, m.expired, m.costSeries, perByte, perUnit} {
-		if err := reg.Register(c); err != nil {
-			return nil, fmt.Errorf("registering costcalc metrics: %w", err)
-		}
+	s.Collector(perByte)
+	s.Collector(perUnit)
+	if err := s.Register(reg, "costcalc metrics"); err != nil {
+		return nil, err
 	}
 	return m, nil
 }

@@ -1,12 +1,11 @@
 package ingest
 
 import (
-	"fmt"
-
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/zonetoll/zonetoll/services/flowserver/internal/binding"
 	"github.com/zonetoll/zonetoll/services/flowserver/internal/resolve"
+	"github.com/zonetoll/zonetoll/shared/metricdef"
 )
 
 // metrics are the ingest path's self metrics.
@@ -33,67 +32,44 @@ var reasons = []string{
 }
 
 func (m *metrics) register(reg prometheus.Registerer) error {
+	var s metricdef.Set
+	// Two labels, which metricdef's vectors do not take: the series of every result and reason are
+	// created here.
 	m.reports = prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "zonetoll_flowserver_reports_total",
 		Help: "Agent reports by result (applied, duplicate: a retry answered without counting again, rejected) and, for rejections, reason.",
 	}, []string{"result", "reason"})
-	m.applySeconds = prometheus.NewHistogram(prometheus.HistogramOpts{
-		Name:    "zonetoll_flowserver_report_apply_duration_seconds",
-		Help:    "Time from receiving an applied report to answering it: authentication, decoding, resolution and counting.",
-		Buckets: prometheus.ExponentialBuckets(0.0005, 2.5, 12),
-	})
-	m.flows = prometheus.NewCounter(prometheus.CounterOpts{
-		Name: "zonetoll_flowserver_flows_total",
-		Help: "Flows (address pairs of one report window) applied.",
-	})
-	m.bytes = prometheus.NewCounter(prometheus.CounterOpts{
-		Name: "zonetoll_flowserver_traffic_bytes_total",
-		Help: "Layer-3 bytes of all applied flows.",
-	})
-	m.crossBytes = prometheus.NewCounter(prometheus.CounterOpts{
-		Name: "zonetoll_flowserver_cross_zone_bytes_total",
-		Help: "Layer-3 bytes of applied flows whose ends are in different known zones.",
-	})
-	m.resolved = prometheus.NewCounterVec(prometheus.CounterOpts{
-		Name: "zonetoll_flowserver_addresses_resolved_total",
-		Help: "Flow addresses resolved (two per flow), by source: pod, deleted_pod, node, cidr, external.",
-	}, []string{"source"})
-	m.unresolved = prometheus.NewCounterVec(prometheus.CounterOpts{
-		Name: "zonetoll_flowserver_unresolved_bytes_total",
-		Help: "Bytes at a flow address that could not be placed in a zone, counted per address, by reason: external (no pod, node or configured CIDR), node_unknown (the pod's node is not cached), no_zone_label (the node has no zone label).",
-	}, []string{"reason"})
-	m.foreign = prometheus.NewCounterVec(prometheus.CounterOpts{
-		Name: "zonetoll_flowserver_foreign_zone_reports_total",
-		Help: "Reports applied from nodes of another zone than this server's (ZONETOLL_ZONE): the agent's routing is wrong and its reports cross zones.",
-	}, []string{"node_zone"})
-	m.unknownNode = prometheus.NewCounter(prometheus.CounterOpts{
-		Name: "zonetoll_flowserver_unknown_node_reports_total",
-		Help: "Reports applied from a node name the node cache does not know.",
-	})
-	m.foreignSrc = prometheus.NewCounterVec(prometheus.CounterOpts{
-		Name: "zonetoll_flowserver_foreign_source_bytes_total",
-		Help: "Bytes of flows not counted because their source is on another node than the report's, by what the source is: pod (a pod on another node) or node (another node's address, host-network pods there included).",
-	}, []string{"reason"})
-	for _, r := range foreignReasons {
-		m.foreignSrc.WithLabelValues(r)
-	}
 	for _, r := range reasons {
 		m.reports.WithLabelValues("rejected", r)
 	}
 	m.reports.WithLabelValues("applied", "")
 	m.reports.WithLabelValues("duplicate", "")
-	for _, s := range resolve.Sources() {
-		m.resolved.WithLabelValues(s.String())
+	s.Collector(m.reports)
+	m.applySeconds = s.Histogram("zonetoll_flowserver_report_apply_duration_seconds",
+		"Time from receiving an applied report to answering it: authentication, decoding, resolution and counting.",
+		prometheus.ExponentialBuckets(0.0005, 2.5, 12))
+	m.flows = s.Counter("zonetoll_flowserver_flows_total", "Flows (address pairs of one report window) applied.")
+	m.bytes = s.Counter("zonetoll_flowserver_traffic_bytes_total", "Layer-3 bytes of all applied flows.")
+	m.crossBytes = s.Counter("zonetoll_flowserver_cross_zone_bytes_total",
+		"Layer-3 bytes of applied flows whose ends are in different known zones.")
+	var sources []string
+	for _, src := range resolve.Sources() {
+		sources = append(sources, src.String())
 	}
-	for _, r := range []string{"external", "node_unknown", "no_zone_label"} {
-		m.unresolved.WithLabelValues(r)
-	}
-	for _, c := range []prometheus.Collector{m.reports, m.applySeconds, m.flows, m.bytes, m.crossBytes, m.resolved, m.unresolved, m.foreign, m.unknownNode, m.foreignSrc} {
-		if err := reg.Register(c); err != nil {
-			return fmt.Errorf("registering ingest metrics: %w", err)
-		}
-	}
-	return nil
+	m.resolved = s.CounterVec("zonetoll_flowserver_addresses_resolved_total",
+		"Flow addresses resolved (two per flow), by source: pod, deleted_pod, node, cidr, external.", "source", sources...)
+	m.unresolved = s.CounterVec("zonetoll_flowserver_unresolved_bytes_total",
+		"Bytes at a flow address that could not be placed in a zone, counted per address, by reason: external (no pod, node or configured CIDR), node_unknown (the pod's node is not cached), no_zone_label (the node has no zone label).",
+		"reason", "external", "node_unknown", "no_zone_label")
+	m.foreign = s.CounterVec("zonetoll_flowserver_foreign_zone_reports_total",
+		"Reports applied from nodes of another zone than this server's (ZONETOLL_ZONE): the agent's routing is wrong and its reports cross zones.",
+		"node_zone")
+	m.unknownNode = s.Counter("zonetoll_flowserver_unknown_node_reports_total",
+		"Reports applied from a node name the node cache does not know.")
+	m.foreignSrc = s.CounterVec("zonetoll_flowserver_foreign_source_bytes_total",
+		"Bytes of flows not counted because their source is on another node than the report's, by what the source is: pod (a pod on another node) or node (another node's address, host-network pods there included).",
+		"reason", foreignReasons[:]...)
+	return s.Register(reg, "ingest metrics")
 }
 
 func (m *metrics) observe(t *tally, serverZone, nodeZone string, nodeKnown bool) {
