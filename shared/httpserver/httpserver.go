@@ -18,6 +18,8 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/zonetoll/zonetoll/shared/metricdef"
 )
 
 // Config holds the server settings. Embed it in a service's configuration under the field name HTTP so
@@ -66,6 +68,8 @@ type metrics struct {
 }
 
 func newMetrics(reg prometheus.Registerer) (*metrics, error) {
+	var s metricdef.Set
+	// Labels of several names, which metricdef's vectors do not take.
 	m := &metrics{
 		requests: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "zonetoll_http_requests_total",
@@ -76,15 +80,12 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 			Help:    "Time to serve an HTTP request, by route and method.",
 			Buckets: []float64{.001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10},
 		}, []string{"handler", "method"}),
-		inFlight: prometheus.NewGauge(prometheus.GaugeOpts{
-			Name: "zonetoll_http_requests_in_flight",
-			Help: "HTTP requests being served now.",
-		}),
+		inFlight: s.Gauge("zonetoll_http_requests_in_flight", "HTTP requests being served now."),
 	}
-	for _, c := range []prometheus.Collector{m.requests, m.duration, m.inFlight} {
-		if err := reg.Register(c); err != nil {
-			return nil, fmt.Errorf("registering http metrics: %w", err)
-		}
+	s.Collector(m.requests)
+	s.Collector(m.duration)
+	if err := s.Register(reg, "http metrics"); err != nil {
+		return nil, err
 	}
 	return m, nil
 }

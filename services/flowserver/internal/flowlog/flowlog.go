@@ -16,6 +16,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/zonetoll/zonetoll/services/flowserver/internal/resolve"
+	"github.com/zonetoll/zonetoll/shared/metricdef"
 )
 
 // Options configure a Logger.
@@ -37,13 +38,13 @@ type Logger struct {
 
 // New returns a Logger writing to w, with its metrics registered on reg.
 func New(w io.Writer, opts Options, reg prometheus.Registerer) (*Logger, error) {
+	var s metricdef.Set
 	l := &Logger{
 		opts: opts,
 		buf:  bufio.NewWriterSize(w, 64<<10),
-		lines: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "zonetoll_flowserver_flow_log_lines_total",
-			Help: "Flow log lines by result: written, below_threshold (ZONETOLL_FLOW_LOG_MIN_BYTES), sampled_out (ZONETOLL_FLOW_LOG_SAMPLE_RATE).",
-		}, []string{"result"}),
+		lines: s.CounterVec("zonetoll_flowserver_flow_log_lines_total",
+			"Flow log lines by result: written, below_threshold (ZONETOLL_FLOW_LOG_MIN_BYTES), sampled_out (ZONETOLL_FLOW_LOG_SAMPLE_RATE).",
+			"result", "written", "below_threshold", "sampled_out"),
 	}
 	l.log = slog.New(slog.NewJSONHandler(l.buf, &slog.HandlerOptions{
 		ReplaceAttr: func(groups []string, a slog.Attr) slog.Attr {
@@ -53,10 +54,7 @@ func New(w io.Writer, opts Options, reg prometheus.Registerer) (*Logger, error) 
 			return a
 		},
 	}))
-	for _, r := range []string{"written", "below_threshold", "sampled_out"} {
-		l.lines.WithLabelValues(r)
-	}
-	if err := reg.Register(l.lines); err != nil {
+	if err := s.Register(reg, "flow log metrics"); err != nil {
 		return nil, err
 	}
 	return l, nil

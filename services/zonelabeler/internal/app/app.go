@@ -22,6 +22,7 @@ import (
 	"github.com/zonetoll/zonetoll/services/zonelabeler/internal/lease"
 	"github.com/zonetoll/zonetoll/shared/config"
 	"github.com/zonetoll/zonetoll/shared/kubeclient"
+	"github.com/zonetoll/zonetoll/shared/metricdef"
 	"github.com/zonetoll/zonetoll/shared/servicecmd"
 )
 
@@ -116,12 +117,10 @@ func Run(ctx context.Context, cfg *Config, env servicecmd.Env) error {
 		return nil
 	})
 	env.Started()
-	leader := prometheus.NewGauge(prometheus.GaugeOpts{
-		Name: "zonetoll_zonelabeler_leader",
-		Help: "1 while this replica holds the lease and writes labels, else 0.",
-	})
-	if err := env.Registry.Register(leader); err != nil {
-		return fmt.Errorf("registering leader metric: %w", err)
+	var s metricdef.Set
+	leader := s.Gauge("zonetoll_zonelabeler_leader", "1 while this replica holds the lease and writes labels, else 0.")
+	if err := s.Register(env.Registry, "leader metric"); err != nil {
+		return err
 	}
 	ctrl.Start(ctx)
 	if !cfg.LeaderElection.Enabled {
