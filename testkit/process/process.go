@@ -115,23 +115,59 @@ func (p *Process) WaitReady(ctx context.Context, readyURL string) error {
 	}
 }
 
-// Stop sends SIGTERM, and SIGKILL if the process has not exited after grace (an error then). A process
-// that has exited already is left as it is.
+// Name is the name the process was started under, for messages.
+func (p *Process) Name() string { return p.name }
+
+// LogPath is the file its standard output and error go to.
+func (p *Process) LogPath() string { return p.logPath }
+
+// Done is closed when the process has ended.
+func (p *Process) Done() <-chan struct{} { return p.done }
+
+// Running reports whether the process has not ended yet.
+func (p *Process) Running() bool {
+	done, _ := p.Exited()
+	return !done
+}
+
+// ExitDescription says how the process ended ("still running" while it runs), for messages.
+func (p *Process) ExitDescription() string {
+	switch done, err := p.Exited(); {
+	case !done:
+		return "still running"
+	case err == nil:
+		return "exited with status 0"
+	default:
+		return err.Error()
+	}
+}
+
+// ErrKilled is what Stop returns when the process had to be killed.
+var ErrKilled = errors.New("killed after its grace period")
+
+// Stop sends SIGTERM to the process's group, and SIGKILL if the process has not exited after grace
+// (an error wrapping ErrKilled then). The whole group, so what the child started itself goes too. A
+// process that has exited already is left as it is.
 func (p *Process) Stop(grace time.Duration) error {
-	if done, _ := p.Exited(); done {
+	if !p.Running() {
 		return nil
 	}
-	if err := p.cmd.Process.Signal(syscall.SIGTERM); err != nil && !errors.Is(err, os.ErrProcessDone) {
+	pgid := p.PID() // Start made it the leader of its own group
+	if err := syscall.Kill(-pgid, syscall.SIGTERM); err != nil && !errors.Is(err, syscall.ESRCH) {
 		return fmt.Errorf("stopping %s: %w", p.name, err)
 	}
+	timer := time.NewTimer(grace)
+	defer timer.Stop()
 	select {
 	case <-p.done:
 		return nil
-	case <-time.After(grace):
-		_ = p.cmd.Process.Kill()
-		<-p.done
-		return fmt.Errorf("%s did not stop within %s of SIGTERM; killed", p.name, grace)
+	case <-timer.C:
 	}
+	if err := syscall.Kill(-pgid, syscall.SIGKILL); err != nil && !errors.Is(err, syscall.ESRCH) {
+		return fmt.Errorf("killing %s: %w", p.name, err)
+	}
+	<-p.done
+	return fmt.Errorf("%s did not stop within %s of SIGTERM: %w", p.name, grace, ErrKilled)
 }
 
 // LogTail returns the last n lines of the process' log.

@@ -2,8 +2,14 @@ package process
 
 import (
 	"context"
+	"errors"
+	"fmt"
+	"os"
 	"os/exec"
+	"path/filepath"
+	"strconv"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -43,6 +49,56 @@ func TestStartReadyFailures(t *testing.T) {
 			}
 			if tt.cmd.ProcessState == nil {
 				t.Errorf("%s is still running after StartReady returned", tt.name)
+			}
+		})
+	}
+}
+
+// TestStop: SIGTERM goes to the whole group, so what the child started ends with it; a child that
+// ignores SIGTERM is killed after its grace, with ErrKilled.
+func TestStop(t *testing.T) {
+	tests := []struct {
+		name    string
+		script  string
+		wantErr error
+	}{
+		// The shell waits on a sleep of its own; only a signal to the group ends the sleep too.
+		{"group ends", `sleep 600 & echo $! > "$0"; wait`, nil},
+		{"SIGTERM ignored", `trap '' TERM; sleep 600 & echo $! > "$0"; wait`, ErrKilled},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			dir := t.TempDir()
+			pidFile := filepath.Join(dir, "grandchild.pid")
+			p, err := Start(tt.name, exec.Command("sh", "-c", tt.script, pidFile), filepath.Join(dir, "log"))
+			if err != nil {
+				t.Fatal(err)
+			}
+			grandchild := 0
+			for deadline := time.Now().Add(10 * time.Second); grandchild == 0 && time.Now().Before(deadline); time.Sleep(10 * time.Millisecond) {
+				if b, err := os.ReadFile(pidFile); err == nil && strings.HasSuffix(string(b), "\n") {
+					grandchild, _ = strconv.Atoi(strings.TrimSpace(string(b)))
+				}
+			}
+			if grandchild == 0 {
+				t.Fatalf("the child never wrote its sleep's pid (log: %s)", p.LogTail(5))
+			}
+			if err := p.Stop(500 * time.Millisecond); !errors.Is(err, tt.wantErr) || (tt.wantErr == nil) != (err == nil) {
+				t.Errorf("Stop = %v, want %v", err, tt.wantErr)
+			}
+			if p.Running() {
+				t.Errorf("%s still running after Stop", p.Name())
+			}
+			// The grandchild is not ours to reap: gone, or a zombie until init reaps it.
+			for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(10 * time.Millisecond) {
+				stat, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", grandchild))
+				if err != nil || strings.Contains(string(stat), ") Z ") {
+					break
+				}
+				if time.Now().After(deadline) {
+					_ = syscall.Kill(grandchild, syscall.SIGKILL)
+					t.Fatalf("the child's own sleep (pid %d) outlived Stop", grandchild)
+				}
 			}
 		})
 	}

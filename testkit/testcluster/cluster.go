@@ -31,6 +31,7 @@ import (
 	clientcmdapi "k8s.io/client-go/tools/clientcmd/api"
 
 	"github.com/zonetoll/zonetoll/testkit/freeport"
+	childproc "github.com/zonetoll/zonetoll/testkit/process"
 )
 
 // ServiceClusterIPRange is the default service range: inside 198.18.0.0/15
@@ -105,8 +106,8 @@ type Cluster struct {
 
 	opts      Options
 	log       *slog.Logger
-	etcd      *process
-	apiserver *process
+	etcd      *childproc.Process
+	apiserver *childproc.Process
 	// What RestartAPIServer needs to start the same kube-apiserver again.
 	apiserverBin, apiserverHost, adminToken string
 	apiserverArgs                           []string
@@ -114,8 +115,8 @@ type Cluster struct {
 
 	// The routing parts (controllermanager.go, kubeproxy.go), started on request.
 	routingMu         sync.Mutex
-	controllerManager *process
-	kubeProxies       []*process
+	controllerManager *childproc.Process
+	kubeProxies       []*childproc.Process
 	relays            []*apiRelay // the API server's address inside kube-proxies' namespaces
 
 	stopOnce sync.Once
@@ -333,7 +334,7 @@ func (c *Cluster) startAPIServer(ctx context.Context) error {
 func (c *Cluster) RestartAPIServer(ctx context.Context, downtime time.Duration) error {
 	c.restartMu.Lock()
 	defer c.restartMu.Unlock()
-	if err := c.apiserver.stop(15 * time.Second); err != nil {
+	if err := stopProcess(c.apiserver); err != nil {
 		return fmt.Errorf("stopping kube-apiserver: %w", err)
 	}
 	c.log.Info("kube-apiserver stopped", "downtime", downtime)
@@ -361,13 +362,13 @@ func (c *Cluster) Stop() error {
 		var errs []error
 		// The API server's clients first: stopping it under them only makes them log.
 		c.routingMu.Lock()
-		procs := append(append([]*process{}, c.kubeProxies...), c.controllerManager, c.apiserver, c.etcd)
+		procs := append(append([]*childproc.Process{}, c.kubeProxies...), c.controllerManager, c.apiserver, c.etcd)
 		c.routingMu.Unlock()
 		for _, p := range procs {
 			if p == nil {
 				continue
 			}
-			if err := p.stop(15 * time.Second); err != nil {
+			if err := stopProcess(p); err != nil {
 				errs = append(errs, err)
 			}
 		}
@@ -392,10 +393,10 @@ func (c *Cluster) Stop() error {
 // PIDs returns the process ids of kube-apiserver and etcd.
 func (c *Cluster) PIDs() (apiserver, etcd int) {
 	if c.apiserver != nil {
-		apiserver = c.apiserver.pid()
+		apiserver = c.apiserver.PID()
 	}
 	if c.etcd != nil {
-		etcd = c.etcd.pid()
+		etcd = c.etcd.PID()
 	}
 	return apiserver, etcd
 }
@@ -419,16 +420,16 @@ func (c *Cluster) LogTails() string {
 }
 
 // waitHealthy polls check until it succeeds, the process exits or ctx ends.
-func (c *Cluster) waitHealthy(ctx context.Context, p *process, check func(context.Context) error) error {
+func (c *Cluster) waitHealthy(ctx context.Context, p *childproc.Process, check func(context.Context) error) error {
 	tick := time.NewTicker(100 * time.Millisecond)
 	defer tick.Stop()
 	var lastErr error
 	for {
-		if !p.running() {
-			if logMentions(p.logPath, "address already in use") {
-				return fmt.Errorf("%s %s: %w", p.name, p.exitDescription(), errPortClash)
+		if !p.Running() {
+			if logMentions(p.LogPath(), "address already in use") {
+				return fmt.Errorf("%s %s: %w", p.Name(), p.ExitDescription(), errPortClash)
 			}
-			return fmt.Errorf("%s %s before becoming ready", p.name, p.exitDescription())
+			return fmt.Errorf("%s %s before becoming ready", p.Name(), p.ExitDescription())
 		}
 		reqCtx, cancel := context.WithTimeout(ctx, 2*time.Second)
 		lastErr = check(reqCtx)
@@ -439,7 +440,7 @@ func (c *Cluster) waitHealthy(ctx context.Context, p *process, check func(contex
 		select {
 		case <-ctx.Done():
 			return fmt.Errorf("not ready after %s (last check: %v): %w", c.opts.StartTimeout, lastErr, ctx.Err())
-		case <-p.exited:
+		case <-p.Done():
 		case <-tick.C:
 		}
 	}

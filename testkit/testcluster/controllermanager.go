@@ -10,7 +10,6 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
-	"time"
 
 	"github.com/zonetoll/zonetoll/testkit/freeport"
 )
@@ -39,7 +38,7 @@ type ControllerManagerOptions struct {
 func (c *Cluster) StartControllerManager(ctx context.Context, opts ControllerManagerOptions) error {
 	c.routingMu.Lock()
 	defer c.routingMu.Unlock()
-	if c.controllerManager != nil && c.controllerManager.running() {
+	if c.controllerManager != nil && c.controllerManager.Running() {
 		return errors.New("kube-controller-manager is already running")
 	}
 	bin, err := c.routingBinary(ControllerManagerBinary)
@@ -81,10 +80,10 @@ func (c *Cluster) StartControllerManager(ctx context.Context, opts ControllerMan
 		host := "https://127.0.0.1:" + strconv.Itoa(port[0])
 		lastErr = c.waitHealthy(ctx, p, healthz(host))
 		if lastErr == nil {
-			c.log.Info("kube-controller-manager ready", "controllers", controllers, "pid", p.pid())
+			c.log.Info("kube-controller-manager ready", "controllers", controllers, "pid", p.PID())
 			return nil
 		}
-		p.stop(15 * time.Second)
+		stopProcess(p)
 		if !errors.Is(lastErr, errPortClash) || ctx.Err() != nil {
 			break
 		}
@@ -100,7 +99,7 @@ func (c *Cluster) StopControllerManager() error {
 	if c.controllerManager == nil {
 		return nil
 	}
-	return c.controllerManager.stop(15 * time.Second)
+	return stopProcess(c.controllerManager)
 }
 
 // ControllerManagerPID is kube-controller-manager's process id (0 if never started).
@@ -110,7 +109,7 @@ func (c *Cluster) ControllerManagerPID() int {
 	if c.controllerManager == nil {
 		return 0
 	}
-	return c.controllerManager.pid()
+	return c.controllerManager.PID()
 }
 
 // routingBinary is the path of a routing binary of the cluster's release, or

@@ -9,9 +9,9 @@ import (
 	"path/filepath"
 	"regexp"
 	"strings"
-	"time"
 
 	"github.com/zonetoll/zonetoll/shared/netns"
+	childproc "github.com/zonetoll/zonetoll/testkit/process"
 )
 
 // KubeProxyOptions configures StartKubeProxy.
@@ -40,7 +40,7 @@ type KubeProxy struct {
 	NodeName, Netns string
 	// LogPath is its log, kube-proxy-<node>.log in the cluster's LogDir.
 	LogPath string
-	p       *process
+	p       *childproc.Process
 }
 
 var netnsName = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9_.-]*$`)
@@ -138,7 +138,7 @@ func (c *Cluster) StartKubeProxy(ctx context.Context, opts KubeProxyOptions) (*K
 		kp.Stop()
 		return nil, fmt.Errorf("waiting for kube-proxy of node %s to write its rules: %w\n%s", opts.NodeName, err, kp.LogTail())
 	}
-	c.log.Info("kube-proxy ready", "node", opts.NodeName, "netns", opts.Netns, "pid", p.pid())
+	c.log.Info("kube-proxy ready", "node", opts.NodeName, "netns", opts.Netns, "pid", p.PID())
 	return kp, nil
 }
 
@@ -152,14 +152,14 @@ func (kp *KubeProxy) Ruleset(ctx context.Context) (string, error) {
 }
 
 // PID is kube-proxy's process id (ip netns exec execs it, keeping the pid).
-func (kp *KubeProxy) PID() int { return kp.p.pid() }
+func (kp *KubeProxy) PID() int { return kp.p.PID() }
 
 // Running reports whether the process is alive.
-func (kp *KubeProxy) Running() bool { return kp.p.running() }
+func (kp *KubeProxy) Running() bool { return kp.p.Running() }
 
 // Stop ends kube-proxy (SIGTERM, SIGKILL after 15 s). Its rules stay in its
 // namespace until that is deleted.
-func (kp *KubeProxy) Stop() error { return kp.p.stop(15 * time.Second) }
+func (kp *KubeProxy) Stop() error { return stopProcess(kp.p) }
 
 // LogTail is the end of its log.
 func (kp *KubeProxy) LogTail() string {
