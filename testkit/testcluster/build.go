@@ -101,12 +101,13 @@ func BinDir() (string, error) {
 // BinDirFor is BinDir for a given release.
 func BinDirFor(version string) (string, error) { return recipe(version).Dir() }
 
-// Stamp records what a build produced; it is written after both binaries are
+// Stamp records what a build produced; it is written after the binaries are
 // in place, so its presence with the current key means the cache is complete.
+// The routing binaries' stamp has no etcd version.
 type Stamp struct {
 	Key               string    `json:"key"`
 	KubernetesVersion string    `json:"kubernetesVersion"`
-	EtcdVersion       string    `json:"etcdVersion"`
+	EtcdVersion       string    `json:"etcdVersion,omitempty"`
 	GoVersion         string    `json:"goVersion"`
 	BuiltAt           time.Time `json:"builtAt"`
 	BuildSeconds      float64   `json:"buildSeconds"`

@@ -29,15 +29,6 @@ const EnvRoutingBinDir = "ZONETOLL_TESTCLUSTER_ROUTING_BIN_DIR"
 // built changes.
 const routingRecipeVersion = 1
 
-// RoutingStamp is the build.json of the routing binaries.
-type RoutingStamp struct {
-	Key               string    `json:"key"`
-	KubernetesVersion string    `json:"kubernetesVersion"`
-	GoVersion         string    `json:"goVersion"`
-	BuiltAt           time.Time `json:"builtAt"`
-	BuildSeconds      float64   `json:"buildSeconds"`
-}
-
 func routingStampKey(version string) string {
 	return fmt.Sprintf("kubernetes=%s routing-recipe=%d", version, routingRecipeVersion)
 }
@@ -70,7 +61,7 @@ func RoutingBuildHint(version string) string {
 // server (same go.mod rewrite, same version ldflags, same Go caches), unless
 // the routing dir already holds a current build. Like BuildVersion it is safe
 // to run concurrently.
-func BuildRoutingVersion(ctx context.Context, version string, opts BuildOptions) (*RoutingStamp, error) {
+func BuildRoutingVersion(ctx context.Context, version string, opts BuildOptions) (*Stamp, error) {
 	if !releaseVersion.MatchString(version) {
 		return nil, fmt.Errorf("building the test cluster's routing parts: %q is not a Kubernetes release such as %s", version, KubernetesVersion)
 	}
@@ -84,8 +75,8 @@ func BuildRoutingVersion(ctx context.Context, version string, opts BuildOptions)
 	return routingRecipe(version).Build(ctx, opts)
 }
 
-func routingRecipe(version string) modbuild.Recipe[RoutingStamp] {
-	return modbuild.Recipe[RoutingStamp]{
+func routingRecipe(version string) modbuild.Recipe[Stamp] {
+	return modbuild.Recipe[Stamp]{
 		Name:     "testcluster",
 		DirEnv:   EnvRoutingBinDir,
 		CacheDir: []string{"testcluster", "k8s-" + version, "routing"},
@@ -99,14 +90,14 @@ func routingRecipe(version string) modbuild.Recipe[RoutingStamp] {
 		Binaries:   []string{ControllerManagerBinary, KubeProxyBinary},
 		GoMod:      func(upstream string) (string, error) { return throwawayGoMod(version, upstream) },
 		ToolsGo:    routingToolsGo,
-		Plan: func(_ context.Context, _ *modbuild.Go, published time.Time) (*modbuild.Plan[RoutingStamp], error) {
+		Plan: func(_ context.Context, _ *modbuild.Go, published time.Time) (*modbuild.Plan[Stamp], error) {
 			return routingPlan(version, published), nil
 		},
 	}
 }
 
-func routingPlan(version string, published time.Time) *modbuild.Plan[RoutingStamp] {
-	return &modbuild.Plan[RoutingStamp]{
+func routingPlan(version string, published time.Time) *modbuild.Plan[Stamp] {
+	return &modbuild.Plan[Stamp]{
 		Targets: []modbuild.Target{
 			// Both print "Kubernetes v1.37.2" for --version.
 			{Name: ControllerManagerBinary, Package: "k8s.io/kubernetes/cmd/kube-controller-manager",
@@ -114,8 +105,9 @@ func routingPlan(version string, published time.Time) *modbuild.Plan[RoutingStam
 			{Name: KubeProxyBinary, Package: "k8s.io/kubernetes/cmd/kube-proxy",
 				LDFlags: versionLDFlags(version, published), Version: "Kubernetes " + version},
 		},
-		Stamp: func(b modbuild.Built) *RoutingStamp {
-			return &RoutingStamp{Key: b.Key, KubernetesVersion: version, GoVersion: b.GoVersion,
+		// The build.json of the routing binaries: a Stamp without an etcd version.
+		Stamp: func(b modbuild.Built) *Stamp {
+			return &Stamp{Key: b.Key, KubernetesVersion: version, GoVersion: b.GoVersion,
 				BuiltAt: b.BuiltAt, BuildSeconds: b.BuildSeconds}
 		},
 	}
