@@ -18,6 +18,7 @@ fi
 pkgs=()
 for m in "${mods[@]}"; do pkgs+=("./${m#"$root"/}/..."); done
 status=0
+hack/commands.sh || status=1
 go vet "${pkgs[@]}" || status=1
 go test -short -count=1 "${pkgs[@]}" || status=1
 exit $status

@@ -22,6 +22,9 @@ fi
 step "dependencies in step across modules"
 hack/deps.sh
 
+step "no command links package testing"
+hack/commands.sh
+
 step "generated files are up to date"
 hack/generate.sh --check
 
