@@ -95,6 +95,18 @@ func (f *fixture) labeler(env map[string]string, creds *rest.Config) *servicetes
 }
 
 // waitFor is servicetest.WaitFor; timeout 0 means 60 s.
+// counted waits until svc's metric has reached want, then returns its value. The controller counts a
+// write once the PATCH has returned, which may come after the test saw the label through the API (CI
+// once read 0 just after): a test waits for the count, then checks it is exactly what it wants.
+func (f *fixture) counted(svc *servicetest.Service, name string, labels map[string]string, want float64) float64 {
+	f.t.Helper()
+	f.waitFor(fmt.Sprintf("%s%v to reach %v", name, labels, want), func() (bool, string) {
+		v := metric(f.t, svc, name, labels)
+		return v >= want, fmt.Sprint(v)
+	}, 0)
+	return metric(f.t, svc, name, labels)
+}
+
 func (f *fixture) waitFor(what string, cond func() (bool, string), timeout time.Duration) {
 	f.t.Helper()
 	servicetest.WaitFor(f.t, what, timeout, cond)
@@ -174,7 +186,7 @@ func TestLabelsEveryPodExactlyOnce(t *testing.T) {
 	if got := f.patches() - base; got != 4 {
 		t.Errorf("API server saw %v label writes, want exactly 4 (before, wrong, after, pending)", got)
 	}
-	if got := metric(t, svc, "zonetoll_zonelabeler_label_writes_total", map[string]string{"result": "success"}); got != 4 {
+	if got := f.counted(svc, "zonetoll_zonelabeler_label_writes_total", map[string]string{"result": "success"}, 4); got != 4 {
 		t.Errorf("label_writes_total{result=success} = %v, want 4", got)
 	}
 	if got := metric(t, svc, "zonetoll_zonelabeler_binding_to_label_seconds", nil); got < 2 {
@@ -340,7 +352,7 @@ func TestLeaderHandOver(t *testing.T) {
 	}, 0)
 	f.pod(f.ns, "p2", "n-a", nil)
 	f.waitLabelled(f.ns, "p2", zoneA, region)
-	if v := metric(t, second, "zonetoll_zonelabeler_label_writes_total", map[string]string{"result": "success"}); v != 1 {
+	if v := f.counted(second, "zonetoll_zonelabeler_label_writes_total", map[string]string{"result": "success"}, 1); v != 1 {
 		t.Errorf("new leader wrote %v labels, want 1 (p2 only: p1 was already right)", v)
 	}
 	if got := f.patches(); got != 2 {
