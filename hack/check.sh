@@ -4,8 +4,6 @@
 # skip under -short through testkit/gate; `make test` runs them all. Under 2 minutes with warm caches.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-root=$PWD
-mapfile -t mods < <(hack/modules.sh)
 
 unformatted=$(git ls-files -co --exclude-standard '*.go' | grep -v '_bpfe[lb]\.go$' | xargs -r gofmt -l)
 if [ -n "$unformatted" ]; then
@@ -15,8 +13,8 @@ if [ -n "$unformatted" ]; then
 fi
 # One go vet and one go test over every module's packages (the workspace lets one command name them
 # all), so the packages of all modules share go's parallel slots.
-pkgs=()
-for m in "${mods[@]}"; do pkgs+=("./${m#"$root"/}/..."); done
+patterns=$(hack/modules.sh --patterns) # an assignment, so a wrong module count stops the script
+mapfile -t pkgs <<<"$patterns"
 status=0
 hack/commands.sh || status=1
 go vet "${pkgs[@]}" || status=1

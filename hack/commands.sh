@@ -5,18 +5,17 @@
 # containerd's estargz did before v0.19, through go-containerregistry) shows up here by name.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-root=$PWD
-mapfile -t mods < <(hack/modules.sh)
-pkgs=()
-for m in "${mods[@]}"; do pkgs+=("./${m#"$root"/}/..."); done
+patterns=$(hack/modules.sh --patterns) # an assignment, so a wrong module count stops the script
+mapfile -t pkgs <<<"$patterns"
+mains=$(go list -f '{{if eq .Name "main"}}{{.ImportPath}}{{end}}' "${pkgs[@]}")
 status=0
 while read -r cmd; do
   [ -n "$cmd" ] || continue
   # The packages of cmd's build that import testing themselves.
   importers=$(go list -deps -f '{{$p := .ImportPath}}{{range .Imports}}{{if eq . "testing"}}{{$p}}{{"\n"}}{{end}}{{end}}' "$cmd")
   if [ -n "$importers" ]; then
-    echo "hack/commands.sh: $cmd links package testing, imported by: $(echo $importers)" >&2
+    echo "hack/commands.sh: $cmd links package testing, imported by: ${importers//$'\n'/ }" >&2
     status=1
   fi
-done < <(go list -f '{{if eq .Name "main"}}{{.ImportPath}}{{end}}' "${pkgs[@]}")
+done <<<"$mains"
 exit $status

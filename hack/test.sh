@@ -4,7 +4,6 @@
 # VMs of older kernels (hack/kernels.sh).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-root=$PWD
 mapfile -t mods < <(hack/modules.sh)
 
 # Each step's start is stamped with the seconds since the suite began, so a slow step shows in CI's log.
@@ -46,8 +45,8 @@ status=0
 # One go test over every module's packages (the workspace lets one command name them all), so go
 # test's parallel slots stay full across modules: run module by module, the slowest package of each
 # (flowserver's cluster tests, the demo's end-to-end) ran with the other slot idle.
-pkgs=()
-for m in "${mods[@]}"; do pkgs+=("./${m#"$root"/}/..."); done
+patterns=$(hack/modules.sh --patterns) # an assignment, so a wrong module count stops the script
+mapfile -t pkgs <<<"$patterns"
 step "go test -race of every module, one run (${pkgs[*]})"
 go test -race -timeout 30m -count=1 "${pkgs[@]}" || status=1
 
