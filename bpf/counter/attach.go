@@ -403,9 +403,9 @@ func netnsPathOf(ino uint64) (string, bool) {
 		return "", true
 	}
 	var paths []string
-	if ents, err := os.ReadDir("/run/netns"); err == nil {
+	if ents, err := os.ReadDir(netns.Dir); err == nil {
 		for _, e := range ents {
-			paths = append(paths, filepath.Join("/run/netns", e.Name()))
+			paths = append(paths, filepath.Join(netns.Dir, e.Name()))
 		}
 	}
 	if procs, err := filepath.Glob("/proc/[0-9]*/ns/net"); err == nil {

@@ -84,7 +84,7 @@ func TestDoInPlace(t *testing.T) {
 
 func TestDoMissingNamespace(t *testing.T) {
 	ran := false
-	err := netns.Do("/run/netns/ztnetns-never-created", func() error { ran = true; return nil })
+	err := netns.Do(filepath.Join(netns.Dir, "ztnetns-never-created"), func() error { ran = true; return nil })
 	if !errors.Is(err, os.ErrNotExist) || ran {
 		t.Errorf("Do on a missing namespace = %v (fn ran: %v), want os.ErrNotExist and fn not run", err, ran)
 	}

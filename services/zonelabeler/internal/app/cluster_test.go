@@ -94,7 +94,6 @@ func (f *fixture) labeler(env map[string]string, creds *rest.Config) *servicetes
 	return svc
 }
 
-// waitFor is servicetest.WaitFor; timeout 0 means 60 s.
 // counted waits until svc's metric has reached want, then returns its value. The controller counts a
 // write once the PATCH has returned, which may come after the test saw the label through the API (CI
 // once read 0 just after): a test waits for the count, then checks it is exactly what it wants.
@@ -107,6 +106,7 @@ func (f *fixture) counted(svc *servicetest.Service, name string, labels map[stri
 	return metric(f.t, svc, name, labels)
 }
 
+// waitFor is servicetest.WaitFor; timeout 0 means 60 s.
 func (f *fixture) waitFor(what string, cond func() (bool, string), timeout time.Duration) {
 	f.t.Helper()
 	servicetest.WaitFor(f.t, what, timeout, cond)
